@@ -1,0 +1,206 @@
+"""The ``recai`` command line.
+
+Exit codes: 0 success; 2 a user error (bad recipe, unknown name, bad file, bad arguments) with a
+readable message and no traceback; 1 an internal failure (the traceback is shown with ``--debug``).
+
+Only argparse is imported at start, so ``recai --help`` answers at once; everything else is
+imported by the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["main"]
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    reg = pm.registry()
+    components = [
+        {
+            "name": c.name,
+            "roles": [r.value for r in c.roles],
+            "summary": c.summary,
+            "plugin": c.plugin.name,
+            "distribution": c.plugin.distribution,
+            "version": c.plugin.version,
+        }
+        for c in reg.all()
+    ]
+    dists: dict[str, dict[str, Any]] = {}
+    for p in pm.plugins.values():
+        key = p.distribution or f"(plugin {p.name})"
+        d = dists.setdefault(key, {"name": p.distribution, "version": p.version, "plugins": [], "components": 0})
+        d["plugins"].append(p.name)
+    for c in components:
+        key = c["distribution"] or f"(plugin {c['plugin']})"
+        if key in dists:
+            dists[key]["components"] += 1
+    conflicts = [
+        {"name": name, "providers": [e.plugin.label for e in entries]} for name, entries in sorted(reg.conflicts.items())
+    ]
+    failures = [
+        {"plugin": f.plugin, "distribution": f.distribution, "version": f.version, "reason": f.reason} for f in pm.failures
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "recai_version": __version__,
+                    "distributions": list(dists.values()),
+                    "components": components,
+                    "conflicts": conflicts,
+                    "failures": failures,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    from .roles import Role
+
+    out = [f"recai {__version__}: {len(dists)} distribution(s), {len(components)} component(s)", ""]
+    out.append(_table(["distribution", "version", "plugins", "components"], [
+        [d["name"] or k, d["version"] or "-", ", ".join(d["plugins"]), str(d["components"])] for k, d in dists.items()
+    ]))
+    for role in Role:
+        rows = [[c.name, c.plugin.label, c.summary] for c in reg.all(role)]
+        if rows:
+            out += ["", f"{role.title}s:" if not role.title.endswith("s") else f"{role.title}es:"]
+            out.append(_table(["name", "provided by", "summary"], rows, indent="  "))
+    if conflicts or failures:
+        out += ["", "Problems:"]
+        out += [f"  - name {c['name']!r} is registered by: {', '.join(c['providers'])}" for c in conflicts]
+        out += [f"  - {f}" for f in pm.failures]
+    print("\n".join(out))
+    return 0
+
+
+def _table(header: list[str], rows: list[list[str]], indent: str = "") -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = [indent + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append(indent + "  ".join("-" * w for w in widths))
+    for r in rows:
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .plugins import get_plugin_manager
+    from .recipe import check, load_recipe
+
+    recipe = load_recipe(args.file)
+    plan = check(recipe, get_plugin_manager().registry())
+    print(f"{recipe.source}: OK — {len(plan.order)} component(s), build order: {', '.join(plan.order)}")
+    if plan.stages:
+        print(f"stages: {', '.join(plan.stages)}")
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugins import get_plugin_manager
+    from .schema import recipe_schema
+
+    schema = recipe_schema(None if args.shape_only else get_plugin_manager().registry())
+    text = json.dumps(schema, indent=2) + "\n"
+    if args.out:
+        from .runtime import atomic_write_text
+
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .recipe import load_recipe
+    from .runtime import run
+
+    recipe = load_recipe(args.file)
+    result = run(recipe, args.out, resume=not args.fresh, progress=not args.no_progress)
+    print(result.to_markdown())
+    if result.resumed:
+        print(f"(resumed from earlier results: {', '.join(result.resumed)}; use --fresh to run them again)")
+    print(f"wrote {result.metrics_path} and {result.report_path}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="recai", description="recai: recommender systems from LLMs and classic models, built from recipes.")
+    p.add_argument("--version", action="version", version=f"recai {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sp = sub.add_parser("plugins", help="list installed plugins and their components")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.set_defaults(func=_cmd_plugins)
+
+    rp = sub.add_parser("recipe", help="check a recipe or print the recipe JSON schema")
+    rsub = rp.add_subparsers(dest="recipe_command", metavar="ACTION", parser_class=_Parser)
+    cp = rsub.add_parser("check", help="check a recipe file (both passes) without running it")
+    cp.add_argument("file", help="recipe file (.toml, .yaml, .yml or .json)")
+    cp.set_defaults(func=_cmd_check)
+    sc = rsub.add_parser("schema", help="print the JSON schema of recipes")
+    sc.add_argument("--out", help="write to this file instead of standard output")
+    sc.add_argument("--shape-only", action="store_true", help="leave out the params of installed components")
+    sc.set_defaults(func=_cmd_schema)
+    rp.set_defaults(func=lambda a: (rp.print_help(), 2)[1])
+
+    run = sub.add_parser("run", help="run a recipe's stages; writes metrics.json and report.md")
+    run.add_argument("file", help="recipe file (.toml, .yaml, .yml or .json)")
+    run.add_argument("--out", help="output folder (default: runs/<recipe name>)")
+    run.add_argument("--fresh", action="store_true", help="run every stage again instead of resuming")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("recai: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+        from .errors import RecaiError
+
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(e, RecaiError):
+            print(f"recai: error: {e}", file=sys.stderr)
+            return e.exit_code
+        notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", []))
+        print(f"recai: internal error: {type(e).__name__}: {e}{notes}", file=sys.stderr)
+        if not args.debug:
+            print("Run again with --debug for the traceback, and please report it.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Error types of recai.
+
+Every error a *user* can cause (a bad recipe, an unknown component name, a malformed data file, a
+plugin that does not load) is a :class:`RecaiError`. The command line prints its message without a
+traceback and exits with code 2; anything else is an internal failure (exit code 1).
+
+Messages are written for the person reading them: what went wrong, where (file, line, key path),
+and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "RecaiError",
+    "RecipeError",
+    "Problem",
+    "UnknownComponentError",
+    "DuplicateComponentError",
+    "PluginLoadError",
+    "InvalidSpecError",
+    "RoleMismatchError",
+    "ParamsError",
+    "DataError",
+    "RequirementError",
+]
+
+
+class RecaiError(Exception):
+    """Base class of every error caused by user input. The CLI exits with code 2 on these."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while checking a recipe: where it is and what is wrong."""
+
+    where: str
+    """Key path such as ``components.ranker.params.hidden_size``, or ``line 3`` for syntax errors."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class RecipeError(RecaiError):
+    """A recipe has one or more problems. All of them are reported together."""
+
+    def __init__(self, source: str, problems: Iterable[Problem | str]):
+        self.source = source
+        self.problems: list[Problem] = [
+            p if isinstance(p, Problem) else Problem("", str(p)) for p in problems
+        ]
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''} in recipe"
+        return head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class UnknownComponentError(RecaiError, LookupError):
+    """A registered name that no installed plugin provides."""
+
+
+class DuplicateComponentError(RecaiError):
+    """Two providers register the same component name."""
+
+
+class PluginLoadError(RecaiError):
+    """A plugin could not be imported or registered (raised in strict mode)."""
+
+
+class InvalidSpecError(RecaiError):
+    """A plugin yielded a malformed component spec."""
+
+
+class RoleMismatchError(RecaiError, TypeError):
+    """A component was used where another role is required."""
+
+
+class ParamsError(RecaiError, ValueError):
+    """Parameters given to a component do not match its params model."""
+
+    def __init__(self, name: str, problems: Sequence[Problem]):
+        self.name = name
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid parameters for {name}:\n{lines}")
+
+
+class DataError(RecaiError, ValueError):
+    """A data file is malformed, or data does not fit what a component needs.
+
+    Name the file and line (``path``, ``line``) whenever they are known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class RequirementError(RecaiError):
+    """A distribution that a recipe requires is missing or has the wrong version."""

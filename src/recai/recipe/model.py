@@ -1,0 +1,88 @@
+"""The shape of a recipe, as pydantic models (the first validation pass)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
+
+__all__ = ["Recipe", "ComponentDecl", "RunSection", "COMPONENT_NAME", "line_for"]
+
+COMPONENT_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME)]
+
+
+def line_for(lines: dict[str, int], path: str) -> int | None:
+    """The source line of ``path`` or of its nearest enclosing key that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        if cut <= 0:
+            return None
+        path = path[:cut]
+    return None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentDecl(_Strict):
+    """One named component: which registered component to ``use`` and its ``params``."""
+
+    use: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="Registered name of the component, e.g. 'popularity.v1' (see `recai plugins`)."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters, checked against the component's params model. A parameter that "
+        "takes another component is given that component's name in this recipe.",
+    )
+    description: str | None = Field(default=None, description="Free text for readers of the recipe.")
+
+
+class RunSection(_Strict):
+    """What `recai run` does."""
+
+    stages: list[ComponentName] | None = Field(
+        default=None,
+        description="Evaluator components to run, in order. Default: every evaluator, in file order.",
+    )
+    seed: int = Field(default=0, description="Seed passed to every stage through the run context.")
+
+
+class Recipe(_Strict):
+    """A recipe: named components wired together, and what to run."""
+
+    name: str | None = Field(default=None, description="Name of the recipe; names the default output folder.")
+    description: str | None = None
+    requires: list[str] = Field(
+        default_factory=list,
+        description="Distributions this recipe needs, with optional versions: ['recai-classic>=0.1'].",
+    )
+    components: dict[ComponentName, ComponentDecl] = Field(
+        default_factory=dict, description="The components, by the name the recipe gives them."
+    )
+    run: RunSection = Field(default_factory=RunSection)
+
+    _source: str = PrivateAttr(default="<recipe>")
+    _secret_paths: frozenset[str] = PrivateAttr(default=frozenset())
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The file the recipe came from (``<recipe>`` when built from a dict)."""
+        return self._source
+
+    @property
+    def secret_paths(self) -> frozenset[str]:
+        """Key paths whose values came from the environment (never echoed in errors)."""
+        return self._secret_paths
+
+    def line_of(self, path: str) -> int | None:
+        """Best-known source line for a key path, or None."""
+        return line_for(self._lines, path)
+
+    def stage_names(self) -> list[str]:
+        return list(self.run.stages) if self.run.stages is not None else []

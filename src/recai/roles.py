@@ -1,0 +1,342 @@
+"""The roles a component can play, as abstract base classes.
+
+Six roles come from the design: :class:`LLMBackend`, :class:`Retriever`, :class:`Ranker`,
+:class:`KnowledgePrompter`, :class:`Explainer`, :class:`Evaluator`. Two more kinds have a seat of
+their own: :class:`DatasetSource` (loads a :class:`~recai.data.Dataset`) and :class:`Agent`
+(a conversational recommender composing other components).
+
+A component class subclasses the role it plays (a class may play several, e.g. a model that is both
+a ranker and a retriever). Role classes double as **component references** in params models: a
+field annotated ``llm: LLMBackend`` accepts an ``LLMBackend`` object in Python, and the *name* of
+another component inside a recipe, which the kernel resolves, type-checks and builds first.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic_core import core_schema
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .data import Dataset, Split
+    from .runtime import RunContext
+    from .types import Completion, Explanation, ItemList, Message, Query, Report
+
+__all__ = [
+    "Role",
+    "Component",
+    "LLMBackend",
+    "Retriever",
+    "Ranker",
+    "KnowledgePrompter",
+    "Explainer",
+    "Evaluator",
+    "DatasetSource",
+    "Agent",
+    "PendingRef",
+]
+
+
+class Role(str, Enum):
+    """A kind of component. The value is the name used in recipes, the CLI and ``recai.create``."""
+
+    LLM_BACKEND = "llm_backend"
+    RETRIEVER = "retriever"
+    RANKER = "ranker"
+    KNOWLEDGE_PROMPTER = "knowledge_prompter"
+    EXPLAINER = "explainer"
+    EVALUATOR = "evaluator"
+    DATASET = "dataset"
+    AGENT = "agent"
+
+    @property
+    def hook(self) -> str:
+        """Name of the hook through which plugins register components of this role."""
+        return _HOOKS[self]
+
+    @property
+    def cls(self) -> type[Component]:
+        """The abstract base class of this role."""
+        return _CLASSES[self]
+
+    @property
+    def title(self) -> str:
+        return self.value.replace("_", " ")
+
+    @classmethod
+    def parse(cls, value: Role | str | type) -> Role:
+        """A role from its value (``"ranker"``), its hook name, or its class (``Ranker``)."""
+        if isinstance(value, Role):
+            return value
+        if isinstance(value, type):
+            for role in cls:
+                if value is role.cls:
+                    return role
+            raise ValueError(f"{value.__name__} is not a recai role class")
+        text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
+        for role in cls:
+            if text in (role.value, role.hook, role.value + "s"):
+                return role
+        names = ", ".join(r.value for r in cls)
+        raise ValueError(f"unknown role {value!r}; choose one of: {names}")
+
+
+class PendingRef:
+    """Stands in for a referenced component while a recipe is checked but not yet built."""
+
+    __slots__ = ("name", "use")
+
+    def __init__(self, name: str, use: str):
+        self.name = name
+        self.use = use
+
+    def __repr__(self) -> str:
+        return f"<component {self.name!r} ({self.use}), not built yet>"
+
+
+def _validate_reference(expected: type[Component], value: Any, info: core_schema.ValidationInfo) -> Any:
+    if isinstance(value, expected):
+        return value
+    context = info.context or {}
+    resolve = context.get("recai_resolve") if isinstance(context, dict) else None
+    if isinstance(value, str):
+        if resolve is None:
+            raise ValueError(
+                f"{value!r} names a component, which only works inside a recipe; "
+                f"pass a {expected.__name__} object instead"
+            )
+        obj = resolve(value, expected)
+        if not isinstance(obj, (expected, PendingRef)):
+            raise ValueError(f"component {value!r} is a {type(obj).__name__}, not a {expected.__name__}")
+        return obj
+    if isinstance(value, PendingRef):
+        return value
+    role = getattr(expected, "role", None)
+    what = f"a {role.title} component ({expected.__name__})" if role else expected.__name__
+    raise ValueError(f"expected {what}, got {type(value).__name__}")
+
+
+class Component(ABC):
+    """Base class of every role. Subclass a role class, not this one."""
+
+    role: ClassVar[Role]
+
+    def fit(self, split: Split) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Learn from ``split.train`` (and ``split.valid`` for early stopping). No-op by default."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.with_info_plain_validator_function(
+            lambda value, info: _validate_reference(cls, value, info),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v: v.name if isinstance(v, PendingRef) else repr(v)
+            ),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        role = getattr(cls, "role", None)
+        what = role.title if role is not None else "any"
+        return {
+            "type": "string",
+            "description": f"name of a {what} component defined in this recipe",
+            "x-recai-role": role.value if role is not None else None,
+        }
+
+
+class LLMBackend(Component):
+    """A chat model: messages in, a :class:`~recai.types.Completion` out."""
+
+    role = Role.LLM_BACKEND
+
+    #: Optional capabilities this backend supports: ``"stream"``, ``"json_schema"``, ``"logprobs"``.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """Complete one conversation."""
+
+    def chat_batch(self, conversations: Sequence[Sequence[Message]], **options: Any) -> list[Completion]:
+        """Complete many conversations; backends override this to batch or run concurrently."""
+        return [self.chat(c, **options) for c in conversations]
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        """Yield the completion in pieces; the default yields it whole."""
+        yield self.chat(messages, **options).text
+
+    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        """Log-probability of each continuation after ``messages`` (where the backend can)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score continuations by log-probability")
+
+
+class Retriever(Component):
+    """Finds items for a :class:`~recai.types.Query` (text, seed items or a user's history)."""
+
+    role = Role.RETRIEVER
+
+    @abstractmethod
+    def retrieve(self, query: Query, k: int = 10, *, candidates: ItemList | None = None) -> ItemList:
+        """The ``k`` best items for ``query``, best first, restricted to ``candidates`` if given."""
+
+    def retrieve_batch(
+        self, queries: Sequence[Query], k: int = 10, *, candidates: ItemList | None = None
+    ) -> list[ItemList]:
+        return [self.retrieve(q, k, candidates=candidates) for q in queries]
+
+
+class Ranker(Component):
+    """Scores items for users given their histories (item indices in time order)."""
+
+    role = Role.RANKER
+
+    @abstractmethod
+    def score(
+        self,
+        histories: Sequence[np.ndarray],
+        items: np.ndarray | None = None,
+        *,
+        users: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Scores for a batch of users, higher is better.
+
+        ``histories[b]`` holds user ``b``'s item indices in time order; ``users`` their user
+        indices where the model knows users (matrix factorisation). ``items`` is ``None`` (score the
+        whole catalog: shape ``(B, n_items)``), a shared candidate vector of shape ``(C,)``, or
+        per-user candidates of shape ``(B, C)``; the result then has shape ``(B, C)``.
+        """
+
+    def rank(
+        self,
+        history: np.ndarray | Sequence[int],
+        candidates: ItemList | None = None,
+        k: int | None = None,
+        *,
+        user: int | None = None,
+        exclude_history: bool = True,
+    ) -> ItemList:
+        """The best ``k`` items for one user, best first (history items excluded by default)."""
+        import numpy as np
+
+        from .types import ItemList
+
+        hist = np.asarray(history, dtype=np.int64)
+        users = None if user is None else np.asarray([user])
+        if candidates is None:
+            scores = self.score([hist], None, users=users)[0]
+            return ItemList.from_scores(scores, k, exclude=hist if exclude_history else None)
+        cand = candidates.ids
+        scores = self.score([hist], cand, users=users)[0]
+        ranked = ItemList(cand, scores)
+        if exclude_history:
+            ranked = ranked.exclude(hist)
+        return ranked.top(k)
+
+
+class KnowledgePrompter(Component):
+    """Writes domain knowledge (attributes, collaborative signals, KG paths) into prompt text."""
+
+    role = Role.KNOWLEDGE_PROMPTER
+
+    @abstractmethod
+    def knowledge(
+        self,
+        *,
+        history: ItemList | None = None,
+        candidates: ItemList | None = None,
+        query: str | None = None,
+    ) -> str:
+        """A block of text to place in a prompt; empty when there is nothing to say."""
+
+    def augment(self, messages: Sequence[Message], **context: Any) -> list[Message]:
+        """``messages`` with the knowledge inserted as a system message before the last turn."""
+        from .types import Message
+
+        text = self.knowledge(**context)
+        if not text:
+            return list(messages)
+        msgs = list(messages)
+        return msgs[:-1] + [Message("system", text)] + msgs[-1:]
+
+
+class Explainer(Component):
+    """Explains why an item suits a user (or why a target model recommends it)."""
+
+    role = Role.EXPLAINER
+
+    @abstractmethod
+    def explain(self, history: ItemList, item: int) -> Explanation:
+        """An explanation of ``item`` for a user with ``history``."""
+
+
+class Evaluator(Component):
+    """Measures components and returns a :class:`~recai.types.Report`. Recipes run evaluators."""
+
+    role = Role.EVALUATOR
+
+    @abstractmethod
+    def evaluate(self, ctx: RunContext) -> Report:
+        """Run the evaluation. Use ``ctx`` for fitting with caching, seeds, progress and files."""
+
+
+class DatasetSource(Component):
+    """Loads a :class:`~recai.data.Dataset` (a catalog plus interactions)."""
+
+    role = Role.DATASET
+
+    _loaded: Dataset | None = None
+
+    @abstractmethod
+    def load(self) -> Dataset:
+        """Read the data. Called once; :meth:`dataset` caches the result."""
+
+    def dataset(self) -> Dataset:
+        """The loaded dataset (loaded on first use)."""
+        if self._loaded is None:
+            self._loaded = self.load()
+        return self._loaded
+
+
+class Agent(Component):
+    """A conversational recommender that composes other components."""
+
+    role = Role.AGENT
+
+    @abstractmethod
+    def reply(self, conversation: Sequence[Message]) -> Message:
+        """The agent's next message after ``conversation`` (which ends with a user turn)."""
+
+
+_HOOKS = {
+    Role.LLM_BACKEND: "recai_llm_backends",
+    Role.RETRIEVER: "recai_retrievers",
+    Role.RANKER: "recai_rankers",
+    Role.KNOWLEDGE_PROMPTER: "recai_knowledge_prompters",
+    Role.EXPLAINER: "recai_explainers",
+    Role.EVALUATOR: "recai_evaluators",
+    Role.DATASET: "recai_datasets",
+    Role.AGENT: "recai_agents",
+}
+_CLASSES: dict[Role, type[Component]] = {
+    Role.LLM_BACKEND: LLMBackend,
+    Role.RETRIEVER: Retriever,
+    Role.RANKER: Ranker,
+    Role.KNOWLEDGE_PROMPTER: KnowledgePrompter,
+    Role.EXPLAINER: Explainer,
+    Role.EVALUATOR: Evaluator,
+    Role.DATASET: DatasetSource,
+    Role.AGENT: Agent,
+}

@@ -1,0 +1,189 @@
+"""Component specs: what a plugin's hook yields for each component it provides.
+
+A spec carries a **registered name** (lowercase, versioned: ``popularity.v1``), a **factory** (a
+callable, or a lazy ``"module:attribute"`` string so that listing plugins imports nothing heavy), a
+**params model** (a pydantic model with ``extra="forbid"``; derived from the factory's signature when
+omitted) and a one-line **summary**.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from .errors import InvalidSpecError, ParamsError, Problem
+
+__all__ = ["ComponentSpec", "Params", "NAME_PATTERN", "params_from_signature", "format_validation_error"]
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
+"""Registered names: lowercase words separated by dots, ending in a version (``sasrec.v1``)."""
+
+
+class Params(BaseModel):
+    """Base class for explicit params models: unknown keys are errors, arbitrary types allowed."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+@dataclass(frozen=True, eq=False)
+class ComponentSpec:
+    """One component a plugin provides.
+
+    ``factory`` is called with the validated params as keyword arguments and returns an instance of
+    the role class of the hook that yielded the spec.
+    """
+
+    name: str
+    factory: Callable[..., Any] | str
+    summary: str
+    params: type[BaseModel] | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def problems(self) -> list[str]:
+        """What is wrong with this spec (empty when it is well formed). Imports nothing."""
+        out: list[str] = []
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            out.append(
+                f"name {self.name!r} is not a registered name: use lowercase words separated by "
+                "dots and end with a version, e.g. 'popularity.v1'"
+            )
+        if isinstance(self.factory, str):
+            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.factory):
+                out.append(f"factory {self.factory!r} must be a callable or a 'module:attribute' string")
+        elif not callable(self.factory):
+            out.append(f"factory {self.factory!r} is not callable")
+        if not isinstance(self.summary, str) or not self.summary.strip():
+            out.append("summary must be a non-empty one-line string")
+        elif "\n" in self.summary.strip():
+            out.append("summary must fit on one line")
+        if self.params is not None:
+            if not (isinstance(self.params, type) and issubclass(self.params, BaseModel)):
+                out.append(f"params must be a pydantic model class, got {self.params!r}")
+            elif self.params.model_config.get("extra") != "forbid":
+                out.append(
+                    f"params model {self.params.__name__} must forbid unknown keys: "
+                    "set model_config = ConfigDict(extra='forbid') or subclass recai.Params"
+                )
+        return out
+
+    # -- lazy parts -------------------------------------------------------------------------------
+    def load_factory(self) -> Callable[..., Any]:
+        """The factory callable, importing its module on first use for ``"module:attr"`` strings."""
+        if "factory" not in self._cache:
+            if isinstance(self.factory, str):
+                module_name, _, attr = self.factory.partition(":")
+                try:
+                    obj: Any = importlib.import_module(module_name)
+                    for part in attr.split("."):
+                        obj = getattr(obj, part)
+                except Exception as e:  # noqa: BLE001 - reported with the component name
+                    raise InvalidSpecError(
+                        f"component {self.name}: cannot import its factory {self.factory!r}: "
+                        f"{type(e).__name__}: {e}"
+                    ) from e
+                self._cache["factory"] = obj
+            else:
+                self._cache["factory"] = self.factory
+        return self._cache["factory"]
+
+    def params_model(self) -> type[BaseModel]:
+        """The params model: the explicit one, or one derived from the factory's signature."""
+        if "params" not in self._cache:
+            self._cache["params"] = (
+                self.params if self.params is not None else params_from_signature(self.load_factory(), self.name)
+            )
+        return self._cache["params"]
+
+    def validate_params(self, params: dict[str, Any], *, context: dict[str, Any] | None = None) -> BaseModel:
+        """Validate ``params``; raises :class:`ParamsError` listing every problem."""
+        try:
+            return self.params_model().model_validate(params, context=context)
+        except ValidationError as e:
+            raise ParamsError(self.name, format_validation_error(e)) from None
+
+    def build(self, params: dict[str, Any] | BaseModel | None = None) -> Any:
+        """Validate ``params`` and call the factory with them."""
+        model = self.params_model()
+        if not isinstance(params, model):
+            params = self.validate_params(dict(params or {}))
+        kwargs = {name: getattr(params, name) for name in type(params).model_fields}
+        return self.load_factory()(**kwargs)
+
+
+def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[BaseModel]:
+    """A params model (``extra="forbid"``) built from the keyword parameters of ``factory``.
+
+    Every parameter needs a type annotation; ``*args`` and ``**kwargs`` are not allowed, because a
+    recipe could not be checked against them.
+    """
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    label = name or getattr(factory, "__qualname__", repr(factory))
+    try:
+        sig = inspect.signature(target)
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception as e:  # noqa: BLE001
+        raise InvalidSpecError(f"component {label}: cannot read the factory's signature: {e}") from e
+    fields: dict[str, Any] = {}
+    params = list(sig.parameters.values())
+    if inspect.isclass(factory) and params:
+        params = params[1:]  # self
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise InvalidSpecError(
+                f"component {label}: the factory takes *{p.name}; give the spec an explicit params model"
+            )
+        if p.kind is p.POSITIONAL_ONLY:
+            raise InvalidSpecError(f"component {label}: parameter {p.name!r} is positional-only")
+        if p.name not in hints:
+            raise InvalidSpecError(
+                f"component {label}: parameter {p.name!r} of the factory has no type annotation"
+            )
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (hints[p.name], default)
+    model_name = "".join(w.capitalize() for w in re.split(r"[^a-zA-Z0-9]+", label) if w) + "Params"
+    return create_model(model_name, __base__=Params, **fields)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def format_validation_error(error: ValidationError, prefix: str = "", redact: frozenset[str] = frozenset()) -> list[Problem]:
+    """Turn a pydantic error into :class:`Problem` lines with dotted key paths.
+
+    Values at paths in ``redact`` (secrets from the environment) are never echoed.
+    """
+    problems: list[Problem] = []
+    for err in error.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = _loc(loc)
+        where = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        kind = err["type"]
+        msg = err["msg"]
+        if kind == "extra_forbidden":
+            msg = "unknown key"
+        elif kind == "missing":
+            msg = "required key is missing"
+        elif kind == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif kind not in ("model_type", "dict_type") and "input" in err and where not in redact:
+            value = err["input"]
+            shown = repr(value)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            msg = f"{msg} (got {shown})"
+        problems.append(Problem(where, msg))
+    return problems
