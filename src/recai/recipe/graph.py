@@ -99,6 +99,10 @@ def check_requirements(requires: list[str]) -> list[Problem]:
     return problems
 
 
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _roles_of(cls: type) -> set[Role]:
     return {r for r in Role if isinstance(cls, type) and issubclass(cls, r.cls)}
 
@@ -134,7 +138,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
             if target is not None and wanted and not wanted & set(target.roles):
                 plays = " and ".join(r.title for r in target.roles)
                 needs = " or ".join(sorted(r.title for r in wanted))
-                raise ValueError(f"{ref!r} is a {plays} ({target.name}), but this parameter needs a {needs}")
+                raise ValueError(f"{ref!r} is {_a(plays)} ({target.name}), but this parameter needs {_a(needs)}")
             deps[_name].add(ref)
             return PendingRef(ref, comps[ref].use)
 
@@ -166,7 +170,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
                 problems.append(Problem(f"run.stages[{i}]", f"no component named {stage!r} in this recipe.{hint}"))
             elif stage in resolved and Role.EVALUATOR not in resolved[stage].roles:
                 plays = " and ".join(r.title for r in resolved[stage].roles)
-                problems.append(Problem(f"run.stages[{i}]", f"{stage!r} is a {plays}; stages run evaluators"))
+                problems.append(Problem(f"run.stages[{i}]", f"{stage!r} is {_a(plays)}; stages run evaluators"))
 
     if problems:
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))

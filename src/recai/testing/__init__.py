@@ -1,0 +1,49 @@
+"""recai's test kit, for in-repo and third-party plugins.
+
+**Contract test classes**, one per role: subclass one in a ``Test*`` class, say which component
+to test, and pytest runs every check the role promises::
+
+    from recai.testing import RankerContract
+
+    class TestMyRanker(RankerContract):
+        name = "myranker.v1"          # registered name
+        params = {"alpha": 0.5}       # params to build it with
+        distribution = "recai-myranker"  # optional: the distribution that must provide it
+
+**Fixtures** (registered with pytest automatically through the ``pytest11`` entry point of the
+``recai`` distribution): ``recai_pm`` (a fresh plugin manager with only built-ins, installed as
+the process-wide manager for the test), ``recai_installed_pm`` (a fresh manager that loads the
+installed entry points), ``tiny_dataset`` and ``tiny_split`` (a small seeded dataset and its
+leave-one-out split).
+"""
+
+from __future__ import annotations
+
+from .contracts import (
+    AgentContract,
+    ComponentContract,
+    DatasetContract,
+    EvaluatorContract,
+    ExplainerContract,
+    KnowledgePrompterContract,
+    LLMBackendContract,
+    RankerContract,
+    RetrieverContract,
+)
+from .helpers import fake_distribution, fresh_plugin_manager, make_tiny_dataset, use_plugin_manager
+
+__all__ = [
+    "ComponentContract",
+    "RankerContract",
+    "RetrieverContract",
+    "LLMBackendContract",
+    "KnowledgePrompterContract",
+    "ExplainerContract",
+    "EvaluatorContract",
+    "DatasetContract",
+    "AgentContract",
+    "fresh_plugin_manager",
+    "use_plugin_manager",
+    "make_tiny_dataset",
+    "fake_distribution",
+]
