@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import recai
 from recai.data import leave_one_out
+from recai.runtime import ensure_fitted
 from recai.types import Completion, Message, Report, Usage
 
 
@@ -40,7 +41,7 @@ class Scaled(recai.Ranker):
         self.weight = weight
 
     def fit(self, split):
-        self.base.fit(split)
+        ensure_fitted(self.base, split)
 
     def score(self, histories, items=None, *, users=None):
         return self.weight * np.asarray(self.base.score(histories, items, users=users))
@@ -54,7 +55,7 @@ class Mixed(recai.Ranker):
 
     def fit(self, split):
         for p in self.parts:
-            p.fit(split)
+            ensure_fitted(p, split)
 
     def score(self, histories, items=None, *, users=None):
         return sum(np.asarray(p.score(histories, items, users=users)) for p in self.parts)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Retriever,
         Role,
     )
-    from .runtime import RunContext, run
+    from .runtime import RunContext, ensure_fitted, run
     from .specs import ComponentSpec, Params
     from .types import Completion, Explanation, ItemList, Message, Query, Report, Usage
 
@@ -80,6 +80,7 @@ _LAZY = {
     "build": "recipe",
     "RunContext": "runtime",
     "run": "runtime",
+    "ensure_fitted": "runtime",
     "RecaiError": "errors",
     "RecipeError": "errors",
     "UnknownComponentError": "errors",

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._known import distribution_for
 from .errors import DuplicateComponentError, RoleMismatchError, UnknownComponentError
-from .roles import Role
+from .roles import Role, with_article
 from .specs import ComponentSpec
 
 __all__ = ["PluginInfo", "PluginFailure", "Registered", "Registry"]
@@ -67,6 +67,11 @@ class Registered:
     def summary(self) -> str:
         return self.spec.summary
 
+    @property
+    def plays(self) -> str:
+        """The roles in words, with an article: ``"a retriever and ranker"``."""
+        return with_article(" and ".join(r.title for r in self.roles))
+
     def build(self, params: Mapping[str, Any] | None = None, *, role: Role | None = None) -> Any:
         """Validate ``params``, call the factory and check the result plays ``role``."""
         obj = self.spec.build(dict(params or {}))
@@ -77,7 +82,7 @@ class Registered:
         for r in [role] if role is not None else self.roles:
             if not isinstance(obj, r.cls):
                 raise RoleMismatchError(
-                    f"component {self.name} ({self.plugin.label}) is registered as a {r.title}, but its "
+                    f"component {self.name} ({self.plugin.label}) is registered as {r.a}, but its "
                     f"factory returned a {type(obj).__name__}, which does not subclass recai.{r.cls.__name__}"
                 )
 
@@ -134,9 +139,8 @@ class Registry:
         found = self._components.get(name)
         if found is not None:
             if r is not None and r not in found.roles:
-                plays = ", ".join(x.title for x in found.roles)
                 raise RoleMismatchError(
-                    f"{name!r} ({found.plugin.label}) is a {plays}, not a {r.title}. "
+                    f"{name!r} ({found.plugin.label}) is {found.plays}, not {r.a}. "
                     + self._available(r)
                 )
             return found

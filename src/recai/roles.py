@@ -68,6 +68,11 @@ class Role(str, Enum):
     def title(self) -> str:
         return self.value.replace("_", " ")
 
+    @property
+    def a(self) -> str:
+        """The title with its article: ``"a ranker"``, ``"an llm backend"``."""
+        return with_article(self.title)
+
     @classmethod
     def parse(cls, value: Role | str | type) -> Role:
         """A role from its value (``"ranker"``), its hook name, or its class (``Ranker``)."""
@@ -84,6 +89,11 @@ class Role(str, Enum):
                 return role
         names = ", ".join(r.value for r in cls)
         raise ValueError(f"unknown role {value!r}; choose one of: {names}")
+
+
+def with_article(noun: str) -> str:
+    """``"a ranker"``, ``"an evaluator"``, ``"an llm backend"`` (said "an el-el-em")."""
+    return ("an " if noun[:1] in "aeiou" or noun.startswith("llm") else "a ") + noun
 
 
 class PendingRef:
@@ -117,7 +127,7 @@ def _validate_reference(expected: type[Component], value: Any, info: core_schema
     if isinstance(value, PendingRef):
         return value
     role = getattr(expected, "role", None)
-    what = f"a {role.title} component ({expected.__name__})" if role else expected.__name__
+    what = f"{role.a} component ({expected.__name__})" if role else expected.__name__
     raise ValueError(f"expected {what}, got {type(value).__name__}")
 
 

@@ -32,7 +32,7 @@ from .recipe.graph import Built, build
 from .recipe.model import Recipe
 from .types import Report
 
-__all__ = ["RunContext", "RunResult", "run", "atomic_write_text", "atomic_write_json"]
+__all__ = ["RunContext", "RunResult", "run", "ensure_fitted", "atomic_write_text", "atomic_write_json"]
 
 T = TypeVar("T")
 
@@ -85,7 +85,6 @@ class RunContext:
         self.seed = seed
         self.built = built
         self.progress_enabled = progress
-        self._fitted: dict[int, str] = {}
 
     def name_of(self, component: Any) -> str:
         """The recipe name of a component (its class name outside a recipe)."""
@@ -121,12 +120,20 @@ class RunContext:
     def fit(self, component: T, split: Any) -> T:
         """Fit ``component`` on ``split`` unless it already is; reuse a saved fit when it can.
 
-        A component that implements ``save(directory)`` and ``load(directory)`` is saved under
+        Components it depends on in the recipe are fitted first, the same way. A component that
+        implements ``save(directory)`` and ``load(directory)`` is saved under
         ``artifacts/<fingerprint>/`` after fitting and loaded from there on the next run.
         """
-        key = self.fingerprint(component, split.fingerprint())
-        if self._fitted.get(id(component)) == key:
+        data_key = split.fingerprint()
+        if getattr(component, _FIT_MARK, None) == data_key:
             return component
+        if self.built is not None:
+            name = self.built.name_of(component)
+            for dep in sorted(self.built.plan.deps.get(name, ())) if name else ():
+                child = self.built[dep]
+                if _learns(child):
+                    self.fit(child, split)
+        key = self.fingerprint(component, data_key)
         can_save = callable(getattr(component, "save", None)) and callable(getattr(component, "load", None))
         art = self.out_dir / "artifacts" / key
         if can_save and (art / "DONE").exists():
@@ -134,7 +141,8 @@ class RunContext:
         else:
             component.fit(split)  # type: ignore[attr-defined]
             if can_save:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.path("artifacts")))
+                art.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=art.parent))
                 component.save(tmp)  # type: ignore[attr-defined]
                 (tmp / "DONE").write_text(self.name_of(component) + "\n")
                 if art.exists():
@@ -142,8 +150,36 @@ class RunContext:
 
                     shutil.rmtree(art)
                 os.replace(tmp, art)
-        self._fitted[id(component)] = key
+        _mark_fitted(component, data_key)
         return component
+
+
+_FIT_MARK = "_recai_fitted_on"
+
+
+def _learns(component: Any) -> bool:
+    from .roles import Component
+
+    fit = getattr(type(component), "fit", None)
+    return fit is not None and fit is not Component.fit
+
+
+def _mark_fitted(component: Any, data_key: str) -> None:
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(component, _FIT_MARK, data_key)
+
+
+def ensure_fitted(component: T, split: Any) -> T:
+    """Fit ``component`` on ``split`` unless it was already fitted on exactly that data.
+
+    Components that wrap others call this in their own ``fit`` so that a shared child (fitted by
+    the runtime, or by another wrapper) is not fitted twice.
+    """
+    data_key = split.fingerprint()
+    if getattr(component, _FIT_MARK, None) != data_key:
+        component.fit(split)  # type: ignore[attr-defined]
+        _mark_fitted(component, data_key)
+    return component
 
 
 class RunResult:

@@ -20,7 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from .errors import InvalidSpecError, ParamsError, Problem
 
-__all__ = ["ComponentSpec", "Params", "NAME_PATTERN", "params_from_signature", "format_validation_error"]
+__all__ = [
+    "ComponentSpec",
+    "Params",
+    "NAME_PATTERN",
+    "params_from_signature",
+    "format_validation_error",
+    "is_secret_path",
+]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
 """Registered names: lowercase words separated by dots, ending in a version (``sasrec.v1``)."""
@@ -125,6 +132,9 @@ def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[B
     """
     target = factory.__init__ if inspect.isclass(factory) else factory
     label = name or getattr(factory, "__qualname__", repr(factory))
+    model_name = "".join(w.capitalize() for w in re.split(r"[^a-zA-Z0-9]+", label) if w) + "Params"
+    if target is object.__init__:  # a class without its own __init__ takes no params
+        return create_model(model_name, __base__=Params)
     try:
         sig = inspect.signature(target)
         hints = typing.get_type_hints(target, include_extras=True)
@@ -147,7 +157,6 @@ def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[B
             )
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (hints[p.name], default)
-    model_name = "".join(w.capitalize() for w in re.split(r"[^a-zA-Z0-9]+", label) if w) + "Params"
     return create_model(model_name, __base__=Params, **fields)
 
 
@@ -156,9 +165,20 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for an invalid dict key; the message says so
+            continue
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def is_secret_path(where: str, redact: frozenset[str]) -> bool:
+    """Whether the value at key path ``where`` is, or contains, a value from the environment."""
+    if not redact:
+        return False
+    if where in redact:
+        return True
+    return any(s.startswith(where + ".") or s.startswith(where + "[") for s in redact) if where else True
 
 
 def format_validation_error(error: ValidationError, prefix: str = "", redact: frozenset[str] = frozenset()) -> list[Problem]:
@@ -179,11 +199,13 @@ def format_validation_error(error: ValidationError, prefix: str = "", redact: fr
             msg = "required key is missing"
         elif kind == "value_error":
             msg = msg.removeprefix("Value error, ")
-        elif kind not in ("model_type", "dict_type") and "input" in err and where not in redact:
+        elif kind not in ("model_type", "dict_type") and "input" in err and not is_secret_path(where, redact):
             value = err["input"]
             shown = repr(value)
             if len(shown) > 60:
                 shown = shown[:57] + "..."
             msg = f"{msg} (got {shown})"
+        if err["loc"] and err["loc"][-1] == "[key]":
+            msg = "invalid key: " + msg
         problems.append(Problem(where, msg))
     return problems

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..errors import InvalidSpecError, Problem, RecaiError, RecipeError
 from ..plugins import PluginManager, get_plugin_manager
 from ..registry import Registered, Registry
-from ..roles import PendingRef, Role
+from ..roles import PendingRef, Role, with_article
 from ..specs import format_validation_error
 from .loader import with_lines
 from .model import Recipe
@@ -99,10 +99,6 @@ def check_requirements(requires: list[str]) -> list[Problem]:
     return problems
 
 
-def _a(noun: str) -> str:
-    return ("an " if noun[:1] in "aeiou" else "a ") + noun
-
-
 def _roles_of(cls: type) -> set[Role]:
     return {r for r in Role if isinstance(cls, type) and issubclass(cls, r.cls)}
 
@@ -136,9 +132,8 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
             target = resolved.get(ref)
             wanted = _roles_of(expected)
             if target is not None and wanted and not wanted & set(target.roles):
-                plays = " and ".join(r.title for r in target.roles)
                 needs = " or ".join(sorted(r.title for r in wanted))
-                raise ValueError(f"{ref!r} is {_a(plays)} ({target.name}), but this parameter needs {_a(needs)}")
+                raise ValueError(f"{ref!r} is {target.plays} ({target.name}), but this parameter needs {with_article(needs)}")
             deps[_name].add(ref)
             return PendingRef(ref, comps[ref].use)
 
@@ -169,8 +164,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 problems.append(Problem(f"run.stages[{i}]", f"no component named {stage!r} in this recipe.{hint}"))
             elif stage in resolved and Role.EVALUATOR not in resolved[stage].roles:
-                plays = " and ".join(r.title for r in resolved[stage].roles)
-                problems.append(Problem(f"run.stages[{i}]", f"{stage!r} is {_a(plays)}; stages run evaluators"))
+                problems.append(Problem(f"run.stages[{i}]", f"{stage!r} is {resolved[stage].plays}; stages run evaluators"))
 
     if problems:
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))

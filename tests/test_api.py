@@ -1,0 +1,215 @@
+"""The Python API: create, load_recipe, build; components used directly; lookup errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import support_plugin
+
+import recai
+from recai.errors import (
+    InvalidSpecError,
+    ParamsError,
+    RecipeError,
+    RoleMismatchError,
+    UnknownComponentError,
+)
+from recai.plugins import PluginManager
+from recai.specs import ComponentSpec, params_from_signature
+
+
+@pytest.fixture
+def pm(recai_pm: PluginManager) -> PluginManager:
+    recai_pm.register(support_plugin, name="support")
+    return recai_pm
+
+
+def test_create_validates_params(pm: PluginManager) -> None:
+    r = recai.create("ranker", "random.v1", seed=5, n_items=20)
+    assert r.seed == 5
+    with pytest.raises(ParamsError) as err:
+        recai.create("ranker", "random.v1", seed="five")
+    assert "seed" in str(err.value) and "random.v1" in str(err.value)
+    with pytest.raises(ParamsError, match="unknown key"):
+        recai.create("ranker", "random.v1", sed=5)
+
+
+def test_create_accepts_role_class_and_objects_for_references(pm: PluginManager) -> None:
+    base = recai.create(recai.Ranker, "random.v1", n_items=10)
+    scaled = recai.create("ranker", "scaled.v1", base=base, weight=3.0)
+    np.testing.assert_allclose(scaled.score([np.array([1])]), 3 * base.score([np.array([1])]))
+
+
+def test_reference_params_refuse_wrong_objects_and_names(pm: PluginManager) -> None:
+    with pytest.raises(ParamsError, match="expected a ranker component"):
+        recai.create("ranker", "scaled.v1", base=support_plugin.EchoLLM())
+    with pytest.raises(ParamsError, match="only works inside a recipe"):
+        recai.create("ranker", "scaled.v1", base="rnd")
+
+
+def test_unknown_name_did_you_mean_and_available(pm: PluginManager) -> None:
+    with pytest.raises(UnknownComponentError) as err:
+        recai.create("ranker", "randon.v1")
+    msg = str(err.value)
+    assert "Did you mean 'random.v1'" in msg
+    assert "Available rankers:" in msg and "random.v1 (recai 0.1.0)" in msg and "scaled.v1 (plugin 'support')" in msg
+
+
+def test_unknown_name_other_version(pm: PluginManager) -> None:
+    with pytest.raises(UnknownComponentError, match="Did you mean 'random.v1'"):
+        recai.create("ranker", "random.v7")
+
+
+def test_unknown_name_install_hint(pm: PluginManager) -> None:
+    with pytest.raises(UnknownComponentError) as err:
+        recai.create("ranker", "sasrec.v1")
+    assert "recai-classic" in str(err.value) and "pip install recai-classic" in str(err.value)
+
+
+def test_known_name_wrong_role(pm: PluginManager) -> None:
+    with pytest.raises(RoleMismatchError) as err:
+        recai.create("llm_backend", "random.v1")
+    assert "'random.v1' (recai 0.1.0) is a retriever and ranker, not an llm backend" in str(err.value)
+    assert "echo.v1" in str(err.value)  # the available LLM backends are listed
+
+
+def test_unknown_role() -> None:
+    with pytest.raises(ValueError, match="choose one of: llm_backend, retriever, ranker"):
+        recai.create("recommender", "random.v1")
+
+
+def test_classes_usable_without_registry() -> None:
+    from recai.baselines import RandomRecommender
+
+    r = RandomRecommender(seed=1, n_items=8)
+    top = r.rank([0, 1], k=3)
+    assert len(top) == 3 and not {0, 1} & set(top.ids.tolist())
+
+
+def test_params_from_signature() -> None:
+    class Thing:
+        def __init__(self, a: int, b: list[str] | None = None, c: float = 0.5):
+            pass
+
+    model = params_from_signature(Thing, "thing.v1")
+    assert set(model.model_fields) == {"a", "b", "c"}
+    assert model.model_fields["a"].is_required()
+    assert model.model_config["extra"] == "forbid"
+
+    class Untyped:
+        def __init__(self, a):
+            pass
+
+    with pytest.raises(InvalidSpecError, match="no type annotation"):
+        params_from_signature(Untyped)
+
+    class Star:
+        def __init__(self, **kw: int):
+            pass
+
+    with pytest.raises(InvalidSpecError, match="explicit params model"):
+        params_from_signature(Star)
+
+
+def test_lazy_factory_import_error_names_component() -> None:
+    spec = ComponentSpec(name="ghost.v1", factory="no_such_module_here:Thing", summary="x")
+    with pytest.raises(InvalidSpecError, match="ghost.v1.*no_such_module_here"):
+        spec.load_factory()
+
+
+def test_factory_returning_wrong_type_is_caught(pm: PluginManager) -> None:
+    class Plugin:
+        @recai.hookimpl
+        def recai_rankers(self):
+            yield ComponentSpec(name="liar.v1", factory=support_plugin.EchoLLM, summary="Not a ranker.")
+
+    pm.register(Plugin(), name="liar")
+    with pytest.raises(RoleMismatchError, match="does not subclass recai.Ranker"):
+        recai.create("ranker", "liar.v1")
+
+
+def test_build_recipe_graph_in_dependency_order(pm: PluginManager) -> None:
+    recipe = recai.load_recipe(
+        {
+            "components": {
+                "bot": {"use": "chatbot.v1", "params": {"llm": "brain", "ranker": "mix"}},
+                "mix": {"use": "mixed.v1", "params": {"parts": ["big", "rnd"]}},
+                "big": {"use": "scaled.v1", "params": {"base": "rnd", "weight": 2}},
+                "rnd": {"use": "random.v1", "params": {"n_items": 12}},
+                "brain": {"use": "echo.v1"},
+            }
+        }
+    )
+    built = recai.build(recipe)
+    order = built.plan.order
+    assert order.index("rnd") < order.index("big") < order.index("mix") < order.index("bot")
+    assert order.index("brain") < order.index("bot")
+    assert built["mix"].parts[0] is built["big"] and built["mix"].parts[1] is built["rnd"]
+    assert built["big"].base is built["rnd"]  # shared, built once
+    assert built["bot"].ranker is built["mix"]
+    assert built["bot"].reply([recai.Message.user("hi there")]).content == "HI THERE"
+    only = recai.build(recipe, only=["big"])
+    assert set(only) == {"big", "rnd"}
+
+
+def test_build_reports_all_problems_at_once(pm: PluginManager) -> None:
+    recipe = recai.load_recipe(
+        {
+            "components": {
+                "a": {"use": "scaled.v1", "params": {"base": "b"}},
+                "b": {"use": "scaled.v1", "params": {"base": "a"}},
+                "c": {"use": "scaled.v1", "params": {"base": "brain"}},
+                "d": {"use": "nonexistent.v1"},
+                "brain": {"use": "echo.v1"},
+            }
+        }
+    )
+    with pytest.raises(RecipeError) as err:
+        recai.build(recipe)
+    msg = str(err.value)
+    assert "3 problems" in msg
+    assert "cycle: a -> b -> a" in msg or "cycle: b -> a -> b" in msg
+    assert "components.c.params.base: 'brain' is an llm backend (echo.v1), but this parameter needs a ranker" in msg
+    assert "components.d.use: unknown component 'nonexistent.v1'" in msg
+
+
+def test_item_list_basics() -> None:
+    il = recai.ItemList([5, 2, 9, 1], scores=[0.1, 0.9, 0.9, 0.3])
+    assert il.sorted().ids.tolist() == [2, 9, 1, 5]  # ties by lower index
+    assert il.top(2).ids.tolist() == [2, 9]
+    assert il.exclude([9]).ids.tolist() == [5, 2, 1]
+    assert il.restrict([1, 5]).ids.tolist() == [5, 1]
+    assert recai.ItemList.from_scores([0.5, 0.1, 0.9], k=2, exclude=[2]).ids.tolist() == [0, 1]
+    assert recai.ItemList.from_scores([0.5, 0.1, 0.9], k=5, candidates=[1, 2]).ids.tolist() == [2, 1]
+    with pytest.raises(TypeError, match="integer"):
+        recai.ItemList(["a"])
+    with pytest.raises(ValueError, match="same shape"):
+        recai.ItemList([1, 2], scores=[1.0])
+
+
+def test_item_list_top_matches_full_sort() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=200).astype(float)  # many ties
+    il = recai.ItemList(np.arange(200), scores)
+    for k in (1, 7, 50, 199):
+        assert il.top(k).ids.tolist() == il.sorted().ids[:k].tolist()
+
+
+def test_report_markdown_and_round_trip() -> None:
+    rep = recai.Report(
+        evaluator="eval",
+        metrics={"pop": {"NDCG@10": 0.1234567}, "knn": {"NDCG@10": 0.2}},
+        intervals={"pop": {"NDCG@10": (0.1, 0.15)}},
+        info={"dataset": "ml-100k", "protocol": "loo", "samples": 943, "seed": 0},
+    )
+    md = rep.to_markdown()
+    assert "| pop | 0.1235 [0.1000, 0.1500] |" in md and "**samples**: 943" in md
+    assert recai.Report.from_dict(rep.to_dict()).to_dict() == rep.to_dict()
+
+
+def test_message_from_dict_errors() -> None:
+    assert recai.Message.from_dict({"role": "user", "content": "x"}) == recai.Message.user("x")
+    with pytest.raises(ValueError, match="lacks the key 'content'"):
+        recai.Message.from_dict({"role": "user"})
+    with pytest.raises(ValueError, match="unknown role"):
+        recai.Message.from_dict({"role": "robot", "content": "x"})
