@@ -74,8 +74,25 @@ def test_known_name_wrong_role(pm: PluginManager) -> None:
 
 
 def test_unknown_role() -> None:
-    with pytest.raises(ValueError, match="choose one of: llm_backend, retriever, ranker"):
+    with pytest.raises(ValueError, match="Choose one of: llm_backend, retriever, ranker"):
         recai.create("recommender", "random.v1")
+    with pytest.raises(recai.RecaiError, match="Did you mean 'retriever'"):
+        recai.create("retreiver", "random.v1")
+
+
+def test_dataset_source_of_a_dataset(tiny_dataset) -> None:
+    src = recai.DatasetSource.of(tiny_dataset)
+    assert isinstance(src, recai.DatasetSource) and src.dataset() is tiny_dataset
+
+
+def test_unknown_name_names_failed_plugins(pm: PluginManager) -> None:
+    class Typo:
+        def recai_rankerz(self):
+            return []
+
+    pm.register(Typo(), name="typo", distribution="recai-typo")
+    with pytest.raises(UnknownComponentError, match="recai-typo.*recai_rankerz"):
+        recai.create("ranker", "whatever.v1")
 
 
 def test_classes_usable_without_registry() -> None:

@@ -163,6 +163,13 @@ def test_misspelt_marked_hook_is_caught() -> None:
     assert "recai_retrievers" in pm.failures[0].reason
 
 
+def test_plugin_without_hooks_is_reported(site: Path) -> None:
+    install(site, "recai-empty", "empty_plugin", "def retrievers():\n    return []\n")
+    pm = PluginManager()
+    [failure] = pm.failures
+    assert failure.distribution == "recai-empty" and "implements no recai hook" in failure.reason
+
+
 def test_check_pending_finds_hooks_without_spec() -> None:
     pm = fresh_plugin_manager()
 

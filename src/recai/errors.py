@@ -25,6 +25,7 @@ __all__ = [
     "ParamsError",
     "DataError",
     "RequirementError",
+    "UnknownRoleError",
 ]
 
 
@@ -109,3 +110,7 @@ class DataError(RecaiError, ValueError):
 
 class RequirementError(RecaiError):
     """A distribution that a recipe requires is missing or has the wrong version."""
+
+
+class UnknownRoleError(RecaiError, ValueError):
+    """A role name that is not one of recai's roles."""

@@ -145,7 +145,18 @@ class PluginManager:
         except Exception as e:  # pluggy.PluginValidationError, ValueError: report and skip
             self._fail(name, f"{type(e).__name__}: {e}", distribution, version)
             return False
-        misspelt = [hc.name for hc in self._pm.get_hookcallers(plugin) or [] if hc.name not in _HOOK_NAMES]
+        callers = self._pm.get_hookcallers(plugin) or []
+        misspelt = [hc.name for hc in callers if hc.name not in _HOOK_NAMES]
+        if not callers:
+            self._pm.unregister(plugin)
+            self._fail(
+                name,
+                "it implements no recai hook: mark functions with @recai.hookimpl and name them after "
+                "a hook (recai_rankers, recai_llm_backends, ...)",
+                distribution,
+                version,
+            )
+            return False
         if misspelt:
             self._pm.unregister(plugin)
             self._fail(name, _misspelt_message(misspelt), distribution, version)

@@ -160,8 +160,9 @@ class Registry:
         if dist is not None and not close:
             parts.append(f"It is provided by the distribution {dist!r}, which is not installed: pip install {dist}")
         if self._failures:
-            failed = ", ".join(sorted({f.plugin for f in self._failures}))
-            parts.append(f"Some plugins failed to load and may provide it: {failed} (see `recai plugins`).")
+            shown = "; ".join(str(f) for f in self._failures[:3])
+            more = f" (and {len(self._failures) - 3} more: see `recai plugins`)" if len(self._failures) > 3 else ""
+            parts.append(f"Some plugins failed to load and may provide it: {shown}{more}.")
         parts.append(self._available(role))
         return " ".join(parts)
 

@@ -82,13 +82,22 @@ class Role(str, Enum):
             for role in cls:
                 if value is role.cls:
                     return role
-            raise ValueError(f"{value.__name__} is not a recai role class")
+            from .errors import UnknownRoleError
+
+            hint = " (recai.Dataset is data; the role is recai.DatasetSource)" if value.__name__ == "Dataset" else ""
+            raise UnknownRoleError(f"{value.__name__} is not a recai role class{hint}")
         text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
         for role in cls:
             if text in (role.value, role.hook, role.value + "s"):
                 return role
-        names = ", ".join(r.value for r in cls)
-        raise ValueError(f"unknown role {value!r}; choose one of: {names}")
+        import difflib
+
+        from .errors import UnknownRoleError
+
+        names = [r.value for r in cls]
+        close = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownRoleError(f"unknown role {value!r}.{hint} Choose one of: {', '.join(names)}")
 
 
 def with_article(noun: str) -> str:
@@ -318,6 +327,28 @@ class DatasetSource(Component):
         if self._loaded is None:
             self._loaded = self.load()
         return self._loaded
+
+    @staticmethod
+    def of(dataset: Dataset) -> DatasetSource:
+        """A source that serves an in-memory :class:`~recai.data.Dataset` (for Python and tests).
+
+        >>> from recai.data import synthetic_dataset
+        >>> DatasetSource.of(synthetic_dataset()).dataset().name
+        'synthetic'
+        """
+        return _InMemory(dataset)
+
+
+class _InMemory(DatasetSource):
+    def __init__(self, dataset: Dataset):
+        self._loaded = dataset
+
+    def load(self) -> Dataset:
+        assert self._loaded is not None
+        return self._loaded
+
+    def __repr__(self) -> str:
+        return f"DatasetSource.of({self._loaded.name!r})" if self._loaded is not None else "DatasetSource.of(?)"
 
 
 class Agent(Component):

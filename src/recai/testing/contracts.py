@@ -17,7 +17,7 @@ from ..data import Dataset, Split, leave_one_out
 from ..errors import ParamsError
 from ..plugins import PluginManager
 from ..registry import Registered, Registry
-from ..roles import Role
+from ..roles import DatasetSource, Role
 from ..runtime import RunContext
 from ..specs import NAME_PATTERN
 from ..types import Completion, Explanation, ItemList, Message, Query, Report
@@ -37,7 +37,31 @@ __all__ = [
 
 
 class ComponentContract:
-    """Checks every registered component passes, whatever its role."""
+    """Checks every registered component passes, whatever its role.
+
+    Class attributes to set in your ``Test*`` subclass:
+
+    - ``name``: registered name of the component under test, e.g. ``"popularity.v1"`` (required).
+    - ``params``: params to build it with (default ``{}``).
+    - ``distribution``: the distribution that must provide it, e.g. ``"recai-classic"``; checks the
+      installed entry point (default ``None``: not checked).
+    - ``plugin``: a plugin object (module) to register into a fresh manager instead of loading the
+      installed entry points (default ``None``).
+    - ``fit``: whether the ``component`` fixture fits the component on ``split`` (default ``True``).
+
+    Fixtures you can use or override: ``plugin_manager``, ``registry``, ``entry`` (the registry
+    entry; ``entry.build(params)`` validates params and builds, and role-typed params accept
+    objects), ``dataset`` (the tiny dataset), ``dataset_source`` (it, as a
+    :class:`~recai.roles.DatasetSource` to pass where a component takes a dataset), ``split``
+    (its leave-one-out split) and ``component`` (built from ``params``, fitted if ``fit``).
+    Override ``component`` when building needs more than params, e.g. another component::
+
+        @pytest.fixture
+        def component(self, entry, dataset_source, split):
+            obj = entry.build({"dataset": dataset_source, **self.params})
+            obj.fit(split)
+            return obj
+    """
 
     #: Registered name of the component under test, e.g. ``"popularity.v1"``.
     name: ClassVar[str]
@@ -76,6 +100,11 @@ class ComponentContract:
     @classmethod
     def split(cls, dataset: Dataset) -> Split:
         return leave_one_out(dataset)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def dataset_source(cls, dataset: Dataset) -> DatasetSource:
+        return DatasetSource.of(dataset)
 
     @pytest.fixture
     def component(self, entry: Registered, split: Split) -> Any:
@@ -118,7 +147,17 @@ def _finite(a: np.ndarray) -> bool:
 
 
 class RankerContract(ComponentContract):
-    """What a :class:`~recai.roles.Ranker` promises."""
+    """What a :class:`~recai.roles.Ranker` promises.
+
+    Checks: full-catalog scores of shape ``(B, n_items)`` and finite; shared ``(C,)`` and per-user
+    ``(B, C)`` candidates; candidate scores equal to the full scores of those items; a batch equal
+    to one user at a time; deterministic scores; ``rank`` returns ``k`` distinct items, best
+    first, without history items, restricted to candidates when given; a user without history.
+
+    Switches (class attributes): ``consistent_candidate_scores = True`` (set False if scoring a
+    subset legitimately differs from the full scores), ``supports_empty_history = True``,
+    ``rtol = 1e-5`` (tolerance of score comparisons).
+    """
 
     role = Role.RANKER
     #: Whether scores of a candidate subset equal the full-catalog scores of those items.
@@ -196,7 +235,16 @@ class RankerContract(ComponentContract):
 
 
 class RetrieverContract(ComponentContract):
-    """What a :class:`~recai.roles.Retriever` promises."""
+    """What a :class:`~recai.roles.Retriever` promises.
+
+    Checks, for each query of :meth:`queries`: at most ``k`` distinct items in the catalog, sorted
+    best first when scored, and at least one; ``k`` larger than the catalog; results restricted to
+    ``candidates``; ``retrieve_batch`` equal to ``retrieve`` one query at a time.
+
+    Switches (class attributes): ``supports_items = True`` (queries with seed items,
+    ``Query(items=...)``), ``supports_text = False`` (free-text queries, ``Query(text=...)``).
+    Override :meth:`queries` to test other queries.
+    """
 
     role = Role.RETRIEVER
     #: Whether free-text queries are supported (``Query(text=...)``).
@@ -245,7 +293,12 @@ class RetrieverContract(ComponentContract):
 
 
 class LLMBackendContract(ComponentContract):
-    """What an :class:`~recai.roles.LLMBackend` promises. Override ``component`` to point it at a model."""
+    """What an :class:`~recai.roles.LLMBackend` promises. Override ``component`` to point it at a model.
+
+    Checks: ``chat`` returns a :class:`~recai.types.Completion` with text, finish reason, token
+    counts and latency; ``chat_batch`` keeps order and length; ``stream`` yields text pieces.
+    Switch: ``max_tokens = 8`` (keep small: the checks run a real model).
+    """
 
     role = Role.LLM_BACKEND
     fit = False
@@ -274,7 +327,10 @@ class LLMBackendContract(ComponentContract):
 
 
 class KnowledgePrompterContract(ComponentContract):
-    """What a :class:`~recai.roles.KnowledgePrompter` promises."""
+    """What a :class:`~recai.roles.KnowledgePrompter` promises.
+
+    Checks: ``knowledge`` returns text; ``augment`` keeps the user's last turn last.
+    """
 
     role = Role.KNOWLEDGE_PROMPTER
 
@@ -291,7 +347,11 @@ class KnowledgePrompterContract(ComponentContract):
 
 
 class ExplainerContract(ComponentContract):
-    """What an :class:`~recai.roles.Explainer` promises."""
+    """What an :class:`~recai.roles.Explainer` promises.
+
+    Checks: ``explain`` returns an :class:`~recai.types.Explanation` of the item asked about, with
+    non-empty text.
+    """
 
     role = Role.EXPLAINER
 
@@ -303,7 +363,12 @@ class ExplainerContract(ComponentContract):
 
 
 class EvaluatorContract(ComponentContract):
-    """What an :class:`~recai.roles.Evaluator` promises. Override ``component`` to give it data."""
+    """What an :class:`~recai.roles.Evaluator` promises. Override ``component`` to give it data.
+
+    Checks: ``evaluate`` returns a non-empty :class:`~recai.types.Report` of finite numbers whose
+    ``info`` says how it was measured, and which survives ``to_dict``/``from_dict``.
+    Switch: ``required_info = ("dataset", "protocol", "samples", "seed")``.
+    """
 
     role = Role.EVALUATOR
     fit = False
@@ -333,7 +398,11 @@ class EvaluatorContract(ComponentContract):
 
 
 class DatasetContract(ComponentContract):
-    """What a :class:`~recai.roles.DatasetSource` promises."""
+    """What a :class:`~recai.roles.DatasetSource` promises.
+
+    Checks: ``load`` returns a consistent :class:`~recai.data.Dataset` (indices in range, string
+    titles); loading twice gives the same data; histories are in time order.
+    """
 
     role = Role.DATASET
     fit = False
@@ -366,7 +435,10 @@ class DatasetContract(ComponentContract):
 
 
 class AgentContract(ComponentContract):
-    """What an :class:`~recai.roles.Agent` promises. Override ``component`` to wire its parts."""
+    """What an :class:`~recai.roles.Agent` promises. Override ``component`` to wire its parts.
+
+    Checks: ``reply`` answers a user turn with a non-empty assistant message.
+    """
 
     role = Role.AGENT
     fit = False
