@@ -172,6 +172,11 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _kind(value: Any) -> str:
+    kinds = {list: "a list", tuple: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    return "nothing" if value is None else kinds.get(type(value), f"a {type(value).__name__}")
+
+
 def is_secret_path(where: str, redact: frozenset[str]) -> bool:
     """Whether the value at key path ``where`` is, or contains, a value from the environment."""
     if not redact:
@@ -199,7 +204,14 @@ def format_validation_error(error: ValidationError, prefix: str = "", redact: fr
             msg = "required key is missing"
         elif kind == "value_error":
             msg = msg.removeprefix("Value error, ")
-        elif kind not in ("model_type", "dict_type") and "input" in err and not is_secret_path(where, redact):
+            value = err.get("input")
+            if isinstance(value, str) and value and is_secret_path(where, redact):  # a validator's echo
+                msg = msg.replace(value, "<value from the environment>")
+        elif kind in ("dict_type", "model_type"):  # the type of a value is never a secret
+            msg = f"expected a table/mapping, got {_kind(err.get('input'))}"
+        elif "input" in err and is_secret_path(where, redact):
+            msg = f"{msg} (the value comes from the environment and is not shown)"
+        elif "input" in err:
             value = err["input"]
             shown = repr(value)
             if len(shown) > 60:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import difflib
 import graphlib
 import importlib.metadata as md
+import re
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidSpecError, Problem, RecaiError, RecipeError
 from ..plugins import PluginManager, get_plugin_manager
 from ..registry import Registered, Registry
 from ..roles import PendingRef, Role, with_article
-from ..specs import format_validation_error
+from ..specs import format_validation_error, is_secret_path
 from .loader import with_lines
 from .model import Recipe
 
@@ -79,24 +81,49 @@ class Built(Mapping[str, Any]):
         return None
 
 
-def check_requirements(requires: list[str]) -> list[Problem]:
-    """Problems with the ``requires`` list: unparsable entries, missing or wrong-version distributions."""
+def check_requirements(requires: list[str], secret: frozenset[str] = frozenset()) -> list[Problem]:
+    """Problems with the ``requires`` list: unparsable entries, missing or wrong-version distributions.
+
+    Entries at key paths in ``secret`` (values from the environment) are not echoed.
+    """
     problems = []
     for i, text in enumerate(requires):
         where = f"requires[{i}]"
+        hidden = is_secret_path(where, secret)
+        shown = "the requirement from the environment (not shown)" if hidden else repr(text)
+        install = f"pip install '{text}'"
         try:
             req = Requirement(text)
         except InvalidRequirement as e:
-            problems.append(Problem(where, f"{text!r} is not a valid requirement ({e})"))
+            reason = "cannot parse it" if hidden or not str(e).strip() else str(e).splitlines()[0]
+            problems.append(Problem(where, f"{shown} is not a valid requirement ({reason}); write e.g. 'recai-classic>=0.1'"))
             continue
         try:
             version = md.version(req.name)
         except md.PackageNotFoundError:
-            problems.append(Problem(where, f"the distribution {req.name!r} is not installed: pip install '{text}'"))
+            if hidden:
+                problems.append(Problem(where, f"the distribution named by {shown} is not installed"))
+            else:
+                problems.append(Problem(where, f"the distribution {req.name!r} is not installed: {install}"))
             continue
         if req.specifier and not req.specifier.contains(version, prereleases=True):
-            problems.append(Problem(where, f"{req.name} {version} is installed, but the recipe needs {text!r}: pip install '{text}'"))
+            if hidden:
+                problems.append(Problem(where, f"the installed version {version} does not satisfy {shown}"))
+            else:
+                problems.append(Problem(where, f"{req.name} {version} is installed, but the recipe needs {shown}: {install}"))
     return problems
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(key path, string) for every string in ``value``, with key paths as the loader writes them."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{where}[{i}]")
+    elif isinstance(value, str):
+        yield where, value
 
 
 def _roles_of(cls: type) -> set[Role]:
@@ -106,34 +133,51 @@ def _roles_of(cls: type) -> set[Role]:
 def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
     """Second pass: everything about the recipe that needs the registry. Raises RecipeError."""
     registry = registry if registry is not None else get_plugin_manager().registry()
-    problems = check_requirements(recipe.requires)
+    secret = recipe.secret_paths
+    problems = check_requirements(recipe.requires, secret)
     if problems:  # names from a missing distribution would only repeat the same problem
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))
 
     comps = recipe.components
     resolved: dict[str, Registered] = {}
     for name, decl in comps.items():
+        where = f"components.{name}.use"
         try:
             resolved[name] = registry.get(decl.use)
         except RecaiError as e:
-            problems.append(Problem(f"components.{name}.use", str(e)))
+            message = str(e)
+            if is_secret_path(where, secret):  # the name came from the environment: do not echo it
+                listing = ", ".join(registry.names()) or "(none)"
+                message = (
+                    "no component is registered under the name taken from the environment "
+                    f"(not shown). Available components: {listing}."
+                )
+            problems.append(Problem(where, message))
 
     deps: dict[str, set[str]] = {name: set() for name in comps}
     for name, entry in resolved.items():
         prefix = f"components.{name}.params"
+        from_env = {v for p, v in _strings(comps[name].params, prefix) if p in secret}
 
-        def resolve(ref: str, expected: type, _name: str = name) -> PendingRef:
+        def resolve(ref: str, expected: type, _name: str = name, _env: set[str] = from_env) -> PendingRef:
+            hidden = ref in _env  # a name from the environment is never echoed
+            shown = "the component named by the environment (name not shown)" if hidden else repr(ref)
             if ref not in comps:
+                if hidden:
+                    raise ValueError(
+                        "the name taken from the environment (not shown) is not a component of this "
+                        f"recipe. Components: {', '.join(comps)}"
+                    )
                 close = difflib.get_close_matches(ref, list(comps), n=1, cutoff=0.6)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"no component named {ref!r} in this recipe.{hint} Components: {', '.join(comps)}")
             if ref == _name:
-                raise ValueError("a component cannot take itself as a parameter")
+                raise ValueError(f"{_name!r} cannot take itself as a parameter; name another component")
             target = resolved.get(ref)
             wanted = _roles_of(expected)
             if target is not None and wanted and not wanted & set(target.roles):
                 needs = " or ".join(sorted(r.title for r in wanted))
-                raise ValueError(f"{ref!r} is {target.plays} ({target.name}), but this parameter needs {with_article(needs)}")
+                raise ValueError(f"{shown} is {target.plays} ({target.name}), but this parameter needs {with_article(needs)}")
             deps[_name].add(ref)
             return PendingRef(ref, comps[ref].use)
 
@@ -145,42 +189,76 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         try:
             model.model_validate(comps[name].params, context={"recai_resolve": resolve})
         except ValidationError as e:
-            problems += _params_hints(format_validation_error(e, prefix, recipe.secret_paths), prefix, model)
+            problems += _params_hints(format_validation_error(e, prefix, secret), prefix, model)
 
     order: tuple[str, ...] = ()
     try:
         order = tuple(graphlib.TopologicalSorter(deps).static_order())
     except graphlib.CycleError as e:
-        cycle = list(e.args[1])
-        problems.append(Problem("components", "components depend on each other in a cycle: " + " -> ".join(cycle)))
+        # graphlib lists each component before the ones that take it; reverse that, so that each
+        # is followed by the one it takes, and start at the one that comes first in the file
+        cycle = list(reversed(e.args[1]))[:-1]
+        first = min(range(len(cycle)), key=lambda i: list(comps).index(cycle[i]))
+        cycle = cycle[first:] + cycle[:first]
+        problems.append(
+            Problem(
+                f"components.{cycle[0]}",
+                "components take each other as parameters in a cycle: "
+                + " -> ".join([*cycle, cycle[0]])
+                + " (each takes the next), so none of them can be built first",
+            )
+        )
 
     if recipe.run.stages is None:
         stages = tuple(n for n, c in resolved.items() if Role.EVALUATOR in c.roles)
     else:
         stages = tuple(recipe.run.stages)
+        evaluators = [n for n, c in resolved.items() if Role.EVALUATOR in c.roles]
+        have = f" Evaluators: {', '.join(evaluators)}." if evaluators else " The recipe has no evaluator."
         for i, stage in enumerate(stages):
-            if stage not in comps:
+            where = f"run.stages[{i}]"
+            hidden = is_secret_path(where, secret)
+            shown = "the stage named by the environment (name not shown)" if hidden else repr(stage)
+            if stage not in comps and hidden:
+                problems.append(Problem(where, f"the name taken from the environment (not shown) is not a component of this recipe.{have}"))
+            elif stage not in comps:
                 close = difflib.get_close_matches(stage, list(comps), n=1, cutoff=0.6)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                problems.append(Problem(f"run.stages[{i}]", f"no component named {stage!r} in this recipe.{hint}"))
+                problems.append(Problem(where, f"no component named {stage!r} in this recipe.{hint}{have}"))
             elif stage in resolved and Role.EVALUATOR not in resolved[stage].roles:
-                problems.append(Problem(f"run.stages[{i}]", f"{stage!r} is {resolved[stage].plays}; stages run evaluators"))
+                problems.append(Problem(where, f"{shown} is {resolved[stage].plays}; stages run evaluators.{have}"))
 
     if problems:
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))
     return Plan(recipe, resolved, {k: frozenset(v) for k, v in deps.items()}, order, stages)
 
 
+def _model_at(model: Any, parts: list[str]) -> Any:
+    """The pydantic model reached from ``model`` through the field names ``parts`` (or None)."""
+    for part in parts:
+        field = getattr(model, "model_fields", {}).get(re.sub(r"\[\d+\]$", "", part))
+        if field is None:
+            return None
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
 def _params_hints(problems: list[Problem], prefix: str, model: type) -> list[Problem]:
-    fields = list(getattr(model, "model_fields", {}))
     out = []
     for p in problems:
-        if p.message == "unknown key" and p.where.count(".") == prefix.count(".") + 1:
-            key = p.where.rsplit(".", 1)[1]
-            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-            allowed = ", ".join(fields) if fields else "(none: this component takes no parameters)"
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            p = Problem(p.where, f"unknown key ({hint}allowed keys: {allowed})")
+        if p.message == "unknown key" and p.where.startswith(prefix + "."):
+            *parents, key = p.where[len(prefix) + 1 :].split(".")
+            owner = _model_at(model, parents)
+            if owner is not None:
+                fields = list(owner.model_fields)
+                close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+                none = "(none: this component takes no parameters)" if not parents else "(none)"
+                allowed = ", ".join(fields) if fields else none
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                p = Problem(p.where, f"unknown key ({hint}allowed keys: {allowed})")
         out.append(p)
     return out
 

@@ -103,8 +103,10 @@ def _toml_lines(text: str) -> dict[str, int]:
     for no, raw in enumerate(text.splitlines(), start=1):
         m = header.match(raw)
         if m:
-            table = ".".join(p.strip().strip("\"'") for p in m.group(1).split("."))
-            lines.setdefault(table, no)
+            parts = [p.strip().strip("\"'") for p in m.group(1).split(".")]
+            table = ".".join(parts)
+            for i in range(1, len(parts) + 1):  # [components.rnd] also opens `components`
+                lines.setdefault(".".join(parts[:i]), no)
             continue
         m = keyline.match(raw)
         if m:
@@ -115,19 +117,49 @@ def _toml_lines(text: str) -> dict[str, int]:
 
 def _yaml_lines(text: str) -> dict[str, int]:
     """Exact source lines of YAML key paths, from the composed node tree."""
+    return _node_lines(text)[0]
+
+
+def _node_lines(text: str) -> tuple[dict[str, int], list[Problem]]:
+    """Source lines of the key paths of YAML (or JSON) text, and its duplicate keys as problems.
+
+    YAML and JSON parsers keep the last of two equal keys without a word, which silently drops a
+    component; the composed node tree still has both, with their lines.
+    """
     import yaml
 
     lines: dict[str, int] = {}
+    duplicates: list[Problem] = []
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
-        return lines
+        return lines, duplicates
+
+    visited: set[int] = set()
 
     def walk(node: Any, where: str) -> None:
+        if id(node) in visited:  # an alias of a node already walked (or a recursive one)
+            return
+        visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], tuple[int, int]] = {}
             for k, v in node.value:
                 key = f"{where}.{k.value}" if where else str(k.value)
-                lines[key] = k.start_mark.line + 1
+                line, column = k.start_mark.line + 1, k.start_mark.column + 1
+                ident = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else None
+                if ident is not None and ident in seen:
+                    first = f"line {seen[ident][0]}" + (f", column {seen[ident][1]}" if seen[ident][0] == line else "")
+                    duplicates.append(
+                        Problem(
+                            f"line {line}, column {column}",
+                            f"duplicate key {key!r}, first defined at {first}: rename or remove one "
+                            "(the parser would silently keep only the last)",
+                        )
+                    )
+                    continue
+                if ident is not None:
+                    seen[ident] = (line, column)
+                lines[key] = line
                 walk(v, key)
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
@@ -137,7 +169,7 @@ def _yaml_lines(text: str) -> dict[str, int]:
 
     if root is not None:
         walk(root, "")
-    return lines
+    return lines, duplicates
 
 
 def with_lines(lines: dict[str, int], problems: list[Problem]) -> list[Problem]:
@@ -149,6 +181,9 @@ def with_lines(lines: dict[str, int], problems: list[Problem]) -> list[Problem]:
     return out
 
 
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def recipe_from_dict(
     data: Any,
     *,
@@ -158,7 +193,7 @@ def recipe_from_dict(
 ) -> Recipe:
     """Validate already-parsed recipe data (first pass: env interpolation and shape)."""
     if not isinstance(data, dict):
-        kind = "empty" if data is None else f"a {type(data).__name__}"
+        kind = "empty" if data is None else _KINDS.get(type(data), f"a {type(data).__name__}")
         raise RecipeError(source, [Problem("", f"a recipe must be a table/mapping at the top level, but the file is {kind}")])
     data, problems, secret = interpolate_env(data, os.environ if env is None else env)
     recipe: Recipe | None = None
@@ -172,6 +207,9 @@ def recipe_from_dict(
     recipe._secret_paths = frozenset(secret)
     recipe._lines = dict(lines or {})
     return recipe
+
+
+_NAME_RULE = "names must start with a letter or '_' and contain only letters, digits, '_' and '-'"
 
 
 def _suggest(problems: list[Problem]) -> list[Problem]:
@@ -193,10 +231,44 @@ def _suggest(problems: list[Problem]) -> list[Problem]:
             if choices:
                 close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
                 msg += f" (did you mean {close[0]!r}?)" if close else f" (allowed keys: {', '.join(choices)})"
-        if p.where.startswith("components.") and "should match pattern" in msg:
-            msg = "component names must start with a letter or '_' and contain only letters, digits, '_' and '-'"
+        bad_key = re.match(r"^components\[(.*)\]$", p.where)
+        if bad_key and msg.startswith("invalid key:"):  # YAML reads `on`, `no`, `2` as a bool or a number
+            got = re.search(r"\(got (.*)\)$", msg)
+            what = f"that YAML reads as {got.group(1)} " if got else ""
+            msg = (
+                f"a component name {what}is not a string; put the name in quotes (YAML reads "
+                "on/off/yes/no/true/false as booleans and digits as numbers)"
+            )
+            out.append(Problem("components", msg))
+            continue
+        if re.match(r"^components\.[^.]+$", p.where) and msg.startswith("invalid key:"):
+            msg = f"{p.where.split('.', 1)[1]!r} is not a valid component name: {_NAME_RULE}"
+        elif re.match(r"^components\.[^.]+$", p.where) and msg.startswith("expected a table/mapping"):
+            name = p.where.split(".", 1)[1]
+            msg = (
+                f"a component must be a table with a `use` key, e.g. [components.{name}] "
+                'use = "random.v1" (in YAML and JSON: a mapping)'
+            )
+        elif re.match(r"^run\.stages\[\d+\]$", p.where) and "should match pattern" in msg:
+            got = re.search(r" \(got .*\)$", msg)
+            msg = f"not a component name: {_NAME_RULE}" + (got.group(0) if got else "")
         out.append(Problem(p.where, msg))
     return out
+
+
+def _recursive_path(data: Any, where: str = "", inside: tuple[int, ...] = ()) -> str | None:
+    """Key path of a value that contains itself (possible with YAML anchors), or None."""
+    if not isinstance(data, (dict, list)):
+        return None
+    if id(data) in inside:
+        return where or "(top level)"
+    inside = (*inside, id(data))
+    items = data.items() if isinstance(data, dict) else enumerate(data)
+    for k, v in items:
+        found = _recursive_path(v, (f"{where}.{k}" if where else str(k)) if isinstance(data, dict) else f"{where}[{k}]", inside)
+        if found is not None:
+            return found
+    return None
 
 
 def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Recipe:
@@ -227,5 +299,19 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapp
         line = raw[: e.start].count(b"\n") + 1
         raise RecipeError(label, [Problem(f"line {line}", "the file is not valid UTF-8 text")]) from None
     data = parse_text(text, fmt, label)
-    lines = _toml_lines(text) if fmt == "toml" else _yaml_lines(text) if fmt == "yaml" else {}
+    loop = _recursive_path(data)
+    if loop is not None:
+        problem = Problem(loop, "this value contains itself (a YAML alias inside its own anchor)")
+        raise RecipeError(label, with_lines(_node_lines(text)[0], [problem]))
+    if data is None or data == {}:
+        raise RecipeError(
+            label,
+            [Problem("", 'the recipe is empty: it needs at least one component, e.g. [components.rnd] use = "random.v1"')],
+        )
+    if fmt == "toml":
+        lines = _toml_lines(text)
+    else:  # JSON text is YAML too, so both get exact lines and duplicate-key checks
+        lines, duplicates = _node_lines(text)
+        if duplicates:
+            raise RecipeError(label, duplicates)
     return recipe_from_dict(data, source=label, env=env, lines=lines)
