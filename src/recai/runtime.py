@@ -270,7 +270,7 @@ def run(
         atomic_write_json(stage_file, {"key": key, "seconds": timings[stage], "report": report.to_dict()})
 
     pm_ = pm if pm is not None else get_plugin_manager()
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     metrics = {
         "recipe": {"name": rec.name, "source": rec.source},
         "created": now,
