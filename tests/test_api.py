@@ -60,10 +60,36 @@ def test_unknown_name_other_version(pm: PluginManager) -> None:
         recai.create("ranker", "random.v7")
 
 
-def test_unknown_name_install_hint(pm: PluginManager) -> None:
+def test_unknown_name_install_hint(pm: PluginManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recai import _known
+
+    monkeypatch.setitem(_known.KNOWN_FAMILIES, "ghostrank", "recai-ghost-not-installed")
+    monkeypatch.setitem(_known.KNOWN_FAMILIES, "pluggyrank", "pluggy")  # installed, registers nothing
     with pytest.raises(UnknownComponentError) as err:
-        recai.create("ranker", "sasrec.v1")
-    assert "recai-classic" in str(err.value) and "pip install recai-classic" in str(err.value)
+        recai.create("ranker", "ghostrank.v1")
+    assert "pip install recai-ghost-not-installed" in str(err.value)
+    assert "Did you mean" not in str(err.value)  # the known family wins over fuzzy matches
+    with pytest.raises(UnknownComponentError, match="'pluggy', which is installed but not loaded"):
+        recai.create("ranker", "pluggyrank.v1")
+
+
+def test_component_name_given_to_a_param_that_takes_no_components(pm: PluginManager) -> None:
+    class Cat(recai.Retriever):
+        def __init__(self, dataset: recai.Dataset):
+            self.dataset = dataset
+
+        def retrieve(self, query, k=10, *, candidates=None):
+            raise NotImplementedError
+
+    class P:
+        @recai.hookimpl
+        def recai_retrievers(self):
+            yield ComponentSpec(name="cat.v1", factory=Cat, summary="Takes data, not a component.")
+
+    pm.register(P(), name="p")
+    recipe = recai.load_recipe({"components": {"data": {"use": "synthetic.v1"}, "c": {"use": "cat.v1", "params": {"dataset": "data"}}}})
+    with pytest.raises(RecipeError, match=r"components.c.params.dataset: .*does not take components.*recai.DatasetSource \(not recai.Dataset"):
+        recai.build(recipe)
 
 
 def test_known_name_wrong_role(pm: PluginManager) -> None:

@@ -208,7 +208,7 @@ def test_hook_raising_is_reported_and_skipped() -> None:
 @pytest.mark.parametrize(
     ("spec_kwargs", "fragment"),
     [
-        ({"name": "NoVersion", "factory": "a.b:C", "summary": "x"}, "end with a version"),
+        ({"name": "NoVersion", "factory": "a.b:C", "summary": "x"}, "end with a version; did you mean 'noversion.v1'?"),
         ({"name": "thing.v1", "factory": "not a path", "summary": "x"}, "module:attribute"),
         ({"name": "thing.v1", "factory": 42, "summary": "x"}, "not callable"),
         ({"name": "thing.v1", "factory": "a.b:C", "summary": ""}, "summary"),

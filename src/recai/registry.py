@@ -87,6 +87,20 @@ class Registered:
                 )
 
 
+def _install_hint(dist: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        md.version(dist)
+    except md.PackageNotFoundError:
+        return f"It is provided by the distribution {dist!r}, which is not installed: pip install {dist}."
+    return (
+        f"It is provided by the distribution {dist!r}, which is installed but not loaded: plugin "
+        "autoloading is off (RECAI_DISABLE_PLUGIN_AUTOLOAD), or the plugin is left out by "
+        "RECAI_PLUGINS or RECAI_BLOCK_PLUGINS."
+    )
+
+
 def _plural(role: Role) -> str:
     return role.title + ("es" if role.title.endswith("s") else "s")
 
@@ -150,15 +164,17 @@ class Registry:
         what = f"{role.title} " if role else "component "
         parts = [f"unknown {what}{name!r}."]
         pool = self.names(role) or self.names()
-        close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-        if not close and "." in name:  # same family, other version: sasrec.v3 -> sasrec.v1
-            family = name.rsplit(".", 1)[0] + "."
-            close = [n for n in pool if n.startswith(family)][:3]
-        if close:
-            parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
+        family = name.rsplit(".", 1)[0] + "." if "." in name else name + "."
+        same_family = [n for n in pool if n.startswith(family)][:3]  # sasrec.v3 -> sasrec.v1
         dist = distribution_for(name)
-        if dist is not None and not close:
-            parts.append(f"It is provided by the distribution {dist!r}, which is not installed: pip install {dist}")
+        installed = dist is not None and any(c.plugin.distribution == dist for c in self._components.values())
+        if dist is not None and not installed and not same_family:
+            # a known family whose distribution is not loaded: the install hint is the answer
+            parts.append(_install_hint(dist))
+        else:
+            close = same_family or difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+            if close:
+                parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
         if self._failures:
             shown = "; ".join(str(f) for f in self._failures[:3])
             more = f" (and {len(self._failures) - 3} more: see `recai plugins`)" if len(self._failures) > 3 else ""

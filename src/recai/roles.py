@@ -137,6 +137,8 @@ def _validate_reference(expected: type[Component], value: Any, info: core_schema
         return value
     role = getattr(expected, "role", None)
     what = f"{role.a} component ({expected.__name__})" if role else expected.__name__
+    if resolve is not None:
+        raise ValueError(f"expected the name of {what} defined in this recipe, got {type(value).__name__}")
     raise ValueError(f"expected {what}, got {type(value).__name__}")
 
 

@@ -57,9 +57,12 @@ class ComponentSpec:
         """What is wrong with this spec (empty when it is well formed). Imports nothing."""
         out: list[str] = []
         if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            hint = "e.g. 'popularity.v1'"
+            if isinstance(self.name, str) and NAME_PATTERN.match(self.name.lower() + ".v1"):
+                hint = f"did you mean {self.name.lower() + '.v1'!r}?"
             out.append(
-                f"name {self.name!r} is not a registered name: use lowercase words separated by "
-                "dots and end with a version, e.g. 'popularity.v1'"
+                f"name {self.name!r} is not a registered name: use lowercase words (letters, digits, "
+                f"'-', '_') separated by dots and end with a version; {hint}"
             )
         if isinstance(self.factory, str):
             if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.factory):
@@ -153,7 +156,8 @@ def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[B
             raise InvalidSpecError(f"component {label}: parameter {p.name!r} is positional-only")
         if p.name not in hints:
             raise InvalidSpecError(
-                f"component {label}: parameter {p.name!r} of the factory has no type annotation"
+                f"component {label}: parameter {p.name!r} of the factory has no type annotation; "
+                f"annotate it (e.g. `{p.name}: str = ...`) or give the spec an explicit params model"
             )
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (hints[p.name], default)

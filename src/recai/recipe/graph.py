@@ -189,7 +189,8 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         try:
             model.model_validate(comps[name].params, context={"recai_resolve": resolve})
         except ValidationError as e:
-            problems += _params_hints(format_validation_error(e, prefix, secret), prefix, model)
+            found = _params_hints(format_validation_error(e, prefix, secret), prefix, model)
+            problems += _reference_hints(found, prefix, model, comps[name].params, set(comps))
 
     order: tuple[str, ...] = ()
     try:
@@ -244,6 +245,34 @@ def _model_at(model: Any, parts: list[str]) -> Any:
         if model is None:
             return None
     return model
+
+
+def _takes_components(annotation: Any) -> bool:
+    """Whether a field annotation mentions a role class anywhere (``list[Ranker] | None``...)."""
+    from ..roles import Component
+
+    if isinstance(annotation, type) and issubclass(annotation, Component):
+        return True
+    return any(_takes_components(a) for a in typing.get_args(annotation))
+
+
+def _reference_hints(problems: list[Problem], prefix: str, model: Any, params: dict[str, Any], names: set[str]) -> list[Problem]:
+    """Explain a component name given to a parameter that does not take components."""
+    out = []
+    for p in problems:
+        key = re.split(r"[.\[]", p.where[len(prefix) + 1 :], maxsplit=1)[0] if p.where.startswith(prefix + ".") else ""
+        field = getattr(model, "model_fields", {}).get(key)
+        value = params.get(key)
+        values = value if isinstance(value, list) else [value]
+        if field is not None and any(isinstance(v, str) and v in names for v in values) and not _takes_components(field.annotation):
+            hint = (
+                f"; note: {key!r} does not take components, although the value names one. A parameter "
+                "takes a component when annotated with a role class: recai.Ranker, recai.Retriever, "
+                "recai.LLMBackend, recai.DatasetSource (not recai.Dataset, which is data), ..."
+            )
+            p = Problem(p.where, p.message + hint)
+        out.append(p)
+    return out
 
 
 def _params_hints(problems: list[Problem], prefix: str, model: type) -> list[Problem]:
