@@ -177,3 +177,16 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
         atomic_write_json(target, {"bad": Unserialisable()})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_fit_keys_follow_params_outside_recipes(pm: PluginManager, tmp_path: Path, tiny_split) -> None:
+    ctx = RunContext(tmp_path, progress=False)
+    fp = tiny_split.fingerprint()
+    a, b = recai.create("ranker", "random.v1", seed=1), recai.create("ranker", "random.v1", seed=2)
+    assert ctx.fingerprint(a, fp) != ctx.fingerprint(b, fp)
+    assert ctx.fingerprint(a, fp) == ctx.fingerprint(recai.create("ranker", "random.v1", seed=1), fp)
+    s1 = recai.create("ranker", "scaled.v1", base=a)
+    s2 = recai.create("ranker", "scaled.v1", base=b)
+    assert ctx.fingerprint(s1, fp) != ctx.fingerprint(s2, fp)  # nested components count too
+    by_hand = CountingRanker(tag="a"), CountingRanker(tag="b")
+    assert ctx.fingerprint(by_hand[0], fp) != ctx.fingerprint(by_hand[1], fp)

@@ -68,6 +68,18 @@ class Catalog:
     def title(self, item: int) -> str:
         return str(self.titles[item])
 
+    def fingerprint(self) -> str:
+        """A short hash of the item ids in index order: what item index ``i`` means.
+
+        Models store it when fitted and refuse to load against a catalog with another one.
+        """
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256(str(len(self.ids)).encode())
+            for token in self.ids.tolist():
+                h.update(b"\x1f" + str(token).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
     def describe(self) -> str:
         """One line per column, for prompts: ``title: the item's name``."""
         lines = [f"title: {self.descriptions.get('title', 'the name of the item')}"]
@@ -202,7 +214,7 @@ class Dataset:
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.name.encode())
-        h.update(np.ascontiguousarray(self.catalog.ids).astype(str).tobytes())
+        h.update(self.catalog.fingerprint().encode())
         h.update(self.interactions.fingerprint().encode())
         return h.hexdigest()[:16]
 

@@ -273,7 +273,7 @@ class PluginManager:
     # -- convenience ------------------------------------------------------------------------------
     def create(self, role: Role | str, name: str, /, **params: Any) -> Any:
         """Build component ``name`` of ``role`` with ``params``."""
-        return self.registry().create(name, role, **params)
+        return self.registry().create(role, name, **params)
 
     def distributions(self) -> dict[str, str | None]:
         """Distribution name -> version, for every registered plugin with a distribution."""

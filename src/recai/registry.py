@@ -190,7 +190,10 @@ class Registry:
         listing = ", ".join(f"{c.name} ({c.plugin.label})" for c in entries)
         return f"Available {kind}: {listing}."
 
-    def create(self, name: str, role: Role | str | None = None, /, **params: Any) -> Any:
-        """Build the component ``name`` with ``params`` (validated against its params model)."""
+    def create(self, role: Role | str | type | None, name: str, /, **params: Any) -> Any:
+        """Build component ``name`` of ``role`` (None: any role) with ``params``, validated.
+
+        Same argument order as :func:`recai.create`.
+        """
         r = Role.parse(role) if role is not None else None
         return self.get(name, r).build(params, role=r)

@@ -118,6 +118,27 @@ class PendingRef:
         return f"<component {self.name!r} ({self.use}), not built yet>"
 
 
+def describe_component(component: Any) -> Any:
+    """A stable, JSON-able description of a component, for cache keys and params dumps.
+
+    A component built from a spec is its registered name and params (nested components described
+    the same way); one built by hand is its class and simple public attributes.
+    """
+    if isinstance(component, PendingRef):
+        return component.name
+    built_as = getattr(component, "_recai_built_as", None)
+    if built_as is not None:
+        return {"use": built_as[0], "params": built_as[1]}
+    simple = (int, float, str, bool, type(None))
+    attrs = {
+        k: v
+        for k, v in sorted(getattr(component, "__dict__", {}).items())
+        if not k.startswith("_")
+        and (isinstance(v, simple) or (isinstance(v, (list, tuple)) and all(isinstance(x, simple) for x in v)))
+    }
+    return {"class": f"{type(component).__module__}.{type(component).__qualname__}", "attrs": attrs}
+
+
 def _validate_reference(expected: type[Component], value: Any, info: core_schema.ValidationInfo) -> Any:
     if isinstance(value, expected):
         return value
@@ -154,9 +175,7 @@ class Component(ABC):
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
         return core_schema.with_info_plain_validator_function(
             lambda value, info: _validate_reference(cls, value, info),
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda v: v.name if isinstance(v, PendingRef) else repr(v)
-            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(describe_component),
         )
 
     @classmethod

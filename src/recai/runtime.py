@@ -30,6 +30,7 @@ from .errors import RecaiError
 from .plugins import PluginManager, get_plugin_manager
 from .recipe.graph import Built, build
 from .recipe.model import Recipe
+from .roles import describe_component
 from .types import Report
 
 __all__ = ["RunContext", "RunResult", "run", "ensure_fitted", "atomic_write_text", "atomic_write_json"]
@@ -108,7 +109,7 @@ class RunContext:
 
     def fingerprint(self, component: Any, data_fingerprint: str) -> str:
         """Key of ``component`` fitted on data with ``data_fingerprint``: component, params, versions."""
-        decl: Any = type(component).__qualname__
+        decl: Any = describe_component(component)
         if self.built is not None:
             name = self.built.name_of(component)
             if name is not None:
@@ -155,6 +156,7 @@ class RunContext:
 
 
 _FIT_MARK = "_recai_fitted_on"
+
 
 
 def _learns(component: Any) -> bool:

@@ -8,6 +8,7 @@ omitted) and a one-line **summary**.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import re
@@ -124,7 +125,10 @@ class ComponentSpec:
         if not isinstance(params, model):
             params = self.validate_params(dict(params or {}))
         kwargs = {name: getattr(params, name) for name in type(params).model_fields}
-        return self.load_factory()(**kwargs)
+        obj = self.load_factory()(**kwargs)
+        with contextlib.suppress(AttributeError, TypeError):  # objects without a __dict__
+            obj._recai_built_as = (self.name, params.model_dump(mode="json", fallback=repr))
+        return obj
 
 
 def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[BaseModel]:
