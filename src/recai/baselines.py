@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .data import Dataset, Split, synthetic_dataset
+from .errors import DataError
 from .roles import DatasetSource, Ranker, Retriever
 from .types import ItemList, Query
 
@@ -67,6 +68,8 @@ class RandomRecommender(Ranker, Retriever):
         users: np.ndarray | None = None,
     ) -> np.ndarray:
         cand = self._all_items() if items is None else np.asarray(items, dtype=np.int64)
+        if items is not None and cand.size and (cand.min() < 0 or (self.n_items is not None and cand.max() >= self.n_items)):
+            raise DataError(f"random.v1: item indices must lie in 0..{(self.n_items or 0) - 1}")
         out = np.empty((len(histories), cand.shape[-1]), dtype=np.float64)
         for b, hist in enumerate(histories):
             who = b"u%d" % int(users[b]) if users is not None else np.asarray(hist, dtype=np.int64).tobytes()

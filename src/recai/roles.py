@@ -257,6 +257,8 @@ class Ranker(Component):
         indices where the model knows users (matrix factorisation). ``items`` is ``None`` (score the
         whole catalog: shape ``(B, n_items)``), a shared candidate vector of shape ``(C,)``, or
         per-user candidates of shape ``(B, C)``; the result then has shape ``(B, C)``.
+        Candidate indices outside ``0..n_items-1`` are an error (``DataError`` or ``IndexError``),
+        never silently scored.
         """
 
     def rank(

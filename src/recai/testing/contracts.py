@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ..data import Dataset, Split, leave_one_out
-from ..errors import ParamsError
+from ..errors import DataError, ParamsError
 from ..plugins import PluginManager
 from ..registry import Registered, Registry
 from ..roles import DatasetSource, Role
@@ -150,7 +150,8 @@ class RankerContract(ComponentContract):
     """What a :class:`~recai.roles.Ranker` promises.
 
     Checks: full-catalog scores of shape ``(B, n_items)`` and finite; shared ``(C,)`` and per-user
-    ``(B, C)`` candidates; candidate scores equal to the full scores of those items; a batch equal
+    ``(B, C)`` candidates; candidate scores equal to the full scores of those items; candidates
+    outside the catalog refused with an error; a batch equal
     to one user at a time; deterministic scores; ``rank`` returns ``k`` distinct items, best
     first, without history items, restricted to candidates when given; a user without history.
 
@@ -225,6 +226,11 @@ class RankerContract(ComponentContract):
         cand = ItemList(np.arange(0, split.dataset.n_items, 3))
         ranked = component.rank(split.train.history(1), cand, k=None, user=1, exclude_history=False)
         assert set(ranked.ids.tolist()) == set(cand.ids.tolist())
+
+    def test_rejects_items_outside_the_catalog(self, component: Any, split: Split) -> None:
+        hist, users = self._batch(split, 1)
+        with pytest.raises((DataError, IndexError, ValueError)):
+            component.score(hist, np.array([0, split.dataset.n_items + 5]), users=users)
 
     def test_empty_history(self, component: Any, split: Split) -> None:
         if not self.supports_empty_history:
