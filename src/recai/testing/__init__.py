@@ -21,28 +21,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from .helpers import fake_distribution, fresh_plugin_manager, make_tiny_dataset, use_plugin_manager
-
-_CONTRACTS = {
-    "ComponentContract",
-    "RankerContract",
-    "RetrieverContract",
-    "LLMBackendContract",
-    "KnowledgePrompterContract",
-    "ExplainerContract",
-    "EvaluatorContract",
-    "DatasetContract",
-    "AgentContract",
-}
+from .helpers import (
+    fake_distribution,
+    fresh_plugin_manager,
+    make_tiny_dataset,
+    modules_imported_by_listing,
+    use_plugin_manager,
+)
 
 
 def __getattr__(name: str) -> Any:
     # the contract classes need pytest; the helpers above do not
-    if name in _CONTRACTS:
-        from . import contracts
+    if name.endswith("Contract"):
+        import importlib
 
-        return getattr(contracts, name)
+        contracts = importlib.import_module(".contracts", __name__)
+        if name in contracts.__all__:
+            return getattr(contracts, name)
     raise AttributeError(f"module 'recai.testing' has no attribute {name!r}")
+
 
 __all__ = [
     "ComponentContract",
@@ -58,4 +55,5 @@ __all__ = [
     "use_plugin_manager",
     "make_tiny_dataset",
     "fake_distribution",
+    "modules_imported_by_listing",
 ]

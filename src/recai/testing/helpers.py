@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..data import Dataset, synthetic_dataset
 from ..plugins import PluginManager, set_plugin_manager
 
-__all__ = ["fresh_plugin_manager", "use_plugin_manager", "make_tiny_dataset"]
+__all__ = [
+    "fresh_plugin_manager",
+    "use_plugin_manager",
+    "make_tiny_dataset",
+    "fake_distribution",
+    "modules_imported_by_listing",
+]
 
 
 def fresh_plugin_manager(*plugins: Any, autoload: bool = False, strict: bool = False, **kwargs: Any) -> PluginManager:
@@ -69,3 +75,32 @@ def fake_distribution(
     lines = [f"[{group}]"] + [f"{k} = {v}" for k, v in (entry_points or {}).items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def modules_imported_by_listing(plugin: str, modules: Iterable[str], *, expect: str | None = None) -> list[str]:
+    """Which of ``modules`` a fresh interpreter imports when it lists the components of ``plugin``.
+
+    Runs ``recai``'s registry in a subprocess with only ``plugin`` (an entry-point name) loaded and
+    strict mode on; ``expect`` is a component name that must be registered. A plugin whose
+    entry-point module registers lazy ``"module:Class"`` factories returns ``[]``::
+
+        assert modules_imported_by_listing("classic", ["scipy", "torch"], expect="itemknn.v1") == []
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    wanted = sorted(modules)
+    code = (
+        "import json, sys, recai\n"
+        "reg = recai.get_plugin_manager().registry()\n"
+        f"assert {expect!r} is None or {expect!r} in reg, reg.names()\n"
+        f"print(json.dumps([m for m in {wanted!r} if m in sys.modules]))\n"
+    )
+    env = {**os.environ, "RECAI_PLUGINS": plugin, "RECAI_STRICT_PLUGINS": "1"}
+    env.pop("RECAI_DISABLE_PLUGIN_AUTOLOAD", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    if out.returncode != 0:
+        raise AssertionError(f"listing plugin {plugin!r} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
