@@ -18,9 +18,18 @@ from recai.plugins import PluginManager
 HEAVY = ("torch", "transformers", "faiss", "openai", "sklearn")
 
 
-def recai_cmd(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def recai_cmd(
+    *args: str, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "recai", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "recai", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -76,24 +85,36 @@ def test_plugins_lists_failures(pm: PluginManager, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out)["failures"][0]["plugin"] == "typo"
 
 
-def test_recipe_check_ok(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_recipe_check_ok(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "r.toml"
-    f.write_text('[components.rnd]\nuse = "random.v1"\n[components.big]\nuse = "scaled.v1"\nparams = { base = "rnd" }\n')
+    f.write_text(
+        '[components.rnd]\nuse = "random.v1"\n[components.big]\nuse = "scaled.v1"\nparams = { base = "rnd" }\n'
+    )
     assert cli.main(["recipe", "check", str(f)]) == 0
     assert "OK" in capsys.readouterr().out
 
 
-def test_user_error_exit_2_without_traceback(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_error_exit_2_without_traceback(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "r.toml"
     f.write_text('[components.rnd]\nuse = "randum.v1"\n')
     assert cli.main(["recipe", "check", str(f)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("recai: error: ") and "Did you mean 'random.v1'" in err and "Traceback" not in err
+    assert (
+        err.startswith("recai: error: ")
+        and "Did you mean 'random.v1'" in err
+        and "Traceback" not in err
+    )
     assert cli.main(["--debug", "recipe", "check", str(f)]) == 2
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_internal_error_exit_1(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_exit_1(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import recai
 
     class Crash(recai.Evaluator):
@@ -110,12 +131,18 @@ def test_internal_error_exit_1(pm: PluginManager, tmp_path: Path, capsys: pytest
     f.write_text('[components.e]\nuse = "crash.v1"\n')
     assert cli.main(["run", str(f), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
-    assert "internal error: ZeroDivisionError: a bug in a plugin" in err and "--debug" in err and "Traceback" not in err
+    assert (
+        "internal error: ZeroDivisionError: a bug in a plugin" in err
+        and "--debug" in err
+        and "Traceback" not in err
+    )
     assert cli.main(["--debug", "run", str(f), "--out", str(tmp_path / "o")]) == 1
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_run_writes_files(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_writes_files(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     f = tmp_path / "r.toml"
     f.write_text(
         'name = "cli"\n[components.data]\nuse = "synthetic.v1"\n[components.rnd]\nuse = "random.v1"\n'
@@ -125,12 +152,17 @@ def test_run_writes_files(pm: PluginManager, tmp_path: Path, capsys: pytest.Capt
     assert cli.main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| rnd |" in printed and "metrics.json" in printed
-    assert json.loads((out / "metrics.json").read_text())["stages"]["e"]["metrics"]["rnd"]["hit@5"] >= 0
+    assert (
+        json.loads((out / "metrics.json").read_text())["stages"]["e"]["metrics"]["rnd"]["hit@5"]
+        >= 0
+    )
     assert cli.main(["run", str(f), "--out", str(out), "--no-progress"]) == 0
     assert "resumed" in capsys.readouterr().out
 
 
-def test_schema_lists_installed_components(pm: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_lists_installed_components(
+    pm: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["recipe", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     decl = schema["$defs"]["ComponentDecl"]
@@ -142,18 +174,49 @@ def test_schema_lists_installed_components(pm: PluginManager, capsys: pytest.Cap
     assert "allOf" not in json.loads(capsys.readouterr().out)["$defs"]["ComponentDecl"]
 
 
-@pytest.mark.parametrize("code", ["import recai", "import recai.cli, recai.plugins, recai.recipe, recai.runtime"])
+@pytest.mark.parametrize(
+    "code", ["import recai", "import recai.cli, recai.plugins, recai.recipe, recai.runtime"]
+)
 def test_kernel_imports_no_heavy_library(code: str) -> None:
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    loaded = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in out.stderr.splitlines()
+        if "|" in line
+    }
     assert not loaded & set(HEAVY), f"kernel imported {loaded & set(HEAVY)}"
 
 
 def test_recai_plugins_imports_no_heavy_library() -> None:
     """`recai plugins` with every installed plugin loaded stays light too."""
     code = "import sys; from recai.cli import main; main(['plugins'])"
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
-    loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
+    loaded = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in out.stderr.splitlines()
+        if "|" in line
+    }
     assert not loaded & set(HEAVY), f"`recai plugins` imported {loaded & set(HEAVY)}"
+
+
+def test_unwritable_output_folder_is_a_user_error(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text(
+        '[components.data]\nuse = "synthetic.v1"\n[components.rnd]\nuse = "random.v1"\n'
+        '[components.e]\nuse = "hitrate.v1"\nparams = { dataset = "data", models = ["rnd"] }\n'
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert cli.main(["run", str(f), "--out", str(blocker / "out")]) == 2
+    assert "cannot write results to" in capsys.readouterr().err

@@ -238,7 +238,13 @@ def run(
         base = rec.name or (Path(rec.source).stem if not rec.source.startswith("<") else "recipe")
         out_dir = Path("runs") / base
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".recai-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise RecaiError(f"cannot write results to {out}: {e.strerror or e}; choose another --out folder") from None
     seed = rec.run.seed
     ctx = RunContext(out, seed=seed, built=built, progress=progress)
     reports: dict[str, Report] = {}
