@@ -1,0 +1,78 @@
+"""The item catalog: external ids, titles and further columns, addressed by contiguous indices."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+__all__ = ["Catalog"]
+
+
+@dataclass(eq=False)
+class Catalog:
+    """The items: external ids, titles and further columns (genres, price, year, ...).
+
+    ``descriptions`` says in words what each column holds, for use in LLM prompts.
+    """
+
+    ids: np.ndarray
+    titles: np.ndarray
+    fields: dict[str, Any] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids)
+        self.titles = np.asarray(self.titles, dtype=object)
+        n = len(self.ids)
+        if self.ids.ndim != 1:
+            raise DataError("catalog ids must be one-dimensional")
+        if len(self.titles) != n:
+            raise DataError(f"catalog has {n} ids but {len(self.titles)} titles")
+        for name, col in self.fields.items():
+            if len(col) != n:
+                raise DataError(f"catalog column {name!r} has {len(col)} values for {n} items")
+        uniq, counts = np.unique(self.ids, return_counts=True)
+        if len(uniq) != n:
+            dup = uniq[counts > 1][:5].tolist()
+            raise DataError(f"catalog item ids are not unique: {dup} appear more than once")
+        self._index: dict[Any, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.ids)
+
+    def index(self, external_id: Any) -> int:
+        """The catalog index of an external item id (``KeyError`` if unknown)."""
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.ids.tolist())}
+        return self._index[external_id]
+
+    def title(self, item: int) -> str:
+        return str(self.titles[item])
+
+    def fingerprint(self) -> str:
+        """A short hash of the item ids in index order: what item index ``i`` means.
+
+        Models store it when fitted and refuse to load against a catalog with another one.
+        """
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256(str(len(self.ids)).encode())
+            for token in self.ids.tolist():
+                h.update(b"\x1f" + str(token).encode())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    def describe(self) -> str:
+        """One line per column, for prompts: ``title: the item's name``."""
+        lines = [f"title: {self.descriptions.get('title', 'the name of the item')}"]
+        for name in self.fields:
+            lines.append(f"{name}: {self.descriptions.get(name, name)}")
+        return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""A dataset: catalog, interactions, and where they came from."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .catalog import Catalog
+from .interactions import Interactions
+
+__all__ = ["Dataset"]
+
+
+@dataclass(eq=False)
+class Dataset:
+    """A catalog, interactions and the facts about where they came from."""
+
+    name: str
+    catalog: Catalog
+    interactions: Interactions
+    user_ids: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.interactions.n_items != self.catalog.n_items:
+            raise DataError(
+                f"dataset {self.name}: interactions index {self.interactions.n_items} items "
+                f"but the catalog has {self.catalog.n_items}"
+            )
+        if self.user_ids is not None and len(self.user_ids) != self.interactions.n_users:
+            raise DataError(f"dataset {self.name}: {len(self.user_ids)} user ids for {self.interactions.n_users} users")
+
+    @property
+    def n_users(self) -> int:
+        return self.interactions.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.catalog.n_items
+
+    def stats(self) -> dict[str, Any]:
+        n = len(self.interactions)
+        return {
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": n,
+            "density": n / max(1, self.n_users * self.n_items),
+        }
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(self.name.encode())
+        h.update(self.catalog.fingerprint().encode())
+        h.update(self.interactions.fingerprint().encode())
+        return h.hexdigest()[:16]
