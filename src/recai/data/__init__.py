@@ -12,7 +12,8 @@ are dataset plugins.
 from .catalog import Catalog
 from .dataset import Dataset
 from .interactions import Interactions
+from .knowledge import KnowledgeGraph
 from .split import Split, leave_one_out
 from .synthetic import synthetic_dataset
 
-__all__ = ["Catalog", "Interactions", "Dataset", "Split", "leave_one_out", "synthetic_dataset"]
+__all__ = ["Catalog", "Interactions", "Dataset", "KnowledgeGraph", "Split", "leave_one_out", "synthetic_dataset"]

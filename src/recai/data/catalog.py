@@ -17,7 +17,14 @@ __all__ = ["Catalog"]
 class Catalog:
     """The items: external ids, titles and further columns (genres, price, year, ...).
 
-    ``descriptions`` says in words what each column holds, for use in LLM prompts.
+    ``descriptions`` says in words what each column holds, for use in LLM prompts. Columns in
+    ``fields`` follow these conventions, so every consumer (SQL mirror, prompts, filters) reads
+    them the same way:
+
+    - numbers: float arrays with ``NaN`` for missing (integer arrays when nothing is missing);
+    - categorical and free text: object arrays of ``str``, ``None`` for missing;
+    - multi-valued (genres, tags): object arrays of tuples of ``str``, ``()`` for none;
+    - dates: ``datetime64`` arrays, ``NaT`` for missing.
     """
 
     ids: np.ndarray

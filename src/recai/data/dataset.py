@@ -11,19 +11,29 @@ import numpy as np
 from ..errors import DataError
 from .catalog import Catalog
 from .interactions import Interactions
+from .knowledge import KnowledgeGraph
 
 __all__ = ["Dataset"]
 
 
 @dataclass(eq=False)
 class Dataset:
-    """A catalog, interactions and the facts about where they came from."""
+    """A catalog, interactions and the facts about where they came from.
+
+    Optional parts: ``user_ids`` (external ids of users ``0..n_users-1``), ``user_fields``
+    (columns about users, e.g. age or occupation, with ``user_descriptions``), ``kg`` (a
+    :class:`~recai.data.KnowledgeGraph` linked to the catalog's items) and ``info`` (source,
+    licence, citation: say where the data came from).
+    """
 
     name: str
     catalog: Catalog
     interactions: Interactions
     user_ids: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    kg: KnowledgeGraph | None = None
+    user_fields: dict[str, Any] = field(default_factory=dict)
+    user_descriptions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.interactions.n_items != self.catalog.n_items:
@@ -33,6 +43,11 @@ class Dataset:
             )
         if self.user_ids is not None and len(self.user_ids) != self.interactions.n_users:
             raise DataError(f"dataset {self.name}: {len(self.user_ids)} user ids for {self.interactions.n_users} users")
+        for col, values in self.user_fields.items():
+            if len(values) != self.interactions.n_users:
+                raise DataError(f"dataset {self.name}: user column {col!r} has {len(values)} values for {self.interactions.n_users} users")
+        if self.kg is not None and len(self.kg.item_entity) != self.catalog.n_items:
+            raise DataError(f"dataset {self.name}: the knowledge graph links {len(self.kg.item_entity)} items, the catalog has {self.catalog.n_items}")
 
     @property
     def n_users(self) -> int:

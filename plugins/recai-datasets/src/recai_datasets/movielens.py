@@ -100,7 +100,7 @@ def _read_items(path: Path) -> Catalog:
     genres = np.empty(n, dtype=object)
     raw_genres = table.text("class") if "class" in table.types else [""] * n
     for i, g in enumerate(raw_genres):
-        genres[i] = [x for x in g.split(" ") if x and x not in _UNKNOWN]
+        genres[i] = tuple(x for x in g.split(" ") if x and x not in _UNKNOWN)
     titles = np.empty(n, dtype=object)
     for i, name in enumerate(names):
         name = name.strip()
