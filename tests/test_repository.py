@@ -44,10 +44,12 @@ def test_plugin_uses_the_contract_tests(plugin_dir: Path) -> None:
     assert "from recai.testing import" in sources and "Contract" in sources
 
 
-@pytest.mark.parametrize("plugin_dir", PLUGIN_DIRS, ids=lambda p: p.name)
+@pytest.mark.parametrize("plugin_dir", [*PLUGIN_DIRS, ROOT / "examples" / "recai-recency"], ids=lambda p: p.name)
 def test_entry_point_module_imports_only_recai(plugin_dir: Path) -> None:
-    """plugin.py registers specs with lazy factories; the work lives in modules beside it."""
+    """plugin.py and the package __init__ (run when plugin.py is imported) import only recai:
+    listing components must not import the modules that do the work."""
     for plugin_py in (plugin_dir / "src").glob("*/plugin.py"):
-        for line in plugin_py.read_text().splitlines():
-            if line.startswith(("import ", "from ")):
-                assert line.split()[1].split(".")[0] in ("recai", "__future__"), f"{plugin_py}: {line}"
+        for module in (plugin_py, plugin_py.parent / "__init__.py"):
+            for line in module.read_text().splitlines():
+                if line.startswith(("import ", "from ")):
+                    assert line.split()[1].split(".")[0] in ("recai", "__future__"), f"{module}: {line}"

@@ -1,5 +1,5 @@
-"""recai-recency: popularity that forgets, as a recai ranker."""
+"""recai-recency: popularity that forgets, as a recai ranker.
 
-from .model import RecencyPopularity
-
-__all__ = ["RecencyPopularity"]
+The package imports nothing on purpose: recai imports ``recai_recency.plugin`` (and so this file)
+just to list components, so the model lives in ``recai_recency.model``, imported when built.
+"""
