@@ -52,13 +52,19 @@ class Flaky(recai.Evaluator):
 
         if os.environ.get("RECAI_TEST_FAIL"):
             raise KeyboardInterrupt
-        return recai.Report("", {"x": {"m": 1.0}}, info={"dataset": "-", "protocol": "-", "samples": 0, "seed": ctx.seed})
+        return recai.Report(
+            "",
+            {"x": {"m": 1.0}},
+            info={"dataset": "-", "protocol": "-", "samples": 0, "seed": ctx.seed},
+        )
 
 
 class Extra:
     @recai.hookimpl
     def recai_rankers(self):
-        yield recai.ComponentSpec(name="counting.v1", factory=CountingRanker, summary="Counts fits.")
+        yield recai.ComponentSpec(
+            name="counting.v1", factory=CountingRanker, summary="Counts fits."
+        )
 
     @recai.hookimpl
     def recai_evaluators(self):
@@ -81,7 +87,10 @@ def recipe(weight: float = 2.0, **run_section) -> recai.Recipe:
                 "data": {"use": "synthetic.v1", "params": {"n_users": 40, "n_items": 30}},
                 "pop": {"use": "counting.v1"},
                 "big": {"use": "scaled.v1", "params": {"base": "pop", "weight": weight}},
-                "eval": {"use": "hitrate.v1", "params": {"dataset": "data", "models": ["pop", "big"], "k": 5}},
+                "eval": {
+                    "use": "hitrate.v1",
+                    "params": {"dataset": "data", "models": ["pop", "big"], "k": 5},
+                },
                 "later": {"use": "flaky.v1", "params": {"models": ["pop"]}},
             },
             "run": run_section or {"stages": ["eval", "later"], "seed": 3},
@@ -94,7 +103,9 @@ def test_run_writes_metrics_and_report(pm: PluginManager, tmp_path: Path) -> Non
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["seed"] == 3 and metrics["recipe"]["name"] == "rt"
     hit = metrics["stages"]["eval"]["metrics"]["pop"]["hit@5"]
-    assert 0 <= hit <= 1 and metrics["stages"]["eval"]["metrics"]["big"]["hit@5"] == hit  # scaling keeps ranks
+    assert (
+        0 <= hit <= 1 and metrics["stages"]["eval"]["metrics"]["big"]["hit@5"] == hit
+    )  # scaling keeps ranks
     assert metrics["stages"]["eval"]["info"]["samples"] == 40
     assert "plugin" not in metrics["distributions"]  # only real distributions are listed
     md = (tmp_path / "out" / "report.md").read_text()
@@ -103,7 +114,9 @@ def test_run_writes_metrics_and_report(pm: PluginManager, tmp_path: Path) -> Non
     assert not list((tmp_path / "out").rglob("*.tmp"))
 
 
-def test_resume_skips_finished_stages_and_reruns_changed_ones(pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_skips_finished_stages_and_reruns_changed_ones(
+    pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     monkeypatch.setenv("RECAI_TEST_FAIL", "1")
     with pytest.raises(KeyboardInterrupt):
@@ -126,7 +139,11 @@ def test_fit_cache_loads_saved_models(pm: PluginManager, tmp_path: Path) -> None
     run(recipe(), out, progress=False)
     assert CountingRanker.fits == 1  # fitted once although two models wrap it
     artifacts = list((out / "artifacts").iterdir())
-    assert len(artifacts) == 1 and (artifacts[0] / "DONE").exists() and (artifacts[0] / "counts.npy").exists()
+    assert (
+        len(artifacts) == 1
+        and (artifacts[0] / "DONE").exists()
+        and (artifacts[0] / "counts.npy").exists()
+    )
     run(recipe(), out, progress=False, resume=False)
     assert CountingRanker.fits == 1  # loaded from artifacts instead of fitting again
 
@@ -179,14 +196,39 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
-def test_fit_keys_follow_params_outside_recipes(pm: PluginManager, tmp_path: Path, tiny_split) -> None:
+def test_fit_keys_follow_params_outside_recipes(
+    pm: PluginManager, tmp_path: Path, tiny_split
+) -> None:
     ctx = RunContext(tmp_path, progress=False)
     fp = tiny_split.fingerprint()
     a, b = recai.create("ranker", "random.v1", seed=1), recai.create("ranker", "random.v1", seed=2)
     assert ctx.fingerprint(a, fp) != ctx.fingerprint(b, fp)
-    assert ctx.fingerprint(a, fp) == ctx.fingerprint(recai.create("ranker", "random.v1", seed=1), fp)
+    assert ctx.fingerprint(a, fp) == ctx.fingerprint(
+        recai.create("ranker", "random.v1", seed=1), fp
+    )
     s1 = recai.create("ranker", "scaled.v1", base=a)
     s2 = recai.create("ranker", "scaled.v1", base=b)
     assert ctx.fingerprint(s1, fp) != ctx.fingerprint(s2, fp)  # nested components count too
     by_hand = CountingRanker(tag="a"), CountingRanker(tag="b")
     assert ctx.fingerprint(by_hand[0], fp) != ctx.fingerprint(by_hand[1], fp)
+
+
+def test_fit_key_changes_when_a_referenced_component_changes(
+    pm: PluginManager, tmp_path: Path, tiny_split
+) -> None:
+    def key(seed: int) -> str:
+        built = recai.build(
+            recai.load_recipe(
+                {
+                    "components": {
+                        "rnd": {"use": "random.v1", "params": {"seed": seed}},
+                        "big": {"use": "scaled.v1", "params": {"base": "rnd"}},
+                    }
+                }
+            )
+        )
+        return RunContext(tmp_path, built=built, progress=False).fingerprint(
+            built["big"], tiny_split.fingerprint()
+        )
+
+    assert key(1) == key(1) and key(1) != key(2)

@@ -109,14 +109,10 @@ class RunContext:
 
     def fingerprint(self, component: Any, data_fingerprint: str) -> str:
         """Key of ``component`` fitted on data with ``data_fingerprint``: component, params, versions."""
-        decl: Any = describe_component(component)
-        if self.built is not None:
-            name = self.built.name_of(component)
-            if name is not None:
-                comp = self.built.recipe.components[name]
-                entry = self.built.plan.resolved[name]
-                decl = {"use": comp.use, "params": comp.params, "provider": entry.plugin.label}
-        return _digest({"component": decl, "data": data_fingerprint, "seed": self.seed})
+        decl: Any = describe_component(component)  # name + params, nested components included
+        name = self.built.name_of(component) if self.built is not None else None
+        provider = self.built.plan.resolved[name].plugin.label if self.built is not None and name else None
+        return _digest({"component": decl, "provider": provider, "data": data_fingerprint, "seed": self.seed})
 
     def fit(self, component: T, split: Any) -> T:
         """Fit ``component`` on ``split`` unless it already is; reuse a saved fit when it can.
@@ -156,7 +152,6 @@ class RunContext:
 
 
 _FIT_MARK = "_recai_fitted_on"
-
 
 
 def _learns(component: Any) -> bool:

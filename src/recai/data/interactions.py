@@ -41,6 +41,7 @@ class Interactions:
             if self.items.min() < 0 or self.items.max() >= self.n_items:
                 raise DataError(f"interactions: item index out of range 0..{self.n_items - 1}")
         self._csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._fingerprint: str | None = None
 
     def __len__(self) -> int:
         return len(self.users)
@@ -92,9 +93,13 @@ class Interactions:
         )
 
     def fingerprint(self) -> str:
+        """A short hash of the arrays (computed once: treat the arrays as read-only)."""
+        if self._fingerprint is not None:
+            return self._fingerprint
         h = hashlib.sha256()
         h.update(f"{self.n_users},{self.n_items},{len(self)}".encode())
         for arr in (self.users, self.items, self.timestamps, self.ratings):
             if arr is not None:
                 h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
