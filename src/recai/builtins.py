@@ -1,7 +1,8 @@
 """Components that ship with the kernel, registered through the same hooks as any plugin.
 
-They are deliberately few: a random baseline (the floor every recommender must beat) and a small
-seeded synthetic dataset (so a recipe and the test kit run with nothing else installed).
+They are deliberately few: a random baseline (the floor every recommender must beat), a small
+seeded synthetic dataset (so a recipe and the test kit run with nothing else installed) and a
+filter over any other dataset component (implicit feedback, deduplication, k-core).
 """
 
 from __future__ import annotations
@@ -32,4 +33,9 @@ def recai_datasets():
         name="synthetic.v1",
         factory="recai.baselines:SyntheticDataset",
         summary="Small seeded synthetic dataset with popularity and sequential structure.",
+    )
+    yield ComponentSpec(
+        name="filtered.v1",
+        factory="recai.baselines:FilteredDataset",
+        summary="Another dataset, filtered: deduplicated, ratings >= a threshold, k-core; reported.",
     )
