@@ -1,5 +1,7 @@
 """The ``recai`` command line.
 
+Commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``, ``run``.
+
 Exit codes: 0 success; 2 a user error (bad recipe, unknown name, bad file, bad arguments) with a
 readable message and no traceback; 1 an internal failure (the traceback is shown with ``--debug``).
 
@@ -136,6 +138,164 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugins import get_plugin_manager
+    from .roles import Role
+
+    reg = get_plugin_manager().registry()
+    entries = reg.all(Role.DATASET)
+    if args.json:
+        rows = [
+            {
+                "name": e.name,
+                "summary": e.summary,
+                "plugin": e.plugin.name,
+                "distribution": e.plugin.distribution,
+                "version": e.plugin.version,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{len(entries)} dataset component(s); details: recai datasets stats NAME --param key=value")
+    print()
+    print(_table(["name", "provided by", "summary"], [[e.name, e.plugin.label, e.summary] for e in entries]))
+    return 0
+
+
+def _param_value(text: str) -> Any:
+    """A ``--param`` value: JSON for lists, objects and null; text otherwise (the params model
+    turns ``"3"`` into 3 and ``"true"`` into True where the field asks for it)."""
+    import json
+
+    if text.strip()[:1] in ("[", "{") or text.strip() == "null":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _cmd_datasets_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import RecaiError
+    from .plugins import get_plugin_manager
+    from .roles import Role
+
+    params: dict[str, Any] = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecaiError(f"--param {item!r}: expected KEY=VALUE, e.g. --param path=data/ml-1m")
+        params[key.strip()] = _param_value(value)
+    source = get_plugin_manager().create(Role.DATASET, args.name, **params)
+    summary = _dataset_summary(source.dataset())
+    summary = {"component": args.name, "params": params, **summary}
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print("\n".join(_format_summary(summary)))
+    return 0
+
+
+def _dataset_summary(data: Any) -> dict[str, Any]:
+    """The numbers ``recai datasets stats`` prints, as plain JSON-able values."""
+    import numpy as np
+
+    inter = data.interactions
+    n = len(inter)
+    counts = inter.user_counts()
+    out: dict[str, Any] = {
+        "name": data.name,
+        "users": int(data.n_users),
+        "items": int(data.n_items),
+        "interactions": int(n),
+        "density": n / max(1, data.n_users * data.n_items),
+        "interactions_per_user": {
+            "min": int(counts.min()) if n else 0,
+            "median": float(np.median(counts)) if n else 0.0,
+            "max": int(counts.max()) if n else 0,
+        },
+        "items_with_interactions": int((inter.item_counts() > 0).sum()),
+        "ratings": None,
+        "time": None,
+        "item_fields": list(data.catalog.fields),
+        "user_fields": list(data.user_fields),
+        "kg": None,
+    }
+    if inter.ratings is not None and n:
+        r = inter.ratings
+        out["ratings"] = {"min": float(r.min()), "max": float(r.max()), "mean": float(r.mean())}
+    if inter.timestamps is not None and n:
+        lo, hi = inter.timestamps.min(), inter.timestamps.max()
+        out["time"] = {"first": float(lo), "last": float(hi)}
+        if lo >= 1e8 and hi < 4e9:  # looks like Unix seconds (1973..2096): say the days too
+            import datetime as dt
+
+            def day(t: Any) -> str:
+                return dt.datetime.fromtimestamp(float(t), dt.UTC).strftime("%Y-%m-%d")
+
+            out["time"].update({"first_date": day(lo), "last_date": day(hi)})
+    if data.kg is not None:
+        kg = data.kg
+        out["kg"] = {
+            "triples": len(kg),
+            "entities": int(kg.n_entities),
+            "relations": int(kg.n_relations),
+            "linked_items": int((kg.item_entity >= 0).sum()),
+        }
+    for key in ("skipped", "unparsed", "source", "files", "licence", "citation"):
+        if key in data.info:
+            out[key] = data.info[key]
+    return out
+
+
+def _format_summary(s: dict[str, Any]) -> list[str]:
+    per = s["interactions_per_user"]
+    rows = [
+        ("users", f"{s['users']:,}"),
+        ("items", f"{s['items']:,} ({s['items_with_interactions']:,} with interactions)"),
+        ("interactions", f"{s['interactions']:,}"),
+        ("density", f"{s['density']:.4%}"),
+        ("per user", f"min {per['min']:,}, median {per['median']:g}, max {per['max']:,}"),
+    ]
+    if s["ratings"]:
+        r = s["ratings"]
+        rows.append(("ratings", f"{r['min']:g} .. {r['max']:g} (mean {r['mean']:.2f})"))
+    t = s["time"]
+    if t is None:
+        rows.append(("time", "no timestamps (file order)"))
+    elif "first_date" in t:
+        rows.append(("time", f"{t['first_date']} .. {t['last_date']} (UTC)"))
+    else:
+        rows.append(("time", f"{t['first']:g} .. {t['last']:g}"))
+    rows.append(("item fields", ", ".join(s["item_fields"]) or "-"))
+    rows.append(("user fields", ", ".join(s["user_fields"]) or "-"))
+    kg = s["kg"]
+    rows.append(
+        (
+            "knowledge graph",
+            f"{kg['triples']:,} triples, {kg['entities']:,} entities, {kg['relations']:,} relations, "
+            f"{kg['linked_items']:,} linked items"
+            if kg
+            else "-",
+        )
+    )
+    skipped = s.get("skipped") or {}
+    rows.append(("skipped", ", ".join(f"{v:,} {k}" for k, v in skipped.items()) or "nothing"))
+    unparsed = {k: v for k, v in (s.get("unparsed") or {}).items() if v}
+    if unparsed:
+        rows.append(("unreadable values", ", ".join(f"{v:,} {k}" for k, v in unparsed.items())))
+    for key in ("source", "licence"):
+        if s.get(key):
+            rows.append((key, str(s[key])))
+    width = max(len(k) for k, _ in rows)
+    return [f"{s['component']} ({s['name']})"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
         self.print_usage(sys.stderr)
@@ -162,6 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--shape-only", action="store_true", help="leave out the params of installed components")
     sc.set_defaults(func=_cmd_schema)
     rp.set_defaults(func=lambda a: (rp.print_help(), 2)[1])
+
+    dp = sub.add_parser("datasets", help="list dataset components, or load one and print its statistics")
+    dp.add_argument("--json", action="store_true", help="machine-readable output")
+    dsub = dp.add_subparsers(dest="datasets_command", metavar="ACTION", parser_class=_Parser)
+    dl = dsub.add_parser("list", help="list the dataset components (the default)")
+    dl.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    dl.set_defaults(func=_cmd_datasets)
+    ds = dsub.add_parser("stats", help="load a dataset and print users, items, interactions, time range, ...")
+    ds.add_argument("name", help="registered name, e.g. movielens-100k.v1")
+    ds.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param of the component (repeatable), e.g. -p path=data/ml-1m",
+    )
+    ds.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    ds.set_defaults(func=_cmd_datasets_stats)
+    dp.set_defaults(func=_cmd_datasets)
 
     run = sub.add_parser("run", help="run a recipe's stages; writes metrics.json and report.md")
     run.add_argument("file", help="recipe file (.toml, .yaml, .yml or .json)")
