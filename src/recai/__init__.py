@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import (
         DataError,
         DuplicateComponentError,
+        QueryError,
         ParamsError,
         PluginLoadError,
         RecaiError,
@@ -89,6 +90,7 @@ _LAZY = {
     "RoleMismatchError": "errors",
     "ParamsError": "errors",
     "DataError": "errors",
+    "QueryError": "errors",
 }
 
 __all__ = ["__version__", "create", *_LAZY]

@@ -26,6 +26,7 @@ __all__ = [
     "DataError",
     "RequirementError",
     "UnknownRoleError",
+    "QueryError",
 ]
 
 
@@ -114,3 +115,20 @@ class RequirementError(RecaiError):
 
 class UnknownRoleError(RecaiError, ValueError):
     """A role name that is not one of recai's roles."""
+
+
+class QueryError(RecaiError):
+    """A query on a :class:`~recai.data.CatalogDB` was refused or failed.
+
+    ``reason`` says why in words (what the SQL tried, or SQLite's message); ``sql`` is the
+    statement as given. Raised instead of any ``sqlite3`` exception.
+    """
+
+    def __init__(self, reason: str, sql: str | None = None):
+        self.reason = reason
+        self.sql = sql
+        shown = ""
+        if sql is not None:
+            text = " ".join(sql.split())
+            shown = "\n  SQL: " + (text if len(text) <= 500 else text[:500] + " ...")
+        super().__init__(f"{reason}{shown}")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, RecaiError
+from ..errors import DataError, QueryError
 from .catalog import Catalog
 
 __all__ = ["CatalogDB", "QueryError", "QueryResult"]
@@ -93,23 +93,6 @@ _ACTION_NAMES = {
     )  # fmt: skip
     if hasattr(sqlite3, f"SQLITE_{n}")
 }
-
-
-class QueryError(RecaiError):
-    """A query on a :class:`CatalogDB` was refused or failed.
-
-    ``reason`` says why in words (what the SQL tried, or SQLite's message); ``sql`` is the
-    statement as given. Raised instead of any ``sqlite3`` exception.
-    """
-
-    def __init__(self, reason: str, sql: str | None = None):
-        self.reason = reason
-        self.sql = sql
-        shown = ""
-        if sql is not None:
-            text = " ".join(sql.split())
-            shown = "\n  SQL: " + (text if len(text) <= 500 else text[:500] + " ...")
-        super().__init__(f"{reason}{shown}")
 
 
 @dataclass
