@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import (
         DataError,
         DuplicateComponentError,
-        QueryError,
         ParamsError,
         PluginLoadError,
+        QueryError,
         RecaiError,
         RecipeError,
         RoleMismatchError,

@@ -86,13 +86,51 @@ class RandomRecommender(Ranker, Retriever):
 
 
 class SyntheticDataset(DatasetSource):
-    """A seeded synthetic dataset (see :func:`recai.data.synthetic_dataset`)."""
+    """A seeded synthetic dataset with popularity and sequential structure, of any size.
 
-    def __init__(self, n_users: int = 60, n_items: int = 40, mean_length: int = 12, seed: int = 0):
+    See :func:`recai.data.synthetic_dataset` for what each parameter shapes.
+
+    >>> SyntheticDataset(n_users=10, n_items=8, mean_length=5).dataset().stats()["interactions"]
+    50
+    """
+
+    def __init__(
+        self,
+        n_users: Annotated[int, Field(ge=1, description="number of users")] = 60,
+        n_items: Annotated[int, Field(ge=1, description="number of items")] = 40,
+        mean_length: Annotated[
+            int, Field(ge=1, description="events per user on average (n_users * mean_length in all)")
+        ] = 12,
+        seed: int = 0,
+        p_follow: Annotated[
+            float, Field(ge=0, le=1, description="chance that the next event follows the item chain")
+        ] = 0.8,
+        cluster_size: Annotated[int, Field(ge=1, description="items per latent cluster")] = 20,
+        popularity_exponent: Annotated[
+            float, Field(gt=0, description="item popularity: rank r weighs about r**-exponent")
+        ] = 1.0,
+        activity_exponent: Annotated[
+            float, Field(gt=0, description="Pareto tail index of user activity (smaller: more skewed)")
+        ] = 1.2,
+        ratings: Annotated[bool, Field(description="add 1-5 ratings")] = False,
+    ):
         self.n_users, self.n_items, self.mean_length, self.seed = n_users, n_items, mean_length, seed
+        self.p_follow, self.cluster_size = p_follow, cluster_size
+        self.popularity_exponent, self.activity_exponent = popularity_exponent, activity_exponent
+        self.ratings = ratings
 
     def load(self) -> Dataset:
-        return synthetic_dataset(self.n_users, self.n_items, self.mean_length, seed=self.seed)
+        return synthetic_dataset(
+            self.n_users,
+            self.n_items,
+            self.mean_length,
+            seed=self.seed,
+            p_follow=self.p_follow,
+            cluster_size=self.cluster_size,
+            popularity_exponent=self.popularity_exponent,
+            activity_exponent=self.activity_exponent,
+            ratings=self.ratings,
+        )
 
 
 class FilteredDataset(DatasetSource):

@@ -141,7 +141,7 @@ def test_blank_lines_crlf_and_no_final_line_break_in_a_big_file(tmp_path):
 def test_floats_agree_with_python_float(tmp_path):
     rng = np.random.default_rng(0)
     texts = [
-        "0", "-0", "7", "-12", "3.5", "-0.25", ".5", "5.", "007", "1e3", "-2.5E-3", "+4", " 6 ",
+        " 1e3", "0", "-0", "7", "-12", "3.5", "-0.25", ".5", "5.", "007", "1e3", "-2.5E-3", "+4", " 6 ",
         "1_000", "inf", "123456789012345678", "1234567890123456789", "0.1234567890123456789",
         "9007199254740993", "3.14159265358979323846", "100000000000000000000",
     ]  # fmt: skip
@@ -241,3 +241,16 @@ def test_reading_a_file_holds_no_python_string_per_row(tmp_path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 12 * Path(f).stat().st_size  # strings alone would take ~50 bytes per field
+
+
+def test_long_tokens_after_a_hash_collision_sort_the_bytes(tmp_path, monkeypatch):
+    import recai_datasets.atomic as atomic
+
+    f = tmp_path / "t.inter"
+    tokens = ["token-b-long", "token-a-long", "token-b-long", "x"]
+    f.write_text("k:token\n" + "".join(f"{t}\n" for t in tokens))
+    expected = read_atomic(f).factorize("k")
+    monkeypatch.setattr(atomic, "_unique_rows", lambda fixed, words: None)
+    uniques, codes = read_atomic(f).factorize("k")
+    assert uniques.tolist() == expected[0].tolist() == ["token-a-long", "token-b-long", "x"]
+    assert codes.tolist() == expected[1].tolist() == [1, 0, 1, 2]

@@ -30,7 +30,7 @@ from .knowledge import KnowledgeGraph
 from .sampling import Candidates, sample_candidates
 from .split import Split, leave_one_out, random_split, recbole_time_keys, temporal_split
 from .sql import CatalogDB, QueryError, QueryResult
-from .synthetic import synthetic_dataset
+from .synthetic import synthetic_dataset, write_atomic
 
 __all__ = [
     "Catalog",
@@ -43,6 +43,7 @@ __all__ = [
     "random_split",
     "recbole_time_keys",
     "synthetic_dataset",
+    "write_atomic",
     "FilterStep",
     "FilterReport",
     "min_rating",
