@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import numpy as np
 from recai.data import Catalog, Dataset, Interactions, KnowledgeGraph
 from recai.errors import DataError
 
+from .atomic import index_of, numbered_tokens
 from .problems import (
     BAD_VALUE,
     DUPLICATE_ITEM,
@@ -96,7 +96,21 @@ def _take(values: Any, keep: np.ndarray) -> Any:
     return arr[keep]
 
 
+def _ratings(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Ratings as ``float64``, or ``float32`` when they come so."""
+    values = np.asarray(values)
+    return values if values.dtype == np.float32 else values.astype(np.float64, copy=False)
+
+
+def _strings(values: Sequence[Any] | np.ndarray) -> list[str]:
+    """``values`` as a list of ``str`` (a quick check first: they mostly are already)."""
+    values = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    return values if set(map(type, values)) <= {str} else [str(v) for v in values]
+
+
 def _objects(values: Sequence[Any]) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
+        return values.copy()
     out = np.empty(len(values), dtype=object)
     out[:] = list(values)
     return out
@@ -117,8 +131,10 @@ def make_catalog(
     A missing title becomes the item's id, so every title is a string.
     """
     keep = _dedupe(ids, lines, problems, path, DUPLICATE_ITEM, "item")
-    id_arr = _objects([str(i) for i in ids])
-    title_arr = _objects([t if t else str(i) for i, t in zip(ids, titles, strict=True)])
+    id_arr = _objects(_strings(ids))
+    if len(titles) != len(ids) or not all(titles):  # a missing title: the id instead
+        titles = [t if t else str(i) for i, t in zip(ids, titles, strict=True)]
+    title_arr = _objects(titles)
     cols = dict(fields)
     if keep is not None:
         id_arr, title_arr = id_arr[keep], title_arr[keep]
@@ -199,18 +215,30 @@ def numbers(
 
 def whole_seconds(timestamps: np.ndarray) -> np.ndarray:
     """int64 when every timestamp is a whole number (Unix seconds), else float64 unchanged."""
-    if (
-        timestamps.dtype.kind == "f"
-        and len(timestamps)
-        and np.array_equal(timestamps, np.round(timestamps))
-        and np.abs(timestamps).max() < 2**53
-    ):
-        return timestamps.astype(np.int64)
-    return timestamps
+    if timestamps.dtype.kind != "f" or not len(timestamps):
+        return timestamps
+    step = 1 << 20  # checked in slices: no temporary as long as the column
+    for lo in range(0, len(timestamps), step):
+        part = timestamps[lo : lo + step]
+        if not (np.array_equal(part, np.round(part)) and np.abs(part).max() < 2**53):
+            return timestamps
+    return timestamps.astype(np.int64)
 
 
 def factorize(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(uniques, codes)``; ids of digits only sort by value ("2" before "10"), others as text."""
+    """``(uniques, codes)``; ids of digits only sort by value ("2" before "10"), others as text.
+
+    Numbered ids (``"u7"``, ``"42"``: see :func:`~recai_datasets.atomic.numbered_tokens`) are
+    ordered vectorised, without a dictionary.
+
+    >>> uniques, codes = factorize(["u2", "u10", "u2"])
+    >>> uniques.tolist(), codes.tolist()
+    (['u10', 'u2'], [1, 0, 1])
+    """
+    tokens = tokens if isinstance(tokens, list) else list(tokens)
+    found = numbered_tokens(tokens)
+    if found is not None:
+        return _factorize_numbered(tokens, *found)
     uniq = list(dict.fromkeys(tokens))
     if all(t.isdigit() for t in uniq):
         uniq.sort(key=int)
@@ -219,6 +247,62 @@ def factorize(tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     index = {t: i for i, t in enumerate(uniq)}
     codes = np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
     return _objects(uniq), codes
+
+
+def _factorize_numbered(
+    tokens: list[str], prefix: str, numbers: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`factorize` for tokens that are ``prefix`` and a number without leading zeros."""
+    values, first, codes = np.unique(numbers, return_index=True, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64, copy=False)
+    if prefix:  # as text: the digits compare left-aligned, and a shorter one first on a tie
+        digits = np.ones(len(values), dtype=np.int64)
+        for power in range(1, 18):
+            digits += values >= 10**power
+        order = np.lexsort((digits, values * 10 ** (18 - digits)))
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        codes, first = rank[codes], first[order]
+    uniques = np.empty(len(first), dtype=object)
+    uniques[:] = [tokens[i] for i in first.tolist()]
+    return uniques, codes
+
+
+class _Vocabulary:
+    """Tokens in the order of their codes; the dictionary from token to code is made only when
+    needed (tokens that come coded, from one file, are never looked up one by one)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self._index: dict[str, int] | None = {}
+
+    def _lookup(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {}
+            for i, token in enumerate(self.tokens):
+                self._index.setdefault(token, i)
+        return self._index
+
+    def code(self, tokens: Sequence[str]) -> np.ndarray:
+        """The code of each token, new ones numbered as they come."""
+        index = self._lookup()
+        for token in dict.fromkeys(tokens):
+            if token not in index:
+                index[token] = len(self.tokens)
+                self.tokens.append(token)
+        return np.fromiter(map(index.__getitem__, tokens), dtype=np.int64, count=len(tokens))
+
+    def recode(self, uniques: list[str], codes: np.ndarray) -> np.ndarray:
+        """``codes`` into distinct ``uniques`` as codes of this vocabulary."""
+        codes = np.asarray(codes)
+        if codes.dtype.kind not in "iu":
+            codes = codes.astype(np.int64)
+        if not self.tokens:  # the first tokens keep their codes (and their integer type)
+            self.tokens = list(uniques)
+            self._index = None
+            return codes
+        lut = self.code(uniques)
+        return lut[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 class InteractionsBuilder:
@@ -240,16 +324,10 @@ class InteractionsBuilder:
         self.problems = problems
         self.has_ratings = ratings
         self.has_timestamps = timestamps
-        self._users: dict[str, int] = {}
-        self._items: dict[str, int] = {}
+        self._users = _Vocabulary()
+        self._items = _Vocabulary()
         self._chunks: list[tuple[np.ndarray, ...]] = []
         self._pending: tuple[list, list, list, list, list] = ([], [], [], [], [])
-
-    def _code(self, table: dict[str, int], tokens: Sequence[str]) -> np.ndarray:
-        for token in dict.fromkeys(tokens):
-            if token not in table:
-                table[token] = len(table)
-        return np.fromiter(map(table.__getitem__, tokens), dtype=np.int64, count=len(tokens))
 
     def add(
         self,
@@ -301,8 +379,8 @@ class InteractionsBuilder:
             timestamps = None if timestamps is None else timestamps[keep]
         self._chunks.append(
             (
-                self._code(self._users, users),
-                self._code(self._items, items),
+                self._users.code(users),
+                self._items.code(items),
                 np.asarray(lines, dtype=np.int64),
                 np.asarray(ratings, dtype=np.float64) if ratings is not None else np.zeros(0),
                 np.asarray(timestamps, dtype=np.float64) if timestamps is not None else np.zeros(0),
@@ -319,18 +397,15 @@ class InteractionsBuilder:
         timestamps: np.ndarray | None = None,
         keep: np.ndarray | None = None,
     ) -> None:
-        """A chunk of rows whose ids come factorized: ``(uniques, codes)`` for users and items
-        (as :meth:`recai_datasets.atomic.AtomicTable.factorize` gives them)."""
+        """A chunk of rows whose ids come factorized: ``(uniques, codes)`` for users and items,
+        ``uniques`` distinct (as :meth:`recai_datasets.atomic.AtomicTable.factorize` gives them).
+        ``ratings`` may come as ``float32`` (what :class:`recai.data.Interactions` keeps).
+        """
         self._flush()
-        remapped = []
-        for (uniques, codes), table in ((users, self._users), (items, self._items)):
-            tokens = [str(t) for t in np.asarray(uniques, dtype=object).tolist()]
-            for token in tokens:
-                if token not in table:
-                    table[token] = len(table)
-            lut = np.fromiter(map(table.__getitem__, tokens), dtype=np.int64, count=len(tokens))
-            remapped.append(lut[codes] if len(codes) else np.zeros(0, dtype=np.int64))
-        u, i = remapped
+        u, i = (
+            vocabulary.recode(_strings(uniques), codes)
+            for (uniques, codes), vocabulary in ((users, self._users), (items, self._items))
+        )
         lines = np.asarray(lines, dtype=np.int64)
         if keep is not None and not keep.all():
             u, i, lines = u[keep], i[keep], lines[keep]
@@ -341,21 +416,25 @@ class InteractionsBuilder:
                 u,
                 i,
                 lines,
-                np.asarray(ratings, dtype=np.float64) if ratings is not None else np.zeros(0),
+                _ratings(ratings) if ratings is not None else np.zeros(0),
                 np.asarray(timestamps, dtype=np.float64) if timestamps is not None else np.zeros(0),
             )
         )
 
     def columns(self) -> tuple[np.ndarray, ...]:
-        """``(user codes, item codes, lines, ratings or None, timestamps or None)``."""
+        """``(user codes, item codes, lines, ratings or None, timestamps or None)``; codes are
+        integers (``int32`` or ``int64``), lines ``int64``."""
         self._flush()
-        parts = list(zip(*self._chunks, strict=True)) if self._chunks else [[]] * 5
-        cat = [np.concatenate(p) if len(p) else np.zeros(0, dtype=np.int64) for p in parts]
-        users, items, lines, ratings, times = cat
+        if len(self._chunks) == 1:  # one chunk (a whole file at once): its arrays, not copies
+            users, items, lines, ratings, times = self._chunks[0]
+        else:
+            parts = list(zip(*self._chunks, strict=True)) if self._chunks else [[]] * 5
+            cat = [np.concatenate(p) if len(p) else np.zeros(0, dtype=np.int64) for p in parts]
+            users, items, lines, ratings, times = cat
         return (
-            users.astype(np.int64),
-            items.astype(np.int64),
-            lines.astype(np.int64),
+            users,
+            items,
+            lines.astype(np.int64, copy=False),
             ratings if self.has_ratings else None,
             times if self.has_timestamps else None,
         )
@@ -364,19 +443,30 @@ class InteractionsBuilder:
     def user_tokens(self) -> list[str]:
         """User ids in order of their codes."""
         self._flush()
-        return list(self._users)
+        return list(self._users.tokens)
 
     @property
     def item_tokens(self) -> list[str]:
         """Item ids in order of their codes."""
         self._flush()
-        return list(self._items)
+        return list(self._items.tokens)
 
 
 def catalog_from_inter(builder: InteractionsBuilder) -> Catalog:
     """Without an item file: the items named by the interactions, titled by their ids."""
     ids, _ = factorize(builder.item_tokens)
     return Catalog(ids=ids, titles=ids.copy())
+
+
+def _catalog_index(tokens: list[str], catalog: Catalog) -> np.ndarray:
+    """The catalog index of each token (``-1`` if absent); quick when the tokens begin with the
+    catalog's ids (items coded against the catalog, as the RecBole loader codes them)."""
+    ids = catalog.ids.tolist()
+    if len(tokens) < len(ids) or tokens[: len(ids)] != ids:
+        return index_of(tokens, ids)
+    lut = np.arange(len(tokens), dtype=np.int64)
+    lut[len(ids) :] = index_of(tokens[len(ids) :], ids)
+    return lut
 
 
 def _report_rows(
@@ -407,11 +497,8 @@ def assemble(
     """
     user_codes, item_codes, lines, ratings, times = builder.columns()
     path = builder.path
-    index = {token: i for i, token in enumerate(catalog.ids.tolist())}
     item_tokens = builder.item_tokens
-    lut = np.fromiter(
-        map(index.get, item_tokens, repeat(-1)), dtype=np.int64, count=len(item_tokens)
-    )
+    lut = _catalog_index(item_tokens, catalog)
     items = lut[item_codes] if len(item_codes) else np.zeros(0, dtype=np.int64)
     keep = items >= 0
     unknown = np.flatnonzero(~keep)
@@ -428,10 +515,7 @@ def assemble(
     )
     user_tokens = builder.user_tokens
     if users is not None:
-        uindex = {token: i for i, token in enumerate(users.ids.tolist())}
-        ulut = np.fromiter(
-            map(uindex.get, user_tokens, repeat(-1)), dtype=np.int64, count=len(user_tokens)
-        )
+        ulut = index_of(user_tokens, users.ids)
         user_idx = ulut[user_codes] if len(user_codes) else np.zeros(0, dtype=np.int64)
         missing_user = np.flatnonzero(keep & (user_idx < 0))
         _report_rows(
@@ -450,11 +534,19 @@ def assemble(
         user_idx = user_idx[keep]
         user_fields, user_desc = users.fields, users.descriptions
     else:
-        present = np.unique(user_codes[keep])
-        user_ids, codes = factorize([user_tokens[c] for c in present.tolist()])
-        remap = np.zeros(len(user_tokens), dtype=np.int64)
-        remap[present] = codes
-        user_idx = remap[user_codes[keep]]
+        kept = user_codes if keep.all() else user_codes[keep]
+        seen = np.zeros(len(user_tokens), dtype=bool)
+        seen[kept] = True
+        if seen.all():
+            user_ids, remap = factorize(user_tokens)
+        else:
+            present = np.flatnonzero(seen)
+            user_ids, codes = factorize([user_tokens[c] for c in present.tolist()])
+            remap = np.zeros(len(user_tokens), dtype=np.int64)
+            remap[present] = codes
+        del seen
+        user_idx = remap[kept]
+        del kept
         user_fields, user_desc = {}, {}
     if not keep.all():
         items = items[keep]

@@ -11,7 +11,9 @@ The column mapping follows RecBole's defaults (``user_id``, ``item_id``, ``ratin
 ``app_name`` present); every part can be set in the params.
 
 Strict reading goes through :func:`recai_datasets.atomic.read_atomic`; with ``on_error="skip"``
-the same format is read line by line, so bad lines are counted instead of fatal.
+the same format is read line by line, so bad lines are counted instead of fatal. Strict reading
+also converts columns once per distinct value (numbers vectorised), not once per row, so a
+million items load in seconds; both readings give the same dataset.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .assemble import (
 from .atomic import COLUMN_TYPES, AtomicTable, read_atomic
 from .problems import OnError, Problems
 from .textio import iter_split_chunks
-from .values import Unparsed, float_column, multi_column, text_column
+from .values import Unparsed, float_column, float_values, multi_column, text_column
 
 __all__ = [
     "RecBoleAtomic",
@@ -106,8 +108,15 @@ def read_table(path: Path | str, problems: Problems, required: Sequence[str] = (
 
 
 def atomic_column(table: AtomicTable, name: str, unparsed: Unparsed | None = None) -> np.ndarray:
-    """Column ``name`` converted by its atomic type (see the module docstring)."""
+    """Column ``name`` converted by its atomic type (see the module docstring).
+
+    A table that keeps the file's bytes (:func:`~recai_datasets.atomic.read_atomic`) is
+    converted once per distinct value, numbers vectorised; one of strings (the lenient reading),
+    once per row. Both give the same column and the same ``unparsed`` counts.
+    """
     kind = table.types[name]
+    if table.keeps_bytes:
+        return _column_by_value(table, name, kind, unparsed)
     raw = table.text(name)
     if kind == "token":
         return text_column(raw)
@@ -118,14 +127,62 @@ def atomic_column(table: AtomicTable, name: str, unparsed: Unparsed | None = Non
     out = np.empty(len(raw), dtype=object)  # float_seq
     bad = 0
     for row, value in enumerate(raw):
-        try:
-            out[row] = tuple(float(x) for x in value.split())
-        except ValueError:
-            out[row] = ()
-            bad += 1
+        seq = _float_seq(value)
+        out[row] = () if seq is None else seq
+        bad += seq is None
     if unparsed is not None:
         unparsed.add(name, bad)
     return out
+
+
+def _float_seq(value: str) -> tuple[float, ...] | None:
+    """A ``float_seq`` field as a tuple, ``None`` if a part is not a number."""
+    try:
+        return tuple(float(x) for x in value.split())
+    except ValueError:
+        return None
+
+
+def _column_by_value(
+    table: AtomicTable, name: str, kind: str, unparsed: Unparsed | None
+) -> np.ndarray:
+    """:func:`atomic_column` converting each distinct value once (rows share the result)."""
+    if kind == "float":
+        values, rows = table.decimals(name)
+        if len(rows):  # empty fields, nan, exponents, junk: by Python's rules, once per text
+            texts, codes = table.distinct(name, rows)
+            numbers, bad = float_values(texts)
+            _count(unparsed, name, bad, codes)
+            values[rows] = numbers[codes]
+        return values
+    texts, codes = table.distinct(name)
+    if kind == "token":
+        converted = text_column(texts)
+    elif kind == "token_seq":
+        converted = multi_column(texts, sep=" ")
+    else:  # float_seq
+        seqs = [_float_seq(t) for t in texts]
+        converted = np.empty(len(seqs), dtype=object)
+        converted[:] = [() if seq is None else seq for seq in seqs]
+        _count(unparsed, name, np.array([seq is None for seq in seqs], dtype=bool), codes)
+    return converted[codes]
+
+
+def _count(unparsed: Unparsed | None, name: str, bad: np.ndarray, codes: np.ndarray) -> None:
+    """Count under ``name`` the rows whose distinct value (``codes``) is ``bad``."""
+    if unparsed is not None and bad.any():
+        unparsed.add(name, int(np.bincount(codes, minlength=len(bad))[bad].sum()))
+
+
+def _stripped_column(table: AtomicTable, name: str) -> Sequence[str]:
+    """Column ``name`` as :func:`~recai_datasets.assemble.stripped` text; rows with the same
+    text share one string when the table keeps the file's bytes."""
+    if not table.keeps_bytes:
+        return stripped(table.text(name))
+    texts, codes = table.distinct(name)
+    out = np.empty(len(texts), dtype=object)
+    out[:] = stripped(texts) if table.spaced(name) else texts  # else nothing to strip
+    return out[codes]
 
 
 def _pick(
@@ -162,13 +219,14 @@ def read_items(
     if title is not None and title not in table.types:
         raise DataError(f"no title column {title!r} in the header", path=str(path), line=1)
     ids = stripped(table.text(item_field))
-    titles = stripped(table.text(title)) if title else [None] * len(ids)
+    titles = _stripped_column(table, title) if title else [None] * len(ids)
     fields = {
         n: atomic_column(table, n, unparsed) for n in table.types if n not in (item_field, title)
     }
     descriptions = {
         n: f"{n} ({kind} column of the RecBole item file)" for n, kind in table.types.items()
     }
+    table.release()  # the file's bytes go before the catalog is made
     return make_catalog(
         ids,
         titles,
@@ -185,16 +243,40 @@ def read_users(path: Path, problems: Problems, unparsed: Unparsed, *, user_field
     table = read_table(path, problems, required=(user_field,))
     ids = stripped(table.text(user_field))
     fields = {n: atomic_column(table, n, unparsed) for n in table.types if n != user_field}
+    table.release()  # the file's bytes go before the users are made
     return make_users(ids, fields, problems, path=str(path), lines=table.lines)
 
 
 def _factorize(table: AtomicTable, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of column ``name``; stripped of spaces when any has them."""
-    uniques, codes = table.factorize(name)
-    tokens = [str(t) for t in uniques.tolist()]
-    if any(t != t.strip() for t in tokens):
+    """Ids of column ``name``; stripped of spaces when any has them. Codes are ``int32`` where
+    they fit (half the memory of a column of ``int64``)."""
+    found = table.factorize(name, dtype=np.int32)
+    if table.spaced(name):  # (known at once for numbered ids, checked after factorizing them)
         return factorize(stripped(table.text(name)))
-    return uniques, codes
+    return found
+
+
+def _coded_items(
+    table: AtomicTable, name: str, catalog: Catalog | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Items of column ``name`` as ``(catalog ids + ids the catalog lacks, codes)``, coded against
+    the catalog without a string per row or per item; ``None`` (factorize instead) for lenient
+    reading, without an item file, or when ids have spaces around them (stripped first)."""
+    if catalog is None or not table.keeps_bytes:
+        return None
+    small = catalog.n_items + len(table) <= np.iinfo(np.int32).max  # (ids it lacks included)
+    codes = table.codes(name, catalog.ids, dtype=np.int32 if small else np.int64)
+    if table.spaced(name):
+        return None
+    unknown = np.flatnonzero(codes < 0)
+    vocabulary = catalog.ids
+    if len(unknown):  # left for assemble to report, after the other files are read
+        texts, extra = table.distinct(name, unknown)
+        codes[unknown] = catalog.n_items + extra
+        lacking = np.empty(len(texts), dtype=object)
+        lacking[:] = texts
+        vocabulary = np.concatenate((catalog.ids.astype(object), lacking))
+    return vocabulary, codes
 
 
 def read_inter(
@@ -205,32 +287,42 @@ def read_inter(
     item_field: str,
     rating_field: str | None,
     timestamp_field: str | None,
+    catalog: Catalog | None = None,
 ) -> tuple[InteractionsBuilder, dict[str, str | None]]:
-    """Interactions from a ``.inter`` file, and the columns used for each part."""
+    """Interactions from a ``.inter`` file, and the columns used for each part.
+
+    With the ``catalog`` of the item file, strict reading codes items against it directly.
+    """
     table = read_table(path, problems, required=(user_field, item_field))
     rating = _pick(table.types, rating_field, "rating", path, "rating")
     timestamp = _pick(table.types, timestamp_field, "timestamp", path, "timestamp")
     builder = InteractionsBuilder(
         str(path), problems, ratings=rating is not None, timestamps=timestamp is not None
     )
-    keep = np.ones(len(table), dtype=bool)
+    users = _factorize(table, user_field)  # (no errors: the numbers below raise first anyway)
+    items = _coded_items(table, item_field, catalog) or _factorize(table, item_field)
+    keep = None  # rows to keep (lenient reading: those with good numbers)
     values = {}
-    for column in (rating, timestamp):
+    for part, column in (("rating", rating), ("timestamp", timestamp)):
         if column is None:
             continue
         if problems.lenient:
-            values[column], ok = numbers(
+            values[part], ok = numbers(
                 table.text(column), table.lines, problems, path=str(path), column=column
             )
-            keep = keep if ok is None else keep & ok
+            if ok is not None:
+                keep = ok if keep is None else keep & ok
+        elif part == "rating":
+            values[part] = table.floats(column, dtype=np.float32)  # as Interactions keeps them
         else:
-            values[column] = table.floats(column)
+            values[part] = table.floats(column)
+    table.release()  # the file's bytes go before the interactions are put together
     builder.add_coded(
-        _factorize(table, user_field),
-        _factorize(table, item_field),
+        users,
+        items,
         table.lines,
-        ratings=values.get(rating),
-        timestamps=values.get(timestamp),
+        ratings=values.get("rating"),
+        timestamps=values.get("timestamp"),
         keep=keep,
     )
     used = {"user": user_field, "item": item_field, "rating": rating, "timestamp": timestamp}
@@ -302,6 +394,7 @@ def load_atomic(
         item_field=item_field,
         rating_field=rating_field,
         timestamp_field=timestamp_field,
+        catalog=catalog,
     )
     if catalog is None:
         catalog = catalog_from_inter(builder)

@@ -37,6 +37,7 @@ __all__ = [
     "as_number",
     "as_text",
     "float_column",
+    "float_values",
     "text_column",
     "multi_column",
     "date_column",
@@ -112,22 +113,34 @@ def _missing(value: Any) -> bool:
     )
 
 
-def float_column(
-    values: Sequence[Any], unparsed: Unparsed | None = None, name: str = ""
-) -> np.ndarray:
-    """Numbers as float64, ``NaN`` for missing; unreadable values counted under ``name``."""
+def float_values(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(numbers, unreadable)``: float64 with ``NaN`` for missing and unreadable values, and
+    which values were present but unreadable (not a finite number).
+
+    >>> numbers, unreadable = float_values(["1.5", " ", "n/a", None, "inf"])
+    >>> numbers.tolist(), unreadable.tolist()
+    ([1.5, nan, nan, nan, nan], [False, False, True, False, True])
+    """
     out = np.full(len(values), np.nan)
-    bad = 0
+    bad = np.zeros(len(values), dtype=bool)
     for i, v in enumerate(values):
         if _missing(v):
             continue
         x = as_number(v)
         if x is None:
-            bad += 1
+            bad[i] = True
         else:
             out[i] = x
+    return out, bad
+
+
+def float_column(
+    values: Sequence[Any], unparsed: Unparsed | None = None, name: str = ""
+) -> np.ndarray:
+    """Numbers as float64, ``NaN`` for missing; unreadable values counted under ``name``."""
+    out, bad = float_values(values)
     if unparsed is not None:
-        unparsed.add(name, bad)
+        unparsed.add(name, int(np.count_nonzero(bad)))
     return out
 
 
