@@ -256,3 +256,9 @@ def test_message_from_dict_errors() -> None:
         recai.Message.from_dict({"role": "user"})
     with pytest.raises(ValueError, match="unknown role"):
         recai.Message.from_dict({"role": "robot", "content": "x"})
+
+
+def test_report_markdown_summarises_long_info() -> None:
+    rep = recai.Report("e", {"m": {"x": 1.0}}, info={"failed_samples": list(range(50)), "seed": 0})
+    md = rep.to_markdown()
+    assert "**failed_samples**: 50 entries (listed in metrics.json)" in md and "**seed**: 0" in md

@@ -122,7 +122,9 @@ def describe_component(component: Any) -> Any:
     """A stable, JSON-able description of a component, for cache keys and params dumps.
 
     A component built from a spec is its registered name and params (nested components described
-    the same way); one built by hand is its class and simple public attributes.
+    the same way); one built by hand is its class and simple public attributes — so keep mutable
+    state (counters, caches) in attributes whose names start with ``_``, or the description, and
+    every cache keyed by it, changes as the object is used.
     """
     if isinstance(component, PendingRef):
         return component.name

@@ -299,6 +299,8 @@ class Report:
         """A Markdown section: the info lines, then a table with one row per system."""
         lines = [f"## {self.evaluator}", ""]
         for k, v in self.info.items():
+            if isinstance(v, (list, tuple, dict)) and len(v) > 8:
+                v = f"{len(v)} entries (listed in metrics.json)"
             lines.append(f"- **{k}**: {v}")
         if self.info:
             lines.append("")
