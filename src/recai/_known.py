@@ -34,6 +34,8 @@ KNOWN_FAMILIES: dict[str, str] = {
     "seq-ranking-mc": "recai-eval",
     "explanation": "recai-eval",
     "conversation": "recai-eval",
+    "embedding-ranking": "recai-eval",
+    "embedding-retrieval": "recai-eval",
     # recai-openai
     "openai": "recai-openai",
     "azure-openai": "recai-openai",

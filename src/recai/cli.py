@@ -1,6 +1,7 @@
 """The ``recai`` command line.
 
-Commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``, ``run``.
+Commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``, ``run``,
+``eval RUN_DIR...`` (compare run folders; needs the recai-eval plugin).
 
 Exit codes: 0 success; 2 a user error (bad recipe, unknown name, bad file, bad arguments) with a
 readable message and no traceback; 1 an internal failure (the traceback is shown with ``--debug``).
@@ -135,6 +136,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.resumed:
         print(f"(resumed from earlier results: {', '.join(result.resumed)}; use --fresh to run them again)")
     print(f"wrote {result.metrics_path} and {result.report_path}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import importlib.util
+    import json
+
+    from .errors import RequirementError
+
+    if importlib.util.find_spec("recai_eval") is None:
+        raise RequirementError(
+            "`recai eval` compares runs with the recai-eval plugin, which is not installed: "
+            "pip install recai-eval"
+        )
+    from recai_eval.compare import compare_runs, comparison_chart
+
+    from .runtime import _json_default, atomic_write_text
+
+    comparison = compare_runs(
+        args.runs, force=args.force, test=args.test, resamples=args.resamples, seed=args.seed
+    )
+    for stage in comparison.stages:
+        for warning in stage.warnings:
+            print(f"recai: warning: {warning}", file=sys.stderr)
+    text = comparison.to_markdown()
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=2, default=_json_default))
+    else:
+        print(text, end="")
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.chart:
+        if comparison_chart(comparison, args.chart) is None:
+            print("recai: warning: no chart (matplotlib is not installed)", file=sys.stderr)
+        else:
+            print(f"wrote {args.chart}", file=sys.stderr)
     return 0
 
 
@@ -349,6 +387,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true", help="run every stage again instead of resuming")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    ev = sub.add_parser(
+        "eval",
+        help="compare run folders side by side, with paired tests between runs",
+        description=(
+            "Show the metrics of run folders (written by `recai run`) side by side. Every later "
+            "run is compared with the first, system by system, on the users both evaluated: the "
+            "mean difference with a paired bootstrap interval, and a paired test. Runs that "
+            "measured different data or protocols are refused (exit 2) unless --force."
+        ),
+    )
+    ev.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference")
+    ev.add_argument("--force", action="store_true", help="compare runs with different data or protocols (warns)")
+    ev.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired test (default: t)")
+    ev.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.add_argument("--out", help="also write the Markdown comparison to this file")
+    ev.add_argument("--chart", metavar="PNG", help="also draw the first stage's metrics into this PNG")
+    ev.set_defaults(func=_cmd_eval)
     return p
 
 

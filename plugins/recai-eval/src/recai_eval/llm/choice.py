@@ -1,0 +1,331 @@
+"""cf-ranking-mc.v1 and seq-ranking-mc.v1: multiple choice among lettered options (A-J).
+
+RecLM-eval's two multiple-choice tasks, one positive and ``n_options - 1`` negatives (items the
+user never interacted with, drawn by :func:`recai.data.sample_candidates`) in a per-user random
+order, labelled with letters:
+
+- **cf-ranking-mc** (collaborative): the shown history is shuffled (no order), one of its items
+  is taken out and becomes the positive: "which of these has the user also interacted with?"
+- **seq-ranking-mc** (sequential): the shown history keeps its time order and the positive is
+  the held-out next item: "which will the user choose next?"
+
+An answer is read as a letter (``B``, ``(B)``, ``Answer: b``, ``[[B]]``...) or, failing that, as
+the title of one option. ``accuracy`` counts correct answers over all samples. Beside it:
+``out_of_candidates_rate`` (a letter beyond the options, or a title that is no option) and
+``failure_rate`` (no answer, or nothing readable); ``info["choices"]`` counts how often each
+letter was chosen (position bias shows there).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from recai.runtime import RunContext
+from recai.types import Report
+
+from .base import (
+    DEFAULT_THRESHOLD,
+    BatchSize,
+    Bootstrap,
+    Case,
+    Concurrency,
+    DatasetParam,
+    Fields,
+    GroundingMethod,
+    LLMParam,
+    LLMTask,
+    MaxHistory,
+    MaxTokens,
+    Retries,
+    Samples,
+    Seed,
+    Session,
+    SystemPrompt,
+    Temperature,
+    Threshold,
+    UseCache,
+    fixed_text,
+    sample_cases,
+    template_param,
+)
+from .lists import snippet
+from .parsing import LETTERS, parse_choice
+from .prompts import CF_CHOICE, DEFAULT_SYSTEM, SEQ_CHOICE, lettered, numbered, render
+from .ranking import candidate_sets
+from .scoring import mean_and_intervals
+
+__all__ = ["ChoiceTask", "CFRankingMCEvaluator", "SeqRankingMCEvaluator"]
+
+NOptions = Annotated[int, Field(ge=2, le=26, description="options per question (A, B, ...)")]
+
+
+class ChoiceTask(LLMTask):
+    """Shared machinery of the two multiple-choice tasks."""
+
+    task: ClassVar[str] = ""
+    default_template: ClassVar[str] = ""
+    placeholders = {
+        "template": frozenset({"history", "options", "n", "letters"}),
+        "system_prompt": frozenset(),
+    }
+
+    def __init__(
+        self,
+        dataset: DatasetParam,
+        llm: LLMParam,
+        *,
+        samples: Samples = 100,
+        seed: Seed = None,
+        n_options: NOptions = 10,
+        max_history: MaxHistory = 20,
+        fields: Fields = (),
+        system_prompt: SystemPrompt = None,
+        template: template_param("history", "options", "n", "letters") = None,
+        max_tokens: MaxTokens = 64,
+        temperature: Temperature = 0.0,
+        grounding: GroundingMethod = "blend",
+        threshold: Threshold = DEFAULT_THRESHOLD,
+        concurrency: Concurrency = 4,
+        batch_size: BatchSize = 8,
+        retries: Retries = 0,
+        cache: UseCache = True,
+        bootstrap: Bootstrap = 1000,
+    ) -> None:
+        self._setup(
+            dataset=dataset,
+            samples=samples,
+            seed=seed,
+            max_history=max_history,
+            fields=fields,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            grounding=grounding,
+            threshold=threshold,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            retries=retries,
+            cache=cache,
+            bootstrap=bootstrap,
+            prompts={"template": template, "system_prompt": system_prompt},
+        )
+        self.llm = llm
+        self.n_options = int(n_options)
+        self.system_prompt = fixed_text(DEFAULT_SYSTEM if system_prompt is None else system_prompt)
+        self.template = self.default_template if template is None else template
+
+    # -- what differs between the tasks -----------------------------------------------------------
+    min_history: ClassVar[int] = 1
+
+    def question(
+        self, s: Session, case: Case, negatives: list[int]
+    ) -> tuple[list[int], int, list[int]] | None:
+        """``(history to show, positive item, options in order)``, or ``None`` when the user's
+        history cannot make a question (left out and counted)."""
+        raise NotImplementedError
+
+    def describe_protocol(self, s: Session) -> str:
+        raise NotImplementedError
+
+    # -- running ----------------------------------------------------------------------------------
+    def evaluate(self, ctx: RunContext) -> Report:
+        s = Session(self, ctx)
+        sampled, counts = sample_cases(
+            s.data, s.split, self.samples, s.seed, min_history=self.min_history
+        )
+        cases, rows, dropped = candidate_sets(s, sampled, self.n_options)
+        letters = f"{LETTERS[0]}-{LETTERS[self.n_options - 1]}"
+        questions, prompts, asked = [], [], []
+        for case, row in zip(cases, rows, strict=True):
+            negatives = [i for i in row if i != case.target]
+            question = self.question(s, case, negatives)
+            if question is None:
+                dropped += 1
+                continue
+            shown, positive, options = question
+            asked.append(case)
+            questions.append((positive, options, set(shown)))
+            text = render(
+                self.template,
+                self.placeholders["template"],
+                history=numbered(s.items(shown)),
+                options=lettered(s.items(options)),
+                n=len(options),
+                letters=letters,
+            )
+            prompts.append(s.messages(text, self.system_prompt))
+        cases = asked
+        answers = s.ask(self.llm, prompts, self.task)
+
+        correct, outside, in_history, failed = (np.zeros(len(cases)) for _ in range(4))
+        chosen: dict[str, int] = {}
+        by_title = conflicts = 0
+        for i, (case, answer, (positive, options, shown)) in enumerate(
+            zip(cases, answers, questions, strict=True)
+        ):
+            record: dict[str, Any] = {
+                "positive": positive,
+                "options": options,
+                "cached": answer.cached,
+            }
+            if not answer.ok:
+                s.fail(case, "answer", answer.error or "no answer")
+                s.record(case, **record, error=answer.error)
+                failed[i] = 1
+                continue
+            text = answer.text or ""
+            index, how = parse_choice(
+                text, len(options), match=lambda t, o=options: s.matcher.among(t, o)
+            )
+            named = _named_item(s, text)
+            flags = {
+                "out_of_candidates": _beyond(text, len(options))
+                or (named is not None and named not in options),
+                "in_history": named is not None and named in shown,
+            }
+            outside[i], in_history[i] = flags["out_of_candidates"], flags["in_history"]
+            if index is None and not any(flags.values()):
+                error = f"no option letter or title in the answer: {snippet(text)!r}"
+                s.fail(case, "parse", error)
+                s.record(case, **record, answer=text, error=error)
+                failed[i] = 1
+                continue
+            if index is None:
+                s.record(case, **record, answer=text, choice=None, named=named, flags=flags)
+                continue
+            letter = LETTERS[index]
+            chosen[letter] = chosen.get(letter, 0) + 1
+            by_title += how == "title"
+            conflict = named is not None and named in options and named != options[index]
+            conflicts += conflict
+            correct[i] = float(options[index] == positive)
+            s.record(
+                case,
+                **record,
+                answer=text,
+                choice=letter,
+                read_as=how,
+                named=named,
+                flags=flags,
+                letter_title_conflict=conflict,
+                correct=bool(correct[i]),
+            )
+
+        accuracy, intervals = mean_and_intervals({"accuracy": correct}, self.bootstrap, s.seed)
+        errors, _ = mean_and_intervals(
+            {
+                "out_of_candidates_rate": outside,
+                "in_history_rate": in_history,
+                "failure_rate": failed,
+            },
+            0,
+            s.seed,
+        )
+        name = ctx.name_of(self.llm)
+        info = s.info(
+            self.describe_protocol(s),
+            len(cases),
+            counts,
+            task=self.task,
+            n_options=self.n_options,
+            chance=1.0 / self.n_options,
+            dropped_users=dropped,
+            max_history=self.max_history,
+            fields=list(self.fields),
+            llm=self.describe(self.llm),
+            choices=dict(sorted(chosen.items())),
+            answers_read_as_title=int(by_title),
+            letter_title_conflicts=int(conflicts),
+        )
+        notes = []
+        if dropped:
+            notes.append(
+                f"{dropped} sampled users were left out: too few items to draw negatives from, "
+                "or (cf) fewer than two distinct items in the shown history."
+            )
+        return s.report(
+            {name: {**accuracy, **errors}}, info, {name: intervals} if intervals else None, notes
+        )
+
+
+_LETTER_MARK = re.compile(r"^\W*(?:answer\W*)?[\(\[]?[A-Za-z][.):\]]\s*", re.IGNORECASE)
+
+
+def _named_item(s: Session, text: str) -> int | None:
+    """The catalog item an answer names by title on its first line, after any option letter
+    (``"A. Heat (1995)"`` names Heat whatever option A is), or ``None``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    rest = _LETTER_MARK.sub("", lines[0], count=1).strip()
+    if len(rest) > 120 or sum(c.isalpha() for c in rest) < 3:
+        return None
+    return s.matcher.ground(rest)[0]
+
+
+def _beyond(text: str, n: int) -> bool:
+    """Whether the answer is a lone letter past the last option (``K`` with ten options)."""
+    found = re.fullmatch(r"\W*([A-Za-z])\W*", text.strip())
+    return bool(found) and found.group(1).upper() in LETTERS[n:]
+
+
+class CFRankingMCEvaluator(ChoiceTask):
+    """cf-ranking-mc.v1: which option did the user also interact with? (history unordered)
+
+    The shown history (last ``max_history`` items) is shuffled per user; one of its items,
+    drawn per user, is removed (every occurrence) and is the right option. Users need at least
+    two distinct items in the shown history.
+    """
+
+    task = "cf_ranking_mc"
+    default_template = CF_CHOICE
+    min_history = 2
+
+    def question(
+        self, s: Session, case: Case, negatives: list[int]
+    ) -> tuple[list[int], int, list[int]] | None:
+        rng = s.rng(case, 2)
+        shown = [int(x) for x in rng.permutation(case.shown(self.max_history))]
+        distinct = sorted(set(shown))
+        if len(distinct) < 2:
+            return None
+        positive = int(distinct[int(rng.integers(len(distinct)))])
+        rest = [x for x in shown if x != positive]
+        options = [positive, *negatives]
+        return rest, positive, [int(x) for x in rng.permutation(np.asarray(options))]
+
+    def describe_protocol(self, s: Session) -> str:
+        return (
+            f"one item of the user's last {self.max_history} history items (shown shuffled) is "
+            f"hidden among {self.n_options - 1} items the user never interacted with; the LLM "
+            "picks the hidden one by letter; accuracy over all samples"
+        )
+
+
+class SeqRankingMCEvaluator(ChoiceTask):
+    """seq-ranking-mc.v1: which option will the user choose next? (history in time order)"""
+
+    task = "seq_ranking_mc"
+    default_template = SEQ_CHOICE
+
+    def question(
+        self, s: Session, case: Case, negatives: list[int]
+    ) -> tuple[list[int], int, list[int]] | None:
+        options = [case.target, *negatives]
+        order = s.rng(case, 3).permutation(np.asarray(options))
+        return (
+            [int(x) for x in case.shown(self.max_history)],
+            int(case.target),
+            [int(x) for x in order],
+        )
+
+    def describe_protocol(self, s: Session) -> str:
+        return (
+            f"leave-one-out by time; the held-out next item is hidden among {self.n_options - 1} "
+            f"items the user never interacted with; the LLM sees the last {self.max_history} "
+            "history items in time order and picks the next one by letter; accuracy over all "
+            "samples"
+        )

@@ -1,0 +1,296 @@
+"""explanation.v1: an LLM judge compares two systems' explanations, in both orders.
+
+RecLM-eval's *explanation* task. For each sampled user, two systems (LLM backends given the
+explanation prompt, or :class:`recai.Explainer` components) explain why the user's held-out
+item suits them. A judge LLM sees both explanations twice, once as (A, B) and once as (B, A),
+scores each on informativeness, persuasiveness and helpfulness (1-3) and gives a verdict
+(``[[A]]``, ``[[B]]`` or ``[[C]]`` for a tie). The evaluated system **wins** a sample when the
+judge prefers it in both orders, **loses** when the judge prefers the baseline in both orders,
+and **ties** otherwise (a tie verdict, or verdicts that flip with the order: position bias).
+``consistent_verdicts`` in the report's info counts samples whose two verdicts agree.
+
+A sample fails when a system gives no (or an empty) explanation, a judge call fails, or a
+verdict cannot be read; it then counts as neither win, tie nor loss but in ``failure_rate``
+(the four rates add up to 1). Aspect scores are means over the judgements that had readable
+scores (each sample gives each system two).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+
+import recai
+from recai.runtime import RunContext
+from recai.types import Report
+
+from .base import (
+    DEFAULT_THRESHOLD,
+    BatchSize,
+    Bootstrap,
+    Case,
+    Concurrency,
+    DatasetParam,
+    Fields,
+    LLMTask,
+    MaxHistory,
+    MaxTokens,
+    Retries,
+    Samples,
+    Seed,
+    Session,
+    SystemPrompt,
+    Temperature,
+    UseCache,
+    fixed_text,
+    sample_cases,
+    template_param,
+    unique_names,
+)
+from .lists import snippet
+from .parsing import parse_scores, parse_verdict
+from .prompts import DEFAULT_SYSTEM, EXPLAIN, JUDGE, JUDGE_SYSTEM, numbered, render
+from .scoring import mean_and_intervals
+
+__all__ = ["ExplanationEvaluator", "ASPECTS"]
+
+ASPECTS = ("informativeness", "persuasiveness", "helpfulness")
+
+System = Annotated[
+    recai.LLMBackend | recai.Explainer,
+    Field(description="an LLM backend (given the explanation prompt) or an explainer"),
+]
+
+
+class ExplanationEvaluator(LLMTask):
+    """Pairwise judged explanations: win/tie/loss of ``llm`` against ``baseline``.
+
+    ``template`` (the explanation prompt) may use ``{history}``, ``{item}`` and ``{words}``;
+    ``judge_template`` may use ``{history}``, ``{item}``, ``{answer_a}`` and ``{answer_b}``.
+    """
+
+    placeholders = {
+        "template": frozenset({"history", "item", "words"}),
+        "system_prompt": frozenset(),
+        "judge_template": frozenset({"history", "item", "answer_a", "answer_b"}),
+        "judge_system_prompt": frozenset(),
+    }
+
+    def __init__(
+        self,
+        dataset: DatasetParam,
+        llm: System,
+        baseline: System,
+        judge: Annotated[recai.LLMBackend, Field(description="the LLM that judges")],
+        *,
+        samples: Samples = 50,
+        seed: Seed = None,
+        words: Annotated[int, Field(ge=5, description="word limit asked of explanations")] = 100,
+        max_history: MaxHistory = 20,
+        fields: Fields = (),
+        system_prompt: SystemPrompt = None,
+        template: template_param("history", "item", "words") = None,
+        judge_system_prompt: SystemPrompt = None,
+        judge_template: template_param("history", "item", "answer_a", "answer_b") = None,
+        max_tokens: MaxTokens = 300,
+        judge_max_tokens: MaxTokens = 600,
+        temperature: Temperature = 0.0,
+        concurrency: Concurrency = 4,
+        batch_size: BatchSize = 8,
+        retries: Retries = 0,
+        cache: UseCache = True,
+        bootstrap: Bootstrap = 1000,
+    ) -> None:
+        self._setup(
+            dataset=dataset,
+            samples=samples,
+            seed=seed,
+            max_history=max_history,
+            fields=fields,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            grounding="blend",
+            threshold=DEFAULT_THRESHOLD,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            retries=retries,
+            cache=cache,
+            bootstrap=bootstrap,
+            prompts={
+                "template": template,
+                "system_prompt": system_prompt,
+                "judge_template": judge_template,
+                "judge_system_prompt": judge_system_prompt,
+            },
+        )
+        self.llm = llm
+        self.baseline = baseline
+        self.judge = judge
+        self.words = int(words)
+        self.judge_max_tokens = judge_max_tokens
+        self.system_prompt = fixed_text(DEFAULT_SYSTEM if system_prompt is None else system_prompt)
+        self.template = EXPLAIN if template is None else template
+        self.judge_system_prompt = fixed_text(
+            JUDGE_SYSTEM if judge_system_prompt is None else judge_system_prompt,
+            "judge_system_prompt",
+        )
+        self.judge_template = JUDGE if judge_template is None else judge_template
+
+    def _explain(self, s: Session, system: Any, cases: list[Case], desc: str) -> list:
+        if isinstance(system, recai.LLMBackend):
+            requests: list[Any] = [
+                s.messages(
+                    render(
+                        self.template,
+                        self.placeholders["template"],
+                        history=numbered(s.items(c.shown(self.max_history))),
+                        item=s.item(c.target),
+                        words=self.words,
+                    ),
+                    self.system_prompt,
+                )
+                for c in cases
+            ]
+        else:
+            requests = [([int(i) for i in c.shown(self.max_history)], int(c.target)) for c in cases]
+        return s.ask(system, requests, desc)
+
+    def evaluate(self, ctx: RunContext) -> Report:
+        s = Session(self, ctx)
+        cases, counts = sample_cases(s.data, s.split, self.samples, s.seed)
+        names = unique_names([ctx.name_of(self.llm), ctx.name_of(self.baseline)])
+        mine = self._explain(s, self.llm, cases, "explanations")
+        theirs = self._explain(s, self.baseline, cases, "baseline explanations")
+
+        judged: list[tuple[Case, str, str]] = []
+        for case, a, b in zip(cases, mine, theirs, strict=True):
+            problem = None
+            for who, answer in ((names[0], a), (names[1], b)):
+                if not answer.ok:
+                    problem = f"{who}: {answer.error}"
+                elif not (answer.text or "").strip():
+                    problem = f"{who}: empty explanation"
+                if problem:
+                    break
+            if problem:
+                s.fail(case, "explanation", problem)
+                s.record(case, explanations={names[0]: a.text, names[1]: b.text}, error=problem)
+            else:
+                judged.append((case, a.text or "", b.text or ""))
+        requests = []
+        for case, a, b in judged:
+            history = numbered(s.items(case.shown(self.max_history)))
+            for first, second in ((a, b), (b, a)):
+                text = render(
+                    self.judge_template,
+                    self.placeholders["judge_template"],
+                    history=history,
+                    item=s.item(case.target),
+                    answer_a=first,
+                    answer_b=second,
+                )
+                requests.append(s.messages(text, self.judge_system_prompt))
+        verdicts = s.ask(self.judge, requests, "judge", {"max_tokens": self.judge_max_tokens})
+
+        outcome = {
+            "win": np.zeros(len(cases)),
+            "tie": np.zeros(len(cases)),
+            "loss": np.zeros(len(cases)),
+        }
+        failed = np.ones(len(cases))
+        position = {c.sample: i for i, c in enumerate(cases)}
+        aspect_scores: dict[str, dict[str, list[float]]] = {
+            n: {a: [] for a in ASPECTS} for n in names
+        }
+        consistent = 0
+        for j, (case, a, b) in enumerate(judged):
+            first, second = verdicts[2 * j], verdicts[2 * j + 1]
+            record: dict[str, Any] = {"explanations": {names[0]: a, names[1]: b}}
+            bad = next((x for x in (first, second) if not x.ok), None)
+            if bad is not None:
+                s.fail(case, "judge", bad.error or "no answer")
+                s.record(case, **record, error=bad.error)
+                continue
+            v1, v2 = parse_verdict(first.text or ""), parse_verdict(second.text or "")
+            if v1 is None or v2 is None:
+                text = first.text if v1 is None else second.text
+                error = (
+                    f"no verdict ([[A]], [[B]] or [[C]]) in the judgement: {snippet(text or '')!r}"
+                )
+                s.fail(case, "judge-parse", error)
+                s.record(case, **record, judgements=[first.text, second.text], error=error)
+                continue
+            i = position[case.sample]
+            failed[i] = 0
+            # in order 1 the evaluated system is A; in order 2 it is B
+            if v1 == "A" and v2 == "B":
+                result = "win"
+            elif v1 == "B" and v2 == "A":
+                result = "loss"
+            else:
+                result = "tie"
+            outcome[result][i] = 1
+            consistent += (v1, v2) in {("A", "B"), ("B", "A"), ("C", "C")}
+            for order, judgement in ((0, first), (1, second)):
+                scores = parse_scores(judgement.text or "", ASPECTS)
+                if scores is None:
+                    continue
+                sides = ("A", "B") if order == 0 else ("B", "A")
+                for name, side in zip(names, sides, strict=True):
+                    for aspect in ASPECTS:
+                        aspect_scores[name][aspect].append(scores[side][aspect])
+            s.record(
+                case,
+                **record,
+                verdicts=[v1, v2],
+                result=result,
+                judgements=[first.text, second.text],
+            )
+
+        columns = {
+            "win_rate": outcome["win"],
+            "tie_rate": outcome["tie"],
+            "loss_rate": outcome["loss"],
+        }
+        rates, intervals = mean_and_intervals(columns, self.bootstrap, s.seed)
+        fail_rate = float(failed.mean()) if len(failed) else 0.0
+        metrics: dict[str, dict[str, float]] = {}
+        scored: dict[str, int] = {}
+        for k, name in enumerate(names):
+            win, loss = ("win_rate", "loss_rate") if k == 0 else ("loss_rate", "win_rate")
+            row = {
+                "win_rate": rates[win],
+                "tie_rate": rates["tie_rate"],
+                "loss_rate": rates[loss],
+                "failure_rate": fail_rate,
+            }
+            for aspect in ASPECTS:
+                values = aspect_scores[name][aspect]
+                if values:
+                    row[aspect] = float(np.mean(values))
+            scored[name] = len(aspect_scores[name][ASPECTS[0]])
+            metrics[name] = row
+        protocol = (
+            f"leave-one-out by time; each system explains why the held-out item suits the user "
+            f"(last {self.max_history} history items shown); the judge compares the two "
+            "explanations in both orders; win = preferred in both orders, loss = the other system "
+            "preferred in both, tie otherwise; aspects scored 1-3"
+        )
+        info = s.info(
+            protocol,
+            len(cases),
+            counts,
+            task="explanation",
+            systems={names[0]: self.describe(self.llm), names[1]: self.describe(self.baseline)},
+            judge=self.describe(self.judge),
+            words=self.words,
+            max_history=self.max_history,
+            fields=list(self.fields),
+            judged_samples=len(judged),
+            consistent_verdicts=int(consistent),
+            judgements_with_scores=scored,
+        )
+        intervals_by_system = {names[0]: intervals} if intervals else None
+        return s.report(metrics, info, intervals_by_system)

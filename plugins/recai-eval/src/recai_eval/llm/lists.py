@@ -1,0 +1,101 @@
+"""Scoring list answers (retrieval, ranking): parse, ground, flag errors, rank the target."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..metrics import MISSED
+from .base import Case, Session, error_columns
+from .parsing import parse_list
+from .runner import Answer
+from .scoring import error_flags, mean_and_intervals, ranking_values, target_rank
+
+__all__ = ["ListScores", "score_list_answers", "list_metrics"]
+
+_SNIPPET = 160
+
+
+def snippet(text: str) -> str:
+    """The start of an answer, on one line, for failure messages."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= _SNIPPET else flat[: _SNIPPET - 3] + "..."
+
+
+@dataclass
+class ListScores:
+    """Per-sample results of a list task: target ranks, error flags (``None``: failed)."""
+
+    ranks: list[int] = field(default_factory=list)
+    flags: list[dict[str, bool] | None] = field(default_factory=list)
+    mentions: int = 0
+    grounded: int = 0
+
+    @property
+    def failed(self) -> np.ndarray:
+        return np.array([f is None for f in self.flags], dtype=np.float64)
+
+
+def score_list_answers(
+    s: Session,
+    cases: Sequence[Case],
+    answers: Sequence[Answer],
+    *,
+    orders: Sequence[Sequence[int]],
+    candidates: Sequence[Sequence[int]] | None = None,
+) -> ListScores:
+    """Parse and ground every answer; failures are recorded in the session, never dropped."""
+    out = ListScores()
+    for i, (case, answer) in enumerate(zip(cases, answers, strict=True)):
+        cand = None if candidates is None else [int(c) for c in candidates[i]]
+        order = [int(o) for o in orders[i]]
+        base: dict[str, Any] = {"cached": answer.cached}
+        if cand is not None:
+            base["candidates"] = cand
+        if not answer.ok:
+            s.fail(case, "answer", answer.error or "no answer")
+            s.record(case, **base, error=answer.error)
+            out.ranks.append(int(MISSED))
+            out.flags.append(None)
+            continue
+        mentions = parse_list(
+            answer.text or "", score=s.matcher.score, threshold=s.matcher.threshold
+        )
+        if not mentions:
+            error = f"no list items in the answer: {snippet(answer.text or '')!r}"
+            s.fail(case, "parse", error)
+            s.record(case, **base, answer=answer.text, error=error)
+            out.ranks.append(int(MISSED))
+            out.flags.append(None)
+            continue
+        grounded = s.matcher.ground_all(mentions)
+        flags = error_flags(grounded, history=case.history.tolist(), candidates=cand, order=order)
+        rank = target_rank(grounded, case.target)
+        out.ranks.append(rank)
+        out.flags.append(flags)
+        out.mentions += len(mentions)
+        out.grounded += sum(g is not None for g in grounded)
+        s.record(
+            case,
+            **base,
+            answer=answer.text,
+            mentions=mentions,
+            items=grounded,
+            rank=None if rank == int(MISSED) else rank,
+            flags=flags,
+        )
+    return out
+
+
+def list_metrics(
+    scores: ListScores, ks: Sequence[int], kinds: Sequence[str], bootstrap: int, seed: int
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Accuracy (Hit/NDCG/MRR@k, with intervals), then error rates and ``failure_rate``."""
+    accuracy, intervals = mean_and_intervals(ranking_values(scores.ranks, ks), bootstrap, seed)
+    errors, _ = mean_and_intervals(
+        {**error_columns(scores.flags, kinds), "failure_rate": scores.failed}, 0, seed
+    )
+    return {**accuracy, **errors}, intervals

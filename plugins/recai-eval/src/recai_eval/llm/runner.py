@@ -1,0 +1,275 @@
+"""Asking components many questions: through the cache, in chunks, with bounded concurrency.
+
+A :class:`Caller` says how to ask one kind of component (an :class:`~recai.LLMBackend` with
+messages, an :class:`~recai.Agent` with a conversation, an :class:`~recai.Explainer` with a
+history and an item). :class:`Runner` takes a list of requests and
+
+1. answers those already in the :class:`~.cache.AnswerCache` without calling anything;
+2. asks each distinct remaining request once: backends that batch natively (those overriding
+   ``chat_batch``) get chunks of ``batch_size`` requests, one chunk at a time; everything else is
+   called from a thread pool of at most ``concurrency`` workers;
+3. stores every answer in the cache as soon as it arrives, so an interrupted run resumes where it
+   stopped;
+4. turns exceptions into failed :class:`Answer` objects (after ``retries`` more tries), never
+   dropping a request: when a whole native batch fails, its requests are asked one by one so a
+   single bad request fails alone.
+
+Failed answers are not cached: a rerun asks them again.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+import recai
+from recai.roles import LLMBackend, describe_component
+from recai.types import Completion, ItemList, Message
+
+from .cache import AnswerCache, request_key
+
+__all__ = [
+    "Answer",
+    "Caller",
+    "LLMCaller",
+    "AgentCaller",
+    "ExplainerCaller",
+    "Runner",
+    "caller_for",
+]
+
+_MAX_ERROR = 300
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: its text, or the error that stopped it (``text`` is then ``None``)."""
+
+    text: str | None
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 3] + "..."
+
+
+class Caller(ABC):
+    """How to ask one component: the cache key's parts and the call itself."""
+
+    #: Whether :meth:`ask_many` answers a whole chunk in one call.
+    native_batch: bool = False
+
+    def __init__(self, component: Any, options: dict[str, Any] | None = None):
+        self.component = component
+        self.options = dict(options or {})
+        self.description = describe_component(component)
+
+    @abstractmethod
+    def payload(self, request: Any) -> Any:
+        """The request as JSON-able data (for the cache key and the cache record)."""
+
+    @abstractmethod
+    def ask(self, request: Any) -> tuple[str, dict[str, Any]]:
+        """Answer one request: ``(text, extra facts for the cache record)``."""
+
+    def ask_many(self, requests: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Answer a chunk of requests (the default asks one at a time)."""
+        return [self.ask(r) for r in requests]
+
+
+def _from_completion(done: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(done, Completion) or not isinstance(done.text, str):
+        raise TypeError(f"the backend returned {type(done).__name__}, not a recai.Completion")
+    extra = {
+        "finish_reason": done.finish_reason,
+        "model": done.model,
+        "usage": [done.usage.prompt_tokens, done.usage.completion_tokens],
+        "latency_s": round(float(done.latency_s), 4),
+    }
+    return done.text, extra
+
+
+class LLMCaller(Caller):
+    """Asks an :class:`~recai.LLMBackend`; requests are lists of :class:`~recai.Message`.
+
+    ``options`` are passed to ``chat``/``chat_batch`` (``max_tokens``, ``temperature``, ``stop``,
+    ``seed``); options set to ``None`` are left out, so the backend's defaults apply.
+    """
+
+    def __init__(self, llm: LLMBackend, options: dict[str, Any] | None = None):
+        super().__init__(llm, {k: v for k, v in (options or {}).items() if v is not None})
+        self.native_batch = type(llm).chat_batch is not LLMBackend.chat_batch
+
+    def payload(self, request: Sequence[Message]) -> Any:
+        return [m.to_dict() for m in request]
+
+    def ask(self, request: Sequence[Message]) -> tuple[str, dict[str, Any]]:
+        return _from_completion(self.component.chat(list(request), **self.options))
+
+    def ask_many(self, requests: Sequence[Sequence[Message]]) -> list[tuple[str, dict[str, Any]]]:
+        done = self.component.chat_batch([list(r) for r in requests], **self.options)
+        if len(done) != len(requests):
+            raise ValueError(
+                f"chat_batch returned {len(done)} completions for {len(requests)} conversations"
+            )
+        return [_from_completion(c) for c in done]
+
+
+class AgentCaller(Caller):
+    """Asks an :class:`~recai.Agent` for its reply to a conversation (a list of messages)."""
+
+    def payload(self, request: Sequence[Message]) -> Any:
+        return [m.to_dict() for m in request]
+
+    def ask(self, request: Sequence[Message]) -> tuple[str, dict[str, Any]]:
+        reply = self.component.reply(list(request))
+        if not isinstance(reply, Message):
+            raise TypeError(f"the agent returned {type(reply).__name__}, not a recai.Message")
+        return reply.content, {}
+
+
+class ExplainerCaller(Caller):
+    """Asks an :class:`~recai.Explainer`; requests are ``(history item indices, item)``."""
+
+    def payload(self, request: tuple[Sequence[int], int]) -> Any:
+        history, item = request
+        return {"history": [int(i) for i in history], "item": int(item)}
+
+    def ask(self, request: tuple[Sequence[int], int]) -> tuple[str, dict[str, Any]]:
+        history, item = request
+        done = self.component.explain(ItemList(list(history)), int(item))
+        text = getattr(done, "text", None)
+        if not isinstance(text, str):
+            raise TypeError(
+                f"the explainer returned {type(done).__name__}, not a recai.Explanation"
+            )
+        return text, {}
+
+
+def caller_for(component: Any, options: dict[str, Any] | None = None) -> Caller:
+    """The :class:`Caller` for a component of any supported role."""
+    if isinstance(component, recai.LLMBackend):
+        return LLMCaller(component, options)
+    if isinstance(component, recai.Agent):
+        return AgentCaller(component, options)
+    if isinstance(component, recai.Explainer):
+        return ExplainerCaller(component, options)
+    raise TypeError(
+        f"cannot ask a {type(component).__name__}: not an LLM backend, agent or explainer"
+    )
+
+
+Progress = Callable[..., Iterator[Any]]
+
+
+def _no_progress(iterable: Iterable[Any], **_: Any) -> Iterator[Any]:
+    yield from iterable
+
+
+class Runner:
+    """Answers requests through an :class:`~.cache.AnswerCache` (see the module docstring).
+
+    ``progress`` is a function like :meth:`recai.RunContext.progress`. Counters in :attr:`stats`
+    add up over calls: ``requested``, ``cached`` (answered from the cache), ``calls`` (requests
+    sent), ``failed`` (requests whose every try raised) and ``seconds`` (time spent calling).
+    """
+
+    def __init__(
+        self,
+        cache: AnswerCache,
+        *,
+        concurrency: int = 4,
+        batch_size: int = 8,
+        retries: int = 0,
+        progress: Progress | None = None,
+    ):
+        if concurrency < 1 or batch_size < 1 or retries < 0:
+            raise ValueError("concurrency and batch_size must be at least 1, retries at least 0")
+        self.cache = cache
+        self.concurrency = int(concurrency)
+        self.batch_size = int(batch_size)
+        self.retries = int(retries)
+        self.progress = progress or _no_progress
+        self.stats: dict[str, float] = {
+            "requested": 0,
+            "cached": 0,
+            "calls": 0,
+            "failed": 0,
+            "seconds": 0.0,
+        }
+
+    def run(self, caller: Caller, requests: Sequence[Any], *, desc: str = "") -> list[Answer]:
+        """One :class:`Answer` per request, in order."""
+        out: list[Answer | None] = [None] * len(requests)
+        pending: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            key = request_key(caller.description, caller.payload(request), caller.options)
+            hit = self.cache.get(key)
+            if hit is not None and isinstance(hit.get("text"), str):
+                out[i] = Answer(hit["text"], cached=True)
+            else:
+                pending.setdefault(key, []).append(i)
+        self.stats["requested"] += len(requests)
+        self.stats["cached"] += len(requests) - sum(len(v) for v in pending.values())
+        todo = [(key, requests[rows[0]]) for key, rows in pending.items()]
+        start = time.perf_counter()
+        for key, request, answer, extra in self._execute(caller, todo, desc):
+            if answer.ok:
+                record = {"text": answer.text, **extra, "request": caller.payload(request)}
+                self.cache.put(key, record)
+            else:
+                self.stats["failed"] += 1
+            for i in pending[key]:
+                out[i] = answer
+        self.stats["seconds"] += time.perf_counter() - start
+        self.stats["calls"] += len(todo)
+        assert all(a is not None for a in out)
+        return out  # type: ignore[return-value]
+
+    # -- calling ----------------------------------------------------------------------------------
+    def _one(self, caller: Caller, request: Any) -> tuple[Answer, dict[str, Any]]:
+        error = ""
+        for _ in range(1 + self.retries):
+            try:
+                text, extra = caller.ask(request)
+                return Answer(text), extra
+            except Exception as e:  # noqa: BLE001 - a failed sample is recorded, not raised
+                error = error_text(e)
+        return Answer(None, error), {}
+
+    def _execute(
+        self, caller: Caller, todo: list[tuple[str, Any]], desc: str
+    ) -> Iterator[tuple[str, Any, Answer, dict[str, Any]]]:
+        if not todo:
+            return
+        if caller.native_batch:
+            chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+            for chunk in self.progress(chunks, desc=desc, total=len(chunks)):
+                try:
+                    done = caller.ask_many([request for _, request in chunk])
+                    results = [(Answer(text), extra) for text, extra in done]
+                except Exception:  # noqa: BLE001 - isolate the failing request(s)
+                    results = [self._one(caller, request) for _, request in chunk]
+                for (key, request), (answer, extra) in zip(chunk, results, strict=True):
+                    yield key, request, answer, extra
+            return
+        workers = min(self.concurrency, len(todo))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="recai-llm")
+        try:
+            futures = {pool.submit(self._one, caller, req): (key, req) for key, req in todo}
+            for future in self.progress(as_completed(futures), desc=desc, total=len(futures)):
+                key, request = futures[future]
+                answer, extra = future.result()
+                yield key, request, answer, extra
+        finally:  # on an interrupt, drop the requests not started yet
+            pool.shutdown(wait=True, cancel_futures=True)
