@@ -1,7 +1,8 @@
 """The ``recai`` command line.
 
 Commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``, ``run``,
-``eval RUN_DIR...`` (compare run folders; needs the recai-eval plugin).
+``eval RUN_DIR...`` (compare run folders; needs the recai-eval plugin), ``serve`` (an
+OpenAI-compatible server for an LLM backend).
 
 Exit codes: 0 success; 2 a user error (bad recipe, unknown name, bad file, bad arguments) with a
 readable message and no traceback; 1 an internal failure (the traceback is shown with ``--debug``).
@@ -334,6 +335,112 @@ def _format_summary(s: dict[str, Any]) -> list[str]:
     return [f"{s['component']} ({s['name']})"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import contextlib
+    import os
+    import signal
+
+    from .errors import RecaiError
+    from .plugins import get_plugin_manager
+    from .roles import Role
+    from .serve import LLMServer, parse_fault
+
+    if (args.recipe is None) == (args.use is None):
+        raise RecaiError("recai serve: give a recipe file (and --component NAME) or --use NAME, not both")
+    if args.recipe is not None:
+        backend, label = _recipe_llm(args.recipe, args.component)
+    else:
+        if args.component is not None:
+            raise RecaiError("--component picks a component of a recipe; with --use, give its params with -p")
+        params = _params_of(args.param)
+        backend = get_plugin_manager().create(Role.LLM_BACKEND, args.use, **params)
+        label = args.use
+    try:
+        faults = [parse_fault(f) for f in args.fault]
+    except ValueError as e:
+        raise RecaiError(f"--fault: {e}") from None
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise RecaiError(f"--api-key-env {args.api_key_env}: that environment variable is not set (or empty)")
+    model = args.model_name or label
+    if args.max_concurrency < 0:
+        raise RecaiError(f"--max-concurrency must be 0 (no bound) or more, got {args.max_concurrency}")
+
+    def log(line: str) -> None:
+        print(f"recai serve: {line}", file=sys.stderr, flush=True)
+
+    try:
+        server = LLMServer(
+            backend,
+            model=model,
+            host=args.host,
+            port=args.port,
+            max_concurrency=args.max_concurrency or None,
+            api_key=api_key,
+            faults=faults,
+            log=None if args.quiet else log,
+        )
+    except OSError as e:
+        raise RecaiError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        log(f"warning: listening on {args.host} without --api-key-env and without TLS")
+    print(f"recai serve: {label} as model {model!r} at {server.base_url} (Ctrl-C stops)", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    print("recai serve: stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def _params_of(items: list[str]) -> dict[str, Any]:
+    from .errors import RecaiError
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RecaiError(f"--param {item!r}: expected KEY=VALUE, e.g. --param model=gpt-4o-mini")
+        params[key.strip()] = _param_value(value)
+    return params
+
+
+def _recipe_llm(path: str, component: str | None) -> tuple[Any, str]:
+    """Build the LLM backend ``component`` of the recipe at ``path`` (and what it needs)."""
+    import difflib
+
+    from .errors import RecaiError
+    from .plugins import get_plugin_manager
+    from .recipe import build, check, load_recipe
+    from .roles import Role
+
+    recipe = load_recipe(path)
+    pm = get_plugin_manager()
+    plan = check(recipe, pm.registry())
+    llms = [n for n, e in plan.resolved.items() if Role.LLM_BACKEND in e.roles]
+    if component is None:
+        if len(llms) != 1:
+            which = f"it has {len(llms)}: {', '.join(llms)}" if llms else "it has none"
+            raise RecaiError(f"{recipe.source}: name the LLM backend to serve with --component ({which})")
+        component = llms[0]
+    elif component not in recipe.components:
+        close = difflib.get_close_matches(component, list(recipe.components), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RecaiError(f"{recipe.source}: no component named {component!r}.{hint} LLM backends: {', '.join(llms) or 'none'}")
+    elif component not in llms:
+        entry = plan.resolved[component]
+        raise RecaiError(
+            f"{recipe.source}: component {component!r} is {entry.plays} ({entry.name}), not an LLM "
+            f"backend; LLM backends: {', '.join(llms) or 'none'}"
+        )
+    return build(recipe, pm, only=[component])[component], component
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
         self.print_usage(sys.stderr)
@@ -407,6 +514,42 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="also write the Markdown comparison to this file")
     ev.add_argument("--chart", metavar="PNG", help="also draw the first stage's metrics into this PNG")
     ev.set_defaults(func=_cmd_eval)
+
+    sv = sub.add_parser(
+        "serve",
+        help="serve an LLM backend over the OpenAI chat API (loopback by default)",
+        description=(
+            "Serve one LLM backend component over the OpenAI-compatible API: POST "
+            "/v1/chat/completions (streaming too), GET /v1/models. Name it by a recipe and "
+            "--component, or by --use NAME with -p KEY=VALUE params. Stops on Ctrl-C or SIGTERM."
+        ),
+    )
+    sv.add_argument("recipe", nargs="?", help="recipe file whose LLM backend component to serve")
+    sv.add_argument("--component", "-c", help="the recipe's component to serve (needed if it has several LLM backends)")
+    sv.add_argument("--use", help="registered name of an LLM backend to serve instead, e.g. hf.v1")
+    sv.add_argument(
+        "--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a param of --use (repeatable)"
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    sv.add_argument("--model-name", help="the model name clients send (default: the component or --use name)")
+    sv.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=1,
+        help="requests the backend handles at once (default 1, as local models are rarely thread-safe; 0: no bound)",
+    )
+    sv.add_argument("--api-key-env", metavar="VAR", help="require the key held by this environment variable")
+    sv.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="for tests: fail the next requests in order, e.g. 429:retry-after=1, 500:times=2, "
+        "delay:seconds=5, malformed, drop:after=2, auth-echo",
+    )
+    sv.add_argument("--quiet", "-q", action="store_true", help="no request log on stderr")
+    sv.set_defaults(func=_cmd_serve)
     return p
 
 

@@ -1,0 +1,906 @@
+"""The LLM backends: ``openai.v1`` (any OpenAI-compatible server) and ``azure-openai.v1``.
+
+Both send chat requests through the official ``openai`` client with its own retries switched
+off; this module retries instead (:mod:`recai_openai.retry`), so that the policy is one place,
+honours ``Retry-After``, and is tested. Around each request:
+
+1. the response cache is asked first (:mod:`recai_openai.cache`; a hit sends nothing);
+2. a semaphore bounds the requests in flight to ``max_concurrency`` (shared by every thread
+   that uses the backend; ``chat_batch`` runs that many at once);
+3. errors become :class:`~recai_openai.errors.LLMRequestError` with the status, the attempts and
+   the server's message, keys redacted (:mod:`recai_openai.redaction`);
+4. tokens and cost are added to the backend's :class:`~recai_openai.accounting.UsageMeter`.
+
+>>> import os
+>>> os.environ.setdefault("RECAI_DOCTEST_KEY", "sk-doctest-0123456789")
+'sk-doctest-0123456789'
+>>> llm = OpenAIBackend(
+...     model="m", base_url="http://127.0.0.1:9/v1", api_key_env="RECAI_DOCTEST_KEY"
+... )
+>>> llm
+OpenAIBackend(model='m', base_url='http://127.0.0.1:9/v1', api_key_env='RECAI_DOCTEST_KEY')
+>>> "sk-doctest" in repr(vars(llm))
+False
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import openai
+from pydantic import AfterValidator, Field
+
+from recai.errors import ParamsError, Problem, RecaiError
+from recai.roles import LLMBackend
+from recai.types import Completion, Message, Report, Usage
+
+from .accounting import ModelPrice, UsageMeter
+from .cache import ResponseCache, request_key
+from .errors import LLMOutputError, LLMRequestError, LLMStreamError
+from .jsonout import instruction, parse_and_check, repair_request, response_format
+from .redaction import Redactor, check_base_url, check_env_name, check_not_a_key, read_key
+from .retry import RetryPolicy, retry_after_seconds
+
+__all__ = ["OpenAIBackend", "AzureOpenAIBackend", "render_prompt"]
+
+log = logging.getLogger("recai_openai")
+T = TypeVar("T")
+
+Seconds = Annotated[float, Field(gt=0)]
+EnvName = Annotated[str, AfterValidator(check_env_name)]
+BaseURL = Annotated[str | None, AfterValidator(check_base_url)]
+ModelName = Annotated[str, Field(min_length=1), AfterValidator(check_not_a_key)]
+JsonMode = Literal["auto", "schema", "object", "prompt"]
+
+_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_NO_KEY = "EMPTY"  # what vLLM's docs send to servers without keys; the client needs a value
+# what servers say when they do not take response_format (OpenAI, vLLM, recai serve, ...)
+_REFUSES_FORMAT = re.compile(
+    r"response_format|json_schema|json_object|not supported|unsupported", re.IGNORECASE
+)
+_http: Any = None
+_http_lock = threading.Lock()
+
+
+def _http_client() -> Any:
+    """One HTTP connection pool for every backend of the process: making one costs ~0.1 s (TLS
+    set-up), and keeping connections alive across backends to one server saves handshakes."""
+    global _http
+    with _http_lock:
+        if _http is None:
+            _http = openai.DefaultHttpxClient()
+        return _http
+
+
+def render_prompt(messages: Sequence[Message]) -> str:
+    """The plain-text prompt scored by :meth:`OpenAIBackend.score_continuations`.
+
+    >>> render_prompt([Message.system("Be brief."), Message.user("Capital of France?")])
+    'system: Be brief.\\nuser: Capital of France?\\nassistant: '
+    """
+    return "".join(f"{m.role}: {m.content}\n" for m in messages) + "assistant: "
+
+
+class OpenAIBackend(LLMBackend):
+    """A chat model behind an OpenAI-compatible server.
+
+    Params: ``model``; ``base_url`` (default: environment variable ``OPENAI_BASE_URL``, else
+    OpenAI's); ``api_key_env``, the *name* of the environment variable holding the key (keys are
+    never params; servers on other hosts than OpenAI's may need none); ``timeout`` (seconds per
+    request, and between streamed chunks) and ``connect_timeout``; ``max_retries`` with
+    ``backoff_base``/``backoff_max`` seconds and ``max_retry_after`` (longest ``Retry-After``
+    honoured); ``max_concurrency`` (requests in flight); ``prices`` (US dollars per million
+    input/output tokens, by model); ``cache`` (a SQLite file of answers keyed by the full
+    request; None: no cache); ``json_mode``, ``json_strict`` and ``json_repairs`` (see
+    :mod:`recai_openai.jsonout`); ``max_tokens_field`` (newer OpenAI models take
+    ``max_completion_tokens``); ``stream_usage`` (ask streams for a usage chunk).
+    """
+
+    capabilities = frozenset({"stream", "json_schema", "logprobs"})
+    #: The registered name, used in messages.
+    label = "openai.v1"
+
+    def __init__(
+        self,
+        model: ModelName,
+        base_url: BaseURL = None,
+        api_key_env: EnvName = "OPENAI_API_KEY",
+        timeout: Seconds = 60.0,
+        connect_timeout: Seconds = 10.0,
+        max_retries: Annotated[int, Field(ge=0)] = 4,
+        backoff_base: Annotated[float, Field(ge=0)] = 0.5,
+        backoff_max: Annotated[float, Field(ge=0)] = 30.0,
+        max_retry_after: Annotated[float, Field(ge=0)] = 120.0,
+        max_concurrency: Annotated[int, Field(ge=1)] = 8,
+        prices: dict[str, ModelPrice] | None = None,
+        cache: str | None = None,
+        json_mode: JsonMode = "auto",
+        json_strict: bool = False,
+        json_repairs: Annotated[int, Field(ge=0)] = 2,
+        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        stream_usage: bool = True,
+    ):
+        self._check(model=model, api_key_env=api_key_env)
+        resolved = base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
+        self._check_url(resolved, "base_url" if base_url else "OPENAI_BASE_URL")
+        self.model = model
+        self.base_url = resolved.rstrip("/")
+        self.api_key_env = api_key_env
+        self._setup(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            max_concurrency=max_concurrency,
+            prices=prices,
+            cache=cache,
+            json_mode=json_mode,
+            json_strict=json_strict,
+            json_repairs=json_repairs,
+            max_tokens_field=max_tokens_field,
+            stream_usage=stream_usage,
+        )
+        key = self._key(required=urlsplit(self.base_url).hostname in ("api.openai.com",))
+        self._server = self.base_url
+        self._client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key,
+            timeout=openai.Timeout(timeout, connect=connect_timeout),
+            max_retries=0,
+            http_client=_http_client(),
+        )
+        self._redactor = Redactor([key])
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _check(self, **values: str) -> None:
+        checks = {
+            "model": check_not_a_key,
+            "deployment": check_not_a_key,
+            "api_key_env": check_env_name,
+        }
+        problems = []
+        for name, value in values.items():
+            try:
+                checks[name](value)
+            except ValueError as e:
+                problems.append(Problem(name, str(e)))
+        if problems:
+            raise ParamsError(self.label, problems)
+
+    def _check_url(self, url: str, where: str) -> None:
+        try:
+            check_base_url(url)
+        except ValueError as e:
+            raise ParamsError(self.label, [Problem(where, str(e))]) from None
+
+    def _setup(self, **p: Any) -> None:
+        self.timeout = float(p["timeout"])
+        self.connect_timeout = float(p["connect_timeout"])
+        self.max_retries = int(p["max_retries"])
+        self.max_concurrency = int(p["max_concurrency"])
+        self.cache = p["cache"]
+        self.json_mode = p["json_mode"]
+        self.json_strict = bool(p["json_strict"])
+        self.json_repairs = int(p["json_repairs"])
+        self.max_tokens_field = p["max_tokens_field"]
+        self.stream_usage = bool(p["stream_usage"])
+        self._policy = RetryPolicy(
+            max_retries=self.max_retries,
+            backoff_base=float(p["backoff_base"]),
+            backoff_max=float(p["backoff_max"]),
+            max_retry_after=float(p["max_retry_after"]),
+        )
+        prices = {
+            k: v if isinstance(v, ModelPrice) else ModelPrice.model_validate(v)
+            for k, v in (p["prices"] or {}).items()
+        }
+        self._meter = UsageMeter(prices)
+        self._cache = ResponseCache(self.cache) if self.cache else None
+        self._gate = threading.BoundedSemaphore(self.max_concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._rng = random.Random()
+        self._retry_waits: collections.deque[float] = collections.deque(maxlen=1000)
+        self._native_json = True
+        self._unpriced_warned: set[str] = set()
+
+    def _key(self, *, required: bool) -> str:
+        key = read_key(self.api_key_env)
+        if key is None:
+            if required:
+                raise RecaiError(
+                    f"{self.label}: the environment variable {self.api_key_env} is not set; put "
+                    f"the key for {self.base_url} in it (or name another variable with "
+                    "api_key_env)"
+                )
+            return _NO_KEY
+        return key
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key_env={self.api_key_env!r})"
+        )
+
+    # -- accounting --------------------------------------------------------------------------------
+    def totals(self) -> dict[str, Any]:
+        """What this backend has used so far: calls (answered by the server), cached_calls,
+        requests (HTTP, retries included), retries, prompt/completion tokens, ``cost_usd`` (of
+        priced models), ``cached_cost_usd`` (what cache hits would have cost) and
+        ``unpriced_models``."""
+        return self._meter.totals()
+
+    def usage_by_model(self) -> dict[str, dict[str, Any]]:
+        """The totals per answering model."""
+        return self._meter.by_model()
+
+    def usage_report(self) -> Report:
+        """The totals as a :class:`recai.Report` (one row per model), for a run's report."""
+        by_model = self._meter.by_model()
+        metrics = {
+            model: {
+                k: float(v)
+                for k, v in m.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            for model, m in by_model.items()
+        }
+        totals = self._meter.totals()
+        info = {
+            "backend": self.label,
+            "server": self.base_url,
+            "prices_usd_per_1m_tokens": {k: v.model_dump() for k, v in self._meter.prices.items()},
+            "requests": totals["requests"],
+            "retries": totals["retries"],
+            "unpriced_models": totals["unpriced_models"],
+        }
+        return Report(evaluator=f"{self.label} usage", metrics=metrics, info=info)
+
+    @property
+    def retry_waits(self) -> list[float]:
+        """Seconds waited before each retry (the latest 1,000)."""
+        return list(self._retry_waits)
+
+    # -- requests ----------------------------------------------------------------------------------
+    def _send(self, what: str, call: Callable[[], T], *, gated: bool = True) -> T:
+        """``call()`` with retries; errors become :class:`LLMRequestError`."""
+        attempt = 0
+        while True:
+            attempt += 1
+            self._meter.count_request(retry=attempt > 1)
+            retry_after = None
+            try:
+                if gated:
+                    with self._gate:
+                        return call()
+                return call()
+            except openai.APIStatusError as e:
+                status = e.status_code
+                reason = self._reason(e)
+                if not self._policy.retryable_status(status) or attempt > self._policy.max_retries:
+                    raise self._status_error(what, status, reason, attempt) from None
+                retry_after = retry_after_seconds(e.response.headers)
+                if retry_after is not None and retry_after > self._policy.max_retry_after:
+                    raise LLMRequestError(
+                        f"{self.label}: {what}: HTTP {status}: the server asks to wait "
+                        f"{retry_after:g} s (Retry-After), more than max_retry_after = "
+                        f"{self._policy.max_retry_after:g} s; "
+                        f"gave up after {attempt} attempt(s). Server said: {reason}",
+                        status=status,
+                        attempts=attempt,
+                        reason=reason,
+                    ) from None
+                cause = f"HTTP {status}"
+            except openai.APITimeoutError:
+                if attempt > self._policy.max_retries:
+                    raise LLMRequestError(
+                        f"{self.label}: {what}: no answer within the timeout of "
+                        f"{self.timeout:g} s; gave up after {attempt} attempt(s) (raise timeout "
+                        "or max_retries)",
+                        attempts=attempt,
+                        reason="timeout",
+                    ) from None
+                cause = "timeout"
+            except openai.APIConnectionError as e:
+                detail = self._redactor.redact(_cause(e))
+                if attempt > self._policy.max_retries:
+                    raise LLMRequestError(
+                        f"{self.label}: {what}: connection failed ({detail}); gave up after "
+                        f"{attempt} attempt(s). Is the server running at that address?",
+                        attempts=attempt,
+                        reason=detail,
+                    ) from None
+                cause = f"connection error ({detail})"
+            except json.JSONDecodeError as e:
+                shown = self._redactor.redact(e.doc[:120])
+                raise LLMRequestError(
+                    f"{self.label}: {what}: the server answered with a body that is not valid JSON "
+                    f"({e.msg} at character {e.pos} of {len(e.doc)}); it begins: {shown!r}",
+                    attempts=attempt,
+                    reason="malformed JSON",
+                ) from None
+            except openai.APIResponseValidationError as e:
+                raise LLMRequestError(
+                    f"{self.label}: {what}: the server's answer does not have the expected shape: "
+                    f"{self._redactor.redact(str(e))}",
+                    status=getattr(e, "status_code", None),
+                    attempts=attempt,
+                    reason="invalid answer",
+                ) from None
+            except openai.OpenAIError as e:
+                raise LLMRequestError(
+                    f"{self.label}: {what}: {type(e).__name__}: {self._redactor.redact(str(e))}",
+                    attempts=attempt,
+                ) from None
+            wait = self._policy.wait(attempt, retry_after, self._rng)
+            self._retry_waits.append(wait)
+            log.info(
+                "%s: %s: %s; retry %d of %d in %.2f s",
+                self.label,
+                what,
+                cause,
+                attempt,
+                self._policy.max_retries,
+                wait,
+            )
+            time.sleep(wait)
+
+    def _reason(self, e: openai.APIStatusError) -> str:
+        body = e.body
+        message = None
+        if isinstance(body, dict):
+            err = body.get("error", body)
+            message = err.get("message") if isinstance(err, dict) else str(err)
+        if not message:
+            try:
+                message = e.response.text[:300]
+            except Exception:  # noqa: BLE001 - a streamed body may be unreadable
+                message = str(e)
+        return self._redactor.redact(str(message))
+
+    def _status_error(self, what: str, status: int, reason: str, attempts: int) -> LLMRequestError:
+        hints = {
+            401: f" Check the key in the environment variable {self.api_key_env}.",
+            403: " The key is not allowed to use this model or endpoint.",
+            404: f" Check model = {self.model!r} and the server address {self.base_url}.",
+            429: " Rate limited: lower max_concurrency, or raise max_retries / backoff_max.",
+        }
+        tried = f"gave up after {attempts} attempt(s)" if attempts > 1 else "not retried"
+        if attempts == 1 and self._policy.retryable_status(status):
+            tried = "max_retries = 0"
+        return LLMRequestError(
+            f"{self.label}: {what}: HTTP {status}: {reason} ({tried}).{hints.get(status, '')}",
+            status=status,
+            attempts=attempts,
+            reason=reason,
+        )
+
+    def _endpoint(self, path: str) -> str:
+        return f"POST {self.base_url}/{path}"
+
+    # -- chat --------------------------------------------------------------------------------------
+    def _options(
+        self,
+        max_tokens: int | None,
+        temperature: float | None,
+        stop: Sequence[str] | None,
+        seed: int | None,
+    ) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if max_tokens is not None:
+            opts[self.max_tokens_field] = int(max_tokens)
+        if temperature is not None:
+            opts["temperature"] = float(temperature)
+        if stop:
+            opts["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if seed is not None:
+            opts["seed"] = int(seed)
+        return opts
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Completion:
+        """Complete one conversation (from the cache when it was asked before).
+
+        ``json_schema`` asks for JSON matching it (``{}``: any JSON object); the answer is
+        validated and repaired, and its text is the JSON value.
+        """
+        msgs = _message_dicts(messages)
+        opts = self._options(max_tokens, temperature, stop, seed)
+        if json_schema is not None:
+            return self._chat_json(msgs, opts, json_schema)
+        return self._chat_once(msgs, opts)
+
+    def _chat_once(
+        self, msgs: list[dict[str, Any]], opts: dict[str, Any], fmt: dict[str, Any] | None = None
+    ) -> Completion:
+        started = time.perf_counter()
+        body: dict[str, Any] = {"model": self.model, "messages": msgs, **opts}
+        if fmt is not None:
+            body["response_format"] = fmt
+        key = None
+        if self._cache is not None:
+            key = request_key("chat", self._server, body)
+            hit = self._cache.get(key)
+            if hit is not None:
+                return self._from_cache(hit, started)
+        resp = self._send(
+            self._endpoint("chat/completions"), lambda: self._client.chat.completions.create(**body)
+        )
+        if not resp.choices:
+            raise LLMRequestError(
+                f"{self.label}: {self._endpoint('chat/completions')}: the answer has no choices"
+            )
+        choice = resp.choices[0]
+        text = choice.message.content or "" if choice.message is not None else ""
+        usage = resp.usage
+        pt = int(usage.prompt_tokens or 0) if usage is not None else 0
+        ct = int(usage.completion_tokens or 0) if usage is not None else 0
+        finish = choice.finish_reason or "stop"
+        model = resp.model or self.model
+        self._record(model, pt, ct)
+        if key is not None:
+            self._cache.put(
+                key,
+                body,
+                {"text": text, "finish_reason": finish, "usage": [pt, ct], "model": model},
+            )
+        return Completion(text, finish, Usage(pt, ct), time.perf_counter() - started, model)
+
+    def _from_cache(self, hit: dict[str, Any], started: float) -> Completion:
+        pt, ct = hit["usage"]
+        self._meter.record(self.model, hit["model"], pt, ct, cached=True)
+        return Completion(
+            hit["text"],
+            hit["finish_reason"],
+            Usage(pt, ct),
+            time.perf_counter() - started,
+            hit["model"],
+        )
+
+    def _record(self, model: str, pt: int, ct: int) -> None:
+        self._meter.record(self.model, model, pt, ct)
+        if (
+            self._meter.prices
+            and model not in self._unpriced_warned
+            and self._meter.price_of(self.model, model) is None
+        ):
+            self._unpriced_warned.add(model)
+            log.warning(
+                "%s: no price for model %r: its tokens are counted, not costed", self.label, model
+            )
+
+    def _chat_json(
+        self, msgs: list[dict[str, Any]], opts: dict[str, Any], schema: dict[str, Any]
+    ) -> Completion:
+        started = time.perf_counter()
+        mode = (
+            self.json_mode
+            if self.json_mode != "auto"
+            else ("schema" if self._native_json else "prompt")
+        )
+        conv = msgs if mode == "schema" and schema else _with_instruction(msgs, instruction(schema))
+        usage = Usage()
+        last = ""
+        problem = ""
+        attempt = 0
+        while attempt <= self.json_repairs:
+            try:
+                c = self._chat_once(conv, opts, response_format(schema, mode, self.json_strict))
+            except LLMRequestError as e:
+                if (
+                    self.json_mode == "auto"
+                    and mode != "prompt"
+                    and e.status == 400
+                    and _REFUSES_FORMAT.search(e.reason)
+                ):
+                    # the server refuses response_format: ask in words and check the answer
+                    log.info(
+                        "%s: the server refused response_format (%s); asking in the prompt",
+                        self.label,
+                        e.reason,
+                    )
+                    mode = "prompt"
+                    conv = _with_instruction(msgs, instruction(schema))
+                    c = self._chat_once(conv, opts, None)
+                    self._native_json = False
+                else:
+                    raise
+            usage = usage + c.usage
+            value, problem = parse_and_check(c.text, schema)
+            if problem is None:
+                text = json.dumps(value, ensure_ascii=False)
+                return Completion(
+                    text, c.finish_reason, usage, time.perf_counter() - started, c.model
+                )
+            last = c.text
+            conv = [
+                *conv,
+                {"role": "assistant", "content": c.text},
+                {"role": "user", "content": repair_request(problem)},
+            ]
+            attempt += 1
+        raise LLMOutputError(
+            f"{self.label}: model {self.model!r} gave no valid JSON for the schema in "
+            f"{self.json_repairs + 1} attempt(s) ({self.json_repairs} repair(s)): {problem}. Last "
+            f"answer: {last[:200]!r}"
+        )
+
+    def chat_batch(
+        self, conversations: Sequence[Sequence[Message]], **options: Any
+    ) -> list[Completion]:
+        """Complete many conversations, ``max_concurrency`` at a time; results in input order.
+
+        The first error (in input order) is raised, and requests not yet started are cancelled.
+        """
+        convs = list(conversations)
+        if len(convs) <= 1 or self.max_concurrency == 1:
+            return [self.chat(c, **options) for c in convs]
+        pool = self._executor()
+        futures = [pool.submit(self.chat, c, **options) for c in convs]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.max_concurrency, thread_name_prefix="recai-openai"
+                )
+            return self._pool
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer in pieces as the server sends them.
+
+        A cached answer comes in one piece; JSON answers (``json_schema``) too, since they are
+        validated whole. A stream that breaks raises :class:`LLMStreamError`; only a complete
+        answer is cached and counted.
+        """
+        if json_schema is not None:
+            yield self.chat(
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                seed=seed,
+                json_schema=json_schema,
+            ).text
+            return
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": _message_dicts(messages),
+            **self._options(max_tokens, temperature, stop, seed),
+        }
+        key = None
+        if self._cache is not None:
+            key = request_key("chat", self._server, body)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._from_cache(hit, time.perf_counter())
+                yield hit["text"]
+                return
+        extra: dict[str, Any] = {"stream": True}
+        if self.stream_usage:
+            extra["stream_options"] = {"include_usage": True}
+        what = self._endpoint("chat/completions") + " (stream)"
+        pieces: list[str] = []
+        finish = None
+        usage = None
+        model = self.model
+        chunks = 0
+        with self._gate:
+            stream = self._send(
+                what, lambda: self._client.chat.completions.create(**body, **extra), gated=False
+            )
+            try:
+                for chunk in stream:
+                    chunks += 1
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    model = chunk.model or model
+                    for choice in chunk.choices:
+                        content = choice.delta.content if choice.delta is not None else None
+                        if content:
+                            pieces.append(content)
+                            yield content
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            except (openai.OpenAIError, OSError, ValueError) as e:
+                detail = self._redactor.redact(_cause(e))
+                raise LLMStreamError(
+                    f"{self.label}: {what}: the stream broke after {chunks} chunk(s) "
+                    f"({sum(map(len, pieces))} characters): {detail}; the partial answer is not "
+                    "cached",
+                    partial="".join(pieces),
+                ) from None
+            finally:
+                stream.close()
+        if finish is None:
+            raise LLMStreamError(
+                f"{self.label}: {what}: the stream ended after {chunks} chunk(s) without a finish "
+                "reason (the connection closed early?); the partial answer is not cached",
+                partial="".join(pieces),
+            )
+        pt = int(usage.prompt_tokens or 0) if usage is not None else 0
+        ct = int(usage.completion_tokens or 0) if usage is not None else 0
+        self._record(model, pt, ct)
+        if key is not None:
+            self._cache.put(
+                key,
+                body,
+                {
+                    "text": "".join(pieces),
+                    "finish_reason": finish,
+                    "usage": [pt, ct],
+                    "model": model,
+                },
+            )
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        """Log-probability of each continuation after ``messages`` (natural log, summed over its
+        tokens), from the completions endpoint with ``echo`` and ``logprobs`` (vLLM and
+        ``recai serve`` with a scoring backend answer it; OpenAI's chat models, Ollama and
+        llama.cpp's server do not: NotImplementedError).
+
+        The prompt is :func:`render_prompt` (plain ``role: content`` lines, not the server's chat
+        template) followed by the continuation as given; tokens that overlap the continuation are
+        summed. Compare scores among continuations of the same messages.
+        """
+        conts = [str(c) for c in continuations]
+        if not conts:
+            return []
+        prefix = render_prompt(messages)
+        prompts = [prefix + c for c in conts]
+        body = {
+            "model": self.model,
+            "prompt": prompts,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        key = None
+        if self._cache is not None:
+            key = request_key("score", self._server, body)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._meter.record(self.model, hit["model"], hit["usage"][0], 0, cached=True)
+                return list(hit["scores"])
+        what = self._endpoint("completions")
+        try:
+            resp = self._send(what, lambda: self._client.completions.create(**body))
+        except LLMRequestError as e:
+            if e.status in (400, 404, 405, 422, 501):
+                raise NotImplementedError(
+                    f"{self.label}: the server at {self.base_url} does not score prompts "
+                    f"(completions with echo and logprobs): HTTP {e.status}: {e.reason}. vLLM "
+                    "and `recai serve` with a scoring backend do; OpenAI's chat models, Ollama "
+                    "and llama.cpp's server do not"
+                ) from None
+            raise
+        choices = sorted(resp.choices, key=lambda ch: ch.index)
+        if len(choices) != len(prompts):
+            raise LLMRequestError(
+                f"{self.label}: {what}: {len(choices)} choices for {len(prompts)} prompts"
+            )
+        scores = []
+        for prompt, cont, ch in zip(prompts, conts, choices, strict=True):
+            lp = ch.logprobs
+            if lp is None or not lp.tokens or lp.token_logprobs is None:
+                raise NotImplementedError(
+                    f"{self.label}: the server at {self.base_url} returned no prompt "
+                    "log-probabilities (it ignores echo); it cannot score continuations"
+                )
+            offsets = lp.text_offset or _offsets(lp.tokens)
+            total = 0.0
+            counted = 0
+            for tok, value, off in zip(lp.tokens, lp.token_logprobs, offsets, strict=False):
+                if off >= len(prompt):
+                    break  # generated, not part of the prompt
+                if off + len(tok) > len(prefix) and value is not None:
+                    total += float(value)
+                    counted += 1
+            if cont and not counted:
+                raise LLMRequestError(
+                    f"{self.label}: {what}: no token of the continuation {cont[:40]!r} came "
+                    "back with a log-probability"
+                )
+            scores.append(total)
+        pt = int(resp.usage.prompt_tokens or 0) if resp.usage is not None else 0
+        model = resp.model or self.model
+        self._record(model, pt, 0)
+        if key is not None:
+            self._cache.put(key, body, {"scores": scores, "usage": [pt, 0], "model": model})
+        return scores
+
+    # -- life --------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the thread pool and close the cache file (the connection pool is shared by
+        the process's backends and stays open)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AzureOpenAIBackend(OpenAIBackend):
+    """A chat model deployed on Azure OpenAI.
+
+    Params as ``openai.v1``, plus ``deployment`` (the deployment name), ``endpoint``
+    (``https://<resource>.openai.azure.com``; default: environment variable
+    ``AZURE_OPENAI_ENDPOINT``) and ``api_version`` (default: ``OPENAI_API_VERSION``, else
+    ``2024-10-21``); the key comes from ``AZURE_OPENAI_API_KEY`` by default. ``model`` (default:
+    the deployment) names the model for prices and the cache.
+    """
+
+    label = "azure-openai.v1"
+
+    def __init__(
+        self,
+        deployment: ModelName,
+        endpoint: BaseURL = None,
+        api_version: str | None = None,
+        model: ModelName | None = None,
+        api_key_env: EnvName = "AZURE_OPENAI_API_KEY",
+        timeout: Seconds = 60.0,
+        connect_timeout: Seconds = 10.0,
+        max_retries: Annotated[int, Field(ge=0)] = 4,
+        backoff_base: Annotated[float, Field(ge=0)] = 0.5,
+        backoff_max: Annotated[float, Field(ge=0)] = 30.0,
+        max_retry_after: Annotated[float, Field(ge=0)] = 120.0,
+        max_concurrency: Annotated[int, Field(ge=1)] = 8,
+        prices: dict[str, ModelPrice] | None = None,
+        cache: str | None = None,
+        json_mode: JsonMode = "auto",
+        json_strict: bool = False,
+        json_repairs: Annotated[int, Field(ge=0)] = 2,
+        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        stream_usage: bool = True,
+    ):
+        self._check(
+            deployment=deployment, api_key_env=api_key_env, **({"model": model} if model else {})
+        )
+        resolved = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        if not resolved:
+            raise ParamsError(
+                self.label,
+                [
+                    Problem(
+                        "endpoint",
+                        "give the Azure endpoint (https://<resource>.openai.azure.com) or set "
+                        "AZURE_OPENAI_ENDPOINT",
+                    )
+                ],
+            )
+        self._check_url(resolved, "endpoint" if endpoint else "AZURE_OPENAI_ENDPOINT")
+        self.deployment = deployment
+        self.endpoint = resolved.rstrip("/")
+        self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or "2024-10-21"
+        self.model = model or deployment
+        self.base_url = f"{self.endpoint}/openai/deployments/{deployment}"
+        self.api_key_env = api_key_env
+        self._setup(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            max_concurrency=max_concurrency,
+            prices=prices,
+            cache=cache,
+            json_mode=json_mode,
+            json_strict=json_strict,
+            json_repairs=json_repairs,
+            max_tokens_field=max_tokens_field,
+            stream_usage=stream_usage,
+        )
+        key = self._key(required=True)
+        self._server = {
+            "azure_endpoint": self.endpoint,
+            "deployment": deployment,
+            "api_version": self.api_version,
+        }
+        self._client = openai.AzureOpenAI(
+            azure_endpoint=self.endpoint,
+            azure_deployment=deployment,
+            api_version=self.api_version,
+            api_key=key,
+            timeout=openai.Timeout(timeout, connect=connect_timeout),
+            max_retries=0,
+            http_client=_http_client(),
+        )
+        self._redactor = Redactor([key])
+
+    def __repr__(self) -> str:
+        return (
+            f"AzureOpenAIBackend(deployment={self.deployment!r}, endpoint={self.endpoint!r}, "
+            f"api_version={self.api_version!r}, api_key_env={self.api_key_env!r})"
+        )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _message_dicts(messages: Sequence[Message | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        if isinstance(m, Message):
+            out.append(m.to_dict())
+        else:
+            out.append(Message.from_dict(m).to_dict())
+    return out
+
+
+def _with_instruction(msgs: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``msgs`` with ``text`` added to the first system message (or as a new first message):
+    some chat templates refuse a system message anywhere but first."""
+    if msgs and msgs[0].get("role") == "system":
+        return [{**msgs[0], "content": f"{msgs[0]['content']}\n\n{text}"}, *msgs[1:]]
+    return [{"role": "system", "content": text}, *msgs]
+
+
+def _offsets(tokens: Sequence[str]) -> list[int]:
+    out, pos = [], 0
+    for t in tokens:
+        out.append(pos)
+        pos += len(t)
+    return out
+
+
+def _cause(e: BaseException) -> str:
+    """The most telling message in an exception chain (httpx's reason behind openai's
+    "Connection error.")."""
+    messages = []
+    seen = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = str(cur).strip()
+        if text and text not in messages:
+            messages.append(text)
+        cur = cur.__cause__ or cur.__context__
+    generic = {"Connection error.", "Request timed out."}
+    specific = [m for m in messages if m not in generic]
+    return (specific[-1] if specific else messages[0] if messages else type(e).__name__)[:300]

@@ -1,0 +1,610 @@
+"""recai serve: the OpenAI-compatible server, over real sockets with the standard library's client.
+
+Routes and response shapes, server-sent events, errors in OpenAI's shape, authentication, every
+injected fault as a client sees it, the concurrency bound, clean shutdown, and the command line.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recai.roles import LLMBackend
+from recai.serve import Fault, FaultPlan, LLMServer, parse_fault
+from recai.testing import fake_distribution
+from recai.types import Completion, Usage
+
+
+class Words(LLMBackend):
+    """Answers ``echo: <last message>``; streams word by word; can sleep; counts concurrency."""
+
+    def __init__(self, sleep: float = 0.0):
+        self.sleep = sleep
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+    def chat(self, messages, **options):
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            self.calls.append(options)
+        try:
+            if self.sleep:
+                time.sleep(self.sleep)
+            last = messages[-1].content
+            if last == "explode":
+                raise RuntimeError("backend exploded")
+            if last == "unsupported":
+                raise NotImplementedError("no such trick")
+            text = f"echo: {last}"
+            return Completion(
+                text, "stop", Usage(len(last.split()), len(text.split())), model="words"
+            )
+        finally:
+            with self._lock:
+                self.active -= 1
+
+    def stream(self, messages, **options):
+        text = self.chat(messages, **options).text
+        for i, word in enumerate(text.split()):
+            yield word if i == 0 else " " + word
+
+    def prompt_logprobs(self, text: str) -> list[tuple[str, float | None]]:
+        tokens = [t for t in text.replace(" ", "\0 ").split("\0") if t]
+        return [(t, None if i == 0 else -float(len(t))) for i, t in enumerate(tokens)]
+
+
+class Whole(LLMBackend):
+    """No stream of its own: the server streams its chat answer in one piece."""
+
+    def chat(self, messages, **options):
+        return Completion("all at once", "length", Usage(2, 3))
+
+
+@pytest.fixture(scope="module")
+def backend() -> Words:
+    return Words()
+
+
+@pytest.fixture(scope="module")
+def server(backend: Words) -> Iterator[LLMServer]:
+    with LLMServer({"words": backend, "whole": Whole(), "slow": Words(sleep=0.2)}) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _fresh(request: pytest.FixtureRequest) -> None:
+    if "server" in request.fixturenames:
+        s = request.getfixturevalue("server")
+        s.faults.clear()
+        s.stats.reset()
+
+
+def post(
+    server: LLMServer,
+    body: Any,
+    path: str = "/v1/chat/completions",
+    headers: dict | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection(*server.address, timeout=timeout)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        conn.request(
+            "POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def get(server: LLMServer, path: str) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def chat_body(text: str = "hello there", model: str = "words", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def events(raw: bytes) -> list[Any]:
+    out = []
+    for block in raw.decode().split("\n\n"):
+        if block.startswith("data: "):
+            payload = block[len("data: ") :]
+            out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+# -- routes and shapes -----------------------------------------------------------------------------
+def test_models_and_health(server: LLMServer) -> None:
+    status, body = get(server, "/v1/models")
+    assert status == 200 and body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["words", "whole", "slow"]
+    assert get(server, "/health") == (200, {"status": "ok"})
+    status, body = get(server, "/v2/nothing")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_chat_completion_shape(server: LLMServer, backend: Words) -> None:
+    status, headers, raw = post(
+        server, chat_body("a b c", max_tokens=5, temperature=0.2, stop="x", seed=7)
+    )
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    body = json.loads(raw)
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["model"] == "words"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "echo: a b c"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    assert backend.calls[-1] == {"max_tokens": 5, "temperature": 0.2, "stop": ["x"], "seed": 7}
+
+
+def test_options_reach_the_backend(server: LLMServer, backend: Words) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert post(server, chat_body(max_completion_tokens=3, response_format=fmt))[0] == 200
+    assert backend.calls[-1] == {"max_tokens": 3, "json_schema": schema}
+    assert post(server, chat_body(response_format={"type": "json_object"}))[0] == 200
+    assert backend.calls[-1] == {"json_schema": {}}
+    assert post(server, chat_body(response_format={"type": "text"}))[0] == 200
+    assert backend.calls[-1] == {}
+
+
+def test_neutral_values_of_unsupported_knobs_are_accepted(server: LLMServer) -> None:
+    neutral = {"top_p": 1, "presence_penalty": 0, "frequency_penalty": 0.0, "logprobs": False}
+    assert post(server, chat_body(**neutral, tools=None, logit_bias={}))[0] == 200
+    status, _, raw = post(server, chat_body(presence_penalty=0.5))
+    assert status == 400 and json.loads(raw)["error"]["param"] == "presence_penalty"
+
+
+def test_content_parts_and_developer_role(server: LLMServer) -> None:
+    body = {
+        "model": "words",
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "two "}, {"type": "text", "text": "parts"}],
+            },
+        ],
+    }
+    status, _, raw = post(server, body)
+    assert (
+        status == 200 and json.loads(raw)["choices"][0]["message"]["content"] == "echo: two parts"
+    )
+
+
+def test_stream_sends_events_then_done(server: LLMServer) -> None:
+    status, headers, raw = post(
+        server, chat_body("one two three", stream=True, stream_options={"include_usage": True})
+    )
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert headers["Transfer-Encoding"] == "chunked"
+    evs = events(raw)
+    assert evs[-1] == "[DONE]"
+    chunks = evs[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "echo: one two three"
+    finish = [
+        c["choices"][0]["finish_reason"]
+        for c in chunks
+        if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
+    assert finish == ["stop"]
+    assert chunks[-1]["choices"] == [] and "usage" in chunks[-1]
+    assert len(chunks) == 1 + 4 + 1 + 1  # role, four words, finish, usage
+
+
+def test_stream_of_a_backend_without_stream_keeps_finish_and_usage(server: LLMServer) -> None:
+    status, _, raw = post(
+        server, chat_body(model="whole", stream=True, stream_options={"include_usage": True})
+    )
+    chunks = events(raw)[:-1]
+    assert status == 200
+    assert [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]][
+        1
+    ] == "all at once"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    status, _, raw = post(server, chat_body(model="whole", stream=True))
+    assert "usage" not in events(raw)[-2]  # only when asked for
+
+
+def test_azure_paths_name_the_model_by_deployment(server: LLMServer) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    status, _, raw = post(
+        server, body, "/openai/deployments/whole/chat/completions?api-version=2024-10-21"
+    )
+    assert status == 200 and json.loads(raw)["choices"][0]["message"]["content"] == "all at once"
+
+
+def test_prompt_scoring(server: LLMServer) -> None:
+    status, _, raw = post(
+        server,
+        {"model": "words", "prompt": ["a bb", "ccc"], "echo": True, "logprobs": 1, "max_tokens": 1},
+        "/v1/completions",
+    )
+    assert status == 200
+    choices = json.loads(raw)["choices"]
+    assert choices[0]["logprobs"] == {
+        "tokens": ["a", " bb"],
+        "token_logprobs": [None, -3.0],
+        "text_offset": [0, 1],
+        "top_logprobs": None,
+    }
+    assert choices[1]["index"] == 1 and choices[1]["text"] == "ccc"
+    status, _, raw = post(
+        server, {"model": "whole", "prompt": "x", "echo": True, "logprobs": 1}, "/v1/completions"
+    )
+    assert status == 400 and "cannot score prompts" in json.loads(raw)["error"]["message"]
+    status, _, raw = post(server, {"model": "words", "prompt": "x"}, "/v1/completions")
+    assert status == 400 and "only to score prompts" in json.loads(raw)["error"]["message"]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (
+            chat_body(model="nope"),
+            404,
+            "does not exist on this server; it serves: words, whole, slow",
+        ),
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (chat_body(top_p=0.5), 400, "unsupported parameter 'top_p'"),
+        (chat_body(n=2), 400, "n = 1"),
+        ({"model": "words"}, 400, "messages must be a non-empty list"),
+        ({"model": "words", "messages": [{"role": "wizard", "content": "x"}]}, 400, "unknown role"),
+        (chat_body(max_tokens=0), 400, "max_tokens must be a positive integer"),
+        (chat_body(temperature=5), 400, "temperature must be a number from 0 to 2"),
+        (chat_body(response_format={"type": "xml"}), 400, "unknown response_format type"),
+        (chat_body("explode"), 500, "the backend failed: RuntimeError: backend exploded"),
+        (chat_body("unsupported"), 400, "not supported by this backend: no such trick"),
+    ],
+)
+def test_errors_have_openai_shape(server: LLMServer, body: Any, status: int, needle: str) -> None:
+    got, headers, raw = post(server, body)
+    assert got == status
+    err = json.loads(raw)["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert needle in err["message"]
+    assert err["type"] == ("server_error" if status == 500 else "invalid_request_error")
+
+
+def test_the_connection_stays_usable_after_an_error(server: LLMServer) -> None:
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        for body in (
+            b"{broken",
+            json.dumps(chat_body()).encode(),
+            json.dumps(chat_body(model="nope")).encode(),
+            json.dumps(chat_body()).encode(),
+        ):
+            conn.request("POST", "/v1/chat/completions", body=body)
+            resp = conn.getresponse()
+            resp.read()
+        assert resp.status == 200
+    finally:
+        conn.close()
+
+
+def test_api_key_is_required_when_set() -> None:
+    with LLMServer(Whole(), model="m", api_key="k-123") as s:
+        status, _, raw = post(s, chat_body(model="m"))
+        assert status == 401 and json.loads(raw)["error"]["code"] == "invalid_api_key"
+        status, _, raw = post(
+            s, chat_body(model="m"), headers={"Authorization": "Bearer wrong-key"}
+        )
+        assert status == 401 and "wrong-key" not in raw.decode()  # a wrong key is not echoed
+        assert post(s, chat_body(model="m"), headers={"Authorization": "Bearer k-123"})[0] == 200
+        assert (
+            post(
+                s,
+                chat_body(model="m"),
+                "/openai/deployments/m/chat/completions",
+                {"api-key": "k-123"},
+            )[0]
+            == 200
+        )
+
+
+# -- faults ----------------------------------------------------------------------------------------
+def test_parse_fault_forms_and_errors() -> None:
+    assert parse_fault("503:times=2") == Fault("status", status=503, times=2)
+    assert parse_fault("drop:after=3") == Fault("drop", after=3)
+    assert parse_fault(" auth-echo ") == Fault("auth-echo")
+    for bad, needle in [
+        ("teapot", "kind must be"),
+        ("429:wait=1", "key among"),
+        ("delay:seconds=x", "must be a number"),
+        ("200", "4xx or 5xx"),
+    ]:
+        with pytest.raises(ValueError, match=needle):
+            parse_fault(bad)
+    plan = FaultPlan(["500", Fault("drop")])
+    plan.add("429", times=2)
+    assert [plan.take().kind for _ in range(5)] == ["status", "drop", "status", "status", None]
+
+
+def test_status_faults_then_normal_answers(server: LLMServer) -> None:
+    server.faults.add("429:retry-after=2").add("500")
+    status, headers, raw = post(server, chat_body())
+    assert status == 429 and headers["Retry-After"] == "2"
+    assert json.loads(raw)["error"]["type"] == "rate_limit_error"
+    status, headers, raw = post(server, chat_body())
+    assert (
+        status == 500
+        and "Retry-After" not in headers
+        and json.loads(raw)["error"]["type"] == "server_error"
+    )
+    assert post(server, chat_body())[0] == 200
+    assert server.stats.requests == 3 and server.stats.faults == 2
+
+
+def test_delay_fault_runs_past_a_client_timeout(server: LLMServer) -> None:
+    server.faults.add("delay:seconds=0.6")
+    start = time.perf_counter()
+    with pytest.raises(TimeoutError):
+        post(server, chat_body(), timeout=0.2)
+    assert time.perf_counter() - start < 0.5
+    server.faults.add("delay:seconds=0.3")
+    start = time.perf_counter()
+    assert post(server, chat_body())[0] == 200
+    assert time.perf_counter() - start >= 0.3
+
+
+def test_malformed_fault_sends_a_cut_off_body(server: LLMServer) -> None:
+    server.faults.add("malformed")
+    status, headers, raw = post(server, chat_body())
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(raw)
+
+
+def test_drop_fault_closes_without_an_answer(server: LLMServer) -> None:
+    server.faults.add("drop")
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
+        post(server, chat_body())
+    assert post(server, chat_body())[0] == 200  # the server itself is fine
+
+
+def test_drop_fault_breaks_a_stream_in_the_middle(server: LLMServer) -> None:
+    server.faults.add("drop:after=2")
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        conn.request(
+            "POST", "/v1/chat/completions", body=json.dumps(chat_body("one two three", stream=True))
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200
+        with pytest.raises(http.client.IncompleteRead) as info:
+            resp.read()
+    finally:
+        conn.close()
+    got = events(info.value.partial)
+    assert [c["choices"][0]["delta"].get("content") for c in got] == ["", "echo:", " one"]
+    assert "[DONE]" not in got
+
+
+def test_auth_echo_fault_repeats_the_credentials(server: LLMServer) -> None:
+    server.faults.add("auth-echo")
+    status, _, raw = post(server, chat_body(), headers={"Authorization": "Bearer sk-visible-123"})
+    assert status == 401 and "Bearer sk-visible-123" in json.loads(raw)["error"]["message"]
+
+
+# -- concurrency and life cycle --------------------------------------------------------------------
+def test_requests_run_concurrently_and_are_counted(server: LLMServer) -> None:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(
+            pool.map(lambda i: post(server, chat_body(str(i), model="slow"))[0], range(6))
+        )
+    elapsed = time.perf_counter() - start
+    assert statuses == [200] * 6
+    assert server.stats.requests == 6 and server.stats.max_in_flight >= 4
+    assert elapsed < 6 * 0.2 * 0.6, f"6 requests of 0.2 s took {elapsed:.2f} s: not concurrent"
+
+
+def test_max_concurrency_bounds_the_backend() -> None:
+    backend = Words(sleep=0.05)
+    with LLMServer(backend, model="m", max_concurrency=2) as s, ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(lambda i: post(s, chat_body(model="m"))[0], range(6)))
+    assert statuses == [200] * 6
+    assert backend.max_active == 2
+
+
+def test_stop_releases_the_port_and_closes_kept_alive_connections() -> None:
+    s = LLMServer(Whole(), model="m").start()
+    host, port = s.address
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.request("GET", "/health")
+    conn.getresponse().read()  # a kept-alive connection, its handler thread waiting
+    start = time.perf_counter()
+    s.stop()
+    assert time.perf_counter() - start < 2
+    with pytest.raises(OSError):
+        socket.create_connection((host, port), timeout=1).close()
+    conn.request("GET", "/health")
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError, OSError)):
+        conn.getresponse()
+    conn.close()
+
+
+def test_server_refuses_what_is_not_a_backend() -> None:
+    from recai.errors import RecaiError
+
+    with pytest.raises(RecaiError, match="not an LLM backend"):
+        LLMServer({"m": object()})  # type: ignore[dict-item]
+    with pytest.raises(RecaiError, match="max_concurrency"):
+        LLMServer(Whole(), max_concurrency=0)
+
+
+# -- the command line ------------------------------------------------------------------------------
+PLUGIN = """
+import time
+import recai
+from recai.types import Completion, Usage
+
+class Slowish(recai.LLMBackend):
+    def __init__(self, word: str = "pong"):
+        self.word = word
+
+    def chat(self, messages, **options):
+        return Completion(self.word + " " + messages[-1].content, usage=Usage(1, 2))
+
+@recai.hookimpl
+def recai_llm_backends():
+    yield recai.ComponentSpec(name="pong.v1", factory=Slowish, summary="Answers pong.")
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    fake_distribution(
+        root, "recai-pong", entry_points={"pong": "pong_plugin"}, modules={"pong_plugin.py": PLUGIN}
+    )
+    return root
+
+
+def _env(site: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "RECAI_PLUGINS": "pong",
+    }
+
+
+def _start(args: list[str], site: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recai", "serve", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(site),
+    )
+    line = proc.stdout.readline()
+    if "at http://" not in line:
+        proc.kill()
+        raise AssertionError(f"no address printed: {line!r} {proc.stderr.read()}")
+    return proc, line.split(" at ", 1)[1].split()[0]
+
+
+def test_cli_serves_a_registered_backend_until_sigterm(site: Path) -> None:
+    proc, base_url = _start(["--use", "pong.v1", "-p", "word=ping", "--model-name", "pp"], site)
+    try:
+        host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body("x", model="pp")))
+        resp = conn.getresponse()
+        assert (
+            resp.status == 200
+            and json.loads(resp.read())["choices"][0]["message"]["content"] == "ping x"
+        )
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "POST /v1/chat/completions" in err and "stopped" in err
+
+
+def test_cli_serves_a_recipe_component_with_faults(site: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        '[components.brain]\nuse = "pong.v1"\nparams = { word = "hey" }\n'
+        '[components.rank]\nuse = "random.v1"\n'
+    )
+    proc, base_url = _start([str(recipe), "--fault", "503", "--quiet"], site)
+    try:
+        host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
+        statuses = []
+        for _ in range(2):
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request(
+                "POST", "/v1/chat/completions", body=json.dumps(chat_body("y", model="brain"))
+            )
+            resp = conn.getresponse()
+            statuses.append((resp.status, resp.read()))
+            conn.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert [s for s, _ in statuses] == [503, 200]
+    assert json.loads(statuses[1][1])["choices"][0]["message"]["content"] == "hey y"
+    assert proc.returncode == 0 and "POST" not in err  # --quiet
+
+
+class _Pong(LLMBackend):
+    def __init__(self, word: str = "pong"):
+        self.word = word
+
+    def chat(self, messages, **options):
+        return Completion(self.word)
+
+
+class _PongPlugin:
+    import recai as _recai
+
+    @_recai.hookimpl
+    def recai_llm_backends(self):
+        yield self._recai.ComponentSpec(name="pong.v1", factory=_Pong, summary="Answers pong.")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "give a recipe file"),
+        (["--use", "pong.v1", "--fault", "teapot"], "--fault: fault 'teapot'"),
+        (["--use", "nope.v1"], "nope.v1"),
+        (["--use", "pong.v1", "--api-key-env", "RECAI_TEST_UNSET_VARIABLE"], "is not set"),
+        (["--use", "pong.v1", "--component", "x"], "--component picks a component of a recipe"),
+        (
+            ["RECIPE", "--component", "rank"],
+            "'rank' is a retriever and ranker (random.v1), not an LLM backend",
+        ),
+        (["RECIPE", "--component", "brian"], "Did you mean 'brain'?"),
+        (["RECIPE_NO_LLM"], "name the LLM backend to serve with --component (it has none)"),
+    ],
+)
+def test_cli_errors_exit_2(
+    recai_pm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    from recai import cli
+
+    recai_pm.register(_PongPlugin(), name="pong")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[components.brain]\nuse = "pong.v1"\n[components.rank]\nuse = "random.v1"\n')
+    no_llm = tmp_path / "n.toml"
+    no_llm.write_text('[components.rank]\nuse = "random.v1"\n')
+    args = [
+        str(recipe) if a == "RECIPE" else str(no_llm) if a == "RECIPE_NO_LLM" else a for a in args
+    ]
+    assert cli.main(["serve", *args, "--port", "0"]) == 2
+    assert needle in capsys.readouterr().err
