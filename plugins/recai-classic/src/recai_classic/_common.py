@@ -1,9 +1,17 @@
-"""What the classic models share: the catalog they were fitted on, sparse history matrices, and
-saving/loading fitted state (``state.npz`` + ``model.json``) so the runtime can cache fits."""
+"""What the classic models share: the catalog they were fitted on, sparse history matrices, item
+neighbours from embeddings, and saving/loading fitted state (``state.npz`` + ``model.json``) so the
+runtime can cache fits.
+
+Saved state is plain arrays in an ``.npz`` file read with ``allow_pickle=False`` (no code runs on
+load, and no torch is needed to read it) and a small JSON file with the component, its params, the
+catalog fingerprint, the fingerprint of the training data and, for trained models, the training log.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +22,16 @@ import numpy as np
 from recai.data import Catalog, Dataset, Split
 from recai.errors import DataError
 
-__all__ = ["FittedState", "catalog_fingerprint", "history_matrix", "as_index_array"]
+__all__ = [
+    "FittedState",
+    "catalog_fingerprint",
+    "history_matrix",
+    "as_index_array",
+    "check_items",
+    "check_candidates",
+    "is_main_process",
+    "top_similar",
+]
 
 STATE_FILE = "state.npz"
 META_FILE = "model.json"
@@ -62,6 +79,66 @@ def as_index_array(items: Any) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64).reshape(-1)
 
 
+def check_candidates(items: Any, n_rows: int, n_items: int, who: str) -> np.ndarray:
+    """Candidate indices as int64, refused when outside the catalog or (per-user candidates,
+    shape ``(B, C)``) when their rows do not match the ``n_rows`` users."""
+    cand = np.asarray(items, dtype=np.int64)
+    check_items(cand.reshape(-1), n_items, who)
+    if cand.ndim == 2 and cand.shape[0] != n_rows:
+        raise ValueError(f"per-user candidates have {cand.shape[0]} rows for {n_rows} users")
+    if cand.ndim not in (1, 2):
+        raise ValueError(f"candidates must have shape (C,) or (B, C), got {cand.shape}")
+    return cand
+
+
+def take_candidates(full: np.ndarray, cand: np.ndarray | None) -> np.ndarray:
+    """Full-catalog scores ``(B, n_items)`` cut to shared ``(C,)`` or per-user ``(B, C)``
+    candidates (``None``: all of them)."""
+    if cand is None:
+        return full
+    if cand.ndim == 1:
+        return full[:, cand]
+    return np.take_along_axis(full, cand, axis=1)
+
+
+def top_similar(
+    vectors: np.ndarray, item: int, k: int, *, cosine: bool = True, exclude_self: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items whose vectors are most similar to ``item``'s, best first, ties to the lower
+    index: ``(items, similarities)``. Cosine similarity by default, else dot products.
+
+    >>> v = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0]])
+    >>> top_similar(v, 0, 2)[0].tolist()
+    [1, 2]
+    """
+    n = len(vectors)
+    check_items(np.array([item]), n, "similar items")
+    x = np.asarray(vectors, dtype=np.float64)
+    sims = x @ x[item]
+    if cosine:
+        norms = np.linalg.norm(x, axis=1)
+        sims = sims / np.maximum(norms * norms[item], 1e-12)
+    keep = np.ones(n, dtype=bool)
+    if exclude_self:
+        keep[item] = False
+    idx = np.flatnonzero(keep)
+    sims = sims[idx]
+    order = np.lexsort((idx, -sims))[: max(0, k)]
+    return idx[order], sims[order]
+
+
+def is_main_process() -> bool:
+    """False in the processes of a ``torch.distributed`` run other than rank 0 (which saves).
+
+    Looks at an initialised process group when torch is already imported, else at ``RANK``
+    (set by torchrun); a process outside a distributed run is the main one.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 class FittedState:
     """Mixin: remembers the catalog a model was fitted on; saves and loads its fitted arrays.
 
@@ -76,6 +153,10 @@ class FittedState:
     n_items: int | None = None
     fitted_catalog: str | None = None
     """Fingerprint of the catalog the model was fitted on (see :func:`catalog_fingerprint`)."""
+    fitted_data: str | None = None
+    """Fingerprint of the split the model was fitted on (:meth:`recai.data.Split.fingerprint`)."""
+    training_log: dict[str, Any] | None = None
+    """What training did (epochs, best epoch, validation curve, seconds), for trained models."""
 
     # -- for subclasses ---------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
@@ -90,6 +171,7 @@ class FittedState:
     def remember(self, split: Split) -> None:
         self.n_items = split.dataset.n_items
         self.fitted_catalog = catalog_fingerprint(split.dataset.catalog)
+        self.fitted_data = split.fingerprint()
 
     def require_fitted(self) -> int:
         if self.n_items is None:
@@ -100,8 +182,13 @@ class FittedState:
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, directory: Path | str) -> None:
-        """Write the fitted state into ``directory`` (created if needed)."""
+        """Write the fitted state into ``directory`` (created if needed).
+
+        In a ``torch.distributed`` run only rank 0 writes; the other ranks return at once.
+        """
         n_items = self.require_fitted()
+        if not is_main_process():
+            return
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / STATE_FILE, **self.state())
@@ -111,7 +198,10 @@ class FittedState:
             "params": self.params(),
             "n_items": n_items,
             "catalog": self.fitted_catalog,
+            "data": self.fitted_data,
         }
+        if self.training_log is not None:
+            meta["training"] = self.training_log
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     def load(self, directory: Path | str, *, dataset: Dataset | None = None) -> None:
@@ -169,3 +259,5 @@ class FittedState:
             ) from None
         self.n_items = int(meta["n_items"])
         self.fitted_catalog = meta.get("catalog")
+        self.fitted_data = meta.get("data")
+        self.training_log = meta.get("training")

@@ -4,6 +4,10 @@ With ``n_i`` the number of training users of item ``i`` and ``c_ij`` the number 
 ``i`` and ``j``, the similarity is ``c_ij / (sqrt(n_i * n_j) + shrink)``. Each item keeps its
 ``neighbors`` most similar items (ties to the lower index). A user's score for item ``j`` is the
 sum of ``sim(i, j)`` over the distinct items ``i`` of their history.
+
+**Public internals** (for explainers, knowledge prompters and soft filters):
+:attr:`ItemKNN.similarity` (the pruned CSR matrix), :meth:`ItemKNN.similarity_row` and
+:meth:`ItemKNN.similar_items`.
 """
 
 from __future__ import annotations
@@ -151,6 +155,22 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
                 f"per-user candidates have {cand.shape[0]} rows for {len(histories)} users"
             )
         return np.take_along_axis((h @ self.similarity).toarray(), cand, axis=1)
+
+    # -- public internals -------------------------------------------------------------------------
+    def similarity_row(self, item: int) -> np.ndarray:
+        """Row ``item`` of the pruned similarity matrix as a dense vector (``n_items``): the
+        similarity of ``item`` to each of its kept neighbours, 0 elsewhere."""
+        n_items = self.require_fitted()
+        check_items(np.array([item]), n_items, self.component)
+        return self.similarity[int(item)].toarray().ravel()
+
+    def similar_items(self, item: int, k: int = 10) -> ItemList:
+        """``item``'s ``k`` most similar kept neighbours, best first (ties to the lower index);
+        shorter than ``k`` when it has fewer neighbours with a positive similarity."""
+        n_items = self.require_fitted()
+        check_items(np.array([item]), n_items, self.component)
+        row = self.similarity[int(item)]
+        return ItemList(row.indices.astype(np.int64), row.data.astype(np.float64)).top(k)
 
     # -- Retriever --------------------------------------------------------------------------------
     def _seeds(self, query: Query) -> np.ndarray:
