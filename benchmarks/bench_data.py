@@ -28,9 +28,6 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
-import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -39,14 +36,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import machine, peak_mb, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_data:begin -->", "<!-- bench_data:end -->"
+SECTION = "bench_data"  # its block in docs/performance.md
 NAME = "synthetic"
 BAR_SECONDS, BAR_MB, BAR_ML100K = 60.0, 2048.0, 1.0
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
 # -- the steps, each run in its own process ----------------------------------------------------
@@ -185,36 +180,6 @@ def run_step(*args: str) -> dict[str, Any]:
 
 
 # -- the report --------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
-    import numpy as np
-
-    try:
-        import pandas as pd
-
-        pandas = f", pandas {pd.__version__}"
-    except ImportError:
-        pandas = ", pandas not installed"
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {ram} RAM, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, numpy {np.__version__}{pandas}"
-    )
-
-
 def fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return "–"
@@ -233,7 +198,7 @@ def report(command: str, ml: dict[str, Any], results: list[dict[str, Any]]) -> s
         "## Data layer: load, generate, write, read",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine('numpy', 'pandas')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
         "What is measured (seconds of wall time; peak RSS of a fresh process per step):",
@@ -294,24 +259,6 @@ def report(command: str, ml: dict[str, Any], results: list[dict[str, Any]]) -> s
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN}\n{section}{END}\n"
-    if path.exists():
-        text = path.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1].lstrip("\n")
-            text = head + block + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-    else:
-        text = (
-            "# Performance\n\nEvery number on this page comes from a benchmark in `benchmarks/`; "
-            "each section names the command that wrote it, the machine and the date.\n\n" + block
-        )
-    path.write_text(text)
-
-
 def parse_size(text: str) -> tuple[int, int]:
     n, _, items = text.partition(":")
     count = int(float(n))
@@ -363,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(section)
     if args.out is not None:
-        write_section(args.out, section)
+        write_section(args.out, SECTION, section)
         print(f"wrote {args.out}")
 
 

@@ -32,8 +32,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import resource
 import shlex
 import statistics
 import subprocess
@@ -44,16 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import machine, peak_mb, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_eval:begin -->", "<!-- bench_eval:end -->"
+SECTION = "bench_eval"  # its block in docs/performance.md
 DIM = 64
 BAR_SECONDS = 1.0
 RUNS = 5  # timed runs of each implementation in the small step (after one warm-up)
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
 
 def mf_class() -> type:
@@ -225,34 +220,6 @@ def run_step(*args: str) -> dict[str, Any]:
 
 
 # -- the report --------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
-    blas = ""
-    try:
-        config = np.show_config(mode="dicts")
-        blas = ", BLAS " + config["Build Dependencies"]["blas"]["name"]
-    except Exception:  # noqa: BLE001 - informative only
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {ram} RAM, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, numpy {np.__version__}{blas}"
-    )
-
-
 def power(n: int) -> str:
     exp = len(str(n)) - 1
     return f"10^{exp}" if n == 10**exp else f"{n:,}"
@@ -263,7 +230,7 @@ def report(command: str, small: dict[str, Any] | None, big: list[dict[str, Any]]
         "## Evaluation: full ranking with a matrix-factorisation scorer",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine('numpy')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
         "The scorer: user and item factors of dimension 64 (float32), one matrix product per "
@@ -355,18 +322,6 @@ def report(command: str, small: dict[str, Any] | None, big: list[dict[str, Any]]
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
@@ -404,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         section = report(command.strip(), small, big)
         print(section)
         if args.out:
-            write_section(args.out, section)
+            write_section(args.out, SECTION, section)
         return
     small = None
     if not args.no_small:
@@ -418,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(command.strip(), small, big)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -40,8 +38,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from _report import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_llm_client:begin -->", "<!-- bench_llm_client:end -->"
+SECTION = "bench_llm_client"  # its block in docs/performance.md
 BAR_MS = 1.0
 
 
@@ -229,23 +229,6 @@ def step_scaling(requests: int, sleep: float, limits: list[int]) -> dict[str, An
 
 
 # -- the report ------------------------------------------------------------------------------------
-def machine() -> str:
-    import openai
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, openai {openai.__version__}"
-    )
-
-
 def report(command: str, over: dict[str, Any], scale: dict[str, Any]) -> str:
     ms, mean = over["ms"], over["mean_ms"]
     met = max(over["overhead_ms"], over["overhead_mean_ms"]) < BAR_MS
@@ -254,7 +237,7 @@ def report(command: str, over: dict[str, Any], scale: dict[str, Any]) -> str:
         "## LLM client: openai.v1 overhead and concurrency",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine('openai')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
         "The server is `recai serve`'s `LLMServer` on loopback in its own process. **Overhead**: "
@@ -310,18 +293,6 @@ def report(command: str, over: dict[str, Any], scale: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--serve", choices=["instant", "sleeper"], help=argparse.SUPPRESS)
@@ -353,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(command, over, scale)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, SECTION, section)
 
 
 if __name__ == "__main__":

