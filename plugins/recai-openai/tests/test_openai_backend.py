@@ -376,6 +376,16 @@ def test_chat_batch_keeps_order_and_raises_the_first_error(server: LLMServer) ->
         llm.chat_batch([msgs(str(i)) for i in range(4)])
 
 
+def test_a_failed_batch_leaves_nothing_running(sleepy: LLMServer) -> None:
+    llm = make(sleepy, model="sleepy", max_concurrency=3)
+    sleepy.faults.add("400")
+    with pytest.raises(LLMRequestError, match="HTTP 400"):
+        llm.chat_batch([msgs(str(i)) for i in range(12)])
+    sent = sleepy.stats.requests
+    time.sleep(0.3)  # a request still running after the raise would reach the server now
+    assert sleepy.stats.requests == sent < 12
+
+
 # -- cache -----------------------------------------------------------------------------------------
 def test_cache_hit_makes_no_request(server: LLMServer, tmp_path: Path) -> None:
     path = tmp_path / "answers.sqlite"

@@ -8,7 +8,7 @@ honours ``Retry-After``, and is tested. Around each request:
 2. a semaphore bounds the requests in flight to ``max_concurrency`` (shared by every thread
    that uses the backend; ``chat_batch`` runs that many at once);
 3. errors become :class:`~recai_openai.errors.LLMRequestError` with the status, the attempts and
-   the server's message, keys redacted (:mod:`recai_openai.redaction`);
+   the server's message, keys redacted (:mod:`recai.secrets`);
 4. tokens and cost are added to the backend's :class:`~recai_openai.accounting.UsageMeter`.
 
 >>> import os
@@ -26,6 +26,7 @@ False
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import json
 import logging
 import os
@@ -39,17 +40,26 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import openai
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from recai.errors import ParamsError, Problem, RecaiError
 from recai.roles import LLMBackend
+from recai.secrets import (
+    BaseURL,
+    EnvName,
+    ModelName,
+    Redactor,
+    check_base_url,
+    check_env_name,
+    check_not_a_key,
+    read_key,
+)
 from recai.types import Completion, Message, Report, Usage
 
 from .accounting import ModelPrice, UsageMeter
 from .cache import ResponseCache, request_key
 from .errors import LLMOutputError, LLMRequestError, LLMStreamError
 from .jsonout import instruction, parse_and_check, repair_request, response_format
-from .redaction import Redactor, check_base_url, check_env_name, check_not_a_key, read_key
 from .retry import RetryPolicy, retry_after_seconds
 
 __all__ = ["OpenAIBackend", "AzureOpenAIBackend", "render_prompt"]
@@ -58,9 +68,6 @@ log = logging.getLogger("recai_openai")
 T = TypeVar("T")
 
 Seconds = Annotated[float, Field(gt=0)]
-EnvName = Annotated[str, AfterValidator(check_env_name)]
-BaseURL = Annotated[str | None, AfterValidator(check_base_url)]
-ModelName = Annotated[str, Field(min_length=1), AfterValidator(check_not_a_key)]
 JsonMode = Literal["auto", "schema", "object", "prompt"]
 
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -551,7 +558,9 @@ class OpenAIBackend(LLMBackend):
     ) -> list[Completion]:
         """Complete many conversations, ``max_concurrency`` at a time; results in input order.
 
-        The first error (in input order) is raised, and requests not yet started are cancelled.
+        The first error (in input order) is raised once the requests already sent have ended;
+        requests not yet started are cancelled, so nothing of this call is still running (or still
+        being billed) after it returns or raises.
         """
         convs = list(conversations)
         if len(convs) <= 1 or self.max_concurrency == 1:
@@ -563,6 +572,7 @@ class OpenAIBackend(LLMBackend):
         except BaseException:
             for f in futures:
                 f.cancel()
+            concurrent.futures.wait(futures)
             raise
 
     def _executor(self) -> ThreadPoolExecutor:

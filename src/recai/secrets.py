@@ -1,4 +1,5 @@
-"""Keys stay out of params, logs, reprs and errors.
+"""Keys stay out of params, logs, reprs and errors: the checks every plugin that talks to a keyed
+service shares (recai-openai's chat backend, recai-emb's embeddings encoder, your plugin).
 
 The rules, enforced here:
 
@@ -9,8 +10,12 @@ The rules, enforced here:
 - A value that looks like a key where a name or a URL belongs is refused, and the error does not
   repeat it: an ``api_key_env`` that is not a variable name, a ``base_url`` with a user or
   password or a key in its query, a ``model`` shaped like an OpenAI key.
-- Everything this package puts into an error or a log line goes through :class:`Redactor`,
-  which removes the key itself and anything shaped like a key or a bearer token.
+- Everything such a component puts into an error or a log line goes through :class:`Redactor`
+  (or :func:`redact`), which removes the key itself and anything shaped like a key or a bearer
+  token.
+
+In a pydantic params model, :data:`EnvName`, :data:`BaseURL` and :data:`ModelName` apply the
+checks to a field.
 
 >>> Redactor(["sk-test-123456789"]).redact("401: Incorrect API key provided: sk-test-123456789")
 '401: Incorrect API key provided: ***'
@@ -23,10 +28,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
+from pydantic import AfterValidator, Field
+
 __all__ = [
+    "BaseURL",
+    "EnvName",
+    "ModelName",
     "Redactor",
+    "redact",
     "check_env_name",
     "check_base_url",
     "check_not_a_key",
@@ -129,3 +141,20 @@ class Redactor:
 
     def __repr__(self) -> str:
         return f"Redactor({len(self._secrets)} secret(s))"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without the given secrets and without anything shaped like a key.
+
+    >>> redact("401 Incorrect API key provided: sk-abcdef123456", ["sk-abcdef123456"])
+    '401 Incorrect API key provided: ***'
+    """
+    return Redactor(secrets).redact(text)
+
+
+#: A params field naming the environment variable that holds a key (never the key).
+EnvName = Annotated[str, AfterValidator(check_env_name)]
+#: A params field holding an http(s) URL without credentials (or None).
+BaseURL = Annotated[str | None, AfterValidator(check_base_url)]
+#: A params field holding a model or deployment name that is not shaped like a key.
+ModelName = Annotated[str, Field(min_length=1), AfterValidator(check_not_a_key)]
