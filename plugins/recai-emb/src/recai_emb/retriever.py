@@ -1,0 +1,477 @@
+"""``embedding.v1`` and ``embedding.openai.v1``: retrieval by text embeddings over a faiss index.
+
+Every catalog item is written as text (:mod:`recai_emb.itemtext`), encoded once (cached on disk,
+:mod:`recai_emb.cache`) and indexed (:mod:`recai_emb.index`). A :class:`recai.Query` becomes one
+query vector:
+
+- **text** (``Query(text=...)``): the text, encoded as a query (with ``query_prefix``);
+- **one seed item** (``Query(items=[i])``): item ``i``'s own vector: items similar to ``i``;
+- **several seed items** (a history): with ``history_query="text"`` (default, as RecLM-emb
+  does) the titles of the last ``max_history`` items, oldest first, joined by ``"; "`` into
+  ``history_template``, encoded as a query; with ``"mean"`` the normalised mean of their vectors;
+- **a user** (``Query(user=u)``): the user's training history (from ``fit``), as above;
+- **text and items or a user**: the history text, then the query text, encoded together (the
+  "user history + query" request of RecLM-emb).
+
+Seed items and the user's training items are never returned. ``candidates`` restricts the
+result without re-indexing: a small pool (at most ``exact_pool`` items) is scored exactly from
+the stored vectors; a larger one through the index with a faiss ``IDSelector``.
+
+The retriever needs the catalog: from ``fit(split)`` (what evaluators call), or from the
+``dataset`` param, prepared on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from recai.data import Dataset, Interactions, Split
+from recai.errors import DataError, RecaiError
+from recai.roles import DatasetSource, Retriever
+from recai.secrets import (
+    BaseURL,
+    EnvName,
+    ModelName,
+    check_base_url,
+    check_env_name,
+    check_not_a_key,
+)
+from recai.types import ItemList, Query
+
+from .cache import EmbeddingCache
+from .encoder import Encoder, Pooling
+from .index import IndexConfig, VectorIndex
+from .itemtext import DEFAULT_TEMPLATE, ItemTextTemplate, texts_key
+
+__all__ = ["EmbeddingRetriever", "OpenAIEmbeddingRetriever"]
+
+HistoryQuery = Literal["text", "mean"]
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Base(Retriever):
+    """What both retrievers share: item texts, cached vectors, the index and query handling."""
+
+    label = "embedding"
+
+    def _common(
+        self,
+        *,
+        dataset: DatasetSource | None,
+        template: str,
+        max_field_chars: int,
+        history_query: HistoryQuery,
+        history_template: str,
+        max_history: int,
+        index: IndexConfig | None,
+        cache: bool,
+        cache_dir: str | None,
+        exact_pool: int,
+    ) -> None:
+        self.dataset = dataset
+        self.template = template
+        self.max_field_chars = int(max_field_chars)
+        self.history_query = history_query
+        self.history_template = history_template
+        self.max_history = int(max_history)
+        self.index = index or IndexConfig()
+        self.cache = bool(cache)
+        self.cache_dir = cache_dir
+        self.exact_pool = int(exact_pool)
+        if "{history}" not in history_template:
+            raise RecaiError(f"{self.label}: history_template must contain {{history}}")
+        self._template = ItemTextTemplate(template, max_field_chars=self.max_field_chars)
+        self._encoder: Encoder | None = None
+        self._data: Dataset | None = None
+        self._train: Interactions | None = None
+        self._texts: list[str] = []
+        self._vectors: np.ndarray | None = None
+        self._index: VectorIndex | None = None
+        self._lock = threading.Lock()
+        self._facts: dict[str, Any] = {}
+
+    # -- to implement ---------------------------------------------------------------------------------
+    def _make_encoder(self) -> Encoder:
+        raise NotImplementedError
+
+    # -- preparation -----------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The encoder (built on first use)."""
+        if self._encoder is None:
+            self._encoder = self._make_encoder()
+        return self._encoder
+
+    def fit(self, split: Split) -> None:
+        """Index the split's catalog and remember its training histories (for user queries)."""
+        self._prepare(split.dataset)
+        self._train = split.train
+
+    def _require(self) -> Dataset:
+        if self._data is None:
+            if self.dataset is None:
+                raise RecaiError(
+                    f"{self.label}: no catalog to search: call fit(split) first, or build the "
+                    "retriever with dataset= a dataset component"
+                )
+            self._prepare(self.dataset.dataset())
+        assert self._data is not None
+        return self._data
+
+    def _prepare(self, data: Dataset) -> None:
+        with self._lock:
+            same = (
+                self._data is not None
+                and self._data.catalog.fingerprint() == data.catalog.fingerprint()
+            )
+            if same and self._index is not None:
+                self._data = data
+                return
+            started = time.perf_counter()
+            texts, text_report = self._template.render(data.catalog)
+            thash = texts_key(texts)
+            parts = {
+                "encoder": self.encoder.identity(),
+                "catalog": data.catalog.fingerprint(),
+                "template": self._template.key(),
+            }
+            store = EmbeddingCache(self.cache_dir) if self.cache else None
+            vectors = store.get(parts, thash) if store is not None else None
+            cached = vectors is not None
+            if vectors is None:
+                vectors = self.encoder.encode(texts, "passage")
+                if store is not None:
+                    store.put(parts, thash, vectors)
+                    vectors = store.get(parts, thash)
+                    assert vectors is not None
+            encoded = time.perf_counter()
+            index = None
+            index_path = None
+            if store is not None:
+                ikey = hashlib.sha256(
+                    json.dumps(self.index.model_dump(), sort_keys=True).encode()
+                ).hexdigest()[:12]
+                index_path = store.path(parts, thash) / f"index-{ikey}.faiss"
+                if index_path.exists():
+                    try:
+                        index = VectorIndex.load(index_path, mmap=True)
+                    except DataError:
+                        index = None
+                    if index is not None and index.ntotal != len(vectors):
+                        index = None
+            index_cached = index is not None
+            if index is None:
+                index = VectorIndex.build(np.asarray(vectors), self.index)
+                if index_path is not None:
+                    index.save(index_path)
+            self._data, self._texts, self._vectors, self._index = data, texts, vectors, index
+            self._facts = {
+                "items": len(texts),
+                "dim": int(vectors.shape[1]),
+                "encoder": self.encoder.identity(),
+                "vectors_cached": cached,
+                "index_cached": index_cached,
+                "index": repr(index),
+                "cache_entry": None if store is None else str(store.path(parts, thash)),
+                "encode_s": round(encoded - started, 3),
+                "index_s": round(time.perf_counter() - encoded, 3),
+                "item_text": text_report,
+            }
+
+    # -- facts ----------------------------------------------------------------------------------------
+    @property
+    def item_texts(self) -> list[str]:
+        """The text of every catalog item, as encoded."""
+        self._require()
+        return list(self._texts)
+
+    @property
+    def item_vectors(self) -> np.ndarray:
+        """The item vectors, ``(n_items, dim)`` (read-only, memory-mapped when cached)."""
+        self._require()
+        assert self._vectors is not None
+        return self._vectors
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        self._require()
+        assert self._index is not None
+        return self._index
+
+    def report(self) -> dict[str, Any]:
+        """How the index was made: sizes, encoder, cache hits, times, item-text gaps."""
+        self._require()
+        return dict(self._facts)
+
+    # -- queries --------------------------------------------------------------------------------------
+    def _seeds(self, query: Query, n_items: int) -> np.ndarray:
+        seeds: list[int] = []
+        if query.user is not None:
+            if self._train is None:
+                raise RecaiError(
+                    f"{self.label}: a user query needs fit(split) first (training histories)"
+                )
+            if not 0 <= query.user < self._train.n_users:
+                raise DataError(
+                    f"{self.label}: user {query.user} is not in 0..{self._train.n_users - 1}"
+                )
+            seeds += self._train.history(query.user).tolist()
+        if query.items is not None:
+            seeds += query.items.ids.tolist()
+        arr = np.asarray(seeds, dtype=np.int64)
+        if len(arr) and (arr.min() < 0 or arr.max() >= n_items):
+            raise DataError(f"{self.label}: seed items must be catalog indices 0..{n_items - 1}")
+        return arr
+
+    def history_text(self, items: Sequence[int] | np.ndarray) -> str:
+        """The query text of a history: the last ``max_history`` titles, oldest first."""
+        data = self._require()
+        recent = np.asarray(items, dtype=np.int64)[-self.max_history :]
+        titles = "; ".join(data.catalog.title(int(i)) for i in recent)
+        return self.history_template.replace("{history}", titles)
+
+    def _plan(self, query: Query, n_items: int) -> tuple[str | None, np.ndarray | None, np.ndarray]:
+        """``(text to encode, or a ready vector, excluded items)`` for one query."""
+        seeds = self._seeds(query, n_items)
+        if query.text is not None and query.text.strip():
+            text = query.text.strip()
+            if len(seeds):
+                text = f"{self.history_text(seeds)}. {text}"
+            return text, None, seeds
+        if not len(seeds):
+            raise RecaiError(f"{self.label}: the query has no text and no items to search with")
+        assert self._vectors is not None
+        if len(np.unique(seeds)) == 1:
+            return None, np.asarray(self._vectors[seeds[0]], dtype=np.float32), seeds
+        if self.history_query == "mean":
+            v = np.asarray(self._vectors[seeds[-self.max_history :]], dtype=np.float32).mean(0)
+            return None, v / max(float(np.linalg.norm(v)), 1e-12), seeds
+        return self.history_text(seeds), None, seeds
+
+    def _pool(self, candidates: ItemList | None, n_items: int) -> np.ndarray | None:
+        if candidates is None:
+            return None
+        pool = np.unique(candidates.ids.astype(np.int64))
+        if len(pool) and (pool[0] < 0 or pool[-1] >= n_items):
+            raise DataError(f"{self.label}: candidates must be catalog indices 0..{n_items - 1}")
+        return pool
+
+    def _search(
+        self, vector: np.ndarray, k: int, exclude: np.ndarray, pool: np.ndarray | None
+    ) -> ItemList:
+        assert self._vectors is not None and self._index is not None
+        banned = np.unique(exclude)
+        if pool is not None:
+            pool = pool[~np.isin(pool, banned)] if len(banned) else pool
+            if not len(pool):
+                return ItemList(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+            if len(pool) <= self.exact_pool:
+                scores = np.asarray(self._vectors[pool], dtype=np.float32) @ vector
+                return ItemList(pool, scores).top(k)
+        n = self._index.ntotal if pool is None else len(pool)
+        want = min(k + len(banned), n)
+        scores, ids = self._index.search(vector[None, :], want, subset=pool)
+        keep = ids[0] >= 0
+        found = ItemList(ids[0][keep], scores[0][keep])
+        if len(banned):
+            found = found.exclude(banned)
+        return found.top(k)
+
+    def retrieve(
+        self, query: Query, k: int = 10, *, candidates: ItemList | None = None
+    ) -> ItemList:
+        return self.retrieve_batch([query], k, candidates=candidates)[0]
+
+    def retrieve_batch(
+        self, queries: Sequence[Query], k: int = 10, *, candidates: ItemList | None = None
+    ) -> list[ItemList]:
+        """Answers to many queries; their texts are encoded together, in length-sorted batches."""
+        data = self._require()
+        n_items = data.n_items
+        pool = self._pool(candidates, n_items)
+        plans = [self._plan(q, n_items) for q in queries]
+        texts = [t for t, _, _ in plans if t is not None]
+        encoded = iter(self.encoder.encode(texts, "query")) if texts else iter(())
+        out = []
+        for text, vector, exclude in plans:
+            v = next(encoded) if text is not None else vector
+            assert v is not None
+            out.append(self._search(np.asarray(v, dtype=np.float32), int(k), exclude, pool))
+        return out
+
+    def search(self, text: str, k: int = 10, *, candidates: ItemList | None = None) -> ItemList:
+        """Items for a free-text request. Same as ``retrieve(Query(text=text), k)``."""
+        return self.retrieve(Query(text=text), k, candidates=candidates)
+
+    def similar(self, item: int, k: int = 10, *, candidates: ItemList | None = None) -> ItemList:
+        """Items whose text embedding is closest to ``item``'s (``item`` itself excluded)."""
+        return self.retrieve(Query(items=ItemList([int(item)])), k, candidates=candidates)
+
+    def save_index(self, path: str | Path) -> Path:
+        """Write the index to ``path`` (atomic), for :meth:`VectorIndex.load` elsewhere."""
+        return self.vector_index.save(path)
+
+
+class EmbeddingRetriever(_Base):
+    """Text-embedding retrieval with a local transformers encoder (``embedding.v1``).
+
+    Params: ``model`` (the embedded all-MiniLM-L6-v2 by default, or a transformers folder),
+    ``pooling``, ``normalize``, ``query_prefix``/``passage_prefix``, ``max_length``,
+    ``batch_size``, ``threads`` (torch threads while encoding; default: torch's);
+    ``template`` and ``max_field_chars`` (item text); ``history_query``,
+    ``history_template``, ``max_history`` (history queries); ``index`` (an
+    :class:`~recai_emb.index.IndexConfig`); ``cache``/``cache_dir`` (the embedding cache);
+    ``exact_pool`` (candidate pools up to this size are scored exactly).
+
+    >>> from recai.data import synthetic_dataset
+    >>> from recai.roles import DatasetSource
+    >>> r = EmbeddingRetriever(dataset=DatasetSource.of(synthetic_dataset()))  # doctest: +SKIP
+    >>> r.search("a feel-good mystery", 3)  # doctest: +SKIP
+    ItemList(3 items: [...], scored)
+    """
+
+    label = "embedding.v1"
+
+    def __init__(
+        self,
+        dataset: DatasetSource | None = None,
+        model: str = "minilm",
+        pooling: Pooling = "auto",
+        normalize: bool = True,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        max_length: Annotated[int | None, Field(ge=8)] = None,
+        batch_size: Count = 64,
+        threads: Annotated[int | None, Field(ge=1)] = None,
+        template: str = DEFAULT_TEMPLATE,
+        max_field_chars: Count = 400,
+        history_query: HistoryQuery = "text",
+        history_template: str = "{history}",
+        max_history: Count = 20,
+        index: IndexConfig | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        exact_pool: Annotated[int, Field(ge=0)] = 4096,
+    ) -> None:
+        self.model = model
+        self.pooling = pooling
+        self.normalize = normalize
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.max_length = max_length
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        self._common(
+            dataset=dataset,
+            template=template,
+            max_field_chars=max_field_chars,
+            history_query=history_query,
+            history_template=history_template,
+            max_history=max_history,
+            index=index,
+            cache=cache,
+            cache_dir=cache_dir,
+            exact_pool=exact_pool,
+        )
+
+    def _make_encoder(self) -> Encoder:
+        from .encoder import TransformersEncoder
+
+        return TransformersEncoder(
+            self.model,
+            pooling=self.pooling,
+            normalize=self.normalize,
+            query_prefix=self.query_prefix,
+            passage_prefix=self.passage_prefix,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            threads=self.threads,
+        )
+
+    def __repr__(self) -> str:
+        state = f"{len(self._texts)} items" if self._data is not None else "not prepared"
+        return f"EmbeddingRetriever(model={self.model!r}, index={self.index.kind!r}, {state})"
+
+
+class OpenAIEmbeddingRetriever(_Base):
+    """Text-embedding retrieval through any OpenAI-compatible ``/v1/embeddings`` endpoint
+    (``embedding.openai.v1``).
+
+    Encoder params: ``model``, ``base_url`` (default ``$OPENAI_BASE_URL``, else OpenAI's),
+    ``api_key_env`` (the *name* of the environment variable holding the key; keys are never
+    params), ``dimensions`` (for models that can shorten their vectors), ``batch_size`` (texts
+    per request), ``timeout``, ``max_retries``, prefixes. The rest as for ``embedding.v1``.
+    """
+
+    label = "embedding.openai.v1"
+
+    def __init__(
+        self,
+        model: ModelName,
+        dataset: DatasetSource | None = None,
+        base_url: BaseURL = None,
+        api_key_env: EnvName = "OPENAI_API_KEY",
+        dimensions: Annotated[int | None, Field(ge=1)] = None,
+        batch_size: Count = 256,
+        timeout: Annotated[float, Field(gt=0)] = 60.0,
+        max_retries: Annotated[int, Field(ge=0)] = 4,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        template: str = DEFAULT_TEMPLATE,
+        max_field_chars: Count = 400,
+        history_query: HistoryQuery = "text",
+        history_template: str = "{history}",
+        max_history: Count = 20,
+        index: IndexConfig | None = None,
+        cache: bool = True,
+        cache_dir: str | None = None,
+        exact_pool: Annotated[int, Field(ge=0)] = 4096,
+    ) -> None:
+        self.model = check_not_a_key(model)
+        self.base_url = check_base_url(base_url)
+        self.api_key_env = check_env_name(api_key_env)
+        self.dimensions = dimensions
+        self.batch_size = int(batch_size)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self._common(
+            dataset=dataset,
+            template=template,
+            max_field_chars=max_field_chars,
+            history_query=history_query,
+            history_template=history_template,
+            max_history=max_history,
+            index=index,
+            cache=cache,
+            cache_dir=cache_dir,
+            exact_pool=exact_pool,
+        )
+
+    def _make_encoder(self) -> Encoder:
+        from .openai_encoder import OpenAIEncoder
+
+        return OpenAIEncoder(
+            self.model,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
+            dimensions=self.dimensions,
+            batch_size=self.batch_size,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            query_prefix=self.query_prefix,
+            passage_prefix=self.passage_prefix,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbeddingRetriever(model={self.model!r}, base_url={self.base_url!r})"
