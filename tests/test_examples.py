@@ -17,14 +17,21 @@ def run_recipe(recipe: Path, out: Path) -> dict:
         [sys.executable, "-m", "recai", "run", str(recipe), "--out", str(out), "--no-progress"],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
         env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "RECAI_STRICT_PLUGINS": "1"},
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads((out / "metrics.json").read_text())
 
 
+# In the quickstart run of 2026-11-25 (README.md) SASRec's 95% intervals cleared popularity's and
+# ItemKNN's on every accuracy metric at k = 10 and 20; the narrowest margin was NDCG@10 (SASRec
+# from 0.0729, ItemKNN up to 0.0661). These three are checked (chosen after seeing that run).
+SEPARATING = ("NDCG@10", "NDCG@20", "Recall@20")
+
+
 @pytest.mark.integration
+@pytest.mark.slow  # fits all six models, SASRec and BPR with early stopping: minutes on two cores
 def test_quickstart_on_movielens(tmp_path: Path) -> None:
     pytest.importorskip("recai_eval", reason="the quickstart needs the in-repo plugins (scripts/setup.sh)")
     from importlib.util import find_spec
@@ -38,6 +45,11 @@ def test_quickstart_on_movielens(tmp_path: Path) -> None:
     ci = {m: stage["intervals"][m]["NDCG@10"] for m in ndcg}
     assert ci["random"][1] < ci["popularity"][0], ci  # popularity clearly beats chance
     assert ndcg["itemknn"] > ndcg["popularity"], ndcg
+    # issue 5's bar: SASRec beats popularity and ItemKNN by a clear margin (intervals apart)
+    for metric in SEPARATING:
+        low = stage["intervals"]["sasrec"][metric][0]
+        for baseline in ("popularity", "itemknn"):
+            assert low > stage["intervals"][baseline][metric][1], (metric, baseline, stage["intervals"])
     assert (tmp_path / "report.md").read_text().count("| itemknn |") == 1
 
 

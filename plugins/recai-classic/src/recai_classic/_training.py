@@ -268,6 +268,7 @@ def train_with_early_stopping(
     desc: str,
     metric: str | None = None,
     valid_cases: int = 0,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> TrainingLog:
     """Run ``run_epoch(epoch)`` (returns the mean training loss) up to ``epochs`` times.
 
@@ -275,6 +276,9 @@ def train_with_early_stopping(
     best epoch are kept and restored at the end, and training stops after ``patience`` epochs
     without improvement. Without it every epoch runs and the last parameters stay. A progress
     bar (tqdm, on rank 0, when stderr is a terminal) shows the loss and the metric.
+
+    ``on_epoch(epoch)`` (1-based), when given, runs after each epoch and its validation, with the
+    module in eval mode and that epoch's parameters; its time is left out of ``seconds``.
     """
     from tqdm.auto import tqdm
 
@@ -283,6 +287,7 @@ def train_with_early_stopping(
     best_state: dict[str, Any] | None = None
     best = -math.inf
     waited = 0
+    side = 0.0  # seconds spent in on_epoch
     bar = tqdm(range(epochs), desc=desc, leave=False, disable=None if par.main else True)
     for epoch in bar:
         loss = run_epoch(epoch)
@@ -299,6 +304,11 @@ def train_with_early_stopping(
                 waited += 1
         log.curve.append(point)
         bar.set_postfix({k: v for k, v in point.items() if k != "epoch"})
+        if on_epoch is not None:
+            entered = time.perf_counter()
+            module.eval()
+            on_epoch(epoch + 1)
+            side += time.perf_counter() - entered
         if validate is not None and waited >= patience:
             log.stopped_early = epoch + 1 < epochs
             break
@@ -307,7 +317,7 @@ def train_with_early_stopping(
         module.load_state_dict(best_state)
     if validate is None:
         log.best_epoch = log.epochs_run
-    log.seconds = time.perf_counter() - start
+    log.seconds = time.perf_counter() - start - side
     return log
 
 

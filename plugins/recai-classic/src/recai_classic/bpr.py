@@ -21,7 +21,7 @@ similarity of item embeddings).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -123,6 +123,12 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
     """
 
     component = "bpr.v1"
+
+    epoch_callback: Callable[[int, Callable[..., np.ndarray]], None] | None = None
+    """Set to ``f(epoch, score)`` to watch training: after each epoch (1-based) and its
+    validation, ``score(histories, users)`` returns full-catalog scores ``(B, n_items)`` under
+    that epoch's parameters (e.g. to measure time-to-accuracy). Its time is not counted in
+    ``training_log["seconds"]``; it is not a parameter and is never saved."""
 
     def __init__(
         self,
@@ -245,6 +251,16 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
                 lambda h, u: (weights_u[torch.from_numpy(u).to(device)] @ weights_i.T).cpu(), par
             )
 
+        def on_epoch(epoch: int) -> None:
+            with torch.inference_mode():
+                users_w, items_w = net.users.weight, net.items.weight
+
+                def score(histories: Sequence[np.ndarray], users: np.ndarray) -> np.ndarray:
+                    u = torch.from_numpy(np.asarray(users, dtype=np.int64)).to(device)
+                    return (users_w[u] @ items_w.T).double().cpu().numpy()
+
+                self.epoch_callback(epoch, score)  # type: ignore[misc]
+
         log = train_with_early_stopping(
             net,
             epochs=self.epochs,
@@ -255,6 +271,7 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             desc=self.component,
             metric=validator.name if len(validator) else None,
             valid_cases=len(validator),
+            on_epoch=on_epoch if self.epoch_callback is not None else None,
         )
         self._user_vectors = net.users.weight.detach().cpu().numpy().copy()
         self._item_vectors = net.items.weight.detach().cpu().numpy().copy()

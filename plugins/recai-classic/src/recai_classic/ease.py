@@ -61,11 +61,23 @@ def ease_weights(user_items: Any, l2: float) -> np.ndarray:
     (True, (3, 3))
     """
     from scipy import linalg, sparse
+    from scipy.linalg import lapack
 
     x = sparse.csr_matrix(user_items, dtype=np.float64)
     gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
     gram[np.diag_indices_from(gram)] += l2
-    p = linalg.inv(gram, overwrite_a=True, check_finite=False)  # LU in place: no second copy
+    # X^T X + l2 I is symmetric positive definite: invert through its Cholesky factor, in place
+    # (about half the work of an LU inverse), then mirror the upper triangle LAPACK fills.
+    factor, info = lapack.dpotrf(gram, lower=0, overwrite_a=1, clean=1)
+    if info == 0:
+        p, info = lapack.dpotri(factor, lower=0, overwrite_c=1)
+    if info != 0:  # not positive definite in floating point: fall back to LU
+        gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
+        gram[np.diag_indices_from(gram)] += l2
+        p = linalg.inv(gram, overwrite_a=True, check_finite=False)
+    else:
+        upper = np.triu_indices_from(p, 1)
+        p.T[upper] = p[upper]
     del gram
     p /= -np.diag(p)[None, :]
     p[np.diag_indices_from(p)] = 0.0

@@ -32,7 +32,7 @@ embeddings).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
@@ -183,6 +183,12 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
 
     component = "sasrec.v1"
 
+    epoch_callback: Callable[[int, Callable[..., np.ndarray]], None] | None = None
+    """Set to ``f(epoch, score)`` to watch training: after each epoch (1-based) and its
+    validation, ``score(histories, users)`` returns full-catalog scores ``(B, n_items)`` under
+    that epoch's parameters (e.g. to measure time-to-accuracy). Its time is not counted in
+    ``training_log["seconds"]``; it is not a parameter and is never saved."""
+
     def __init__(
         self,
         hidden: Annotated[int, Field(ge=2, description="embedding and hidden size")] = 64,
@@ -330,6 +336,12 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             net.eval()
             return validator(lambda h, u: self._score_tensor(h), par)
 
+        def on_epoch(epoch: int) -> None:
+            def score(histories: Sequence[np.ndarray], users: np.ndarray) -> np.ndarray:
+                return self._score_tensor(histories).double().numpy()
+
+            self.epoch_callback(epoch, score)  # type: ignore[misc]
+
         log = train_with_early_stopping(
             net,
             epochs=self.epochs,
@@ -340,6 +352,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             desc=f"{self.component} ({self.loss})",
             metric=validator.name if len(validator) else None,
             valid_cases=len(validator),
+            on_epoch=on_epoch if self.epoch_callback is not None else None,
         )
         net.eval()
         self._train_indptr, self._train_items = csr_histories(histories)

@@ -1,0 +1,590 @@
+"""Peer benchmark: RecBole 1.2.1 and recai-classic side by side on MovieLens-100K, one run.
+
+    python benchmarks/bench_recbole.py --out docs/performance.md
+    python benchmarks/bench_recbole.py --models bpr sasrec          # a subset, nothing written
+
+**Protocol (both sides).** RecBole's bundled ``ml-100k`` atomic files (943 users, 1,682 items,
+100,000 ratings, every rating a positive, no filtering). Leave-one-out by time: per user the last
+interaction is test, the one before validation, the rest train, time ordered as RecBole orders it
+(timestamps min-max normalised and cast to float32, stable sort: file order breaks ties; recai:
+``leave_one_out(ties="recbole")``). The benchmark checks that both sides hold out exactly the same
+(user, item) pairs. Full ranking over all 1,682 items at test time, the user's train and
+validation items excluded; NDCG@10 and Recall@10 of the test item, mean over the 943 users.
+
+**Where each side runs.** RecBole runs in its own virtualenv (``.bench/recbole-venv``, created on
+first use: ``torch==2.13.0``, then ``recbole==1.2.1 --no-deps`` and its run-time imports with
+``numpy<2`` and ``pandas<3``; ``--recbole-venv`` picks another). Every fit is a fresh process
+(RecBole first, then recai, model by model), with the same environment on both sides: the glibc
+malloc settings in :data:`MALLOC_ENV` (they keep large activations from being mapped and unmapped
+on every op), the same torch build and thread count, the CPU.
+
+**RecBole's side.** Its own pipeline called step by step (``Config`` -> ``init_seed`` ->
+``create_dataset`` -> ``data_preparation`` -> ``get_model`` -> ``get_trainer`` -> ``fit`` ->
+``evaluate``), its default hyperparameters for every model (``properties/overall.yaml`` and
+``properties/model/*.yaml``: seed 2020, Adam, lr 0.001, batch 2048, up to 300 epochs, early
+stopping after 10 epochs without improvement) with these settings: the split above
+(``eval_args``), ``valid_metric = NDCG@10`` (its default is MRR@10; NDCG@10 is what is compared),
+``metrics = [Recall, NDCG]``, ``topk = 10``, ``metric_decimal_place = 6``, CPU, no progress bars,
+and for SASRec (CE loss) ``train_neg_sample_args = None``, which RecBole requires with CE.
+Importing RecBole's sequential models switches on ``torch.autograd.set_detect_anomaly`` for the
+whole process (``sine.py``); the benchmark switches it off after ``get_model`` (a large slowdown
+otherwise) and reports whether it had been on. RecBole's full-ranking evaluation does not exclude
+a sequential model's history items; the benchmark also scores RecBole's trained SASRec with them
+excluded (as for recai) and compares recai with the better of the two numbers.
+
+**recai's side.** ``movielens-100k.v1`` (the same files), ``leave_one_out(ties="recbole")``,
+each model with the parameters the quickstart recipe (``examples/quickstart.toml``) gives it, so
+the two agree; BPR and SASRec select their epoch on the validation split only. Test metrics are
+computed with recai-eval's functions, as ``ranking.v1`` computes them.
+
+**Times.** *train* is the wall time of ``trainer.fit`` (RecBole: every epoch with its validation
+pass, up to the early stop; data preparation not included) and of ``model.fit(split)`` (recai:
+the same, plus building its training data). *to final* (RecBole) is the training time at the end
+of the epoch whose parameters RecBole keeps (its best validation epoch, validation included).
+*to RecBole's NDCG* (recai) is the training time at the end of the first epoch whose test
+NDCG@10 is at least RecBole's final test NDCG@10: recai's trained models call an
+``epoch_callback`` after each epoch, which the benchmark uses to evaluate the current parameters
+on the test users; that side channel is timed and subtracted (it never influences training or
+model selection, which use the validation split only). For the models fitted in one step
+(popularity, ItemKNN, EASE) it is the fit time. The bar: recai's test NDCG@10 and Recall@10 at
+least RecBole's, and *to RecBole's NDCG* below RecBole's *to final*.
+
+The Markdown table is printed and, with ``--out``, written between ``<!-- bench_recbole:begin -->``
+and ``<!-- bench_recbole:end -->`` (the rest of the file is kept). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- bench_recbole:begin -->", "<!-- bench_recbole:end -->"
+DEFAULT_VENV = ROOT / ".bench" / "recbole-venv"
+MODELS = ("pop", "itemknn", "ease", "bpr", "sasrec")
+RECBOLE_NAME = {
+    "pop": "Pop",
+    "itemknn": "ItemKNN",
+    "ease": "EASE",
+    "bpr": "BPR",
+    "sasrec": "SASRec",
+}
+RECAI_NAME = {
+    "pop": "popularity.v1",
+    "itemknn": "itemknn.v1",
+    "ease": "ease.v1",
+    "bpr": "bpr.v1",
+    "sasrec": "sasrec.v1",
+}
+QUICKSTART = ROOT / "examples" / "quickstart.toml"
+"""recai's models take their parameters from the quickstart recipe, so the two agree."""
+MALLOC_ENV = {
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+RECBOLE_PACKAGES = [
+    "numpy<2",
+    "pandas<3",
+    "scipy",
+    "tqdm",
+    "colorlog==4.7.2",
+    "colorama==0.4.4",
+    "scikit-learn",
+    "pyyaml",
+    "tensorboard",
+    "thop",
+    "texttable",
+    "psutil",
+]
+K = 10
+
+
+# -- the RecBole virtualenv ----------------------------------------------------------------------
+def ensure_venv(venv: Path) -> Path:
+    """The Python of RecBole's virtualenv, created and filled on first use."""
+    python = venv / "bin" / "python"
+    probe = [
+        str(python),
+        "-c",
+        "import recbole, torch, numpy; assert recbole.__version__ == '1.2.1'",
+    ]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    print(f"creating RecBole's virtualenv in {venv} (a few minutes)", file=sys.stderr)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)  # first: nothing may pull another build
+    subprocess.run([*pip, "--no-deps", "recbole==1.2.1"], check=True)
+    subprocess.run([*pip, *RECBOLE_PACKAGES], check=True)
+    subprocess.run(probe, check=True)
+    return python
+
+
+# -- one RecBole fit (runs inside RecBole's virtualenv) -------------------------------------------
+class _OutOfBudget(Exception):
+    """Raised after the RecBole epoch that ends past ``--recbole-budget``."""
+
+
+def recbole_step(model: str, workdir: Path, budget: float | None = None) -> dict[str, Any]:
+    import numpy as np
+    import recbole
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    name = RECBOLE_NAME[model]
+    settings: dict[str, Any] = {
+        "data_path": str(Path(recbole.__file__).parent / "dataset_example"),
+        "checkpoint_dir": str(workdir / "saved"),
+        "use_gpu": False,
+        "show_progress": False,
+        "state": "WARNING",
+        "eval_args": {
+            "split": {"LS": "valid_and_test"},
+            "group_by": "user",
+            "order": "TO",
+            "mode": "full",
+        },
+        "metrics": ["Recall", "NDCG"],
+        "topk": [K],
+        "valid_metric": f"NDCG@{K}",
+        "metric_decimal_place": 6,
+    }
+    if model == "sasrec":
+        settings["train_neg_sample_args"] = None  # RecBole requires it with the CE loss
+    config = Config(model=name, dataset="ml-100k", config_dict=settings)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    anomaly_was_on = bool(torch.is_anomaly_enabled())
+    torch.autograd.set_detect_anomaly(False)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+
+    epochs: list[dict[str, float]] = []
+    start = time.perf_counter()
+
+    def after_epoch(epoch: int, valid_score: float) -> None:
+        epochs.append(
+            {"epoch": epoch + 1, "t": time.perf_counter() - start, "valid": float(valid_score)}
+        )
+        print(json.dumps(epochs[-1]), file=sys.stderr, flush=True)  # progress
+        if budget is not None and epochs[-1]["t"] > budget:
+            raise _OutOfBudget  # the best parameters so far are already saved
+
+    stopped_by_budget = False
+    try:
+        trainer.fit(train_data, valid_data, verbose=False, saved=True, callback_fn=after_epoch)
+    except _OutOfBudget:
+        stopped_by_budget = True
+    fit_s = time.perf_counter() - start
+    result = trainer.evaluate(test_data, load_best_model=True)
+    best = max(range(len(epochs)), key=lambda i: (epochs[i]["valid"], -i))  # first best
+    out: dict[str, Any] = {
+        "model": name,
+        "ndcg": float(result[f"ndcg@{K}"]),
+        "recall": float(result[f"recall@{K}"]),
+        "train_s": fit_s,
+        "to_final_s": epochs[best]["t"],
+        "best_epoch": epochs[best]["epoch"],
+        "epochs_run": len(epochs),
+        "curve": epochs,
+        "stopped_by_budget": stopped_by_budget,
+        "anomaly_was_on": anomaly_was_on,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "hyper": {
+            k: config[k]
+            for k in (
+                "epochs",
+                "train_batch_size",
+                "learning_rate",
+                "stopping_step",
+                "seed",
+                "embedding_size",
+                "hidden_size",
+                "n_layers",
+                "n_heads",
+                "inner_size",
+                "hidden_dropout_prob",
+                "attn_dropout_prob",
+                "MAX_ITEM_LIST_LENGTH",
+                "loss_type",
+                "k",
+                "shrink",
+                "reg_weight",
+            )
+            if config[k] is not None
+        },
+    }
+    uid, iid = dataset.uid_field, dataset.iid_field
+    for part, data in (("test", test_data), ("valid", valid_data)):
+        feat = data._dataset.inter_feat
+        users = dataset.id2token(uid, feat[uid].numpy())
+        items = dataset.id2token(iid, feat[iid].numpy())
+        out[f"{part}_pairs"] = sorted(f"{u}\t{i}" for u, i in zip(users, items, strict=True))
+    if config["MODEL_TYPE"].name == "SEQUENTIAL":
+        out["masked"] = _recbole_masked_test(net, dataset, test_data)
+    return out
+
+
+def _recbole_masked_test(net: Any, dataset: Any, test_data: Any) -> dict[str, float]:
+    """RecBole's trained sequential model on the test users with each user's other items
+    (train and validation: ML-100K has no repeated ratings) excluded, as recai evaluates."""
+    import numpy as np
+    import torch
+
+    uid, iid = dataset.uid_field, dataset.iid_field
+    users = dataset.inter_feat[uid].numpy()
+    order = np.argsort(users, kind="stable")
+    items = dataset.inter_feat[iid].numpy()[order]
+    bounds = np.searchsorted(users[order], np.arange(users.max() + 2))
+    ndcg, recall = [], []
+    net.eval()
+    with torch.no_grad():
+        for interaction, _, _, positive_i in test_data:
+            scores = net.full_sort_predict(interaction).view(len(positive_i), -1).double()
+            scores[:, 0] = -math.inf  # the padding item
+            batch_users = interaction[uid].numpy()
+            for r, (u, target) in enumerate(zip(batch_users, positive_i.numpy(), strict=True)):
+                seen = items[bounds[u] : bounds[u + 1]]
+                seen = seen[seen != target]
+                row = scores[r]
+                row[torch.from_numpy(seen)] = -math.inf
+                t = row[target]
+                rank = int((row > t).sum()) + int((row[:target] == t).sum())
+                hit = rank < K
+                ndcg.append(1.0 / math.log2(rank + 2) if hit else 0.0)
+                recall.append(float(hit))
+    return {"ndcg": float(np.mean(ndcg)), "recall": float(np.mean(recall)), "users": len(ndcg)}
+
+
+def quickstart_params(model: str) -> dict[str, Any]:
+    """The parameters the quickstart recipe gives the component ``RECAI_NAME[model]``."""
+    import tomllib
+
+    components = tomllib.loads(QUICKSTART.read_text())["components"]
+    for spec in components.values():
+        if spec.get("use") == RECAI_NAME[model]:
+            return dict(spec.get("params", {}))
+    raise SystemExit(f"{QUICKSTART} has no {RECAI_NAME[model]} component")
+
+
+# -- one recai fit --------------------------------------------------------------------------------
+def recai_step(model: str) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    import recai
+    from recai.data import leave_one_out
+    from recai_eval.metrics import metric_values, target_ranks
+    from recai_eval.ranking import evaluation_cases
+
+    data = recai.create("dataset", "movielens-100k.v1").dataset()
+    split = leave_one_out(data, ties="recbole")
+    cases = evaluation_cases(split)  # what ranking.v1 ranks: train + valid masked
+    targets = cases.rel_items[cases.rel_indptr[:-1]]
+
+    def test_metrics(score: Any) -> dict[str, float]:
+        ndcg, recall = [], []
+        for lo in range(0, len(cases), 512):
+            hist = cases.histories[lo : lo + 512]
+            s = np.asarray(score(hist, cases.users[lo : lo + 512]), dtype=np.float64)
+            mask = np.zeros(s.shape, dtype=bool)
+            rows = np.repeat(np.arange(len(hist)), [len(h) for h in hist])
+            mask[rows, np.concatenate(hist)] = True
+            v = metric_values(
+                target_ranks(s, targets[lo : lo + 512], mask), [K], ["ndcg", "recall"]
+            )
+            ndcg.append(v[f"NDCG@{K}"])
+            recall.append(v[f"Recall@{K}"])
+        return {
+            "ndcg": float(np.concatenate(ndcg).mean()),
+            "recall": float(np.concatenate(recall).mean()),
+        }
+
+    net = recai.create("ranker", RECAI_NAME[model], **quickstart_params(model))
+    curve: list[dict[str, float]] = []
+    side = [0.0]
+    start = time.perf_counter()
+
+    def after_epoch(epoch: int, score: Any) -> None:
+        entered = time.perf_counter()
+        curve.append({"epoch": epoch, "t": entered - start - side[0], **test_metrics(score)})
+        print(json.dumps(curve[-1]), file=sys.stderr, flush=True)  # progress
+        side[0] += time.perf_counter() - entered
+
+    if hasattr(net, "epoch_callback"):
+        net.epoch_callback = after_epoch
+    net.fit(split)
+    train_s = time.perf_counter() - start - side[0]
+    final = test_metrics(lambda h, u: net.score(h, users=u))
+    if not curve:  # fitted in one step: the model exists when fit returns
+        curve.append({"epoch": 1, "t": train_s, **final})
+    log = getattr(net, "training_log", None) or {}
+    return {
+        "model": RECAI_NAME[model],
+        "params": net.params(),
+        **final,
+        "train_s": train_s,
+        "side_channel_s": side[0],
+        "curve": curve,
+        "best_epoch": log.get("best_epoch"),
+        "epochs_run": log.get("epochs_run"),
+        "threads": torch.get_num_threads(),
+        "test_pairs": sorted(
+            f"{data.user_ids[u]}\t{data.catalog.ids[i]}"
+            for u, i in zip(split.test.users.tolist(), split.test.items.tolist(), strict=True)
+        ),
+        "valid_pairs": sorted(
+            f"{data.user_ids[u]}\t{data.catalog.ids[i]}"
+            for u, i in zip(split.valid.users.tolist(), split.valid.items.tolist(), strict=True)
+        ),
+    }
+
+
+# -- running the steps ----------------------------------------------------------------------------
+def run_step(
+    python: Path | str, side: str, model: str, env: dict[str, str], *extra: str
+) -> dict[str, Any]:
+    """One fit in a fresh interpreter; its JSON answer is the last line of its output."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{side}-") as work:
+        cmd = [str(python), str(Path(__file__).resolve()), "--step", side, model, work, *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} {model} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def time_to(curve: list[dict[str, float]], ndcg: float) -> float | None:
+    """Training seconds at the end of the first epoch whose test NDCG@10 reaches ``ndcg``."""
+    for point in curve:
+        if point["ndcg"] >= ndcg - 1e-12:
+            return float(point["t"])
+    return None
+
+
+# -- the report -----------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+
+
+def fmt_s(x: float | None) -> str:
+    if x is None:
+        return "not reached"
+    if x < 1:
+        return f"{x:.2f}"
+    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def report(
+    command: str, rows: list[dict[str, Any]], check: dict[str, Any], budget: float | None = None
+) -> str:
+    rb0 = rows[0]["recbole"]
+    lines = [
+        "## Peer benchmark: RecBole 1.2.1 and recai-classic on MovieLens-100K",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; Python {platform.python_version()}; both sides torch "
+        f"{rb0['torch']} on the CPU with {rb0['threads']} threads and "
+        + " ".join(f"`{k}={v}`" for k, v in MALLOC_ENV.items())
+        + "  ",
+        f"Date: {dt.date.today().isoformat()}",
+        "",
+        "Protocol: RecBole's bundled `ml-100k` (943 users, 1,682 items, 100,000 ratings, no "
+        "filtering); leave-one-out by time with RecBole's float32 time keys (recai: "
+        '`leave_one_out(ties="recbole")`); full ranking of all items, train and validation '
+        "items excluded; test metrics over the 943 users. "
+        f"Same held-out pairs on both sides: {check['same_split']} "
+        f"({check['test_pairs']} test and {check['valid_pairs']} validation pairs compared).",
+        "",
+        "| model | RecBole NDCG@10 | recai NDCG@10 | RecBole Recall@10 | recai Recall@10 "
+        "| RecBole train (s) | recai train (s) | RecBole to final (s) | recai to RecBole's NDCG (s) "
+        "| speed-up | bar |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    notes = []
+    for row in rows:
+        rb, ra = row["recbole"], row["recai"]
+        reach = row["recai_to_target_s"]
+        speed = f"{rb['to_final_s'] / reach:.1f}x" if reach else "-"
+        met = row["met"]
+        rb_ndcg = f"{rb['ndcg']:.4f}"
+        rb_recall = f"{rb['recall']:.4f}"
+        if "masked" in rb:
+            rb_ndcg += f" ({rb['masked']['ndcg']:.4f})"
+            rb_recall += f" ({rb['masked']['recall']:.4f})"
+        lines.append(
+            f"| {row['model']} | {rb_ndcg} | {ra['ndcg']:.4f} | {rb_recall} | {ra['recall']:.4f} "
+            f"| {fmt_s(rb['train_s'])} | {fmt_s(ra['train_s'])} | {fmt_s(rb['to_final_s'])} "
+            f"| {fmt_s(reach)} | {speed} | {'met' if met else 'NOT met'} |"
+        )
+        epochs = f"RecBole {rb['epochs_run']} epoch(s) (best {rb['best_epoch']})"
+        if rb.get("stopped_by_budget"):
+            epochs += ", **stopped by the budget** before its own early stop"
+        if ra["epochs_run"]:
+            epochs += f"; recai {ra['epochs_run']} epochs (best {ra['best_epoch']})"
+            reached = [p for p in ra["curve"] if p["ndcg"] >= row["target_ndcg"] - 1e-12]
+            if reached:
+                epochs += (
+                    f", RecBole's test NDCG@10 first reached after epoch {reached[0]['epoch']}"
+                )
+        notes.append(
+            f"- **{row['model']}**: {epochs}; recai `{ra['model']}` with "
+            f"`{json.dumps(ra['params'], separators=(', ', ': '))}`; RecBole "
+            f"`{json.dumps(rb['hyper'], separators=(', ', ': '))}`."
+        )
+    anomaly = [r["model"] for r in rows if r["recbole"]["anomaly_was_on"]]
+    lines += [
+        "",
+        "*train*: wall time of the whole fit (every epoch and its validation pass, up to the "
+        "early stop). *to final*: RecBole's training time at the end of the epoch whose "
+        "parameters it keeps (its best validation epoch). *to RecBole's NDCG*: recai's training "
+        "time at the end of the first epoch whose test NDCG@10 reaches RecBole's final test "
+        "NDCG@10 (measured through a timed side channel that evaluates each epoch's parameters "
+        "on the test users and is subtracted; selection and early stopping use the validation "
+        "split only); for one-step fits, the fit time. *speed-up* = RecBole to final / recai to "
+        "RecBole's NDCG. *bar*: recai's NDCG@10 and Recall@10 at least RecBole's, and reaching "
+        "RecBole's NDCG@10 in less training time.",
+        "",
+        "RecBole's sequential SASRec is evaluated by RecBole without excluding the user's "
+        "earlier items; in brackets, the same trained RecBole model with them excluded (as recai "
+        "is evaluated). The bar compares recai with the better of the two.",
+        "",
+        "RecBole: default hyperparameters except `valid_metric = NDCG@10` (default MRR@10), "
+        "`metric_decimal_place = 6`, the split, CPU, and `train_neg_sample_args = None` for "
+        "SASRec (required by its CE loss). `torch.autograd.set_detect_anomaly` was switched "
+        "off after building the model"
+        + (f" (RecBole had switched it on for: {', '.join(anomaly)})" if anomaly else "")
+        + ". Fits run one after the other in fresh processes; the machine may be shared with "
+        "other work, which slows both sides alike only on average."
+        + (
+            f" **Budget:** each RecBole fit was stopped after the first epoch ending past "
+            f"{budget:g} s of training (`--recbole-budget`); where that happened (below), RecBole's "
+            "numbers are those of its best epoch so far, not of a finished run."
+            if budget is not None
+            else ""
+        ),
+        "",
+        *notes,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    block = f"{BEGIN}\n{section}{END}\n"
+    text = path.read_text() if path.exists() else "# Performance\n\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def compare(model: str, rb: dict[str, Any], ra: dict[str, Any]) -> dict[str, Any]:
+    target_ndcg = max(rb["ndcg"], rb.get("masked", {}).get("ndcg", -1.0))
+    target_recall = max(rb["recall"], rb.get("masked", {}).get("recall", -1.0))
+    reach = time_to(ra["curve"], target_ndcg)
+    met = (
+        ra["ndcg"] >= target_ndcg
+        and ra["recall"] >= target_recall
+        and reach is not None
+        and reach < rb["to_final_s"]
+    )
+    return {
+        "model": RECBOLE_NAME[model],
+        "recbole": rb,
+        "recai": ra,
+        "target_ndcg": target_ndcg,
+        "target_recall": target_recall,
+        "recai_to_target_s": reach,
+        "met": met,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
+    p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    p.add_argument("--recbole-venv", type=Path, default=DEFAULT_VENV)
+    p.add_argument(
+        "--recbole-budget",
+        type=float,
+        metavar="SECONDS",
+        help="stop each RecBole fit after the epoch that ends past this much training time "
+        "(default: none, RecBole runs to its own early stop); the report says where it applied",
+    )
+    p.add_argument("--out", type=Path, help="write the section into this Markdown file")
+    p.add_argument("--json", type=Path, help="also write every step's answer to this file")
+    args = p.parse_args(argv)
+    if args.step:
+        side, model, work, *rest = args.step
+        if side == "recbole":
+            result = recbole_step(model, Path(work), float(rest[0]) if rest else None)
+        else:
+            result = recai_step(model)
+        print(json.dumps(result))
+        return
+    given = list(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/bench_recbole.py " + shlex.join(given)
+    python = ensure_venv(args.recbole_venv)
+    env = {**os.environ, **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
+    rb_env = {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # RecBole reloads its checkpoint
+    rows, answers = [], []
+    same = True
+    n_test = n_valid = 0
+    for model in args.models:
+        budget = [] if args.recbole_budget is None else [str(args.recbole_budget)]
+        rb = run_step(python, "recbole", model, rb_env, *budget)
+        print(
+            f"RecBole {model}: {json.dumps({k: rb[k] for k in ('ndcg', 'recall', 'train_s', 'to_final_s', 'epochs_run')})}",
+            file=sys.stderr,
+        )
+        ra = run_step(sys.executable, "recai", model, env)
+        print(
+            f"recai {model}: {json.dumps({k: ra[k] for k in ('ndcg', 'recall', 'train_s', 'epochs_run')})}",
+            file=sys.stderr,
+        )
+        for part in ("test", "valid"):
+            same &= rb.pop(f"{part}_pairs") == ra[f"{part}_pairs"]
+        n_test, n_valid = len(ra.pop("test_pairs")), len(ra.pop("valid_pairs"))
+        answers.append({"model": model, "recbole": rb, "recai": ra})
+        rows.append(compare(model, rb, ra))
+    if args.json:
+        args.json.write_text(json.dumps(answers, indent=1) + "\n")
+    check = {"same_split": "yes" if same else "NO", "test_pairs": n_test, "valid_pairs": n_valid}
+    section = report(command.strip(), rows, check, args.recbole_budget)
+    print(section)
+    if args.out:
+        write_section(args.out, section)
+
+
+if __name__ == "__main__":
+    main()
