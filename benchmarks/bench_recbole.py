@@ -60,7 +60,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -69,8 +68,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_recbole:begin -->", "<!-- bench_recbole:end -->"
+SECTION = "bench_recbole"  # its block in docs/performance.md
 DEFAULT_VENV = ROOT / ".bench" / "recbole-venv"
 MODELS = ("pop", "itemknn", "ease", "bpr", "sasrec")
 RECBOLE_NAME = {
@@ -381,18 +382,6 @@ def time_to(curve: list[dict[str, float]], ndcg: float) -> float | None:
 
 
 # -- the report -----------------------------------------------------------------------------------
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
-
-
 def fmt_s(x: float | None) -> str:
     if x is None:
         return "not reached"
@@ -409,7 +398,7 @@ def report(
         "## Peer benchmark: RecBole 1.2.1 and recai-classic on MovieLens-100K",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; Python {platform.python_version()}; both sides torch "
+        f"Machine: {machine()}; both sides torch "
         f"{rb0['torch']} on the CPU with {rb0['threads']} threads and "
         + " ".join(f"`{k}={v}`" for k, v in MALLOC_ENV.items())
         + "  ",
@@ -496,18 +485,6 @@ def report(
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    block = f"{BEGIN}\n{section}{END}\n"
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def compare(model: str, rb: dict[str, Any], ra: dict[str, Any]) -> dict[str, Any]:
     target_ndcg = max(rb["ndcg"], rb.get("masked", {}).get("ndcg", -1.0))
     target_recall = max(rb["recall"], rb.get("masked", {}).get("recall", -1.0))
@@ -583,7 +560,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(command.strip(), rows, check, args.recbole_budget)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, SECTION, section)
 
 
 if __name__ == "__main__":
