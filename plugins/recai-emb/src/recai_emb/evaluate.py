@@ -1,0 +1,193 @@
+"""Per-task evaluation of text retrievers on RecLM-emb's held-out queries (``embedding.tasks.v1``).
+
+Evaluation queries are the ``"test"`` part of the task generators (:mod:`recai_emb.tasks`):
+history tasks target each sampled user's held-out test event, item-text tasks ask about held-out
+items. Every retriever answers every query over the whole catalog (``Query(text=...)``); the
+query's own history or seed item is removed from its list, which is then cut to ``k``. Per query:
+
+- **id tasks** (the query names one item): ``hit@k`` (= ``recall@k``: one relevant item) and
+  ``ndcg@k`` (``1 / log2(rank + 2)`` when found);
+- **condition tasks** (the query states a condition): ``coverage@k``, the fraction of the ``k``
+  listed items that meet the condition (a list shorter than ``k`` counts the gap as misses);
+- tasks of kind ``both`` get all three.
+
+Means come with 95% percentile bootstrap intervals over queries; the resamples are the same for
+every retriever (paired), seeded by the run's seed.
+
+>>> import numpy as np
+>>> mean, (lo, hi) = bootstrap_mean(np.array([0.0, 1.0, 1.0, 0.0]), 200, seed=0)
+>>> mean, bool(lo <= mean <= hi)
+(0.5, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import numpy as np
+from pydantic import Field
+
+from recai.errors import RecaiError
+from recai.roles import DatasetSource, Evaluator, Retriever
+from recai.runtime import RunContext
+from recai.types import Query, Report
+
+from .taskdata import TaskData
+from .tasks import RULE_TASKS, Example, generate, task_class
+
+__all__ = ["TaskEvaluator", "bootstrap_mean", "example_metrics", "evaluate_examples"]
+
+
+def bootstrap_mean(
+    values: np.ndarray, resamples: int, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """The mean of ``values`` and its 95% percentile bootstrap interval (``resamples`` draws)."""
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean()) if len(v) else float("nan")
+    if resamples <= 0 or len(v) < 2:
+        return mean, (mean, mean)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 256):
+        n = min(256, resamples - start)
+        idx = rng.integers(0, len(v), size=(n, len(v)))
+        means[start : start + n] = v[idx].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return mean, (float(lo), float(hi))
+
+
+def example_metrics(
+    example: Example, ranked: Sequence[int], data: TaskData, ks: Sequence[int]
+) -> dict[str, float]:
+    """The metric values of one answered query (``ranked``: item indices, best first, with the
+    query's excluded items already removed)."""
+    out: dict[str, float] = {}
+    ranked = [int(x) for x in ranked]
+    if example.kind in ("id", "both"):
+        rank = ranked.index(example.pos) if example.pos in ranked else None
+        for k in ks:
+            hit = rank is not None and rank < k
+            out[f"hit@{k}"] = float(hit)
+            out[f"ndcg@{k}"] = float(1.0 / np.log2(rank + 2)) if hit else 0.0
+    if example.kind in ("condition", "both") and example.condition is not None:
+        mask = example.condition.mask(data)
+        for k in ks:
+            top = ranked[:k]
+            out[f"coverage@{k}"] = float(mask[top].sum()) / k if top else 0.0
+    return out
+
+
+def evaluate_examples(
+    retriever: Retriever,
+    examples: Sequence[Example],
+    data: TaskData,
+    ks: Sequence[int] = (10,),
+    *,
+    batch: int = 256,
+) -> list[dict[str, float]]:
+    """Metric values of every example for one retriever (see the module docstring)."""
+    top = max(ks)
+    values: list[dict[str, float]] = []
+    for start in range(0, len(examples), batch):
+        chunk = examples[start : start + batch]
+        want = top + max((len(e.exclude) for e in chunk), default=0)
+        found = retriever.retrieve_batch([Query(text=e.query) for e in chunk], want)
+        for e, items in zip(chunk, found, strict=True):
+            banned = set(e.exclude)
+            ranked = [int(i) for i in items.ids if int(i) not in banned][:top]
+            values.append(example_metrics(e, ranked, data, ks))
+    return values
+
+
+class TaskEvaluator(Evaluator):
+    """Text retrievers on RecLM-emb's held-out task queries (``embedding.tasks.v1``).
+
+    Params: ``dataset``; ``retrievers`` (compared on the same queries); ``tasks`` (default: every
+    rule-made task); ``samples`` queries per task (fewer when the held-out part is smaller);
+    ``k``; ``bootstrap`` resamples (0: no intervals); ``item_holdout``/``holdout_seed`` (which
+    items are held out: a fine-tuned retriever must have been trained with the same, or the
+    evaluation refuses to run); ``max_history`` (titles in a history query); ``seed`` (of the
+    queries; default the run's).
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetSource,
+        retrievers: list[Retriever],
+        tasks: list[str] = list(RULE_TASKS),  # noqa: B006 - validated copy per instance
+        samples: Annotated[int, Field(ge=1)] = 300,
+        k: list[Annotated[int, Field(ge=1)]] = [10],  # noqa: B006
+        bootstrap: Annotated[int, Field(ge=0)] = 1000,
+        item_holdout: Annotated[float, Field(ge=0, lt=1)] = 0.2,
+        holdout_seed: int = 0,
+        max_history: Annotated[int, Field(ge=1)] = 10,
+        seed: int | None = None,
+    ) -> None:
+        for t in tasks:
+            task_class(t)
+        if not retrievers:
+            raise RecaiError("embedding.tasks.v1: name at least one retriever")
+        self.dataset = dataset
+        self.retrievers = list(retrievers)
+        self.tasks = list(tasks)
+        self.samples = int(samples)
+        self.k = sorted({int(x) for x in k})
+        self.bootstrap = int(bootstrap)
+        self.item_holdout = float(item_holdout)
+        self.holdout_seed = int(holdout_seed)
+        self.max_history = int(max_history)
+        self.seed = seed
+
+    def evaluate(self, ctx: RunContext) -> Report:
+        seed = ctx.seed if self.seed is None else int(self.seed)
+        data = TaskData.from_dataset(
+            self.dataset.dataset(),
+            item_holdout=self.item_holdout,
+            holdout_seed=self.holdout_seed,
+            max_history=self.max_history,
+        )
+        for r in self.retrievers:
+            ctx.fit(r, data.split)
+            trained = getattr(r, "heldout_key", None)
+            if callable(trained):
+                trained = trained()
+            if trained is not None and trained != data.heldout_key():
+                raise RecaiError(
+                    f"embedding.tasks.v1: {ctx.name_of(r)} was fine-tuned with other held-out "
+                    "items (item_holdout / holdout_seed differ): its scores would be leaked"
+                )
+        examples, made = generate(data, self.tasks, self.samples, part="test", seed=seed)
+        by_task = {t: [e for e in examples if e.task == t] for t in self.tasks}
+        metrics: dict[str, dict[str, float]] = {}
+        intervals: dict[str, dict[str, tuple[float, float]]] = {}
+        for r in self.retrievers:
+            name = ctx.name_of(r)
+            metrics[name], intervals[name] = {}, {}
+            for t, exs in ctx.progress(list(by_task.items()), desc=f"{name}: tasks"):
+                if not exs:
+                    continue
+                values = evaluate_examples(r, exs, data, self.k)
+                for m in values[0]:
+                    col = np.array([v[m] for v in values])
+                    mean, ci = bootstrap_mean(col, self.bootstrap, seed)
+                    metrics[name][f"{t}.{m}"] = mean
+                    if self.bootstrap:
+                        intervals[name][f"{t}.{m}"] = ci
+        info = {
+            "dataset": data.dataset.name,
+            "protocol": "RecLM-emb task queries on held-out targets: history tasks target each "
+            "user's leave-one-out test event (history = train + valid events); item-text tasks "
+            f"ask about {int(data.heldout.sum())} held-out items ({self.item_holdout:.0%}, "
+            f"seed {self.holdout_seed}); whole-catalog retrieval, query history/item removed; "
+            "hit/ndcg@k for id tasks, coverage@k (share of the top k meeting the condition) for "
+            "condition tasks; 95% percentile bootstrap over queries",
+            "split": data.split.describe(),
+            "samples": {t: len(v) for t, v in by_task.items()},
+            "generation": made,
+            "seed": seed,
+            "bootstrap": self.bootstrap,
+            "k": self.k,
+            "heldout_items": data.heldout_key(),
+        }
+        return Report("embedding.tasks.v1", metrics, info, intervals if self.bootstrap else {})
