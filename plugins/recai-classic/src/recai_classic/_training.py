@@ -26,15 +26,28 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from recai.data import Split
 from recai.errors import RecaiError
 
 if TYPE_CHECKING:
     import torch
+
+# Params shared by the trained models (BPR, SASRec): one definition, one description.
+Epochs = Annotated[int, Field(ge=1, description="most training epochs")]
+Patience = Annotated[
+    int, Field(ge=1, description="stop after this many epochs without improvement")
+]
+ValidMetric = Annotated[
+    Literal["ndcg", "recall"], Field(description="early-stopping metric on split.valid")
+]
+ValidK = Annotated[int, Field(ge=1, description="cut-off of the validation metric")]
+Device = Annotated[Literal["cpu", "cuda", "auto"], Field(description="where to train and score")]
+
 
 __all__ = [
     "require_torch",

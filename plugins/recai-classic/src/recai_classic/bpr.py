@@ -22,7 +22,7 @@ similarity of item embeddings).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field
@@ -40,7 +40,12 @@ from ._common import (
     top_similar,
 )
 from ._training import (
+    Device,
+    Epochs,
+    Patience,
     Validator,
+    ValidK,
+    ValidMetric,
     csr_histories,
     global_mean,
     join,
@@ -138,18 +143,12 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             float, Field(ge=0, description="L2 penalty on the embeddings each batch uses")
         ] = 1e-5,
         batch_size: Annotated[int, Field(ge=1, description="interactions per batch")] = 4096,
-        epochs: Annotated[int, Field(ge=1, description="most training epochs")] = 200,
-        patience: Annotated[
-            int, Field(ge=1, description="stop after this many epochs without improvement")
-        ] = 10,
-        valid_metric: Annotated[
-            Literal["ndcg", "recall"], Field(description="early-stopping metric on split.valid")
-        ] = "ndcg",
-        valid_k: Annotated[int, Field(ge=1, description="cut-off of the validation metric")] = 10,
+        epochs: Epochs = 200,
+        patience: Patience = 10,
+        valid_metric: ValidMetric = "ndcg",
+        valid_k: ValidK = 10,
         seed: Annotated[int, Field(description="seed of initialisation, shuffling, negatives")] = 0,
-        device: Annotated[
-            Literal["cpu", "cuda", "auto"], Field(description="where to train and score")
-        ] = "cpu",
+        device: Device = "cpu",
     ) -> None:
         self.factors = int(factors)
         self.lr = float(lr)

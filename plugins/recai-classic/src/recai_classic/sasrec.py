@@ -51,7 +51,12 @@ from ._common import (
     top_similar,
 )
 from ._training import (
+    Device,
+    Epochs,
+    Patience,
     Validator,
+    ValidK,
+    ValidMetric,
     csr_histories,
     global_mean,
     join,
@@ -203,18 +208,12 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 2e-3,
         weight_decay: Annotated[float, Field(ge=0, description="Adam L2 penalty")] = 0.0,
         batch_size: Annotated[int, Field(ge=1, description="training windows per batch")] = 64,
-        epochs: Annotated[int, Field(ge=1, description="most training epochs")] = 200,
-        patience: Annotated[
-            int, Field(ge=1, description="stop after this many epochs without improvement")
-        ] = 10,
-        valid_metric: Annotated[
-            Literal["ndcg", "recall"], Field(description="early-stopping metric on split.valid")
-        ] = "ndcg",
-        valid_k: Annotated[int, Field(ge=1, description="cut-off of the validation metric")] = 10,
+        epochs: Epochs = 200,
+        patience: Patience = 10,
+        valid_metric: ValidMetric = "ndcg",
+        valid_k: ValidK = 10,
         seed: Annotated[int, Field(description="seed of initialisation, shuffling, dropout")] = 0,
-        device: Annotated[
-            Literal["cpu", "cuda", "auto"], Field(description="where to train and score")
-        ] = "cpu",
+        device: Device = "cpu",
     ) -> None:
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
