@@ -3,7 +3,14 @@
 With ``n_i`` the number of training users of item ``i`` and ``c_ij`` the number who have both
 ``i`` and ``j``, the similarity is ``c_ij / (sqrt(n_i * n_j) + shrink)``. Each item keeps its
 ``neighbors`` most similar items (ties to the lower index). A user's score for item ``j`` is the
-sum of ``sim(i, j)`` over the distinct items ``i`` of their history.
+sum of ``sim(i, j)`` over the distinct items ``i`` of their history, where the pruning decides
+which pairs count (``prune_by``):
+
+- ``"history"`` (default): pair ``(i, j)`` counts when ``j`` is among ``i``'s neighbours — each
+  history item spreads its score to its own nearest items;
+- ``"candidate"``: pair ``(i, j)`` counts when ``i`` is among ``j``'s neighbours — each candidate
+  collects score only from its own nearest items (Deshpande & Karypis' item-based top-N, and
+  RecBole's ``ItemKNN``).
 
 **Public internals** (for explainers, knowledge prompters and soft filters):
 :attr:`ItemKNN.similarity` (the pruned CSR matrix), :meth:`ItemKNN.similarity_row` and
@@ -13,7 +20,7 @@ sum of ``sim(i, j)`` over the distinct items ``i`` of their history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -89,6 +96,13 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
         shrink: Annotated[
             float, Field(ge=0, description="added to the cosine's denominator; damps rare pairs")
         ] = 0.0,
+        prune_by: Annotated[
+            Literal["history", "candidate"],
+            Field(
+                description="whose neighbour lists decide which pairs score: each history "
+                "item's ('history') or each candidate item's ('candidate', RecBole's ItemKNN)"
+            ),
+        ] = "history",
     ) -> None:
         if neighbors < 1:
             raise ValueError(f"neighbors must be at least 1, got {neighbors}")
@@ -96,12 +110,16 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
             raise ValueError(f"shrink must not be negative, got {shrink}")
         self.neighbors = int(neighbors)
         self.shrink = float(shrink)
+        if prune_by not in ("history", "candidate"):
+            raise ValueError(f"prune_by must be 'history' or 'candidate', got {prune_by!r}")
+        self.prune_by = prune_by
         self.similarity: Any = None  # scipy.sparse CSR, n_items x n_items
+        self._weights: Any = None  # what a history row multiplies: similarity or its transpose
         self.user_items: Any = None  # training histories (binary CSR), for Query(user=...)
 
     # -- FittedState ------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
-        return {"neighbors": self.neighbors, "shrink": self.shrink}
+        return {"neighbors": self.neighbors, "shrink": self.shrink, "prune_by": self.prune_by}
 
     def state(self) -> dict[str, np.ndarray]:
         self.require_fitted()
@@ -125,6 +143,11 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
         self.user_items = sparse.csr_matrix(
             (np.ones(len(ui)), ui, arrays["user_indptr"]), shape=(len(arrays["user_indptr"]) - 1, n)
         )
+        self._set_weights()
+
+    def _set_weights(self) -> None:
+        w = self.similarity
+        self._weights = w if self.prune_by == "history" else w.T.tocsr()
 
     # -- learning ---------------------------------------------------------------------------------
     def fit(self, split: Split) -> None:
@@ -132,6 +155,7 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
         n_items = split.dataset.n_items
         self.user_items = history_matrix(train.histories(), n_items, self.component)
         self.similarity = cosine_neighbours(self.user_items, self.neighbors, self.shrink)
+        self._set_weights()
         self.remember(split)
 
     # -- Ranker -----------------------------------------------------------------------------------
@@ -145,16 +169,16 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
         n_items = self.require_fitted()
         h = history_matrix(histories, n_items, self.component)
         if items is None:
-            return (h @ self.similarity).toarray()
+            return (h @ self._weights).toarray()
         cand = np.asarray(items, dtype=np.int64)
         check_items(cand.reshape(-1), n_items, self.component)
         if cand.ndim == 1:
-            return (h @ self.similarity[:, cand]).toarray()
+            return (h @ self._weights[:, cand]).toarray()
         if cand.shape[0] != len(histories):
             raise ValueError(
                 f"per-user candidates have {cand.shape[0]} rows for {len(histories)} users"
             )
-        return np.take_along_axis((h @ self.similarity).toarray(), cand, axis=1)
+        return np.take_along_axis((h @ self._weights).toarray(), cand, axis=1)
 
     # -- public internals -------------------------------------------------------------------------
     def similarity_row(self, item: int) -> np.ndarray:
@@ -190,7 +214,7 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
     ) -> ItemList:
         n_items = self.require_fitted()
         seeds = self._seeds(query)
-        scores = (history_matrix([seeds], n_items, self.component) @ self.similarity).toarray()[0]
+        scores = (history_matrix([seeds], n_items, self.component) @ self._weights).toarray()[0]
         related = np.flatnonzero(scores > 0)
         if candidates is not None:
             pool = np.unique(as_index_array(candidates))
@@ -201,4 +225,7 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
 
     def __repr__(self) -> str:
         fitted = f"fitted on {self.n_items} items" if self.n_items is not None else "not fitted"
-        return f"ItemKNN(neighbors={self.neighbors}, shrink={self.shrink}, {fitted})"
+        return (
+            f"ItemKNN(neighbors={self.neighbors}, shrink={self.shrink}, "
+            f"prune_by={self.prune_by!r}, {fitted})"
+        )
