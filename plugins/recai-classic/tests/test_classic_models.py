@@ -39,6 +39,12 @@ class TestItemKNNRetriever(RetrieverContract):
     distribution = "recai-classic"
 
 
+class TestItemKNNCandidatePruningRanker(RankerContract):
+    name = "itemknn.v1"
+    params = {"neighbors": 3, "prune_by": "candidate"}
+    distribution = "recai-classic"
+
+
 # -- a tiny dataset whose similarities can be computed by hand -----------------------------------
 def tiny(n_items: int = 4) -> Dataset:
     # user 0: items 0 1 2; user 1: items 0 1; user 2: items 1 3
@@ -92,6 +98,30 @@ def test_itemknn_shrink_and_pruning():
     assert np.flatnonzero(w[2]).tolist() == [0]
 
 
+def test_itemknn_prune_by_candidate_scores_with_each_candidates_neighbours():
+    # neighbors=1: items 1 and 2 keep item 0 as their one neighbour, items 0 and 3 keep item 1
+    by_history = fit_all(ItemKNN(neighbors=1), tiny())
+    by_candidate = fit_all(ItemKNN(neighbors=1, prune_by="candidate"), tiny())
+    w = by_history.similarity.toarray()
+    np.testing.assert_array_equal(by_candidate.similarity.toarray(), w)  # same neighbour lists
+    hist = [np.array([0]), np.array([1, 3])]
+    np.testing.assert_allclose(by_history.score(hist), np.stack([w[0], w[1] + w[3]]))
+    np.testing.assert_allclose(by_candidate.score(hist), np.stack([w[:, 0], w[:, 1] + w[:, 3]]))
+    # a history of item 0: item 2 keeps 0 as its neighbour, so only pruning by candidate scores it
+    assert by_history.score(hist)[0, 2] == 0 and by_candidate.score(hist)[0, 2] > 0
+    np.testing.assert_allclose(
+        by_candidate.score(hist, np.array([[2, 3], [0, 2]])),
+        np.take_along_axis(by_candidate.score(hist), np.array([[2, 3], [0, 2]]), axis=1),
+    )
+    # items 1 and 2 both keep item 0 as their neighbour: 2 / sqrt(6) > 1 / sqrt(2)
+    assert by_candidate.retrieve(Query(items=ItemList([0])), 3).ids.tolist() == [1, 2]
+    # with every neighbour kept, both prunings are the same (cosine is symmetric)
+    full = [fit_all(ItemKNN(neighbors=10, prune_by=p), tiny()) for p in ("history", "candidate")]
+    np.testing.assert_allclose(full[0].score(hist), full[1].score(hist))
+    with pytest.raises(ValueError, match="prune_by must be"):
+        ItemKNN(prune_by="both")
+
+
 def test_pruning_breaks_ties_by_lower_index():
     x = np.array([[1, 1, 1, 1]])  # every pair co-occurs once: all similarities equal
     w = cosine_neighbours(x, neighbors=2).toarray()
@@ -123,7 +153,14 @@ def test_unfitted_model_says_so():
 
 
 # -- save / load -------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [Popularity, lambda: ItemKNN(neighbors=5, shrink=2.0)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        Popularity,
+        lambda: ItemKNN(neighbors=5, shrink=2.0),
+        lambda: ItemKNN(neighbors=3, prune_by="candidate"),
+    ],
+)
 def test_save_load_round_trip(make, tmp_path, tiny_split):
     model = make()
     model.fit(tiny_split)
