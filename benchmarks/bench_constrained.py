@@ -20,7 +20,10 @@ Two tasks:
   non-empty line, with list markers (``1.``, ``-``, ``*``) and quotes stripped.
 
 Grounding is an exact title match. Out of catalog = items that are no catalog title / items;
-repeated = items named twice in one reply. tokens/s = generated tokens (end-of-sequence
+repeated = items named twice in one reply; from history = items among the user's own liked films
+(the constrained runs exclude them, per conversation, with ``CatalogConstraint.excluding``).
+A reply cut by ``--max-tokens`` (finish reason ``length``) is not charged for its cut-off last
+item: an open span or a last line without its newline counts as unfinished, not as an item. tokens/s = generated tokens (end-of-sequence
 included) / wall time of ``chat_batch``; constrained and unconstrained runs alternate,
 ``--repeats`` times after a warm-up, and the table shows medians. The time spent inside the
 constraint's processor is measured as well (the constraint's own cost, independent of how long
@@ -99,26 +102,33 @@ def conversations(titles: list[str], histories: list[list[int]]) -> dict[str, li
     return {"span": span, "list": lst}
 
 
-def items_of(task: str, text: str) -> tuple[list[str], bool]:
-    """The item strings of a reply and whether a span was left unfinished."""
+def items_of(task: str, text: str, cut: bool) -> tuple[list[str], bool]:
+    """The item strings of a reply and whether its last item was left unfinished (``cut``: the
+    reply ran out of ``max_tokens``, so a last line without its newline is a title's start)."""
     if task == "span":
         found = re.findall(r"<item>(.*?)</item>", text, flags=re.DOTALL)
         rest = re.sub(r"<item>.*?</item>", "", text, flags=re.DOTALL)
         return found, "<item>" in rest
+    lines = text.split("\n")
+    unfinished = cut and not text.endswith("\n") and bool(lines[-1].strip())
+    if unfinished:
+        lines = lines[:-1]
     out = []
-    for line in text.split("\n"):
+    for line in lines:
         line = MARKER.sub("", line).strip().strip('"').strip()
         if line:
             out.append(line)
-    return out, False
+    return out, unfinished
 
 
-def grounding(task: str, texts: list[str], catalog: set[str]) -> dict[str, Any]:
-    items = unknown = repeated = unfinished = 0
+def grounding(
+    task: str, done: list[Any], catalog: set[str], histories: list[set[str]]
+) -> dict[str, Any]:
+    items = unknown = repeated = unfinished = from_history = 0
     examples: list[str] = []
-    for text in texts:
-        found, open_span = items_of(task, text)
-        unfinished += open_span
+    for completion, history in zip(done, histories, strict=True):
+        found, open_item = items_of(task, completion.text, completion.finish_reason == "length")
+        unfinished += open_item
         seen: set[str] = set()
         for s in found:
             items += 1
@@ -128,11 +138,14 @@ def grounding(task: str, texts: list[str], catalog: set[str]) -> dict[str, Any]:
                     examples.append(s)
             elif s in seen:
                 repeated += 1
+            elif s in history:
+                from_history += 1
             seen.add(s)
     return {
         "items": items,
         "out_of_catalog": unknown,
         "repeated": repeated,
+        "from_history": from_history,
         "unfinished": unfinished,
         "ooc_rate": unknown / items if items else 0.0,
         "examples": examples,
@@ -203,6 +216,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     histories = users_and_histories(dataset, args.users, args.history)
     convs = conversations(titles, histories)
     in_catalog = set(titles)
+    liked = [{titles[i] for i in h} for h in histories]
     result["users"] = len(histories)
     result["tasks"] = []
     for task in ("span", "list"):
@@ -210,7 +224,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             constraint = CatalogConstraint.from_catalog(catalog, mode="span")
         else:
             constraint = CatalogConstraint.from_catalog(catalog, mode="list", n_items=5)
-        timed = Timed(constraint)
+        timed = Timed(constraint.excluding(histories))  # never the user's own films
 
         def run(kind: str, _task: str = task, _timed: Timed = timed) -> tuple[float, list[Any]]:
             procs = [_timed] if kind == "constrained" else []
@@ -238,7 +252,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {"task": task}
         for kind in ("constrained", "unconstrained"):
             done = last[kind]
-            row[kind] = grounding(task, [c.text for c in done], in_catalog)
+            row[kind] = grounding(task, done, in_catalog, liked)
             row[kind]["seconds"] = statistics.median(times[kind])
             row[kind]["all_seconds"] = times[kind]
             row[kind]["tokens"] = sum(c.usage.completion_tokens for c in done)
@@ -267,9 +281,9 @@ def report(command: str, r: dict[str, Any], loads: str, args: argparse.Namespace
         f"SmolLM2-135M-Instruct (embedded) through `hf.v1` on CPU, {r['threads']} torch "
         f"thread(s). Load average (1, 5, 15 min) at the start: {loads}.",
         "",
-        "| task | decoding | items | out of catalog | repeated | unfinished | tokens | "
-        "seconds | tokens/s | ratio | in processor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| task | decoding | items | out of catalog | repeated | from history | unfinished "
+        "| tokens | seconds | tokens/s | ratio | in processor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for t in r["tasks"]:
         for kind in ("unconstrained", "constrained"):
@@ -278,7 +292,8 @@ def report(command: str, r: dict[str, Any], loads: str, args: argparse.Namespace
             share = f"{t['processor_share']:.1%}" if kind == "constrained" else ""
             lines.append(
                 f"| {t['task']} | {kind} | {k['items']} | {k['out_of_catalog']} "
-                f"({k['ooc_rate']:.1%}) | {k['repeated']} | {k['unfinished']} | {k['tokens']} | "
+                f"({k['ooc_rate']:.1%}) | {k['repeated']} | {k['from_history']} | "
+                f"{k['unfinished']} | {k['tokens']} | "
                 f"{k['seconds']:.2f} | {k['tps']:.1f} | {ratio} | {share} |"
             )
     lines += ["", "Out-of-catalog examples without the constraint: "]
@@ -308,7 +323,10 @@ def report(command: str, r: dict[str, Any], loads: str, args: argparse.Namespace
         "to build (once per tokenizer and opener, kept in memory). *compile* includes tokenizing "
         "every title in context; *from disk* reads the cached `.npz` (memory cache cleared). "
         "*in processor*: share of the constrained wall time spent inside the constraint. "
-        "*unfinished*: a span still open when `max_tokens` ran out (not counted as an item). "
+        "*unfinished*: a span still open, or a last list line without its newline, when "
+        "`max_tokens` ran out (not counted as an item). *from history*: catalog items the user "
+        "had listed as liked (the constrained runs exclude each user's films per conversation "
+        "with `CatalogConstraint.excluding`). "
         "tokens/s compares different replies (the constrained ones have other lengths); the "
         "processor share is the constraint's own cost.",
         f"Bar: 0% out of catalog with the constraint ({ooc} found) and constrained tokens/s >= "

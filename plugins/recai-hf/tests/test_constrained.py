@@ -276,6 +276,64 @@ def test_repeats_allowed_when_asked():
     assert text_of(tok, row) == "Heat\nHeat\nHeat\n"
 
 
+def test_excluded_titles_are_never_named_per_conversation():
+    tok = ToyTokenizer(TOY)
+    base = CatalogConstraint(TITLES, mode="list", n_items=2)
+    # conversation 0 excludes Heat and Jaws, 1 excludes "Up" (index 4: the same path as index 1)
+    c = base.excluding([[0, 3], [4]])
+    assert base.exclude is None and c.compile(tok) is base.compile(tok)  # shares the trie
+    ctx = GenerationContext(
+        tokenizer=tok,
+        prompt_length=3,
+        batch_size=4,
+        rows=(0, 1, 0, 1),  # two sequences per conversation
+        eos_token_ids=(EOS,),
+        pad_token_id=EOS,
+        vocab_size=len(tok),
+    )
+    seen: list[set[str]] = [set(), set()]
+    for seed in range(15):
+        rows = run(c.bind(ctx), 4, len(tok), 30, seed)
+        for r, row in enumerate(rows):
+            parsed = c.parse(text_of(tok, row))
+            assert parsed.unknown == [] and len(parsed.items) == 2
+            seen[ctx.rows[r]] |= set(parsed.titles)
+    assert seen[0] == {"Up", "Heat 2"}  # all that is left for conversation 0
+    assert seen[1] == {"Heat", "Heat 2", "Jaws"}
+    # one flat list applies to every row; excluding all but one title ends after it
+    one = CatalogConstraint(TITLES, mode="list", n_items=3, exclude=[0, 1, 2])
+    proc = one.bind(context(tok, 2))
+    for row in run(proc, 2, len(tok), 20, seed=1):
+        assert one.parse(text_of(tok, row)).titles == ["Jaws"]
+    assert proc.stats["exhausted"] == 2
+    # exclusion holds without no_repeat too (repeats of the allowed titles stay possible)
+    rep = CatalogConstraint(["Heat", "Up"], mode="list", n_items=3, no_repeat=False, exclude=[0])
+    (row,) = run(rep.bind(context(tok, 1)), 1, len(tok), 20, seed=0)
+    assert text_of(tok, row) == "Up\nUp\nUp\n"
+    # span mode: excluded titles cannot appear inside a span
+    span = CatalogConstraint(TITLES, open="<i>", close="</i>", exclude=[1, 2, 3])
+    bias = torch.zeros(len(tok))
+    bias[[TOY["<i>"], TOY["<"], TOY["i>"]]] = 1.5
+    named = set()
+    for seed in range(10):
+        for row in run(span.bind(context(tok, 3)), 3, len(tok), 40, seed, bias=bias):
+            named |= set(span.parse(text_of(tok, row)).titles)
+    assert named == {"Heat"}
+
+
+def test_bad_exclusions_are_refused():
+    tok = ToyTokenizer(TOY)
+    with pytest.raises(RecaiError, match="title index 9, outside 0..4"):
+        CatalogConstraint(TITLES, exclude=[1, 9])
+    with pytest.raises(RecaiError, match=r"outside 0..4 \(conversation 1\)"):
+        CatalogConstraint(TITLES).excluding([[1], [-1]])
+    with pytest.raises(RecaiError, match="integers"):
+        CatalogConstraint(TITLES, exclude=[["Heat"]])
+    c = CatalogConstraint(TITLES, mode="list").excluding([[0], [1]])
+    with pytest.raises(RecaiError, match="2 lists .* conversation 2"):
+        c.bind(context(tok, 3))
+
+
 def test_tokens_are_caught_up_when_the_processor_missed_steps():
     tok = ToyTokenizer(TOY)
     c = CatalogConstraint(TITLES, open="<i>", close="</i>")
@@ -431,8 +489,9 @@ def test_real_model_recommends_n_distinct_catalog_items(real):
         Message.system("You recommend movies. Answer with movie titles, one per line."),
         Message.user(f"I liked {_history(catalog, [0, 94, 421])}. Recommend 6 movies."),
     ]
-    rec = recommend_constrained(llm, msgs, catalog, 6, temperature=0)
+    rec = recommend_constrained(llm, msgs, catalog, 6, temperature=0, exclude=[0, 94, 421])
     assert len(rec.items) == 6 and len(set(rec.items)) == 6
+    assert not {0, 94, 421} & set(rec.items)  # the liked movies are not recommended back
     assert rec.completion.finish_reason == "stop"
     assert rec.parse.unknown == [] and rec.parse.repeated == []
     assert rec.titles == [catalog.titles[i] for i in rec.items]
@@ -443,6 +502,18 @@ def test_real_model_recommends_n_distinct_catalog_items(real):
     text = llm.chat(msgs, max_tokens=400, temperature=1.0, seed=1, logits_processors=[c]).text
     parsed = c.parse(text)
     assert sorted(parsed.items) == list(range(len(sample)))  # every title once, none twice
+    # a batch with one exclusion list per conversation (rows are reordered by prompt length)
+    longer = [msgs[0], Message.user(msgs[1].content + " Thank you very much for the help!")]
+    drop = [[0, 1, 2], [5, 6]]
+    per_conv = [
+        CatalogConstraint(sample, mode="list", n_items=len(sample) - len(d)).excluding([d])
+        for d in drop
+    ]
+    shared = CatalogConstraint(sample, mode="list").excluding(drop)
+    replies = llm.chat_batch([longer, msgs], max_tokens=400, logits_processors=[shared])
+    for reply, d, own in zip(replies, drop, per_conv, strict=True):
+        got = own.parse(reply.text).items
+        assert got and not set(d) & set(got), (d, got)
 
 
 PLAN = {

@@ -90,6 +90,24 @@ class OpenAIEncoder(Encoder):
     def __repr__(self) -> str:
         return f"OpenAIEncoder(model={self.model!r}, base_url={self.base_url!r})"
 
+    def close(self) -> None:
+        """Close the HTTP connection pool of this encoder's client."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIEncoder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # interpreter shutdown: nothing left to close
+                pass
+
     def _request(self, batch: list[str]) -> np.ndarray:
         kw: dict[str, Any] = {"model": self.model, "input": batch, "encoding_format": "float"}
         if self.dimensions is not None:

@@ -39,6 +39,7 @@ Three pieces:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -562,8 +563,10 @@ class CatalogConstraint:
     ``mode="span"``: free text; after ``open`` only a title then ``close`` can follow.
     ``mode="list"``: the reply is titles, each followed by ``separator``, nothing else; exactly
     ``n_items`` of them when given (then end of sequence), otherwise the model may stop after
-    any complete item. ``no_repeat``: a title is named at most once per reply. ``cache_dir``:
-    keep compiled tries on disk as well as in memory.
+    any complete item. ``no_repeat``: a title is named at most once per reply. ``exclude``:
+    titles never to name (indices into ``titles``; e.g. the user's history), one list for every
+    conversation, or one list per conversation of the ``chat_batch`` call (see
+    :meth:`excluding`). ``cache_dir``: keep compiled tries on disk as well as in memory.
 
     Use it as ``llm.chat(messages, logits_processors=[constraint])``, then
     ``constraint.parse(text)`` (or :func:`recommend_constrained` for both). ``constraint.bound``
@@ -582,6 +585,7 @@ class CatalogConstraint:
         separator: str = "\n",
         n_items: int | None = None,
         no_repeat: bool = True,
+        exclude: Sequence[int] | Sequence[Sequence[int]] | None = None,
         cache_dir: str | Path | None = None,
     ):
         if mode not in ("span", "list"):
@@ -604,6 +608,50 @@ class CatalogConstraint:
         self.bound: list[ItemSpanProcessor] = []
         self._index: dict[str, int] | None = None
         self._tries: dict[int, tuple[Any, TokenTrie]] = {}
+        self.exclude = self._check_exclude(exclude)
+
+    def _check_exclude(
+        self, exclude: Sequence[int] | Sequence[Sequence[int]] | None
+    ) -> list[np.ndarray] | None:
+        """``exclude`` as one array per conversation (a single array: the same for all)."""
+        if exclude is None:
+            return None
+        rows = list(exclude)
+        flat = all(np.ndim(r) == 0 for r in rows)
+        if flat:
+            rows = [rows]
+        out = []
+        n = len(self.titles)
+        for k, r in enumerate(rows):
+            try:
+                a = np.asarray(r, dtype=np.int64).reshape(-1)
+            except (TypeError, ValueError):
+                raise RecaiError(
+                    f"exclude must hold title indices (integers), got {r!r}"
+                    + ("" if flat else f" for conversation {k}")
+                ) from None
+            bad = a[(a < 0) | (a >= n)]
+            if len(bad):
+                raise RecaiError(
+                    f"exclude names title index {int(bad[0])}, outside 0..{n - 1}"
+                    + ("" if flat else f" (conversation {k})")
+                )
+            out.append(a)
+        return out
+
+    def excluding(self, exclude: Sequence[int] | Sequence[Sequence[int]]) -> CatalogConstraint:
+        """This constraint, banning ``exclude`` as well: a list of title indices (every
+        conversation) or one such list per conversation of the next call. Shares the compiled
+        tries, so it costs nothing to make one per request.
+
+        >>> c = CatalogConstraint(["Heat (1995)", "Up (2009)"], mode="list")
+        >>> [a.tolist() for a in c.excluding([[0], [1]]).exclude]
+        [[0], [1]]
+        """
+        other = copy.copy(self)
+        other.bound = []
+        other.exclude = self._check_exclude(exclude)
+        return other
 
     @classmethod
     def from_catalog(cls, catalog: Any, **options: Any) -> CatalogConstraint:
@@ -611,7 +659,8 @@ class CatalogConstraint:
         return cls(list(catalog.titles), ids=list(catalog.ids), **options)
 
     def __repr__(self) -> str:
-        return f"CatalogConstraint({len(self.titles)} titles, mode={self.mode!r})"
+        excl = f", exclude={len(self.exclude)} list(s)" if self.exclude is not None else ""
+        return f"CatalogConstraint({len(self.titles)} titles, mode={self.mode!r}{excl})"
 
     @property
     def _prefix_suffix(self) -> tuple[str, str]:
@@ -755,7 +804,15 @@ class ItemSpanProcessor:
         self.node = torch.full((b,), start, dtype=torch.long, device=dev)
         self.state = torch.zeros(b, dtype=torch.long, device=dev)
         self.count = torch.zeros(b, dtype=torch.long, device=dev)
-        self.used = torch.full((b, 4), -1, dtype=torch.long, device=dev)
+        # paths a row may not take (left-aligned, -1 after): the excluded ones, then with
+        # no_repeat the ones it named; ``fill`` counts them
+        banned = _banned_paths(owner, trie, context)
+        width = max(4, max((len(x) for x in banned), default=0))
+        used = np.full((b, width), -1, dtype=np.int64)
+        for r, x in enumerate(banned):
+            used[r, : len(x)] = x
+        self.used = t(used)
+        self.fill = t(np.array([len(x) for x in banned] or [0] * b, dtype=np.int64))
         self.finished = torch.zeros(b, dtype=torch.bool, device=dev)
         self.seen = 0
         self.stats = {"items": 0, "broken": 0, "exhausted": 0}
@@ -779,17 +836,19 @@ class ItemSpanProcessor:
             done = in_span & (leaf >= 0)
             if bool(done.any()):
                 rows = torch.nonzero(done).squeeze(1)
-                need = int(self.count[rows].max()) + 1
-                if need > self.used.shape[1]:
-                    grow = torch.full(
-                        (self.used.shape[0], max(need, 2 * self.used.shape[1])),
-                        -1,
-                        dtype=torch.long,
-                        device=self.device,
-                    )
-                    grow[:, : self.used.shape[1]] = self.used
-                    self.used = grow
-                self.used[rows, self.count[rows]] = leaf[rows]
+                if self.no_repeat:  # remember the path so that no later step offers it
+                    need = int(self.fill[rows].max()) + 1
+                    if need > self.used.shape[1]:
+                        grow = torch.full(
+                            (self.used.shape[0], max(need, 2 * self.used.shape[1])),
+                            -1,
+                            dtype=torch.long,
+                            device=self.device,
+                        )
+                        grow[:, : self.used.shape[1]] = self.used
+                        self.used = grow
+                    self.used[rows, self.fill[rows]] = leaf[rows]
+                    self.fill[rows] += 1
                 self.count[rows] += 1
                 self.stats["items"] += int(rows.numel())
             after = 0 if self.list_mode else -1
@@ -853,7 +912,7 @@ class ItemSpanProcessor:
         )
         edges = torch.arange(total, device=self.device) + offset
         tokens = self.edge_token[edges]
-        if self.no_repeat and bool((self.count[rows] > 0).any()):
+        if bool((self.fill[rows] > 0).any()):
             children = self.edge_child[edges]
             lo, hi = self.node_lo[children], self.node_hi[children]
             used = self.used[row_of]
@@ -875,6 +934,33 @@ class ItemSpanProcessor:
         masked = out.index_fill(0, rows, neg)  # whole rows at once: much faster than a mask
         masked[row_of, tokens] = scores[row_of, tokens]
         return masked
+
+
+def _banned_paths(
+    owner: CatalogConstraint, trie: TokenTrie, context: GenerationContext
+) -> list[np.ndarray]:
+    """Per generated row, the trie paths of the titles its conversation excludes."""
+    b = context.batch_size
+    if owner.exclude is None:
+        return [np.zeros(0, dtype=np.int64)] * b
+    path_of = np.full(len(owner.titles), -1, dtype=np.int64)
+    path_of[trie.leaf_items] = np.repeat(np.arange(trie.n_paths), np.diff(trie.leaf_start))
+    lists = owner.exclude
+    out = []
+    for r in range(b):
+        conv = context.rows[r] if r < len(context.rows) else r
+        if len(lists) == 1:
+            x = lists[0]
+        elif conv < len(lists):
+            x = lists[conv]
+        else:
+            raise RecaiError(
+                f"exclude has {len(lists)} lists (one per conversation), but the call has "
+                f"conversation {conv}"
+            )
+        p = path_of[x]
+        out.append(np.unique(p[p >= 0]))  # empty titles have no path
+    return out
 
 
 # -- convenience ----------------------------------------------------------------------------------
@@ -900,6 +986,7 @@ def recommend_constrained(
     max_tokens: int | None = None,
     temperature: float | None = None,
     seed: int | None = None,
+    exclude: Sequence[int] | None = None,
     cache_dir: str | Path | None = None,
 ) -> Recommendation:
     """``n`` distinct catalog titles for a conversation, generated under the catalog constraint.
@@ -907,16 +994,27 @@ def recommend_constrained(
     ``catalog`` is a :class:`recai.data.Catalog` (grounded to its ids) or a list of titles
     (grounded to indices). The reply is ``n`` titles, each followed by ``separator``;
     ``max_tokens`` defaults to ``n`` times the longest title path, enough to always finish.
-    ``backend`` must accept ``logits_processors`` (``hf.v1`` does). Pass the same
+    ``exclude``: items never to recommend (indices into the catalog or the title list, e.g.
+    the user's history). ``backend`` must accept ``logits_processors`` (``hf.v1`` does). Pass the same
     :class:`CatalogConstraint` repeatedly (use the class directly) to skip even the cache lookup.
     """
     if hasattr(catalog, "titles") and hasattr(catalog, "ids"):
         constraint = CatalogConstraint.from_catalog(
-            catalog, mode="list", separator=separator, n_items=n, cache_dir=cache_dir
+            catalog,
+            mode="list",
+            separator=separator,
+            n_items=n,
+            exclude=exclude,
+            cache_dir=cache_dir,
         )
     else:
         constraint = CatalogConstraint(
-            list(catalog), mode="list", separator=separator, n_items=n, cache_dir=cache_dir
+            list(catalog),
+            mode="list",
+            separator=separator,
+            n_items=n,
+            exclude=exclude,
+            cache_dir=cache_dir,
         )
     if "logits_processors" not in getattr(backend, "capabilities", ()):
         raise RecaiError(
