@@ -127,3 +127,34 @@ class TestTasksEvaluatorContract(EvaluatorContract):
         return entry.build(
             {"dataset": dataset_source, "retrievers": [base], "samples": 5, "bootstrap": 20}
         )
+
+
+def test_tasks_evaluator_compares_later_retrievers_with_the_first(tiny_dir, tmp_path):
+    from recai.runtime import RunContext
+
+    data = recai.create("dataset", "synthetic.v1", n_users=40, n_items=30, seed=1)
+    make = lambda **kw: recai.create(  # noqa: E731
+        "retriever", "embedding.v1", model=str(tiny_dir), cache_dir=str(tmp_path), **kw
+    )
+    evaluator = recai.create(
+        "evaluator",
+        "embedding.tasks.v1",
+        dataset=data,
+        retrievers=[make(), make(query_prefix="find: ")],
+        tasks=["uh2i", "na2i"],
+        samples=8,
+        bootstrap=200,
+        max_history=5,
+    )
+    ctx = RunContext(tmp_path / "run", progress=False)
+    report = evaluator.evaluate(ctx)
+    (first, second), (pair,) = list(report.metrics), list(report.info["comparisons"])
+    assert (first, second) == ("EmbeddingRetriever", "EmbeddingRetriever#2")
+    assert pair == f"{second} vs {first}"
+    deltas = report.info["comparisons"][pair]
+    assert set(deltas) == set(report.metrics[first])
+    for key, d in deltas.items():
+        assert d["delta"] == pytest.approx(report.metrics[second][key] - report.metrics[first][key])
+        assert d["low"] <= d["delta"] <= d["high"] and 0 < d["p"] <= 1
+        lo, hi = report.intervals[first][key]
+        assert lo <= report.metrics[first][key] <= hi

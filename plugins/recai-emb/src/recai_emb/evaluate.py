@@ -11,8 +11,12 @@ query's own history or seed item is removed from its list, which is then cut to 
   listed items that meet the condition (a list shorter than ``k`` counts the gap as misses);
 - tasks of kind ``both`` get all three.
 
-Means come with 95% percentile bootstrap intervals over queries; the resamples are the same for
-every retriever (paired), seeded by the run's seed.
+Means come with 95% percentile bootstrap intervals over queries, computed with recai-eval's
+:func:`recai_eval.metrics.bootstrap_intervals`; the resamples are the same for every retriever
+(paired), seeded by the run's seed. With several retrievers, each one after the first is also
+compared with the first by :func:`recai_eval.metrics.paired_bootstrap` (the mean difference per
+task metric, its interval and a two-sided p-value) under ``info["comparisons"]`` — base model
+first, fine-tuned after gives "before and after fine-tuning" directly.
 
 >>> import numpy as np
 >>> mean, (lo, hi) = bootstrap_mean(np.array([0.0, 1.0, 1.0, 0.0]), 200, seed=0)
@@ -42,19 +46,16 @@ __all__ = ["TaskEvaluator", "bootstrap_mean", "example_metrics", "evaluate_examp
 def bootstrap_mean(
     values: np.ndarray, resamples: int, seed: int = 0
 ) -> tuple[float, tuple[float, float]]:
-    """The mean of ``values`` and its 95% percentile bootstrap interval (``resamples`` draws)."""
+    """The mean of ``values`` and its 95% percentile bootstrap interval (``resamples`` draws,
+    recai-eval's :func:`~recai_eval.metrics.bootstrap_intervals`)."""
+    from recai_eval.metrics import bootstrap_intervals
+
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean()) if len(v) else float("nan")
     if resamples <= 0 or len(v) < 2:
         return mean, (mean, mean)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 256):
-        n = min(256, resamples - start)
-        idx = rng.integers(0, len(v), size=(n, len(v)))
-        means[start : start + n] = v[idx].mean(1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return mean, (float(lo), float(hi))
+    lo, hi = bootstrap_intervals(v, resamples, seed)
+    return mean, (float(lo[0]), float(hi[0]))
 
 
 def example_metrics(
@@ -159,21 +160,57 @@ class TaskEvaluator(Evaluator):
                 )
         examples, made = generate(data, self.tasks, self.samples, part="test", seed=seed)
         by_task = {t: [e for e in examples if e.task == t] for t in self.tasks}
+        from recai_eval.metrics import bootstrap_intervals, paired_bootstrap
+
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}
-        for r in self.retrievers:
-            name = ctx.name_of(r)
-            metrics[name], intervals[name] = {}, {}
+        columns: dict[str, dict[str, np.ndarray]] = {}  # per retriever: "task.metric" -> values
+        from recai_eval.ranking import unique_names
+
+        for r, name in zip(
+            self.retrievers, unique_names([ctx.name_of(r) for r in self.retrievers]), strict=True
+        ):
+            metrics[name], intervals[name], columns[name] = {}, {}, {}
             for t, exs in ctx.progress(list(by_task.items()), desc=f"{name}: tasks"):
                 if not exs:
                     continue
                 values = evaluate_examples(r, exs, data, self.k)
-                for m in values[0]:
-                    col = np.array([v[m] for v in values])
-                    mean, ci = bootstrap_mean(col, self.bootstrap, seed)
-                    metrics[name][f"{t}.{m}"] = mean
+                names = list(values[0])
+                table = np.array([[v[m] for m in names] for v in values], dtype=np.float64)
+                if self.bootstrap and len(table) >= 2:
+                    low, high = bootstrap_intervals(table, self.bootstrap, seed)
+                for j, m in enumerate(names):
+                    key = f"{t}.{m}"
+                    columns[name][key] = table[:, j]
+                    metrics[name][key] = float(table[:, j].mean())
                     if self.bootstrap:
-                        intervals[name][f"{t}.{m}"] = ci
+                        mean = metrics[name][key]
+                        intervals[name][key] = (
+                            (float(low[j]), float(high[j])) if len(table) >= 2 else (mean, mean)
+                        )
+        comparisons: dict[str, dict[str, dict[str, float]]] = {}
+        names = list(columns)
+        if self.bootstrap and len(names) > 1:
+            base = names[0]
+            for other in names[1:]:
+                pair: dict[str, dict[str, float]] = {}
+                for t in self.tasks:  # one paired bootstrap per task: its queries are the rows
+                    keys = [
+                        k for k in columns[base] if k.startswith(f"{t}.") and k in columns[other]
+                    ]
+                    if not keys:
+                        continue
+                    a = np.stack([columns[base][k] for k in keys], axis=1)
+                    b = np.stack([columns[other][k] for k in keys], axis=1)
+                    res = paired_bootstrap(a, b, self.bootstrap, seed)
+                    for j, k in enumerate(keys):
+                        pair[k] = {
+                            "delta": float(res["delta"][j]),
+                            "low": float(res["low"][j]),
+                            "high": float(res["high"][j]),
+                            "p": float(res["p"][j]),
+                        }
+                comparisons[f"{other} vs {base}"] = pair
         info = {
             "dataset": data.dataset.name,
             "protocol": "RecLM-emb task queries on held-out targets: history tasks target each "
@@ -189,5 +226,6 @@ class TaskEvaluator(Evaluator):
             "bootstrap": self.bootstrap,
             "k": self.k,
             "heldout_items": data.heldout_key(),
+            "comparisons": comparisons,
         }
         return Report("embedding.tasks.v1", metrics, info, intervals if self.bootstrap else {})

@@ -14,6 +14,7 @@ The ``openai`` package is imported when an encoder is built.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -103,10 +104,8 @@ class OpenAIEncoder(Encoder):
     def __del__(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # at interpreter shutdown: nothing to close
                 client.close()
-            except Exception:  # interpreter shutdown: nothing left to close
-                pass
 
     def _request(self, batch: list[str]) -> np.ndarray:
         kw: dict[str, Any] = {"model": self.model, "input": batch, "encoding_format": "float"}

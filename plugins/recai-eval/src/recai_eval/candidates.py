@@ -23,7 +23,7 @@ from recai.types import ItemList, Query, Report
 
 from .metrics import ACCURACY, MISSED, bootstrap_intervals, metric_name, metric_values
 from .outputs import write_outputs
-from .ranking import LEVEL, RankingEvaluator, SplitName, _unique_names, evaluation_cases
+from .ranking import LEVEL, RankingEvaluator, SplitName, evaluation_cases, unique_names
 
 __all__ = ["CandidateRankingEvaluator", "chance_values", "candidate_ranks"]
 
@@ -211,7 +211,7 @@ class CandidateRankingEvaluator(recai.Evaluator):
         histories = [cases.histories[i] for i in where.tolist()]
 
         stage = ctx.name_of(self)
-        names = _unique_names([ctx.name_of(m) for m in self.models])
+        names = unique_names([ctx.name_of(m) for m in self.models])
         columns = [metric_name(m, k) for m in self.metrics for k in self.k]
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}

@@ -324,7 +324,7 @@ class RankingEvaluator(recai.Evaluator):
         n_items = data.n_items
         item_counts = np.bincount(split.train.items, minlength=n_items)
         stage = ctx.name_of(self)
-        names = _unique_names([ctx.name_of(m) for m in self.models])
+        names = unique_names([ctx.name_of(m) for m in self.models])
         every, per_user_columns = self.columns()
         batch = users_per_batch(n_items, self.memory_mb, self.batch_size)
 
@@ -577,8 +577,12 @@ def _concat(a: Interactions, b: Interactions) -> Interactions:
     )
 
 
-def _unique_names(names: list[str]) -> list[str]:
-    """Report rows need distinct keys: a repeated name gets ``#2``, ``#3``, ..."""
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Report rows need distinct keys: a repeated name gets ``#2``, ``#3``, ...
+
+    >>> unique_names(["bpr", "bpr", "ease", "bpr"])
+    ['bpr', 'bpr#2', 'ease', 'bpr#3']
+    """
     seen: dict[str, int] = {}
     out = []
     for name in names:

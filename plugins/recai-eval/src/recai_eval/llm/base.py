@@ -31,6 +31,7 @@ from recai.roles import describe_component
 from recai.runtime import RunContext, atomic_write_text
 from recai.types import Message, Report
 
+from ..ranking import unique_names
 from .cache import AnswerCache
 from .parsing import DEFAULT_THRESHOLD
 from .prompts import check_fields, check_template, item_text
@@ -183,16 +184,6 @@ def sample_cases(
             raise AssertionError(f"user {u}: held-out item {t} is not the last of the history")
         cases.append(Case(s, u, t, full[:-1]))
     return cases, counts
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Report rows need distinct keys: a repeated name gets ``#2``, ``#3``, ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return out
 
 
 def _slug(name: str) -> str:
