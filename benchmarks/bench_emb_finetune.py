@@ -156,9 +156,11 @@ def section(report, ranking, facts, config, made, args, train_s, eval_s) -> list
         "about held-out items never seen in training), k = 10, 95% bootstrap intervals over "
         "queries (`embedding.tasks.v1`):",
         "",
-        "| task | metric | base MiniLM | fine-tuned | Δ | intervals apart |",
-        "|---|---|---:|---:|---:|:---:|",
+        "| task | metric | base MiniLM | fine-tuned | Δ | paired Δ 95% interval (p) "
+        "| intervals apart |",
+        "|---|---|---:|---:|---:|---|:---:|",
     ]
+    paired = report.info.get("comparisons", {}).get("minilm-finetuned vs minilm", {})
     apart = 0
     total = 0
     for key in m["minilm"]:
@@ -171,8 +173,16 @@ def section(report, ranking, facts, config, made, args, train_s, eval_s) -> list
         apart += sep and t > b
         total += 1
         mark = "yes (better)" if sep and t > b else "yes (worse)" if sep else "no"
-        lines.append(f"| {task} | {metric} | {bc} | {tc} | {t - b:+.3f} | {mark} |")
-    lines += ["", f"{apart} of {total} task metrics improve with non-overlapping intervals.", ""]
+        d = paired.get(key)
+        pair = f"[{d['low']:+.3f}, {d['high']:+.3f}] (p {d['p']:.3f})" if d else "-"
+        lines.append(f"| {task} | {metric} | {bc} | {tc} | {t - b:+.3f} | {pair} | {mark} |")
+    lines += [
+        "",
+        f"{apart} of {total} task metrics improve with non-overlapping intervals. The paired "
+        "interval is recai-eval's paired bootstrap of the difference on the same queries "
+        "(`info['comparisons']` of the report).",
+        "",
+    ]
     if ranking is not None:
         rm, rci = ranking.metrics, ranking.intervals
         lines += [
