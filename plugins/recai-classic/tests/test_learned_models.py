@@ -123,13 +123,25 @@ def test_bpr_scores_are_embedding_dot_products(tiny_split):
 
 
 # -- SASRec --------------------------------------------------------------------------------------
-def test_training_windows_cover_every_transition_once():
+@pytest.mark.parametrize("stride", [None, 4, 3, 2, 1])
+def test_training_windows_make_every_transition_a_target_once(stride):
     hist = [np.arange(10), np.arange(3) + 20, np.array([7])]
-    windows, owners = training_windows(hist, 4)
-    pairs = [(int(w[t]), int(w[t + 1])) for w in windows for t in range(len(w) - 1)]
+    windows, owners, firsts = training_windows(hist, 4, stride)
+    # targets: the transitions after each window's context-only part
+    pairs = [
+        (int(w[t]), int(w[t + 1])) for w, f in zip(windows, firsts) for t in range(f, len(w) - 1)
+    ]
     expected = [(a, a + 1) for a in range(9)] + [(20, 21), (21, 22)]
     assert sorted(pairs) == sorted(expected)
-    assert all(len(w) <= 5 for w in windows) and owners.tolist() == [0, 0, 0, 1]
+    assert all(len(w) <= 5 for w in windows) and set(owners.tolist()) == {0, 1}
+    if stride is None:
+        assert owners.tolist() == [0, 0, 0, 1] and not firsts.any()
+    else:  # a window with a context-only part has exactly its last `stride` transitions as targets
+        for w, f in zip(windows, firsts):
+            if f:
+                assert len(w) - 1 - f == stride
+    with pytest.raises(ValueError, match="stride"):
+        training_windows(hist, 4, 5)
 
 
 def test_sasrec_scores_are_history_embeddings_dot_items(tiny_split):
@@ -258,6 +270,7 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
     models = {
         "sasrec-ce": SASRec(hidden=32, blocks=2, max_len=20, dropout=0.1, epochs=40, patience=5, lr=3e-3, batch_size=64),
         "sasrec-bce": SASRec(hidden=32, blocks=2, max_len=20, dropout=0.1, loss="bce", epochs=40, patience=5, lr=3e-3, batch_size=64),
+        "sasrec-stride": SASRec(hidden=32, blocks=2, max_len=20, stride=5, dropout=0.1, epochs=40, patience=5, lr=3e-3, batch_size=64),
         "bpr": BPR(factors=32, epochs=60, batch_size=256, patience=5),
         "popularity": Popularity(),
         "random": RandomRecommender(seed=0),
@@ -268,4 +281,5 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
     se = np.sqrt(0.25 / len(split.test))  # the largest standard error of a hit rate
     assert scores["sasrec-ce"] > scores["popularity"] + 4 * se, scores
     assert scores["sasrec-bce"] > scores["popularity"] + 4 * se, scores
+    assert scores["sasrec-stride"] > scores["popularity"] + 4 * se, scores
     assert scores["bpr"] > scores["random"] + 4 * se, scores

@@ -7,9 +7,13 @@ layer norm. The output at position ``t`` scores every item by a dot product with
 the prediction of the item at ``t + 1``.
 
 **Training.** A user's training items, in time order, are cut into windows of ``max_len + 1`` items
-from the most recent backwards (consecutive windows share one item), so every training transition
-is a target exactly once per epoch; the network predicts each item of a window from the ones
-before it. Windows are shuffled each epoch and grouped by length so that batches carry little
+from the most recent backwards, so every training transition is a target exactly once per epoch;
+the network predicts each item of a window from the ones before it. By default consecutive
+windows share one item (a target early in a window sees little context); ``stride = s`` steps
+the windows back ``s`` items at a time and makes only each window's last ``s`` transitions
+targets, so every target (past the first ``max_len - s`` of a history) sees at least
+``max_len - s + 1`` items — RecBole's every-prefix training is ``stride = 1``, at about
+``max_len`` times the compute of the default. Windows are shuffled each epoch and grouped by length so that batches carry little
 padding. Losses: ``"ce"``, cross-entropy over the whole catalog (a full softmax: on catalogs of a
 few thousand items it is cheap and learns faster than sampling), and ``"bce"``, the paper's
 binary cross-entropy with one uniformly sampled negative per position (an item the user has not
@@ -78,27 +82,43 @@ _SCORE_BATCH = 256  # histories encoded at once when scoring
 
 
 def training_windows(
-    histories: Sequence[np.ndarray], max_len: int
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every history cut into windows of at most ``max_len + 1`` items, the most recent first
-    taken; consecutive windows overlap by one item, so each transition appears exactly once.
-    Histories shorter than two items give no window. Returns the windows and the index of the
-    history each came from.
+    histories: Sequence[np.ndarray], max_len: int, stride: int | None = None
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every history cut into windows of at most ``max_len + 1`` items, the most recent first.
 
-    >>> windows, owners = training_windows([np.arange(7), np.arange(1)], 3)
-    >>> [w.tolist() for w in windows], owners.tolist()
-    ([[3, 4, 5, 6], [0, 1, 2, 3]], [0, 0])
+    Window ends step back ``stride`` items at a time (default ``max_len``: consecutive windows
+    overlap by one item). Each transition is a target in exactly one window — the most recent
+    window that holds it, where it has the longest context: a window's targets are its last
+    ``stride`` transitions (all of them in the oldest window); its earlier items are context
+    only. Histories shorter than two items give no window. Returns the windows, the index of
+    the history each came from, and each window's first target position (``0``: the item at
+    position 1 is the first target; ``k``: items up to position ``k`` are context only).
+
+    >>> windows, owners, first = training_windows([np.arange(7), np.arange(1)], 3)
+    >>> [w.tolist() for w in windows], owners.tolist(), first.tolist()
+    ([[3, 4, 5, 6], [0, 1, 2, 3]], [0, 0], [0, 0])
+    >>> windows, owners, first = training_windows([np.arange(7)], 3, stride=1)
+    >>> [w.tolist() for w in windows], first.tolist()
+    ([[3, 4, 5, 6], [2, 3, 4, 5], [1, 2, 3, 4], [0, 1, 2, 3], [0, 1, 2], [0, 1]], [2, 2, 2, 2, 1, 0])
     """
+    step = max_len if stride is None else int(stride)
+    if not 1 <= step <= max_len:
+        raise ValueError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
     out: list[np.ndarray] = []
     owners: list[int] = []
+    firsts: list[int] = []
     for u, h in enumerate(histories):
         end = len(h)
         while end >= 2:
             start = max(0, end - max_len - 1)
             out.append(np.asarray(h[start:end], dtype=np.int64))
             owners.append(u)
-            end = start + 1
-    return out, np.asarray(owners, dtype=np.int64)
+            oldest = end - step < 2  # no later window: every transition is a target here
+            firsts.append(0 if oldest else max(0, (end - step - 1) - start))
+            end = end - step
+            if oldest:
+                break
+    return out, np.asarray(owners, dtype=np.int64), np.asarray(firsts, dtype=np.int64)
 
 
 def _network(n_items: int, hidden: int, blocks: int, heads: int, max_len: int, dropout: float):
@@ -200,6 +220,14 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         blocks: Annotated[int, Field(ge=1, description="self-attention blocks")] = 2,
         heads: Annotated[int, Field(ge=1, description="attention heads (divide hidden)")] = 2,
         max_len: Annotated[int, Field(ge=2, description="most recent items the model reads")] = 50,
+        stride: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="training windows step back this many items (default max_len); "
+                "smaller: more windows, every target with a longer context",
+            ),
+        ] = None,
         dropout: Annotated[float, Field(ge=0, lt=1, description="dropout rate")] = 0.2,
         loss: Annotated[
             Literal["ce", "bce"],
@@ -221,6 +249,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         self.blocks = int(blocks)
         self.heads = int(heads)
         self.max_len = int(max_len)
+        if stride is not None and not 1 <= stride <= max_len:
+            raise ValueError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
+        self.stride = None if stride is None else int(stride)
         self.dropout = float(dropout)
         self.loss = loss
         self.lr = float(lr)
@@ -243,6 +274,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             "blocks": self.blocks,
             "heads": self.heads,
             "max_len": self.max_len,
+            "stride": self.stride,
             "dropout": self.dropout,
             "loss": self.loss,
             "lr": self.lr,
@@ -294,13 +326,14 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             model = torch.nn.parallel.DistributedDataParallel(net)
         torch.manual_seed(self.seed + 7919 * par.rank)  # dropout: one stream per rank
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        windows, owners = training_windows(histories, self.max_len)
+        windows, owners, firsts = training_windows(histories, self.max_len, self.stride)
         if not windows:
             raise recai.RecaiError(
                 f"{self.component}: no user has two training events, so there is nothing to "
                 "learn the next item from"
             )
         lengths = np.array([len(w) for w in windows], dtype=np.int64)
+        n_tgt = lengths - 1 - firsts  # targets per window
         seen = _SeenItems(histories, n_items) if self.loss == "bce" else None
 
         def run_epoch(epoch: int) -> float:
@@ -309,13 +342,14 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             total, count = 0.0, 0
             for rows in _length_batches(lengths, self.batch_size, rng):
                 # the global batch is drawn alike on every rank; each rank takes its slice
-                n_targets = int((lengths[rows] - 1).sum())
+                n_targets = int(n_tgt[rows].sum())
                 negatives = None
                 if seen is not None:  # one negative per target, for the whole global batch
                     flat = seen.sample(np.repeat(owners[rows], lengths[rows] - 1), rng)
                     negatives = np.split(flat, np.cumsum(lengths[rows] - 1)[:-1])
                 mine = shard(len(rows), par)
-                tokens, targets = _pack([windows[r] for r in rows[mine].tolist()])
+                part = rows[mine]
+                tokens, targets = _pack([windows[r] for r in part.tolist()], firsts[part])
                 neg_t = None
                 if negatives is not None:
                     neg_t = _pack(negatives[mine], shift=False)[0].to(device)
@@ -481,9 +515,12 @@ def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generat
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _pack(windows: Sequence[np.ndarray], *, shift: bool = True) -> tuple[Any, Any]:
+def _pack(
+    windows: Sequence[np.ndarray], firsts: np.ndarray | None = None, *, shift: bool = True
+) -> tuple[Any, Any]:
     """Right-padded token tensors. ``shift``: inputs are each window without its last item and
-    targets without its first (both as tokens, item + 1; 0 pads)."""
+    targets without its first (both as tokens, item + 1; 0 pads); ``firsts[b]``: the first
+    ``firsts[b]`` targets of window ``b`` are context only (set to 0)."""
     torch = require_torch()
     n = len(windows)
     size = max((len(w) for w in windows), default=1)
@@ -494,6 +531,8 @@ def _pack(windows: Sequence[np.ndarray], *, shift: bool = True) -> tuple[Any, An
         if shift:
             inputs[b, : len(w) - 1] = w[:-1] + 1
             targets[b, : len(w) - 1] = w[1:] + 1
+            if firsts is not None and firsts[b]:
+                targets[b, : firsts[b]] = 0
         else:
             inputs[b, : len(w)] = w + 1
     return torch.from_numpy(inputs), torch.from_numpy(targets)
