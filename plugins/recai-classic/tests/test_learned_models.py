@@ -129,7 +129,9 @@ def test_training_windows_make_every_transition_a_target_once(stride):
     windows, owners, firsts = training_windows(hist, 4, stride)
     # targets: the transitions after each window's context-only part
     pairs = [
-        (int(w[t]), int(w[t + 1])) for w, f in zip(windows, firsts) for t in range(f, len(w) - 1)
+        (int(w[t]), int(w[t + 1]))
+        for w, f in zip(windows, firsts, strict=True)
+        for t in range(f, len(w) - 1)
     ]
     expected = [(a, a + 1) for a in range(9)] + [(20, 21), (21, 22)]
     assert sorted(pairs) == sorted(expected)
@@ -137,7 +139,7 @@ def test_training_windows_make_every_transition_a_target_once(stride):
     if stride is None:
         assert owners.tolist() == [0, 0, 0, 1] and not firsts.any()
     else:  # a window with a context-only part has exactly its last `stride` transitions as targets
-        for w, f in zip(windows, firsts):
+        for w, f in zip(windows, firsts, strict=True):
             if f:
                 assert len(w) - 1 - f == stride
     with pytest.raises(ValueError, match="stride"):
@@ -149,7 +151,9 @@ def test_sasrec_scores_are_history_embeddings_dot_items(tiny_split):
     model.fit(tiny_split)
     hist = tiny_split.train.histories([0, 1, 2])
     reps = model.history_embeddings(hist)
-    np.testing.assert_allclose(model.score(hist), reps @ model.item_embeddings().T, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        model.score(hist), reps @ model.item_embeddings().T, rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_allclose(model.user_embeddings([0, 1, 2]), reps, rtol=1e-6)
     # only the last max_len items are read
     long = np.concatenate([np.arange(20) % 25, hist[0]])
@@ -160,7 +164,9 @@ def test_sasrec_scores_are_history_embeddings_dot_items(tiny_split):
 
 
 # -- shared: determinism, early stopping, save/load ------------------------------------------------
-@pytest.mark.parametrize("make", [lambda s: BPR(**TINY_BPR, seed=s), lambda s: SASRec(**TINY_SASREC, seed=s)])
+@pytest.mark.parametrize(
+    "make", [lambda s: BPR(**TINY_BPR, seed=s), lambda s: SASRec(**TINY_SASREC, seed=s)]
+)
 def test_training_is_deterministic_under_a_seed(make, tiny_split):
     hist = tiny_split.train.histories(range(5))
     users = np.arange(5)
@@ -213,7 +219,9 @@ def test_save_load_round_trip(make, tmp_path, tiny_split):
     again.load(tmp_path / "m", dataset=tiny_split.dataset)
     hist = tiny_split.train.histories(range(10))
     users = np.arange(10)
-    np.testing.assert_allclose(again.score(hist, users=users), model.score(hist, users=users), rtol=1e-6)
+    np.testing.assert_allclose(
+        again.score(hist, users=users), model.score(hist, users=users), rtol=1e-6
+    )
     q = Query(items=ItemList(hist[0][:3]))
     assert again.retrieve(q, 5) == model.retrieve(q, 5)
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -268,9 +276,38 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
     split = leave_one_out(synthetic_dataset(n_users=400, n_items=120, mean_length=15, seed=3))
     scores = {}
     models = {
-        "sasrec-ce": SASRec(hidden=32, blocks=2, max_len=20, dropout=0.1, epochs=40, patience=5, lr=3e-3, batch_size=64),
-        "sasrec-bce": SASRec(hidden=32, blocks=2, max_len=20, dropout=0.1, loss="bce", epochs=40, patience=5, lr=3e-3, batch_size=64),
-        "sasrec-stride": SASRec(hidden=32, blocks=2, max_len=20, stride=5, dropout=0.1, epochs=40, patience=5, lr=3e-3, batch_size=64),
+        "sasrec-ce": SASRec(
+            hidden=32,
+            blocks=2,
+            max_len=20,
+            dropout=0.1,
+            epochs=40,
+            patience=5,
+            lr=3e-3,
+            batch_size=64,
+        ),
+        "sasrec-bce": SASRec(
+            hidden=32,
+            blocks=2,
+            max_len=20,
+            dropout=0.1,
+            loss="bce",
+            epochs=40,
+            patience=5,
+            lr=3e-3,
+            batch_size=64,
+        ),
+        "sasrec-stride": SASRec(
+            hidden=32,
+            blocks=2,
+            max_len=20,
+            stride=5,
+            dropout=0.1,
+            epochs=40,
+            patience=5,
+            lr=3e-3,
+            batch_size=64,
+        ),
         "bpr": BPR(factors=32, epochs=60, batch_size=256, patience=5),
         "popularity": Popularity(),
         "random": RandomRecommender(seed=0),
