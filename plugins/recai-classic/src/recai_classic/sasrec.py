@@ -13,9 +13,10 @@ windows share one item (a target early in a window sees little context); ``strid
 the windows back ``s`` items at a time and makes only each window's last ``s`` transitions
 targets, so every target (past the first ``max_len - s`` of a history) sees at least
 ``max_len - s + 1`` items — RecBole's every-prefix training is ``stride = 1``, at about
-``max_len`` times the compute of the default. Windows are shuffled each epoch and grouped by length so that batches carry little
-padding. Losses: ``"ce"``, cross-entropy over the whole catalog (a full softmax: on catalogs of a
-few thousand items it is cheap and learns faster than sampling), and ``"bce"``, the paper's
+``max_len`` times the compute of the default. Windows are shuffled each epoch and grouped by
+length so that batches carry little padding. Losses: ``"ce"``, cross-entropy over the whole
+catalog (a full softmax: on catalogs of a few thousand items it is cheap and learns faster than
+sampling), and ``"bce"``, the paper's
 binary cross-entropy with one uniformly sampled negative per position (an item the user has not
 seen in training). Adam; early stopping on the validation split (NDCG@10 by default, full
 ranking); the best epoch's parameters are kept. Deterministic on CPU under ``seed`` for a given
