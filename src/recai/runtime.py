@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,26 +33,44 @@ from .recipe.model import Recipe
 from .roles import describe_component
 from .types import Report
 
-__all__ = ["RunContext", "RunResult", "run", "ensure_fitted", "atomic_write_text", "atomic_write_json"]
+__all__ = [
+    "RunContext",
+    "RunResult",
+    "run",
+    "ensure_fitted",
+    "atomic_write_file",
+    "atomic_write_text",
+    "atomic_write_json",
+]
 
 T = TypeVar("T")
 
 
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write_file(path: Path | str, write: Callable[[str], Any]) -> Path:
+    """Write a file all at once or not at all: ``write(tmp)`` fills a temporary file in the same
+    folder (by its path; any writer that takes a file name), which is then flushed to disk and
+    renamed to ``path``. On any error the temporary file is removed and the error re-raised;
+    readers of ``path`` never see a partial file. Returns ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_file`)."""
+    atomic_write_file(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:

@@ -30,9 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from recai.runtime import atomic_write_text
-
-from .index import atomic_write_bytes
+from recai.runtime import atomic_write_file, atomic_write_text
 
 __all__ = ["EmbeddingCache", "cache_root", "entry_key"]
 
@@ -94,12 +92,10 @@ class EmbeddingCache:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
         def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
                 np.save(f, vectors)
-                f.flush()
-                os.fsync(f.fileno())
 
-        atomic_write_bytes(folder / "vectors.npy", write)
+        atomic_write_file(folder / "vectors.npy", write)
         meta = {
             "format": CACHE_FORMAT,
             "parts": parts,

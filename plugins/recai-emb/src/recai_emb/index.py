@@ -27,10 +27,7 @@ large index costs page cache, not private memory.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,9 +35,10 @@ import numpy as np
 from pydantic import Field
 
 from recai.errors import DataError, RecaiError
+from recai.runtime import atomic_write_file
 from recai.specs import Params
 
-__all__ = ["IndexConfig", "VectorIndex", "atomic_write_bytes"]
+__all__ = ["IndexConfig", "VectorIndex"]
 
 
 class IndexConfig(Params):
@@ -87,20 +85,6 @@ class IndexConfig(Params):
             return f"HNSW{self.m}_PQ{self.pq_m}x{self.pq_bits}"
         codec = {"flat": "Flat", "sq8": "SQ8", "sq4": "SQ4", "fp16": "SQfp16"}[self.codec]
         return f"HNSW{self.m}" if codec == "Flat" else f"HNSW{self.m},{codec}"
-
-
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the file to ``path``: readers see all of it or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class VectorIndex:
@@ -233,9 +217,9 @@ class VectorIndex:
         import faiss
 
         path = Path(path)
-        atomic_write_bytes(path, lambda tmp: faiss.write_index(self._index, tmp))
+        atomic_write_file(path, lambda tmp: faiss.write_index(self._index, tmp))
         meta = {"config": self.config.model_dump(), "ntotal": self.ntotal, "dim": self.dim}
-        atomic_write_bytes(
+        atomic_write_file(
             path.with_name(path.name + ".json"),
             lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)),
         )

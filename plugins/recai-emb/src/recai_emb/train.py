@@ -50,6 +50,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from recai.errors import DataError, RecaiError
+from recai.runtime import atomic_write_file
 from recai.specs import Params
 
 from .encoder import _auto_max_length, _auto_pooling, pool, resolve_model
@@ -446,30 +447,16 @@ def _save_checkpoint(
 ) -> Path:
     import torch
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{step:06d}.pt"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    os.close(fd)
-    try:
-        torch.save(
-            {
-                "step": step,
-                "config_key": config.key(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "curve": curve,
-            },
-            tmp,
-        )
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    state = {
+        "step": step,
+        "config_key": config.key(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
+        "curve": curve,
+    }
+    path = atomic_write_file(folder / f"step-{step:06d}.pt", lambda tmp: torch.save(state, tmp))
     for old in _checkpoints(folder)[: -config.keep_checkpoints]:
         old.unlink(missing_ok=True)
     return path

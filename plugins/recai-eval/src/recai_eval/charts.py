@@ -81,18 +81,6 @@ def metrics_chart(
 
 
 def _save(fig: object, path: Path) -> Path:
-    import contextlib
-    import os
-    import tempfile
+    from recai.runtime import atomic_write_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")  # type: ignore[attr-defined]
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_file(path, lambda tmp: fig.savefig(tmp, format="png"))  # type: ignore[attr-defined]

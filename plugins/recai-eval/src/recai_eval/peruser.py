@@ -17,13 +17,12 @@ files and tests the difference on the units both runs evaluated.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from recai.runtime import atomic_write_file
 
 __all__ = ["PerUser", "save_per_user", "load_per_user", "per_user_file"]
 
@@ -67,18 +66,12 @@ def save_per_user(
                 f"{name}: values of shape {v.shape}, need {(len(units), len(columns))}"
             )
         arrays[f"values_{i}"] = v
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
             np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write_file(path, write)
 
 
 def load_per_user(path: Path | str) -> PerUser:

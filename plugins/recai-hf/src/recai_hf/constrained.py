@@ -42,8 +42,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -55,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from recai.errors import RecaiError
+from recai.runtime import atomic_write_file
 
 from .logits import GenerationContext
 
@@ -281,17 +280,13 @@ class TokenTrie:
 
     def save(self, path: str | Path) -> None:
         """Write the trie to ``path`` (``.npz``) atomically: a temporary file, then a rename."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = json.dumps({"format": _FORMAT, "key": self.key, "info": self.info})
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
                 np.savez(f, meta=np.array(meta), **{k: getattr(self, k) for k in _ARRAYS})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write_file(path, write)
 
     @classmethod
     def load(cls, path: str | Path) -> TokenTrie:
