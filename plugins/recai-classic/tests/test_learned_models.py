@@ -320,3 +320,32 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
     assert scores["sasrec-bce"] > scores["popularity"] + 4 * se, scores
     assert scores["sasrec-stride"] > scores["popularity"] + 4 * se, scores
     assert scores["bpr"] > scores["random"] + 4 * se, scores
+
+
+def test_load_fills_params_added_since_with_their_defaults(tmp_path, tiny_split):
+    """A model saved before a parameter existed behaved as its default does: it loads into a
+    model built with the default and is refused by one built with another value."""
+    model = BPR(**TINY_BPR)
+    model.fit(tiny_split)
+    model.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["params"]["negatives"]  # as written before ``negatives`` was added
+    meta_path.write_text(json.dumps(meta))
+    again = BPR(**TINY_BPR)
+    again.load(tmp_path / "m", dataset=tiny_split.dataset)
+    np.testing.assert_array_equal(again.item_embeddings(), model.item_embeddings())
+    with pytest.raises(DataError, match="saved with params"):
+        BPR(**{**TINY_BPR, "negatives": 3}).load(tmp_path / "m")
+
+
+def test_bpr_negatives_one_is_the_default_and_more_change_training(tiny_split):
+    one = BPR(**TINY_BPR)
+    one.fit(tiny_split)
+    same = BPR(**{**TINY_BPR, "negatives": 1})
+    same.fit(tiny_split)
+    np.testing.assert_array_equal(one.item_embeddings(), same.item_embeddings())
+    several = BPR(**{**TINY_BPR, "negatives": 4})
+    several.fit(tiny_split)
+    assert several.params()["negatives"] == 4
+    assert not np.allclose(several.item_embeddings(), one.item_embeddings())

@@ -9,6 +9,7 @@ catalog fingerprint, the fingerprint of the training data and, for trained model
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -204,6 +205,20 @@ class FittedState:
             meta["training"] = self.training_log
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
+    def _saved_params(self, saved: Any) -> Any:
+        """``saved`` (the params in a model file) with any parameter added to the class after
+        that file was written filled in with its default: the older version behaved as the
+        default does, so a model saved then still loads into a model built with the default."""
+        if not isinstance(saved, dict):
+            return saved
+        out = dict(saved)
+        signature = inspect.signature(type(self).__init__).parameters
+        for name in self.params().keys() - out.keys():
+            default = signature[name].default if name in signature else inspect.Parameter.empty
+            if default is not inspect.Parameter.empty:
+                out[name] = default
+        return out
+
     def load(self, directory: Path | str, *, dataset: Dataset | None = None) -> None:
         """Read a state written by :meth:`save`.
 
@@ -229,7 +244,7 @@ class FittedState:
                 f"{self.format_version}; fit the model again",
                 path=where,
             )
-        if meta.get("params") != self.params():
+        if self._saved_params(meta.get("params")) != self.params():
             raise DataError(
                 f"was saved with params {meta.get('params')}, this model has {self.params()}",
                 path=where,

@@ -1,12 +1,13 @@
 """BPR-MF: matrix factorisation trained with Bayesian Personalised Ranking (Rendle et al., 2009).
 
 A user ``u`` and an item ``i`` have ``factors``-dimensional embeddings; the score is their dot
-product. Each epoch, every training interaction ``(u, i)`` is paired with one item ``j`` drawn
-uniformly among the items ``u`` has no training interaction with, and the loss
-``-log sigmoid(s_ui - s_uj)`` is minimised with Adam, plus ``weight_decay`` times the squared norms
-of the batch's user, positive and negative embeddings (BPR's regulariser, applied to the rows a
-batch uses). Early stopping on the validation split (NDCG@10 by default, full ranking); the best
-epoch's parameters are kept. Deterministic on CPU under ``seed`` for a given number of threads.
+product. Each epoch, every training interaction ``(u, i)`` is paired with ``negatives`` items
+``j`` (default one) drawn uniformly among the items ``u`` has no training interaction with, and the
+loss ``-log sigmoid(s_ui - s_uj)`` (averaged over the negatives of a pair) is minimised with Adam,
+plus ``weight_decay`` times the squared norms of the batch's user, positive and negative embeddings
+(BPR's regulariser, applied to the rows a batch uses; a pair's negatives averaged). Early
+stopping on the validation split (NDCG@10 by default, full ranking); the best epoch's parameters
+are kept. Deterministic on CPU under ``seed`` for a given number of threads.
 Launched by ``torchrun``, training is data parallel (see :mod:`recai_classic._training`).
 
 **Scoring.** A user known at fit time (``users=`` in :meth:`BPR.score`, ``Query(user=...)``) is
@@ -104,12 +105,16 @@ def _network(n_users: int, n_items: int, factors: int):
         def forward(
             self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, decay: float
         ) -> torch.Tensor:
-            """Summed BPR loss and L2 penalty of the batch ``(u, i, j)``."""
+            """Summed BPR loss and L2 penalty of the batch ``(u, i, j)``; ``j`` is ``(B, k)``: each
+            pair's ``k`` negatives count ``1/k`` each."""
             eu, ei, ej = self.users(u), self.items(i), self.items(j)
-            x = (eu * (ei - ej)).sum(-1)
-            loss = torch.nn.functional.softplus(-x).sum()
+            k = j.shape[1]
+            x = (eu.unsqueeze(1) * (ei.unsqueeze(1) - ej)).sum(-1)
+            loss = torch.nn.functional.softplus(-x).sum() / k
             if decay:
-                loss = loss + decay * (eu.square().sum() + ei.square().sum() + ej.square().sum())
+                loss = loss + decay * (
+                    eu.square().sum() + ei.square().sum() + ej.square().sum() / k
+                )
             return loss
 
     return Net()
@@ -143,6 +148,9 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             float, Field(ge=0, description="L2 penalty on the embeddings each batch uses")
         ] = 1e-5,
         batch_size: Annotated[int, Field(ge=1, description="interactions per batch")] = 4096,
+        negatives: Annotated[
+            int, Field(ge=1, description="negative items drawn per training interaction")
+        ] = 1,
         epochs: Epochs = 200,
         patience: Patience = 10,
         valid_metric: ValidMetric = "ndcg",
@@ -154,6 +162,7 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
+        self.negatives = int(negatives)
         self.epochs = int(epochs)
         self.patience = int(patience)
         self.valid_metric = valid_metric
@@ -172,6 +181,7 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             "lr": self.lr,
             "weight_decay": self.weight_decay,
             "batch_size": self.batch_size,
+            "negatives": self.negatives,
             "epochs": self.epochs,
             "patience": self.patience,
             "valid_metric": self.valid_metric,
@@ -223,7 +233,10 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             net.train()
             rng = seeded_generator(self.seed, epoch)
             order = rng.permutation(n)
-            negatives = torch.from_numpy(sample_negatives(train.users[order], seen, n_items, rng))
+            drawn = sample_negatives(
+                np.repeat(train.users[order], self.negatives), seen, n_items, rng
+            )
+            negatives = torch.from_numpy(drawn.reshape(n, self.negatives))
             order_t = torch.from_numpy(order)
             total = 0.0
             for lo in range(0, n, self.batch_size):
