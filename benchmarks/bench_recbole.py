@@ -55,6 +55,12 @@ least RecBole's, and *to RecBole's NDCG* below RecBole's *to final*.
 about a minute on either side, and its test NDCG@10 moves by several thousandths between seeds),
 SASRec 1.
 
+**Partial reruns.** ``--json FILE`` keeps every step's answer, rewritten after each step (an
+interrupted run keeps what it finished). ``--reuse-recbole FILE`` takes RecBole's answers from such
+a file instead of fitting RecBole again (its SASRec alone takes about an hour on 2 cores) and runs
+recai's side only; held-out pairs are compared through the digest stored with each answer, and
+the report names the file.
+
 The Markdown table is printed and, with ``--out``, written between ``<!-- bench_recbole:begin -->``
 and ``<!-- bench_recbole:end -->`` (the rest of the file is kept). Not part of the test suite.
 """
@@ -63,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -268,7 +275,11 @@ def recbole_step(
 
 def _recbole_masked_test(net: Any, dataset: Any, test_data: Any) -> dict[str, float]:
     """RecBole's trained sequential model on the test users with each user's other items
-    (train and validation: ML-100K has no repeated ratings) excluded, as recai evaluates."""
+    (train and validation: ML-100K has no repeated ratings) excluded, as recai evaluates.
+
+    The same pass also ranks with nothing excluded (``unmasked_ndcg``): it must reproduce
+    RecBole's own test NDCG@10, which checks this code's batches, item indices and ranks
+    against RecBole's evaluator."""
     import numpy as np
     import torch
 
@@ -277,7 +288,12 @@ def _recbole_masked_test(net: Any, dataset: Any, test_data: Any) -> dict[str, fl
     order = np.argsort(users, kind="stable")
     items = dataset.inter_feat[iid].numpy()[order]
     bounds = np.searchsorted(users[order], np.arange(users.max() + 2))
-    ndcg, recall = [], []
+    ndcg, recall, plain = [], [], []
+
+    def rank_of(row: Any, target: int) -> int:
+        t = row[target]
+        return int((row > t).sum()) + int((row[:target] == t).sum())
+
     net.eval()
     with torch.no_grad():
         for interaction, _, _, positive_i in test_data:
@@ -285,16 +301,22 @@ def _recbole_masked_test(net: Any, dataset: Any, test_data: Any) -> dict[str, fl
             scores[:, 0] = -math.inf  # the padding item
             batch_users = interaction[uid].numpy()
             for r, (u, target) in enumerate(zip(batch_users, positive_i.numpy(), strict=True)):
+                row = scores[r]
+                rank = rank_of(row, target)  # nothing excluded: RecBole's own number again
+                plain.append(1.0 / math.log2(rank + 2) if rank < K else 0.0)
                 seen = items[bounds[u] : bounds[u + 1]]
                 seen = seen[seen != target]
-                row = scores[r]
                 row[torch.from_numpy(seen)] = -math.inf
-                t = row[target]
-                rank = int((row > t).sum()) + int((row[:target] == t).sum())
+                rank = rank_of(row, target)
                 hit = rank < K
                 ndcg.append(1.0 / math.log2(rank + 2) if hit else 0.0)
                 recall.append(float(hit))
-    return {"ndcg": float(np.mean(ndcg)), "recall": float(np.mean(recall)), "users": len(ndcg)}
+    return {
+        "ndcg": float(np.mean(ndcg)),
+        "recall": float(np.mean(recall)),
+        "users": len(ndcg),
+        "unmasked_ndcg": float(np.mean(plain)),
+    }
 
 
 def quickstart_params(model: str) -> dict[str, Any]:
@@ -427,6 +449,7 @@ def report(
     command: str, rows: list[dict[str, Any]], check: dict[str, Any], budget: float | None = None
 ) -> str:
     rb0 = rows[0]["recbole"]
+    reused = check.get("reused")
     lines = [
         "## Peer benchmark: RecBole 1.2.1 and recai-classic on MovieLens-100K",
         "",
@@ -517,7 +540,14 @@ def report(
         "",
         "RecBole's sequential SASRec is evaluated by RecBole without excluding the user's "
         "earlier items; in brackets, the same trained RecBole model with them excluded (as recai "
-        "is evaluated). The bar compares recai with the better of the two.",
+        "is evaluated). The bar compares recai with the better of the two."
+        + "".join(
+            f" Check of that second evaluation ({r['model']}): ranking the same scores with "
+            f"nothing excluded gives NDCG@10 {r['recbole']['masked']['unmasked_ndcg']:.6f}, "
+            f"RecBole's evaluator {r['recbole']['ndcg']:.6f}."
+            for r in rows
+            if "unmasked_ndcg" in r["recbole"].get("masked", {})
+        ),
         "",
         "RecBole: default hyperparameters except `valid_metric = NDCG@10` (default MRR@10), "
         "`metric_decimal_place = 6`, the split, CPU, and `train_neg_sample_args = None` for "
@@ -526,6 +556,13 @@ def report(
         + (f" (RecBole had switched it on for: {', '.join(anomaly)})" if anomaly else "")
         + ". Fits run one after the other in fresh processes; the machine may be shared with "
         "other work, which slows both sides alike only on average."
+        + (
+            f" **RecBole's answers reused** from `{reused}` (an earlier run's `--json`, written "
+            f"{check['reused_date']}; RecBole's fits are deterministic per seed on one machine): "
+            "RecBole was not run again; its held-out pairs were compared by digest."
+            if reused
+            else ""
+        )
         + (
             f" **Budget:** each RecBole fit was stopped after the first epoch ending past "
             f"{budget:g} s of training (`--recbole-budget`); where that happened (below), RecBole's "
@@ -590,6 +627,47 @@ def compare(model: str, rb: dict[str, Any], ra: dict[str, Any]) -> dict[str, Any
     }
 
 
+def digest_pairs(answer: dict[str, Any]) -> None:
+    """Replace a step's held-out pairs by one digest of them (the JSON stays small, and a later
+    ``--reuse-recbole`` run can still check that both sides split alike)."""
+    text = "\n".join(answer.pop("test_pairs")) + "\n\n" + "\n".join(answer.pop("valid_pairs"))
+    answer["split_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_answers(path: Path | None, answers: list[dict[str, Any]]) -> None:
+    """Every answer so far, rewritten after each step (an interrupted run keeps its steps)."""
+    if path is None:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(answers, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def load_reused(
+    path: Path, models: list[str], seeds: dict[str, int]
+) -> dict[str, list[dict[str, Any]]]:
+    """RecBole's answers per model from an earlier ``--json`` file; exits with a message naming
+    the file if one requested model or seed is missing or was budget-cut (``ValueError``)."""
+    try:
+        saved = json.loads(path.read_text())
+        found = {entry["model"]: entry["recbole"] for entry in saved}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a bench_recbole --json file ({e})") from None
+    for model in models:
+        runs = found.get(model, [])
+        if len(runs) < seeds[model]:
+            raise ValueError(
+                f"{path}: holds {len(runs)} RecBole run(s) of {model}, {seeds[model]} needed"
+            )
+        for run in runs[: seeds[model]]:
+            if "split_sha256" not in run or run.get("stopped_by_budget"):
+                raise ValueError(
+                    f"{path}: RecBole's {model} answer has no split digest or was cut "
+                    "by a budget; run RecBole again"
+                )
+    return {m: found[m][: seeds[m]] for m in models}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--step", nargs="+", help=argparse.SUPPRESS)
@@ -612,7 +690,18 @@ def main(argv: list[str] | None = None) -> None:
         + "; other models: one seed)",
     )
     p.add_argument("--out", type=Path, help="write the section into this Markdown file")
-    p.add_argument("--json", type=Path, help="also write every step's answer to this file")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help="also write every step's answer to this file (rewritten after each step)",
+    )
+    p.add_argument(
+        "--reuse-recbole",
+        type=Path,
+        metavar="JSON",
+        help="take RecBole's answers from an earlier run's --json file instead of running RecBole "
+        "again (it must hold every requested model and seed; the report says so)",
+    )
     args = p.parse_args(argv)
     if args.step:
         side, model, work, *rest = args.step
@@ -633,7 +722,15 @@ def main(argv: list[str] | None = None) -> None:
         seeds[name] = int(n)
     given = list(argv if argv is not None else sys.argv[1:])
     command = "python benchmarks/bench_recbole.py " + shlex.join(given)
-    python = ensure_venv(args.recbole_venv)
+    if args.reuse_recbole and args.recbole_budget is not None:
+        p.error("--reuse-recbole takes RecBole's answers as they are; it has no --recbole-budget")
+    try:
+        earlier = (
+            load_reused(args.reuse_recbole, args.models, seeds) if args.reuse_recbole else None
+        )
+    except ValueError as e:
+        p.exit(2, f"error: {e}\n")
+    python = None if earlier else ensure_venv(args.recbole_venv)
     env = {**os.environ, **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
     rb_env = {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # RecBole reloads its checkpoint
     rows, answers = [], []
@@ -642,25 +739,33 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models:
         budget = [] if args.recbole_budget is None else [f"budget={args.recbole_budget}"]
         rb_runs, ra_runs = [], []
+        answers.append({"model": model, "recbole": rb_runs, "recai": ra_runs})
         for k in range(seeds[model]):
-            seeded = [] if seeds[model] == 1 else [f"seed={RECBOLE_SEED + k}"]
-            rb = run_step(python, "recbole", model, rb_env, *budget, *seeded)
+            if earlier:
+                rb = earlier[model][k]
+            else:
+                seeded = [] if seeds[model] == 1 else [f"seed={RECBOLE_SEED + k}"]
+                assert python is not None
+                rb = run_step(python, "recbole", model, rb_env, *budget, *seeded)
+                digest_pairs(rb)
             keys = ("ndcg", "recall", "train_s", "to_final_s", "epochs_run")
             print(f"RecBole {model}: {json.dumps({x: rb[x] for x in keys})}", file=sys.stderr)
+            rb_runs.append(rb)
+            save_answers(args.json, answers)
             seeded = [] if seeds[model] == 1 else [f"seed={k}"]
             ra = run_step(sys.executable, "recai", model, env, *seeded)
             keys = ("ndcg", "recall", "train_s", "epochs_run")
             print(f"recai {model}: {json.dumps({x: ra[x] for x in keys})}", file=sys.stderr)
-            for part in ("test", "valid"):
-                same &= rb.pop(f"{part}_pairs") == ra[f"{part}_pairs"]
-            n_test, n_valid = len(ra.pop("test_pairs")), len(ra.pop("valid_pairs"))
-            rb_runs.append(rb)
+            n_test, n_valid = len(ra["test_pairs"]), len(ra["valid_pairs"])
+            digest_pairs(ra)
+            same &= rb["split_sha256"] == ra["split_sha256"]
             ra_runs.append(ra)
-        answers.append({"model": model, "recbole": rb_runs, "recai": ra_runs})
+            save_answers(args.json, answers)
         rows.append(compare(model, combine(rb_runs), combine(ra_runs)))
-    if args.json:
-        args.json.write_text(json.dumps(answers, indent=1) + "\n")
     check = {"same_split": "yes" if same else "NO", "test_pairs": n_test, "valid_pairs": n_valid}
+    if earlier:
+        check["reused"] = str(args.reuse_recbole)
+        check["reused_date"] = dt.date.fromtimestamp(args.reuse_recbole.stat().st_mtime).isoformat()
     section = report(command.strip(), rows, check, args.recbole_budget)
     print(section)
     if args.out:
