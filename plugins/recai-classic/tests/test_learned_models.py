@@ -308,7 +308,20 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
             lr=3e-3,
             batch_size=64,
         ),
+        "sasrec-post": SASRec(
+            hidden=32,
+            blocks=2,
+            max_len=20,
+            norm="post",
+            dropout=0.1,
+            attn_dropout=0.1,
+            epochs=40,
+            patience=5,
+            lr=3e-3,
+            batch_size=64,
+        ),
         "bpr": BPR(factors=32, epochs=60, batch_size=256, patience=5),
+        "bpr-4neg": BPR(factors=32, negatives=4, epochs=60, batch_size=256, patience=5),
         "popularity": Popularity(),
         "random": RandomRecommender(seed=0),
     }
@@ -319,7 +332,9 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
     assert scores["sasrec-ce"] > scores["popularity"] + 4 * se, scores
     assert scores["sasrec-bce"] > scores["popularity"] + 4 * se, scores
     assert scores["sasrec-stride"] > scores["popularity"] + 4 * se, scores
+    assert scores["sasrec-post"] > scores["popularity"] + 4 * se, scores
     assert scores["bpr"] > scores["random"] + 4 * se, scores
+    assert scores["bpr-4neg"] > scores["random"] + 4 * se, scores
 
 
 def test_load_fills_params_added_since_with_their_defaults(tmp_path, tiny_split):

@@ -3,8 +3,10 @@
 The network (Kang & McAuley, 2018): item embeddings (shared by input and output) plus learned
 position embeddings, ``blocks`` pre-norm Transformer blocks (multi-head causal self-attention and a
 GELU feed-forward layer of ``4 x hidden``, each with dropout and a residual connection) and a final
-layer norm. The output at position ``t`` scores every item by a dot product with its embedding, as
-the prediction of the item at ``t + 1``.
+layer norm; ``norm = "post"`` puts the layer norms after each residual sum and on the input
+instead (the paper's and RecBole's layout), ``attn_dropout`` drops attention weights. The output
+at position ``t`` scores every item by a dot product with its embedding, as the prediction of the
+item at ``t + 1``.
 
 **Training.** A user's training items, in time order, are cut into windows of ``max_len + 1`` items
 from the most recent backwards, so every training transition is a target exactly once per epoch;
@@ -122,8 +124,18 @@ def training_windows(
     return out, np.asarray(owners, dtype=np.int64), np.asarray(firsts, dtype=np.int64)
 
 
-def _network(n_items: int, hidden: int, blocks: int, heads: int, max_len: int, dropout: float):
+def _network(
+    n_items: int,
+    hidden: int,
+    blocks: int,
+    heads: int,
+    max_len: int,
+    dropout: float,
+    norm: str = "pre",
+    attn_dropout: float = 0.0,
+):
     torch = require_torch()
+    post = norm == "post"
     nn = torch.nn
     F = torch.nn.functional
 
@@ -140,9 +152,14 @@ def _network(n_items: int, hidden: int, blocks: int, heads: int, max_len: int, d
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             b, n, d = x.shape
-            q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = x if post else self.norm1(x)
+            q, k, v = self.qkv(y).view(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+            p = attn_dropout if self.training else 0.0
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
             x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, n, d)))
+            if post:  # BERT's order, as RecBole and the SASRec paper's code use
+                x = self.norm1(x)
+                return self.norm2(x + self.drop(self.ff2(F.gelu(self.ff1(x)))))
             return x + self.drop(self.ff2(F.gelu(self.ff1(self.norm2(x)))))
 
     class Net(nn.Module):
@@ -169,10 +186,13 @@ def _network(n_items: int, hidden: int, blocks: int, heads: int, max_len: int, d
 
         def encode(self, tokens: torch.Tensor) -> torch.Tensor:
             pos = torch.arange(tokens.shape[1], device=tokens.device)
-            x = self.drop(self.items(tokens) + self.positions(pos))
+            x = self.items(tokens) + self.positions(pos)
+            if post:  # post-norm: the layer norm is on the input; each block ends normalised
+                x = self.norm(x)
+            x = self.drop(x)
             for block in self.blocks:
                 x = block(x)
-            return self.norm(x)
+            return x if post else self.norm(x)
 
         def catalog(self) -> torch.Tensor:
             return self.items.weight[1:]
@@ -230,6 +250,16 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             ),
         ] = None,
         dropout: Annotated[float, Field(ge=0, lt=1, description="dropout rate")] = 0.2,
+        attn_dropout: Annotated[
+            float, Field(ge=0, lt=1, description="dropout rate of the attention weights")
+        ] = 0.0,
+        norm: Annotated[
+            Literal["pre", "post"],
+            Field(
+                description="pre: layer norm before each sublayer and at the end (stable); "
+                "post: after each residual sum and on the input (the paper's and RecBole's)"
+            ),
+        ] = "pre",
         loss: Annotated[
             Literal["ce", "bce"],
             Field(description="ce: softmax over the catalog; bce: one sampled negative"),
@@ -254,6 +284,8 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             raise ValueError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
         self.stride = None if stride is None else int(stride)
         self.dropout = float(dropout)
+        self.attn_dropout = float(attn_dropout)
+        self.norm = norm
         self.loss = loss
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
@@ -277,6 +309,8 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             "max_len": self.max_len,
             "stride": self.stride,
             "dropout": self.dropout,
+            "attn_dropout": self.attn_dropout,
+            "norm": self.norm,
             "loss": self.loss,
             "lr": self.lr,
             "weight_decay": self.weight_decay,
@@ -310,7 +344,16 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
     def _build(self, n_items: int) -> Any:
         torch = require_torch()
         torch.manual_seed(self.seed)
-        net = _network(n_items, self.hidden, self.blocks, self.heads, self.max_len, self.dropout)
+        net = _network(
+            n_items,
+            self.hidden,
+            self.blocks,
+            self.heads,
+            self.max_len,
+            self.dropout,
+            self.norm,
+            self.attn_dropout,
+        )
         return net.to(resolve_device(self.device))
 
     # -- learning ---------------------------------------------------------------------------------
