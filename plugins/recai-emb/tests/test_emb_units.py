@@ -284,6 +284,38 @@ def test_long_texts_are_truncated_to_the_model_positions(tiny_dir):
     assert enc.encode(["space " * 500]).shape == (1, 32)
 
 
+def test_long_queries_keep_their_end_and_prefix(tiny_dir):
+    """A history query lists titles oldest first: cut to max_length, it keeps its most recent
+    titles and the request at its end, and its prefix; passages keep their start."""
+    import torch
+    from transformers import AutoModel
+
+    from recai_emb.encoder import TransformersEncoder
+
+    enc = TransformersEncoder(str(tiny_dir), query_prefix="query: ", max_length=16)
+    tok = enc._tokenizer
+    text = "toy story; space war; " * 6 + "a mystery drama"
+    (q,) = enc.tokenize([text], "query")
+    (p,) = enc.tokenize([text], "passage")
+    assert len(q) == len(p) == 16
+    assert q[0] == tok.cls_token_id and q[-1] == tok.sep_token_id
+    words = tok.decode(q, skip_special_tokens=True).split()
+    assert words[:2] == ["query", ":"] and words[-3:] == ["a", "mystery", "drama"]
+    assert tok.decode(p, skip_special_tokens=True).split()[:3] == ["toy", "story", ";"]
+    start = TransformersEncoder(
+        str(tiny_dir), query_prefix="query: ", max_length=16, query_keep="start"
+    )
+    cut = tok("query: " + text, truncation=True, max_length=16)["input_ids"]
+    assert start.tokenize([text], "query")[0] == cut
+    assert enc.tokenize(["toy story"], "query")[0] == tok("query: toy story")["input_ids"]
+    assert enc.identity() != start.identity()
+    model = AutoModel.from_pretrained(tiny_dir).eval()
+    with torch.inference_mode():
+        h = model(input_ids=torch.tensor([q])).last_hidden_state[0].mean(0)
+    want = (h / h.norm()).numpy()[None]
+    np.testing.assert_allclose(enc.encode([text], "query"), want, atol=2e-5)
+
+
 def test_model_that_is_not_here_is_a_clear_error(tmp_path):
     from recai_emb.encoder import resolve_model
 

@@ -39,6 +39,7 @@ __all__ = [
     "TransformersEncoder",
     "embedded_model_dir",
     "resolve_model",
+    "token_ids",
 ]
 
 Pooling = Literal["auto", "mean", "cls", "last"]
@@ -149,6 +150,63 @@ def _auto_pooling(path: Path | str) -> str:
     return "mean"
 
 
+def token_ids(
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    *,
+    prefix: str = "",
+    keep: Literal["start", "end"] = "start",
+) -> list[list[int]]:
+    """Token ids (special tokens included) of ``prefix + text`` for each text, at most
+    ``max_length`` long.
+
+    ``keep = "start"`` truncates as transformers does (the end of a long text is lost).
+    ``keep = "end"`` keeps the *end* of a long text and its prefix: a history query lists
+    titles oldest first and ends with the request, so its most recent items and the request are
+    what must survive. (The prefix's tokens are counted by tokenizing it alone, which matches
+    the joint tokenization when the prefix ends at a word boundary, as ``"query: "`` does.)
+
+    >>> class Chars:  # one token per character; [CLS] = 1, [SEP] = 2
+    ...     def one(self, t, special, max_length=None):
+    ...         x = [ord(c) for c in t][: None if max_length is None else max_length - 2]
+    ...         return [1, *x, 2] if special else x
+    ...     def __call__(self, texts, add_special_tokens=True, truncation=False, max_length=None):
+    ...         if isinstance(texts, str):
+    ...             return {"input_ids": self.one(texts, add_special_tokens)}
+    ...         return {"input_ids": [self.one(t, add_special_tokens, max_length) for t in texts]}
+    >>> def show(ids):
+    ...     return [bytes(x[1:-1]).decode() for x in ids]
+    >>> show(token_ids(Chars(), ["abcdefgh", "ab"], 6, prefix="q:"))
+    ['q:ab', 'q:ab']
+    >>> show(token_ids(Chars(), ["abcdefgh", "ab"], 6, prefix="q:", keep="end"))
+    ['q:gh', 'q:ab']
+    """
+    full = [prefix + str(t) for t in texts]
+    if keep == "start":
+        return tokenizer(full, truncation=True, max_length=max_length, add_special_tokens=True)[
+            "input_ids"
+        ]
+    ids = tokenizer(full, add_special_tokens=True)["input_ids"]
+    if all(len(x) <= max_length for x in ids):
+        return ids
+    probe_plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    lead = next(
+        (i for i in range(len(probe)) if probe[i : i + len(probe_plain)] == probe_plain), 0
+    )
+    trail = len(probe) - lead - len(probe_plain)
+    n_prefix = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+    head = lead + n_prefix
+    room = max(0, max_length - head - trail)
+    out = []
+    for x in ids:
+        if len(x) > max_length:
+            x = x[:head] + x[len(x) - trail - room :]
+        out.append(x)
+    return out
+
+
 def _auto_max_length(path: Path | str, tokenizer: Any) -> int:
     if isinstance(path, Path) and (path / "sentence_bert_config.json").exists():
         v = json.loads((path / "sentence_bert_config.json").read_text()).get("max_seq_length")
@@ -179,6 +237,7 @@ class TransformersEncoder(Encoder):
         device: str = "cpu",
         dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         threads: int | None = None,
+        query_keep: Literal["start", "end"] = "end",
     ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
@@ -206,6 +265,9 @@ class TransformersEncoder(Encoder):
         self.max_length = min(int(max_length or _auto_max_length(source, self._tokenizer)), limit)
         self.batch_size = int(batch_size)
         self.threads = threads
+        if query_keep not in ("start", "end"):
+            raise ValueError(f"query_keep is 'start' or 'end', not {query_keep!r}")
+        self.query_keep = query_keep
         self.dim = int(self._model.config.hidden_size)
         self._source = source
         self._files_key = _folder_key(source) if isinstance(source, Path) else str(source)
@@ -220,26 +282,25 @@ class TransformersEncoder(Encoder):
             "query_prefix": self.query_prefix,
             "passage_prefix": self.passage_prefix,
             "max_length": self.max_length,
+            "query_keep": self.query_keep,
         }
 
     def __repr__(self) -> str:
         return f"TransformersEncoder({self.label!r}, pooling={self.pooling!r}, dim={self.dim})"
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, truncated to ``max_length`` (special tokens included)."""
-        enc = self._tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, add_special_tokens=True
-        )
-        return enc["input_ids"]
+    def tokenize(self, texts: Sequence[str], kind: TextKind = "passage") -> list[list[int]]:
+        """Token ids of each text as :meth:`encode` reads it: the kind's prefix, special tokens,
+        at most ``max_length`` (an over-long query keeps its end when ``query_keep = "end"``)."""
+        prefix = self.query_prefix if kind == "query" else self.passage_prefix
+        keep = self.query_keep if kind == "query" else "start"
+        return token_ids(self._tokenizer, texts, self.max_length, prefix=prefix, keep=keep)
 
     def encode(self, texts: Sequence[str], kind: TextKind = "passage") -> np.ndarray:
         """Unit vectors (``float32``, shape ``(len(texts), dim)``), in the order of ``texts``."""
-        prefix = self.query_prefix if kind == "query" else self.passage_prefix
-        texts = [prefix + str(t) for t in texts]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if not texts:
+        if not len(texts):
             return out
-        ids = self.tokenize(texts)
+        ids = self.tokenize(texts, kind)
         order = np.argsort([-len(x) for x in ids], kind="stable")
         torch = self._torch
         pad = self._tokenizer.pad_token_id or 0

@@ -326,7 +326,9 @@ class EmbeddingRetriever(_Base):
 
     Params: ``model`` (the embedded all-MiniLM-L6-v2 by default, or a transformers folder),
     ``pooling``, ``normalize``, ``query_prefix``/``passage_prefix``, ``max_length``,
-    ``batch_size``, ``threads`` (torch threads while encoding; default: torch's);
+    ``query_keep`` (``"end"``: a query longer than ``max_length`` keeps its end — the most
+    recent history items and the request — and its prefix; ``"start"``: truncated as
+    transformers does), ``batch_size``, ``threads`` (torch threads while encoding; default: torch's);
     ``template`` and ``max_field_chars`` (item text); ``history_query``,
     ``history_template``, ``max_history`` (history queries); ``index`` (an
     :class:`~recai_emb.index.IndexConfig`); ``cache``/``cache_dir`` (the embedding cache);
@@ -350,6 +352,7 @@ class EmbeddingRetriever(_Base):
         query_prefix: str = "",
         passage_prefix: str = "",
         max_length: Annotated[int | None, Field(ge=8)] = None,
+        query_keep: Literal["start", "end"] = "end",
         batch_size: Count = 64,
         threads: Annotated[int | None, Field(ge=1)] = None,
         template: str = DEFAULT_TEMPLATE,
@@ -368,6 +371,7 @@ class EmbeddingRetriever(_Base):
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.max_length = max_length
+        self.query_keep = query_keep
         self.batch_size = int(batch_size)
         self.threads = threads
         self._common(
@@ -393,6 +397,7 @@ class EmbeddingRetriever(_Base):
             query_prefix=self.query_prefix,
             passage_prefix=self.passage_prefix,
             max_length=self.max_length,
+            query_keep=self.query_keep,
             batch_size=self.batch_size,
             threads=self.threads,
         )

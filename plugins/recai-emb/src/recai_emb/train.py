@@ -53,7 +53,7 @@ from recai.errors import DataError, RecaiError
 from recai.runtime import atomic_write_file
 from recai.specs import Params
 
-from .encoder import _auto_max_length, _auto_pooling, pool, resolve_model
+from .encoder import _auto_max_length, _auto_pooling, pool, resolve_model, token_ids
 from .tasks import read_examples
 
 __all__ = ["TrainConfig", "train", "main"]
@@ -74,6 +74,11 @@ class TrainConfig(Params):
     temperature: Annotated[float, Field(gt=0, le=1)] = 0.05
     negatives: Annotated[int, Field(ge=0, le=16, description="hard negatives per example")] = 1
     max_length: Annotated[int, Field(ge=8, description="query tokens")] = 128
+    query_keep: Literal["start", "end"] = Field(
+        "end",
+        description="which part of a query longer than max_length is kept: 'end' keeps the most "
+        "recent history items and the request (and the prefix), as the encoder reads queries",
+    )
     passage_max_length: Annotated[int, Field(ge=8)] = 64
     pooling: Literal["auto", "mean", "cls", "last"] = "auto"
     query_prefix: str = ""
@@ -320,10 +325,9 @@ def train(
         lo, hi = dist.rank * per_rank, (dist.rank + 1) * per_rank
         qp, pp = config.query_prefix, config.passage_prefix
 
-        def tok(texts: list[str], length: int) -> tuple[Any, Any]:
-            enc = tokenizer(
-                texts, truncation=True, max_length=length, padding=True, return_tensors="pt"
-            )
+        def tok(texts: list[str], length: int, prefix: str, keep: str) -> tuple[Any, Any]:
+            ids = token_ids(tokenizer, texts, length, prefix=prefix, keep=keep)  # type: ignore[arg-type]
+            enc = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
             return enc["input_ids"].to(config.device), enc["attention_mask"].to(config.device)
 
         started = time.perf_counter()
@@ -341,12 +345,12 @@ def train(
             for micro in range(config.accumulation):
                 idx = data.batch(step * config.accumulation + micro, config.batch_size)
                 mine = idx[lo:hi]
-                queries = [qp + data.queries[i] for i in mine]
+                queries = [data.queries[i] for i in mine]
                 # passages: this process's positives, then its hard negatives, row by row
-                passages = [pp + data.pos[i] for i in mine]
-                passages += [pp + t for i in mine for t in data.neg[i]]
-                q_ids, q_mask = tok(queries, q_len)
-                p_ids, p_mask = tok(passages, p_len)
+                passages = [data.pos[i] for i in mine]
+                passages += [t for i in mine for t in data.neg[i]]
+                q_ids, q_mask = tok(queries, q_len, qp, config.query_keep)
+                p_ids, p_mask = tok(passages, p_len, pp, "start")
                 sync = micro == config.accumulation - 1 or dist.world == 1
                 ctx = contextlib.nullcontext() if sync else module.no_sync()
                 with ctx:
