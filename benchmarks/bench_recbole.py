@@ -638,16 +638,16 @@ def save_answers(path: Path | None, answers: list[dict[str, Any]]) -> None:
     """Every answer so far, rewritten after each step (an interrupted run keeps its steps)."""
     if path is None:
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(answers, indent=1) + "\n")
-    os.replace(tmp, path)
+    from recai.runtime import atomic_write_text  # the kernel's writer (no heavy imports)
+
+    atomic_write_text(path, json.dumps(answers, indent=1) + "\n")
 
 
 def load_reused(
     path: Path, models: list[str], seeds: dict[str, int]
 ) -> dict[str, list[dict[str, Any]]]:
-    """RecBole's answers per model from an earlier ``--json`` file; exits with a message naming
-    the file if one requested model or seed is missing or was budget-cut (``ValueError``)."""
+    """RecBole's answers per model from an earlier ``--json`` file; a ``ValueError`` naming the
+    file if one requested model or seed is missing, has no split digest or was budget-cut."""
     try:
         saved = json.loads(path.read_text())
         found = {entry["model"]: entry["recbole"] for entry in saved}
