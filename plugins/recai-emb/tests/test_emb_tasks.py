@@ -181,6 +181,29 @@ def test_command_line(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--tasks", "nope"]) == 2
     assert "unknown task" in capsys.readouterr().err
     assert main(["--out", str(tmp_path), "--per-task", "0"]) == 2
+    weighted = tmp_path / "weighted"
+    args = ["--dataset", "synthetic.v1", "--out", str(weighted), "--per-task", "4"]
+    assert main([*args, "--count", "uh2i=9", "--count", "t2i=0"]) == 0
+    made = json.loads((weighted / "report.json").read_text())["train"]
+    assert made["uh2i"]["made"] == 9 and made["t2i"]["made"] == 0 and made["i2i"]["made"] == 4
+    capsys.readouterr()
+    assert main([*args, "--count", "uh2i"]) == 2
+    assert "--count wants TASK=N" in capsys.readouterr().err
+    assert main([*args, "--count", "uh2j=3"]) == 2
+    assert "Did you mean 'uh2i'" in capsys.readouterr().err
+
+
+def test_counts_weight_the_mix_and_leave_other_tasks_alone(data):
+    plain, _ = generate(data, RULE_TASKS, 10, seed=4)
+    weighted, report = generate(data, RULE_TASKS, 10, seed=4, counts={"uh2i": 25, "t2i": 3})
+    assert report["uh2i"]["made"] == 25 and report["t2i"]["made"] == 3
+    assert report["i2i"]["made"] == 10
+    same = [e for e in plain if e.task == "i2i"]
+    assert rows(same) == rows([e for e in weighted if e.task == "i2i"])
+    with pytest.raises(RecaiError, match="not generated: uq2i"):
+        generate(data, ["uh2i"], 10, counts={"uq2i": 3})
+    with pytest.raises(RecaiError, match="whole numbers"):
+        generate(data, ["uh2i"], 10, counts={"uh2i": -1})
 
 
 # -- evaluation -----------------------------------------------------------------------------------

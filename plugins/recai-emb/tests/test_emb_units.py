@@ -288,9 +288,8 @@ def test_long_queries_keep_their_end_and_prefix(tiny_dir):
     """A history query lists titles oldest first: cut to max_length, it keeps its most recent
     titles and the request at its end, and its prefix; passages keep their start."""
     import torch
-    from transformers import AutoModel
-
     from recai_emb.encoder import TransformersEncoder
+    from transformers import AutoModel
 
     enc = TransformersEncoder(str(tiny_dir), query_prefix="query: ", max_length=16)
     tok = enc._tokenizer

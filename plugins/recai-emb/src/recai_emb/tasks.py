@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -60,6 +60,7 @@ __all__ = [
     "RULE_TASKS",
     "TaskGenerator",
     "generate",
+    "parse_counts",
     "read_examples",
     "register_task",
     "write_examples",
@@ -752,12 +753,26 @@ def generate(
     part: Part = "train",
     seed: int = 0,
     negatives: int = 1,
+    counts: Mapping[str, int] | None = None,
 ) -> tuple[list[Example], dict[str, dict[str, Any]]]:
-    """Examples of each task (up to ``n_per_task``; test parts may have fewer) and a report per
-    task: ``made``, ``skipped`` (reason -> count), or ``unavailable`` when the catalog lacks what
-    the task needs."""
+    """Examples of each task (up to ``n_per_task``, or ``counts[task]`` for the tasks it names;
+    test parts may have fewer) and a report per task: ``made``, ``skipped`` (reason -> count), or
+    ``unavailable`` when the catalog lacks what the task needs.
+
+    ``counts`` weights the mix, e.g. ``{"uh2i": 6000}`` with ``n_per_task=1500`` gives the history
+    task four times the examples of each other task."""
     if part not in ("train", "test"):
         raise RecaiError(f"part must be 'train' or 'test', not {part!r}")
+    counts = dict(counts or {})
+    stray = sorted(set(counts) - set(tasks))
+    if stray:
+        raise RecaiError(
+            f"counts name tasks that are not generated: {', '.join(stray)} "
+            f"(tasks: {', '.join(tasks)})"
+        )
+    bad = {t: n for t, n in counts.items() if not isinstance(n, int) or n < 0}
+    if bad:
+        raise RecaiError(f"counts must be whole numbers >= 0, got {bad}")
     out: list[Example] = []
     report: dict[str, dict[str, Any]] = {}
     for name in tasks:
@@ -772,7 +787,7 @@ def generate(
             report[name] = {"made": 0, "unavailable": f"the catalog has no {', '.join(lacks)}"}
             continue
         rng = np.random.default_rng(stable_seed("task", name, part, seed))
-        made, skipped = gen.make(data, int(n_per_task), rng, part, int(negatives))
+        made, skipped = gen.make(data, int(counts.get(name, n_per_task)), rng, part, int(negatives))
         same = 0
         for ex in made:  # a negative written exactly like the positive (a duplicate entry)
             keep = [i for i in ex.negs if data.texts[i] != data.texts[ex.pos]]
@@ -829,6 +844,20 @@ def read_examples(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 # -- command line ---------------------------------------------------------------------------------
+def parse_counts(specs: Sequence[str]) -> dict[str, int]:
+    """``["uh2i=6000", "i2i=3000"]`` -> ``{"uh2i": 6000, "i2i": 3000}``; a malformed entry is
+    a :class:`RecaiError` naming it."""
+    out: dict[str, int] = {}
+    for spec in specs:
+        name, eq, n = spec.partition("=")
+        name = name.strip()
+        if not eq or not name or not n.strip().isdigit():
+            raise RecaiError(f"--count wants TASK=N with N a whole number, got {spec!r}")
+        task_class(name)
+        out[name] = int(n)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m recai_emb.tasks``: write ``train.jsonl``, ``test.jsonl`` and ``report.json``.
 
@@ -845,6 +874,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.json")
     p.add_argument("--tasks", default=",".join(RULE_TASKS), help="comma-separated task names")
     p.add_argument("--per-task", type=int, default=1000, help="training examples per task")
+    p.add_argument(
+        "--count",
+        action="append",
+        default=[],
+        metavar="TASK=N",
+        help="training examples of one task instead of --per-task (repeatable), e.g. uh2i=6000",
+    )
     p.add_argument("--test-per-task", type=int, default=300, help="evaluation queries per task")
     p.add_argument("--negatives", type=int, default=1, help="hard negatives per example")
     p.add_argument("--seed", type=int, default=0)
@@ -863,6 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         for t in tasks:
             task_class(t)
+        counts = parse_counts(args.count)
         dataset = recai.create("dataset", args.dataset).dataset()
         data = TaskData.from_dataset(
             dataset,
@@ -872,7 +909,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         out = Path(args.out)
         train, train_report = generate(
-            data, tasks, args.per_task, part="train", seed=args.seed, negatives=args.negatives
+            data,
+            tasks,
+            args.per_task,
+            part="train",
+            seed=args.seed,
+            negatives=args.negatives,
+            counts=counts,
         )
         test, test_report = generate(
             data, tasks, args.test_per_task, part="test", seed=args.seed, negatives=args.negatives
