@@ -328,3 +328,59 @@ def test_bpr_negatives_one_is_the_default_and_more_change_training(tiny_split):
     several.fit(tiny_split)
     assert several.params()["negatives"] == 4
     assert not np.allclose(several.item_embeddings(), one.item_embeddings())
+
+
+def test_decays_go_back_to_the_best_epoch_with_a_lower_learning_rate():
+    import torch
+
+    from recai_classic._training import train_with_early_stopping
+
+    module = torch.nn.Linear(1, 1, bias=False)
+    opt = torch.optim.SGD(module.parameters(), lr=1.0)
+    curve = [0.1, 0.3, 0.2, 0.2, 0.25, 0.4, 0.1, 0.1, 0.5, 0.5]
+    seen: list[tuple[int, float, float]] = []  # epoch, lr, weight when the epoch starts
+
+    def run_epoch(epoch: int) -> float:
+        seen.append((epoch + 1, opt.param_groups[0]["lr"], module.weight.item()))
+        with torch.no_grad():
+            module.weight.fill_(epoch + 1.0)  # the weight names the epoch that last ran
+        return 0.0
+
+    values = iter(curve)
+    log = train_with_early_stopping(
+        module,
+        epochs=10,
+        patience=2,
+        run_epoch=run_epoch,
+        validate=lambda: next(values),
+        par=Parallel(),
+        desc="t",
+        optimizer=opt,
+        decays=1,
+        decay_factor=0.5,
+    )
+    # patience ran out after epoch 4: back to epoch 2's weight, lr halved; then after epoch 8: stop
+    assert log.decays == [4] and log.epochs_run == 8 and log.stopped_early
+    assert (log.best_epoch, log.best_valid) == (6, 0.4)
+    assert seen[4] == (5, 0.5, 2.0)  # epoch 5 starts from epoch 2's parameters at half the lr
+    assert module.weight.item() == 6.0  # the best epoch's parameters are kept at the end
+    assert log.to_dict()["decays"] == [4]
+    with pytest.raises(ValueError, match="decays need"):
+        train_with_early_stopping(
+            module, epochs=1, patience=1, run_epoch=run_epoch, validate=None, par=Parallel(),
+            desc="t", optimizer=opt, decays=1,
+        )  # fmt: skip
+
+
+def test_sasrec_without_decays_trains_as_before_and_with_them_goes_on(tiny_split):
+    params = {**TINY_SASREC, "epochs": 12, "patience": 1}
+    plain = SASRec(**params)
+    plain.fit(tiny_split)
+    decayed = SASRec(**params, decays=2)
+    decayed.fit(tiny_split)
+    a, b = plain.training_log, decayed.training_log
+    assert a["decays"] == [] and a["stopped_early"]
+    n = a["epochs_run"]  # identical up to the first plateau
+    assert [p["valid"] for p in b["curve"][:n]] == [p["valid"] for p in a["curve"]]
+    assert b["decays"][0] == n and b["epochs_run"] > n
+    assert b["best_valid"] >= a["best_valid"]

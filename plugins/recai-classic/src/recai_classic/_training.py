@@ -254,6 +254,7 @@ class TrainingLog:
     seconds: float = 0.0
     processes: int = 1
     valid_cases: int = 0
+    decays: list[int] = field(default_factory=list)
     curve: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -266,6 +267,7 @@ class TrainingLog:
             "seconds": round(self.seconds, 3),
             "processes": self.processes,
             "valid_cases": self.valid_cases,
+            "decays": self.decays,
             "curve": self.curve,
         }
 
@@ -282,6 +284,9 @@ def train_with_early_stopping(
     metric: str | None = None,
     valid_cases: int = 0,
     on_epoch: Callable[[int], None] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    decays: int = 0,
+    decay_factor: float = 0.3,
 ) -> TrainingLog:
     """Run ``run_epoch(epoch)`` (returns the mean training loss) up to ``epochs`` times.
 
@@ -292,13 +297,22 @@ def train_with_early_stopping(
 
     ``on_epoch(epoch)`` (1-based), when given, runs after each epoch and its validation, with the
     module in eval mode and that epoch's parameters; its time is left out of ``seconds``.
+
+    ``decays`` > 0 (needs ``optimizer`` and ``validate``): the first ``decays`` times patience
+    runs out, training does not stop; it goes back to the best epoch's parameters and optimizer
+    state, multiplies every learning rate by ``decay_factor`` and goes on (the epochs after which
+    that happened are in ``log.decays``). Noisy validation curves of fast learning rates often
+    settle higher after such a step down.
     """
+    if decays and (optimizer is None or validate is None):
+        raise ValueError("decays need an optimizer and a validation split")
     from tqdm.auto import tqdm
 
     log = TrainingLog(metric=metric, processes=par.world, valid_cases=valid_cases)
     start = time.perf_counter()
     best_state: dict[str, Any] | None = None
     best = -math.inf
+    best_opt: dict[str, Any] = {}
     waited = 0
     side = 0.0  # seconds spent in on_epoch
     bar = tqdm(range(epochs), desc=desc, leave=False, disable=None if par.main else True)
@@ -313,6 +327,8 @@ def train_with_early_stopping(
                 best, waited = value, 0
                 log.best_epoch, log.best_valid = epoch + 1, value
                 best_state = copy.deepcopy(module.state_dict())
+                if decays:
+                    best_opt = copy.deepcopy(optimizer.state_dict())  # type: ignore[union-attr]
             else:
                 waited += 1
         log.curve.append(point)
@@ -323,6 +339,16 @@ def train_with_early_stopping(
             on_epoch(epoch + 1)
             side += time.perf_counter() - entered
         if validate is not None and waited >= patience:
+            if len(log.decays) < decays and best_state is not None:
+                assert optimizer is not None
+                module.load_state_dict(best_state)
+                optimizer.load_state_dict(best_opt)
+                for group in optimizer.param_groups:
+                    group["lr"] *= decay_factor
+                best_opt = copy.deepcopy(optimizer.state_dict())
+                log.decays.append(epoch + 1)
+                waited = 0
+                continue
             log.stopped_early = epoch + 1 < epochs
             break
     bar.close()

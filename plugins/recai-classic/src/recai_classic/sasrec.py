@@ -269,6 +269,17 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         batch_size: Annotated[int, Field(ge=1, description="training windows per batch")] = 64,
         epochs: Epochs = 200,
         patience: Patience = 10,
+        decays: Annotated[
+            int,
+            Field(
+                ge=0,
+                description="times to go back to the best epoch and multiply the learning rate "
+                "by decay_factor when patience runs out, before stopping",
+            ),
+        ] = 0,
+        decay_factor: Annotated[
+            float, Field(gt=0, lt=1, description="learning-rate factor of each decay")
+        ] = 0.3,
         valid_metric: ValidMetric = "ndcg",
         valid_k: ValidK = 10,
         seed: Annotated[int, Field(description="seed of initialisation, shuffling, dropout")] = 0,
@@ -292,6 +303,8 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         self.batch_size = int(batch_size)
         self.epochs = int(epochs)
         self.patience = int(patience)
+        self.decays = int(decays)
+        self.decay_factor = float(decay_factor)
         self.valid_metric = valid_metric
         self.valid_k = int(valid_k)
         self.seed = int(seed)
@@ -317,6 +330,8 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             "batch_size": self.batch_size,
             "epochs": self.epochs,
             "patience": self.patience,
+            "decays": self.decays,
+            "decay_factor": self.decay_factor,
             "valid_metric": self.valid_metric,
             "valid_k": self.valid_k,
             "seed": self.seed,
@@ -430,6 +445,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             metric=validator.name if len(validator) else None,
             valid_cases=len(validator),
             on_epoch=on_epoch if self.epoch_callback is not None else None,
+            optimizer=opt,
+            decays=self.decays if len(validator) else 0,
+            decay_factor=self.decay_factor,
         )
         net.eval()
         self._train_indptr, self._train_items = csr_histories(histories)
