@@ -384,3 +384,15 @@ def test_sasrec_without_decays_trains_as_before_and_with_them_goes_on(tiny_split
     assert [p["valid"] for p in b["curve"][:n]] == [p["valid"] for p in a["curve"]]
     assert b["decays"][0] == n and b["epochs_run"] > n
     assert b["best_valid"] >= a["best_valid"]
+
+
+def test_sasrec_label_smoothing_changes_training_and_needs_ce(tiny_split):
+    plain = SASRec(**TINY_SASREC)
+    plain.fit(tiny_split)
+    smooth = SASRec(**TINY_SASREC, label_smoothing=0.2)
+    smooth.fit(tiny_split)
+    hist = [np.array([0, 1, 2])]
+    assert not np.allclose(plain.score(hist), smooth.score(hist))
+    assert smooth.params()["label_smoothing"] == 0.2
+    with pytest.raises(ValueError, match="label_smoothing applies to loss = 'ce'"):
+        SASRec(**TINY_SASREC, loss="bce", label_smoothing=0.1)

@@ -133,6 +133,7 @@ def _network(
     dropout: float,
     norm: str = "pre",
     attn_dropout: float = 0.0,
+    label_smoothing: float = 0.0,
 ):
     torch = require_torch()
     post = norm == "post"
@@ -207,7 +208,9 @@ def _network(
             tgt = targets[live]
             if negatives is None:
                 logits = hv @ self.catalog().T
-                return F.cross_entropy(logits, tgt - 1, reduction="sum")
+                return F.cross_entropy(
+                    logits, tgt - 1, reduction="sum", label_smoothing=label_smoothing
+                )
             pos = (hv * self.items(tgt)).sum(-1)
             neg = (hv * self.items(negatives[live])).sum(-1)
             return F.softplus(-pos).sum() + F.softplus(neg).sum()
@@ -264,6 +267,15 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             Literal["ce", "bce"],
             Field(description="ce: softmax over the catalog; bce: one sampled negative"),
         ] = "ce",
+        label_smoothing: Annotated[
+            float,
+            Field(
+                ge=0,
+                lt=1,
+                description="ce only: this share of each target's probability is spread over "
+                "the catalog",
+            ),
+        ] = 0.0,
         lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 2e-3,
         weight_decay: Annotated[float, Field(ge=0, description="Adam L2 penalty")] = 0.0,
         batch_size: Annotated[int, Field(ge=1, description="training windows per batch")] = 64,
@@ -298,6 +310,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         self.attn_dropout = float(attn_dropout)
         self.norm = norm
         self.loss = loss
+        if label_smoothing and loss != "ce":
+            raise ValueError("label_smoothing applies to loss = 'ce' only")
+        self.label_smoothing = float(label_smoothing)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
@@ -325,6 +340,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             "attn_dropout": self.attn_dropout,
             "norm": self.norm,
             "loss": self.loss,
+            "label_smoothing": self.label_smoothing,
             "lr": self.lr,
             "weight_decay": self.weight_decay,
             "batch_size": self.batch_size,
@@ -368,6 +384,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             self.dropout,
             self.norm,
             self.attn_dropout,
+            self.label_smoothing,
         )
         return net.to(resolve_device(self.device))
 
