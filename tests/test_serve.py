@@ -501,6 +501,10 @@ def _env(site: Path) -> dict[str, str]:
     }
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], site: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "recai", "serve", *args, "--port", "0"],
@@ -508,6 +512,10 @@ def _start(args: list[str], site: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
         text=True,
         env=_env(site),
+        # A suite started in the background by a non-interactive shell (`cmd &`) inherits an
+        # ignored SIGINT, and Python then never raises KeyboardInterrupt: give the server
+        # Ctrl-C's default, as a terminal would.
+        preexec_fn=_default_sigint,
     )
     line = proc.stdout.readline()
     if "at http://" not in line:
