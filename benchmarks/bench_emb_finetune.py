@@ -32,17 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
+    from recai_emb.tasks import add_count_option  # light: no torch or transformers
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--per-task", type=int, default=500, help="training examples per task")
-    p.add_argument(
-        "--count",
-        action="append",
-        default=[],
-        metavar="TASK=N",
-        help="training examples of one task instead of --per-task (repeatable), e.g. uh2i=6000",
-    )
+    add_count_option(p)  # the same option as python -m recai_emb.tasks
     p.add_argument("--samples", type=int, default=300, help="evaluation queries per task")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=0.05)

@@ -59,6 +59,7 @@ __all__ = [
     "TASKS",
     "RULE_TASKS",
     "TaskGenerator",
+    "add_count_option",
     "generate",
     "parse_counts",
     "read_examples",
@@ -844,6 +845,18 @@ def read_examples(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 # -- command line ---------------------------------------------------------------------------------
+def add_count_option(parser: Any) -> None:
+    """Add ``--count TASK=N`` (repeatable) to an ``argparse`` parser; read the values with
+    :func:`parse_counts`."""
+    parser.add_argument(
+        "--count",
+        action="append",
+        default=[],
+        metavar="TASK=N",
+        help="training examples of one task instead of --per-task (repeatable), e.g. uh2i=6000",
+    )
+
+
 def parse_counts(specs: Sequence[str]) -> dict[str, int]:
     """``["uh2i=6000", "i2i=3000"]`` -> ``{"uh2i": 6000, "i2i": 3000}``; a malformed entry is
     a :class:`RecaiError` naming it."""
@@ -874,13 +887,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for train.jsonl, test.jsonl, report.json")
     p.add_argument("--tasks", default=",".join(RULE_TASKS), help="comma-separated task names")
     p.add_argument("--per-task", type=int, default=1000, help="training examples per task")
-    p.add_argument(
-        "--count",
-        action="append",
-        default=[],
-        metavar="TASK=N",
-        help="training examples of one task instead of --per-task (repeatable), e.g. uh2i=6000",
-    )
+    add_count_option(p)
     p.add_argument("--test-per-task", type=int, default=300, help="evaluation queries per task")
     p.add_argument("--negatives", type=int, default=1, help="hard negatives per example")
     p.add_argument("--seed", type=int, default=0)
