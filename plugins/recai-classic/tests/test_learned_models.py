@@ -60,6 +60,12 @@ class TestSASRecBCERanker(RankerContract):
     distribution = "recai-classic"
 
 
+class TestSASRecEMARanker(RankerContract):
+    name = "sasrec.v1"
+    params = {**TINY_SASREC, "ema": 0.9}
+    distribution = "recai-classic"
+
+
 class TestSASRecRetriever(RetrieverContract):
     name = "sasrec.v1"
     params = TINY_SASREC
@@ -283,6 +289,7 @@ def test_sasrec_learns_sequences_that_popularity_cannot():
         "sasrec-bce": {"loss": "bce"},
         "sasrec-stride": {"stride": 5},
         "sasrec-post": {"norm": "post", "attn_dropout": 0.1},
+        "sasrec-ema": {"ema": 0.99},
     }
     models = {
         **{name: SASRec(**sasrec, **extra) for name, extra in variants.items()},
@@ -396,3 +403,39 @@ def test_sasrec_label_smoothing_changes_training_and_needs_ce(tiny_split):
     assert smooth.params()["label_smoothing"] == 0.2
     with pytest.raises(ValueError, match="label_smoothing applies to loss = 'ce'"):
         SASRec(**TINY_SASREC, loss="bce", label_smoothing=0.1)
+
+
+def test_sasrec_ema_averages_the_weights_without_changing_training(tiny_split):
+    params = {**TINY_SASREC, "epochs": 4, "patience": 4}
+    plain = SASRec(**params)
+    plain.fit(tiny_split)
+    # decay ~0: the average is the last step's weights, so the fitted model is the plain one
+    last = SASRec(**params, ema=1e-9)
+    last.fit(tiny_split)
+    hist = [np.array([0, 1, 2]), np.array([5])]
+    np.testing.assert_allclose(last.score(hist), plain.score(hist), rtol=1e-5, atol=1e-6)
+    assert last.training_log["best_epoch"] == plain.training_log["best_epoch"]
+    averaged = SASRec(**params, ema=0.9)
+    averaged.fit(tiny_split)
+    a, b = plain.training_log["curve"], averaged.training_log["curve"]
+    assert [p["loss"] for p in b] == [p["loss"] for p in a]  # training itself is the same
+    assert [p["valid"] for p in b] != [p["valid"] for p in a]  # validation reads the average
+    assert not np.allclose(averaged.score(hist), plain.score(hist))
+    assert averaged.params()["ema"] == 0.9
+    with pytest.raises(ValueError, match="ema is a decay"):
+        SASRec(**TINY_SASREC, ema=1.0)
+
+
+def test_sasrec_ema_with_decays_goes_back_to_the_best_average(tiny_split):
+    params = {**TINY_SASREC, "epochs": 12, "patience": 1, "ema": 0.9}
+    model = SASRec(**params, decays=1)
+    model.fit(tiny_split)
+    log = model.training_log
+    assert log["decays"] and log["epochs_run"] > log["decays"][0]
+    best = max(p["valid"] for p in log["curve"])
+    assert log["best_valid"] == pytest.approx(best, abs=1e-6)
+    # the kept model is the best epoch's average: validating it again gives the logged value
+    from recai_classic._training import Validator
+
+    again = Validator(tiny_split, "ndcg", 10, seed=0)(lambda h, u: model._score_tensor(h), Parallel())
+    assert again == pytest.approx(log["best_valid"], abs=1e-6)

@@ -21,7 +21,11 @@ catalog (a full softmax: on catalogs of a few thousand items it is cheap and lea
 sampling), and ``"bce"``, the paper's
 binary cross-entropy with one uniformly sampled negative per position (an item the user has not
 seen in training). Adam; early stopping on the validation split (NDCG@10 by default, full
-ranking); the best epoch's parameters are kept. Deterministic on CPU under ``seed`` for a given
+ranking); the best epoch's parameters are kept. ``ema = d`` (``0 < d < 1``) keeps an
+exponential moving average of the weights, updated after every optimizer step with decay
+``d`` (``torch.optim.swa_utils.AveragedModel``): validation, early stopping and the fitted
+model then use the averaged weights, which are smoother than the last step's and usually
+generalise better; training itself is unchanged. Deterministic on CPU under ``seed`` for a given
 number of threads. Launched by ``torchrun``, training is data parallel (see
 :mod:`recai_classic._training`).
 
@@ -292,6 +296,15 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         decay_factor: Annotated[
             float, Field(gt=0, lt=1, description="learning-rate factor of each decay")
         ] = 0.3,
+        ema: Annotated[
+            float,
+            Field(
+                ge=0,
+                lt=1,
+                description="0: off; else validate, keep and use an exponential moving average "
+                "of the weights, updated after every step with this decay (e.g. 0.998)",
+            ),
+        ] = 0.0,
         valid_metric: ValidMetric = "ndcg",
         valid_k: ValidK = 10,
         seed: Annotated[int, Field(description="seed of initialisation, shuffling, dropout")] = 0,
@@ -320,6 +333,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         self.patience = int(patience)
         self.decays = int(decays)
         self.decay_factor = float(decay_factor)
+        if not 0 <= ema < 1:
+            raise ValueError(f"ema is a decay in [0, 1) (0: off), got {ema}")
+        self.ema = float(ema)
         self.valid_metric = valid_metric
         self.valid_k = int(valid_k)
         self.seed = int(seed)
@@ -348,6 +364,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             "patience": self.patience,
             "decays": self.decays,
             "decay_factor": self.decay_factor,
+            "ema": self.ema,
             "valid_metric": self.valid_metric,
             "valid_k": self.valid_k,
             "seed": self.seed,
@@ -411,6 +428,12 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         lengths = np.array([len(w) for w in windows], dtype=np.int64)
         n_tgt = lengths - 1 - firsts  # targets per window
         seen = _SeenItems(histories, n_items) if self.loss == "bce" else None
+        averaged: Any = None  # the moving average of the weights, when ema > 0
+        if self.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            averaged = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.ema))
+            averaged.eval()
 
         def run_epoch(epoch: int) -> float:
             net.train()
@@ -433,16 +456,21 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
                 opt.zero_grad(set_to_none=True)
                 global_mean(loss_sum, n_targets, par).backward()
                 opt.step()
+                if averaged is not None:
+                    averaged.update_parameters(net)
                 total += float(loss_sum.detach())
                 count += int((targets > 0).sum())
             sums = par.all_sum([total, float(count)])
             return sums[0] / max(1.0, sums[1])
 
         validator = Validator(split, self.valid_metric, self.valid_k, seed=self.seed)
-        self._net = net
+        # scoring (validation, the epoch callback, the fitted model) reads self._net
+        self._net = net if averaged is None else averaged.module
+        # early stopping keeps (and on a decay restores) the training weights and the average
+        kept = net if averaged is None else torch.nn.ModuleList([net, averaged])
 
         def validate() -> float:
-            net.eval()
+            self._net.eval()
             return validator(lambda h, u: self._score_tensor(h), par)
 
         def on_epoch(epoch: int) -> None:
@@ -452,7 +480,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             self.epoch_callback(epoch, score)  # type: ignore[misc]
 
         log = train_with_early_stopping(
-            net,
+            kept,
             epochs=self.epochs,
             patience=self.patience,
             run_epoch=run_epoch,
@@ -466,7 +494,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
             decays=self.decays if len(validator) else 0,
             decay_factor=self.decay_factor,
         )
-        net.eval()
+        self._net.eval()
         self._train_indptr, self._train_items = csr_histories(histories)
         self.training_log = {**log.to_dict(), "windows": len(windows)}
         self.remember(split)
