@@ -15,7 +15,7 @@ import support_plugin
 from recai import cli
 from recai.plugins import PluginManager
 
-HEAVY = ("torch", "transformers", "faiss", "openai", "sklearn")
+HEAVY = ("torch", "transformers", "faiss", "openai", "sklearn", "onnxruntime", "onnx")
 
 
 def recai_cmd(
