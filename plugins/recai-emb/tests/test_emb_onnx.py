@@ -85,3 +85,10 @@ def test_onnx_runtime_refuses_what_it_cannot_run(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(RecaiError, match=r'pip install "recai-emb\[onnx\]"'):
         TransformersEncoder("minilm", runtime="onnx", onnx_dir=tmp_path)
+
+
+def test_runtime_is_a_param_of_the_embedding_components():
+    for name in ("embedding.v1", "embedding.tuned.v1"):
+        assert recai.create("retriever", name, runtime="onnx").runtime == "onnx"
+    with pytest.raises(RecaiError, match="runtime"):
+        recai.create("retriever", "embedding.v1", runtime="tensorrt")

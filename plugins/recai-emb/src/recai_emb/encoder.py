@@ -16,7 +16,7 @@
 - ``runtime = "onnx"`` runs the same network (pooling and normalisation included) with ONNX
   Runtime instead of torch eager: the model is exported once with ``torch.onnx`` into a cache
   folder (written atomically, checked against torch before it is kept) and loaded from there
-  afterwards. On CPU a single short query encodes several times faster (the bench in
+  afterwards. On CPU a single short query encodes about 2.6x faster (the bench in
   ``docs/performance.md``); the vectors agree with torch's to about 1e-6. Needs the ``onnx``
   extra (``pip install "recai-emb[onnx]"``).
 

@@ -330,7 +330,7 @@ class EmbeddingRetriever(_Base):
     recent history items and the request — and its prefix; ``"start"``: truncated as
     transformers does), ``batch_size``, ``threads`` (torch threads while encoding; default: torch's);
     ``runtime`` (``"torch"``, or ``"onnx"``: the encoder exported once into the cache and run
-    with ONNX Runtime, several times faster for single queries on CPU; the ``onnx`` extra);
+    with ONNX Runtime, about 2.6x faster for a single query on two CPU cores; the ``onnx`` extra);
     ``template`` and ``max_field_chars`` (item text); ``history_query``,
     ``history_template``, ``max_history`` (history queries); ``index`` (an
     :class:`~recai_emb.index.IndexConfig`); ``cache``/``cache_dir`` (the embedding cache);

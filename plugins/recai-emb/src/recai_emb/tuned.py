@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -68,6 +68,7 @@ class TunedEmbeddingRetriever(EmbeddingRetriever):
         max_history: Count = 10,
         batch_size: Count = 64,
         threads: Annotated[int | None, Field(ge=1)] = None,
+        runtime: Literal["torch", "onnx"] = "torch",
         index: IndexConfig | None = None,
         cache: bool = True,
         cache_dir: str | None = None,
@@ -79,6 +80,7 @@ class TunedEmbeddingRetriever(EmbeddingRetriever):
             model=base,
             batch_size=batch_size,
             threads=threads,
+            runtime=runtime,
             max_history=max_history,
             index=index,
             cache=cache,
