@@ -64,7 +64,9 @@ every seed's numbers on both sides.
 interrupted run keeps what it finished). ``--reuse-recbole FILE`` takes RecBole's answers from such
 a file instead of fitting RecBole again (its SASRec alone takes about an hour on 2 cores) and runs
 recai's side only; held-out pairs are compared through the digest stored with each answer, and
-the report names the file.
+the report names the file. Where ``--seeds`` asks for more RecBole seeds than the file holds, only
+the missing ones are fitted (so RecBole's side can gain seeds one run at a time, e.g.
+``--seeds bpr=5 sasrec=2`` with a file holding SASRec's seed 2020), and the report names them.
 
 The Markdown table is printed and, with ``--out``, written between ``<!-- bench_recbole:begin -->``
 and ``<!-- bench_recbole:end -->`` (the rest of the file is kept). Not part of the test suite.
@@ -587,7 +589,12 @@ def report(
         + (
             f" **RecBole's answers reused** from `{reused}` (an earlier run's `--json`, written "
             f"{check['reused_date']}; RecBole's fits are deterministic per seed on one machine): "
-            "RecBole was not run again; its held-out pairs were compared by digest."
+            + (
+                "RecBole was not run again"
+                if not check.get("fitted_now")
+                else "RecBole was run now only for " + ", ".join(check["fitted_now"])
+            )
+            + "; its reused held-out pairs were compared by digest."
             if reused
             else ""
         )
@@ -679,26 +686,28 @@ def save_answers(path: Path | None, answers: list[dict[str, Any]]) -> None:
 def load_reused(
     path: Path, models: list[str], seeds: dict[str, int]
 ) -> dict[str, list[dict[str, Any]]]:
-    """RecBole's answers per model from an earlier ``--json`` file; a ``ValueError`` naming the
-    file if one requested model or seed is missing, has no split digest or was budget-cut."""
+    """RecBole's answers per model from an earlier ``--json`` file, at most the requested number
+    of seeds (fewer where the file holds fewer: the run fits the missing ones); a ``ValueError``
+    naming the file if one has no split digest, was budget-cut or has an unexpected seed."""
     try:
         saved = json.loads(path.read_text())
         found = {entry["model"]: entry["recbole"] for entry in saved}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a bench_recbole --json file ({e})") from None
     for model in models:
-        runs = found.get(model, [])
-        if len(runs) < seeds[model]:
-            raise ValueError(
-                f"{path}: holds {len(runs)} RecBole run(s) of {model}, {seeds[model]} needed"
-            )
-        for run in runs[: seeds[model]]:
+        for k, run in enumerate(found.get(model, [])[: seeds[model]]):
             if "split_sha256" not in run or run.get("stopped_by_budget"):
                 raise ValueError(
                     f"{path}: RecBole's {model} answer has no split digest or was cut "
                     "by a budget; run RecBole again"
                 )
-    return {m: found[m][: seeds[m]] for m in models}
+            seed = run.get("hyper", {}).get("seed")
+            if seed != RECBOLE_SEED + k:
+                raise ValueError(
+                    f"{path}: RecBole's {model} run {k + 1} has seed {seed}, expected "
+                    f"{RECBOLE_SEED + k}"
+                )
+    return {m: found.get(m, [])[: seeds[m]] for m in models}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -743,7 +752,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         metavar="JSON",
         help="take RecBole's answers from an earlier run's --json file instead of running RecBole "
-        "again (it must hold every requested model and seed; the report says so)",
+        "again; requested seeds the file lacks are fitted now (the report says which)",
     )
     args = p.parse_args(argv)
     if args.step:
@@ -781,7 +790,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as e:
         p.exit(2, f"error: {e}\n")
-    python = None if earlier else ensure_venv(args.recbole_venv)
+    missing = [
+        f"{RECBOLE_NAME[m]} seed {RECBOLE_SEED + k}"
+        for m in args.models
+        for k in range(len(earlier[m]) if earlier else 0, seeds[m])
+    ]
+    python = ensure_venv(args.recbole_venv) if missing else None
     env = {**os.environ, **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
     rb_env = {**env, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # RecBole reloads its checkpoint
     rows, answers = [], []
@@ -793,7 +807,7 @@ def main(argv: list[str] | None = None) -> None:
         answers.append({"model": model, "recbole": rb_runs, "recai": ra_runs})
         for k in range(max(seeds[model], recai_seeds[model])):
             if k < seeds[model]:
-                if earlier:
+                if earlier and k < len(earlier[model]):
                     rb = earlier[model][k]
                 else:
                     seeded = [] if seeds[model] == 1 else [f"seed={RECBOLE_SEED + k}"]
@@ -820,6 +834,7 @@ def main(argv: list[str] | None = None) -> None:
     if earlier:
         check["reused"] = str(args.reuse_recbole)
         check["reused_date"] = dt.date.fromtimestamp(args.reuse_recbole.stat().st_mtime).isoformat()
+        check["fitted_now"] = missing if earlier else []
     section = report(command.strip(), rows, check, args.recbole_budget)
     print(section)
     if args.out:
