@@ -582,15 +582,7 @@ def report(
             )
             + "."
             for r in rows
-            for checks in [
-                r["recbole"].get("masked", {}).get("checks")
-                or (
-                    [(None, r["recbole"]["masked"]["unmasked_ndcg"], r["recbole"]["ndcg"])]
-                    if "unmasked_ndcg" in r["recbole"].get("masked", {})
-                    else []
-                )
-            ]
-            if checks
+            if (checks := unmasked_checks(r["recbole"]))
         ),
         "",
         "RecBole: default hyperparameters except `valid_metric = NDCG@10` (default MRR@10), "
@@ -626,6 +618,17 @@ def report(
     return "\n".join(lines)
 
 
+def unmasked_checks(rb: dict[str, Any]) -> list[tuple[Any, float, float]]:
+    """(seed, NDCG@10 of RecBole's scores ranked with nothing excluded, RecBole's own NDCG@10)
+    for each RecBole run of a model that was re-evaluated with history items excluded."""
+    masked = rb.get("masked", {})
+    if "checks" in masked:  # several seeds, gathered by combine
+        return masked["checks"]
+    if "unmasked_ndcg" in masked:
+        return [(rb.get("hyper", {}).get("seed"), masked["unmasked_ndcg"], rb["ndcg"])]
+    return []
+
+
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One side's runs of a model (one per seed) as one answer: the first run's fields, with the
     metrics and times replaced by their means over the runs, each run's numbers under ``runs``
@@ -640,11 +643,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["masked"] = {
             key: sum(r["masked"][key] for r in runs) / len(runs) for key in ("ndcg", "recall")
         }
-        out["masked"]["checks"] = [
-            (r["hyper"].get("seed"), r["masked"]["unmasked_ndcg"], r["ndcg"])
-            for r in runs
-            if "unmasked_ndcg" in r["masked"]
-        ]
+        out["masked"]["checks"] = [c for r in runs for c in unmasked_checks(r)]
     out["curves"] = [r["curve"] for r in runs]
     out["runs"] = seed_rows(runs)
     return out

@@ -104,7 +104,12 @@ def run_seed(seed: int, epochs: int, out: Path) -> None:
         curves[str(epoch)] = np.stack([rows[n] for n in NAMES])
         np.savez(out, names=np.array(NAMES), **curves)
         means = {n: round(float(v.mean()), 4) for n, v in rows.items()}
-        print(json.dumps({"seed": seed, "epoch": epoch, "s": round(time.perf_counter() - start), **means}), flush=True)
+        print(
+            json.dumps(
+                {"seed": seed, "epoch": epoch, "s": round(time.perf_counter() - start), **means}
+            ),
+            flush=True,
+        )
 
     model.epoch_callback = on_epoch
     model.fit(split)

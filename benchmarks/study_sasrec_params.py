@@ -25,6 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from study_sasrec_ema import select  # the same early-stopping choice as the ema study
+
+METRICS = ("NDCG@10", "Recall@10")
 
 BASE = {
     "hidden": 64,
@@ -79,8 +82,7 @@ def run(name: str, overrides: dict, seeds: list[int], epochs: int, work: Path) -
                         "seed": seed,
                         "epoch": epoch,
                         "s": round(time.perf_counter() - start),
-                        "ndcg10": round(float(_ndcg(ranks, 10).mean()), 4),
-                        "recall10": round(float((ranks < 10).mean()), 4),
+                        **{k: round(float(v.mean()), 4) for k, v in _metrics(ranks).items()},
                     }
                 ),
                 flush=True,
@@ -90,26 +92,12 @@ def run(name: str, overrides: dict, seeds: list[int], epochs: int, work: Path) -
         model.fit(split)
 
 
-def _ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
-    """Per-user NDCG@k of one relevant item at 0-based ``ranks``."""
-    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-
 def _metrics(ranks: np.ndarray) -> dict[str, np.ndarray]:
-    return {"ndcg10": _ndcg(ranks, 10), "recall10": (ranks < 10).astype(np.float64)}
+    """Per-user NDCG@10 and Recall@10 at 0-based target ``ranks`` (any shape), as recai-eval
+    computes them."""
+    from recai_eval.metrics import metric_values
 
-
-def select(curve: np.ndarray, patience: int) -> int:
-    """The epoch early stopping keeps: the first maximum, stopping ``patience`` epochs after."""
-    best, kept, waited = -np.inf, 0, 0
-    for e, v in enumerate(curve):
-        if v > best:
-            best, kept, waited = v, e, 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    return kept
+    return metric_values(ranks, [10], ["ndcg", "recall"])
 
 
 def analyse(work: Path, halvings: int = 100) -> dict:
@@ -120,21 +108,23 @@ def analyse(work: Path, halvings: int = 100) -> dict:
     by_name: dict[str, list[Path]] = defaultdict(list)
     for f in files:
         by_name[f.stem.rsplit("-seed", 1)[0]].append(f)
+    curves: dict[Path, tuple[list[int], dict[str, np.ndarray]]] = {}
+    for f in files:  # each file read once: its epochs and per-epoch per-user metrics
+        z = np.load(f)
+        epochs = sorted(int(k) for k in z.files if k != "params")
+        curves[f] = epochs, _metrics(np.stack([z[str(e)] for e in epochs]))  # epochs x users
     result: dict = {}
     for patience in (10, 20):
         print(f"patience {patience}: held-out-half validation score (mean over seeds)")
         print(f"  {'setting':14s} {'select on':9s} {'NDCG@10':>8s} {'R@10':>7s}  seeds  epochs")
         for name, paths in sorted(by_name.items()):
-            for sel in ("ndcg10", "recall10"):
-                scores: dict[str, list[float]] = {"ndcg10": [], "recall10": []}
+            for sel in METRICS:
+                scores: dict[str, list[float]] = {k: [] for k in METRICS}
                 chosen: list[float] = []
                 for path in sorted(paths):
-                    z = np.load(path)
+                    epochs, m = curves[path]
                     rng = np.random.default_rng(int(path.stem.rsplit("-seed", 1)[1]))
-                    epochs = sorted(int(k) for k in z.files if k != "params")
-                    ranks = np.stack([z[str(e)] for e in epochs])  # epochs x users
-                    m = {k: np.stack([_metrics(r)[k] for r in ranks]) for k in scores}
-                    users = ranks.shape[1]
+                    users = m[sel].shape[1]
                     vals: dict[str, list[float]] = {k: [] for k in scores}
                     for _ in range(halvings):
                         half = rng.random(users) < 0.5
@@ -147,8 +137,8 @@ def analyse(work: Path, halvings: int = 100) -> dict:
                         scores[k].append(float(np.mean(vals[k])))
                 result[(patience, name, sel)] = scores
                 print(
-                    f"  {name:14s} {sel:9s} {np.mean(scores['ndcg10']):8.4f} "
-                    f"{np.mean(scores['recall10']):7.4f}  {len(paths):5d}  "
+                    f"  {name:14s} {sel:9s} {np.mean(scores['NDCG@10']):8.4f} "
+                    f"{np.mean(scores['Recall@10']):7.4f}  {len(paths):5d}  "
                     f"{np.mean(chosen):6.1f}"
                 )
     return result
