@@ -162,6 +162,7 @@ def step_latency(threads: int, n_queries: int) -> dict[str, Any]:
         r.search(q, 10, candidates=cand)
         cand_ms.append((time.perf_counter() - t0) * 1e3)
     toy = r.search("Toy Story", 1).ids.tolist()
+
     # the same, run by ONNX Runtime: the first retriever exports the encoder into the cache
     def onnx_retriever() -> Any:
         return recai.create(

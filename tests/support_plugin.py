@@ -30,7 +30,9 @@ class EchoLLM(recai.LLMBackend):
         text = self.prefix + last.upper()
         if options.get("max_tokens"):
             text = " ".join(text.split()[: options["max_tokens"]])
-        return Completion(text=text, finish_reason="stop", usage=Usage(len(last.split()), len(text.split())))
+        return Completion(
+            text=text, finish_reason="stop", usage=Usage(len(last.split()), len(text.split()))
+        )
 
 
 class Scaled(recai.Ranker):
@@ -95,7 +97,12 @@ class HitRate(recai.Evaluator):
         return Report(
             evaluator="",
             metrics=metrics,
-            info={"dataset": data.name, "protocol": split.describe(), "samples": len(users), "seed": ctx.seed},
+            info={
+                "dataset": data.name,
+                "protocol": split.describe(),
+                "samples": len(users),
+                "seed": ctx.seed,
+            },
         )
 
 

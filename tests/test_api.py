@@ -52,7 +52,11 @@ def test_unknown_name_did_you_mean_and_available(pm: PluginManager) -> None:
         recai.create("ranker", "randon.v1")
     msg = str(err.value)
     assert "Did you mean 'random.v1'" in msg
-    assert "Available rankers:" in msg and "random.v1 (recai 0.1.0)" in msg and "scaled.v1 (plugin 'support')" in msg
+    assert (
+        "Available rankers:" in msg
+        and "random.v1 (recai 0.1.0)" in msg
+        and "scaled.v1 (plugin 'support')" in msg
+    )
 
 
 def test_unknown_name_other_version(pm: PluginManager) -> None:
@@ -64,7 +68,9 @@ def test_unknown_name_install_hint(pm: PluginManager, monkeypatch: pytest.Monkey
     from recai import _known
 
     monkeypatch.setitem(_known.KNOWN_FAMILIES, "ghostrank", "recai-ghost-not-installed")
-    monkeypatch.setitem(_known.KNOWN_FAMILIES, "pluggyrank", "pluggy")  # installed, registers nothing
+    monkeypatch.setitem(
+        _known.KNOWN_FAMILIES, "pluggyrank", "pluggy"
+    )  # installed, registers nothing
     with pytest.raises(UnknownComponentError) as err:
         recai.create("ranker", "ghostrank.v1")
     assert "pip install recai-ghost-not-installed" in str(err.value)
@@ -87,15 +93,27 @@ def test_component_name_given_to_a_param_that_takes_no_components(pm: PluginMana
             yield ComponentSpec(name="cat.v1", factory=Cat, summary="Takes data, not a component.")
 
     pm.register(P(), name="p")
-    recipe = recai.load_recipe({"components": {"data": {"use": "synthetic.v1"}, "c": {"use": "cat.v1", "params": {"dataset": "data"}}}})
-    with pytest.raises(RecipeError, match=r"components.c.params.dataset: .*does not take components.*recai.DatasetSource \(not recai.Dataset"):
+    recipe = recai.load_recipe(
+        {
+            "components": {
+                "data": {"use": "synthetic.v1"},
+                "c": {"use": "cat.v1", "params": {"dataset": "data"}},
+            }
+        }
+    )
+    with pytest.raises(
+        RecipeError,
+        match=r"components.c.params.dataset: .*does not take components.*recai.DatasetSource \(not recai.Dataset",
+    ):
         recai.build(recipe)
 
 
 def test_known_name_wrong_role(pm: PluginManager) -> None:
     with pytest.raises(RoleMismatchError) as err:
         recai.create("llm_backend", "random.v1")
-    assert "'random.v1' (recai 0.1.0) is a retriever and ranker, not an llm backend" in str(err.value)
+    assert "'random.v1' (recai 0.1.0) is a retriever and ranker, not an llm backend" in str(
+        err.value
+    )
     assert "echo.v1" in str(err.value)  # the available LLM backends are listed
 
 
@@ -164,7 +182,9 @@ def test_factory_returning_wrong_type_is_caught(pm: PluginManager) -> None:
     class Plugin:
         @recai.hookimpl
         def recai_rankers(self):
-            yield ComponentSpec(name="liar.v1", factory=support_plugin.EchoLLM, summary="Not a ranker.")
+            yield ComponentSpec(
+                name="liar.v1", factory=support_plugin.EchoLLM, summary="Not a ranker."
+            )
 
     pm.register(Plugin(), name="liar")
     with pytest.raises(RoleMismatchError, match="does not subclass recai.Ranker"):
@@ -212,7 +232,10 @@ def test_build_reports_all_problems_at_once(pm: PluginManager) -> None:
     msg = str(err.value)
     assert "3 problems" in msg
     assert "cycle: a -> b -> a" in msg or "cycle: b -> a -> b" in msg
-    assert "components.c.params.base: 'brain' is an llm backend (echo.v1), but this parameter needs a ranker" in msg
+    assert (
+        "components.c.params.base: 'brain' is an llm backend (echo.v1), but this parameter needs a ranker"
+        in msg
+    )
     assert "components.d.use: unknown component 'nonexistent.v1'" in msg
 
 
@@ -223,7 +246,10 @@ def test_item_list_basics() -> None:
     assert il.exclude([9]).ids.tolist() == [5, 2, 1]
     assert il.restrict([1, 5]).ids.tolist() == [5, 1]
     assert recai.ItemList.from_scores([0.5, 0.1, 0.9], k=2, exclude=[2]).ids.tolist() == [0, 1]
-    assert recai.ItemList.from_scores([0.5, 0.1, 0.9], k=5, candidates=[1, 2]).ids.tolist() == [2, 1]
+    assert recai.ItemList.from_scores([0.5, 0.1, 0.9], k=5, candidates=[1, 2]).ids.tolist() == [
+        2,
+        1,
+    ]
     with pytest.raises(TypeError, match="integer"):
         recai.ItemList(["a"])
     with pytest.raises(ValueError, match="same shape"):

@@ -20,7 +20,9 @@ def test_every_listed_file_matches_the_example() -> None:
     }
     assert set(blocks) == on_disk, "CONTRIBUTING.md must list every file of the example plugin"
     for path, body in blocks.items():
-        assert (ROOT / path).read_text() == body, f"{path} differs from its listing in CONTRIBUTING.md"
+        assert (ROOT / path).read_text() == body, (
+            f"{path} differs from its listing in CONTRIBUTING.md"
+        )
 
 
 def test_hooks_named_in_contributing_exist() -> None:

@@ -33,11 +33,15 @@ SEPARATING = ("NDCG@10", "NDCG@20", "Recall@20")
 @pytest.mark.integration
 @pytest.mark.slow  # fits all six models, SASRec and BPR with early stopping: minutes on two cores
 def test_quickstart_on_movielens(tmp_path: Path) -> None:
-    pytest.importorskip("recai_eval", reason="the quickstart needs the in-repo plugins (scripts/setup.sh)")
+    pytest.importorskip(
+        "recai_eval", reason="the quickstart needs the in-repo plugins (scripts/setup.sh)"
+    )
     from importlib.util import find_spec
 
     if find_spec("recbole") is None:
-        pytest.skip("MovieLens-100K comes from the recbole==1.2.1 wheel: pip install --no-deps recbole==1.2.1")
+        pytest.skip(
+            "MovieLens-100K comes from the recbole==1.2.1 wheel: pip install --no-deps recbole==1.2.1"
+        )
     metrics = run_recipe(ROOT / "examples" / "quickstart.toml", tmp_path)
     stage = metrics["stages"]["ranking"]
     assert stage["info"]["samples"] == 943 and stage["info"]["catalog_items"] == 1682
@@ -49,12 +53,18 @@ def test_quickstart_on_movielens(tmp_path: Path) -> None:
     for metric in SEPARATING:
         low = stage["intervals"]["sasrec"][metric][0]
         for baseline in ("popularity", "itemknn"):
-            assert low > stage["intervals"][baseline][metric][1], (metric, baseline, stage["intervals"])
+            assert low > stage["intervals"][baseline][metric][1], (
+                metric,
+                baseline,
+                stage["intervals"],
+            )
     assert (tmp_path / "report.md").read_text().count("| itemknn |") == 1
 
 
 def test_example_plugin_recipe(tmp_path: Path) -> None:
-    pytest.importorskip("recai_recency", reason="install examples/recai-recency (scripts/setup.sh does)")
+    pytest.importorskip(
+        "recai_recency", reason="install examples/recai-recency (scripts/setup.sh does)"
+    )
     pytest.importorskip("recai_eval", reason="the example recipe uses ranking.v1 from recai-eval")
     metrics = run_recipe(ROOT / "examples" / "recai-recency" / "recipe.toml", tmp_path)
     stage = metrics["stages"]["eval"]["metrics"]

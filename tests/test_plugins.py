@@ -38,13 +38,24 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    for var in ("RECAI_PLUGINS", "RECAI_BLOCK_PLUGINS", "RECAI_STRICT_PLUGINS", "RECAI_DISABLE_PLUGIN_AUTOLOAD"):
+    for var in (
+        "RECAI_PLUGINS",
+        "RECAI_BLOCK_PLUGINS",
+        "RECAI_STRICT_PLUGINS",
+        "RECAI_DISABLE_PLUGIN_AUTOLOAD",
+    ):
         monkeypatch.delenv(var, raising=False)
     return root
 
 
 def install(site: Path, dist: str, module: str, source: str, ep_name: str | None = None) -> None:
-    fake_distribution(site, dist, version="1.2.3", entry_points={ep_name or module: module}, modules={f"{module}.py": source})
+    fake_distribution(
+        site,
+        dist,
+        version="1.2.3",
+        entry_points={ep_name or module: module},
+        modules={f"{module}.py": source},
+    )
     sys.modules.pop(module, None)
 
 
@@ -76,7 +87,9 @@ def test_plugin_raising_at_import_is_skipped(site: Path) -> None:
     assert "boom at import" in pm.failures[0].reason
 
 
-def test_strict_mode_makes_a_broken_plugin_fatal(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strict_mode_makes_a_broken_plugin_fatal(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(site, "recai-broken", "broken_plugin", "import module_that_does_not_exist_anywhere\n")
     monkeypatch.setenv("RECAI_STRICT_PLUGINS", "1")
     with pytest.raises(PluginLoadError, match="broken_plugin.*recai-broken.*strict"):
@@ -91,9 +104,16 @@ def test_autoload_can_be_disabled(site: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "random.v1" in reg  # built-ins are always there
 
 
-def test_allow_list_by_entry_point_or_distribution(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allow_list_by_entry_point_or_distribution(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install(site, "recai-fake", "fake_plugin", GOOD)
-    install(site, "recai-other", "other_plugin", GOOD.replace("fakerank", "otherrank").replace("fakedata", "otherdata"))
+    install(
+        site,
+        "recai-other",
+        "other_plugin",
+        GOOD.replace("fakerank", "otherrank").replace("fakedata", "otherdata"),
+    )
     monkeypatch.setenv("RECAI_PLUGINS", "recai-other")
     reg = PluginManager().registry()
     assert "otherrank.v1" in reg and "fakerank.v1" not in reg
@@ -121,7 +141,9 @@ def test_two_providers_of_one_name_is_an_error_naming_both(site: Path) -> None:
     with pytest.raises(DuplicateComponentError) as err:
         reg.get("fakerank.v1")
     msg = str(err.value)
-    assert "recai-fake 1.2.3" in msg and "recai-copycat 1.2.3" in msg and "RECAI_BLOCK_PLUGINS" in msg
+    assert (
+        "recai-fake 1.2.3" in msg and "recai-copycat 1.2.3" in msg and "RECAI_BLOCK_PLUGINS" in msg
+    )
     assert "catdata.v1" in reg  # the rest of both plugins is usable
     assert "fakerank.v1" in reg.conflicts
 
@@ -208,7 +230,10 @@ def test_hook_raising_is_reported_and_skipped() -> None:
 @pytest.mark.parametrize(
     ("spec_kwargs", "fragment"),
     [
-        ({"name": "NoVersion", "factory": "a.b:C", "summary": "x"}, "end with a version; did you mean 'noversion.v1'?"),
+        (
+            {"name": "NoVersion", "factory": "a.b:C", "summary": "x"},
+            "end with a version; did you mean 'noversion.v1'?",
+        ),
         ({"name": "thing.v1", "factory": "not a path", "summary": "x"}, "module:attribute"),
         ({"name": "thing.v1", "factory": 42, "summary": "x"}, "not callable"),
         ({"name": "thing.v1", "factory": "a.b:C", "summary": ""}, "summary"),
@@ -263,14 +288,36 @@ def test_one_component_in_two_roles() -> None:
 def test_recai_plugins_in_a_subprocess_sees_fake_distribution(tmp_path: Path) -> None:
     """The real CLI in a fresh interpreter discovers a distribution through its entry point."""
     site = tmp_path / "site"
-    fake_distribution(site, "recai-fake", entry_points={"fake_plugin": "fake_plugin"}, modules={"fake_plugin.py": GOOD})
-    fake_distribution(site, "recai-broken", entry_points={"broken": "broken_plugin"}, modules={"broken_plugin.py": "import nope_nope\n"})
+    fake_distribution(
+        site,
+        "recai-fake",
+        entry_points={"fake_plugin": "fake_plugin"},
+        modules={"fake_plugin.py": GOOD},
+    )
+    fake_distribution(
+        site,
+        "recai-broken",
+        entry_points={"broken": "broken_plugin"},
+        modules={"broken_plugin.py": "import nope_nope\n"},
+    )
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "recai", "plugins"], capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "recai", "plugins"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "fakerank.v1" in out.stdout and "recai-fake" in out.stdout
     assert "broken" in out.stdout and "nope_nope" in out.stdout  # reported under Problems
     strict = subprocess.run(
-        [sys.executable, "-m", "recai", "plugins"], capture_output=True, text=True, env={**env, "RECAI_STRICT_PLUGINS": "1"}, timeout=60
+        [sys.executable, "-m", "recai", "plugins"],
+        capture_output=True,
+        text=True,
+        env={**env, "RECAI_STRICT_PLUGINS": "1"},
+        timeout=60,
     )
-    assert strict.returncode == 2 and "nope_nope" in strict.stderr and "Traceback" not in strict.stderr
+    assert (
+        strict.returncode == 2 and "nope_nope" in strict.stderr and "Traceback" not in strict.stderr
+    )

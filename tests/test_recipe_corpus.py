@@ -41,7 +41,12 @@ WHOLE_FILE = {
     "top_level_scalar.json",
     "unknown_extension.ini",
 }
-PLUGIN_ENV = ("RECAI_PLUGINS", "RECAI_BLOCK_PLUGINS", "RECAI_STRICT_PLUGINS", "RECAI_DISABLE_PLUGIN_AUTOLOAD")
+PLUGIN_ENV = (
+    "RECAI_PLUGINS",
+    "RECAI_BLOCK_PLUGINS",
+    "RECAI_STRICT_PLUGINS",
+    "RECAI_DISABLE_PLUGIN_AUTOLOAD",
+)
 
 
 def _env_for(entry: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,10 +85,16 @@ def test_the_corpus_is_large_and_mixes_formats() -> None:
 
 @pytest.mark.parametrize("name", sorted(set(FILES) | set(EXPECTED)))
 def test_manifest_entry(name: str) -> None:
-    assert name in FILES, f"expected.toml has an entry for {name}, but there is no such file in {BAD}"
-    assert name in EXPECTED, f"{name} has no entry in {MANIFEST.name}: add what its error message must say"
+    assert name in FILES, (
+        f"expected.toml has an entry for {name}, but there is no such file in {BAD}"
+    )
+    assert name in EXPECTED, (
+        f"{name} has no entry in {MANIFEST.name}: add what its error message must say"
+    )
     entry = EXPECTED[name]
-    assert set(entry) <= ENTRY_KEYS, f"unknown keys in the entry for {name}: {set(entry) - ENTRY_KEYS}"
+    assert set(entry) <= ENTRY_KEYS, (
+        f"unknown keys in the entry for {name}: {set(entry) - ENTRY_KEYS}"
+    )
     assert entry.get("contains"), f"the entry for {name} lists nothing the message must contain"
     if name not in WHOLE_FILE:
         assert any(LOCATED.search(text) for text in entry["contains"]), (
@@ -95,7 +106,9 @@ def test_manifest_entry(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_check_reports_the_problem(name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_the_problem(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     entry = EXPECTED.get(name)
     if entry is None:
         pytest.fail(f"{name} has no entry in {MANIFEST.name}")
@@ -151,7 +164,9 @@ def test_check_in_a_subprocess(name: str, support_site: Path, tmp_path: Path) ->
         cwd=tmp_path,
         timeout=120,
     )
-    assert proc.returncode == 2, f"exit code {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    assert proc.returncode == 2, (
+        f"exit code {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    )
     assert proc.stdout == ""
     _assert_one_message(proc.stderr, path, entry)
 
@@ -159,7 +174,9 @@ def test_check_in_a_subprocess(name: str, support_site: Path, tmp_path: Path) ->
 def test_the_subprocess_sees_the_support_plugin(support_site: Path, tmp_path: Path) -> None:
     """The subprocess cases are meaningful: the fake distribution's components are found."""
     recipe = tmp_path / "ok.toml"
-    recipe.write_text('[components.rnd]\nuse = "random.v1"\n[components.big]\nuse = "scaled.v1"\nparams = { base = "rnd" }\n')
+    recipe.write_text(
+        '[components.rnd]\nuse = "random.v1"\n[components.big]\nuse = "scaled.v1"\nparams = { base = "rnd" }\n'
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "recai", "recipe", "check", str(recipe)],
         capture_output=True,

@@ -51,7 +51,9 @@ def _shape(built: Built) -> dict[str, Any]:
             return {"model": type(value).__name__, **value.model_dump()}
         return value
 
-    return {name: {"class": type(obj).__name__, **describe(vars(obj))} for name, obj in built.items()}
+    return {
+        name: {"class": type(obj).__name__, **describe(vars(obj))} for name, obj in built.items()
+    }
 
 
 # -- the same recipe in three formats --------------------------------------------------------------
@@ -68,7 +70,18 @@ def test_formats_load_into_equal_models() -> None:
     # and the model is what the files say, not three equally wrong readings
     recipe = load_recipe(DEMO["yaml"])
     assert recipe.name == "formats"
-    assert list(recipe.components) == ["data", "rnd", "big", "other", "mix", "tuned", "llm", "bot", "hits", "hits10"]
+    assert list(recipe.components) == [
+        "data",
+        "rnd",
+        "big",
+        "other",
+        "mix",
+        "tuned",
+        "llm",
+        "bot",
+        "hits",
+        "hits10",
+    ]
     assert recipe.components["big"].params == {"base": "rnd", "weight": 2.5}
     assert recipe.components["tuned"].params["optim"] == {"lr": 0.001, "kind": "sgd"}
     assert recipe.components["llm"].params == {"prefix": "> "}
@@ -94,7 +107,9 @@ def test_formats_check_to_the_same_plan(pm: PluginManager) -> None:
         assert plans[fmt].order == plans["toml"].order
         assert plans[fmt].deps == plans["toml"].deps
         assert plans[fmt].stages == plans["toml"].stages
-        assert {n: e.name for n, e in plans[fmt].resolved.items()} == {n: e.name for n, e in plans["toml"].resolved.items()}
+        assert {n: e.name for n, e in plans[fmt].resolved.items()} == {
+            n: e.name for n, e in plans["toml"].resolved.items()
+        }
 
 
 def test_formats_build_the_same_graph(pm: PluginManager) -> None:
@@ -113,11 +128,16 @@ def _metrics(out: Path) -> dict[str, Any]:
     return {
         "seed": data["seed"],
         "recipe_name": data["recipe"]["name"],
-        "stages": {name: {k: v for k, v in stage.items() if k != "seconds"} for name, stage in data["stages"].items()},
+        "stages": {
+            name: {k: v for k, v in stage.items() if k != "seconds"}
+            for name, stage in data["stages"].items()
+        },
     }
 
 
-def test_formats_run_to_the_same_metrics(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_formats_run_to_the_same_metrics(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     metrics = {}
     for fmt, path in DEMO.items():
         out = tmp_path / fmt
@@ -137,16 +157,22 @@ def test_formats_run_to_the_same_metrics(pm: PluginManager, tmp_path: Path, caps
     assert metrics["toml"]["seed"] == 11
 
 
-def test_runtime_run_matches_the_command_line(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runtime_run_matches_the_command_line(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     result = run(load_recipe(DEMO["yaml"]), tmp_path / "api", progress=False)
     assert result.metrics_path.is_file()
-    assert cli.main(["run", str(DEMO["toml"]), "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    assert (
+        cli.main(["run", str(DEMO["toml"]), "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    )
     capsys.readouterr()
     assert _metrics(tmp_path / "api") == _metrics(tmp_path / "cli")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_check_command_prints_the_build_order(fmt: str, pm: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command_prints_the_build_order(
+    fmt: str, pm: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = cli.main(["recipe", "check", str(DEMO[fmt])])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -186,7 +212,9 @@ def test_env_file_interpolation(pm: PluginManager, monkeypatch: pytest.MonkeyPat
     assert recai.build(recipe)["data"].n_users == 12
 
 
-def test_env_file_needs_its_variable(pm: PluginManager, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_env_file_needs_its_variable(
+    pm: PluginManager, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("RECAI_TEST_SEED", raising=False)
     assert cli.main(["recipe", "check", str(GOOD / "env.toml")]) == 2
     err = capsys.readouterr().err
@@ -217,7 +245,9 @@ def test_env_file_needs_its_variable(pm: PluginManager, monkeypatch: pytest.Monk
     ],
 )
 def test_interpolation(text: str, env: dict[str, str], expected: str) -> None:
-    recipe = recipe_from_dict({"components": {"llm": {"use": "echo.v1", "params": {"prefix": text}}}}, env=env)
+    recipe = recipe_from_dict(
+        {"components": {"llm": {"use": "echo.v1", "params": {"prefix": text}}}}, env=env
+    )
     assert recipe.components["llm"].params["prefix"] == expected
 
 
@@ -226,7 +256,10 @@ def test_interpolation_reaches_every_string_and_nothing_else() -> None:
         "name": "${N}",
         "requires": ["${R:-recai}"],
         "components": {
-            "t": {"use": "${U}", "params": {"tags": ["${N}", 3, True], "optim": {"kind": "${K}"}, "hidden": 4}},
+            "t": {
+                "use": "${U}",
+                "params": {"tags": ["${N}", 3, True], "optim": {"kind": "${K}"}, "hidden": 4},
+            },
         },
         "run": {"stages": ["${S:-t}"], "seed": 3},
     }
@@ -234,7 +267,11 @@ def test_interpolation_reaches_every_string_and_nothing_else() -> None:
     recipe = recipe_from_dict(data, env=env)
     assert recipe.name == "nm" and recipe.requires == ["recai"]
     assert recipe.components["t"].use == "tuned.v1"
-    assert recipe.components["t"].params == {"tags": ["nm", 3, True], "optim": {"kind": "sgd"}, "hidden": 4}
+    assert recipe.components["t"].params == {
+        "tags": ["nm", 3, True],
+        "optim": {"kind": "sgd"},
+        "hidden": 4,
+    }
     assert recipe.run.stages == ["t"] and recipe.run.seed == 3
     assert recipe.secret_paths == {
         "name",
@@ -249,12 +286,21 @@ def test_interpolation_reaches_every_string_and_nothing_else() -> None:
 
 def test_env_is_read_from_the_process_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECAI_TEST_PREFIX", "from-process")
-    recipe = recipe_from_dict({"components": {"llm": {"use": "echo.v1", "params": {"prefix": "${RECAI_TEST_PREFIX}"}}}})
+    recipe = recipe_from_dict(
+        {"components": {"llm": {"use": "echo.v1", "params": {"prefix": "${RECAI_TEST_PREFIX}"}}}}
+    )
     assert recipe.components["llm"].params["prefix"] == "from-process"
 
 
 def test_all_env_problems_are_reported_together() -> None:
-    data = {"components": {"llm": {"use": "echo.v1", "params": {"prefix": "${MISSING_ONE}${MISSING_TWO}${bad name}"}}}}
+    data = {
+        "components": {
+            "llm": {
+                "use": "echo.v1",
+                "params": {"prefix": "${MISSING_ONE}${MISSING_TWO}${bad name}"},
+            }
+        }
+    }
     with pytest.raises(RecipeError) as info:
         recipe_from_dict(data, env={})
     message = str(info.value)
@@ -266,32 +312,63 @@ def test_all_env_problems_are_reported_together() -> None:
 # -- values from the environment are never echoed --------------------------------------------------
 
 SECRET_CASES = {
-    "wrong type": ('[components.rnd]\nuse = "random.v1"\nparams = { seed = "${RECAI_TEST_SECRET}" }\n', "components.rnd.params.seed"),
+    "wrong type": (
+        '[components.rnd]\nuse = "random.v1"\nparams = { seed = "${RECAI_TEST_SECRET}" }\n',
+        "components.rnd.params.seed",
+    ),
     "wrong type, float": (
         '[components.rnd]\nuse = "random.v1"\n[components.big]\nuse = "scaled.v1"\n'
         'params = { base = "rnd", weight = "${RECAI_TEST_SECRET}" }\n',
         "components.big.params.weight",
     ),
-    "inside a list": ('[components.rnd]\nuse = "random.v1"\nparams = { n_items = ["${RECAI_TEST_SECRET}"] }\n', "components.rnd.params.n_items"),
-    "inside a nested table": ('[components.t]\nuse = "tuned.v1"\nparams = { optim = { kind = "${RECAI_TEST_SECRET}" } }\n', "components.t.params.optim.kind"),
-    "part of a value": ('[components.t]\nuse = "tuned.v1"\nparams = { hidden = "n-${RECAI_TEST_SECRET}" }\n', "components.t.params.hidden"),
+    "inside a list": (
+        '[components.rnd]\nuse = "random.v1"\nparams = { n_items = ["${RECAI_TEST_SECRET}"] }\n',
+        "components.rnd.params.n_items",
+    ),
+    "inside a nested table": (
+        '[components.t]\nuse = "tuned.v1"\nparams = { optim = { kind = "${RECAI_TEST_SECRET}" } }\n',
+        "components.t.params.optim.kind",
+    ),
+    "part of a value": (
+        '[components.t]\nuse = "tuned.v1"\nparams = { hidden = "n-${RECAI_TEST_SECRET}" }\n',
+        "components.t.params.hidden",
+    ),
     "component name": ('[components.x]\nuse = "${RECAI_TEST_SECRET}"\n', "components.x.use"),
-    "reference": ('[components.big]\nuse = "scaled.v1"\nparams = { base = "${RECAI_TEST_SECRET}" }\n', "components.big.params.base"),
+    "reference": (
+        '[components.big]\nuse = "scaled.v1"\nparams = { base = "${RECAI_TEST_SECRET}" }\n',
+        "components.big.params.base",
+    ),
     "reference in a list": (
         '[components.data]\nuse = "synthetic.v1"\n[components.rnd]\nuse = "random.v1"\n[components.eval]\nuse = "hitrate.v1"\n'
         'params = { dataset = "data", models = ["rnd", "${RECAI_TEST_SECRET}"] }\n',
         "components.eval.params.models[1]",
     ),
-    "stage": ('[components.rnd]\nuse = "random.v1"\n[run]\nstages = ["${RECAI_TEST_SECRET}"]\n', "run.stages[0]"),
-    "run seed": ('[components.rnd]\nuse = "random.v1"\n[run]\nseed = "${RECAI_TEST_SECRET}"\n', "run.seed"),
-    "requirement": ('requires = ["${RECAI_TEST_SECRET}"]\n[components.rnd]\nuse = "random.v1"\n', "requires[0]"),
-    "requirement with a version": ('requires = ["recai>=99,${RECAI_TEST_SECRET}"]\n[components.rnd]\nuse = "random.v1"\n', "requires[0]"),
+    "stage": (
+        '[components.rnd]\nuse = "random.v1"\n[run]\nstages = ["${RECAI_TEST_SECRET}"]\n',
+        "run.stages[0]",
+    ),
+    "run seed": (
+        '[components.rnd]\nuse = "random.v1"\n[run]\nseed = "${RECAI_TEST_SECRET}"\n',
+        "run.seed",
+    ),
+    "requirement": (
+        'requires = ["${RECAI_TEST_SECRET}"]\n[components.rnd]\nuse = "random.v1"\n',
+        "requires[0]",
+    ),
+    "requirement with a version": (
+        'requires = ["recai>=99,${RECAI_TEST_SECRET}"]\n[components.rnd]\nuse = "random.v1"\n',
+        "requires[0]",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(SECRET_CASES))
 def test_values_from_the_environment_are_not_echoed(
-    case: str, pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    case: str,
+    pm: PluginManager,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     text, where = SECRET_CASES[case]
     monkeypatch.setenv("RECAI_TEST_SECRET", SECRET)
@@ -309,12 +386,18 @@ def test_values_from_the_environment_are_not_echoed(
 
 @pytest.mark.parametrize("value", ["1", "a", "rnd"])
 def test_short_env_values_are_not_echoed_either(
-    value: str, pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    value: str,
+    pm: PluginManager,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RECAI_TEST_SECRET", value)
     path = tmp_path / "short.toml"
-    path.write_text('[components.rnd]\nuse = "random.v1"\n[components.data]\nuse = "synthetic.v1"\n'
-                    '[components.eval]\nuse = "hitrate.v1"\nparams = { dataset = "${RECAI_TEST_SECRET}", models = ["rnd"], k = "x${RECAI_TEST_SECRET}" }\n')
+    path.write_text(
+        '[components.rnd]\nuse = "random.v1"\n[components.data]\nuse = "synthetic.v1"\n'
+        '[components.eval]\nuse = "hitrate.v1"\nparams = { dataset = "${RECAI_TEST_SECRET}", models = ["rnd"], k = "x${RECAI_TEST_SECRET}" }\n'
+    )
     assert cli.main(["recipe", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "components.eval.params.dataset" in err and "components.eval.params.k" in err
@@ -322,11 +405,16 @@ def test_short_env_values_are_not_echoed_either(
 
 
 def test_values_written_in_the_file_are_still_echoed(
-    pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pm: PluginManager,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("RECAI_TEST_SECRET", SECRET)
     path = tmp_path / "mixed.toml"
-    path.write_text('[components.rnd]\nuse = "random.v1"\nparams = { seed = "${RECAI_TEST_SECRET}", n_items = "many" }\n')
+    path.write_text(
+        '[components.rnd]\nuse = "random.v1"\nparams = { seed = "${RECAI_TEST_SECRET}", n_items = "many" }\n'
+    )
     assert cli.main(["recipe", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "2 problems" in err
@@ -338,14 +426,25 @@ def test_values_written_in_the_file_are_still_echoed(
 # -- the recipe schema -----------------------------------------------------------------------------
 
 
-def test_schema_lists_the_registered_components(pm: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_lists_the_registered_components(
+    pm: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["recipe", "schema"]) == 0
     out = capsys.readouterr().out
     schema = json.loads(out)
     decl = schema["$defs"]["ComponentDecl"]
     names = pm.registry().names()
     assert decl["properties"]["use"]["enum"] == names
-    assert {"random.v1", "synthetic.v1", "scaled.v1", "tuned.v1", "hitrate.v1", "echo.v1", "chatbot.v1", "mixed.v1"} <= set(names)
+    assert {
+        "random.v1",
+        "synthetic.v1",
+        "scaled.v1",
+        "tuned.v1",
+        "hitrate.v1",
+        "echo.v1",
+        "chatbot.v1",
+        "mixed.v1",
+    } <= set(names)
     rules = {rule["if"]["properties"]["use"]["const"]: rule["then"] for rule in decl["allOf"]}
     assert set(rules) == set(names)
     assert "properties" in rules["scaled.v1"] and "params" in rules["scaled.v1"]["properties"]
@@ -353,7 +452,9 @@ def test_schema_lists_the_registered_components(pm: PluginManager, capsys: pytes
     assert schema["additionalProperties"] is False
 
 
-def test_schema_of_the_shape_only_and_to_a_file(pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_of_the_shape_only_and_to_a_file(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["recipe", "schema", "--shape-only"]) == 0
     shape = json.loads(capsys.readouterr().out)
     assert "enum" not in shape["$defs"]["ComponentDecl"]["properties"]["use"]
@@ -365,10 +466,14 @@ def test_schema_of_the_shape_only_and_to_a_file(pm: PluginManager, tmp_path: Pat
     assert written["$defs"]["ComponentDecl"]["properties"]["use"]["enum"] == pm.registry().names()
 
 
-def test_good_recipes_satisfy_the_schema_enum(pm: PluginManager, capsys: pytest.CaptureFixture[str]) -> None:
+def test_good_recipes_satisfy_the_schema_enum(
+    pm: PluginManager, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every `use` in the good recipes is one of the names the schema offers."""
     assert cli.main(["recipe", "schema"]) == 0
-    enum = set(json.loads(capsys.readouterr().out)["$defs"]["ComponentDecl"]["properties"]["use"]["enum"])
+    enum = set(
+        json.loads(capsys.readouterr().out)["$defs"]["ComponentDecl"]["properties"]["use"]["enum"]
+    )
     for path in DEMO.values():
         assert {c.use for c in load_recipe(path).components.values()} <= enum
 
@@ -387,22 +492,34 @@ class _KeyedParams(recai.Params):
 class _KeyedPlugin:
     @recai.hookimpl
     def recai_llm_backends(self):
-        yield recai.ComponentSpec(name="keyed.v1", factory=support_plugin.EchoLLM, summary="Needs a key.", params=_KeyedParams)
+        yield recai.ComponentSpec(
+            name="keyed.v1",
+            factory=support_plugin.EchoLLM,
+            summary="Needs a key.",
+            params=_KeyedParams,
+        )
 
 
 def test_a_plugin_validator_does_not_echo_env_values(
-    pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    pm: PluginManager,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     pm.register(_KeyedPlugin(), name="keyed")
     monkeypatch.setenv("RECAI_TEST_SECRET", SECRET)
     path = tmp_path / "keyed.yaml"
-    path.write_text("components:\n  llm:\n    use: keyed.v1\n    params:\n      api_key: ${RECAI_TEST_SECRET}\n")
+    path.write_text(
+        "components:\n  llm:\n    use: keyed.v1\n    params:\n      api_key: ${RECAI_TEST_SECRET}\n"
+    )
     assert cli.main(["recipe", "check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "components.llm.params.api_key (line 5)" in err
     assert "does not look like an API key" in err
     assert SECRET_CORE not in err
     # the same value written in the file is echoed: it is no secret
-    path.write_text(f"components:\n  llm:\n    use: keyed.v1\n    params:\n      api_key: {SECRET}\n")
+    path.write_text(
+        f"components:\n  llm:\n    use: keyed.v1\n    params:\n      api_key: {SECRET}\n"
+    )
     assert cli.main(["recipe", "check", str(path)]) == 2
     assert SECRET in capsys.readouterr().err

@@ -52,7 +52,9 @@ class RandomRecommender(Ranker, Retriever):
 
     def _all_items(self) -> np.ndarray:
         if self.n_items is None:
-            raise RuntimeError("random.v1 does not know the catalog size: call fit() or pass n_items")
+            raise RuntimeError(
+                "random.v1 does not know the catalog size: call fit() or pass n_items"
+            )
         return np.arange(self.n_items, dtype=np.int64)
 
     def _key(self, data: bytes) -> np.uint64:
@@ -71,15 +73,25 @@ class RandomRecommender(Ranker, Retriever):
         users: np.ndarray | None = None,
     ) -> np.ndarray:
         cand = self._all_items() if items is None else np.asarray(items, dtype=np.int64)
-        if items is not None and cand.size and (cand.min() < 0 or (self.n_items is not None and cand.max() >= self.n_items)):
+        if (
+            items is not None
+            and cand.size
+            and (cand.min() < 0 or (self.n_items is not None and cand.max() >= self.n_items))
+        ):
             raise DataError(f"random.v1: item indices must lie in 0..{(self.n_items or 0) - 1}")
         out = np.empty((len(histories), cand.shape[-1]), dtype=np.float64)
         for b, hist in enumerate(histories):
-            who = b"u%d" % int(users[b]) if users is not None else np.asarray(hist, dtype=np.int64).tobytes()
+            who = (
+                b"u%d" % int(users[b])
+                if users is not None
+                else np.asarray(hist, dtype=np.int64).tobytes()
+            )
             out[b] = self._scores(self._key(who), cand if cand.ndim == 1 else cand[b])
         return out
 
-    def retrieve(self, query: Query, k: int = 10, *, candidates: ItemList | None = None) -> ItemList:
+    def retrieve(
+        self, query: Query, k: int = 10, *, candidates: ItemList | None = None
+    ) -> ItemList:
         parts = [query.text or "", "" if query.items is None else query.items.ids.tobytes().hex()]
         pool = candidates.ids if candidates is not None else self._all_items()
         return ItemList(pool, self._scores(self._key("|".join(parts).encode()), pool)).top(k)
@@ -99,22 +111,30 @@ class SyntheticDataset(DatasetSource):
         n_users: Annotated[int, Field(ge=1, description="number of users")] = 60,
         n_items: Annotated[int, Field(ge=1, description="number of items")] = 40,
         mean_length: Annotated[
-            int, Field(ge=1, description="events per user on average (n_users * mean_length in all)")
+            int,
+            Field(ge=1, description="events per user on average (n_users * mean_length in all)"),
         ] = 12,
         seed: int = 0,
         p_follow: Annotated[
-            float, Field(ge=0, le=1, description="chance that the next event follows the item chain")
+            float,
+            Field(ge=0, le=1, description="chance that the next event follows the item chain"),
         ] = 0.8,
         cluster_size: Annotated[int, Field(ge=1, description="items per latent cluster")] = 20,
         popularity_exponent: Annotated[
             float, Field(gt=0, description="item popularity: rank r weighs about r**-exponent")
         ] = 1.0,
         activity_exponent: Annotated[
-            float, Field(gt=0, description="Pareto tail index of user activity (smaller: more skewed)")
+            float,
+            Field(gt=0, description="Pareto tail index of user activity (smaller: more skewed)"),
         ] = 1.2,
         ratings: Annotated[bool, Field(description="add 1-5 ratings")] = False,
     ):
-        self.n_users, self.n_items, self.mean_length, self.seed = n_users, n_items, mean_length, seed
+        self.n_users, self.n_items, self.mean_length, self.seed = (
+            n_users,
+            n_items,
+            mean_length,
+            seed,
+        )
         self.p_follow, self.cluster_size = p_follow, cluster_size
         self.popularity_exponent, self.activity_exponent = popularity_exponent, activity_exponent
         self.ratings = ratings

@@ -43,17 +43,26 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     dists: dict[str, dict[str, Any]] = {}
     for p in pm.plugins.values():
         key = p.distribution or f"(plugin {p.name})"
-        d = dists.setdefault(key, {"name": p.distribution, "version": p.version, "plugins": [], "components": 0})
+        d = dists.setdefault(
+            key, {"name": p.distribution, "version": p.version, "plugins": [], "components": 0}
+        )
         d["plugins"].append(p.name)
     for c in components:
         key = c["distribution"] or f"(plugin {c['plugin']})"
         if key in dists:
             dists[key]["components"] += 1
     conflicts = [
-        {"name": name, "providers": [e.plugin.label for e in entries]} for name, entries in sorted(reg.conflicts.items())
+        {"name": name, "providers": [e.plugin.label for e in entries]}
+        for name, entries in sorted(reg.conflicts.items())
     ]
     failures = [
-        {"plugin": f.plugin, "distribution": f.distribution, "version": f.version, "reason": f.reason} for f in pm.failures
+        {
+            "plugin": f.plugin,
+            "distribution": f.distribution,
+            "version": f.version,
+            "reason": f.reason,
+        }
+        for f in pm.failures
     ]
     if args.json:
         print(
@@ -72,9 +81,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     from .roles import Role
 
     out = [f"recai {__version__}: {len(dists)} distribution(s), {len(components)} component(s)", ""]
-    out.append(_table(["distribution", "version", "plugins", "components"], [
-        [d["name"] or k, d["version"] or "-", ", ".join(d["plugins"]), str(d["components"])] for k, d in dists.items()
-    ]))
+    out.append(
+        _table(
+            ["distribution", "version", "plugins", "components"],
+            [
+                [d["name"] or k, d["version"] or "-", ", ".join(d["plugins"]), str(d["components"])]
+                for k, d in dists.items()
+            ],
+        )
+    )
     for role in Role:
         rows = [[c.name, c.plugin.label, c.summary] for c in reg.all(role)]
         if rows:
@@ -82,18 +97,25 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             out.append(_table(["name", "provided by", "summary"], rows, indent="  "))
     if conflicts or failures:
         out += ["", "Problems:"]
-        out += [f"  - name {c['name']!r} is registered by: {', '.join(c['providers'])}" for c in conflicts]
+        out += [
+            f"  - name {c['name']!r} is registered by: {', '.join(c['providers'])}"
+            for c in conflicts
+        ]
         out += [f"  - {f}" for f in pm.failures]
     print("\n".join(out))
     return 0
 
 
 def _table(header: list[str], rows: list[list[str]], indent: str = "") -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     lines = [indent + "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append(indent + "  ".join("-" * w for w in widths))
     for r in rows:
-        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        lines.append(
+            indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -103,7 +125,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.file)
     plan = check(recipe, get_plugin_manager().registry())
-    print(f"{recipe.source}: OK — {len(plan.order)} component(s), build order: {', '.join(plan.order)}")
+    print(
+        f"{recipe.source}: OK — {len(plan.order)} component(s), build order: {', '.join(plan.order)}"
+    )
     if plan.stages:
         print(f"stages: {', '.join(plan.stages)}")
     return 0
@@ -135,7 +159,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run(recipe, args.out, resume=not args.fresh, progress=not args.no_progress)
     print(result.to_markdown())
     if result.resumed:
-        print(f"(resumed from earlier results: {', '.join(result.resumed)}; use --fresh to run them again)")
+        print(
+            f"(resumed from earlier results: {', '.join(result.resumed)}; use --fresh to run them again)"
+        )
     print(f"wrote {result.metrics_path} and {result.report_path}")
     return 0
 
@@ -198,9 +224,16 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{len(entries)} dataset component(s); details: recai datasets stats NAME --param key=value")
+    print(
+        f"{len(entries)} dataset component(s); details: recai datasets stats NAME --param key=value"
+    )
     print()
-    print(_table(["name", "provided by", "summary"], [[e.name, e.plugin.label, e.summary] for e in entries]))
+    print(
+        _table(
+            ["name", "provided by", "summary"],
+            [[e.name, e.plugin.label, e.summary] for e in entries],
+        )
+    )
     return 0
 
 
@@ -346,12 +379,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve import LLMServer, parse_fault
 
     if (args.recipe is None) == (args.use is None):
-        raise RecaiError("recai serve: give a recipe file (and --component NAME) or --use NAME, not both")
+        raise RecaiError(
+            "recai serve: give a recipe file (and --component NAME) or --use NAME, not both"
+        )
     if args.recipe is not None:
         backend, label = _recipe_llm(args.recipe, args.component)
     else:
         if args.component is not None:
-            raise RecaiError("--component picks a component of a recipe; with --use, give its params with -p")
+            raise RecaiError(
+                "--component picks a component of a recipe; with --use, give its params with -p"
+            )
         params = _params_of(args.param)
         backend = get_plugin_manager().create(Role.LLM_BACKEND, args.use, **params)
         label = args.use
@@ -363,10 +400,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
-            raise RecaiError(f"--api-key-env {args.api_key_env}: that environment variable is not set (or empty)")
+            raise RecaiError(
+                f"--api-key-env {args.api_key_env}: that environment variable is not set (or empty)"
+            )
     model = args.model_name or label
     if args.max_concurrency < 0:
-        raise RecaiError(f"--max-concurrency must be 0 (no bound) or more, got {args.max_concurrency}")
+        raise RecaiError(
+            f"--max-concurrency must be 0 (no bound) or more, got {args.max_concurrency}"
+        )
 
     def log(line: str) -> None:
         print(f"recai serve: {line}", file=sys.stderr, flush=True)
@@ -386,7 +427,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise RecaiError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         log(f"warning: listening on {args.host} without --api-key-env and without TLS")
-    print(f"recai serve: {label} as model {model!r} at {server.base_url} (Ctrl-C stops)", flush=True)
+    print(
+        f"recai serve: {label} as model {model!r} at {server.base_url} (Ctrl-C stops)", flush=True
+    )
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -405,7 +448,9 @@ def _params_of(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise RecaiError(f"--param {item!r}: expected KEY=VALUE, e.g. --param model=gpt-4o-mini")
+            raise RecaiError(
+                f"--param {item!r}: expected KEY=VALUE, e.g. --param model=gpt-4o-mini"
+            )
         params[key.strip()] = _param_value(value)
     return params
 
@@ -426,12 +471,16 @@ def _recipe_llm(path: str, component: str | None) -> tuple[Any, str]:
     if component is None:
         if len(llms) != 1:
             which = f"it has {len(llms)}: {', '.join(llms)}" if llms else "it has none"
-            raise RecaiError(f"{recipe.source}: name the LLM backend to serve with --component ({which})")
+            raise RecaiError(
+                f"{recipe.source}: name the LLM backend to serve with --component ({which})"
+            )
         component = llms[0]
     elif component not in recipe.components:
         close = difflib.get_close_matches(component, list(recipe.components), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise RecaiError(f"{recipe.source}: no component named {component!r}.{hint} LLM backends: {', '.join(llms) or 'none'}")
+        raise RecaiError(
+            f"{recipe.source}: no component named {component!r}.{hint} LLM backends: {', '.join(llms) or 'none'}"
+        )
     elif component not in llms:
         entry = plan.resolved[component]
         raise RecaiError(
@@ -448,7 +497,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="recai", description="recai: recommender systems from LLMs and classic models, built from recipes.")
+    p = _Parser(
+        prog="recai",
+        description="recai: recommender systems from LLMs and classic models, built from recipes.",
+    )
     p.add_argument("--version", action="version", version=f"recai {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -464,17 +516,25 @@ def build_parser() -> argparse.ArgumentParser:
     cp.set_defaults(func=_cmd_check)
     sc = rsub.add_parser("schema", help="print the JSON schema of recipes")
     sc.add_argument("--out", help="write to this file instead of standard output")
-    sc.add_argument("--shape-only", action="store_true", help="leave out the params of installed components")
+    sc.add_argument(
+        "--shape-only", action="store_true", help="leave out the params of installed components"
+    )
     sc.set_defaults(func=_cmd_schema)
     rp.set_defaults(func=lambda a: (rp.print_help(), 2)[1])
 
-    dp = sub.add_parser("datasets", help="list dataset components, or load one and print its statistics")
+    dp = sub.add_parser(
+        "datasets", help="list dataset components, or load one and print its statistics"
+    )
     dp.add_argument("--json", action="store_true", help="machine-readable output")
     dsub = dp.add_subparsers(dest="datasets_command", metavar="ACTION", parser_class=_Parser)
     dl = dsub.add_parser("list", help="list the dataset components (the default)")
-    dl.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    dl.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     dl.set_defaults(func=_cmd_datasets)
-    ds = dsub.add_parser("stats", help="load a dataset and print users, items, interactions, time range, ...")
+    ds = dsub.add_parser(
+        "stats", help="load a dataset and print users, items, interactions, time range, ..."
+    )
     ds.add_argument("name", help="registered name, e.g. movielens-100k.v1")
     ds.add_argument(
         "--param",
@@ -484,14 +544,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a param of the component (repeatable), e.g. -p path=data/ml-1m",
     )
-    ds.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    ds.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     ds.set_defaults(func=_cmd_datasets_stats)
     dp.set_defaults(func=_cmd_datasets)
 
     run = sub.add_parser("run", help="run a recipe's stages; writes metrics.json and report.md")
     run.add_argument("file", help="recipe file (.toml, .yaml, .yml or .json)")
     run.add_argument("--out", help="output folder (default: runs/<recipe name>)")
-    run.add_argument("--fresh", action="store_true", help="run every stage again instead of resuming")
+    run.add_argument(
+        "--fresh", action="store_true", help="run every stage again instead of resuming"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
@@ -505,14 +569,24 @@ def build_parser() -> argparse.ArgumentParser:
             "measured different data or protocols are refused (exit 2) unless --force."
         ),
     )
-    ev.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference")
-    ev.add_argument("--force", action="store_true", help="compare runs with different data or protocols (warns)")
-    ev.add_argument("--test", choices=["t", "wilcoxon"], default="t", help="paired test (default: t)")
-    ev.add_argument("--resamples", type=int, default=2000, help="paired bootstrap resamples (default 2000)")
+    ev.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference"
+    )
+    ev.add_argument(
+        "--force", action="store_true", help="compare runs with different data or protocols (warns)"
+    )
+    ev.add_argument(
+        "--test", choices=["t", "wilcoxon"], default="t", help="paired test (default: t)"
+    )
+    ev.add_argument(
+        "--resamples", type=int, default=2000, help="paired bootstrap resamples (default 2000)"
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.add_argument("--out", help="also write the Markdown comparison to this file")
-    ev.add_argument("--chart", metavar="PNG", help="also draw the first stage's metrics into this PNG")
+    ev.add_argument(
+        "--chart", metavar="PNG", help="also draw the first stage's metrics into this PNG"
+    )
     ev.set_defaults(func=_cmd_eval)
 
     sv = sub.add_parser(
@@ -525,21 +599,36 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sv.add_argument("recipe", nargs="?", help="recipe file whose LLM backend component to serve")
-    sv.add_argument("--component", "-c", help="the recipe's component to serve (needed if it has several LLM backends)")
+    sv.add_argument(
+        "--component",
+        "-c",
+        help="the recipe's component to serve (needed if it has several LLM backends)",
+    )
     sv.add_argument("--use", help="registered name of an LLM backend to serve instead, e.g. hf.v1")
     sv.add_argument(
-        "--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a param of --use (repeatable)"
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param of --use (repeatable)",
     )
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    sv.add_argument("--model-name", help="the model name clients send (default: the component or --use name)")
+    sv.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
+    )
+    sv.add_argument(
+        "--model-name", help="the model name clients send (default: the component or --use name)"
+    )
     sv.add_argument(
         "--max-concurrency",
         type=int,
         default=1,
         help="requests the backend handles at once (default 1, as local models are rarely thread-safe; 0: no bound)",
     )
-    sv.add_argument("--api-key-env", metavar="VAR", help="require the key held by this environment variable")
+    sv.add_argument(
+        "--api-key-env", metavar="VAR", help="require the key held by this environment variable"
+    )
     sv.add_argument(
         "--fault",
         action="append",
@@ -579,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
         notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", []))
         print(f"recai: internal error: {type(e).__name__}: {e}{notes}", file=sys.stderr)
         if not args.debug:
-            print("Run again with --debug for the traceback, and please report it.", file=sys.stderr)
+            print(
+                "Run again with --debug for the traceback, and please report it.", file=sys.stderr
+            )
         return 1
 
 

@@ -111,12 +111,16 @@ class PluginManager:
         if builtins:
             from . import builtins as builtin_module
 
-            self.register(builtin_module, name=BUILTIN_PLUGIN, distribution="recai", version=__version__)
+            self.register(
+                builtin_module, name=BUILTIN_PLUGIN, distribution="recai", version=__version__
+            )
         if autoload if autoload is not None else not _flag(ENV_DISABLE_AUTOLOAD):
             self.load_entrypoints()
 
     # -- loading ----------------------------------------------------------------------------------
-    def _fail(self, plugin: str, reason: str, distribution: str | None = None, version: str | None = None) -> None:
+    def _fail(
+        self, plugin: str, reason: str, distribution: str | None = None, version: str | None = None
+    ) -> None:
         failure = PluginFailure(plugin, distribution, version, reason)
         if self.strict:
             raise PluginLoadError(f"{failure} (strict mode: {ENV_STRICT} is set)")
@@ -161,7 +165,9 @@ class PluginManager:
             self._pm.unregister(plugin)
             self._fail(name, _misspelt_message(misspelt), distribution, version)
             return False
-        self.plugins[name] = PluginInfo(name, distribution, version, getattr(plugin, "__name__", None))
+        self.plugins[name] = PluginInfo(
+            name, distribution, version, getattr(plugin, "__name__", None)
+        )
         self._registry = None
         return True
 
@@ -186,12 +192,21 @@ class PluginManager:
             except BaseException as e:  # noqa: BLE001 - a broken plugin must not stop recai
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                self._fail(ep.name, f"import of {ep.value!r} failed: {type(e).__name__}: {e}", dist_name, version)
+                self._fail(
+                    ep.name,
+                    f"import of {ep.value!r} failed: {type(e).__name__}: {e}",
+                    dist_name,
+                    version,
+                )
                 continue
             self.register(obj, name=ep.name, distribution=dist_name, version=version)
         if self.allow is not None:
             found = {ep.name for ep in md.entry_points(group=group)}
-            found |= {ep.dist.metadata["Name"] for ep in md.entry_points(group=group) if ep.dist is not None}
+            found |= {
+                ep.dist.metadata["Name"]
+                for ep in md.entry_points(group=group)
+                if ep.dist is not None
+            }
             for wanted in sorted(self.allow - found - {BUILTIN_PLUGIN}):
                 self._fail(wanted, f"listed in {ENV_ALLOW} but no installed plugin has that name")
 
@@ -202,7 +217,11 @@ class PluginManager:
         """
         bad = []
         for name, caller in vars(self._pm.hook).items():
-            if name not in _HOOK_NAMES and getattr(caller, "spec", None) is None and caller.get_hookimpls():
+            if (
+                name not in _HOOK_NAMES
+                and getattr(caller, "spec", None) is None
+                and caller.get_hookimpls()
+            ):
                 plugins = ", ".join(sorted({i.plugin_name for i in caller.get_hookimpls()}))
                 bad.append(f"plugin {plugins}: {_misspelt_message([name])}")
         if bad:
@@ -227,7 +246,12 @@ class PluginManager:
                 try:
                     specs = list(impl.function() or ())
                 except Exception as e:  # noqa: BLE001
-                    self._fail(info.name, f"hook {role.hook}() raised {type(e).__name__}: {e}", info.distribution, info.version)
+                    self._fail(
+                        info.name,
+                        f"hook {role.hook}() raised {type(e).__name__}: {e}",
+                        info.distribution,
+                        info.version,
+                    )
                     continue
                 for spec in specs:
                     self._add(components, conflicts, spec, role, info)
@@ -242,11 +266,21 @@ class PluginManager:
         info: PluginInfo,
     ) -> None:
         if not isinstance(spec, ComponentSpec):
-            self._fail(info.name, f"hook {role.hook}() yielded {spec!r}, not a recai.ComponentSpec", info.distribution, info.version)
+            self._fail(
+                info.name,
+                f"hook {role.hook}() yielded {spec!r}, not a recai.ComponentSpec",
+                info.distribution,
+                info.version,
+            )
             return
         problems = spec.problems()
         if problems:
-            self._fail(info.name, f"component {spec.name!r}: " + "; ".join(problems), info.distribution, info.version)
+            self._fail(
+                info.name,
+                f"component {spec.name!r}: " + "; ".join(problems),
+                info.distribution,
+                info.version,
+            )
             return
         entry = Registered(spec, (role,), info)
         existing = components.get(spec.name)

@@ -47,7 +47,11 @@ class PluginFailure:
     reason: str
 
     def __str__(self) -> str:
-        where = f" from {self.distribution}{' ' + self.version if self.version else ''}" if self.distribution else ""
+        where = (
+            f" from {self.distribution}{' ' + self.version if self.version else ''}"
+            if self.distribution
+            else ""
+        )
         return f"plugin {self.plugin!r}{where} was skipped: {self.reason}"
 
 
@@ -145,7 +149,9 @@ class Registry:
         """The component registered as ``name``; raises a helpful error when there is none."""
         r = Role.parse(role) if role is not None else None
         if name in self._conflicts:
-            providers = " and ".join(c.plugin.label + f" (plugin {c.plugin.name!r})" for c in self._conflicts[name])
+            providers = " and ".join(
+                c.plugin.label + f" (plugin {c.plugin.name!r})" for c in self._conflicts[name]
+            )
             raise DuplicateComponentError(
                 f"component name {name!r} is registered by two providers: {providers}. "
                 "Uninstall one of them, or block one with RECAI_BLOCK_PLUGINS=<plugin name>."
@@ -167,7 +173,9 @@ class Registry:
         family = name.rsplit(".", 1)[0] + "." if "." in name else name + "."
         same_family = [n for n in pool if n.startswith(family)][:3]  # sasrec.v3 -> sasrec.v1
         dist = distribution_for(name)
-        installed = dist is not None and any(c.plugin.distribution == dist for c in self._components.values())
+        installed = dist is not None and any(
+            c.plugin.distribution == dist for c in self._components.values()
+        )
         if dist is not None and not installed and not same_family:
             # a known family whose distribution is not loaded: the install hint is the answer
             parts.append(_install_hint(dist))
@@ -177,7 +185,11 @@ class Registry:
                 parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
         if self._failures:
             shown = "; ".join(str(f) for f in self._failures[:3])
-            more = f" (and {len(self._failures) - 3} more: see `recai plugins`)" if len(self._failures) > 3 else ""
+            more = (
+                f" (and {len(self._failures) - 3} more: see `recai plugins`)"
+                if len(self._failures) > 3
+                else ""
+            )
             parts.append(f"Some plugins failed to load and may provide it: {shown}{more}.")
         parts.append(self._available(role))
         return " ".join(parts)

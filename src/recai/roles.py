@@ -84,7 +84,11 @@ class Role(str, Enum):
                     return role
             from .errors import UnknownRoleError
 
-            hint = " (recai.Dataset is data; the role is recai.DatasetSource)" if value.__name__ == "Dataset" else ""
+            hint = (
+                " (recai.Dataset is data; the role is recai.DatasetSource)"
+                if value.__name__ == "Dataset"
+                else ""
+            )
             raise UnknownRoleError(f"{value.__name__} is not a recai role class{hint}")
         text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
         for role in cls:
@@ -136,12 +140,17 @@ def describe_component(component: Any) -> Any:
         k: v
         for k, v in sorted(getattr(component, "__dict__", {}).items())
         if not k.startswith("_")
-        and (isinstance(v, simple) or (isinstance(v, (list, tuple)) and all(isinstance(x, simple) for x in v)))
+        and (
+            isinstance(v, simple)
+            or (isinstance(v, (list, tuple)) and all(isinstance(x, simple) for x in v))
+        )
     }
     return {"class": f"{type(component).__module__}.{type(component).__qualname__}", "attrs": attrs}
 
 
-def _validate_reference(expected: type[Component], value: Any, info: core_schema.ValidationInfo) -> Any:
+def _validate_reference(
+    expected: type[Component], value: Any, info: core_schema.ValidationInfo
+) -> Any:
     if isinstance(value, expected):
         return value
     context = info.context or {}
@@ -154,14 +163,18 @@ def _validate_reference(expected: type[Component], value: Any, info: core_schema
             )
         obj = resolve(value, expected)
         if not isinstance(obj, (expected, PendingRef)):
-            raise ValueError(f"component {value!r} is a {type(obj).__name__}, not a {expected.__name__}")
+            raise ValueError(
+                f"component {value!r} is a {type(obj).__name__}, not a {expected.__name__}"
+            )
         return obj
     if isinstance(value, PendingRef):
         return value
     role = getattr(expected, "role", None)
     what = f"{role.a} component ({expected.__name__})" if role else expected.__name__
     if resolve is not None:
-        raise ValueError(f"expected the name of {what} defined in this recipe, got {type(value).__name__}")
+        raise ValueError(
+            f"expected the name of {what} defined in this recipe, got {type(value).__name__}"
+        )
     raise ValueError(f"expected {what}, got {type(value).__name__}")
 
 
@@ -212,7 +225,9 @@ class LLMBackend(Component):
     ) -> Completion:
         """Complete one conversation."""
 
-    def chat_batch(self, conversations: Sequence[Sequence[Message]], **options: Any) -> list[Completion]:
+    def chat_batch(
+        self, conversations: Sequence[Sequence[Message]], **options: Any
+    ) -> list[Completion]:
         """Complete many conversations; backends override this to batch or run concurrently."""
         return [self.chat(c, **options) for c in conversations]
 
@@ -220,9 +235,13 @@ class LLMBackend(Component):
         """Yield the completion in pieces; the default yields it whole."""
         yield self.chat(messages, **options).text
 
-    def score_continuations(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
         """Log-probability of each continuation after ``messages`` (where the backend can)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot score continuations by log-probability")
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot score continuations by log-probability"
+        )
 
 
 class Retriever(Component):
@@ -231,7 +250,9 @@ class Retriever(Component):
     role = Role.RETRIEVER
 
     @abstractmethod
-    def retrieve(self, query: Query, k: int = 10, *, candidates: ItemList | None = None) -> ItemList:
+    def retrieve(
+        self, query: Query, k: int = 10, *, candidates: ItemList | None = None
+    ) -> ItemList:
         """The ``k`` best items for ``query``, best first, restricted to ``candidates`` if given."""
 
     def retrieve_batch(
@@ -373,7 +394,11 @@ class _InMemory(DatasetSource):
         return self._loaded
 
     def __repr__(self) -> str:
-        return f"DatasetSource.of({self._loaded.name!r})" if self._loaded is not None else "DatasetSource.of(?)"
+        return (
+            f"DatasetSource.of({self._loaded.name!r})"
+            if self._loaded is not None
+            else "DatasetSource.of(?)"
+        )
 
 
 class Agent(Component):

@@ -74,7 +74,9 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def _json_default(obj: Any) -> Any:
@@ -99,7 +101,14 @@ def _digest(data: Any) -> str:
 class RunContext:
     """What a stage gets from the runtime: seed, output folder, progress bars and cached fitting."""
 
-    def __init__(self, out_dir: Path | str, *, seed: int = 0, built: Built | None = None, progress: bool = True):
+    def __init__(
+        self,
+        out_dir: Path | str,
+        *,
+        seed: int = 0,
+        built: Built | None = None,
+        progress: bool = True,
+    ):
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.built = built
@@ -116,7 +125,9 @@ class RunContext:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def progress(self, iterable: Iterable[T], *, desc: str = "", total: int | None = None) -> Iterator[T]:
+    def progress(
+        self, iterable: Iterable[T], *, desc: str = "", total: int | None = None
+    ) -> Iterator[T]:
         """``iterable`` wrapped in a tqdm progress bar (on stderr) when progress is enabled."""
         if not self.progress_enabled:
             yield from iterable
@@ -129,8 +140,12 @@ class RunContext:
         """Key of ``component`` fitted on data with ``data_fingerprint``: component, params, versions."""
         decl: Any = describe_component(component)  # name + params, nested components included
         name = self.built.name_of(component) if self.built is not None else None
-        provider = self.built.plan.resolved[name].plugin.label if self.built is not None and name else None
-        return _digest({"component": decl, "provider": provider, "data": data_fingerprint, "seed": self.seed})
+        provider = (
+            self.built.plan.resolved[name].plugin.label if self.built is not None and name else None
+        )
+        return _digest(
+            {"component": decl, "provider": provider, "data": data_fingerprint, "seed": self.seed}
+        )
 
     def fit(self, component: T, split: Any) -> T:
         """Fit ``component`` on ``split`` unless it already is; reuse a saved fit when it can.
@@ -149,7 +164,9 @@ class RunContext:
                 if _learns(child):
                     self.fit(child, split)
         key = self.fingerprint(component, data_key)
-        can_save = callable(getattr(component, "save", None)) and callable(getattr(component, "load", None))
+        can_save = callable(getattr(component, "save", None)) and callable(
+            getattr(component, "load", None)
+        )
         art = self.out_dir / "artifacts" / key
         if can_save and (art / "DONE").exists():
             component.load(art)  # type: ignore[attr-defined]
@@ -222,7 +239,11 @@ def _stage_key(built: Built, stage: str, seed: int) -> str:
     parts = {}
     for name in plan.needed_for([stage]):
         c = built.recipe.components[name]
-        parts[name] = {"use": c.use, "params": c.params, "provider": plan.resolved[name].plugin.label}
+        parts[name] = {
+            "use": c.use,
+            "params": c.params,
+            "provider": plan.resolved[name].plugin.label,
+        }
     return _digest({"components": parts, "seed": seed, "recai": __version__})
 
 
@@ -239,7 +260,11 @@ def run(
     Finished stages are stored as they complete; with ``resume`` a stage whose components, params
     and seed are unchanged is read back instead of being run again.
     """
-    built = recipe if isinstance(recipe, Built) else build(recipe, pm if pm is not None else get_plugin_manager())
+    built = (
+        recipe
+        if isinstance(recipe, Built)
+        else build(recipe, pm if pm is not None else get_plugin_manager())
+    )
     rec = built.recipe
     stages = built.plan.stages
     if not stages:
@@ -257,7 +282,9 @@ def run(
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise RecaiError(f"cannot write results to {out}: {e.strerror or e}; choose another --out folder") from None
+        raise RecaiError(
+            f"cannot write results to {out}: {e.strerror or e}; choose another --out folder"
+        ) from None
     seed = rec.run.seed
     ctx = RunContext(out, seed=seed, built=built, progress=progress)
     reports: dict[str, Report] = {}
@@ -288,7 +315,9 @@ def run(
         if not report.evaluator:
             report.evaluator = stage
         reports[stage] = report
-        atomic_write_json(stage_file, {"key": key, "seconds": timings[stage], "report": report.to_dict()})
+        atomic_write_json(
+            stage_file, {"key": key, "seconds": timings[stage], "report": report.to_dict()}
+        )
 
     pm_ = pm if pm is not None else get_plugin_manager()
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
@@ -298,14 +327,18 @@ def run(
         "recai_version": __version__,
         "distributions": pm_.distributions(),
         "seed": seed,
-        "stages": {name: {**r.to_dict(), "seconds": round(timings[name], 3)} for name, r in reports.items()},
+        "stages": {
+            name: {**r.to_dict(), "seconds": round(timings[name], 3)} for name, r in reports.items()
+        },
     }
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "report.md", _markdown(rec, reports, timings, now, pm_))
     return RunResult(out, reports, resumed)
 
 
-def _markdown(rec: Recipe, reports: dict[str, Report], timings: dict[str, float], now: str, pm: PluginManager) -> str:
+def _markdown(
+    rec: Recipe, reports: dict[str, Report], timings: dict[str, float], now: str, pm: PluginManager
+) -> str:
     lines = [f"# {rec.name or 'recai run'}", ""]
     if rec.description:
         lines += [rec.description.strip(), ""]
@@ -318,4 +351,3 @@ def _markdown(rec: Recipe, reports: dict[str, Report], timings: dict[str, float]
         lines.append(f"_stage `{name}` took {timings[name]:.2f} s_")
         lines.append("")
     return "\n".join(lines)
-

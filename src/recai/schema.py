@@ -59,7 +59,10 @@ def recipe_schema(registry: Registry | None = None) -> dict[str, Any]:
             rules.append(
                 {
                     "if": {"properties": {"use": {"const": entry.name}}, "required": ["use"]},
-                    "then": {**then, "description": f"{entry.summary} ({', '.join(r.value for r in entry.roles)}; {entry.plugin.label})"},
+                    "then": {
+                        **then,
+                        "description": f"{entry.summary} ({', '.join(r.value for r in entry.roles)}; {entry.plugin.label})",
+                    },
                 }
             )
         decl["allOf"] = rules

@@ -67,7 +67,9 @@ class ComponentSpec:
             )
         if isinstance(self.factory, str):
             if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.factory):
-                out.append(f"factory {self.factory!r} must be a callable or a 'module:attribute' string")
+                out.append(
+                    f"factory {self.factory!r} must be a callable or a 'module:attribute' string"
+                )
         elif not callable(self.factory):
             out.append(f"factory {self.factory!r} is not callable")
         if not isinstance(self.summary, str) or not self.summary.strip():
@@ -108,11 +110,15 @@ class ComponentSpec:
         """The params model: the explicit one, or one derived from the factory's signature."""
         if "params" not in self._cache:
             self._cache["params"] = (
-                self.params if self.params is not None else params_from_signature(self.load_factory(), self.name)
+                self.params
+                if self.params is not None
+                else params_from_signature(self.load_factory(), self.name)
             )
         return self._cache["params"]
 
-    def validate_params(self, params: dict[str, Any], *, context: dict[str, Any] | None = None) -> BaseModel:
+    def validate_params(
+        self, params: dict[str, Any], *, context: dict[str, Any] | None = None
+    ) -> BaseModel:
         """Validate ``params``; raises :class:`ParamsError` listing every problem."""
         try:
             return self.params_model().model_validate(params, context=context)
@@ -146,7 +152,9 @@ def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[B
         sig = inspect.signature(target)
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception as e:  # noqa: BLE001
-        raise InvalidSpecError(f"component {label}: cannot read the factory's signature: {e}") from e
+        raise InvalidSpecError(
+            f"component {label}: cannot read the factory's signature: {e}"
+        ) from e
     fields: dict[str, Any] = {}
     params = list(sig.parameters.values())
     if inspect.isclass(factory) and params:
@@ -181,7 +189,14 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _kind(value: Any) -> str:
-    kinds = {list: "a list", tuple: "a list", str: "a string", bool: "true/false", int: "a number", float: "a number"}
+    kinds = {
+        list: "a list",
+        tuple: "a list",
+        str: "a string",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+    }
     return "nothing" if value is None else kinds.get(type(value), f"a {type(value).__name__}")
 
 
@@ -191,10 +206,16 @@ def is_secret_path(where: str, redact: frozenset[str]) -> bool:
         return False
     if where in redact:
         return True
-    return any(s.startswith(where + ".") or s.startswith(where + "[") for s in redact) if where else True
+    return (
+        any(s.startswith(where + ".") or s.startswith(where + "[") for s in redact)
+        if where
+        else True
+    )
 
 
-def format_validation_error(error: ValidationError, prefix: str = "", redact: frozenset[str] = frozenset()) -> list[Problem]:
+def format_validation_error(
+    error: ValidationError, prefix: str = "", redact: frozenset[str] = frozenset()
+) -> list[Problem]:
     """Turn a pydantic error into :class:`Problem` lines with dotted key paths.
 
     Values at paths in ``redact`` (secrets from the environment) are never echoed.
@@ -213,7 +234,9 @@ def format_validation_error(error: ValidationError, prefix: str = "", redact: fr
         elif kind == "value_error":
             msg = msg.removeprefix("Value error, ")
             value = err.get("input")
-            if isinstance(value, str) and value and is_secret_path(where, redact):  # a validator's echo
+            if (
+                isinstance(value, str) and value and is_secret_path(where, redact)
+            ):  # a validator's echo
                 msg = msg.replace(value, "<value from the environment>")
         elif kind in ("dict_type", "model_type"):  # the type of a value is never a secret
             msg = f"expected a table/mapping, got {_kind(err.get('input'))}"

@@ -35,14 +35,18 @@ class ItemList:
 
     __slots__ = ("_ids", "_scores")
 
-    def __init__(self, ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray | None = None):
+    def __init__(
+        self, ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray | None = None
+    ):
         ids_arr = np.asarray(ids)
         if ids_arr.size == 0:
             ids_arr = ids_arr.astype(np.int64)
         if ids_arr.ndim != 1:
             raise ValueError(f"ItemList ids must be one-dimensional, got shape {ids_arr.shape}")
         if not np.issubdtype(ids_arr.dtype, np.integer):
-            raise TypeError(f"ItemList ids must be integer catalog indices, got dtype {ids_arr.dtype}")
+            raise TypeError(
+                f"ItemList ids must be integer catalog indices, got dtype {ids_arr.dtype}"
+            )
         self._ids = ids_arr.astype(np.int64, copy=False)
         if scores is None:
             self._scores = None
@@ -277,7 +281,9 @@ class Report:
         return {
             "evaluator": self.evaluator,
             "metrics": self.metrics,
-            "intervals": {s: {m: list(v) for m, v in ms.items()} for s, ms in self.intervals.items()},
+            "intervals": {
+                s: {m: list(v) for m, v in ms.items()} for s, ms in self.intervals.items()
+            },
             "info": self.info,
             "notes": self.notes,
         }

@@ -22,8 +22,15 @@ MODELS = {
     ),
     "sasrec-bce": (
         "recai_classic.sasrec:SASRec",
-        {"hidden": 16, "blocks": 1, "max_len": 12, "dropout": 0.0, "loss": "bce", "epochs": 4,
-         "batch_size": 24},
+        {
+            "hidden": 16,
+            "blocks": 1,
+            "max_len": 12,
+            "dropout": 0.0,
+            "loss": "bce",
+            "epochs": 4,
+            "batch_size": 24,
+        },
     ),
 }
 

@@ -437,5 +437,7 @@ def test_sasrec_ema_with_decays_goes_back_to_the_best_average(tiny_split):
     # the kept model is the best epoch's average: validating it again gives the logged value
     from recai_classic._training import Validator
 
-    again = Validator(tiny_split, "ndcg", 10, seed=0)(lambda h, u: model._score_tensor(h), Parallel())
+    again = Validator(tiny_split, "ndcg", 10, seed=0)(
+        lambda h, u: model._score_tensor(h), Parallel()
+    )
     assert again == pytest.approx(log["best_valid"], abs=1e-6)

@@ -42,12 +42,18 @@ class Dataset:
                 f"but the catalog has {self.catalog.n_items}"
             )
         if self.user_ids is not None and len(self.user_ids) != self.interactions.n_users:
-            raise DataError(f"dataset {self.name}: {len(self.user_ids)} user ids for {self.interactions.n_users} users")
+            raise DataError(
+                f"dataset {self.name}: {len(self.user_ids)} user ids for {self.interactions.n_users} users"
+            )
         for col, values in self.user_fields.items():
             if len(values) != self.interactions.n_users:
-                raise DataError(f"dataset {self.name}: user column {col!r} has {len(values)} values for {self.interactions.n_users} users")
+                raise DataError(
+                    f"dataset {self.name}: user column {col!r} has {len(values)} values for {self.interactions.n_users} users"
+                )
         if self.kg is not None and len(self.kg.item_entity) != self.catalog.n_items:
-            raise DataError(f"dataset {self.name}: the knowledge graph links {len(self.kg.item_entity)} items, the catalog has {self.catalog.n_items}")
+            raise DataError(
+                f"dataset {self.name}: the knowledge graph links {len(self.kg.item_entity)} items, the catalog has {self.catalog.n_items}"
+            )
 
     @property
     def n_users(self) -> int:

@@ -32,7 +32,11 @@ class Interactions:
         self.n_users = int(n_users)
         self.n_items = int(n_items)
         n = len(self.users)
-        for name, arr in (("items", self.items), ("timestamps", self.timestamps), ("ratings", self.ratings)):
+        for name, arr in (
+            ("items", self.items),
+            ("timestamps", self.timestamps),
+            ("ratings", self.ratings),
+        ):
             if arr is not None and len(arr) != n:
                 raise DataError(f"interactions: {name} has {len(arr)} entries, users has {n}")
         if n:

@@ -39,7 +39,11 @@ class KnowledgeGraph:
         if len(self.relations) != n or len(self.tails) != n:
             raise DataError("knowledge graph: heads, relations and tails differ in length")
         ne, nr = len(self.entities), len(self.relation_names)
-        for name, arr, bound in (("heads", self.heads, ne), ("tails", self.tails, ne), ("relations", self.relations, nr)):
+        for name, arr, bound in (
+            ("heads", self.heads, ne),
+            ("tails", self.tails, ne),
+            ("relations", self.relations, nr),
+        ):
             if n and (arr.min() < 0 or arr.max() >= bound):
                 raise DataError(f"knowledge graph: {name} index out of range 0..{bound - 1}")
         linked = self.item_entity[self.item_entity >= 0]
@@ -86,4 +90,7 @@ class KnowledgeGraph:
         if e < 0:
             return []
         rels, tails = self.out_edges(e)
-        return [(str(self.relation_names[r]), self.label(int(t))) for r, t in zip(rels, tails, strict=True)]
+        return [
+            (str(self.relation_names[r]), self.label(int(t)))
+            for r, t in zip(rels, tails, strict=True)
+        ]

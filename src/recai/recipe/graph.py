@@ -65,7 +65,9 @@ class Built(Mapping[str, Any]):
         try:
             return self._objects[name]
         except KeyError:
-            raise KeyError(f"no built component {name!r}; built: {', '.join(self._objects)}") from None
+            raise KeyError(
+                f"no built component {name!r}; built: {', '.join(self._objects)}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._objects)
@@ -96,21 +98,37 @@ def check_requirements(requires: list[str], secret: frozenset[str] = frozenset()
             req = Requirement(text)
         except InvalidRequirement as e:
             reason = "cannot parse it" if hidden or not str(e).strip() else str(e).splitlines()[0]
-            problems.append(Problem(where, f"{shown} is not a valid requirement ({reason}); write e.g. 'recai-classic>=0.1'"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{shown} is not a valid requirement ({reason}); write e.g. 'recai-classic>=0.1'",
+                )
+            )
             continue
         try:
             version = md.version(req.name)
         except md.PackageNotFoundError:
             if hidden:
-                problems.append(Problem(where, f"the distribution named by {shown} is not installed"))
+                problems.append(
+                    Problem(where, f"the distribution named by {shown} is not installed")
+                )
             else:
-                problems.append(Problem(where, f"the distribution {req.name!r} is not installed: {install}"))
+                problems.append(
+                    Problem(where, f"the distribution {req.name!r} is not installed: {install}")
+                )
             continue
         if req.specifier and not req.specifier.contains(version, prereleases=True):
             if hidden:
-                problems.append(Problem(where, f"the installed version {version} does not satisfy {shown}"))
+                problems.append(
+                    Problem(where, f"the installed version {version} does not satisfy {shown}")
+                )
             else:
-                problems.append(Problem(where, f"{req.name} {version} is installed, but the recipe needs {shown}: {install}"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{req.name} {version} is installed, but the recipe needs {shown}: {install}",
+                    )
+                )
     return problems
 
 
@@ -159,9 +177,13 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         prefix = f"components.{name}.params"
         from_env = {v for p, v in _strings(comps[name].params, prefix) if p in secret}
 
-        def resolve(ref: str, expected: type, _name: str = name, _env: set[str] = from_env) -> PendingRef:
+        def resolve(
+            ref: str, expected: type, _name: str = name, _env: set[str] = from_env
+        ) -> PendingRef:
             hidden = ref in _env  # a name from the environment is never echoed
-            shown = "the component named by the environment (name not shown)" if hidden else repr(ref)
+            shown = (
+                "the component named by the environment (name not shown)" if hidden else repr(ref)
+            )
             if ref not in comps:
                 if hidden:
                     raise ValueError(
@@ -170,14 +192,20 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
                     )
                 close = difflib.get_close_matches(ref, list(comps), n=1, cutoff=0.6)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"no component named {ref!r} in this recipe.{hint} Components: {', '.join(comps)}")
+                raise ValueError(
+                    f"no component named {ref!r} in this recipe.{hint} Components: {', '.join(comps)}"
+                )
             if ref == _name:
-                raise ValueError(f"{_name!r} cannot take itself as a parameter; name another component")
+                raise ValueError(
+                    f"{_name!r} cannot take itself as a parameter; name another component"
+                )
             target = resolved.get(ref)
             wanted = _roles_of(expected)
             if target is not None and wanted and not wanted & set(target.roles):
                 needs = " or ".join(sorted(r.title for r in wanted))
-                raise ValueError(f"{shown} is {target.plays} ({target.name}), but this parameter needs {with_article(needs)}")
+                raise ValueError(
+                    f"{shown} is {target.plays} ({target.name}), but this parameter needs {with_article(needs)}"
+                )
             deps[_name].add(ref)
             return PendingRef(ref, comps[ref].use)
 
@@ -215,19 +243,34 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
     else:
         stages = tuple(recipe.run.stages)
         evaluators = [n for n, c in resolved.items() if Role.EVALUATOR in c.roles]
-        have = f" Evaluators: {', '.join(evaluators)}." if evaluators else " The recipe has no evaluator."
+        have = (
+            f" Evaluators: {', '.join(evaluators)}."
+            if evaluators
+            else " The recipe has no evaluator."
+        )
         for i, stage in enumerate(stages):
             where = f"run.stages[{i}]"
             hidden = is_secret_path(where, secret)
             shown = "the stage named by the environment (name not shown)" if hidden else repr(stage)
             if stage not in comps and hidden:
-                problems.append(Problem(where, f"the name taken from the environment (not shown) is not a component of this recipe.{have}"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"the name taken from the environment (not shown) is not a component of this recipe.{have}",
+                    )
+                )
             elif stage not in comps:
                 close = difflib.get_close_matches(stage, list(comps), n=1, cutoff=0.6)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                problems.append(Problem(where, f"no component named {stage!r} in this recipe.{hint}{have}"))
+                problems.append(
+                    Problem(where, f"no component named {stage!r} in this recipe.{hint}{have}")
+                )
             elif stage in resolved and Role.EVALUATOR not in resolved[stage].roles:
-                problems.append(Problem(where, f"{shown} is {resolved[stage].plays}; stages run evaluators.{have}"))
+                problems.append(
+                    Problem(
+                        where, f"{shown} is {resolved[stage].plays}; stages run evaluators.{have}"
+                    )
+                )
 
     if problems:
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))
@@ -241,7 +284,9 @@ def _model_at(model: Any, parts: list[str]) -> Any:
         if field is None:
             return None
         candidates = [field.annotation, *typing.get_args(field.annotation)]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if model is None:
             return None
     return model
@@ -256,15 +301,25 @@ def _takes_components(annotation: Any) -> bool:
     return any(_takes_components(a) for a in typing.get_args(annotation))
 
 
-def _reference_hints(problems: list[Problem], prefix: str, model: Any, params: dict[str, Any], names: set[str]) -> list[Problem]:
+def _reference_hints(
+    problems: list[Problem], prefix: str, model: Any, params: dict[str, Any], names: set[str]
+) -> list[Problem]:
     """Explain a component name given to a parameter that does not take components."""
     out = []
     for p in problems:
-        key = re.split(r"[.\[]", p.where[len(prefix) + 1 :], maxsplit=1)[0] if p.where.startswith(prefix + ".") else ""
+        key = (
+            re.split(r"[.\[]", p.where[len(prefix) + 1 :], maxsplit=1)[0]
+            if p.where.startswith(prefix + ".")
+            else ""
+        )
         field = getattr(model, "model_fields", {}).get(key)
         value = params.get(key)
         values = value if isinstance(value, list) else [value]
-        if field is not None and any(isinstance(v, str) and v in names for v in values) and not _takes_components(field.annotation):
+        if (
+            field is not None
+            and any(isinstance(v, str) and v in names for v in values)
+            and not _takes_components(field.annotation)
+        ):
             hint = (
                 f"; note: {key!r} does not take components, although the value names one. A parameter "
                 "takes a component when annotated with a role class: recai.Ranker, recai.Retriever, "
@@ -313,16 +368,19 @@ def build(
         def resolve(ref: str, expected: type) -> Any:
             return objects[ref]
 
-        params = entry.spec.params_model().model_validate(decl.params, context={"recai_resolve": resolve})
+        params = entry.spec.params_model().model_validate(
+            decl.params, context={"recai_resolve": resolve}
+        )
         try:
             obj = entry.spec.build(params)
         except RecaiError as e:
             e.args = (f"component {name!r} ({decl.use}): {e}",) + e.args[1:]
             raise
         except Exception as e:
-            e.add_note(f"while building component {name!r} (use = {decl.use!r}) from {recipe.source}")
+            e.add_note(
+                f"while building component {name!r} (use = {decl.use!r}) from {recipe.source}"
+            )
             raise
         entry.check_instance(obj)
         objects[name] = obj
     return Built(plan, objects)
-

@@ -43,18 +43,26 @@ def parse_text(text: str, fmt: str, source: str) -> Any:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         where = f"line {m.group(1)}, column {m.group(2)}" if m else "syntax"
-        raise RecipeError(source, [Problem(where, "TOML syntax error: " + re.sub(r"\s*\(at line.*\)$", "", msg))]) from None
+        raise RecipeError(
+            source, [Problem(where, "TOML syntax error: " + re.sub(r"\s*\(at line.*\)$", "", msg))]
+        ) from None
     except json.JSONDecodeError as e:
-        raise RecipeError(source, [Problem(f"line {e.lineno}, column {e.colno}", f"JSON syntax error: {e.msg}")]) from None
+        raise RecipeError(
+            source, [Problem(f"line {e.lineno}, column {e.colno}", f"JSON syntax error: {e.msg}")]
+        ) from None
     except Exception as e:  # yaml.YAMLError (yaml is imported lazily)
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "syntax"
         problem = getattr(e, "problem", None) or str(e)
         raise RecipeError(source, [Problem(where, f"YAML syntax error: {problem}")]) from None
-    raise RecipeError(source, [Problem("", f"unknown recipe format {fmt!r}; use one of: toml, yaml, json")])
+    raise RecipeError(
+        source, [Problem("", f"unknown recipe format {fmt!r}; use one of: toml, yaml, json")]
+    )
 
 
-def interpolate_env(data: Any, env: Mapping[str, str], path: str = "") -> tuple[Any, list[Problem], set[str]]:
+def interpolate_env(
+    data: Any, env: Mapping[str, str], path: str = ""
+) -> tuple[Any, list[Problem], set[str]]:
     """Replace ``${NAME}`` (and ``${NAME:-default}``) in every string; ``$${`` is a literal ``${``.
 
     Returns the new data, the problems (unset variables, bad syntax) and the key paths that took a
@@ -77,7 +85,12 @@ def interpolate_env(data: Any, env: Mapping[str, str], path: str = "") -> tuple[
             body = m.group(2)
             name, sep, default = body.partition(":-")
             if not _ENV_NAME.match(name):
-                problems.append(Problem(where, f"'${{{body}}}' is not a valid environment reference; write ${{NAME}} or ${{NAME:-default}}"))
+                problems.append(
+                    Problem(
+                        where,
+                        f"'${{{body}}}' is not a valid environment reference; write ${{NAME}} or ${{NAME:-default}}",
+                    )
+                )
                 return m.group(0)
             secret.add(where)
             if name in env:
@@ -85,7 +98,10 @@ def interpolate_env(data: Any, env: Mapping[str, str], path: str = "") -> tuple[
             if sep:
                 return default
             problems.append(
-                Problem(where, f"environment variable {name} is not set; set it, or give a default with ${{{name}:-value}}")
+                Problem(
+                    where,
+                    f"environment variable {name} is not set; set it, or give a default with ${{{name}:-value}}",
+                )
             )
             return m.group(0)
 
@@ -148,7 +164,9 @@ def _node_lines(text: str) -> tuple[dict[str, int], list[Problem]]:
                 line, column = k.start_mark.line + 1, k.start_mark.column + 1
                 ident = (k.tag, k.value) if isinstance(k, yaml.ScalarNode) else None
                 if ident is not None and ident in seen:
-                    first = f"line {seen[ident][0]}" + (f", column {seen[ident][1]}" if seen[ident][0] == line else "")
+                    first = f"line {seen[ident][0]}" + (
+                        f", column {seen[ident][1]}" if seen[ident][0] == line else ""
+                    )
                     duplicates.append(
                         Problem(
                             f"line {line}, column {column}",
@@ -194,7 +212,14 @@ def recipe_from_dict(
     """Validate already-parsed recipe data (first pass: env interpolation and shape)."""
     if not isinstance(data, dict):
         kind = "empty" if data is None else _KINDS.get(type(data), f"a {type(data).__name__}")
-        raise RecipeError(source, [Problem("", f"a recipe must be a table/mapping at the top level, but the file is {kind}")])
+        raise RecipeError(
+            source,
+            [
+                Problem(
+                    "", f"a recipe must be a table/mapping at the top level, but the file is {kind}"
+                )
+            ],
+        )
     data, problems, secret = interpolate_env(data, os.environ if env is None else env)
     recipe: Recipe | None = None
     try:
@@ -230,9 +255,15 @@ def _suggest(problems: list[Problem]) -> list[Problem]:
                 choices = ["use", "params", "description"]
             if choices:
                 close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
-                msg += f" (did you mean {close[0]!r}?)" if close else f" (allowed keys: {', '.join(choices)})"
+                msg += (
+                    f" (did you mean {close[0]!r}?)"
+                    if close
+                    else f" (allowed keys: {', '.join(choices)})"
+                )
         bad_key = re.match(r"^components\[(.*)\]$", p.where)
-        if bad_key and msg.startswith("invalid key:"):  # YAML reads `on`, `no`, `2` as a bool or a number
+        if bad_key and msg.startswith(
+            "invalid key:"
+        ):  # YAML reads `on`, `no`, `2` as a bool or a number
             got = re.search(r"\(got (.*)\)$", msg)
             what = f"that YAML reads as {got.group(1)} " if got else ""
             msg = (
@@ -243,7 +274,9 @@ def _suggest(problems: list[Problem]) -> list[Problem]:
             continue
         if re.match(r"^components\.[^.]+$", p.where) and msg.startswith("invalid key:"):
             msg = f"{p.where.split('.', 1)[1]!r} is not a valid component name: {_NAME_RULE}"
-        elif re.match(r"^components\.[^.]+$", p.where) and msg.startswith("expected a table/mapping"):
+        elif re.match(r"^components\.[^.]+$", p.where) and msg.startswith(
+            "expected a table/mapping"
+        ):
             name = p.where.split(".", 1)[1]
             msg = (
                 f"a component must be a table with a `use` key, e.g. [components.{name}] "
@@ -265,13 +298,19 @@ def _recursive_path(data: Any, where: str = "", inside: tuple[int, ...] = ()) ->
     inside = (*inside, id(data))
     items = data.items() if isinstance(data, dict) else enumerate(data)
     for k, v in items:
-        found = _recursive_path(v, (f"{where}.{k}" if where else str(k)) if isinstance(data, dict) else f"{where}[{k}]", inside)
+        found = _recursive_path(
+            v,
+            (f"{where}.{k}" if where else str(k)) if isinstance(data, dict) else f"{where}[{k}]",
+            inside,
+        )
         if found is not None:
             return found
     return None
 
 
-def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Recipe:
+def load_recipe(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapping[str, str] | None = None
+) -> Recipe:
     """Load and shape-check a recipe from a file (``.toml``, ``.yaml``/``.yml``, ``.json``) or a dict.
 
     >>> r = load_recipe({"components": {"rnd": {"use": "random.v1"}}})
@@ -284,7 +323,15 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapp
     label = str(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise RecipeError(label, [Problem("", f"unknown recipe file type {path.suffix or '(none)'!r}; use .toml, .yaml, .yml or .json")])
+        raise RecipeError(
+            label,
+            [
+                Problem(
+                    "",
+                    f"unknown recipe file type {path.suffix or '(none)'!r}; use .toml, .yaml, .yml or .json",
+                )
+            ],
+        )
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -297,7 +344,9 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapp
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise RecipeError(label, [Problem(f"line {line}", "the file is not valid UTF-8 text")]) from None
+        raise RecipeError(
+            label, [Problem(f"line {line}", "the file is not valid UTF-8 text")]
+        ) from None
     data = parse_text(text, fmt, label)
     loop = _recursive_path(data)
     if loop is not None:
@@ -306,7 +355,12 @@ def load_recipe(source: str | os.PathLike[str] | Mapping[str, Any], *, env: Mapp
     if data is None or data == {}:
         raise RecipeError(
             label,
-            [Problem("", 'the recipe is empty: it needs at least one component, e.g. [components.rnd] use = "random.v1"')],
+            [
+                Problem(
+                    "",
+                    'the recipe is empty: it needs at least one component, e.g. [components.rnd] use = "random.v1"',
+                )
+            ],
         )
     if fmt == "toml":
         lines = _toml_lines(text)

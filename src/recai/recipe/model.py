@@ -39,7 +39,9 @@ class ComponentDecl(_Strict):
         description="Parameters, checked against the component's params model. A parameter that "
         "takes another component is given that component's name in this recipe.",
     )
-    description: str | None = Field(default=None, description="Free text for readers of the recipe.")
+    description: str | None = Field(
+        default=None, description="Free text for readers of the recipe."
+    )
 
 
 class RunSection(_Strict):
@@ -55,7 +57,9 @@ class RunSection(_Strict):
 class Recipe(_Strict):
     """A recipe: named components wired together, and what to run."""
 
-    name: str | None = Field(default=None, description="Name of the recipe; names the default output folder.")
+    name: str | None = Field(
+        default=None, description="Name of the recipe; names the default output folder."
+    )
     description: str | None = None
     requires: list[str] = Field(
         default_factory=list,

@@ -79,7 +79,11 @@ class ComponentContract:
     # -- fixtures (override to customise) ----------------------------------------------------------
     @pytest.fixture
     def plugin_manager(self) -> Any:
-        pm = fresh_plugin_manager(self.plugin) if self.plugin is not None else fresh_plugin_manager(autoload=True)
+        pm = (
+            fresh_plugin_manager(self.plugin)
+            if self.plugin is not None
+            else fresh_plugin_manager(autoload=True)
+        )
         with use_plugin_manager(pm):
             yield pm
 
@@ -196,7 +200,9 @@ class RankerContract(ComponentContract):
         assert sub.shape == cand.shape
         if self.consistent_candidate_scores:
             full = np.asarray(component.score(hist, None, users=users))
-            np.testing.assert_allclose(sub, np.take_along_axis(full, cand, axis=1), rtol=self.rtol, atol=1e-6)
+            np.testing.assert_allclose(
+                sub, np.take_along_axis(full, cand, axis=1), rtol=self.rtol, atol=1e-6
+            )
 
     def test_batch_equals_one_at_a_time(self, component: Any, split: Split) -> None:
         hist, users = self._batch(split, 4)
@@ -219,7 +225,9 @@ class RankerContract(ComponentContract):
         assert len(ranked) == k
         assert len(set(ranked.ids.tolist())) == k, "duplicate items in a ranking"
         assert not set(ranked.ids.tolist()) & set(hist.tolist()), "history items were recommended"
-        assert ranked.scores is not None and np.all(np.diff(ranked.scores) <= 0), "not sorted best first"
+        assert ranked.scores is not None and np.all(np.diff(ranked.scores) <= 0), (
+            "not sorted best first"
+        )
         assert ranked.ids.min() >= 0 and ranked.ids.max() < split.dataset.n_items
 
     def test_rank_respects_candidates(self, component: Any, split: Split) -> None:
@@ -235,7 +243,9 @@ class RankerContract(ComponentContract):
     def test_empty_history(self, component: Any, split: Split) -> None:
         if not self.supports_empty_history:
             pytest.skip("component declares it cannot score users without history")
-        scores = np.asarray(component.score([np.empty(0, dtype=np.int64)], None, users=np.array([0])))
+        scores = np.asarray(
+            component.score([np.empty(0, dtype=np.int64)], None, users=np.array([0]))
+        )
         assert scores.shape == (1, split.dataset.n_items)
         assert _finite(scores)
 
@@ -283,7 +293,9 @@ class RetrieverContract(ComponentContract):
 
     def test_k_larger_than_catalog(self, component: Any, dataset: Dataset) -> None:
         for q in self.queries(dataset):
-            self._check(component.retrieve(q, dataset.n_items + 10), dataset.n_items + 10, dataset.n_items)
+            self._check(
+                component.retrieve(q, dataset.n_items + 10), dataset.n_items + 10, dataset.n_items
+            )
 
     def test_restricted_to_candidates(self, component: Any, dataset: Dataset) -> None:
         cand = ItemList(np.arange(1, dataset.n_items, 4))
@@ -295,7 +307,9 @@ class RetrieverContract(ComponentContract):
     def test_batch_matches_single(self, component: Any, dataset: Dataset) -> None:
         qs = self.queries(dataset)
         batch = component.retrieve_batch(qs, 5)
-        assert [b.ids.tolist() for b in batch] == [component.retrieve(q, 5).ids.tolist() for q in qs]
+        assert [b.ids.tolist() for b in batch] == [
+            component.retrieve(q, 5).ids.tolist() for q in qs
+        ]
 
 
 class LLMBackendContract(ComponentContract):
@@ -328,7 +342,9 @@ class LLMBackendContract(ComponentContract):
         assert len(out) == 2 and all(isinstance(c, Completion) for c in out)
 
     def test_stream_yields_text(self, component: Any) -> None:
-        pieces = list(component.stream(self.messages(), max_tokens=self.max_tokens, temperature=0.0, seed=0))
+        pieces = list(
+            component.stream(self.messages(), max_tokens=self.max_tokens, temperature=0.0, seed=0)
+        )
         assert pieces and all(isinstance(p, str) for p in pieces)
 
 
@@ -341,12 +357,16 @@ class KnowledgePrompterContract(ComponentContract):
     role = Role.KNOWLEDGE_PROMPTER
 
     def test_knowledge_is_text(self, component: Any, split: Split) -> None:
-        text = component.knowledge(history=ItemList(split.train.history(0)), candidates=ItemList(np.arange(5)))
+        text = component.knowledge(
+            history=ItemList(split.train.history(0)), candidates=ItemList(np.arange(5))
+        )
         assert isinstance(text, str)
 
     def test_augment_keeps_the_last_turn_last(self, component: Any, split: Split) -> None:
         msgs = [Message.system("You recommend items."), Message.user("What next?")]
-        out = component.augment(msgs, history=ItemList(split.train.history(0)), candidates=ItemList(np.arange(5)))
+        out = component.augment(
+            msgs, history=ItemList(split.train.history(0)), candidates=ItemList(np.arange(5))
+        )
         assert out[-1] == msgs[-1]
         assert all(isinstance(m, Message) for m in out)
         assert len(out) >= len(msgs)
@@ -392,7 +412,9 @@ class EvaluatorContract(ComponentContract):
             assert isinstance(system, str)
             for metric, value in ms.items():
                 assert isinstance(metric, str)
-                assert isinstance(value, (int, float)) and math.isfinite(value), f"{system}/{metric} = {value!r}"
+                assert isinstance(value, (int, float)) and math.isfinite(value), (
+                    f"{system}/{metric} = {value!r}"
+                )
 
     def test_report_says_how_it_was_measured(self, report: Report) -> None:
         missing = [k for k in self.required_info if k not in report.info]
@@ -452,4 +474,6 @@ class AgentContract(ComponentContract):
     def test_replies_with_an_assistant_message(self, component: Any) -> None:
         reply = component.reply([Message.user("Recommend me something to watch tonight.")])
         assert isinstance(reply, Message)
-        assert reply.role == "assistant" and isinstance(reply.content, str) and reply.content.strip()
+        assert (
+            reply.role == "assistant" and isinstance(reply.content, str) and reply.content.strip()
+        )

@@ -18,13 +18,21 @@ __all__ = [
 ]
 
 
-def fresh_plugin_manager(*plugins: Any, autoload: bool = False, strict: bool = False, **kwargs: Any) -> PluginManager:
+def fresh_plugin_manager(
+    *plugins: Any, autoload: bool = False, strict: bool = False, **kwargs: Any
+) -> PluginManager:
     """A new manager, isolated from the environment's switches, with ``plugins`` registered.
 
     With ``autoload=False`` (the default) nothing installed is loaded: only the built-ins and
     the plugin objects (modules, classes, instances) passed here.
     """
-    pm = PluginManager(autoload=autoload, strict=strict, allow=kwargs.pop("allow", None), block=kwargs.pop("block", ()), **kwargs)
+    pm = PluginManager(
+        autoload=autoload,
+        strict=strict,
+        allow=kwargs.pop("allow", None),
+        block=kwargs.pop("block", ()),
+        **kwargs,
+    )
     for plugin in plugins:
         pm.register(plugin)
     return pm
@@ -42,8 +50,9 @@ def use_plugin_manager(pm: PluginManager) -> Iterator[PluginManager]:
 
 def make_tiny_dataset(seed: int = 0, n_users: int = 30, n_items: int = 25) -> Dataset:
     """The test kit's tiny dataset: seeded, with popularity and sequential structure."""
-    return synthetic_dataset(n_users=n_users, n_items=n_items, mean_length=8, seed=seed, name="tiny")
-
+    return synthetic_dataset(
+        n_users=n_users, n_items=n_items, mean_length=8, seed=seed, name="tiny"
+    )
 
 
 def fake_distribution(
@@ -77,7 +86,9 @@ def fake_distribution(
     return root
 
 
-def modules_imported_by_listing(plugin: str, modules: Iterable[str], *, expect: str | None = None) -> list[str]:
+def modules_imported_by_listing(
+    plugin: str, modules: Iterable[str], *, expect: str | None = None
+) -> list[str]:
     """Which of ``modules`` a fresh interpreter imports when it lists the components of ``plugin``.
 
     Runs ``recai``'s registry in a subprocess with only ``plugin`` (an entry-point name) loaded and
@@ -100,7 +111,9 @@ def modules_imported_by_listing(plugin: str, modules: Iterable[str], *, expect: 
     )
     env = {**os.environ, "RECAI_PLUGINS": plugin, "RECAI_STRICT_PLUGINS": "1"}
     env.pop("RECAI_DISABLE_PLUGIN_AUTOLOAD", None)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     if out.returncode != 0:
         raise AssertionError(f"listing plugin {plugin!r} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

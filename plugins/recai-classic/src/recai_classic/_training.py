@@ -207,7 +207,9 @@ class Validator:
     def name(self) -> str:
         return f"{'NDCG' if self.metric == 'ndcg' else 'Recall'}@{self.k}"
 
-    def __call__(self, score: Callable[[list[np.ndarray], np.ndarray], Any], par: Parallel) -> float:
+    def __call__(
+        self, score: Callable[[list[np.ndarray], np.ndarray], Any], par: Parallel
+    ) -> float:
         """The mean metric over all cases (every rank gets the same number)."""
         torch = require_torch()
         part = shard(len(self), par)
@@ -384,8 +386,14 @@ def state_to_numpy(module: torch.nn.Module, prefix: str = "net.") -> dict[str, n
     return {prefix + k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 
-def numpy_to_state(module: torch.nn.Module, arrays: dict[str, np.ndarray], prefix: str = "net.") -> None:
+def numpy_to_state(
+    module: torch.nn.Module, arrays: dict[str, np.ndarray], prefix: str = "net."
+) -> None:
     """Load arrays written by :func:`state_to_numpy` into ``module`` (strict: every key)."""
     torch = require_torch()
-    state = {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix) :]: torch.from_numpy(np.array(v))
+        for k, v in arrays.items()
+        if k.startswith(prefix)
+    }
     module.load_state_dict(state, strict=True)

@@ -64,7 +64,11 @@ __all__ = ["BPR", "sample_negatives"]
 
 
 def sample_negatives(
-    users: np.ndarray, seen_keys: np.ndarray, n_items: int, rng: np.random.Generator, tries: int = 50
+    users: np.ndarray,
+    seen_keys: np.ndarray,
+    n_items: int,
+    rng: np.random.Generator,
+    tries: int = 50,
 ) -> np.ndarray:
     """One item per entry of ``users``, uniform over the items that user has not seen.
 
@@ -203,7 +207,9 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
         users = np.asarray(arrays["net.users.weight"], dtype=np.float32)
         items = np.asarray(arrays["net.items.weight"], dtype=np.float32)
         if users.shape[1:] != (self.factors,) or items.shape[1:] != (self.factors,):
-            raise ValueError(f"embeddings of size {users.shape[1:]} / {items.shape[1:]}, not {self.factors}")
+            raise ValueError(
+                f"embeddings of size {users.shape[1:]} / {items.shape[1:]}, not {self.factors}"
+            )
         self._user_vectors, self._item_vectors = users, items
         self._train_indptr = np.asarray(arrays["train_indptr"], dtype=np.int64)
         self._train_items = np.asarray(arrays["train_items"], dtype=np.int64)
@@ -325,7 +331,11 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
         users: np.ndarray | None = None,
     ) -> np.ndarray:
         n_items = self.require_fitted()
-        cand = None if items is None else check_candidates(items, len(histories), n_items, self.component)
+        cand = (
+            None
+            if items is None
+            else check_candidates(items, len(histories), n_items, self.component)
+        )
         vecs = self._vectors(histories, users)
         item_vecs = self._item_vectors.astype(np.float64)  # type: ignore[union-attr]
         if cand is not None and cand.ndim == 1:
@@ -376,7 +386,9 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
             exclude = seeds
             scores = self.score([seeds])[0]
         else:
-            raise ValueError(f"{self.component} retrieves by seed items or a user, not by text alone")
+            raise ValueError(
+                f"{self.component} retrieves by seed items or a user, not by text alone"
+            )
         pool = None if candidates is None else np.unique(as_index_array(candidates))
         if pool is not None:
             check_items(pool, n_items, self.component)

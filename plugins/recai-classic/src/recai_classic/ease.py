@@ -104,7 +104,9 @@ class EASE(FittedState, recai.Ranker, recai.Retriever):
 
     def __init__(
         self,
-        l2: Annotated[float, Field(gt=0, description="ridge penalty on the item-item weights")] = 500.0,
+        l2: Annotated[
+            float, Field(gt=0, description="ridge penalty on the item-item weights")
+        ] = 500.0,
         max_items: Annotated[
             int,
             Field(ge=1, description="refuse catalogs larger than this (dense n_items^2 matrix)"),
@@ -171,7 +173,11 @@ class EASE(FittedState, recai.Ranker, recai.Retriever):
     ) -> np.ndarray:
         n_items = self.require_fitted()
         w = self._weights()
-        cand = None if items is None else check_candidates(items, len(histories), n_items, self.component)
+        cand = (
+            None
+            if items is None
+            else check_candidates(items, len(histories), n_items, self.component)
+        )
         h = history_matrix(histories, n_items, self.component)
         if cand is not None and cand.ndim == 1:
             return np.asarray(h @ w[:, cand], dtype=np.float64)
@@ -202,10 +208,14 @@ class EASE(FittedState, recai.Ranker, recai.Retriever):
         elif query.user is not None:
             x = self.user_items
             if not 0 <= query.user < x.shape[0]:
-                raise ValueError(f"{self.component} knows users 0..{x.shape[0] - 1}, not {query.user}")
+                raise ValueError(
+                    f"{self.component} knows users 0..{x.shape[0] - 1}, not {query.user}"
+                )
             seeds = x.indices[x.indptr[query.user] : x.indptr[query.user + 1]].astype(np.int64)
         else:
-            raise ValueError(f"{self.component} retrieves by seed items or a user, not by text alone")
+            raise ValueError(
+                f"{self.component} retrieves by seed items or a user, not by text alone"
+            )
         scores = self.score([seeds])[0]
         pool = None if candidates is None else np.unique(as_index_array(candidates))
         if pool is not None:

@@ -514,7 +514,10 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         device = next(net.parameters()).device
         out = []
         for lo in range(0, len(histories), _SCORE_BATCH):
-            chunk = [np.asarray(h, dtype=np.int64)[-self.max_len :] for h in histories[lo : lo + _SCORE_BATCH]]
+            chunk = [
+                np.asarray(h, dtype=np.int64)[-self.max_len :]
+                for h in histories[lo : lo + _SCORE_BATCH]
+            ]
             width = max(1, max((len(h) for h in chunk), default=1))
             tokens = np.zeros((len(chunk), width), dtype=np.int64)
             last = np.zeros(len(chunk), dtype=np.int64)
@@ -535,7 +538,11 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         users: np.ndarray | None = None,
     ) -> np.ndarray:
         n_items = self.require_fitted()
-        cand = None if items is None else check_candidates(items, len(histories), n_items, self.component)
+        cand = (
+            None
+            if items is None
+            else check_candidates(items, len(histories), n_items, self.component)
+        )
         hist = [as_index_array(h) for h in histories]
         for h in hist:
             check_items(h, n_items, self.component)
@@ -566,7 +573,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         """:meth:`history_embeddings` of each user's *training* history (all users by default)."""
         return self.history_embeddings(self.training_histories(users))
 
-    def training_histories(self, users: Sequence[int] | np.ndarray | None = None) -> list[np.ndarray]:
+    def training_histories(
+        self, users: Sequence[int] | np.ndarray | None = None
+    ) -> list[np.ndarray]:
         """The training histories the model was fitted on (time order), by user index."""
         self.require_fitted()
         indptr, items = self._train_indptr, self._train_items
@@ -592,7 +601,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         elif query.user is not None:
             history = self.training_histories([query.user])[0]
         else:
-            raise ValueError(f"{self.component} retrieves by seed items or a user, not by text alone")
+            raise ValueError(
+                f"{self.component} retrieves by seed items or a user, not by text alone"
+            )
         scores = self.score([history])[0]
         pool = None if candidates is None else np.unique(as_index_array(candidates))
         if pool is not None:
@@ -608,7 +619,9 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
 
 
 # -- batching ------------------------------------------------------------------------------------
-def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """Shuffled windows grouped into batches of similar length (little padding): windows are
     shuffled, sorted by length within groups of 50 batches, cut into batches, and the batches
     shuffled."""

@@ -168,7 +168,9 @@ def iter_lines(
                     continue
                 yield number, line
         except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise DataError(f"not a valid gzip file: {e}", path=str(path), line=number + 1) from None
+            raise DataError(
+                f"not a valid gzip file: {e}", path=str(path), line=number + 1
+            ) from None
     if not content:
         raise DataError("the file is empty", path=str(path))
 

@@ -208,9 +208,7 @@ def token_ids(
         return ids
     probe_plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     probe = tokenizer("a", add_special_tokens=True)["input_ids"]
-    lead = next(
-        (i for i in range(len(probe)) if probe[i : i + len(probe_plain)] == probe_plain), 0
-    )
+    lead = next((i for i in range(len(probe)) if probe[i : i + len(probe_plain)] == probe_plain), 0)
     trail = len(probe) - lead - len(probe_plain)
     n_prefix = len(tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
     head = lead + n_prefix
@@ -516,7 +514,6 @@ def _pooled_module(encoder: TransformersEncoder) -> Any:
             return encoder._forward(input_ids, attention_mask)
 
     return Pooled()
-
 
 
 def pool(hidden: Any, mask: Any, pooling: str, normalize: bool = True) -> Any:
