@@ -11,10 +11,10 @@ query's own history or seed item is removed from its list, which is then cut to 
   listed items that meet the condition (a list shorter than ``k`` counts the gap as misses);
 - tasks of kind ``both`` get all three.
 
-Means come with 95% percentile bootstrap intervals over queries, computed with recai-eval's
-:func:`recai_eval.metrics.bootstrap_intervals`; the resamples are the same for every retriever
+Means come with 95% percentile bootstrap intervals over queries, computed with the kernel's
+:func:`recai.stats.bootstrap_intervals`; the resamples are the same for every retriever
 (paired), seeded by the run's seed. With several retrievers, each one after the first is also
-compared with the first by :func:`recai_eval.metrics.paired_bootstrap` (the mean difference per
+compared with the first by :func:`recai.stats.paired_bootstrap` (the mean difference per
 task metric, its interval and a two-sided p-value) under ``info["comparisons"]`` — base model
 first, fine-tuned after gives "before and after fine-tuning" directly.
 
@@ -35,6 +35,7 @@ from pydantic import Field
 from recai.errors import RecaiError
 from recai.roles import DatasetSource, Evaluator, Retriever
 from recai.runtime import RunContext
+from recai.stats import bootstrap_intervals, paired_bootstrap
 from recai.types import Query, Report
 
 from .taskdata import TaskData
@@ -47,15 +48,27 @@ def bootstrap_mean(
     values: np.ndarray, resamples: int, seed: int = 0
 ) -> tuple[float, tuple[float, float]]:
     """The mean of ``values`` and its 95% percentile bootstrap interval (``resamples`` draws,
-    recai-eval's :func:`~recai_eval.metrics.bootstrap_intervals`)."""
-    from recai_eval.metrics import bootstrap_intervals
-
+    :func:`recai.stats.bootstrap_intervals`)."""
     v = np.asarray(values, dtype=np.float64)
     mean = float(v.mean()) if len(v) else float("nan")
     if resamples <= 0 or len(v) < 2:
         return mean, (mean, mean)
     lo, hi = bootstrap_intervals(v, resamples, seed)
     return mean, (float(lo[0]), float(hi[0]))
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    """Distinct report keys: a repeated retriever name gets ``#2``, ``#3``, ...
+
+    >>> _unique_names(["bm", "bm", "e5", "bm"])
+    ['bm', 'bm#2', 'e5', 'bm#3']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
 
 
 def example_metrics(
@@ -160,15 +173,11 @@ class TaskEvaluator(Evaluator):
                 )
         examples, made = generate(data, self.tasks, self.samples, part="test", seed=seed)
         by_task = {t: [e for e in examples if e.task == t] for t in self.tasks}
-        from recai_eval.metrics import bootstrap_intervals, paired_bootstrap
-
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}
         columns: dict[str, dict[str, np.ndarray]] = {}  # per retriever: "task.metric" -> values
-        from recai_eval.ranking import unique_names
-
         for r, name in zip(
-            self.retrievers, unique_names([ctx.name_of(r) for r in self.retrievers]), strict=True
+            self.retrievers, _unique_names([ctx.name_of(r) for r in self.retrievers]), strict=True
         ):
             metrics[name], intervals[name], columns[name] = {}, {}, {}
             for t, exs in ctx.progress(list(by_task.items()), desc=f"{name}: tasks"):

@@ -19,9 +19,10 @@ from pydantic import Field
 import recai
 from recai.data import Dataset, Split, sample_candidates
 from recai.runtime import RunContext
+from recai.stats import bootstrap_intervals
 from recai.types import ItemList, Query, Report
 
-from .metrics import ACCURACY, MISSED, bootstrap_intervals, metric_name, metric_values
+from .metrics import ACCURACY, MISSED, metric_name, metric_values
 from .outputs import write_outputs
 from .ranking import LEVEL, RankingEvaluator, SplitName, evaluation_cases, unique_names
 

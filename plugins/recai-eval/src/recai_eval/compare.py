@@ -13,7 +13,8 @@ runs:
 - every later run is compared with the first (the reference), system by system (same name, or
   the only system of each): on the users (or events) both evaluated, the mean difference with a
   paired bootstrap interval and p-value, and a paired t-test or Wilcoxon signed-rank test
-  (scipy; without it, a sign-flip permutation test).
+  (scipy; without it, a sign-flip permutation test). The statistics are the kernel's
+  (:mod:`recai.stats`); :func:`paired_test` is re-exported here.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from recai.errors import RecaiError
+from recai.stats import PairedTest, paired_bootstrap, paired_test
 from recai.types import Report
 
-from .metrics import paired_bootstrap
 from .peruser import PerUser, load_per_user, per_user_file
 
 __all__ = [
@@ -54,8 +55,6 @@ SAME_KEYS: tuple[str, ...] = (
     "candidates",
 )
 """``report.info`` keys that must agree between runs of one stage (where both reports have them)."""
-
-Test = Literal["t", "wilcoxon"]
 
 
 class CompareError(RecaiError):
@@ -265,46 +264,6 @@ def _stage_markdown(s: StageComparison, digits: int, resamples: int) -> list[str
     return lines
 
 
-def paired_test(a: np.ndarray, b: np.ndarray, test: Test = "t", seed: int = 0) -> tuple[str, float]:
-    """``(name, two-sided p)`` of a paired test of ``b - a`` (1-D arrays of one metric).
-
-    ``"t"``: the paired t-test; ``"wilcoxon"``: the Wilcoxon signed-rank test (both from scipy;
-    identical pairs give p = 1). Without scipy: a sign-flip permutation test of the mean
-    difference (10,000 flips, seeded).
-
-    >>> name, p = paired_test(np.zeros(30), np.ones(30))
-    >>> name, p < 0.001
-    ('paired t-test', True)
-    """
-    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
-    if len(d) < 2:
-        return ("none (fewer than 2 pairs)", float("nan"))
-    try:
-        from scipy import stats
-    except ImportError:
-        return ("sign-flip permutation", _sign_flip(d, seed))
-    if test == "wilcoxon":
-        if not np.any(d):
-            return ("Wilcoxon signed-rank", 1.0)
-        return ("Wilcoxon signed-rank", float(stats.wilcoxon(d).pvalue))
-    if np.allclose(d, d[0]):  # no variance: the t statistic is undefined
-        return ("paired t-test", 1.0 if d[0] == 0 else 0.0)
-    return ("paired t-test", float(stats.ttest_rel(b, a).pvalue))
-
-
-def _sign_flip(d: np.ndarray, seed: int, flips: int = 10_000) -> float:
-    observed = abs(d.mean())
-    if observed == 0:
-        return 1.0
-    rng = np.random.default_rng(seed)
-    count = 0
-    for start in range(0, flips, 500):
-        n = min(500, flips - start)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(n, len(d)))
-        count += int((np.abs(signs @ d / len(d)) >= observed - 1e-12).sum())
-    return (count + 1) / (flips + 1)
-
-
 def _match_stages(runs: Sequence[Run]) -> list[dict[str, str]]:
     """Stage name per run label, for each stage to compare."""
     if all(len(r.stages) == 1 for r in runs):
@@ -344,7 +303,7 @@ def _pair(
     sys_a: str,
     sys_b: str,
     *,
-    test: Test,
+    test: PairedTest,
     resamples: int,
     seed: int,
 ) -> Pair:
@@ -393,7 +352,7 @@ def compare_runs(
     paths: Sequence[Path | str],
     *,
     force: bool = False,
-    test: Test = "t",
+    test: PairedTest = "t",
     resamples: int = 2000,
     seed: int = 0,
 ) -> Comparison:

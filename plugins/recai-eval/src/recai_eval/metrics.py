@@ -10,6 +10,9 @@ Two ways in, one set of definitions:
   :func:`list_metric_values` computes the same metrics from those marks; :func:`coverage`,
   :func:`novelty_values` and :func:`arp_values` describe the lists themselves.
 
+Intervals and paired comparisons of these per-user values come from the kernel
+(:mod:`recai.stats`); :func:`bootstrap_intervals` and :func:`paired_bootstrap` are re-exported here.
+
 Ties always go to the **lower item index**, so results are deterministic and agree with
 :meth:`recai.ItemList.top`. With one relevant item the two ways give identical values.
 
@@ -35,6 +38,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from recai.stats import bootstrap_intervals, paired_bootstrap
 
 __all__ = [
     "METRICS",
@@ -360,73 +365,3 @@ def arp_values(lists: np.ndarray, k: int, item_counts: np.ndarray) -> np.ndarray
     [3.0, 6.0]
     """
     return _list_means(lists, k, np.asarray(item_counts, dtype=np.float64))
-
-
-# -- uncertainty -------------------------------------------------------------------------------
-def _resample_means(v: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """``(resamples, columns)``: column means of ``resamples`` bootstrap resamples of rows."""
-    n, m = v.shape
-    rng = np.random.default_rng(seed)
-    chunk = max(1, (1 << 22) // n)
-    means = np.empty((resamples, m))
-    for start in range(0, resamples, chunk):
-        c = min(chunk, resamples - start)
-        draws = rng.integers(0, n, size=(c, n))
-        counts = np.bincount((draws + (np.arange(c) * n)[:, None]).ravel(), minlength=c * n)
-        means[start : start + c] = counts.reshape(c, n) @ v / n
-    return means
-
-
-def bootstrap_intervals(
-    values: np.ndarray, resamples: int, seed: int, level: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval of the mean of each column of ``values`` (users x metrics).
-
-    Users are resampled with replacement ``resamples`` times from ``np.random.default_rng(seed)``;
-    the same seed draws the same resamples, so intervals of several systems are paired.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    n, m = v.shape
-    if n == 0 or resamples < 1:
-        nan = np.full(m, np.nan)
-        return nan, nan.copy()
-    means = _resample_means(v, resamples, seed)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
-    return low, high
-
-
-def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, resamples: int, seed: int, level: float = 0.95
-) -> dict[str, np.ndarray]:
-    """Paired bootstrap of the mean difference ``b - a`` per column (rows are shared users).
-
-    Returns ``delta`` (the observed mean difference), ``low``/``high`` (percentile interval)
-    and ``p`` (two-sided bootstrap p-value: twice the smaller share of resampled differences on
-    either side of 0, at least ``1 / resamples``).
-
-    >>> a = np.zeros((50, 1)); b = np.ones((50, 1))
-    >>> r = paired_bootstrap(a, b, 200, seed=0)
-    >>> float(r["delta"][0]), float(r["low"][0]), float(r["p"][0])
-    (1.0, 1.0, 0.005)
-    """
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    if x.ndim == 1:
-        x, y = x[:, None], y[:, None]
-    if x.shape != y.shape:
-        raise ValueError(f"paired values need the same shape, got {x.shape} and {y.shape}")
-    d = y - x
-    n, m = d.shape
-    if n == 0 or resamples < 1:
-        nan = np.full(m, np.nan)
-        return {"delta": nan, "low": nan.copy(), "high": nan.copy(), "p": nan.copy()}
-    means = _resample_means(d, resamples, seed)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail], axis=0)
-    below = (means <= 0).mean(axis=0)
-    above = (means >= 0).mean(axis=0)
-    p = np.clip(2.0 * np.minimum(below, above), 1.0 / resamples, 1.0)
-    return {"delta": d.mean(axis=0), "low": low, "high": high, "p": p}

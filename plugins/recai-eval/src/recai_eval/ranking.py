@@ -29,13 +29,13 @@ from recai.data import (
 )
 from recai.errors import DataError
 from recai.runtime import RunContext
+from recai.stats import bootstrap_intervals
 from recai.types import ItemList, Query, Report
 
 from .metrics import (
     ACCURACY,
     METRICS,
     arp_values,
-    bootstrap_intervals,
     list_hits,
     list_metric_values,
     metric_name,

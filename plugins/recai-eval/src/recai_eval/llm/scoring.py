@@ -36,8 +36,9 @@ from typing import Literal
 import numpy as np
 
 from recai.data import Catalog, Grounder, normalize_text
+from recai.stats import bootstrap_intervals
 
-from ..metrics import MISSED, bootstrap_intervals, metric_values
+from ..metrics import MISSED, metric_values
 from .parsing import DEFAULT_THRESHOLD, mention_variants
 
 __all__ = [
