@@ -27,6 +27,7 @@ __all__ = [
     "RequirementError",
     "UnknownRoleError",
     "QueryError",
+    "UnknownIdError",
 ]
 
 
@@ -111,6 +112,23 @@ class DataError(RecaiError, ValueError):
 
 class RequirementError(RecaiError):
     """A distribution that a recipe requires is missing or has the wrong version."""
+
+
+class UnknownIdError(RecaiError, KeyError):
+    """An external id (of an item or a user) that the data does not hold.
+
+    Also a ``KeyError``, so ``except KeyError`` around a lookup keeps working. ``kind`` is
+    ``"item"`` or ``"user"`` and ``key`` the id as given; the message says why it was not found
+    (an ``int`` where the ids are strings, a title given as an id) and the closest id, if any.
+    """
+
+    def __init__(self, message: str, *, kind: str, key: object):
+        self.kind = kind
+        self.key = key
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class UnknownRoleError(RecaiError, ValueError):

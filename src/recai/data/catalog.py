@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .ids import IdIndex
 
 __all__ = ["Catalog"]
 
@@ -16,6 +17,11 @@ __all__ = ["Catalog"]
 @dataclass(eq=False)
 class Catalog:
     """The items: external ids, titles and further columns (genres, price, year, ...).
+
+    ``ids`` are the external item ids, in the type the source gave them: datasets read from files
+    keep them as **strings** (MovieLens item ``"50"``), so look items up with
+    ``catalog.index("50")``. Everything else (interactions, rankers, ``ItemList``) addresses items
+    by their **index** ``0..n_items-1``.
 
     ``descriptions`` says in words what each column holds, for use in LLM prompts. Columns in
     ``fields`` follow these conventions, so every consumer (SQL mirror, prompts, filters) reads
@@ -48,7 +54,9 @@ class Catalog:
             seen: set[Any] = set()
             dup = [x for x in ids if x in seen or seen.add(x)][:5]
             raise DataError(f"catalog item ids are not unique: {dup} appear more than once")
-        self._index: dict[Any, int] | None = None
+        self._index = IdIndex(
+            self.ids, kind="item", owner="the catalog", titles=lambda: self.titles
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -58,10 +66,24 @@ class Catalog:
         return len(self.ids)
 
     def index(self, external_id: Any) -> int:
-        """The catalog index of an external item id (``KeyError`` if unknown)."""
-        if self._index is None:
-            self._index = {k: i for i, k in enumerate(self.ids.tolist())}
-        return self._index[external_id]
+        """The catalog index of an external item id.
+
+        An unknown id raises :class:`~recai.errors.UnknownIdError` (a ``KeyError``) whose message
+        says what was probably meant:
+
+        >>> catalog = Catalog(ids=np.array(["1", "50"], dtype=object), titles=["Toy Story", "Star Wars"])
+        >>> catalog.index("50")
+        1
+        >>> catalog.index(50)
+        Traceback (most recent call last):
+        ...
+        recai.errors.UnknownIdError: item id 50 is an int; the catalog's external ids are strings: did you mean '50'?
+        """
+        return self._index.lookup(external_id)
+
+    def __contains__(self, external_id: object) -> bool:
+        """Whether ``external_id`` is an item id of this catalog (``"50" in catalog``)."""
+        return external_id in self._index
 
     def title(self, item: int) -> str:
         return str(self.titles[item])

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 from .catalog import Catalog
+from .ids import IdIndex
 from .interactions import Interactions
 from .knowledge import KnowledgeGraph
 
@@ -54,6 +55,27 @@ class Dataset:
             raise DataError(
                 f"dataset {self.name}: the knowledge graph links {len(self.kg.item_entity)} items, the catalog has {self.catalog.n_items}"
             )
+        self._users: IdIndex | None = None
+
+    def user_index(self, external_id: Any) -> int:
+        """The user index ``0..n_users-1`` of an external user id (from ``user_ids``).
+
+        Without ``user_ids`` a user's id is its index. An unknown id raises
+        :class:`~recai.errors.UnknownIdError` (a ``KeyError``) saying what was probably meant,
+        e.g. ``7`` where the ids are strings (``"7"``).
+
+        >>> from recai.data import synthetic_dataset
+        >>> synthetic_dataset(n_users=5, n_items=4).user_index("u3")
+        3
+        """
+        if self._users is None:
+            ids = (
+                self.user_ids
+                if self.user_ids is not None
+                else np.arange(self.interactions.n_users, dtype=np.int64)
+            )
+            self._users = IdIndex(np.asarray(ids), kind="user", owner=f"dataset {self.name}")
+        return self._users.lookup(external_id)
 
     @property
     def n_users(self) -> int:
