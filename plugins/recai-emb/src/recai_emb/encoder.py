@@ -27,7 +27,6 @@ This module imports torch and transformers when an encoder is built, never when 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recai.assets import find_in_package
 from recai.errors import RecaiError
 
 __all__ = [
@@ -93,23 +93,14 @@ class Encoder:
 def embedded_model_dir() -> Path | None:
     """The folder of the embedded all-MiniLM-L6-v2, or ``None`` when its wheel is not installed.
 
-    Looks the package up without importing it:
+    Looks the package up without importing it (:func:`recai.assets.find_in_package`):
 
     >>> path = embedded_model_dir()
     >>> path is None or (path / "config.json").exists()
     True
     """
-    try:
-        spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        model = Path(folder) / "model"
-        if (model / "config.json").exists():
-            return model
-    return None
+    config = find_in_package(EMBEDDED_PACKAGE, "model/config.json")
+    return None if config is None else config.parent
 
 
 def resolve_model(model: str) -> tuple[Path | str, str]:

