@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import progress as _progress
 from ._version import __version__
 from .errors import RecaiError
 from .plugins import PluginManager, get_plugin_manager
@@ -128,13 +129,12 @@ class RunContext:
     def progress(
         self, iterable: Iterable[T], *, desc: str = "", total: int | None = None
     ) -> Iterator[T]:
-        """``iterable`` wrapped in a tqdm progress bar (on stderr) when progress is enabled."""
-        if not self.progress_enabled:
-            yield from iterable
-            return
-        from tqdm.auto import tqdm
-
-        yield from tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+        """``iterable`` with its progress on stderr when progress is enabled: a tqdm bar on a
+        terminal, a plain line every ``RECAI_PROGRESS_INTERVAL`` seconds in a log (see
+        :class:`recai.progress.Progress`, which loops that report fields such as a loss use)."""
+        return iter(
+            _progress.Progress(iterable, desc=desc, total=total, enabled=self.progress_enabled)
+        )
 
     def fingerprint(self, component: Any, data_fingerprint: str) -> str:
         """Key of ``component`` fitted on data with ``data_fingerprint``: component, params, versions."""
@@ -152,8 +152,14 @@ class RunContext:
 
         Components it depends on in the recipe are fitted first, the same way. A component that
         implements ``save(directory)`` and ``load(directory)`` is saved under
-        ``artifacts/<fingerprint>/`` after fitting and loaded from there on the next run.
+        ``artifacts/<fingerprint>/`` after fitting and loaded from there on the next run (the
+        protocol: :class:`recai.Ranker`). The fit runs inside ``recai.progress.enabled(...)`` with
+        this context's progress switch, so a component's progress reports follow it.
         """
+        with _progress.enabled(self.progress_enabled):
+            return self._fit(component, split)
+
+    def _fit(self, component: T, split: Any) -> T:
         data_key = split.fingerprint()
         if getattr(component, _FIT_MARK, None) == data_key:
             return component
@@ -162,7 +168,7 @@ class RunContext:
             for dep in sorted(self.built.plan.deps.get(name, ())) if name else ():
                 child = self.built[dep]
                 if _learns(child):
-                    self.fit(child, split)
+                    self._fit(child, split)
         key = self.fingerprint(component, data_key)
         can_save = callable(getattr(component, "save", None)) and callable(
             getattr(component, "load", None)
@@ -285,6 +291,15 @@ def run(
         raise RecaiError(
             f"cannot write results to {out}: {e.strerror or e}; choose another --out folder"
         ) from None
+    with _progress.enabled(progress):
+        return _run_stages(built, out, pm, resume=resume, progress=progress)
+
+
+def _run_stages(
+    built: Built, out: Path, pm: PluginManager | None, *, resume: bool, progress: bool
+) -> RunResult:
+    rec = built.recipe
+    stages = built.plan.stages
     seed = rec.run.seed
     ctx = RunContext(out, seed=seed, built=built, progress=progress)
     reports: dict[str, Report] = {}

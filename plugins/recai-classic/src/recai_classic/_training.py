@@ -33,6 +33,7 @@ from pydantic import Field
 
 from recai.data import Split
 from recai.errors import RecaiError
+from recai.progress import Progress
 
 if TYPE_CHECKING:
     import torch
@@ -294,8 +295,11 @@ def train_with_early_stopping(
 
     With ``validate`` (returns the validation metric, higher is better) the parameters of the
     best epoch are kept and restored at the end, and training stops after ``patience`` epochs
-    without improvement. Without it every epoch runs and the last parameters stay. A progress
-    bar (tqdm, on rank 0, when stderr is a terminal) shows the loss and the metric.
+    without improvement. Without it every epoch runs and the last parameters stay. Rank 0
+    reports progress through :class:`recai.progress.Progress`: the loss, the validation metric
+    and the best value so far, as a bar on a terminal and as a line every
+    ``RECAI_PROGRESS_INTERVAL`` seconds in a log (silenced by ``recai.progress.enabled(False)``,
+    which ``recai run --no-progress`` sets).
 
     ``on_epoch(epoch)`` (1-based), when given, runs after each epoch and its validation, with the
     module in eval mode and that epoch's parameters; its time is left out of ``seconds``.
@@ -308,8 +312,6 @@ def train_with_early_stopping(
     """
     if decays and (optimizer is None or validate is None):
         raise ValueError("decays need an optimizer and a validation split")
-    from tqdm.auto import tqdm
-
     log = TrainingLog(metric=metric, processes=par.world, valid_cases=valid_cases)
     start = time.perf_counter()
     best_state: dict[str, Any] | None = None
@@ -317,43 +319,49 @@ def train_with_early_stopping(
     best_opt: dict[str, Any] = {}
     waited = 0
     side = 0.0  # seconds spent in on_epoch
-    bar = tqdm(range(epochs), desc=desc, leave=False, disable=None if par.main else True)
-    for epoch in bar:
-        loss = run_epoch(epoch)
-        point: dict[str, float] = {"epoch": epoch + 1, "loss": round(float(loss), 6)}
-        log.epochs_run = epoch + 1
-        if validate is not None:
-            value = float(validate())
-            point["valid"] = round(value, 6)
-            if value > best:
-                best, waited = value, 0
-                log.best_epoch, log.best_valid = epoch + 1, value
-                best_state = copy.deepcopy(module.state_dict())
-                if decays:
-                    best_opt = copy.deepcopy(optimizer.state_dict())  # type: ignore[union-attr]
-            else:
-                waited += 1
-        log.curve.append(point)
-        bar.set_postfix({k: v for k, v in point.items() if k != "epoch"})
-        if on_epoch is not None:
-            entered = time.perf_counter()
-            module.eval()
-            on_epoch(epoch + 1)
-            side += time.perf_counter() - entered
-        if validate is not None and waited >= patience:
-            if len(log.decays) < decays and best_state is not None:
-                assert optimizer is not None
-                module.load_state_dict(best_state)
-                optimizer.load_state_dict(best_opt)
-                for group in optimizer.param_groups:
-                    group["lr"] *= decay_factor
-                best_opt = copy.deepcopy(optimizer.state_dict())
-                log.decays.append(epoch + 1)
-                waited = 0
-                continue
-            log.stopped_early = epoch + 1 < epochs
-            break
-    bar.close()
+    with Progress(total=epochs, desc=desc, unit="epoch", enabled=par.main) as bar:
+        for epoch in range(epochs):
+            loss = run_epoch(epoch)
+            point: dict[str, float] = {"epoch": epoch + 1, "loss": round(float(loss), 6)}
+            log.epochs_run = epoch + 1
+            if validate is not None:
+                value = float(validate())
+                point["valid"] = round(value, 6)
+                if value > best:
+                    best, waited = value, 0
+                    log.best_epoch, log.best_valid = epoch + 1, value
+                    best_state = copy.deepcopy(module.state_dict())
+                    if decays:
+                        best_opt = copy.deepcopy(optimizer.state_dict())  # type: ignore[union-attr]
+                else:
+                    waited += 1
+            log.curve.append(point)
+            shown: dict[str, float] = {"loss": float(loss)}
+            if validate is not None:
+                shown[metric or "valid"] = point["valid"]
+                shown["best"] = best
+                shown["best_epoch"] = log.best_epoch
+            bar.update(1, **shown)
+            if on_epoch is not None:
+                entered = time.perf_counter()
+                module.eval()
+                on_epoch(epoch + 1)
+                side += time.perf_counter() - entered
+            if validate is not None and waited >= patience:
+                if len(log.decays) < decays and best_state is not None:
+                    assert optimizer is not None
+                    module.load_state_dict(best_state)
+                    optimizer.load_state_dict(best_opt)
+                    for group in optimizer.param_groups:
+                        group["lr"] *= decay_factor
+                    best_opt = copy.deepcopy(optimizer.state_dict())
+                    log.decays.append(epoch + 1)
+                    waited = 0
+                    continue
+                log.stopped_early = epoch + 1 < epochs
+                break
+        if log.stopped_early:
+            bar.close(f"stopped early (best epoch {log.best_epoch})")
     if best_state is not None:
         module.load_state_dict(best_state)
     if validate is None:

@@ -50,6 +50,7 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from recai.errors import DataError, RecaiError
+from recai.progress import Progress
 from recai.runtime import atomic_write_file
 from recai.specs import Params
 
@@ -332,55 +333,54 @@ def train(
 
         started = time.perf_counter()
         steps = range(start, config.steps if stop_after is None else min(config.steps, stop_after))
-        bar = steps
-        if progress and dist.main:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                steps, desc="fine-tune", initial=start, total=config.steps, dynamic_ncols=True
-            )
-        for step in bar:
-            optimizer.zero_grad(set_to_none=True)
-            total = 0.0
-            for micro in range(config.accumulation):
-                idx = data.batch(step * config.accumulation + micro, config.batch_size)
-                mine = idx[lo:hi]
-                queries = [data.queries[i] for i in mine]
-                # passages: this process's positives, then its hard negatives, row by row
-                passages = [data.pos[i] for i in mine]
-                passages += [t for i in mine for t in data.neg[i]]
-                q_ids, q_mask = tok(queries, q_len, qp, config.query_keep)
-                p_ids, p_mask = tok(passages, p_len, pp, "start")
-                sync = micro == config.accumulation - 1 or dist.world == 1
-                ctx = contextlib.nullcontext() if sync else module.no_sync()
-                with ctx:
-                    q, p = module(q_ids, q_mask, p_ids, p_mask)
-                    q_all, p_all = dist.gather(q), dist.gather(p)
-                    loss = _info_nce(
-                        q_all,
-                        p_all,
-                        idx,
-                        data,
-                        dist.world,
-                        per_rank,
-                        config.negatives,
-                        config.temperature,
-                    )
-                    # DDP averages gradients over processes; each process's gradient covers
-                    # only its own rows, so the sum is what one process would compute
-                    (loss * dist.world / config.accumulation).backward()
-                total += float(loss.detach()) / config.accumulation
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            curve.append([step + 1, round(total, 6)])
-            if progress and dist.main and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{total:.4f}")
-            done = step + 1
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                if dist.main:
-                    _save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, curve, config)
-                dist.barrier()
+        with Progress(
+            desc="fine-tune",
+            unit="step",
+            initial=start,
+            total=config.steps,
+            enabled=progress and dist.main,
+        ) as bar:
+            for step in steps:
+                optimizer.zero_grad(set_to_none=True)
+                total = 0.0
+                for micro in range(config.accumulation):
+                    idx = data.batch(step * config.accumulation + micro, config.batch_size)
+                    mine = idx[lo:hi]
+                    queries = [data.queries[i] for i in mine]
+                    # passages: this process's positives, then its hard negatives, row by row
+                    passages = [data.pos[i] for i in mine]
+                    passages += [t for i in mine for t in data.neg[i]]
+                    q_ids, q_mask = tok(queries, q_len, qp, config.query_keep)
+                    p_ids, p_mask = tok(passages, p_len, pp, "start")
+                    sync = micro == config.accumulation - 1 or dist.world == 1
+                    ctx = contextlib.nullcontext() if sync else module.no_sync()
+                    with ctx:
+                        q, p = module(q_ids, q_mask, p_ids, p_mask)
+                        q_all, p_all = dist.gather(q), dist.gather(p)
+                        loss = _info_nce(
+                            q_all,
+                            p_all,
+                            idx,
+                            data,
+                            dist.world,
+                            per_rank,
+                            config.negatives,
+                            config.temperature,
+                        )
+                        # DDP averages gradients over processes; each process's gradient covers
+                        # only its own rows, so the sum is what one process would compute
+                        (loss * dist.world / config.accumulation).backward()
+                    total += float(loss.detach()) / config.accumulation
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                curve.append([step + 1, round(total, 6)])
+                bar.update(1, loss=total)
+                done = step + 1
+                if done % config.checkpoint_every == 0 or done == config.steps:
+                    if dist.main:
+                        _save_checkpoint(ckpt_dir, done, model, optimizer, scheduler, curve, config)
+                    dist.barrier()
         seconds = time.perf_counter() - started
         last = curve[-1][0] if curve else 0
         facts: dict[str, Any] = {
