@@ -14,7 +14,6 @@ from recai_hf.logits import BanTokens, ForceText, GenerationContext, bind_all
 from recai_hf.structured import (
     StructuredOutputError,
     complete_json,
-    extract_json,
     schema_errors,
     with_instruction,
 )
@@ -197,17 +196,6 @@ def scripted(replies: dict[int, list[str]]):
         return [Completion(replies[i].pop(0), "stop", Usage(10, 5), 0.5, "fake") for i in rows]
 
     return generate, calls
-
-
-def test_extract_json_finds_the_value():
-    assert extract_json('{"a": [1, 2]}') == ({"a": [1, 2]}, '{"a": [1, 2]}')
-    assert extract_json('Here: {"a": 1} and {"b": 2}')[0] == {"a": 1}
-    assert extract_json("```json\n[1, 2]\n```")[0] == [1, 2]
-    assert extract_json('text {broken {"ok": true}')[0] == {"ok": True}
-    with pytest.raises(ValueError, match="no JSON"):
-        extract_json("no json here")
-    with pytest.raises(ValueError, match="does not parse"):
-        extract_json('{"a": ')
 
 
 def test_schema_errors_name_the_place():

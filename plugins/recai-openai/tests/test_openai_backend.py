@@ -607,7 +607,8 @@ def test_json_gives_up_with_the_last_problem(server: LLMServer) -> None:
     llm = make(server, model="hopeless", json_mode="prompt", json_repairs=2)
     with pytest.raises(
         LLMOutputError,
-        match=r"no valid JSON for the schema in 3 attempt\(s\) \(2 repair\(s\)\): it is not JSON",
+        match=r"no valid JSON for the schema in 3 attempt\(s\) \(2 repair\(s\)\): the reply's "
+        r"JSON does not parse: Expecting ',' delimiter at line 1, column 28",
     ):
         llm.chat(msgs(), json_schema=SCHEMA)
     assert server.stats.requests == 3

@@ -4,8 +4,9 @@
 :func:`complete_json`:
 
 1. the schema is added to the conversation as an instruction (appended to the system message);
-2. the reply's JSON value is found (the whole text, a fenced block, or the first ``{``/``[`` that
-   starts a complete value) and validated against the schema with ``jsonschema``;
+2. the reply's JSON value is found by the kernel's :func:`recai.jsontext.extract_json` (the whole
+   text, a fenced block, or the first ``{``/``[`` that starts a complete value) and validated
+   against the schema with ``jsonschema``;
 3. a reply that fails is shown back to the model with the validation error, at most ``repairs``
    times; conversations still failing then raise :class:`StructuredOutputError`, which lists
    each failure (last reply and its errors) and keeps every completion.
@@ -13,8 +14,6 @@
 A returned completion's ``text`` is the JSON value alone, as the model wrote it
 (``json.loads(completion.text)`` works); ``usage`` and ``latency_s`` add up every attempt.
 
->>> extract_json('Sure! ```json\\n{"a": 1}\\n``` Done.')
-({'a': 1}, '{"a": 1}')
 >>> schema_errors({"a": "x"}, {"type": "object", "properties": {"a": {"type": "integer"}}})
 ["$.a: 'x' is not of type 'integer'"]
 """
@@ -22,12 +21,12 @@ A returned completion's ``text`` is the JSON value alone, as the model wrote it
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from recai.errors import RecaiError
+from recai.jsontext import JSONTextError, extract_json
 from recai.types import Completion, Message
 
 __all__ = [
@@ -35,13 +34,9 @@ __all__ = [
     "JSONFailure",
     "check_schema",
     "complete_json",
-    "extract_json",
     "schema_errors",
     "schema_instruction",
 ]
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
-_MAX_STARTS = 20  # candidate '{' / '[' positions tried in one reply
 
 
 @dataclass(frozen=True)
@@ -101,28 +96,6 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     return out
 
 
-def extract_json(text: str) -> tuple[Any, str]:
-    """The JSON value in a reply and its source text; raises ``ValueError`` when there is none."""
-    stripped = text.strip()
-    candidates = [stripped] + [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for candidate in candidates:
-        try:
-            return json.loads(candidate), candidate
-        except ValueError:
-            continue
-    decoder = json.JSONDecoder()
-    starts = [i for i, c in enumerate(text) if c in "{["][:_MAX_STARTS]
-    for i in starts:
-        try:
-            value, end = decoder.raw_decode(text, i)
-        except ValueError:
-            continue
-        return value, text[i:end]
-    raise ValueError(
-        "the reply holds no JSON value" if not starts else "the reply's JSON does not parse"
-    )
-
-
 def schema_instruction(schema: dict[str, Any]) -> str:
     """The instruction added to the system message when a schema is asked for."""
     return (
@@ -154,7 +127,7 @@ def _repair_turns(text: str, errors: Sequence[str]) -> list[Message]:
 def _check(text: str, schema: dict[str, Any]) -> tuple[str | None, list[str]]:
     try:
         value, source = extract_json(text)
-    except ValueError as e:
+    except JSONTextError as e:
         return None, [str(e)]
     errors = schema_errors(value, schema)
     return (source, []) if not errors else (None, errors)

@@ -12,8 +12,8 @@ JSON object (JSON mode). How the server is asked depends on the backend's ``json
 - ``"auto"`` (default): ``"schema"``, falling back to ``"prompt"`` for the rest of the
   backend's life when the server refuses ``response_format`` with a 400.
 
-Whatever the mode, the answer is read (code fences and text around one JSON value are
-tolerated) and validated with ``jsonschema``; an invalid answer is sent back with the problem
+Whatever the mode, the answer is read with the kernel's :func:`recai.jsontext.extract_json`
+(code fences and text around one JSON value are tolerated) and validated with ``jsonschema``; an invalid answer is sent back with the problem
 and a request to correct it, up to ``json_repairs`` times. The completion's text is the JSON
 value, re-serialised.
 
@@ -22,17 +22,18 @@ value, re-serialised.
 ({'n': 3}, None)
 >>> parse_and_check('{"n": "three"}', {"properties": {"n": {"type": "integer"}}})[1]
 "at $.n: 'three' is not of type 'integer'"
+>>> parse_and_check('{"n": 3', schema)[1]
+"the reply's JSON does not parse: Expecting ',' delimiter at line 1, column 8"
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-__all__ = ["parse_and_check", "instruction", "repair_request", "response_format"]
+from recai.jsontext import JSONTextError, extract_json
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+__all__ = ["parse_and_check", "instruction", "repair_request", "response_format"]
 
 
 def response_format(
@@ -67,39 +68,17 @@ def repair_request(problem: str) -> str:
     )
 
 
-def _candidates(text: str) -> list[str]:
-    out = [text.strip()]
-    out += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for opener, closer in (("{", "}"), ("[", "]")):
-        start, end = text.find(opener), text.rfind(closer)
-        if 0 <= start < end:
-            out.append(text[start : end + 1])
-    return out
-
-
 def parse_and_check(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
     """``(value, None)`` for a valid answer, ``(None, problem)`` otherwise.
 
     An empty ``schema`` accepts any JSON object.
     """
-    value: Any = None
-    parsed = False
-    error = "it is not JSON"
-    for cand in _candidates(text):
-        try:
-            value = json.loads(cand)
-            parsed = True
-            break
-        except ValueError as e:
-            error = f"it is not JSON ({e.msg} at line {e.lineno}, column {e.colno})"
-    if not parsed:
-        return None, error
+    try:
+        value = extract_json(text, kind="any" if schema else "object").value
+    except JSONTextError as e:
+        return None, str(e)
     if not schema:
-        return (
-            (value, None)
-            if isinstance(value, dict)
-            else (None, f"it is JSON but not an object (a {type(value).__name__})")
-        )
+        return value, None
     from jsonschema import exceptions, validators
 
     cls = validators.validator_for(schema)

@@ -19,9 +19,10 @@ nothing (an empty list, ``None``), which the tasks count as a failed sample.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
+
+from recai.jsontext import JSONTextError, extract_json
 
 __all__ = [
     "END_TOKEN",
@@ -242,30 +243,13 @@ def parse_verdict(text: str) -> str | None:
     return overall[-1].upper() if overall else None
 
 
-def _json_objects(text: str) -> list[dict]:
-    out = []
-    starts = [m.start() for m in re.finditer(r"\{", text)]
-    ends = [m.start() for m in re.finditer(r"\}", text)]
-    for s in starts:
-        for e in reversed(ends):
-            if e <= s:
-                break
-            try:
-                obj = json.loads(text[s : e + 1])
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-                return out
-    return out
-
-
 def parse_scores(
     text: str, aspects: Sequence[str], *, low: float = 1, high: float = 3
 ) -> dict[str, dict[str, float]] | None:
     """Per-answer aspect scores from a judge: ``{"A": {aspect: score}, "B": {...}}``.
 
-    Read from the first JSON object holding ``A`` and ``B`` (keys in any case), or else from
+    Read from the reply's JSON object (:func:`recai.jsontext.extract_json`) when it holds
+    ``A`` and ``B`` (keys in any case), or else from
     ``aspect: score`` pairs when each aspect appears exactly twice (A's first). Scores outside
     ``[low, high]`` make the result ``None``.
 
@@ -276,10 +260,12 @@ def parse_scores(
         return None
     names = [a.lower() for a in aspects]
     result: dict[str, dict[str, float]] | None = None
-    for obj in _json_objects(text):
-        lowered = {str(k).strip().lower(): v for k, v in obj.items()}
-        if not all(isinstance(lowered.get(x), dict) for x in ("a", "b")):
-            continue
+    try:
+        obj = extract_json(text, kind="object").value
+    except JSONTextError:
+        obj = {}
+    lowered = {str(k).strip().lower(): v for k, v in obj.items()}
+    if all(isinstance(lowered.get(x), dict) for x in ("a", "b")):
         try:
             result = {
                 side.upper(): {
@@ -290,7 +276,6 @@ def parse_scores(
             }
         except (KeyError, TypeError, ValueError):
             result = None
-        break
     if result is None:
         pairs = re.findall(
             rf"({'|'.join(map(re.escape, names))})[\"']?\s*[:=]\s*(\d+(?:\.\d+)?)",
