@@ -179,7 +179,35 @@ def _validate_reference(
 
 
 class Component(ABC):
-    """Base class of every role. Subclass a role class, not this one."""
+    """Base class of every role. Subclass a role class, not this one.
+
+    **Saving a fit** (optional, for components that learn): a component with both methods below
+    has its fit cached by the runtime and reused by the next ``recai run``.
+
+    - ``save(self, directory: pathlib.Path) -> None`` writes the fitted state into
+      ``directory``, an existing empty folder (write nothing outside it).
+    - ``load(self, directory: pathlib.Path) -> None`` reads that state back into ``self``:
+      **instance methods**, not class or static methods; what ``load`` returns is ignored.
+
+    What the runtime does, in :meth:`recai.RunContext.fit` (which evaluators call): it keys the
+    fit by a fingerprint of the component (registered name, params with nested components,
+    providing distribution), the data (:meth:`recai.data.Split.fingerprint`: dataset name,
+    catalog ids, interactions and split protocol) and the run's seed. If
+    ``<run>/artifacts/<fingerprint>/`` holds a finished save, it builds the component from the
+    recipe as always (``__init__`` with the same params) and calls ``load(folder)`` **instead of**
+    ``fit`` — so after ``load`` the object must score exactly as after ``fit``, and ``load`` gets no
+    split: what scoring needs (catalog size, training histories, ...) must be in the folder. Else
+    it calls ``fit(split)``, then ``save`` into a new temporary folder, which is renamed to
+    ``artifacts/<fingerprint>/`` once complete. Either way the object is then marked as fitted on
+    that split, so :func:`recai.ensure_fitted` does not fit it again.
+
+    The fingerprint is the folder's name: a component need not store it. To refuse, in a ``load``
+    called by hand, a state saved for other data, store ``split.dataset.catalog.fingerprint()``
+    (what item index ``i`` means) or ``split.fingerprint()`` in the folder and compare (as
+    recai-classic's models do in ``model.json``). The ``RankerContract`` and
+    ``RetrieverContract`` check the round trip: fit, save, load into a fresh object built with
+    the same params, same scores.
+    """
 
     role: ClassVar[Role]
 
@@ -245,7 +273,15 @@ class LLMBackend(Component):
 
 
 class Retriever(Component):
-    """Finds items for a :class:`~recai.types.Query` (text, seed items or a user's history)."""
+    """Finds items for a :class:`~recai.types.Query` (text, seed items or a user's history).
+
+    Implement :meth:`retrieve`; ``fit(split)`` when it learns from data. Items are catalog
+    **indices** ``0..n_items-1`` (``ItemList.ids``), never external ids. To have its fit cached
+    by ``recai run``, implement ``save(self, directory)`` and ``load(self, directory)`` as
+    instance methods: the runtime calls ``load`` on a freshly built object **instead of**
+    ``fit`` when a saved fit for the same component, params, data and seed exists (the whole
+    protocol: :class:`Component`).
+    """
 
     role = Role.RETRIEVER
 
@@ -253,7 +289,12 @@ class Retriever(Component):
     def retrieve(
         self, query: Query, k: int = 10, *, candidates: ItemList | None = None
     ) -> ItemList:
-        """The ``k`` best items for ``query``, best first, restricted to ``candidates`` if given."""
+        """The ``k`` best items for ``query``, best first, restricted to ``candidates`` if given.
+
+        ``query.text`` (free text), ``query.items`` (seed items, an ``ItemList``) and
+        ``query.user`` (a user index) may each be set; ``candidates`` is an ``ItemList`` of
+        catalog indices. Return at most ``k`` distinct items (fewer when fewer qualify).
+        """
 
     def retrieve_batch(
         self, queries: Sequence[Query], k: int = 10, *, candidates: ItemList | None = None
@@ -262,7 +303,16 @@ class Retriever(Component):
 
 
 class Ranker(Component):
-    """Scores items for users given their histories (item indices in time order)."""
+    """Scores items for users given their histories (item indices in time order).
+
+    Implement :meth:`score`; ``fit(split)`` when it learns from data; :meth:`rank` comes for
+    free. Items are catalog **indices** ``0..n_items-1``, never external ids (map those with
+    ``catalog.index(id)``). To have its fit cached by ``recai run``, implement
+    ``save(self, directory)`` and ``load(self, directory)`` as instance methods: the runtime
+    calls ``load`` on a freshly built object **instead of** ``fit`` when a saved fit for the
+    same component, params, data and seed exists, so scores after ``load`` must equal those after
+    ``fit`` (the whole protocol: :class:`Component`).
+    """
 
     role = Role.RANKER
 
@@ -293,7 +343,11 @@ class Ranker(Component):
         user: int | None = None,
         exclude_history: bool = True,
     ) -> ItemList:
-        """The best ``k`` items for one user, best first (history items excluded by default)."""
+        """The best ``k`` items for one user, best first (history items excluded by default).
+
+        ``history``: the user's item indices in time order (an array or a list); ``candidates``:
+        an ``ItemList`` of item indices to rank (``None``: the whole catalog); ``k=None``: all.
+        """
         import numpy as np
 
         from .types import ItemList
@@ -327,7 +381,12 @@ class KnowledgePrompter(Component):
         """A block of text to place in a prompt; empty when there is nothing to say."""
 
     def augment(self, messages: Sequence[Message], **context: Any) -> list[Message]:
-        """``messages`` with the knowledge inserted as a system message before the last turn."""
+        """``messages`` with the knowledge inserted as a system message before the last turn.
+
+        ``context`` goes to :meth:`knowledge` unchanged, so it takes the same keywords
+        (``history=``, ``candidates=``: ``ItemList`` of item indices; ``query=``: text); without
+        knowledge to add (empty text) the messages come back unchanged.
+        """
         from .types import Message
 
         text = self.knowledge(**context)

@@ -7,7 +7,9 @@ Class attributes switch off checks that do not apply, each documented where it i
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,14 +55,20 @@ class ComponentContract:
     entry; ``entry.build(params)`` validates params and builds, and role-typed params accept
     objects), ``dataset`` (the tiny dataset), ``dataset_source`` (it, as a
     :class:`~recai.roles.DatasetSource` to pass where a component takes a dataset), ``split``
-    (its leave-one-out split) and ``component`` (built from ``params``, fitted if ``fit``).
-    Override ``component`` when building needs more than params, e.g. another component::
+    (its leave-one-out split), ``component`` (built from ``params``, fitted if ``fit``) and
+    ``fresh_component`` (built the same way, not fitted: the save/load round trip loads into it).
+    Override ``component`` when building needs more than params, e.g. another component, and
+    ``fresh_component`` with it when the component can ``save``/``load``::
 
         @pytest.fixture
         def component(self, entry, dataset_source, split):
             obj = entry.build({"dataset": dataset_source, **self.params})
             obj.fit(split)
             return obj
+
+        @pytest.fixture
+        def fresh_component(self, entry, dataset_source):  # a second, unfitted object
+            return entry.build({"dataset": dataset_source, **self.params})
     """
 
     #: Registered name of the component under test, e.g. ``"popularity.v1"``.
@@ -117,6 +125,48 @@ class ComponentContract:
             obj.fit(split)
         return obj
 
+    @pytest.fixture
+    def fresh_component(self, entry: Registered) -> Any:
+        """A new, unfitted component built like ``component``: what ``load`` restores into.
+
+        Requested only by the save/load round trip, and only for components with both methods.
+        """
+        try:
+            return entry.build(self.params, role=self.role)
+        except ParamsError as e:
+            pytest.fail(
+                f"cannot build a fresh {self.name} from params alone for the save/load round "
+                f"trip:\n{e}\nOverride the fresh_component fixture to build it as your component "
+                "fixture does, without fitting it"
+            )
+
+    def saved_and_loaded(self, component: Any, request: Any, tmp_path: Path) -> Any:
+        """``component`` saved into a folder and loaded into ``fresh_component``, as the runtime
+        does on a cached run; skips components without ``save``/``load``."""
+        has = {m: callable(getattr(component, m, None)) for m in ("save", "load")}
+        if not any(has.values()):
+            pytest.skip("no save()/load(): the runtime fits this component on every run")
+        missing = [m for m, ok in has.items() if not ok]
+        assert not missing, (
+            f"{type(component).__name__} has {'load' if missing == ['save'] else 'save'}() but no "
+            f"{missing[0]}(): the runtime caches a fit only when a component has both"
+        )
+        for method in ("save", "load"):
+            raw = inspect.getattr_static(type(component), method, None)
+            assert not isinstance(raw, (classmethod, staticmethod)), (
+                f"{type(component).__name__}.{method} is a {type(raw).__name__}: the runtime calls "
+                f"component.{method}(directory) on the object it built from the recipe and ignores "
+                "what load returns; make it an instance method that restores into self"
+            )
+        folder = tmp_path / "saved-model"
+        folder.mkdir(parents=True)  # the runtime hands save() an existing, empty folder
+        component.save(folder)
+        assert any(folder.iterdir()), f"{type(component).__name__}.save() wrote nothing"
+        fresh = request.getfixturevalue("fresh_component")
+        assert fresh is not component, "fresh_component must build a new object"
+        fresh.load(folder)
+        return fresh
+
     # -- checks -----------------------------------------------------------------------------------
     def test_registered_with_a_versioned_name(self, entry: Registered) -> None:
         assert NAME_PATTERN.match(entry.name), f"{entry.name!r} is not a versioned lowercase name"
@@ -146,6 +196,9 @@ class ComponentContract:
         assert isinstance(component, self.role.cls)
 
 
+_ACTUAL = "\n(ACTUAL: the loaded object, DESIRED: the fitted one)"
+
+
 def _finite(a: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(a)))
 
@@ -158,6 +211,11 @@ class RankerContract(ComponentContract):
     outside the catalog refused with an error; a batch equal
     to one user at a time; deterministic scores; ``rank`` returns ``k`` distinct items, best
     first, without history items, restricted to candidates when given; a user without history.
+
+    A component with ``save``/``load`` must survive the round trip the runtime makes when it
+    reuses a cached fit: fitted, saved into a folder and loaded into a fresh object built with the
+    same params, it gives the same scores and rankings (skipped without ``save``/``load``; see
+    :class:`recai.Ranker` for the protocol).
 
     Switches (class attributes): ``consistent_candidate_scores = True`` (set False if scoring a
     subset legitimately differs from the full scores), ``supports_empty_history = True``,
@@ -240,6 +298,36 @@ class RankerContract(ComponentContract):
         with pytest.raises((DataError, IndexError, ValueError)):
             component.score(hist, np.array([0, split.dataset.n_items + 5]), users=users)
 
+    def test_save_load_round_trip(
+        self, component: Any, split: Split, request: Any, tmp_path: Path
+    ) -> None:
+        loaded = self.saved_and_loaded(component, request, tmp_path)
+        hist, users = self._batch(split)
+        why = (
+            f"{self.name}: after save() and load() into a new object, {{}} differ from the fitted "
+            "model's: load(directory) must restore everything scoring uses (the runtime calls it "
+            "instead of fit on a cached run)"
+        )
+        np.testing.assert_allclose(
+            np.asarray(loaded.score(hist, None, users=users)),
+            np.asarray(component.score(hist, None, users=users)),
+            rtol=self.rtol,
+            atol=1e-6,
+            err_msg=why.format("full-catalog scores") + _ACTUAL,
+        )
+        cand = np.array([3, 0, 7, 1], dtype=np.int64) % split.dataset.n_items
+        np.testing.assert_allclose(
+            np.asarray(loaded.score(hist, cand, users=users)),
+            np.asarray(component.score(hist, cand, users=users)),
+            rtol=self.rtol,
+            atol=1e-6,
+            err_msg=why.format("candidate scores") + _ACTUAL,
+        )
+        k = min(10, split.dataset.n_items)
+        before = component.rank(split.train.history(0), k=k, user=0).ids.tolist()
+        after = loaded.rank(split.train.history(0), k=k, user=0).ids.tolist()
+        assert after == before, why.format(f"rankings ({after} vs {before})")
+
     def test_empty_history(self, component: Any, split: Split) -> None:
         if not self.supports_empty_history:
             pytest.skip("component declares it cannot score users without history")
@@ -257,9 +345,15 @@ class RetrieverContract(ComponentContract):
     best first when scored, and at least one; ``k`` larger than the catalog; results restricted to
     ``candidates``; ``retrieve_batch`` equal to ``retrieve`` one query at a time.
 
+    A component with ``save``/``load`` must survive the round trip the runtime makes when it
+    reuses a cached fit: fitted, saved into a folder and loaded into a fresh object built with the
+    same params, it retrieves the same items with the same scores (skipped without
+    ``save``/``load``; see :class:`recai.Retriever` for the protocol).
+
     Switches (class attributes): ``supports_items = True`` (queries with seed items,
-    ``Query(items=...)``), ``supports_text = False`` (free-text queries, ``Query(text=...)``).
-    Override :meth:`queries` to test other queries.
+    ``Query(items=...)``), ``supports_text = False`` (free-text queries, ``Query(text=...)``),
+    ``rtol = 1e-5`` (tolerance of score comparisons). Override :meth:`queries` to test other
+    queries.
     """
 
     role = Role.RETRIEVER
@@ -267,6 +361,8 @@ class RetrieverContract(ComponentContract):
     supports_text: ClassVar[bool] = False
     #: Whether item/history queries are supported (``Query(items=...)``).
     supports_items: ClassVar[bool] = True
+    #: Relative tolerance for score comparisons (after save and load).
+    rtol: ClassVar[float] = 1e-5
 
     def queries(self, dataset: Dataset) -> list[Query]:
         out = []
@@ -310,6 +406,30 @@ class RetrieverContract(ComponentContract):
         assert [b.ids.tolist() for b in batch] == [
             component.retrieve(q, 5).ids.tolist() for q in qs
         ]
+
+    def test_save_load_round_trip(
+        self, component: Any, dataset: Dataset, request: Any, tmp_path: Path
+    ) -> None:
+        loaded = self.saved_and_loaded(component, request, tmp_path)
+        for q in self.queries(dataset):
+            before, after = component.retrieve(q, 10), loaded.retrieve(q, 10)
+            why = (
+                f"{self.name}: after save() and load() into a new object, {q} retrieves "
+                f"{{}}: load(directory) must restore everything retrieval uses (the runtime calls "
+                "it instead of fit on a cached run)"
+            )
+            assert after.ids.tolist() == before.ids.tolist(), why.format(
+                f"{after.ids.tolist()}, the fitted model {before.ids.tolist()}"
+            )
+            if before.scores is not None:
+                assert after.scores is not None, why.format("items without scores")
+                np.testing.assert_allclose(
+                    after.scores,
+                    before.scores,
+                    rtol=self.rtol,
+                    atol=1e-6,
+                    err_msg=why.format("other scores") + _ACTUAL,
+                )
 
 
 class LLMBackendContract(ComponentContract):
