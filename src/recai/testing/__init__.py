@@ -14,7 +14,19 @@ to test, and pytest runs every check the role promises::
 ``recai`` distribution): ``recai_pm`` (a fresh plugin manager with only built-ins, installed as
 the process-wide manager for the test), ``recai_installed_pm`` (a fresh manager that loads the
 installed entry points), ``tiny_dataset`` and ``tiny_split`` (a small seeded dataset and its
-leave-one-out split).
+leave-one-out split) and ``dataset_source`` (the tiny dataset as a ``recai.DatasetSource``, for
+components that take a dataset). Without pytest, :func:`make_tiny_dataset` and
+``recai.data.leave_one_out`` give the same data::
+
+    >>> from recai.data import leave_one_out
+    >>> split = leave_one_out(make_tiny_dataset())
+    >>> split.describe(), split.dataset.n_items
+    ('leave_one_out(order=time, ties=file)', 25)
+
+Other splits by hand: ``recai.data.temporal_split(dataset, valid=0.1, test=0.2)``,
+``recai.data.random_split(dataset, test=0.2, by="user", seed=1)``, or
+``recai.data.Split(dataset, train=inter.select(mask), test=inter.select(~mask))`` from a
+boolean mask over ``dataset.interactions`` (see ``recai.testing.pytest_plugin``).
 """
 
 from __future__ import annotations
