@@ -1,12 +1,15 @@
 """Entry point of recai-eval: registers the evaluators (imports nothing heavy).
 
 Factories are lazy ``"module:Class"`` strings, so listing components imports none of the
-evaluator modules.
+evaluator modules. The LLM tasks hand their params models (:mod:`recai_eval.llm.params`, which
+imports only recai and pydantic) to their specs; the others' params come from their signatures.
 """
 
 from __future__ import annotations
 
 import recai
+
+from .llm import params as llm
 
 _EVALUATORS = (
     (
@@ -14,57 +17,68 @@ _EVALUATORS = (
         "recai_eval.ranking:RankingEvaluator",
         "Full-catalog ranking of rankers or retrievers: Recall, NDCG, Hit, MRR, MAP, coverage, "
         "novelty at k.",
+        None,
     ),
     (
         "candidate-ranking.v1",
         "recai_eval.candidates:CandidateRankingEvaluator",
         "1 positive + N sampled negatives (uniform or popularity): Hit, NDCG, MRR at k.",
+        None,
     ),
     (
         "llm-retrieval.v1",
         "recai_eval.llm.retrieval:LLMRetrievalEvaluator",
         "LLM names items from a user's history; Hit/NDCG/MRR@k with hallucination, duplicate, "
         "history and copy rates.",
+        llm.RetrievalParams,
     ),
     (
         "llm-ranking.v1",
         "recai_eval.llm.ranking:LLMRankingEvaluator",
         "LLM ranks 20 candidates (1 held-out + 19 negatives); Hit/NDCG/MRR@k with five error rates.",
+        llm.RankingParams,
     ),
     (
         "cf-ranking-mc.v1",
         "recai_eval.llm.choice:CFRankingMCEvaluator",
         "LLM picks, among 10 lettered options, the item hidden from a user's unordered history.",
+        llm.ChoiceParams,
     ),
     (
         "seq-ranking-mc.v1",
         "recai_eval.llm.choice:SeqRankingMCEvaluator",
         "LLM picks, among 10 lettered options, the item a user chooses next.",
+        llm.ChoiceParams,
     ),
     (
         "explanation.v1",
         "recai_eval.llm.explanation:ExplanationEvaluator",
         "An LLM judge compares two systems' explanations in both orders: win/tie/loss, aspects.",
+        llm.ExplanationParams,
     ),
     (
         "conversation.v1",
         "recai_eval.llm.conversation:ConversationEvaluator",
         "A user-simulator LLM with a hidden target talks to a recommender: Hit@N and AT@N.",
+        llm.ConversationParams,
     ),
     (
         "embedding-ranking.v1",
         "recai_eval.llm.embedding:EmbeddingRankingEvaluator",
         "A text retriever ranks 20 candidates for a user's history as a query: Hit/NDCG/MRR@k.",
+        llm.EmbeddingRankingParams,
     ),
     (
         "embedding-retrieval.v1",
         "recai_eval.llm.embedding:EmbeddingRetrievalEvaluator",
         "A text retriever searches the catalog with a user's history as a query: Hit/NDCG/MRR@k.",
+        llm.EmbeddingRetrievalParams,
     ),
 )
 
 
 @recai.hookimpl
 def recai_evaluators():
-    for name, factory, summary in _EVALUATORS:
-        yield recai.ComponentSpec(name=name, factory=factory, summary=summary)
+    for name, factory, summary, params in _EVALUATORS:
+        yield recai.ComponentSpec(name=name, factory=factory, summary=summary, params=params)
+

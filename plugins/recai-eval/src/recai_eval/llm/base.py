@@ -15,14 +15,14 @@ outputs, parsed items, flags) are written to ``<run>/llm-results/<stage>.jsonl``
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import AfterValidator, Field
 
 import recai
 from recai.data import Dataset, Split, leave_one_out
@@ -33,10 +33,12 @@ from recai.types import Message, Report
 
 from ..ranking import unique_names
 from .cache import AnswerCache
-from .parsing import DEFAULT_THRESHOLD
+from .params import AskingParams, GroundedParams, LLMTaskParams, placeholders_of
 from .prompts import check_fields, check_template, item_text
 from .runner import Answer, Runner, caller_for
 from .scoring import ERROR_KINDS, TitleMatcher, rate_name
+
+P = TypeVar("P", bound=recai.Params)
 
 __all__ = [
     "Case",
@@ -45,88 +47,10 @@ __all__ = [
     "sample_cases",
     "unique_names",
     "error_columns",
-    # shared params annotations
-    "DatasetParam",
-    "LLMParam",
-    "Samples",
-    "Seed",
-    "MaxHistory",
-    "Fields",
-    "template_param",
-    "SystemPrompt",
     "fixed_text",
-    "MaxTokens",
-    "Temperature",
-    "GroundingMethod",
-    "Threshold",
-    "Concurrency",
-    "BatchSize",
-    "Retries",
-    "UseCache",
-    "Bootstrap",
-    "Cutoffs",
-    "DEFAULT_THRESHOLD",
+    "params_from_call",
+    "signature_of",
 ]
-
-# -- params shared by the tasks (one annotation each, so every signature reads the same) ---------
-DatasetParam = Annotated[
-    recai.DatasetSource, Field(description="the dataset to build prompts from")
-]
-LLMParam = Annotated[recai.LLMBackend, Field(description="the LLM under evaluation")]
-Samples = Annotated[int, Field(ge=1, description="users to sample (all eligible users if fewer)")]
-Seed = Annotated[
-    int | None,
-    Field(description="seed for sampling users, candidates and orders; default: the run's"),
-]
-MaxHistory = Annotated[int, Field(ge=1, description="most recent history items shown in prompts")]
-Fields = Annotated[
-    Sequence[str], Field(description="catalog fields shown after each title (e.g. genres)")
-]
-
-
-def template_param(*names: str) -> Any:
-    """A params annotation for a prompt template that may use only the placeholders ``names``
-    (checked when params are validated, so a recipe error names the key)."""
-    allowed = frozenset(names)
-
-    def check(value: str | None) -> str | None:
-        return None if value is None else check_template(value, allowed)
-
-    shown = ", ".join("{" + n + "}" for n in sorted(allowed)) or "no placeholders"
-    return Annotated[
-        str | None,
-        AfterValidator(check),
-        Field(description=f"replaces the default prompt text; may use {shown}"),
-    ]
-
-
-MaxTokens = Annotated[int | None, Field(ge=1, description="most tokens an answer may have")]
-Temperature = Annotated[float | None, Field(ge=0, description="sampling temperature (0: greedy)")]
-GroundingMethod = Annotated[
-    Literal["blend", "tfidf"],
-    Field(description="title matching: 'tfidf' (RecAI's char 3-gram TF-IDF) or 'blend'"),
-]
-Threshold = Annotated[
-    float, Field(gt=0, le=1, description="lowest title-match score that names a catalog item")
-]
-Concurrency = Annotated[
-    int, Field(ge=1, description="requests in flight at once (backends without native batching)")
-]
-BatchSize = Annotated[
-    int, Field(ge=1, description="requests per chat_batch call (native batching)")
-]
-Retries = Annotated[int, Field(ge=0, description="extra tries of a request that raised")]
-UseCache = Annotated[bool, Field(description="keep answers in <run>/llm-cache to reuse on reruns")]
-Bootstrap = Annotated[
-    int, Field(ge=0, description="bootstrap resamples for 95% intervals; 0: none")
-]
-Cutoffs = Annotated[
-    Sequence[Annotated[int, Field(ge=1)]],
-    Field(min_length=1, description="cut-offs k of Hit/NDCG/MRR@k"),
-]
-
-
-SystemPrompt = template_param()
 
 
 def fixed_text(template: str, what: str = "system_prompt") -> str:
@@ -194,33 +118,42 @@ class Session:
     """The state of one ``evaluate`` call (see the module docstring)."""
 
     def __init__(self, task: LLMTask, ctx: RunContext):
+        p = task.params
         self.task = task
         self.ctx = ctx
-        self.data: Dataset = task.dataset.dataset()
+        self.data: Dataset = p.dataset.dataset()
         self.catalog = self.data.catalog
-        check_fields(self.catalog, task.fields)
-        self.seed = int(task.seed if task.seed is not None else ctx.seed)
+        self.fields = [str(f) for f in p.fields]
+        check_fields(self.catalog, self.fields)
+        self.seed = int(p.seed if p.seed is not None else ctx.seed)
         self.split = leave_one_out(self.data)
         self.stage = ctx.name_of(task)
         slug = _slug(self.stage)
-        cache_path = ctx.path("llm-cache", f"{slug}.jsonl") if task.cache else None
+        progress = ctx.progress if ctx.progress_enabled else None
         self.results_path = ctx.path("llm-results", f"{slug}.jsonl")
-        self.cache = AnswerCache(cache_path)
-        self.runner = Runner(
-            self.cache,
-            concurrency=task.concurrency,
-            batch_size=task.batch_size,
-            retries=task.retries,
-            progress=ctx.progress if ctx.progress_enabled else None,
-        )
+        if isinstance(p, AskingParams):
+            self.cache = AnswerCache(ctx.path("llm-cache", f"{slug}.jsonl") if p.cache else None)
+            self.runner = Runner(
+                self.cache,
+                concurrency=p.concurrency,
+                batch_size=p.batch_size,
+                retries=p.retries,
+                progress=progress,
+            )
+        else:  # no LLM is asked (the embedding tasks)
+            self.cache = AnswerCache(None)
+            self.runner = Runner(self.cache, concurrency=1, batch_size=1, progress=progress)
         self.options = task.generation_options(self.seed)
-        self.matcher = TitleMatcher(self.catalog, method=task.grounding, threshold=task.threshold)
+        if isinstance(p, GroundedParams):
+            self.matcher = TitleMatcher(self.catalog, method=p.grounding, threshold=p.threshold)
+        else:  # tasks that take no grounding settings match titles the default way
+            self.matcher = TitleMatcher(self.catalog)
         self.failures: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
 
     # -- building prompts -------------------------------------------------------------------------
     def item(self, item: int) -> str:
-        return item_text(self.catalog, item, self.task.fields)
+        return item_text(self.catalog, item, self.fields)
 
     def items(self, items: Sequence[int]) -> list[str]:
         return [self.item(i) for i in items]
@@ -335,59 +268,102 @@ def _plain(obj: Any) -> Any:
 
 
 class LLMTask(recai.Evaluator):
-    """Base of the LLM task evaluators: stores the shared params and checks prompts."""
+    """Base of the LLM task evaluators: built from a params model (:mod:`.params`).
 
-    #: Placeholders each prompt of the task may use: ``{"template": {...}, ...}``.
-    placeholders: dict[str, frozenset[str]] = {}
+    A task is built from keywords, checked against its params model (``Params``), with the
+    fields named in ``positional`` also taken by position; or from a ready params model. The
+    validated params are ``self.params``::
 
-    def _setup(
-        self,
-        *,
-        dataset: recai.DatasetSource,
-        samples: int,
-        seed: int | None,
-        max_history: int,
-        fields: Sequence[str],
-        max_tokens: int | None,
-        temperature: float | None,
-        grounding: str,
-        threshold: float,
-        concurrency: int,
-        batch_size: int,
-        retries: int,
-        cache: bool,
-        bootstrap: int,
-        prompts: dict[str, str | None] | None = None,
-    ) -> None:
-        if grounding not in ("blend", "tfidf"):
-            raise ValueError(f"grounding must be 'blend' or 'tfidf', not {grounding!r}")
-        if not 0 < threshold <= 1:
-            raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
-        for name, value in (prompts or {}).items():
-            if value is not None:
-                check_template(value, self.placeholders.get(name, frozenset()), name)
-        self.dataset = dataset
-        self.samples = int(samples)
-        self.seed = seed
-        self.max_history = int(max_history)
-        self.fields = [str(f) for f in fields]
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.grounding: Literal["blend", "tfidf"] = grounding  # type: ignore[assignment]
-        self.threshold = float(threshold)
-        self.concurrency = int(concurrency)
-        self.batch_size = int(batch_size)
-        self.retries = int(retries)
-        self.cache = bool(cache)
-        self.bootstrap = int(bootstrap)
+        LLMRankingEvaluator(source, llm, samples=50)
+        LLMRankingEvaluator(RankingParams(dataset=source, llm=llm, samples=50))
+
+    An unknown or invalid keyword raises :class:`recai.ParamsError` naming the key (with "did you
+    mean" for a misspelt one), exactly as ``recai.create`` does.
+    """
+
+    #: The params model; a subclass names its own.
+    Params: ClassVar[type[LLMTaskParams]] = LLMTaskParams
+    #: Fields that may also be given by position, in this order.
+    positional: ClassVar[tuple[str, ...]] = ("dataset",)
+    #: Placeholders each prompt of the task may use (from the template fields of ``Params``).
+    placeholders: ClassVar[dict[str, frozenset[str]]] = {}
+
+    params: LLMTaskParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.placeholders = placeholders_of(cls.Params)
+        cls.__signature__ = signature_of(cls.Params, cls.positional)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.params = params_from_call(
+            type(self).__name__, self.Params, args, kwargs, self.positional
+        )
 
     def generation_options(self, seed: int) -> dict[str, Any]:
         """Options passed to every ``chat`` call (``None`` values are left to the backend)."""
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "seed": seed}
+        p = self.params
+        if not isinstance(p, AskingParams):
+            return {"max_tokens": None, "temperature": None, "seed": seed}
+        return {"max_tokens": p.max_tokens, "temperature": p.temperature, "seed": seed}
 
     @staticmethod
     def describe(component: Any) -> Any:
         return describe_component(component)
+
+
+def params_from_call(
+    label: str,
+    model: type[P],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    positional: Sequence[str] = (),
+) -> P:
+    """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
+    for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
+    as ``recai.create`` does (every problem, "did you mean" for a misspelt key) or
+    ``TypeError`` (misused positions).
+
+    >>> from pydantic import Field
+    >>> class Toy(recai.Params):
+    ...     window: int = Field(3, ge=1)
+    >>> params_from_call("Toy", Toy, (), {"window": 5}).window
+    5
+    >>> params_from_call("Toy", Toy, (), {"windw": 5})
+    Traceback (most recent call last):
+    ...
+    recai.errors.ParamsError: invalid parameters for Toy:
+      - windw: unknown key (did you mean 'window'? allowed keys: window)
+    """
+    if len(args) == 1 and not kwargs and isinstance(args[0], model):
+        return args[0]
+    if len(args) > len(positional):
+        takes = ", ".join(positional) or "nothing"
+        raise TypeError(
+            f"{label}() takes {len(positional)} positional argument(s) ({takes}) but "
+            f"{len(args)} were given; pass the others by keyword"
+        )
+    given = dict(zip(positional, args, strict=False))
+    twice = sorted(given.keys() & kwargs.keys())
+    if twice:
+        raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
+    spec = recai.ComponentSpec(name=label, factory=model, summary=label, params=model)
+    return spec.validate_params({**given, **kwargs})  # type: ignore[return-value]
+
+
+def signature_of(model: type[recai.Params], positional: Sequence[str] = ()) -> inspect.Signature:
+    """The call signature a class built from ``model`` shows (``help()``, editors): the fields in
+    ``positional`` first, then every other field as keyword-only, with defaults."""
+    fields = model.model_fields
+
+    def param(name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
+        f = fields[name]
+        default = inspect.Parameter.empty if f.is_required() else f.default
+        return inspect.Parameter(name, kind, default=default, annotation=f.annotation)
+
+    first = [param(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
+    rest = [param(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in positional]
+    return inspect.Signature([*first, *rest])
 
 
 def error_columns(

@@ -19,40 +19,16 @@ letter was chosen (position bias shows there).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import (
-    DEFAULT_THRESHOLD,
-    BatchSize,
-    Bootstrap,
-    Case,
-    Concurrency,
-    DatasetParam,
-    Fields,
-    GroundingMethod,
-    LLMParam,
-    LLMTask,
-    MaxHistory,
-    MaxTokens,
-    Retries,
-    Samples,
-    Seed,
-    Session,
-    SystemPrompt,
-    Temperature,
-    Threshold,
-    UseCache,
-    fixed_text,
-    sample_cases,
-    template_param,
-)
+from .base import Case, LLMTask, Session, fixed_text, sample_cases
 from .lists import snippet
+from .params import ChoiceParams
 from .parsing import LETTERS, parse_choice
 from .prompts import CF_CHOICE, DEFAULT_SYSTEM, SEQ_CHOICE, lettered, numbered, render
 from .ranking import candidate_sets
@@ -60,62 +36,23 @@ from .scoring import mean_and_intervals
 
 __all__ = ["ChoiceTask", "CFRankingMCEvaluator", "SeqRankingMCEvaluator"]
 
-NOptions = Annotated[int, Field(ge=2, le=26, description="options per question (A, B, ...)")]
-
 
 class ChoiceTask(LLMTask):
     """Shared machinery of the two multiple-choice tasks."""
 
     task: ClassVar[str] = ""
     default_template: ClassVar[str] = ""
-    placeholders = {
-        "template": frozenset({"history", "options", "n", "letters"}),
-        "system_prompt": frozenset(),
-    }
+    Params = ChoiceParams
+    positional = ("dataset", "llm")
+    params: ChoiceParams
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        llm: LLMParam,
-        *,
-        samples: Samples = 100,
-        seed: Seed = None,
-        n_options: NOptions = 10,
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        system_prompt: SystemPrompt = None,
-        template: template_param("history", "options", "n", "letters") = None,
-        max_tokens: MaxTokens = 64,
-        temperature: Temperature = 0.0,
-        grounding: GroundingMethod = "blend",
-        threshold: Threshold = DEFAULT_THRESHOLD,
-        concurrency: Concurrency = 4,
-        batch_size: BatchSize = 8,
-        retries: Retries = 0,
-        cache: UseCache = True,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        self._setup(
-            dataset=dataset,
-            samples=samples,
-            seed=seed,
-            max_history=max_history,
-            fields=fields,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            grounding=grounding,
-            threshold=threshold,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            retries=retries,
-            cache=cache,
-            bootstrap=bootstrap,
-            prompts={"template": template, "system_prompt": system_prompt},
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.system_prompt = fixed_text(
+            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
         )
-        self.llm = llm
-        self.n_options = int(n_options)
-        self.system_prompt = fixed_text(DEFAULT_SYSTEM if system_prompt is None else system_prompt)
-        self.template = self.default_template if template is None else template
+        self.template = self.default_template if p.template is None else p.template
 
     # -- what differs between the tasks -----------------------------------------------------------
     min_history: ClassVar[int] = 1
@@ -134,10 +71,10 @@ class ChoiceTask(LLMTask):
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
         sampled, counts = sample_cases(
-            s.data, s.split, self.samples, s.seed, min_history=self.min_history
+            s.data, s.split, self.params.samples, s.seed, min_history=self.min_history
         )
-        cases, rows, dropped = candidate_sets(s, sampled, self.n_options)
-        letters = f"{LETTERS[0]}-{LETTERS[self.n_options - 1]}"
+        cases, rows, dropped = candidate_sets(s, sampled, self.params.n_options)
+        letters = f"{LETTERS[0]}-{LETTERS[self.params.n_options - 1]}"
         questions, prompts, asked = [], [], []
         for case, row in zip(cases, rows, strict=True):
             negatives = [i for i in row if i != case.target]
@@ -158,7 +95,7 @@ class ChoiceTask(LLMTask):
             )
             prompts.append(s.messages(text, self.system_prompt))
         cases = asked
-        answers = s.ask(self.llm, prompts, self.task)
+        answers = s.ask(self.params.llm, prompts, self.task)
 
         correct, outside, in_history, failed = (np.zeros(len(cases)) for _ in range(4))
         chosen: dict[str, int] = {}
@@ -214,7 +151,9 @@ class ChoiceTask(LLMTask):
                 correct=bool(correct[i]),
             )
 
-        accuracy, intervals = mean_and_intervals({"accuracy": correct}, self.bootstrap, s.seed)
+        accuracy, intervals = mean_and_intervals(
+            {"accuracy": correct}, self.params.bootstrap, s.seed
+        )
         errors, _ = mean_and_intervals(
             {
                 "out_of_candidates_rate": outside,
@@ -224,18 +163,18 @@ class ChoiceTask(LLMTask):
             0,
             s.seed,
         )
-        name = ctx.name_of(self.llm)
+        name = ctx.name_of(self.params.llm)
         info = s.info(
             self.describe_protocol(s),
             len(cases),
             counts,
             task=self.task,
-            n_options=self.n_options,
-            chance=1.0 / self.n_options,
+            n_options=self.params.n_options,
+            chance=1.0 / self.params.n_options,
             dropped_users=dropped,
-            max_history=self.max_history,
-            fields=list(self.fields),
-            llm=self.describe(self.llm),
+            max_history=self.params.max_history,
+            fields=list(self.params.fields),
+            llm=self.describe(self.params.llm),
             choices=dict(sorted(chosen.items())),
             answers_read_as_title=int(by_title),
             letter_title_conflicts=int(conflicts),
@@ -288,7 +227,7 @@ class CFRankingMCEvaluator(ChoiceTask):
         self, s: Session, case: Case, negatives: list[int]
     ) -> tuple[list[int], int, list[int]] | None:
         rng = s.rng(case, 2)
-        shown = [int(x) for x in rng.permutation(case.shown(self.max_history))]
+        shown = [int(x) for x in rng.permutation(case.shown(self.params.max_history))]
         distinct = sorted(set(shown))
         if len(distinct) < 2:
             return None
@@ -299,8 +238,8 @@ class CFRankingMCEvaluator(ChoiceTask):
 
     def describe_protocol(self, s: Session) -> str:
         return (
-            f"one item of the user's last {self.max_history} history items (shown shuffled) is "
-            f"hidden among {self.n_options - 1} items the user never interacted with; the LLM "
+            f"one item of the user's last {self.params.max_history} history items (shown shuffled) is "
+            f"hidden among {self.params.n_options - 1} items the user never interacted with; the LLM "
             "picks the hidden one by letter; accuracy over all samples"
         )
 
@@ -317,15 +256,15 @@ class SeqRankingMCEvaluator(ChoiceTask):
         options = [case.target, *negatives]
         order = s.rng(case, 3).permutation(np.asarray(options))
         return (
-            [int(x) for x in case.shown(self.max_history)],
+            [int(x) for x in case.shown(self.params.max_history)],
             int(case.target),
             [int(x) for x in order],
         )
 
     def describe_protocol(self, s: Session) -> str:
         return (
-            f"leave-one-out by time; the held-out next item is hidden among {self.n_options - 1} "
-            f"items the user never interacted with; the LLM sees the last {self.max_history} "
+            f"leave-one-out by time; the held-out next item is hidden among {self.params.n_options - 1} "
+            f"items the user never interacted with; the LLM sees the last {self.params.max_history} "
             "history items in time order and picks the next one by letter; accuracy over all "
             "samples"
         )

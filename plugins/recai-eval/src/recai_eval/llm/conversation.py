@@ -20,39 +20,16 @@ dialogue counts as a miss).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 import recai
 from recai.runtime import RunContext
 from recai.types import Message, Report
 
-from .base import (
-    DEFAULT_THRESHOLD,
-    BatchSize,
-    Bootstrap,
-    Case,
-    Concurrency,
-    DatasetParam,
-    Fields,
-    GroundingMethod,
-    LLMTask,
-    MaxHistory,
-    MaxTokens,
-    Retries,
-    Samples,
-    Seed,
-    Session,
-    SystemPrompt,
-    Temperature,
-    Threshold,
-    UseCache,
-    fixed_text,
-    sample_cases,
-    template_param,
-)
+from .base import Case, LLMTask, Session, fixed_text, sample_cases
+from .params import ConversationParams
 from .parsing import listed_items
 from .prompts import GREETING, RECOMMENDER, SIMULATOR, render
 from .scoring import core_title, error_flags, mean_and_intervals, mentions_title
@@ -85,76 +62,24 @@ class ConversationEvaluator(LLMTask):
     when the recommender is an LLM backend) may use ``{k}``.
     """
 
-    placeholders = {
-        "simulator_prompt": frozenset({"history", "target"}),
-        "recommender_prompt": frozenset({"k"}),
-        "greeting": frozenset(),
-    }
+    Params = ConversationParams
+    positional = ("dataset", "recommender", "simulator")
+    params: ConversationParams
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        recommender: Annotated[
-            recai.Agent | recai.LLMBackend,
-            Field(description="the conversational recommender under evaluation"),
-        ],
-        simulator: Annotated[recai.LLMBackend, Field(description="the LLM that plays the user")],
-        *,
-        samples: Samples = 50,
-        seed: Seed = None,
-        max_turns: Annotated[int, Field(ge=1, le=50, description="turns per dialogue (N)")] = 5,
-        n_recommend: Annotated[
-            int, Field(ge=1, description="items an LLM recommender is asked to list")
-        ] = 10,
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        simulator_prompt: template_param("history", "target") = None,
-        recommender_prompt: template_param("k") = None,
-        greeting: SystemPrompt = None,
-        max_tokens: MaxTokens = 300,
-        temperature: Temperature = 0.0,
-        grounding: GroundingMethod = "blend",
-        threshold: Threshold = DEFAULT_THRESHOLD,
-        concurrency: Concurrency = 4,
-        batch_size: BatchSize = 8,
-        retries: Retries = 0,
-        cache: UseCache = True,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        self._setup(
-            dataset=dataset,
-            samples=samples,
-            seed=seed,
-            max_history=max_history,
-            fields=fields,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            grounding=grounding,
-            threshold=threshold,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            retries=retries,
-            cache=cache,
-            bootstrap=bootstrap,
-            prompts={
-                "simulator_prompt": simulator_prompt,
-                "recommender_prompt": recommender_prompt,
-                "greeting": greeting,
-            },
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.simulator_prompt = SIMULATOR if p.simulator_prompt is None else p.simulator_prompt
+        self.recommender_prompt = (
+            RECOMMENDER if p.recommender_prompt is None else p.recommender_prompt
         )
-        self.recommender = recommender
-        self.simulator = simulator
-        self.max_turns = int(max_turns)
-        self.n_recommend = int(n_recommend)
-        self.simulator_prompt = SIMULATOR if simulator_prompt is None else simulator_prompt
-        self.recommender_prompt = RECOMMENDER if recommender_prompt is None else recommender_prompt
-        self.greeting = fixed_text(GREETING if greeting is None else greeting, "greeting")
+        self.greeting = fixed_text(GREETING if p.greeting is None else p.greeting, "greeting")
 
     def _start(self, s: Session, case: Case) -> Dialogue:
         system = render(
             self.simulator_prompt,
             self.placeholders["simulator_prompt"],
-            history="; ".join(s.items(case.shown(self.max_history))),
+            history="; ".join(s.items(case.shown(self.params.max_history))),
             target=s.item(case.target),
         )
         return Dialogue(
@@ -164,9 +89,11 @@ class ConversationEvaluator(LLMTask):
         )
 
     def _recommender_request(self, d: Dialogue) -> list[Message]:
-        if isinstance(self.recommender, recai.LLMBackend):
+        if isinstance(self.params.recommender, recai.LLMBackend):
             system = render(
-                self.recommender_prompt, self.placeholders["recommender_prompt"], k=self.n_recommend
+                self.recommender_prompt,
+                self.placeholders["recommender_prompt"],
+                k=self.params.n_recommend,
             )
             return [Message.system(system), *d.recommender]
         return list(d.recommender)
@@ -185,14 +112,16 @@ class ConversationEvaluator(LLMTask):
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
-        cases, counts = sample_cases(s.data, s.split, self.samples, s.seed)
+        cases, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
         dialogues = [self._start(s, c) for c in cases]
-        hits_by_turn = [0] * self.max_turns
-        for turn in range(1, self.max_turns + 1):
+        hits_by_turn = [0] * self.params.max_turns
+        for turn in range(1, self.params.max_turns + 1):
             active = [d for d in dialogues if d.active]
             if not active:
                 break
-            said = s.ask(self.simulator, [d.simulator for d in active], f"simulator turn {turn}")
+            said = s.ask(
+                self.params.simulator, [d.simulator for d in active], f"simulator turn {turn}"
+            )
             speaking = []
             for d, answer in zip(active, said, strict=True):
                 text = (answer.text or "").strip()
@@ -207,7 +136,7 @@ class ConversationEvaluator(LLMTask):
                 d.recommender.append(Message.user(text))
                 speaking.append(d)
             replies = s.ask(
-                self.recommender,
+                self.params.recommender,
                 [self._recommender_request(d) for d in speaking],
                 f"recommender turn {turn}",
             )
@@ -224,13 +153,13 @@ class ConversationEvaluator(LLMTask):
                     d.hit_turn = turn
                     hits_by_turn[turn - 1] += 1
 
-        n = self.max_turns
+        n = self.params.max_turns
         hit = np.array([d.hit_turn is not None for d in dialogues], dtype=np.float64)
         turns = np.array(
             [d.hit_turn if d.hit_turn is not None else n + 1 for d in dialogues], dtype=np.float64
         )
         accuracy, intervals = mean_and_intervals(
-            {f"Hit@{n}": hit, f"AT@{n}": turns}, self.bootstrap, s.seed
+            {f"Hit@{n}": hit, f"AT@{n}": turns}, self.params.bootstrap, s.seed
         )
         columns = {
             "leak_rate": np.array([d.leaked for d in dialogues], dtype=np.float64),
@@ -251,9 +180,9 @@ class ConversationEvaluator(LLMTask):
                 flags=d.flags,
                 dialogue=[m.to_dict() for m in d.recommender],
             )
-        name = ctx.name_of(self.recommender)
+        name = ctx.name_of(self.params.recommender)
         protocol = (
-            f"leave-one-out by time; a simulated user who knows its last {self.max_history} "
+            f"leave-one-out by time; a simulated user who knows its last {self.params.max_history} "
             f"history items and secretly wants its held-out item talks with the recommender for "
             f"up to {n} turns; hit when a reply names the item (listed title grounded by "
             f"{s.matcher.method} >= {s.matcher.threshold}, or the full title in the text); "
@@ -265,11 +194,11 @@ class ConversationEvaluator(LLMTask):
             counts,
             task="conversation",
             max_turns=n,
-            recommender=self.describe(self.recommender),
-            simulator=self.describe(self.simulator),
+            recommender=self.describe(self.params.recommender),
+            simulator=self.describe(self.params.simulator),
             hits_by_turn=hits_by_turn,
-            max_history=self.max_history,
-            fields=list(self.fields),
+            max_history=self.params.max_history,
+            fields=list(self.params.fields),
         )
         notes: list[str] = []
         leaks = int(columns["leak_rate"].sum())

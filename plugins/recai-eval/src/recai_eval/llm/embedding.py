@@ -19,32 +19,16 @@ result repeats the candidates' input order) and ``failure_rate`` (the retriever 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
 
-import recai
 from recai.runtime import RunContext
 from recai.types import ItemList, Query, Report
 
 from ..metrics import MISSED
-from .base import (
-    DEFAULT_THRESHOLD,
-    Bootstrap,
-    Case,
-    Cutoffs,
-    DatasetParam,
-    Fields,
-    LLMTask,
-    MaxHistory,
-    Samples,
-    Seed,
-    Session,
-    error_columns,
-    sample_cases,
-    template_param,
-)
+from .base import Case, LLMTask, Session, error_columns, sample_cases
+from .params import EmbeddingRankingParams, EmbeddingRetrievalParams
 from .prompts import EMBEDDING_QUERY, render
 from .ranking import candidate_sets
 from .runner import error_text
@@ -52,52 +36,22 @@ from .scoring import error_flags, mean_and_intervals, ranking_values, target_ran
 
 __all__ = ["EmbeddingRankingEvaluator", "EmbeddingRetrievalEvaluator"]
 
-RetrieverParam = Annotated[
-    recai.Retriever, Field(description="a retriever that takes free-text queries")
-]
-
 
 class _EmbeddingTask(LLMTask):
     task: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()
-    placeholders = {"query_template": frozenset({"history"})}
+    Params = EmbeddingRetrievalParams
+    positional = ("dataset", "retriever")
+    params: EmbeddingRetrievalParams
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        retriever: RetrieverParam,
-        *,
-        samples: Samples = 100,
-        seed: Seed = None,
-        k: Cutoffs = (1, 5, 10),
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        query_template: template_param("history") = None,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        self._setup(
-            dataset=dataset,
-            samples=samples,
-            seed=seed,
-            max_history=max_history,
-            fields=fields,
-            max_tokens=None,
-            temperature=None,
-            grounding="blend",
-            threshold=DEFAULT_THRESHOLD,
-            concurrency=1,
-            batch_size=1,
-            retries=0,
-            cache=False,
-            bootstrap=bootstrap,
-            prompts={"query_template": query_template},
-        )
-        self.retriever = retriever
-        self.k: Sequence[int] = sorted({int(x) for x in k})
-        self.query_template = EMBEDDING_QUERY if query_template is None else query_template
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.k: Sequence[int] = sorted({int(x) for x in p.k})
+        self.query_template = EMBEDDING_QUERY if p.query_template is None else p.query_template
 
     def query(self, s: Session, case: Case) -> Query:
-        history = "; ".join(s.items(case.shown(self.max_history)))
+        history = "; ".join(s.items(case.shown(self.params.max_history)))
         return Query(
             text=render(self.query_template, self.placeholders["query_template"], history=history)
         )
@@ -131,7 +85,7 @@ class _EmbeddingTask(LLMTask):
             flags.append(f)
             s.record(case, items=ids, rank=None if rank == int(MISSED) else rank, flags=f)
         accuracy, intervals = mean_and_intervals(
-            ranking_values(ranks, self.k), self.bootstrap, s.seed
+            ranking_values(ranks, self.k), self.params.bootstrap, s.seed
         )
         failed = np.array([f is None for f in flags], dtype=np.float64)
         errors, _ = mean_and_intervals(
@@ -141,7 +95,7 @@ class _EmbeddingTask(LLMTask):
 
     def _retrieve(self, query: Query, k: int, candidates: ItemList | None) -> Any:
         try:
-            result = self.retriever.retrieve(query, k, candidates=candidates)
+            result = self.params.retriever.retrieve(query, k, candidates=candidates)
             if not isinstance(result, ItemList):
                 raise TypeError(f"retrieve returned {type(result).__name__}, not a recai.ItemList")
             return result.ids.tolist()
@@ -159,16 +113,16 @@ class _EmbeddingTask(LLMTask):
         counts: dict,
         **extra: Any,
     ) -> Report:
-        name = ctx.name_of(self.retriever)
+        name = ctx.name_of(self.params.retriever)
         info = s.info(
             protocol,
             len(cases),
             counts,
             task=self.task,
             k=list(self.k),
-            max_history=self.max_history,
-            fields=list(self.fields),
-            retriever=self.describe(self.retriever),
+            max_history=self.params.max_history,
+            fields=list(self.params.fields),
+            retriever=self.describe(self.params.retriever),
             query_template=self.query_template,
             **extra,
         )
@@ -185,8 +139,8 @@ class EmbeddingRetrievalEvaluator(_EmbeddingTask):
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
-        ctx.fit(self.retriever, s.split)
-        cases, counts = sample_cases(s.data, s.split, self.samples, s.seed)
+        ctx.fit(self.params.retriever, s.split)
+        cases, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
         top = max(self.k)
         results = []
         for case in ctx.progress(cases, desc=f"{s.stage}: retrieval", total=len(cases)):
@@ -195,7 +149,7 @@ class EmbeddingRetrievalEvaluator(_EmbeddingTask):
         row, intervals = self._score(s, cases, results, None)
         protocol = (
             "leave-one-out by time; the last "
-            f"{self.max_history} history items as a text query; the retriever searches the whole "
+            f"{self.params.max_history} history items as a text query; the retriever searches the whole "
             f"catalog for the {top} best items plus as many as the user's distinct history items, "
             "which are then removed; Hit/NDCG/MRR@k of the held-out item"
         )
@@ -208,49 +162,23 @@ class EmbeddingRankingEvaluator(_EmbeddingTask):
     task = "embedding_ranking"
     kinds = ("nonexistent", "duplicate", "out_of_candidates", "copy")
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        retriever: RetrieverParam,
-        *,
-        samples: Samples = 100,
-        seed: Seed = None,
-        n_candidates: Annotated[
-            int, Field(ge=2, le=1000, description="candidates: the held-out item and n-1 negatives")
-        ] = 20,
-        k: Cutoffs = (1, 5, 10),
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        query_template: template_param("history") = None,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        super().__init__(
-            dataset,
-            retriever,
-            samples=samples,
-            seed=seed,
-            k=k,
-            max_history=max_history,
-            fields=fields,
-            query_template=query_template,
-            bootstrap=bootstrap,
-        )
-        self.n_candidates = int(n_candidates)
+    Params = EmbeddingRankingParams
+    params: EmbeddingRankingParams
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
-        ctx.fit(self.retriever, s.split)
-        sampled, counts = sample_cases(s.data, s.split, self.samples, s.seed)
-        cases, orders, dropped = candidate_sets(s, sampled, self.n_candidates)
+        ctx.fit(self.params.retriever, s.split)
+        sampled, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
+        cases, orders, dropped = candidate_sets(s, sampled, self.params.n_candidates)
         results = []
         pairs = list(zip(cases, orders, strict=True))
         for case, order in ctx.progress(pairs, desc=f"{s.stage}: ranking", total=len(pairs)):
             results.append(self._retrieve(self.query(s, case), len(order), ItemList(order)))
         row, intervals = self._score(s, cases, results, orders)
         protocol = (
-            f"leave-one-out by time; the last {self.max_history} history items as a text query; "
-            f"the retriever ranks {self.n_candidates} candidates (the held-out item and "
-            f"{self.n_candidates - 1} uniform negatives the user never interacted with); "
+            f"leave-one-out by time; the last {self.params.max_history} history items as a text query; "
+            f"the retriever ranks {self.params.n_candidates} candidates (the held-out item and "
+            f"{self.params.n_candidates - 1} uniform negatives the user never interacted with); "
             "Hit/NDCG/MRR@k of the held-out item"
         )
         return self._report(
@@ -261,6 +189,6 @@ class EmbeddingRankingEvaluator(_EmbeddingTask):
             intervals,
             protocol,
             counts,
-            n_candidates=self.n_candidates,
+            n_candidates=self.params.n_candidates,
             dropped_users=dropped,
         )

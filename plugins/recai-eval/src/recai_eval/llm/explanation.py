@@ -17,39 +17,17 @@ scores (each sample gives each system two).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 import recai
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import (
-    DEFAULT_THRESHOLD,
-    BatchSize,
-    Bootstrap,
-    Case,
-    Concurrency,
-    DatasetParam,
-    Fields,
-    LLMTask,
-    MaxHistory,
-    MaxTokens,
-    Retries,
-    Samples,
-    Seed,
-    Session,
-    SystemPrompt,
-    Temperature,
-    UseCache,
-    fixed_text,
-    sample_cases,
-    template_param,
-    unique_names,
-)
+from .base import Case, LLMTask, Session, fixed_text, sample_cases, unique_names
 from .lists import snippet
+from .params import ExplanationParams
 from .parsing import parse_scores, parse_verdict
 from .prompts import DEFAULT_SYSTEM, EXPLAIN, JUDGE, JUDGE_SYSTEM, numbered, render
 from .scoring import mean_and_intervals
@@ -57,11 +35,6 @@ from .scoring import mean_and_intervals
 __all__ = ["ExplanationEvaluator", "ASPECTS"]
 
 ASPECTS = ("informativeness", "persuasiveness", "helpfulness")
-
-System = Annotated[
-    recai.LLMBackend | recai.Explainer,
-    Field(description="an LLM backend (given the explanation prompt) or an explainer"),
-]
 
 
 class ExplanationEvaluator(LLMTask):
@@ -71,72 +44,22 @@ class ExplanationEvaluator(LLMTask):
     ``judge_template`` may use ``{history}``, ``{item}``, ``{answer_a}`` and ``{answer_b}``.
     """
 
-    placeholders = {
-        "template": frozenset({"history", "item", "words"}),
-        "system_prompt": frozenset(),
-        "judge_template": frozenset({"history", "item", "answer_a", "answer_b"}),
-        "judge_system_prompt": frozenset(),
-    }
+    Params = ExplanationParams
+    positional = ("dataset", "llm", "baseline", "judge")
+    params: ExplanationParams
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        llm: System,
-        baseline: System,
-        judge: Annotated[recai.LLMBackend, Field(description="the LLM that judges")],
-        *,
-        samples: Samples = 50,
-        seed: Seed = None,
-        words: Annotated[int, Field(ge=5, description="word limit asked of explanations")] = 100,
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        system_prompt: SystemPrompt = None,
-        template: template_param("history", "item", "words") = None,
-        judge_system_prompt: SystemPrompt = None,
-        judge_template: template_param("history", "item", "answer_a", "answer_b") = None,
-        max_tokens: MaxTokens = 300,
-        judge_max_tokens: MaxTokens = 600,
-        temperature: Temperature = 0.0,
-        concurrency: Concurrency = 4,
-        batch_size: BatchSize = 8,
-        retries: Retries = 0,
-        cache: UseCache = True,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        self._setup(
-            dataset=dataset,
-            samples=samples,
-            seed=seed,
-            max_history=max_history,
-            fields=fields,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            grounding="blend",
-            threshold=DEFAULT_THRESHOLD,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            retries=retries,
-            cache=cache,
-            bootstrap=bootstrap,
-            prompts={
-                "template": template,
-                "system_prompt": system_prompt,
-                "judge_template": judge_template,
-                "judge_system_prompt": judge_system_prompt,
-            },
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.system_prompt = fixed_text(
+            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
         )
-        self.llm = llm
-        self.baseline = baseline
-        self.judge = judge
-        self.words = int(words)
-        self.judge_max_tokens = judge_max_tokens
-        self.system_prompt = fixed_text(DEFAULT_SYSTEM if system_prompt is None else system_prompt)
-        self.template = EXPLAIN if template is None else template
+        self.template = EXPLAIN if p.template is None else p.template
         self.judge_system_prompt = fixed_text(
-            JUDGE_SYSTEM if judge_system_prompt is None else judge_system_prompt,
+            JUDGE_SYSTEM if p.judge_system_prompt is None else p.judge_system_prompt,
             "judge_system_prompt",
         )
-        self.judge_template = JUDGE if judge_template is None else judge_template
+        self.judge_template = JUDGE if p.judge_template is None else p.judge_template
 
     def _explain(self, s: Session, system: Any, cases: list[Case], desc: str) -> list:
         if isinstance(system, recai.LLMBackend):
@@ -145,24 +68,26 @@ class ExplanationEvaluator(LLMTask):
                     render(
                         self.template,
                         self.placeholders["template"],
-                        history=numbered(s.items(c.shown(self.max_history))),
+                        history=numbered(s.items(c.shown(self.params.max_history))),
                         item=s.item(c.target),
-                        words=self.words,
+                        words=self.params.words,
                     ),
                     self.system_prompt,
                 )
                 for c in cases
             ]
         else:
-            requests = [([int(i) for i in c.shown(self.max_history)], int(c.target)) for c in cases]
+            requests = [
+                ([int(i) for i in c.shown(self.params.max_history)], int(c.target)) for c in cases
+            ]
         return s.ask(system, requests, desc)
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
-        cases, counts = sample_cases(s.data, s.split, self.samples, s.seed)
-        names = unique_names([ctx.name_of(self.llm), ctx.name_of(self.baseline)])
-        mine = self._explain(s, self.llm, cases, "explanations")
-        theirs = self._explain(s, self.baseline, cases, "baseline explanations")
+        cases, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
+        names = unique_names([ctx.name_of(self.params.llm), ctx.name_of(self.params.baseline)])
+        mine = self._explain(s, self.params.llm, cases, "explanations")
+        theirs = self._explain(s, self.params.baseline, cases, "baseline explanations")
 
         judged: list[tuple[Case, str, str]] = []
         for case, a, b in zip(cases, mine, theirs, strict=True):
@@ -181,7 +106,7 @@ class ExplanationEvaluator(LLMTask):
                 judged.append((case, a.text or "", b.text or ""))
         requests = []
         for case, a, b in judged:
-            history = numbered(s.items(case.shown(self.max_history)))
+            history = numbered(s.items(case.shown(self.params.max_history)))
             for first, second in ((a, b), (b, a)):
                 text = render(
                     self.judge_template,
@@ -192,7 +117,9 @@ class ExplanationEvaluator(LLMTask):
                     answer_b=second,
                 )
                 requests.append(s.messages(text, self.judge_system_prompt))
-        verdicts = s.ask(self.judge, requests, "judge", {"max_tokens": self.judge_max_tokens})
+        verdicts = s.ask(
+            self.params.judge, requests, "judge", {"max_tokens": self.params.judge_max_tokens}
+        )
 
         outcome = {
             "win": np.zeros(len(cases)),
@@ -254,7 +181,7 @@ class ExplanationEvaluator(LLMTask):
             "tie_rate": outcome["tie"],
             "loss_rate": outcome["loss"],
         }
-        rates, intervals = mean_and_intervals(columns, self.bootstrap, s.seed)
+        rates, intervals = mean_and_intervals(columns, self.params.bootstrap, s.seed)
         fail_rate = float(failed.mean()) if len(failed) else 0.0
         metrics: dict[str, dict[str, float]] = {}
         scored: dict[str, int] = {}
@@ -274,7 +201,7 @@ class ExplanationEvaluator(LLMTask):
             metrics[name] = row
         protocol = (
             f"leave-one-out by time; each system explains why the held-out item suits the user "
-            f"(last {self.max_history} history items shown); the judge compares the two "
+            f"(last {self.params.max_history} history items shown); the judge compares the two "
             "explanations in both orders; win = preferred in both orders, loss = the other system "
             "preferred in both, tie otherwise; aspects scored 1-3"
         )
@@ -283,11 +210,14 @@ class ExplanationEvaluator(LLMTask):
             len(cases),
             counts,
             task="explanation",
-            systems={names[0]: self.describe(self.llm), names[1]: self.describe(self.baseline)},
-            judge=self.describe(self.judge),
-            words=self.words,
-            max_history=self.max_history,
-            fields=list(self.fields),
+            systems={
+                names[0]: self.describe(self.params.llm),
+                names[1]: self.describe(self.params.baseline),
+            },
+            judge=self.describe(self.params.judge),
+            words=self.params.words,
+            max_history=self.params.max_history,
+            fields=list(self.params.fields),
             judged_samples=len(judged),
             consistent_verdicts=int(consistent),
             judgements_with_scores=scored,

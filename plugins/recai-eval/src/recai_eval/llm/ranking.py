@@ -11,41 +11,17 @@ outside the candidates, and answers that copy the candidates' input order.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
 
 from recai.data import sample_candidates
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import (
-    DEFAULT_THRESHOLD,
-    BatchSize,
-    Bootstrap,
-    Concurrency,
-    Cutoffs,
-    DatasetParam,
-    Fields,
-    GroundingMethod,
-    LLMParam,
-    LLMTask,
-    MaxHistory,
-    MaxTokens,
-    Retries,
-    Samples,
-    Seed,
-    Session,
-    SystemPrompt,
-    Temperature,
-    Threshold,
-    UseCache,
-    fixed_text,
-    sample_cases,
-    template_param,
-)
+from .base import LLMTask, Session, fixed_text, sample_cases
 from .lists import list_metrics, score_list_answers
+from .params import RankingParams
 from .prompts import DEFAULT_SYSTEM, RANKING, bulleted, numbered, render
 from .scoring import ERROR_KINDS
 
@@ -90,73 +66,31 @@ class LLMRankingEvaluator(LLMTask):
     draw negatives from are left out and counted in ``info["dropped_users"]``.
     """
 
-    placeholders = {
-        "template": frozenset({"history", "candidates", "n"}),
-        "system_prompt": frozenset(),
-    }
+    Params = RankingParams
+    positional = ("dataset", "llm")
+    params: RankingParams
 
-    def __init__(
-        self,
-        dataset: DatasetParam,
-        llm: LLMParam,
-        *,
-        samples: Samples = 100,
-        seed: Seed = None,
-        n_candidates: Annotated[
-            int, Field(ge=2, le=100, description="candidates: the held-out item and n-1 negatives")
-        ] = 20,
-        negatives: Annotated[
-            Literal["uniform", "popularity"], Field(description="how negatives are drawn")
-        ] = "uniform",
-        k: Cutoffs = (1, 5, 10),
-        max_history: MaxHistory = 20,
-        fields: Fields = (),
-        system_prompt: SystemPrompt = None,
-        template: template_param("history", "candidates", "n") = None,
-        max_tokens: MaxTokens = 600,
-        temperature: Temperature = 0.0,
-        grounding: GroundingMethod = "blend",
-        threshold: Threshold = DEFAULT_THRESHOLD,
-        concurrency: Concurrency = 4,
-        batch_size: BatchSize = 8,
-        retries: Retries = 0,
-        cache: UseCache = True,
-        bootstrap: Bootstrap = 1000,
-    ) -> None:
-        self._setup(
-            dataset=dataset,
-            samples=samples,
-            seed=seed,
-            max_history=max_history,
-            fields=fields,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            grounding=grounding,
-            threshold=threshold,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            retries=retries,
-            cache=cache,
-            bootstrap=bootstrap,
-            prompts={"template": template, "system_prompt": system_prompt},
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.k: Sequence[int] = sorted({int(x) for x in p.k})
+        self.system_prompt = fixed_text(
+            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
         )
-        self.llm = llm
-        self.n_candidates = int(n_candidates)
-        self.negatives: Literal["uniform", "popularity"] = negatives
-        self.k: Sequence[int] = sorted({int(x) for x in k})
-        self.system_prompt = fixed_text(DEFAULT_SYSTEM if system_prompt is None else system_prompt)
-        self.template = RANKING if template is None else template
+        self.template = RANKING if p.template is None else p.template
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
-        sampled, counts = sample_cases(s.data, s.split, self.samples, s.seed)
-        cases, orders, dropped = candidate_sets(s, sampled, self.n_candidates, self.negatives)
+        sampled, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
+        cases, orders, dropped = candidate_sets(
+            s, sampled, self.params.n_candidates, self.params.negatives
+        )
         prompts = [
             s.messages(
                 render(
                     self.template,
                     self.placeholders["template"],
-                    history=numbered(s.items(c.shown(self.max_history))),
+                    history=numbered(s.items(c.shown(self.params.max_history))),
                     candidates=bulleted(s.items(order)),
                     n=len(order),
                 ),
@@ -164,14 +98,14 @@ class LLMRankingEvaluator(LLMTask):
             )
             for c, order in zip(cases, orders, strict=True)
         ]
-        answers = s.ask(self.llm, prompts, "ranking")
+        answers = s.ask(self.params.llm, prompts, "ranking")
         scores = score_list_answers(s, cases, answers, orders=orders, candidates=orders)
-        row, intervals = list_metrics(scores, self.k, ERROR_KINDS, self.bootstrap, s.seed)
-        name = ctx.name_of(self.llm)
+        row, intervals = list_metrics(scores, self.k, ERROR_KINDS, self.params.bootstrap, s.seed)
+        name = ctx.name_of(self.params.llm)
         protocol = (
-            f"leave-one-out by time; the LLM ranks {self.n_candidates} candidates (the held-out "
-            f"item and {self.n_candidates - 1} {self.negatives} negatives the user never "
-            f"interacted with) after the last {self.max_history} history items; each mention "
+            f"leave-one-out by time; the LLM ranks {self.params.n_candidates} candidates (the held-out "
+            f"item and {self.params.n_candidates - 1} {self.params.negatives} negatives the user never "
+            f"interacted with) after the last {self.params.max_history} history items; each mention "
             f"grounded in the catalog ({s.matcher.method} >= {s.matcher.threshold}); "
             "Hit/NDCG/MRR@k by the position of the held-out item's first mention"
         )
@@ -181,11 +115,11 @@ class LLMRankingEvaluator(LLMTask):
             counts,
             task="ranking",
             k=list(self.k),
-            n_candidates=self.n_candidates,
+            n_candidates=self.params.n_candidates,
             dropped_users=dropped,
-            max_history=self.max_history,
-            fields=list(self.fields),
-            llm=self.describe(self.llm),
+            max_history=self.params.max_history,
+            fields=list(self.params.fields),
+            llm=self.describe(self.params.llm),
             mentions={"total": scores.mentions, "grounded": scores.grounded},
             error_rates="share of all samples whose answer shows the error; failed samples "
             "count in failure_rate only",
@@ -194,6 +128,6 @@ class LLMRankingEvaluator(LLMTask):
         if dropped:
             notes.append(
                 f"{dropped} sampled users had too few items left to draw "
-                f"{self.n_candidates - 1} negatives and were left out."
+                f"{self.params.n_candidates - 1} negatives and were left out."
             )
         return s.report({name: row}, info, {name: intervals} if intervals else None, notes)

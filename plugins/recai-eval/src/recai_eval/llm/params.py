@@ -1,0 +1,233 @@
+"""The params models of the LLM task evaluators, one inheriting from another.
+
+:class:`LLMTaskParams` holds what every task takes (the dataset, the sampled users, how items are
+shown); :class:`AskingParams` adds how an LLM is asked (tokens, temperature, batching, retries,
+the answer cache); :class:`GroundedParams` adds how answers are matched to catalog titles;
+:class:`PromptParams` adds the one LLM under evaluation and its system prompt. Each task's model
+subclasses the deepest one that fits and adds its own settings (or another default)::
+
+    LLMTaskParams ─┬─ AskingParams ─┬─ GroundedParams ─┬─ PromptParams ─┬─ RetrievalParams
+                   │                │                  │                ├─ RankingParams
+                   │                │                  │                └─ ChoiceParams
+                   │                │                  └─ ConversationParams
+                   │                └─ ExplanationParams
+                   └─ EmbeddingRetrievalParams ── EmbeddingRankingParams
+
+The plugin's entry point hands these models to the component specs, so listing components imports
+this module: it imports only recai and pydantic (prompt checks import :mod:`.prompts` when a
+template is given).
+
+>>> fields = RankingParams.model_fields
+>>> fields["n_candidates"].default, fields["max_tokens"].default, fields["samples"].default
+(20, 600, 100)
+>>> sorted(placeholders_of(RankingParams)["template"])
+['candidates', 'history', 'n']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationInfo
+
+import recai
+
+from .parsing import DEFAULT_THRESHOLD
+
+__all__ = [
+    "LLMTaskParams",
+    "AskingParams",
+    "GroundedParams",
+    "PromptParams",
+    "RetrievalParams",
+    "RankingParams",
+    "ChoiceParams",
+    "ExplanationParams",
+    "ConversationParams",
+    "EmbeddingRetrievalParams",
+    "EmbeddingRankingParams",
+    "Placeholders",
+    "template_param",
+    "placeholders_of",
+    "DEFAULT_THRESHOLD",
+]
+
+
+class Placeholders(frozenset[str]):
+    """Marks a params field as a prompt template and names the placeholders it may use."""
+
+
+def template_param(*names: str) -> Any:
+    """The annotation of a prompt template that may use only the placeholders ``names``; checked
+    when params are validated, so a recipe error names the key."""
+    allowed = Placeholders(names)
+
+    def check(value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        from .prompts import check_template  # numpy comes with it: only when a template is given
+
+        return check_template(value, allowed, info.field_name or "template")
+
+    shown = ", ".join("{" + n + "}" for n in sorted(allowed)) or "no placeholders"
+    return Annotated[
+        str | None,
+        AfterValidator(check),
+        Field(description=f"replaces the default prompt text; may use {shown}"),
+        allowed,
+    ]
+
+
+def placeholders_of(model: type[recai.Params]) -> dict[str, frozenset[str]]:
+    """Field name -> the placeholders it may use, for every template field of ``model``."""
+    out: dict[str, frozenset[str]] = {}
+    for name, field in model.model_fields.items():
+        for meta in field.metadata:
+            if isinstance(meta, Placeholders):
+                out[name] = frozenset(meta)
+    return out
+
+
+# -- one annotation per setting ---------------------------------------------------------------
+SystemPrompt = template_param()
+Cutoffs = Annotated[
+    Sequence[Annotated[int, Field(ge=1)]],
+    Field(min_length=1, description="cut-offs k of Hit/NDCG/MRR@k"),
+]
+MaxTokens = Annotated[int | None, Field(ge=1, description="most tokens an answer may have")]
+Samples = Annotated[int, Field(ge=1, description="users to sample (all eligible users if fewer)")]
+
+
+class LLMTaskParams(recai.Params):
+    """What every LLM task takes: the data, the sampled users and how items are shown."""
+
+    dataset: recai.DatasetSource = Field(description="the dataset to build prompts from")
+    samples: Samples = 100
+    seed: int | None = Field(
+        None, description="seed for sampling users, candidates and orders; default: the run's"
+    )
+    max_history: int = Field(20, ge=1, description="most recent history items shown in prompts")
+    fields: Sequence[str] = Field(
+        (), description="catalog fields shown after each title (e.g. genres)"
+    )
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals; 0: none")
+
+
+class AskingParams(LLMTaskParams):
+    """A task that asks LLMs: generation options and how requests are sent."""
+
+    max_tokens: MaxTokens = 300
+    temperature: float | None = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
+    concurrency: int = Field(
+        4, ge=1, description="requests in flight at once (backends without native batching)"
+    )
+    batch_size: int = Field(8, ge=1, description="requests per chat_batch call (native batching)")
+    retries: int = Field(0, ge=0, description="extra tries of a request that raised")
+    cache: bool = Field(True, description="keep answers in <run>/llm-cache to reuse on reruns")
+
+
+class GroundedParams(AskingParams):
+    """A task that matches titles in answers to catalog items."""
+
+    grounding: Literal["blend", "tfidf"] = Field(
+        "blend", description="title matching: 'tfidf' (RecAI's char 3-gram TF-IDF) or 'blend'"
+    )
+    threshold: float = Field(
+        DEFAULT_THRESHOLD,
+        gt=0,
+        le=1,
+        description="lowest title-match score that names a catalog item",
+    )
+
+
+class PromptParams(GroundedParams):
+    """A task that prompts one LLM under evaluation."""
+
+    llm: recai.LLMBackend = Field(description="the LLM under evaluation")
+    system_prompt: SystemPrompt = None
+
+
+class RetrievalParams(PromptParams):
+    """``llm-retrieval.v1``: the LLM names items from a user's history."""
+
+    n_recommend: int = Field(10, ge=1, description="how many items the LLM names")
+    k: Cutoffs = (1, 5, 10)
+    template: template_param("history", "k") = None
+    max_tokens: MaxTokens = 400
+
+
+class RankingParams(PromptParams):
+    """``llm-ranking.v1``: the LLM ranks the held-out item among sampled negatives."""
+
+    n_candidates: int = Field(
+        20, ge=2, le=100, description="candidates: the held-out item and n-1 negatives"
+    )
+    negatives: Literal["uniform", "popularity"] = Field(
+        "uniform", description="how negatives are drawn"
+    )
+    k: Cutoffs = (1, 5, 10)
+    template: template_param("history", "candidates", "n") = None
+    max_tokens: MaxTokens = 600
+
+
+class ChoiceParams(PromptParams):
+    """``cf-ranking-mc.v1`` and ``seq-ranking-mc.v1``: the LLM picks one of lettered options."""
+
+    n_options: int = Field(10, ge=2, le=26, description="options per question (A, B, ...)")
+    template: template_param("history", "options", "n", "letters") = None
+    max_tokens: MaxTokens = 64
+
+
+_System = recai.LLMBackend | recai.Explainer
+
+
+class ExplanationParams(AskingParams):
+    """``explanation.v1``: a judge LLM compares two systems' explanations."""
+
+    llm: _System = Field(
+        description="the system under evaluation: an LLM backend (given the explanation "
+        "prompt) or an explainer"
+    )
+    baseline: _System = Field(
+        description="the system compared against: an LLM backend or an explainer"
+    )
+    judge: recai.LLMBackend = Field(description="the LLM that judges")
+    samples: Samples = 50
+    words: int = Field(100, ge=5, description="word limit asked of explanations")
+    system_prompt: SystemPrompt = None
+    template: template_param("history", "item", "words") = None
+    judge_system_prompt: SystemPrompt = None
+    judge_template: template_param("history", "item", "answer_a", "answer_b") = None
+    judge_max_tokens: MaxTokens = 600
+
+
+class ConversationParams(GroundedParams):
+    """``conversation.v1``: a user-simulator LLM talks to a conversational recommender."""
+
+    recommender: recai.Agent | recai.LLMBackend = Field(
+        description="the conversational recommender under evaluation"
+    )
+    simulator: recai.LLMBackend = Field(description="the LLM that plays the user")
+    samples: Samples = 50
+    max_turns: int = Field(5, ge=1, le=50, description="turns per dialogue (N)")
+    n_recommend: int = Field(10, ge=1, description="items an LLM recommender is asked to list")
+    simulator_prompt: template_param("history", "target") = None
+    recommender_prompt: template_param("k") = None
+    greeting: SystemPrompt = None
+
+
+class EmbeddingRetrievalParams(LLMTaskParams):
+    """``embedding-retrieval.v1``: a text retriever searches the catalog (no LLM is asked)."""
+
+    retriever: recai.Retriever = Field(description="a retriever that takes free-text queries")
+    k: Cutoffs = (1, 5, 10)
+    query_template: template_param("history") = None
+
+
+class EmbeddingRankingParams(EmbeddingRetrievalParams):
+    """``embedding-ranking.v1``: a text retriever ranks sampled candidates."""
+
+    n_candidates: int = Field(
+        20, ge=2, le=1000, description="candidates: the held-out item and n-1 negatives"
+    )
