@@ -24,27 +24,22 @@ The retriever needs the catalog: from ``fit(split)`` (what evaluators call), or 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
+import recai
 from recai.data import Dataset, Interactions, Split
 from recai.errors import DataError, RecaiError
 from recai.roles import DatasetSource, Retriever
-from recai.secrets import (
-    BaseURL,
-    EnvName,
-    ModelName,
-    check_base_url,
-    check_env_name,
-    check_not_a_key,
-)
+from recai.secrets import BaseURL, EnvName, ModelName
 from recai.types import ItemList, Query
 
 from .cache import EmbeddingCache
@@ -52,44 +47,222 @@ from .encoder import Encoder, Pooling
 from .index import IndexConfig, VectorIndex
 from .itemtext import DEFAULT_TEMPLATE, ItemTextTemplate, texts_key
 
-__all__ = ["EmbeddingRetriever", "OpenAIEmbeddingRetriever"]
+__all__ = [
+    "EmbeddingRetriever",
+    "OpenAIEmbeddingRetriever",
+    "RetrieverParams",
+    "LocalEncoderParams",
+    "TextParams",
+    "EmbeddingParams",
+    "OpenAIEmbeddingParams",
+    "params_from_call",
+]
 
 HistoryQuery = Literal["text", "mean"]
 Count = Annotated[int, Field(ge=1)]
+P = TypeVar("P", bound=recai.Params)
+
+
+# -- params ----------------------------------------------------------------------------------------
+# RetrieverParams ─┬─ LocalEncoderParams ─┬─────────────── TunedEmbeddingParams (tuned.py)
+#                  │                      └─┐
+#                  └─ TextParams ───────────┴─ EmbeddingParams
+#                                 └─────────── OpenAIEmbeddingParams
+class RetrieverParams(recai.Params):
+    """What every embedding retriever takes: its catalog, history queries, index and cache."""
+
+    dataset: DatasetSource | None = Field(
+        None,
+        description="the dataset whose catalog is searched when the retriever is used without "
+        "fit(split)",
+    )
+    max_history: Annotated[
+        int, Field(ge=1, description="most recent items of a history that make its query")
+    ] = 20
+    index: IndexConfig | None = Field(
+        None, description="the faiss index to build (default: flat, exact search)"
+    )
+    cache: bool = Field(True, description="keep item vectors and indexes in the embedding cache")
+    cache_dir: str | None = Field(
+        None,
+        description="the embedding cache folder (default: $RECAI_EMB_CACHE, else "
+        "$XDG_CACHE_HOME/recai/embeddings)",
+    )
+
+
+class LocalEncoderParams(RetrieverParams):
+    """A retriever whose transformers encoder runs on this machine."""
+
+    batch_size: Annotated[int, Field(ge=1, description="texts per encoder batch")] = 64
+    threads: Annotated[
+        int | None, Field(ge=1, description="torch threads while encoding (default: torch's)")
+    ] = None
+    runtime: Literal["torch", "onnx"] = Field(
+        "torch",
+        description="'onnx': the encoder exported once into the cache and run with ONNX Runtime "
+        "(faster for single queries on CPU; the onnx extra)",
+    )
+
+
+class TextParams(RetrieverParams):
+    """How items and queries are written as text, and how candidate pools are scored (fixed in
+    ``embedding.tuned.v1``, whose fine-tuning uses the defaults)."""
+
+    query_prefix: str = Field("", description="text put before every query")
+    passage_prefix: str = Field("", description="text put before every item text")
+    template: str = Field(
+        DEFAULT_TEMPLATE,
+        description="item text from catalog fields: {field} placeholders, optional parts in "
+        "[brackets] (recai_emb.itemtext)",
+    )
+    max_field_chars: Annotated[
+        int, Field(ge=1, description="characters kept of one field's value (cut on a word)")
+    ] = 400
+    history_query: HistoryQuery = Field(
+        "text",
+        description="a history as a query: 'text' (its titles, encoded as a query) or 'mean' "
+        "(the normalised mean of its items' vectors)",
+    )
+    history_template: str = Field(
+        "{history}",
+        description="query text of a history; {history} is its titles, oldest first, joined "
+        "by '; '",
+    )
+    exact_pool: Annotated[
+        int,
+        Field(ge=0, description="candidate pools up to this size are scored exactly, not searched"),
+    ] = 4096
+
+    @field_validator("history_template")
+    @classmethod
+    def _has_history(cls, value: str) -> str:
+        if "{history}" not in value:
+            raise ValueError("history_template must contain {history}")
+        return value
+
+
+class EmbeddingParams(LocalEncoderParams, TextParams):
+    """``embedding.v1``: a local transformers encoder (all-MiniLM-L6-v2 from its wheel by default)."""
+
+    model: str = Field(
+        "minilm", description="'minilm' (the embedded all-MiniLM-L6-v2) or a transformers folder"
+    )
+    pooling: Pooling = Field(
+        "auto",
+        description="'auto' (the folder's sentence-transformers pooling, else mean), 'mean', "
+        "'cls' or 'last'",
+    )
+    normalize: bool = Field(True, description="unit-length vectors (cosine similarity)")
+    max_length: Annotated[
+        int | None, Field(ge=8, description="most tokens per text (default: the model's)")
+    ] = None
+    query_keep: Literal["start", "end"] = Field(
+        "end",
+        description="which part of a query longer than max_length is kept: 'end' keeps the most "
+        "recent history items and the request (and the prefix)",
+    )
+
+
+class OpenAIEmbeddingParams(TextParams):
+    """``embedding.openai.v1``: vectors from an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+
+    model: ModelName = Field(description="the embedding model or deployment name")
+    base_url: BaseURL = Field(
+        None, description="the server's base URL (default: $OPENAI_BASE_URL, else OpenAI's)"
+    )
+    api_key_env: EnvName = Field(
+        "OPENAI_API_KEY",
+        description="the NAME of the environment variable holding the key (keys are never params)",
+    )
+    dimensions: Annotated[
+        int | None, Field(ge=1, description="shorter vectors, for models that offer them")
+    ] = None
+    batch_size: Annotated[int, Field(ge=1, description="texts per request")] = 256
+    timeout: Annotated[float, Field(gt=0, description="seconds per request")] = 60.0
+    max_retries: Annotated[int, Field(ge=0, description="retries of a failed request")] = 4
+
+
+def params_from_call(
+    label: str,
+    model: type[P],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    positional: Sequence[str] = (),
+) -> P:
+    """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
+    for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
+    as ``recai.create`` does (every problem, "did you mean" for a misspelt key) or
+    ``TypeError`` (misused positions).
+
+    >>> params_from_call("R", EmbeddingParams, (), {"max_history": 5}).max_history
+    5
+    """
+    if len(args) == 1 and not kwargs and isinstance(args[0], model):
+        return args[0]
+    if len(args) > len(positional):
+        takes = ", ".join(positional) or "nothing"
+        raise TypeError(
+            f"{label}() takes {len(positional)} positional argument(s) ({takes}) but "
+            f"{len(args)} were given; pass the others by keyword"
+        )
+    given = dict(zip(positional, args, strict=False))
+    twice = sorted(given.keys() & kwargs.keys())
+    if twice:
+        raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
+    spec = recai.ComponentSpec(name=label, factory=model, summary=label, params=model)
+    return spec.validate_params({**given, **kwargs})  # type: ignore[return-value]
+
+
+def _signature_of(model: type[recai.Params], positional: Sequence[str]) -> Any:
+    """The call signature a retriever class shows (``help()``, editors): the fields in
+    ``positional`` first, then the others as keyword-only, with defaults."""
+    fields = model.model_fields
+
+    def param(name: str, kind: Any) -> inspect.Parameter:
+        f = fields[name]
+        default = inspect.Parameter.empty if f.is_required() else f.default
+        return inspect.Parameter(name, kind, default=default, annotation=f.annotation)
+
+    first = [param(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
+    rest = [param(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in positional]
+    return inspect.Signature([*first, *rest])
 
 
 class _Base(Retriever):
-    """What both retrievers share: item texts, cached vectors, the index and query handling."""
+    """What the retrievers share: item texts, cached vectors, the index and query handling.
+
+    Built from keywords checked against ``Params`` (the fields in ``positional`` also by
+    position), or from a ready params model; the validated params are ``self.params`` and their
+    fields are also attributes (``self.max_history``...).
+    """
 
     label = "embedding"
+    Params: ClassVar[type[RetrieverParams]] = RetrieverParams
+    positional: ClassVar[tuple[str, ...]] = ()
+    params: RetrieverParams
 
-    def _common(
-        self,
-        *,
-        dataset: DatasetSource | None,
-        template: str,
-        max_field_chars: int,
-        history_query: HistoryQuery,
-        history_template: str,
-        max_history: int,
-        index: IndexConfig | None,
-        cache: bool,
-        cache_dir: str | None,
-        exact_pool: int,
-    ) -> None:
-        self.dataset = dataset
-        self.template = template
-        self.max_field_chars = int(max_field_chars)
-        self.history_query = history_query
-        self.history_template = history_template
-        self.max_history = int(max_history)
-        self.index = index or IndexConfig()
-        self.cache = bool(cache)
-        self.cache_dir = cache_dir
-        self.exact_pool = int(exact_pool)
-        if "{history}" not in history_template:
-            raise RecaiError(f"{self.label}: history_template must contain {{history}}")
-        self._template = ItemTextTemplate(template, max_field_chars=self.max_field_chars)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = _signature_of(cls.Params, cls.positional)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        p = params_from_call(type(self).__name__, self.Params, args, kwargs, self.positional)
+        self.params = p
+        self.dataset = p.dataset
+        self.max_history = p.max_history
+        self.index = p.index or IndexConfig()
+        self.cache = p.cache
+        self.cache_dir = p.cache_dir
+        # a retriever without text settings (embedding.tuned.v1) writes texts the default way
+        t = p if isinstance(p, TextParams) else TextParams()
+        self.template = t.template
+        self.max_field_chars = t.max_field_chars
+        self.history_query: HistoryQuery = t.history_query
+        self.history_template = t.history_template
+        self.exact_pool = t.exact_pool
+        self.query_prefix = t.query_prefix
+        self.passage_prefix = t.passage_prefix
+        self._template = ItemTextTemplate(self.template, max_field_chars=self.max_field_chars)
         self._encoder: Encoder | None = None
         self._data: Dataset | None = None
         self._train: Interactions | None = None
@@ -324,17 +497,9 @@ class _Base(Retriever):
 class EmbeddingRetriever(_Base):
     """Text-embedding retrieval with a local transformers encoder (``embedding.v1``).
 
-    Params: ``model`` (the embedded all-MiniLM-L6-v2 by default, or a transformers folder),
-    ``pooling``, ``normalize``, ``query_prefix``/``passage_prefix``, ``max_length``,
-    ``query_keep`` (``"end"``: a query longer than ``max_length`` keeps its end — the most
-    recent history items and the request — and its prefix; ``"start"``: truncated as
-    transformers does), ``batch_size``, ``threads`` (torch threads while encoding; default: torch's);
-    ``runtime`` (``"torch"``, or ``"onnx"``: the encoder exported once into the cache and run
-    with ONNX Runtime, about 2.6x faster for a single query on two CPU cores; the ``onnx`` extra);
-    ``template`` and ``max_field_chars`` (item text); ``history_query``,
-    ``history_template``, ``max_history`` (history queries); ``index`` (an
-    :class:`~recai_emb.index.IndexConfig`); ``cache``/``cache_dir`` (the embedding cache);
-    ``exact_pool`` (candidate pools up to this size are scored exactly).
+    Params: :class:`EmbeddingParams` (``model``, the embedded all-MiniLM-L6-v2 by default, or a
+    transformers folder; ``runtime="onnx"`` runs the encoder with ONNX Runtime, about 2.6x faster
+    for a single query on two CPU cores), by keyword or as a ready model.
 
     >>> from recai.data import synthetic_dataset
     >>> from recai.roles import DatasetSource
@@ -344,52 +509,23 @@ class EmbeddingRetriever(_Base):
     """
 
     label = "embedding.v1"
+    Params: ClassVar[type[LocalEncoderParams]] = EmbeddingParams
+    positional = ("dataset", "model")
+    params: LocalEncoderParams
 
-    def __init__(
-        self,
-        dataset: DatasetSource | None = None,
-        model: str = "minilm",
-        pooling: Pooling = "auto",
-        normalize: bool = True,
-        query_prefix: str = "",
-        passage_prefix: str = "",
-        max_length: Annotated[int | None, Field(ge=8)] = None,
-        query_keep: Literal["start", "end"] = "end",
-        batch_size: Count = 64,
-        threads: Annotated[int | None, Field(ge=1)] = None,
-        runtime: Literal["torch", "onnx"] = "torch",
-        template: str = DEFAULT_TEMPLATE,
-        max_field_chars: Count = 400,
-        history_query: HistoryQuery = "text",
-        history_template: str = "{history}",
-        max_history: Count = 20,
-        index: IndexConfig | None = None,
-        cache: bool = True,
-        cache_dir: str | None = None,
-        exact_pool: Annotated[int, Field(ge=0)] = 4096,
-    ) -> None:
-        self.model = model
-        self.pooling = pooling
-        self.normalize = normalize
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-        self.max_length = max_length
-        self.query_keep = query_keep
-        self.batch_size = int(batch_size)
-        self.threads = threads
-        self.runtime = runtime
-        self._common(
-            dataset=dataset,
-            template=template,
-            max_field_chars=max_field_chars,
-            history_query=history_query,
-            history_template=history_template,
-            max_history=max_history,
-            index=index,
-            cache=cache,
-            cache_dir=cache_dir,
-            exact_pool=exact_pool,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.batch_size = p.batch_size
+        self.threads = p.threads
+        self.runtime = p.runtime
+        # a subclass without encoder settings (embedding.tuned.v1) uses the defaults
+        e = p if isinstance(p, EmbeddingParams) else EmbeddingParams()
+        self.model = e.model
+        self.pooling = e.pooling
+        self.normalize = e.normalize
+        self.max_length = e.max_length
+        self.query_keep = e.query_keep
 
     def _make_encoder(self) -> Encoder:
         from .cache import cache_root
@@ -418,57 +554,25 @@ class OpenAIEmbeddingRetriever(_Base):
     """Text-embedding retrieval through any OpenAI-compatible ``/v1/embeddings`` endpoint
     (``embedding.openai.v1``).
 
-    Encoder params: ``model``, ``base_url`` (default ``$OPENAI_BASE_URL``, else OpenAI's),
-    ``api_key_env`` (the *name* of the environment variable holding the key; keys are never
-    params), ``dimensions`` (for models that can shorten their vectors), ``batch_size`` (texts
-    per request), ``timeout``, ``max_retries``, prefixes. The rest as for ``embedding.v1``.
+    Params: :class:`OpenAIEmbeddingParams` (``model``, ``base_url``, ``api_key_env``: the *name*
+    of the environment variable holding the key; keys are never params).
     """
 
     label = "embedding.openai.v1"
+    Params = OpenAIEmbeddingParams
+    positional = ("model", "dataset")
+    params: OpenAIEmbeddingParams
 
-    def __init__(
-        self,
-        model: ModelName,
-        dataset: DatasetSource | None = None,
-        base_url: BaseURL = None,
-        api_key_env: EnvName = "OPENAI_API_KEY",
-        dimensions: Annotated[int | None, Field(ge=1)] = None,
-        batch_size: Count = 256,
-        timeout: Annotated[float, Field(gt=0)] = 60.0,
-        max_retries: Annotated[int, Field(ge=0)] = 4,
-        query_prefix: str = "",
-        passage_prefix: str = "",
-        template: str = DEFAULT_TEMPLATE,
-        max_field_chars: Count = 400,
-        history_query: HistoryQuery = "text",
-        history_template: str = "{history}",
-        max_history: Count = 20,
-        index: IndexConfig | None = None,
-        cache: bool = True,
-        cache_dir: str | None = None,
-        exact_pool: Annotated[int, Field(ge=0)] = 4096,
-    ) -> None:
-        self.model = check_not_a_key(model)
-        self.base_url = check_base_url(base_url)
-        self.api_key_env = check_env_name(api_key_env)
-        self.dimensions = dimensions
-        self.batch_size = int(batch_size)
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
-        self._common(
-            dataset=dataset,
-            template=template,
-            max_field_chars=max_field_chars,
-            history_query=history_query,
-            history_template=history_template,
-            max_history=max_history,
-            index=index,
-            cache=cache,
-            cache_dir=cache_dir,
-            exact_pool=exact_pool,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.model = p.model
+        self.base_url = p.base_url
+        self.api_key_env = p.api_key_env
+        self.dimensions = p.dimensions
+        self.batch_size = p.batch_size
+        self.timeout = p.timeout
+        self.max_retries = p.max_retries
 
     def _make_encoder(self) -> Encoder:
         from .openai_encoder import OpenAIEncoder

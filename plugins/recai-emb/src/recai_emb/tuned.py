@@ -21,22 +21,71 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from recai.data import Split
 from recai.errors import RecaiError
-from recai.roles import DatasetSource
 
 from .cache import cache_root
 from .encoder import Encoder
-from .index import IndexConfig
-from .retriever import Count, EmbeddingRetriever
+from .retriever import EmbeddingRetriever, LocalEncoderParams
 from .taskdata import TaskData
 from .tasks import RULE_TASKS, generate, task_class, write_examples
 
-__all__ = ["TunedEmbeddingRetriever"]
+__all__ = ["TunedEmbeddingRetriever", "TunedEmbeddingParams"]
+
+
+class TunedEmbeddingParams(LocalEncoderParams):
+    """``embedding.tuned.v1``: ``embedding.v1``'s catalog, index, cache and encoder runtime
+    settings, plus how the encoder is fine-tuned. Item and query texts are written the default
+    way (the fine-tuning examples are)."""
+
+    base: str = Field(
+        "minilm", description="the encoder to fine-tune: 'minilm' or a transformers folder"
+    )
+    tasks: list[str] = Field(
+        list(RULE_TASKS), description="RecLM-emb tasks to make training examples from"
+    )
+    examples_per_task: Annotated[int, Field(ge=1, description="training examples per task")] = 500
+    negatives: Annotated[
+        int, Field(ge=0, le=16, description="hard negatives per training example")
+    ] = 1
+    steps: Annotated[int, Field(ge=1, description="optimiser steps")] = 60
+    train_batch_size: Annotated[int, Field(ge=2, description="examples per training batch")] = 32
+    accumulation: Annotated[int, Field(ge=1, description="batches per optimiser step")] = 1
+    lr: Annotated[float, Field(gt=0, description="learning rate")] = 1e-4
+    temperature: Annotated[
+        float, Field(gt=0, le=1, description="temperature of the contrastive (InfoNCE) loss")
+    ] = 0.05
+    train_max_length: Annotated[
+        int, Field(ge=8, description="most query tokens while training")
+    ] = 64
+    seed: int = Field(0, description="seed of example generation and training")
+    item_holdout: Annotated[
+        float,
+        Field(ge=0, lt=1, description="share of items whose texts no training example shows"),
+    ] = 0.2
+    holdout_seed: int = Field(0, description="seed of the item hold-out")
+    out_dir: str | None = Field(
+        None,
+        description="the fine-tuning run folder (default: under the embedding cache, keyed by "
+        "the settings and the split)",
+    )
+    max_history: Annotated[
+        int, Field(ge=1, description="most recent items of a history that make its query")
+    ] = 10
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        for name in value:
+            try:
+                task_class(name)
+            except RecaiError as e:
+                raise ValueError(str(e)) from None
+        return value
 
 
 class TunedEmbeddingRetriever(EmbeddingRetriever):
@@ -47,59 +96,27 @@ class TunedEmbeddingRetriever(EmbeddingRetriever):
     """
 
     label = "embedding.tuned.v1"
+    Params = TunedEmbeddingParams
+    positional = ("dataset", "base")
+    params: TunedEmbeddingParams
 
-    def __init__(
-        self,
-        dataset: DatasetSource | None = None,
-        base: str = "minilm",
-        tasks: list[str] = list(RULE_TASKS),  # noqa: B006 - copied below
-        examples_per_task: Annotated[int, Field(ge=1)] = 500,
-        negatives: Annotated[int, Field(ge=0, le=16)] = 1,
-        steps: Annotated[int, Field(ge=1)] = 60,
-        train_batch_size: Annotated[int, Field(ge=2)] = 32,
-        accumulation: Annotated[int, Field(ge=1)] = 1,
-        lr: Annotated[float, Field(gt=0)] = 1e-4,
-        temperature: Annotated[float, Field(gt=0, le=1)] = 0.05,
-        train_max_length: Annotated[int, Field(ge=8)] = 64,
-        seed: int = 0,
-        item_holdout: Annotated[float, Field(ge=0, lt=1)] = 0.2,
-        holdout_seed: int = 0,
-        out_dir: str | None = None,
-        max_history: Count = 10,
-        batch_size: Count = 64,
-        threads: Annotated[int | None, Field(ge=1)] = None,
-        runtime: Literal["torch", "onnx"] = "torch",
-        index: IndexConfig | None = None,
-        cache: bool = True,
-        cache_dir: str | None = None,
-    ) -> None:
-        for t in tasks:
-            task_class(t)
-        super().__init__(
-            dataset=dataset,
-            model=base,
-            batch_size=batch_size,
-            threads=threads,
-            runtime=runtime,
-            max_history=max_history,
-            index=index,
-            cache=cache,
-            cache_dir=cache_dir,
-        )
-        self.base = base
-        self.tasks = list(tasks)
-        self.examples_per_task = int(examples_per_task)
-        self.negatives = int(negatives)
-        self.steps = int(steps)
-        self.train_batch_size = int(train_batch_size)
-        self.accumulation = int(accumulation)
-        self.lr = float(lr)
-        self.temperature = float(temperature)
-        self.train_max_length = int(train_max_length)
-        self.seed = int(seed)
-        self.item_holdout = float(item_holdout)
-        self.holdout_seed = int(holdout_seed)
-        self.out_dir = out_dir
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        self.model = self.base = p.base
+        self.tasks = list(p.tasks)
+        self.examples_per_task = p.examples_per_task
+        self.negatives = p.negatives
+        self.steps = p.steps
+        self.train_batch_size = p.train_batch_size
+        self.accumulation = p.accumulation
+        self.lr = p.lr
+        self.temperature = p.temperature
+        self.train_max_length = p.train_max_length
+        self.seed = p.seed
+        self.item_holdout = p.item_holdout
+        self.holdout_seed = p.holdout_seed
+        self.out_dir = p.out_dir
         self._tuned: Path | None = None
         self._heldout: str | None = None
         self._train_facts: dict[str, Any] = {}
