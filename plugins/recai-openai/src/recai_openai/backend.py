@@ -1,8 +1,9 @@
 """The LLM backends: ``openai.v1`` (any OpenAI-compatible server) and ``azure-openai.v1``.
 
 Both send chat requests through the official ``openai`` client with its own retries switched
-off; this module retries instead (:mod:`recai_openai.retry`), so that the policy is one place,
-honours ``Retry-After``, and is tested. Around each request:
+off; this module retries instead (:mod:`recai_openai.retry` says why, with the measurements), so
+that waits are configurable, ``Retry-After`` is capped by ``max_retry_after`` and errors count
+the attempts. Around each request:
 
 1. the response cache is asked first (:mod:`recai_openai.cache`; a hit sends nothing);
 2. a semaphore bounds the requests in flight to ``max_concurrency`` (shared by every thread
@@ -36,39 +37,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import urlsplit
 
 import openai
-from pydantic import Field
 
 from recai.errors import ParamsError, Problem, RecaiError
 from recai.roles import LLMBackend
-from recai.secrets import (
-    BaseURL,
-    EnvName,
-    ModelName,
-    Redactor,
-    check_base_url,
-    check_env_name,
-    check_not_a_key,
-    read_key,
-)
+from recai.secrets import Redactor, check_base_url, read_key
+from recai.specs import ComponentSpec
 from recai.types import Completion, Message, Report, Usage
 
-from .accounting import ModelPrice, UsageMeter
+from .accounting import UsageMeter
 from .cache import ResponseCache, request_key
 from .errors import LLMOutputError, LLMRequestError, LLMStreamError
 from .jsonout import instruction, parse_and_check, repair_request, response_format
+from .params import AzureOpenAIParams, ClientParams, OpenAIParams
 from .retry import RetryPolicy, retry_after_seconds
 
 __all__ = ["OpenAIBackend", "AzureOpenAIBackend", "render_prompt"]
 
 log = logging.getLogger("recai_openai")
 T = TypeVar("T")
-
-Seconds = Annotated[float, Field(gt=0)]
-JsonMode = Literal["auto", "schema", "object", "prompt"]
 
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _NO_KEY = "EMPTY"  # what vLLM's docs send to servers without keys; the client needs a value
@@ -102,90 +92,45 @@ def render_prompt(messages: Sequence[Message]) -> str:
 class OpenAIBackend(LLMBackend):
     """A chat model behind an OpenAI-compatible server.
 
-    Params: ``model``; ``base_url`` (default: environment variable ``OPENAI_BASE_URL``, else
-    OpenAI's); ``api_key_env``, the *name* of the environment variable holding the key (keys are
-    never params; servers on other hosts than OpenAI's may need none); ``timeout`` (seconds per
-    request, and between streamed chunks) and ``connect_timeout``; ``max_retries`` with
-    ``backoff_base``/``backoff_max`` seconds and ``max_retry_after`` (longest ``Retry-After``
-    honoured); ``max_concurrency`` (requests in flight); ``prices`` (US dollars per million
-    input/output tokens, by model); ``cache`` (a SQLite file of answers keyed by the full
-    request; None: no cache); ``json_mode``, ``json_strict`` and ``json_repairs`` (see
-    :mod:`recai_openai.jsonout`); ``max_tokens_field`` (newer OpenAI models take
-    ``max_completion_tokens``); ``stream_usage`` (ask streams for a usage chunk).
+    Takes the settings of :class:`~recai_openai.params.OpenAIParams` as keyword arguments (they
+    are validated by that model, whether the backend is built from a recipe or directly):
+    ``model``, ``base_url`` (default: environment variable ``OPENAI_BASE_URL``, else OpenAI's),
+    ``api_key_env`` (the *name* of the variable holding the key; keys are never params), and
+    the shared :class:`~recai_openai.params.ClientParams`: timeouts, retries, concurrency,
+    prices, cache and JSON answers.
     """
 
     capabilities = frozenset({"stream", "json_schema", "logprobs"})
     #: The registered name, used in messages.
     label = "openai.v1"
+    #: The params model that validates the constructor's keyword arguments.
+    params_model: ClassVar[type[ClientParams]] = OpenAIParams
 
-    def __init__(
-        self,
-        model: ModelName,
-        base_url: BaseURL = None,
-        api_key_env: EnvName = "OPENAI_API_KEY",
-        timeout: Seconds = 60.0,
-        connect_timeout: Seconds = 10.0,
-        max_retries: Annotated[int, Field(ge=0)] = 4,
-        backoff_base: Annotated[float, Field(ge=0)] = 0.5,
-        backoff_max: Annotated[float, Field(ge=0)] = 30.0,
-        max_retry_after: Annotated[float, Field(ge=0)] = 120.0,
-        max_concurrency: Annotated[int, Field(ge=1)] = 8,
-        prices: dict[str, ModelPrice] | None = None,
-        cache: str | None = None,
-        json_mode: JsonMode = "auto",
-        json_strict: bool = False,
-        json_repairs: Annotated[int, Field(ge=0)] = 2,
-        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
-        stream_usage: bool = True,
-    ):
-        self._check(model=model, api_key_env=api_key_env)
-        resolved = base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
-        self._check_url(resolved, "base_url" if base_url else "OPENAI_BASE_URL")
-        self.model = model
+    def __init__(self, **params: Any):
+        p = cast(OpenAIParams, self._validated(params))
+        resolved = p.base_url or os.environ.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL
+        self._check_url(resolved, "base_url" if p.base_url else "OPENAI_BASE_URL")
+        self.model = p.model
         self.base_url = resolved.rstrip("/")
-        self.api_key_env = api_key_env
-        self._setup(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_after=max_retry_after,
-            max_concurrency=max_concurrency,
-            prices=prices,
-            cache=cache,
-            json_mode=json_mode,
-            json_strict=json_strict,
-            json_repairs=json_repairs,
-            max_tokens_field=max_tokens_field,
-            stream_usage=stream_usage,
-        )
+        self.api_key_env = p.api_key_env
+        self._setup(p)
         key = self._key(required=urlsplit(self.base_url).hostname in ("api.openai.com",))
         self._server = self.base_url
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=key,
-            timeout=openai.Timeout(timeout, connect=connect_timeout),
-            max_retries=0,
+            timeout=openai.Timeout(p.timeout, connect=p.connect_timeout),
+            max_retries=0,  # retried by _send: see recai_openai.retry for why
             http_client=_http_client(),
         )
         self._redactor = Redactor([key])
 
     # -- set-up ------------------------------------------------------------------------------------
-    def _check(self, **values: str) -> None:
-        checks = {
-            "model": check_not_a_key,
-            "deployment": check_not_a_key,
-            "api_key_env": check_env_name,
-        }
-        problems = []
-        for name, value in values.items():
-            try:
-                checks[name](value)
-            except ValueError as e:
-                problems.append(Problem(name, str(e)))
-        if problems:
-            raise ParamsError(self.label, problems)
+    def _validated(self, params: dict[str, Any]) -> ClientParams:
+        """``params`` checked by :attr:`params_model` (a recipe's were checked already; this
+        catches direct construction). Raises :class:`recai.ParamsError` listing every problem."""
+        spec = ComponentSpec(self.label, type(self), self.label, params=self.params_model)
+        return cast(ClientParams, spec.validate_params(params))  # the kernel's messages
 
     def _check_url(self, url: str, where: str) -> None:
         try:
@@ -193,28 +138,26 @@ class OpenAIBackend(LLMBackend):
         except ValueError as e:
             raise ParamsError(self.label, [Problem(where, str(e))]) from None
 
-    def _setup(self, **p: Any) -> None:
-        self.timeout = float(p["timeout"])
-        self.connect_timeout = float(p["connect_timeout"])
-        self.max_retries = int(p["max_retries"])
-        self.max_concurrency = int(p["max_concurrency"])
-        self.cache = p["cache"]
-        self.json_mode = p["json_mode"]
-        self.json_strict = bool(p["json_strict"])
-        self.json_repairs = int(p["json_repairs"])
-        self.max_tokens_field = p["max_tokens_field"]
-        self.stream_usage = bool(p["stream_usage"])
+    def _setup(self, p: ClientParams) -> None:
+        """The settings shared by every backend of this package."""
+        self.params = p
+        self.timeout = p.timeout
+        self.connect_timeout = p.connect_timeout
+        self.max_retries = p.max_retries
+        self.max_concurrency = p.max_concurrency
+        self.cache = p.cache
+        self.json_mode = p.json_mode
+        self.json_strict = p.json_strict
+        self.json_repairs = p.json_repairs
+        self.max_tokens_field = p.max_tokens_field
+        self.stream_usage = p.stream_usage
         self._policy = RetryPolicy(
-            max_retries=self.max_retries,
-            backoff_base=float(p["backoff_base"]),
-            backoff_max=float(p["backoff_max"]),
-            max_retry_after=float(p["max_retry_after"]),
+            max_retries=p.max_retries,
+            backoff_base=p.backoff_base,
+            backoff_max=p.backoff_max,
+            max_retry_after=p.max_retry_after,
         )
-        prices = {
-            k: v if isinstance(v, ModelPrice) else ModelPrice.model_validate(v)
-            for k, v in (p["prices"] or {}).items()
-        }
-        self._meter = UsageMeter(prices)
+        self._meter = UsageMeter(dict(p.prices or {}))
         self._cache = ResponseCache(self.cache) if self.cache else None
         self._gate = threading.BoundedSemaphore(self.max_concurrency)
         self._pool: ThreadPoolExecutor | None = None
@@ -297,9 +240,11 @@ class OpenAIBackend(LLMBackend):
             except openai.APIStatusError as e:
                 status = e.status_code
                 reason = self._reason(e)
-                if not self._policy.retryable_status(status) or attempt > self._policy.max_retries:
-                    raise self._status_error(what, status, reason, attempt) from None
-                retry_after = retry_after_seconds(e.response.headers)
+                headers = e.response.headers
+                retryable = self._policy.retryable(status, headers)
+                if not retryable or attempt > self._policy.max_retries:
+                    raise self._status_error(what, status, reason, attempt, retryable) from None
+                retry_after = retry_after_seconds(headers)
                 if retry_after is not None and retry_after > self._policy.max_retry_after:
                     raise LLMRequestError(
                         f"{self.label}: {what}: HTTP {status}: the server asks to wait "
@@ -378,16 +323,21 @@ class OpenAIBackend(LLMBackend):
                 message = str(e)
         return self._redactor.redact(str(message))
 
-    def _status_error(self, what: str, status: int, reason: str, attempts: int) -> LLMRequestError:
+    def _status_error(
+        self, what: str, status: int, reason: str, attempts: int, retryable: bool
+    ) -> LLMRequestError:
         hints = {
             401: f" Check the key in the environment variable {self.api_key_env}.",
             403: " The key is not allowed to use this model or endpoint.",
             404: f" Check model = {self.model!r} and the server address {self.base_url}.",
             429: " Rate limited: lower max_concurrency, or raise max_retries / backoff_max.",
         }
-        tried = f"gave up after {attempts} attempt(s)" if attempts > 1 else "not retried"
-        if attempts == 1 and self._policy.retryable_status(status):
-            tried = "max_retries = 0"
+        if attempts > 1:
+            tried = f"gave up after {attempts} attempt(s)"
+        else:
+            tried = "max_retries = 0" if retryable else "not retried"
+        if retryable != self._policy.retryable_status(status):
+            tried += f"; the server sent x-should-retry: {str(retryable).lower()}"
         return LLMRequestError(
             f"{self.label}: {what}: HTTP {status}: {reason} ({tried}).{hints.get(status, '')}",
             status=status,
@@ -779,41 +729,20 @@ class OpenAIBackend(LLMBackend):
 class AzureOpenAIBackend(OpenAIBackend):
     """A chat model deployed on Azure OpenAI.
 
-    Params as ``openai.v1``, plus ``deployment`` (the deployment name), ``endpoint``
-    (``https://<resource>.openai.azure.com``; default: environment variable
-    ``AZURE_OPENAI_ENDPOINT``) and ``api_version`` (default: ``OPENAI_API_VERSION``, else
-    ``2024-10-21``); the key comes from ``AZURE_OPENAI_API_KEY`` by default. ``model`` (default:
-    the deployment) names the model for prices and the cache.
+    Takes the settings of :class:`~recai_openai.params.AzureOpenAIParams`: ``deployment`` (the
+    deployment name), ``endpoint`` (``https://<resource>.openai.azure.com``; default: environment
+    variable ``AZURE_OPENAI_ENDPOINT``), ``api_version`` (default: ``OPENAI_API_VERSION``, else
+    ``2024-10-21``), ``model`` (default: the deployment; names the model for prices and the
+    cache), ``api_key_env`` (default ``AZURE_OPENAI_API_KEY``), and the shared settings of
+    ``openai.v1``.
     """
 
     label = "azure-openai.v1"
+    params_model: ClassVar[type[ClientParams]] = AzureOpenAIParams
 
-    def __init__(
-        self,
-        deployment: ModelName,
-        endpoint: BaseURL = None,
-        api_version: str | None = None,
-        model: ModelName | None = None,
-        api_key_env: EnvName = "AZURE_OPENAI_API_KEY",
-        timeout: Seconds = 60.0,
-        connect_timeout: Seconds = 10.0,
-        max_retries: Annotated[int, Field(ge=0)] = 4,
-        backoff_base: Annotated[float, Field(ge=0)] = 0.5,
-        backoff_max: Annotated[float, Field(ge=0)] = 30.0,
-        max_retry_after: Annotated[float, Field(ge=0)] = 120.0,
-        max_concurrency: Annotated[int, Field(ge=1)] = 8,
-        prices: dict[str, ModelPrice] | None = None,
-        cache: str | None = None,
-        json_mode: JsonMode = "auto",
-        json_strict: bool = False,
-        json_repairs: Annotated[int, Field(ge=0)] = 2,
-        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
-        stream_usage: bool = True,
-    ):
-        self._check(
-            deployment=deployment, api_key_env=api_key_env, **({"model": model} if model else {})
-        )
-        resolved = endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+    def __init__(self, **params: Any):
+        p = cast(AzureOpenAIParams, self._validated(params))
+        resolved = p.endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not resolved:
             raise ParamsError(
                 self.label,
@@ -825,42 +754,27 @@ class AzureOpenAIBackend(OpenAIBackend):
                     )
                 ],
             )
-        self._check_url(resolved, "endpoint" if endpoint else "AZURE_OPENAI_ENDPOINT")
-        self.deployment = deployment
+        self._check_url(resolved, "endpoint" if p.endpoint else "AZURE_OPENAI_ENDPOINT")
+        self.deployment = p.deployment
         self.endpoint = resolved.rstrip("/")
-        self.api_version = api_version or os.environ.get("OPENAI_API_VERSION") or "2024-10-21"
-        self.model = model or deployment
-        self.base_url = f"{self.endpoint}/openai/deployments/{deployment}"
-        self.api_key_env = api_key_env
-        self._setup(
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_retry_after=max_retry_after,
-            max_concurrency=max_concurrency,
-            prices=prices,
-            cache=cache,
-            json_mode=json_mode,
-            json_strict=json_strict,
-            json_repairs=json_repairs,
-            max_tokens_field=max_tokens_field,
-            stream_usage=stream_usage,
-        )
+        self.api_version = p.api_version or os.environ.get("OPENAI_API_VERSION") or "2024-10-21"
+        self.model = p.model or p.deployment
+        self.base_url = f"{self.endpoint}/openai/deployments/{p.deployment}"
+        self.api_key_env = p.api_key_env
+        self._setup(p)
         key = self._key(required=True)
         self._server = {
             "azure_endpoint": self.endpoint,
-            "deployment": deployment,
+            "deployment": p.deployment,
             "api_version": self.api_version,
         }
         self._client = openai.AzureOpenAI(
             azure_endpoint=self.endpoint,
-            azure_deployment=deployment,
+            azure_deployment=p.deployment,
             api_version=self.api_version,
             api_key=key,
-            timeout=openai.Timeout(timeout, connect=connect_timeout),
-            max_retries=0,
+            timeout=openai.Timeout(p.timeout, connect=p.connect_timeout),
+            max_retries=0,  # retried by _send: see recai_openai.retry for why
             http_client=_http_client(),
         )
         self._redactor = Redactor([key])

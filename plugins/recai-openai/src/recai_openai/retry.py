@@ -2,7 +2,8 @@
 
 Retried: HTTP 408, 409, 429 and every 5xx, timeouts, and connection errors (refused, reset,
 closed before the answer). Not retried: other 4xx (the request itself is wrong: a bad key, an
-unknown model, a bad parameter), and a 200 whose body is not valid JSON.
+unknown model, a bad parameter), and a 200 whose body is not valid JSON. A server's
+``x-should-retry: true`` or ``false`` header overrides the status (as in the ``openai`` SDK).
 
 The wait before retry ``n`` (1, 2, ...) is exponential backoff with jitter:
 ``b = min(backoff_max, backoff_base * 2 ** (n - 1))``, then a uniform draw from ``[b / 2, b]``
@@ -12,6 +13,15 @@ the wait is that long plus a uniform draw from ``[0, min(1, 0.1 * that)]`` — n
 the server asked. A server asking for more than ``max_retry_after`` seconds is not retried: the
 error says what it asked for.
 
+Why not the ``openai`` SDK's own retries (``OpenAI(max_retries=n)``; the backends create their
+clients with ``max_retries=0``)? They retry the same failures and honour ``Retry-After``, but
+``benchmarks/bench_openai_retries.py`` (results in docs/performance.md) measured what they
+cannot do: a server's ``Retry-After: 3`` is waited for in full (3.01 s) whatever the caller's
+limit (the SDK's is fixed at 120 s); its errors do not say how many attempts were made ("Error
+code: 503 - ...", "Request timed out."); its backoff is fixed at 0.5 s doubling to 8 s (no
+setting); and it waits exactly what ``Retry-After`` says, so 16 clients refused together came back within 17 ms
+of each other (this policy's jitter: 48 ms). This module is the small layer those needs take.
+
 >>> import random
 >>> policy = RetryPolicy(max_retries=3, backoff_base=1.0, backoff_max=10.0)
 >>> rng = random.Random(0)
@@ -19,6 +29,10 @@ error says what it asked for.
 [0.92, 1.76, 2.84]
 >>> policy.wait(1, 2.0, rng) >= 2.0
 True
+>>> policy.retryable(503, {}), policy.retryable(503, {"x-should-retry": "false"})
+(True, False)
+>>> policy.retryable(400, {}), policy.retryable(400, {"x-should-retry": "true"})
+(False, True)
 """
 
 from __future__ import annotations
@@ -53,7 +67,16 @@ class RetryPolicy:
 
     @staticmethod
     def retryable_status(status: int) -> bool:
+        """Whether a failure with HTTP ``status`` is worth another try, by its status alone."""
         return status in RETRY_STATUSES or status >= 500
+
+    def retryable(self, status: int, headers: Any) -> bool:
+        """Whether to try again after HTTP ``status``: the server's ``x-should-retry`` header
+        when it says ``true`` or ``false``, else :meth:`retryable_status`."""
+        said = _header(headers, "x-should-retry")
+        if said in ("true", "false"):
+            return said == "true"
+        return self.retryable_status(status)
 
 
 def retry_after_seconds(headers: Any, now: float | None = None) -> float | None:
