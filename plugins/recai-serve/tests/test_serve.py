@@ -1,30 +1,26 @@
 """recai serve: the OpenAI-compatible server, over real sockets with the standard library's client.
 
 Routes and response shapes, server-sent events, errors in OpenAI's shape, authentication, every
-injected fault as a client sees it, the concurrency bound, clean shutdown, and the command line.
+injected fault (recai.testing.faults) as a client sees it, the concurrency bound, body limits,
+clean shutdown, and the command line.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
+from recai_serve.server import LLMServer
 
 from recai.roles import LLMBackend
-from recai.serve import Fault, FaultPlan, LLMServer, parse_fault
-from recai.testing import fake_distribution
+from recai.testing.faults import Fault, FaultPlan, parse_fault
 from recai.types import Completion, Usage
 
 
@@ -82,17 +78,22 @@ def backend() -> Words:
 
 
 @pytest.fixture(scope="module")
-def server(backend: Words) -> Iterator[LLMServer]:
-    with LLMServer({"words": backend, "whole": Whole(), "slow": Words(sleep=0.2)}) as s:
+def faults() -> FaultPlan:
+    return FaultPlan()
+
+
+@pytest.fixture(scope="module")
+def server(backend: Words, faults: FaultPlan) -> Iterator[LLMServer]:
+    backends = {"words": backend, "whole": Whole(), "slow": Words(sleep=0.2)}
+    with LLMServer(backends, middleware=[faults.middleware]) as s:
         yield s
 
 
 @pytest.fixture(autouse=True)
 def _fresh(request: pytest.FixtureRequest) -> None:
     if "server" in request.fixturenames:
-        s = request.getfixturevalue("server")
-        s.faults.clear()
-        s.stats.reset()
+        request.getfixturevalue("faults").clear()
+        request.getfixturevalue("server").stats.reset()
 
 
 def post(
@@ -109,7 +110,8 @@ def post(
             "POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})}
         )
         resp = conn.getresponse()
-        return resp.status, dict(resp.getheaders()), resp.read()
+        headers = {k.lower(): v for k, v in resp.getheaders()}  # names are case-insensitive
+        return resp.status, headers, resp.read()
     finally:
         conn.close()
 
@@ -151,7 +153,7 @@ def test_chat_completion_shape(server: LLMServer, backend: Words) -> None:
     status, headers, raw = post(
         server, chat_body("a b c", max_tokens=5, temperature=0.2, stop="x", seed=7)
     )
-    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert status == 200 and headers["content-type"] == "application/json"
     body = json.loads(raw)
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
     assert body["model"] == "words"
@@ -200,8 +202,8 @@ def test_stream_sends_events_then_done(server: LLMServer) -> None:
     status, headers, raw = post(
         server, chat_body("one two three", stream=True, stream_options={"include_usage": True})
     )
-    assert status == 200 and headers["Content-Type"] == "text/event-stream"
-    assert headers["Transfer-Encoding"] == "chunked"
+    assert status == 200 and headers["content-type"].startswith("text/event-stream")
+    assert headers["transfer-encoding"] == "chunked"
     evs = events(raw)
     assert evs[-1] == "[DONE]"
     chunks = evs[:-1]
@@ -349,53 +351,74 @@ def test_parse_fault_forms_and_errors() -> None:
             parse_fault(bad)
     plan = FaultPlan(["500", Fault("drop")])
     plan.add("429", times=2)
-    assert [plan.take().kind for _ in range(5)] == ["status", "drop", "status", "status", None]
+    kinds = [getattr(plan.take(), "kind", None) for _ in range(5)]
+    assert kinds == ["status", "drop", "status", "status", None]
+    assert plan.injected == 4
 
 
-def test_status_faults_then_normal_answers(server: LLMServer) -> None:
-    server.faults.add("429:retry-after=2").add("500")
+def test_status_faults_then_normal_answers(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("429:retry-after=2").add("500")
     status, headers, raw = post(server, chat_body())
-    assert status == 429 and headers["Retry-After"] == "2"
+    assert status == 429 and headers["retry-after"] == "2"
     assert json.loads(raw)["error"]["type"] == "rate_limit_error"
+    assert "injected fault" in json.loads(raw)["error"]["message"]
     status, headers, raw = post(server, chat_body())
     assert (
         status == 500
-        and "Retry-After" not in headers
+        and "retry-after" not in headers
         and json.loads(raw)["error"]["type"] == "server_error"
     )
     assert post(server, chat_body())[0] == 200
-    assert server.stats.requests == 3 and server.stats.faults == 2
+    assert server.stats.requests == 3 and faults.injected == 2
 
 
-def test_delay_fault_runs_past_a_client_timeout(server: LLMServer) -> None:
-    server.faults.add("delay:seconds=0.6")
+def test_faults_leave_other_routes_alone(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("500")
+    assert get(server, "/health") == (200, {"status": "ok"})
+    assert get(server, "/v1/models")[0] == 200
+    assert faults.pending == 1  # only a completion request takes it
+    status, _, _ = post(
+        server, {"model": "words", "prompt": "a b", "echo": True, "logprobs": 1}, "/v1/completions"
+    )
+    assert status == 500 and faults.pending == 0
+
+
+def test_delay_fault_runs_past_a_client_timeout(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("delay:seconds=0.6")
     start = time.perf_counter()
     with pytest.raises(TimeoutError):
         post(server, chat_body(), timeout=0.2)
     assert time.perf_counter() - start < 0.5
-    server.faults.add("delay:seconds=0.3")
+    faults.add("delay:seconds=0.3")
     start = time.perf_counter()
     assert post(server, chat_body())[0] == 200
     assert time.perf_counter() - start >= 0.3
 
 
-def test_malformed_fault_sends_a_cut_off_body(server: LLMServer) -> None:
-    server.faults.add("malformed")
+def test_malformed_fault_sends_a_cut_off_body(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("malformed", times=2)
     status, headers, raw = post(server, chat_body())
-    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert raw.startswith(b'{"id": "chatcmpl-broken"')
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(raw)
+    status, _, raw = post(
+        server, {"model": "words", "prompt": "a", "echo": True, "logprobs": 1}, "/v1/completions"
+    )
+    assert status == 200 and raw.startswith(b'{"id": "cmpl-broken"')
     with pytest.raises(json.JSONDecodeError):
         json.loads(raw)
 
 
-def test_drop_fault_closes_without_an_answer(server: LLMServer) -> None:
-    server.faults.add("drop")
+def test_drop_fault_closes_without_an_answer(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("drop")
     with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
         post(server, chat_body())
     assert post(server, chat_body())[0] == 200  # the server itself is fine
 
 
-def test_drop_fault_breaks_a_stream_in_the_middle(server: LLMServer) -> None:
-    server.faults.add("drop:after=2")
+def test_drop_fault_breaks_a_stream_in_the_middle(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("drop:after=2")
     conn = http.client.HTTPConnection(*server.address, timeout=10)
     try:
         conn.request(
@@ -412,8 +435,25 @@ def test_drop_fault_breaks_a_stream_in_the_middle(server: LLMServer) -> None:
     assert "[DONE]" not in got
 
 
-def test_auth_echo_fault_repeats_the_credentials(server: LLMServer) -> None:
-    server.faults.add("auth-echo")
+def test_drop_fault_before_a_stream_ends(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("drop:after=9")  # more than the answer has: dropped before the finish chunk
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        conn.request(
+            "POST", "/v1/chat/completions", body=json.dumps(chat_body("one two", stream=True))
+        )
+        resp = conn.getresponse()
+        with pytest.raises(http.client.IncompleteRead) as info:
+            resp.read()
+    finally:
+        conn.close()
+    got = events(info.value.partial)
+    assert [c["choices"][0]["delta"].get("content") for c in got] == ["", "echo:", " one", " two"]
+    assert all(c["choices"][0]["finish_reason"] is None for c in got)
+
+
+def test_auth_echo_fault_repeats_the_credentials(server: LLMServer, faults: FaultPlan) -> None:
+    faults.add("auth-echo")
     status, _, raw = post(server, chat_body(), headers={"Authorization": "Bearer sk-visible-123"})
     assert status == 401 and "Bearer sk-visible-123" in json.loads(raw)["error"]["message"]
 
@@ -465,154 +505,154 @@ def test_server_refuses_what_is_not_a_backend() -> None:
         LLMServer(Whole(), max_concurrency=0)
 
 
-# -- the command line ------------------------------------------------------------------------------
-PLUGIN = """
-import time
-import recai
-from recai.types import Completion, Usage
-
-class Slowish(recai.LLMBackend):
-    def __init__(self, word: str = "pong"):
-        self.word = word
-
-    def chat(self, messages, **options):
-        return Completion(self.word + " " + messages[-1].content, usage=Usage(1, 2))
-
-@recai.hookimpl
-def recai_llm_backends():
-    yield recai.ComponentSpec(name="pong.v1", factory=Slowish, summary="Answers pong.")
-"""
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("site")
-    fake_distribution(
-        root, "recai-pong", entry_points={"pong": "pong_plugin"}, modules={"pong_plugin.py": PLUGIN}
+def test_stop_lets_a_request_in_flight_finish() -> None:
+    s = LLMServer(Words(sleep=0.4), model="m").start()
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(post, s, chat_body(model="m"))
+        deadline = time.perf_counter() + 5
+        while s.stats.in_flight == 0 and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        s.stop()  # while the backend is busy with it
+        status, _, raw = answer.result(timeout=10)
+    assert (
+        status == 200 and json.loads(raw)["choices"][0]["message"]["content"] == "echo: hello there"
     )
-    return root
 
 
-def _env(site: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-        "RECAI_PLUGINS": "pong",
-    }
+# -- limits ----------------------------------------------------------------------------------------
+def test_json_endpoints_refuse_other_content_types(server: LLMServer) -> None:
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"):
+        status, _, raw = post(server, chat_body(), headers={"Content-Type": ctype})
+        err = json.loads(raw)["error"]
+        assert status == 415 and err["code"] == "unsupported_media_type", ctype
+        assert "Content-Type: application/json" in err["message"]
+    assert server.stats.requests == 3  # refused before any backend call
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    assert post(server, chat_body(), headers=headers)[0] == 200
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _start(args: list[str], site: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "recai", "serve", *args, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(site),
-        # A suite started in the background by a non-interactive shell (`cmd &`) inherits an
-        # ignored SIGINT, and Python then never raises KeyboardInterrupt: give the server
-        # Ctrl-C's default, as a terminal would.
-        preexec_fn=_default_sigint,
-    )
-    line = proc.stdout.readline()
-    if "at http://" not in line:
-        proc.kill()
-        raise AssertionError(f"no address printed: {line!r} {proc.stderr.read()}")
-    return proc, line.split(" at ", 1)[1].split()[0]
-
-
-def test_cli_serves_a_registered_backend_until_sigterm(site: Path) -> None:
-    proc, base_url = _start(["--use", "pong.v1", "-p", "word=ping", "--model-name", "pp"], site)
-    try:
-        host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
-        conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body("x", model="pp")))
-        resp = conn.getresponse()
-        assert (
-            resp.status == 200
-            and json.loads(resp.read())["choices"][0]["message"]["content"] == "ping x"
-        )
-        conn.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0
-    assert "POST /v1/chat/completions" in err and "stopped" in err
-
-
-def test_cli_serves_a_recipe_component_with_faults(site: Path, tmp_path: Path) -> None:
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        '[components.brain]\nuse = "pong.v1"\nparams = { word = "hey" }\n'
-        '[components.rank]\nuse = "random.v1"\n'
-    )
-    proc, base_url = _start([str(recipe), "--fault", "503", "--quiet"], site)
-    try:
-        host, port = base_url.removeprefix("http://").removesuffix("/v1").split(":")
-        statuses = []
-        for _ in range(2):
-            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+def test_request_body_size_is_capped() -> None:
+    with LLMServer(Whole(), model="m", max_body_bytes=1000) as s:
+        assert post(s, chat_body("x" * 800, model="m"))[0] == 200
+        status, headers, raw = post(s, chat_body("x" * 1200, model="m"))
+        assert status == 413 and "larger than 1000 bytes" in json.loads(raw)["error"]["message"]
+        # a chunked body (no Content-Length) is counted as it arrives
+        conn = http.client.HTTPConnection(*s.address, timeout=10)
+        try:
+            data = json.dumps(chat_body("y" * 1200, model="m")).encode()
             conn.request(
-                "POST", "/v1/chat/completions", body=json.dumps(chat_body("y", model="brain"))
+                "POST",
+                "/v1/chat/completions",
+                body=iter([data[:600], data[600:]]),
+                encode_chunked=True,
+                headers={"Content-Type": "application/json"},
             )
             resp = conn.getresponse()
-            statuses.append((resp.status, resp.read()))
+            assert resp.status == 413
+        finally:
             conn.close()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
-    assert [s for s, _ in statuses] == [503, 200]
-    assert json.loads(statuses[1][1])["choices"][0]["message"]["content"] == "hey y"
-    assert proc.returncode == 0 and "POST" not in err  # --quiet
 
 
-class _Pong(LLMBackend):
-    def __init__(self, word: str = "pong"):
-        self.word = word
+def test_malformed_requests_get_a_400_not_a_closed_socket(server: LLMServer) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, _, raw = post(server, deep)
+    assert status == 400 and "not valid JSON" in json.loads(raw)["error"]["message"]
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_full_queue_answers_503_after_the_wait() -> None:
+    backend = Words(sleep=0.5)
+    server = LLMServer(backend, model="m", max_concurrency=1, queue_timeout=0.1)
+    with server as s, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, s, chat_body(model="m"))
+        time.sleep(0.15)
+        start = time.perf_counter()
+        status, headers, raw = post(s, chat_body(model="m"))
+        waited = time.perf_counter() - start
+        assert first.result()[0] == 200
+    assert status == 503 and headers["retry-after"] == "1"
+    assert json.loads(raw)["error"]["code"] == "server_busy"
+    assert 0.1 <= waited < 0.4
+
+
+def test_health_answers_while_every_backend_slot_is_busy() -> None:
+    server = LLMServer(Words(sleep=0.5), model="m", max_concurrency=1)
+    with server as s, ThreadPoolExecutor(3) as pool:
+        busy = [pool.submit(post, s, chat_body(model="m")) for _ in range(3)]
+        time.sleep(0.1)
+        start = time.perf_counter()
+        assert get(s, "/health") == (200, {"status": "ok"})
+        assert time.perf_counter() - start < 0.1
+        assert [f.result()[0] for f in busy] == [200] * 3
+
+
+class Endless(LLMBackend):
+    """Streams words forever (slowly); records when its generator is closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
 
     def chat(self, messages, **options):
-        return Completion(self.word)
+        return Completion("never")
+
+    def stream(self, messages, **options):
+        try:
+            while True:
+                time.sleep(0.02)
+                yield "word "
+        finally:
+            self.closed.set()
 
 
-class _PongPlugin:
-    import recai as _recai
+def test_a_stream_whose_client_left_is_closed() -> None:
+    backend = Endless()
+    with LLMServer(backend, model="m", max_concurrency=1) as s:
+        conn = http.client.HTTPConnection(*s.address, timeout=10)
+        conn.request(
+            "POST", "/v1/chat/completions", body=json.dumps(chat_body(model="m", stream=True))
+        )
+        resp = conn.getresponse()
+        assert resp.status == 200
+        seen = b""
+        while b"word" not in seen:
+            seen += resp.read1(4096)
+        conn.close()  # the client goes away mid-stream
+        assert backend.closed.wait(5), "the backend's generator was not closed"
+        # its slot is free again (max_concurrency=1): a new request is answered
+        status, _, raw = post(s, chat_body(model="m"))
+        assert status == 200 and json.loads(raw)["choices"][0]["message"]["content"] == "never"
 
-    @_recai.hookimpl
-    def recai_llm_backends(self):
-        yield self._recai.ComponentSpec(name="pong.v1", factory=_Pong, summary="Answers pong.")
+
+def test_errors_mid_stream_become_an_error_event() -> None:
+    class Breaks(LLMBackend):
+        def chat(self, messages, **options):
+            return Completion("x")
+
+        def stream(self, messages, **options):
+            yield "fine"
+            raise RuntimeError("broke mid-way")
+
+    with LLMServer(Breaks(), model="m") as s:
+        status, _, raw = post(s, chat_body(model="m", stream=True))
+    evs = events(raw)
+    assert status == 200 and "[DONE]" not in evs
+    assert evs[1]["choices"][0]["delta"] == {"content": "fine"}
+    assert "RuntimeError: broke mid-way" in evs[-1]["error"]["message"]
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        ([], "give a recipe file"),
-        (["--use", "pong.v1", "--fault", "teapot"], "--fault: fault 'teapot'"),
-        (["--use", "nope.v1"], "nope.v1"),
-        (["--use", "pong.v1", "--api-key-env", "RECAI_TEST_UNSET_VARIABLE"], "is not set"),
-        (["--use", "pong.v1", "--component", "x"], "--component picks a component of a recipe"),
-        (
-            ["RECIPE", "--component", "rank"],
-            "'rank' is a retriever and ranker (random.v1), not an LLM backend",
-        ),
-        (["RECIPE", "--component", "brian"], "Did you mean 'brain'?"),
-        (["RECIPE_NO_LLM"], "name the LLM backend to serve with --component (it has none)"),
-    ],
-)
-def test_cli_errors_exit_2(
-    recai_pm: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
-) -> None:
-    from recai import cli
+def test_create_app_runs_under_any_asgi_server() -> None:
+    from recai_serve.app import create_app
+    from starlette.testclient import TestClient
 
-    recai_pm.register(_PongPlugin(), name="pong")
-    recipe = tmp_path / "r.toml"
-    recipe.write_text('[components.brain]\nuse = "pong.v1"\n[components.rank]\nuse = "random.v1"\n')
-    no_llm = tmp_path / "n.toml"
-    no_llm.write_text('[components.rank]\nuse = "random.v1"\n')
-    args = [
-        str(recipe) if a == "RECIPE" else str(no_llm) if a == "RECIPE_NO_LLM" else a for a in args
-    ]
-    assert cli.main(["serve", *args, "--port", "0"]) == 2
-    assert needle in capsys.readouterr().err
+    app = create_app(Whole(), model="m", api_key="k")
+    with TestClient(app) as client:
+        r = client.post("/v1/chat/completions", json=chat_body(model="m"), headers={"api-key": "k"})
+        assert (
+            r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "all at once"
+        )
+        assert client.get("/v1/models").status_code == 401
+        assert app.state.stats.requests == 1
