@@ -4,7 +4,7 @@
 
 Issue 16 asked whether the SDK's built-in retries (``OpenAI(max_retries=n)``; they honour
 ``Retry-After``) can replace ``recai_openai/retry.py``. This script answers with measurements: the
-server is :class:`recai.serve.LLMServer` on loopback injecting each fault (HTTP 5xx, 404, 429 with
+server is ``recai serve``'s ``LLMServer`` on loopback with each fault injected in front of it (HTTP 5xx, 404, 429 with
 ``Retry-After``, delays past the timeout, dropped connections, a cut-off JSON body), and the same
 request goes through
 
@@ -47,8 +47,16 @@ KEY_ENV = "RECAI_BENCH_RETRIES_KEY"
 
 def make_server() -> Any:
     import recai
-    from recai.serve import LLMServer
     from recai.types import Completion, Usage
+
+    try:  # recai serve's server, with fault injection in front of it
+        from recai_serve.server import LLMServer
+
+        from recai.testing.faults import FaultPlan
+    except ImportError:  # before the server moved from the kernel into the recai-serve plugin
+        from recai.serve import LLMServer
+
+        FaultPlan = None
 
     class Recorder(recai.LLMBackend):
         """Answers at once and records when each request reached it."""
@@ -63,7 +71,12 @@ def make_server() -> Any:
             return Completion("ok", "stop", Usage(3, 1))
 
     backend = Recorder()
-    return LLMServer(backend, model="m"), backend
+    if FaultPlan is None:
+        return LLMServer(backend, model="m"), backend
+    faults = FaultPlan()
+    server = LLMServer(backend, model="m", middleware=[faults.middleware])
+    server.faults = faults  # where the scenarios queue them
+    return server, backend
 
 
 def sdk_call(base_url: str, retries: int, timeout: float, model: str = "m") -> Callable[[], Any]:
@@ -232,7 +245,10 @@ def run_herds(server: Any, backend: Any, clients: int, rounds: int) -> list[dict
     return rows
 
 
-def markdown(scen: list[dict[str, Any]], herds: list[dict[str, Any]], args: Any) -> str:
+def markdown(
+    scen: list[dict[str, Any]], herds: list[dict[str, Any]], args: Any, server: Any
+) -> str:
+    server_name = f"{type(server).__module__}.{type(server).__name__}"
     cmd = (
         "python benchmarks/bench_openai_retries.py"
         + (
@@ -249,7 +265,7 @@ def markdown(scen: list[dict[str, Any]], herds: list[dict[str, Any]], args: Any)
         f"Machine: {machine('openai')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
-        "The server is `recai.serve.LLMServer` on loopback injecting the fault; **sdk** is "
+        f"The server is `{server_name}` on loopback, the fault injected in front of it; **sdk** is "
         "`openai.OpenAI(max_retries=n)` with its defaults (backoff 0.5 s doubling to 8 s, less up "
         "to 25 %; `Retry-After` honoured up to 120 s, not configurable), **recai** is `openai.v1` "
         "with `max_retries=n` and its defaults (backoff 0.5 s doubling to 30 s, equal jitter; "
@@ -332,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     with server:
         scen = run_scenarios(server)
         herds = run_herds(server, backend, args.clients, args.rounds)
-    text = markdown(scen, herds, args)
+    text = markdown(scen, herds, args, server)
     print(text)
     if args.out:
         write_section(args.out, SECTION, text)
