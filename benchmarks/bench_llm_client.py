@@ -3,8 +3,9 @@ concurrency limit grows.
 
     python benchmarks/bench_llm_client.py --out docs/performance.md
 
-The server is ``recai serve``'s :class:`recai.serve.LLMServer` on loopback, in a process of its
-own (so that it does not share the client's interpreter lock), serving a backend defined here:
+The server is ``recai serve``'s :class:`recai_serve.server.LLMServer` (Starlette on uvicorn, from
+the recai-serve plugin) on loopback, in a process of its own (so that it does not share the
+client's interpreter lock), serving a backend defined here:
 
 - **overhead**: an *instant* backend (a fixed 5-token answer, no model time). The same requests
   (one system and one user message, ``max_tokens=16``, ``temperature=0``) go through the raw
@@ -48,8 +49,9 @@ BAR_MS = 1.0
 # -- the server process ----------------------------------------------------------------------------
 def serve(kind: str, sleep: float) -> None:
     """Run in a child process: serve the instant or the sleeping backend, print the address."""
+    from recai_serve.server import LLMServer
+
     import recai
-    from recai.serve import LLMServer
     from recai.types import Completion, Usage
 
     class Instant(recai.LLMBackend):
@@ -237,10 +239,12 @@ def report(command: str, over: dict[str, Any], scale: dict[str, Any]) -> str:
         "## LLM client: openai.v1 overhead and concurrency",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine('openai')}  ",
+        f"Machine: {machine('openai', 'starlette', 'uvicorn')}  ",
         f"Date: {dt.date.today().isoformat()}",
         "",
-        "The server is `recai serve`'s `LLMServer` on loopback in its own process. **Overhead**: "
+        "The server is `recai serve`'s `LLMServer` (recai-serve: Starlette on uvicorn; before "
+        "issue 16 it was the kernel's threaded `http.server`) on loopback in its own process. "
+        "**Overhead**: "
         "an instant backend (no model time); the same requests through the raw `openai` client and "
         "through `openai.v1`, one call of each path in turn (order rotating), every call timed, "
         f"{over['calls'] * over['rounds']:,} calls per path after a warm-up; **median** and mean "

@@ -1,9 +1,9 @@
 """openai.v1 and azure-openai.v1 against a real OpenAI-compatible server on loopback.
 
-The server is ``recai serve`` (:class:`recai.serve.LLMServer`) serving small deterministic test
-doubles defined here; the HTTP server, the sockets and the ``openai`` client are all real, and the
-failures (429 with Retry-After, 5xx, timeouts, cut-off JSON, dropped connections and streams, a
-401 that echoes the key) are produced by that server (its fault injection).
+The server is ``recai serve`` (:class:`recai_serve.server.LLMServer`) serving small deterministic
+test doubles defined here; the HTTP server, the sockets and the ``openai`` client are all real, and
+the failures (429 with Retry-After, 5xx, timeouts, cut-off JSON, dropped connections and streams, a
+401 that echoes the key) are produced by that server (:mod:`recai.testing.faults` in front of it).
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 from recai_openai.cache import request_key
 from recai_openai.errors import LLMOutputError, LLMRequestError, LLMStreamError
+from recai_serve.server import LLMServer
 
 import recai
 from recai.errors import ParamsError, RecaiError, RecipeError
 from recai.roles import LLMBackend
-from recai.serve import LLMServer
 from recai.testing import LLMBackendContract
+from recai.testing.faults import FaultPlan
 from recai.types import Completion, Message, Usage
 
 KEY_ENV = "RECAI_OPENAI_TEST_KEY"
@@ -101,7 +102,9 @@ def server() -> Any:
         "nojson": NoJSON(fix_after=1),
         "hopeless": NoJSON(fix_after=99),
     }
-    with LLMServer(backends) as s:
+    faults = FaultPlan()
+    with LLMServer(backends, middleware=[faults.middleware]) as s:
+        s.faults = faults  # the tests queue faults through the server they talk to
         yield s
 
 
@@ -340,7 +343,9 @@ def test_connection_refused_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.fixture
 def sleepy() -> Any:
     """A server of its own (no request of another test in flight) whose backend sleeps 0.06 s."""
-    with LLMServer(Sleepy(0.06), model="sleepy") as s:
+    faults = FaultPlan()
+    with LLMServer(Sleepy(0.06), model="sleepy", middleware=[faults.middleware]) as s:
+        s.faults = faults
         yield s
 
 
