@@ -64,19 +64,44 @@ def test_unknown_name_other_version(pm: PluginManager) -> None:
         recai.create("ranker", "random.v7")
 
 
-def test_unknown_name_install_hint(pm: PluginManager, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recai import _known
+GHOST = """
+import recai
 
-    monkeypatch.setitem(_known.KNOWN_FAMILIES, "ghostrank", "recai-ghost-not-installed")
-    monkeypatch.setitem(
-        _known.KNOWN_FAMILIES, "pluggyrank", "pluggy"
-    )  # installed, registers nothing
+@recai.hookimpl
+def recai_rankers():
+    yield recai.ComponentSpec(name="ghostrank.v1", factory="recai.baselines:RandomRecommender", summary="Boo.")
+"""
+
+
+def test_unknown_name_hints_at_installed_plugins_that_are_not_loaded(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel suggests no distribution of its own accord: the hint names what is installed
+    and why it is not loaded, and never tells anyone to pip install a name."""
+    from recai.testing import fake_distribution, fresh_plugin_manager
+
+    fake_distribution(
+        tmp_path,
+        "recai-ghost",
+        version="0.3.0",
+        entry_points={"ghost": "ghost_plugin"},
+        modules={"ghost_plugin.py": GHOST},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    blocked = fresh_plugin_manager(autoload=True, block=["ghost"])
     with pytest.raises(UnknownComponentError) as err:
-        recai.create("ranker", "ghostrank.v1")
-    assert "pip install recai-ghost-not-installed" in str(err.value)
-    assert "Did you mean" not in str(err.value)  # the known family wins over fuzzy matches
-    with pytest.raises(UnknownComponentError, match="'pluggy', which is installed but not loaded"):
-        recai.create("ranker", "pluggyrank.v1")
+        blocked.create("ranker", "ghostrank.v1")
+    msg = str(err.value)
+    assert "recai-ghost 0.3.0 (it is blocked by RECAI_BLOCK_PLUGINS)" in msg
+    assert "pip install" not in msg
+    off = fresh_plugin_manager(autoload=False)
+    with pytest.raises(UnknownComponentError, match=r"recai-ghost 0.3.0[^(]*\(this plugin manager"):
+        off.create("ranker", "ghostrank.v1")
+    loaded = fresh_plugin_manager(autoload=True)
+    assert loaded.create("ranker", "ghostrank.v1") is not None
+    with pytest.raises(UnknownComponentError) as err:
+        loaded.create("ranker", "nothing-like-it.v1")
+    assert "not loaded" not in str(err.value) and "pip install" not in str(err.value)
 
 
 def test_component_name_given_to_a_param_that_takes_no_components(pm: PluginManager) -> None:
@@ -288,3 +313,59 @@ def test_report_markdown_summarises_long_info() -> None:
     rep = recai.Report("e", {"m": {"x": 1.0}}, info={"failed_samples": list(range(50)), "seed": 0})
     md = rep.to_markdown()
     assert "**failed_samples**: 50 entries (listed in metrics.json)" in md and "**seed**: 0" in md
+
+
+def test_union_reference_problems_are_reported_once(pm: PluginManager) -> None:
+    """A value checked against each member of `Ranker | Retriever` gives one problem, not one per
+    member: a misspelt name once, a dataset where a model belongs as 'a ranker or a retriever'."""
+
+    class Compare(recai.Evaluator):
+        def __init__(self, models: list[recai.Ranker | recai.Retriever]):
+            self.models = models
+
+        def evaluate(self, ctx):
+            raise NotImplementedError
+
+    class P:
+        @recai.hookimpl
+        def recai_evaluators(self):
+            yield ComponentSpec(name="compare.v1", factory=Compare, summary="Takes models.")
+
+    pm.register(P(), name="p")
+    recipe = recai.load_recipe(
+        {
+            "components": {
+                "data": {"use": "synthetic.v1"},
+                "pop": {"use": "random.v1"},
+                "eval": {"use": "compare.v1", "params": {"models": ["popp", "data", "pop"]}},
+            }
+        }
+    )
+    with pytest.raises(RecipeError) as err:
+        recai.build(recipe)
+    problems = [str(p) for p in err.value.problems]
+    assert len(problems) == 2, problems
+    assert "models[0]: no component named 'popp' in this recipe. Did you mean 'pop'?" in problems[0]
+    assert problems[1].endswith(
+        "models[1]: 'data' is a dataset (synthetic.v1), but this parameter needs a ranker or a "
+        "retriever"
+    )
+
+
+def test_params_model_given_as_a_lazy_string(pm: PluginManager) -> None:
+    """`params="module:Model"` keeps listing free of the module that holds the model."""
+    good = ComponentSpec(
+        name="lazy.v1",
+        factory="recai.baselines:RandomRecommender",
+        summary="Lazy params.",
+        params="support_plugin:TunedParams",
+    )
+    assert good.problems() == [] and good.params_model() is support_plugin.TunedParams
+    bad = ComponentSpec(name="lazy.v1", factory="x:y", summary="s", params="no colon")
+    assert "must be a model class or a 'module:Model' string" in bad.problems()[0]
+    missing = ComponentSpec(name="lazy.v1", factory="x:y", summary="s", params="no_such_mod:M")
+    with pytest.raises(recai.RecaiError, match="cannot import its params model 'no_such_mod:M'"):
+        missing.params_model()
+    loose = ComponentSpec(name="lazy.v1", factory="x:y", summary="s", params="pydantic:BaseModel")
+    with pytest.raises(recai.RecaiError, match="must forbid unknown keys"):
+        loose.params_model()

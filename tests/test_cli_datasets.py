@@ -154,13 +154,13 @@ def test_stats_user_errors_exit_2(
 
 
 def test_param_values() -> None:
-    assert cli._param_value("data/ml-1m") == "data/ml-1m"
-    assert (
-        cli._param_value("3") == "3"
-    )  # the params model turns it into a number where one is asked
-    assert cli._param_value('{"genres": "multi"}') == {"genres": "multi"}
-    assert cli._param_value("[1, 2]") == [1, 2] and cli._param_value("null") is None
-    assert cli._param_value("{not json") == "{not json"
+    from recai.commands import param_value
+
+    assert param_value("data/ml-1m") == "data/ml-1m"
+    assert param_value("3") == "3"  # the params model turns it into a number where one is asked
+    assert param_value('{"genres": "multi"}') == {"genres": "multi"}
+    assert param_value("[1, 2]") == [1, 2] and param_value("null") is None
+    assert param_value("{not json") == "{not json"
 
 
 @pytest.mark.integration

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RoleMismatchError,
         UnknownComponentError,
     )
+    from .commands import CommandSpec
     from .hookspecs import hookimpl
     from .plugins import PluginManager, get_plugin_manager
     from .recipe import Built, Recipe, build, load_recipe
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _LAZY = {
     "hookimpl": "hookspecs",
     "ComponentSpec": "specs",
+    "CommandSpec": "commands",
     "Params": "specs",
     "PluginManager": "plugins",
     "get_plugin_manager": "plugins",

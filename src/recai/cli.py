@@ -1,11 +1,14 @@
 """The ``recai`` command line.
 
-Commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``, ``run``,
-``eval RUN_DIR...`` (compare run folders; needs the recai-eval plugin), ``serve`` (an
-OpenAI-compatible server for an LLM backend).
+The kernel's commands: ``plugins``, ``datasets`` (list, ``stats NAME``), ``recipe check|schema``,
+``run``. Plugins add theirs through the ``recai_commands()`` hook (:mod:`recai.commands`):
+``recai eval`` comes with recai-eval, ``recai serve`` with recai-serve, ``recai emb`` with
+recai-emb. ``recai --help`` lists them with their distribution from the specs alone; only the
+command that runs is imported.
 
 Exit codes: 0 success; 2 a user error (bad recipe, unknown name, bad file, bad arguments) with a
-readable message and no traceback; 1 an internal failure (the traceback is shown with ``--debug``).
+readable message and no traceback; 1 an internal failure, reported with the plugin (and its
+distribution) whose code failed, or as recai's own (the traceback is shown with ``--debug``).
 
 Only argparse is imported at start, so ``recai --help`` answers at once; everything else is
 imported by the command that needs it.
@@ -55,6 +58,21 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         {"name": name, "providers": [e.plugin.label for e in entries]}
         for name, entries in sorted(reg.conflicts.items())
     ]
+    table = pm.commands()
+    commands = [
+        {
+            "name": c.name,
+            "summary": c.summary,
+            "plugin": c.plugin.name,
+            "distribution": c.plugin.distribution,
+            "version": c.plugin.version,
+        }
+        for c in (table.commands[n] for n in sorted(table.commands))
+    ]
+    command_conflicts = [
+        {"name": name, "providers": [c.plugin.label for c in claims]}
+        for name, claims in sorted(table.conflicts.items())
+    ]
     failures = [
         {
             "plugin": f.plugin,
@@ -71,7 +89,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "recai_version": __version__,
                     "distributions": list(dists.values()),
                     "components": components,
+                    "commands": commands,
                     "conflicts": conflicts,
+                    "command_conflicts": command_conflicts,
                     "failures": failures,
                 },
                 indent=2,
@@ -95,11 +115,21 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         if rows:
             out += ["", f"{role.title}s:" if not role.title.endswith("s") else f"{role.title}es:"]
             out.append(_table(["name", "provided by", "summary"], rows, indent="  "))
-    if conflicts or failures:
+    if commands:
+        rows = [
+            [f"recai {c['name']}", table.commands[c["name"]].plugin.label, c["summary"]]
+            for c in commands
+        ]
+        out += ["", "Commands:", _table(["command", "provided by", "summary"], rows, indent="  ")]
+    if conflicts or command_conflicts or failures:
         out += ["", "Problems:"]
         out += [
             f"  - name {c['name']!r} is registered by: {', '.join(c['providers'])}"
             for c in conflicts
+        ]
+        out += [
+            f"  - command {c['name']!r} is provided by: {', '.join(c['providers'])}"
+            for c in command_conflicts
         ]
         out += [f"  - {f}" for f in pm.failures]
     print("\n".join(out))
@@ -166,43 +196,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    import importlib.util
-    import json
-
-    from .errors import RequirementError
-
-    if importlib.util.find_spec("recai_eval") is None:
-        raise RequirementError(
-            "`recai eval` compares runs with the recai-eval plugin, which is not installed: "
-            "pip install recai-eval"
-        )
-    from recai_eval.compare import compare_runs, comparison_chart
-
-    from .runtime import _json_default, atomic_write_text
-
-    comparison = compare_runs(
-        args.runs, force=args.force, test=args.test, resamples=args.resamples, seed=args.seed
-    )
-    for stage in comparison.stages:
-        for warning in stage.warnings:
-            print(f"recai: warning: {warning}", file=sys.stderr)
-    text = comparison.to_markdown()
-    if args.json:
-        print(json.dumps(comparison.to_dict(), indent=2, default=_json_default))
-    else:
-        print(text, end="")
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}", file=sys.stderr)
-    if args.chart:
-        if comparison_chart(comparison, args.chart) is None:
-            print("recai: warning: no chart (matplotlib is not installed)", file=sys.stderr)
-        else:
-            print(f"wrote {args.chart}", file=sys.stderr)
-    return 0
-
-
 def _cmd_datasets(args: argparse.Namespace) -> int:
     import json
 
@@ -237,32 +230,14 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _param_value(text: str) -> Any:
-    """A ``--param`` value: JSON for lists, objects and null; text otherwise (the params model
-    turns ``"3"`` into 3 and ``"true"`` into True where the field asks for it)."""
-    import json
-
-    if text.strip()[:1] in ("[", "{") or text.strip() == "null":
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _cmd_datasets_stats(args: argparse.Namespace) -> int:
     import json
 
-    from .errors import RecaiError
+    from .commands import parse_params
     from .plugins import get_plugin_manager
     from .roles import Role
 
-    params: dict[str, Any] = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RecaiError(f"--param {item!r}: expected KEY=VALUE, e.g. --param path=data/ml-1m")
-        params[key.strip()] = _param_value(value)
+    params = parse_params(args.param, example="path=data/ml-1m")
     source = get_plugin_manager().create(Role.DATASET, args.name, **params)
     summary = _dataset_summary(source.dataset())
     summary = {"component": args.name, "params": params, **summary}
@@ -368,128 +343,6 @@ def _format_summary(s: dict[str, Any]) -> list[str]:
     return [f"{s['component']} ({s['name']})"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    import contextlib
-    import os
-    import signal
-
-    from .errors import RecaiError
-    from .plugins import get_plugin_manager
-    from .roles import Role
-    from .serve import LLMServer, parse_fault
-
-    if (args.recipe is None) == (args.use is None):
-        raise RecaiError(
-            "recai serve: give a recipe file (and --component NAME) or --use NAME, not both"
-        )
-    if args.recipe is not None:
-        backend, label = _recipe_llm(args.recipe, args.component)
-    else:
-        if args.component is not None:
-            raise RecaiError(
-                "--component picks a component of a recipe; with --use, give its params with -p"
-            )
-        params = _params_of(args.param)
-        backend = get_plugin_manager().create(Role.LLM_BACKEND, args.use, **params)
-        label = args.use
-    try:
-        faults = [parse_fault(f) for f in args.fault]
-    except ValueError as e:
-        raise RecaiError(f"--fault: {e}") from None
-    api_key = None
-    if args.api_key_env:
-        api_key = os.environ.get(args.api_key_env)
-        if not api_key:
-            raise RecaiError(
-                f"--api-key-env {args.api_key_env}: that environment variable is not set (or empty)"
-            )
-    model = args.model_name or label
-    if args.max_concurrency < 0:
-        raise RecaiError(
-            f"--max-concurrency must be 0 (no bound) or more, got {args.max_concurrency}"
-        )
-
-    def log(line: str) -> None:
-        print(f"recai serve: {line}", file=sys.stderr, flush=True)
-
-    try:
-        server = LLMServer(
-            backend,
-            model=model,
-            host=args.host,
-            port=args.port,
-            max_concurrency=args.max_concurrency or None,
-            api_key=api_key,
-            faults=faults,
-            log=None if args.quiet else log,
-        )
-    except OSError as e:
-        raise RecaiError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
-        log(f"warning: listening on {args.host} without --api-key-env and without TLS")
-    print(
-        f"recai serve: {label} as model {model!r} at {server.base_url} (Ctrl-C stops)", flush=True
-    )
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-    print("recai serve: stopped", file=sys.stderr, flush=True)
-    return 0
-
-
-def _params_of(items: list[str]) -> dict[str, Any]:
-    from .errors import RecaiError
-
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RecaiError(
-                f"--param {item!r}: expected KEY=VALUE, e.g. --param model=gpt-4o-mini"
-            )
-        params[key.strip()] = _param_value(value)
-    return params
-
-
-def _recipe_llm(path: str, component: str | None) -> tuple[Any, str]:
-    """Build the LLM backend ``component`` of the recipe at ``path`` (and what it needs)."""
-    import difflib
-
-    from .errors import RecaiError
-    from .plugins import get_plugin_manager
-    from .recipe import build, check, load_recipe
-    from .roles import Role
-
-    recipe = load_recipe(path)
-    pm = get_plugin_manager()
-    plan = check(recipe, pm.registry())
-    llms = [n for n, e in plan.resolved.items() if Role.LLM_BACKEND in e.roles]
-    if component is None:
-        if len(llms) != 1:
-            which = f"it has {len(llms)}: {', '.join(llms)}" if llms else "it has none"
-            raise RecaiError(
-                f"{recipe.source}: name the LLM backend to serve with --component ({which})"
-            )
-        component = llms[0]
-    elif component not in recipe.components:
-        close = difflib.get_close_matches(component, list(recipe.components), n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise RecaiError(
-            f"{recipe.source}: no component named {component!r}.{hint} LLM backends: {', '.join(llms) or 'none'}"
-        )
-    elif component not in llms:
-        entry = plan.resolved[component]
-        raise RecaiError(
-            f"{recipe.source}: component {component!r} is {entry.plays} ({entry.name}), not an LLM "
-            f"backend; LLM backends: {', '.join(llms) or 'none'}"
-        )
-    return build(recipe, pm, only=[component])[component], component
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
         self.print_usage(sys.stderr)
@@ -559,91 +412,122 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
-    ev = sub.add_parser(
-        "eval",
-        help="compare run folders side by side, with paired tests between runs",
-        description=(
-            "Show the metrics of run folders (written by `recai run`) side by side. Every later "
-            "run is compared with the first, system by system, on the users both evaluated: the "
-            "mean difference with a paired bootstrap interval, and a paired test. Runs that "
-            "measured different data or protocols are refused (exit 2) unless --force."
-        ),
-    )
-    ev.add_argument(
-        "runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference"
-    )
-    ev.add_argument(
-        "--force", action="store_true", help="compare runs with different data or protocols (warns)"
-    )
-    ev.add_argument(
-        "--test", choices=["t", "wilcoxon"], default="t", help="paired test (default: t)"
-    )
-    ev.add_argument(
-        "--resamples", type=int, default=2000, help="paired bootstrap resamples (default 2000)"
-    )
-    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    ev.add_argument("--json", action="store_true", help="machine-readable output")
-    ev.add_argument("--out", help="also write the Markdown comparison to this file")
-    ev.add_argument(
-        "--chart", metavar="PNG", help="also draw the first stage's metrics into this PNG"
-    )
-    ev.set_defaults(func=_cmd_eval)
-
-    sv = sub.add_parser(
-        "serve",
-        help="serve an LLM backend over the OpenAI chat API (loopback by default)",
-        description=(
-            "Serve one LLM backend component over the OpenAI-compatible API: POST "
-            "/v1/chat/completions (streaming too), GET /v1/models. Name it by a recipe and "
-            "--component, or by --use NAME with -p KEY=VALUE params. Stops on Ctrl-C or SIGTERM."
-        ),
-    )
-    sv.add_argument("recipe", nargs="?", help="recipe file whose LLM backend component to serve")
-    sv.add_argument(
-        "--component",
-        "-c",
-        help="the recipe's component to serve (needed if it has several LLM backends)",
-    )
-    sv.add_argument("--use", help="registered name of an LLM backend to serve instead, e.g. hf.v1")
-    sv.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a param of --use (repeatable)",
-    )
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    sv.add_argument(
-        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
-    )
-    sv.add_argument(
-        "--model-name", help="the model name clients send (default: the component or --use name)"
-    )
-    sv.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=1,
-        help="requests the backend handles at once (default 1, as local models are rarely thread-safe; 0: no bound)",
-    )
-    sv.add_argument(
-        "--api-key-env", metavar="VAR", help="require the key held by this environment variable"
-    )
-    sv.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="for tests: fail the next requests in order, e.g. 429:retry-after=1, 500:times=2, "
-        "delay:seconds=5, malformed, drop:after=2, auth-echo",
-    )
-    sv.add_argument("--quiet", "-q", action="store_true", help="no request log on stderr")
-    sv.set_defaults(func=_cmd_serve)
     return p
 
 
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command word of ``argv`` (the top-level options take no values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _add_plugin_commands(
+    parser: argparse.ArgumentParser, chosen: str | None
+) -> tuple[Any, list[str]]:
+    """Add the plugins' commands to ``parser``: the chosen one configured by its plugin, the
+    others as entries of the help listing. Returns the command table and its problems."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    table = pm.commands()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in sorted(table.commands):
+        entry = table.commands[name]
+        cp = sub.add_parser(
+            name,
+            help=f"{entry.summary} [{entry.plugin.label}]",
+            description=entry.summary,
+        )
+        if name == chosen:
+            entry.configure(cp)
+    problems = [str(f) for f in pm.failures]
+    problems += [
+        f"command {name!r} is provided by "
+        + " and ".join(f"{c.plugin.label} (plugin {c.plugin.name!r})" for c in claims)
+        + "; uninstall one, or block one with RECAI_BLOCK_PLUGINS"
+        for name, claims in sorted(table.conflicts.items())
+    ]
+    return table, problems
+
+
+def _plugin_modules() -> dict[str, str]:
+    """Top-level module name -> the label (``"recai-classic 0.1.0"``) of the installed plugin
+    distribution that ships or declares it: its entry-point modules, the files it installed, and
+    the modules its component and command factories name."""
+    import importlib.metadata as md
+
+    owners: dict[str, str] = {}
+    for ep in md.entry_points(group="recai"):
+        if ep.dist is None:
+            continue
+        label = f"{ep.dist.metadata['Name']} {ep.dist.version}".strip()
+        owners.setdefault(ep.value.split(":")[0].split(".")[0], label)
+        for f in ep.dist.files or ():
+            top = f.parts[0] if f.parts else ""
+            if top.endswith(".py"):
+                owners.setdefault(top[:-3], label)
+            elif top and "." not in top and not top.startswith("_"):
+                owners.setdefault(top, label)
+    try:
+        from .plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+        declared = [(e.spec.factory, e.plugin) for e in pm.registry().all()]
+        declared += [(c.spec.factory, c.plugin) for c in pm.commands().commands.values()]
+    except Exception:  # noqa: BLE001 - blame is best effort; the error itself is reported anyway
+        declared = []
+    for factory, plugin in declared:
+        if isinstance(factory, str) and plugin.distribution and plugin.distribution != "recai":
+            owners.setdefault(factory.split(":")[0].split(".")[0], plugin.label)
+    return owners
+
+
+def _blame(error: BaseException) -> tuple[str, str] | None:
+    """The installed recai plugin whose code raised ``error``, as ``(label, where)``.
+
+    The innermost traceback frame in recai's own code or in a plugin (a distribution with an
+    entry point in group ``recai``) decides; frames of other libraries are skipped. None when
+    that frame is recai's own, or no plugin is involved.
+    """
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb)
+        tb = tb.tb_next
+    owners = _plugin_modules()
+    for frame in reversed(frames):
+        module = str(frame.tb_frame.f_globals.get("__name__", ""))
+        top = module.split(".")[0]
+        if top == "recai":
+            return None
+        if top in owners:
+            code = frame.tb_frame.f_code
+            return owners[top], f"{module}, line {frame.tb_lineno}, in {code.co_name}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    chosen = _chosen_command(argv)
+    debug = "--debug" in argv[: argv.index(chosen) if chosen in argv else len(argv)]
+    problems: list[str] = []
+    table = None
+    from .commands import KERNEL_COMMANDS
+
+    if chosen not in KERNEL_COMMANDS:
+        try:
+            table, problems = _add_plugin_commands(parser, chosen)
+        except Exception as e:  # noqa: BLE001 - a broken command is reported, not a traceback
+            return _report(e, debug)
+        if problems and chosen is None:
+            parser.epilog = "Plugin problems (see `recai plugins`):\n" + "\n".join(
+                f"  - {p}" for p in problems
+            )
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        if table is not None and chosen in table.conflicts:
+            conflict = next(p for p in problems if p.startswith(f"command {chosen!r}"))
+            print(f"recai: error: {conflict}", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -656,22 +540,40 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
-        from .errors import RecaiError
+        return _report(e, args.debug)
 
-        if args.debug:
-            import traceback
 
-            traceback.print_exc()
-        if isinstance(e, RecaiError):
-            print(f"recai: error: {e}", file=sys.stderr)
-            return e.exit_code
-        notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", []))
-        print(f"recai: internal error: {type(e).__name__}: {e}{notes}", file=sys.stderr)
-        if not args.debug:
-            print(
-                "Run again with --debug for the traceback, and please report it.", file=sys.stderr
-            )
+def _report(e: Exception, debug: bool) -> int:
+    """Print ``e`` for the person at the terminal; return the exit code."""
+    from .errors import RecaiError
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if isinstance(e, RecaiError):
+        print(f"recai: error: {e}", file=sys.stderr)
+        return e.exit_code
+    notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", []))
+    culprit = _blame(e)
+    if culprit is not None:
+        label, where = culprit
+        dist = label.split()[0]
+        print(
+            f"recai: error in the plugin {label} ({where}): {type(e).__name__}: {e}{notes}",
+            file=sys.stderr,
+        )
+        print(
+            f"This is a bug in {dist}, not in your input: please report it to {dist}'s authors"
+            + ("" if debug else " (run again with --debug for the traceback)")
+            + ".",
+            file=sys.stderr,
+        )
         return 1
+    print(f"recai: internal error: {type(e).__name__}: {e}{notes}", file=sys.stderr)
+    if not debug:
+        print("Run again with --debug for the traceback, and please report it.", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

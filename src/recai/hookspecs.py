@@ -1,4 +1,4 @@
-"""Hook specifications: one hook per kind of component.
+"""Hook specifications: one hook per kind of component, and one for ``recai`` subcommands.
 
 A plugin implements any of these with :data:`recai.hookimpl`; each returns (or yields) an iterable of
 :class:`~recai.specs.ComponentSpec`. The role of a component is the hook that yields it; a component
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .commands import CommandSpec
     from .specs import ComponentSpec
 
 PROJECT = "recai"
@@ -65,3 +66,8 @@ def recai_datasets() -> Iterable[ComponentSpec]:
 @hookspec
 def recai_agents() -> Iterable[ComponentSpec]:
     """Conversational agents (:class:`recai.roles.Agent`)."""
+
+
+@hookspec
+def recai_commands() -> Iterable[CommandSpec]:
+    """``recai`` subcommands (:class:`recai.commands.CommandSpec`): ``recai NAME ...``."""

@@ -35,8 +35,9 @@ import pluggy
 
 from . import hookspecs
 from ._version import __version__
+from .commands import KERNEL_COMMANDS, CommandSpec, CommandTable, RegisteredCommand
 from .errors import DuplicateComponentError, PluginLoadError
-from .registry import PluginFailure, PluginInfo, Registered, Registry
+from .registry import PluginFailure, PluginInfo, Registered, Registry, Unloaded
 from .roles import Role
 from .specs import ComponentSpec
 
@@ -56,7 +57,8 @@ ENV_BLOCK = "RECAI_BLOCK_PLUGINS"
 ENV_STRICT = "RECAI_STRICT_PLUGINS"
 
 BUILTIN_PLUGIN = "recai"
-_HOOK_NAMES = frozenset(r.hook for r in Role)
+COMMANDS_HOOK = "recai_commands"
+_HOOK_NAMES = frozenset({*(r.hook for r in Role), COMMANDS_HOOK})
 
 
 def _flag(name: str) -> bool:
@@ -106,7 +108,11 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
+        self.left_out: list[Unloaded] = []
+        """Installed plugins not loaded on purpose (autoload off, not allowed, blocked)."""
+        self._autoload = autoload if autoload is not None else not _flag(ENV_DISABLE_AUTOLOAD)
         self._registry: Registry | None = None
+        self._commands: Any = None
         self._lock = threading.Lock()
         if builtins:
             from . import builtins as builtin_module
@@ -114,7 +120,7 @@ class PluginManager:
             self.register(
                 builtin_module, name=BUILTIN_PLUGIN, distribution="recai", version=__version__
             )
-        if autoload if autoload is not None else not _flag(ENV_DISABLE_AUTOLOAD):
+        if self._autoload:
             self.load_entrypoints()
 
     # -- loading ----------------------------------------------------------------------------------
@@ -183,8 +189,16 @@ class PluginManager:
             dist_name = ep.dist.metadata["Name"] if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
             if self.allow is not None and ep.name not in self.allow and dist_name not in self.allow:
+                self.left_out.append(
+                    Unloaded(ep.name, dist_name, version, f"it is not listed in {ENV_ALLOW}")
+                )
                 continue
-            if self._blocked(ep.name, dist_name) or ep.name in seen:
+            if self._blocked(ep.name, dist_name):
+                self.left_out.append(
+                    Unloaded(ep.name, dist_name, version, f"it is blocked by {ENV_BLOCK}")
+                )
+                continue
+            if ep.name in seen:
                 continue
             seen.add(ep.name)
             try:
@@ -236,6 +250,88 @@ class PluginManager:
                 self._registry = self._collect()
             return self._registry
 
+    def unloaded(self) -> list[Unloaded]:
+        """Installed plugins (entry points of group ``recai``) that this manager did not load, and
+        why: they are left out on purpose, or failed. Used for the hint of an unknown name."""
+        out = list(self.left_out)
+        if not self._autoload:
+            reason = (
+                f"plugin autoloading is off ({ENV_DISABLE_AUTOLOAD})"
+                if _flag(ENV_DISABLE_AUTOLOAD)
+                else "this plugin manager was created with autoload=False"
+            )
+            loaded = {p.name for p in self.plugins.values()}
+            for ep in sorted(md.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+                if ep.name not in loaded:
+                    dist = ep.dist.metadata["Name"] if ep.dist is not None else None
+                    out.append(
+                        Unloaded(ep.name, dist, ep.dist.version if ep.dist else None, reason)
+                    )
+        failed = {f.plugin for f in self.failures}
+        return [u for u in out if u.plugin not in failed]
+
+    def commands(self) -> CommandTable:
+        """The ``recai`` subcommands the registered plugins provide (collected once, cached).
+
+        A malformed spec, a hook that raises, a name of a kernel command or a name two plugins
+        claim is reported in :attr:`failures` (or raised in strict mode) and the command skipped.
+        """
+        with self._lock:
+            if self._commands is None:
+                self._commands = self._collect_commands()
+            return self._commands
+
+    def _collect_commands(self) -> CommandTable:
+        found: dict[str, RegisteredCommand] = {}
+        conflicts: dict[str, list[RegisteredCommand]] = {}
+        caller = getattr(self._pm.hook, COMMANDS_HOOK)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name))
+            try:
+                specs = list(impl.function() or ())
+            except Exception as e:  # noqa: BLE001 - a broken plugin must not stop recai
+                self._fail(
+                    info.name,
+                    f"hook {COMMANDS_HOOK}() raised {type(e).__name__}: {e}",
+                    info.distribution,
+                    info.version,
+                )
+                continue
+            for spec in specs:
+                if not isinstance(spec, CommandSpec):
+                    self._fail(
+                        info.name,
+                        f"hook {COMMANDS_HOOK}() yielded {spec!r}, not a recai.CommandSpec",
+                        info.distribution,
+                        info.version,
+                    )
+                    continue
+                problems = spec.problems()
+                if not problems and spec.name in KERNEL_COMMANDS:
+                    problems = [f"'recai {spec.name}' is a command of recai itself"]
+                if problems:
+                    self._fail(
+                        info.name,
+                        f"command {spec.name!r}: " + "; ".join(problems),
+                        info.distribution,
+                        info.version,
+                    )
+                    continue
+                entry = RegisteredCommand(spec, info)
+                if spec.name in conflicts:
+                    conflicts[spec.name].append(entry)
+                elif spec.name in found:
+                    first = found.pop(spec.name)
+                    if self.strict:
+                        raise DuplicateComponentError(
+                            f"command {spec.name!r} is provided by both {first.plugin.label} "
+                            f"(plugin {first.plugin.name!r}) and {info.label} (plugin {info.name!r})"
+                        )
+                    conflicts[spec.name] = [first, entry]
+                else:
+                    found[spec.name] = entry
+        return CommandTable(found, conflicts)
+
     def _collect(self) -> Registry:
         components: dict[str, Registered] = {}
         conflicts: dict[str, list[Registered]] = {}
@@ -255,7 +351,7 @@ class PluginManager:
                     continue
                 for spec in specs:
                     self._add(components, conflicts, spec, role, info)
-        return Registry(components, conflicts, self.failures)
+        return Registry(components, conflicts, self.failures, unloaded=self.unloaded)
 
     def _add(
         self,

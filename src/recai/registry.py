@@ -2,22 +2,23 @@
 
 A :class:`Registry` is a snapshot built by :class:`recai.plugins.PluginManager` from the specs the
 plugins yield. Looking up a name that nobody provides answers with "did you mean", the available
-names of that role with their providers, and which distribution to install.
+names of that role with their providers, and which installed plugins are not loaded (and why) or
+failed to load. The kernel names no distribution of its own accord: every hint comes from what is
+installed.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._known import distribution_for
 from .errors import DuplicateComponentError, RoleMismatchError, UnknownComponentError
 from .roles import Role, with_article
 from .specs import ComponentSpec
 
-__all__ = ["PluginInfo", "PluginFailure", "Registered", "Registry"]
+__all__ = ["PluginInfo", "PluginFailure", "Registered", "Registry", "Unloaded"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,22 @@ class PluginFailure:
 
 
 @dataclass(frozen=True)
+class Unloaded:
+    """An installed plugin (an entry point of group ``recai``) that was not loaded, and why."""
+
+    plugin: str
+    distribution: str | None
+    version: str | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        if self.distribution:
+            return f"{self.distribution}{' ' + self.version if self.version else ''}"
+        return f"plugin {self.plugin!r}"
+
+
+@dataclass(frozen=True)
 class Registered:
     """A component name bound to its spec, roles and provider."""
 
@@ -91,20 +108,6 @@ class Registered:
                 )
 
 
-def _install_hint(dist: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        md.version(dist)
-    except md.PackageNotFoundError:
-        return f"It is provided by the distribution {dist!r}, which is not installed: pip install {dist}."
-    return (
-        f"It is provided by the distribution {dist!r}, which is installed but not loaded: plugin "
-        "autoloading is off (RECAI_DISABLE_PLUGIN_AUTOLOAD), or the plugin is left out by "
-        "RECAI_PLUGINS or RECAI_BLOCK_PLUGINS."
-    )
-
-
 def _plural(role: Role) -> str:
     return role.title + ("es" if role.title.endswith("s") else "s")
 
@@ -117,10 +120,13 @@ class Registry:
         components: Mapping[str, Registered],
         conflicts: Mapping[str, list[Registered]] | None = None,
         failures: Iterable[Any] = (),
+        *,
+        unloaded: Callable[[], list[Unloaded]] | None = None,
     ):
         self._components = dict(components)
         self._conflicts = {k: list(v) for k, v in (conflicts or {}).items()}
         self._failures = list(failures)
+        self._unloaded = unloaded
 
     def __contains__(self, name: object) -> bool:
         return name in self._components
@@ -172,17 +178,16 @@ class Registry:
         pool = self.names(role) or self.names()
         family = name.rsplit(".", 1)[0] + "." if "." in name else name + "."
         same_family = [n for n in pool if n.startswith(family)][:3]  # sasrec.v3 -> sasrec.v1
-        dist = distribution_for(name)
-        installed = dist is not None and any(
-            c.plugin.distribution == dist for c in self._components.values()
-        )
-        if dist is not None and not installed and not same_family:
-            # a known family whose distribution is not loaded: the install hint is the answer
-            parts.append(_install_hint(dist))
-        else:
-            close = same_family or difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-            if close:
-                parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
+        close = same_family or difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
+        if close:
+            parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
+        unloaded = self._unloaded() if self._unloaded is not None else []
+        if unloaded:
+            by_reason: dict[str, list[str]] = {}
+            for u in unloaded:
+                by_reason.setdefault(u.reason, []).append(u.label)
+            shown = "; ".join(f"{', '.join(labels)} ({why})" for why, labels in by_reason.items())
+            parts.append(f"Installed plugins that are not loaded may provide it: {shown}.")
         if self._failures:
             shown = "; ".join(str(f) for f in self._failures[:3])
             more = (

@@ -42,6 +42,7 @@ __all__ = [
     "atomic_write_file",
     "atomic_write_text",
     "atomic_write_json",
+    "json_default",
 ]
 
 T = TypeVar("T")
@@ -76,11 +77,12 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 def atomic_write_json(path: Path | str, data: Any) -> None:
     atomic_write_text(
-        path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n"
+        path, json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n"
     )
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``default=`` for :func:`json.dumps`: numpy values, sets, tuples and paths as JSON."""
     import numpy as np
 
     if isinstance(obj, np.generic):
@@ -95,7 +97,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _digest(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, default=_json_default)
+    text = json.dumps(data, sort_keys=True, default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

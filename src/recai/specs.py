@@ -2,13 +2,14 @@
 
 A spec carries a **registered name** (lowercase, versioned: ``popularity.v1``), a **factory** (a
 callable, or a lazy ``"module:attribute"`` string so that listing plugins imports nothing heavy), a
-**params model** (a pydantic model with ``extra="forbid"``; derived from the factory's signature when
-omitted) and a one-line **summary**.
+**params model** (a pydantic model with ``extra="forbid"``, or a lazy ``"module:Model"`` string;
+derived from the factory's signature when omitted) and a one-line **summary**.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import inspect
 import re
@@ -28,7 +29,10 @@ __all__ = [
     "params_from_signature",
     "format_validation_error",
     "is_secret_path",
+    "unknown_key_hints",
 ]
+
+_LAZY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
 """Registered names: lowercase words separated by dots, ending in a version (``sasrec.v1``)."""
@@ -51,7 +55,7 @@ class ComponentSpec:
     name: str
     factory: Callable[..., Any] | str
     summary: str
-    params: type[BaseModel] | None = None
+    params: type[BaseModel] | str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def problems(self) -> list[str]:
@@ -66,7 +70,7 @@ class ComponentSpec:
                 f"'-', '_') separated by dots and end with a version; {hint}"
             )
         if isinstance(self.factory, str):
-            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.factory):
+            if not _LAZY.match(self.factory):
                 out.append(
                     f"factory {self.factory!r} must be a callable or a 'module:attribute' string"
                 )
@@ -76,7 +80,12 @@ class ComponentSpec:
             out.append("summary must be a non-empty one-line string")
         elif "\n" in self.summary.strip():
             out.append("summary must fit on one line")
-        if self.params is not None:
+        if isinstance(self.params, str):
+            if not _LAZY.match(self.params):
+                out.append(
+                    f"params {self.params!r} must be a model class or a 'module:Model' string"
+                )
+        elif self.params is not None:
             if not (isinstance(self.params, type) and issubclass(self.params, BaseModel)):
                 out.append(f"params must be a pydantic model class, got {self.params!r}")
             elif self.params.model_config.get("extra") != "forbid":
@@ -90,31 +99,36 @@ class ComponentSpec:
     def load_factory(self) -> Callable[..., Any]:
         """The factory callable, importing its module on first use for ``"module:attr"`` strings."""
         if "factory" not in self._cache:
-            if isinstance(self.factory, str):
-                module_name, _, attr = self.factory.partition(":")
-                try:
-                    obj: Any = importlib.import_module(module_name)
-                    for part in attr.split("."):
-                        obj = getattr(obj, part)
-                except Exception as e:  # noqa: BLE001 - reported with the component name
-                    raise InvalidSpecError(
-                        f"component {self.name}: cannot import its factory {self.factory!r}: "
-                        f"{type(e).__name__}: {e}"
-                    ) from e
-                self._cache["factory"] = obj
-            else:
-                self._cache["factory"] = self.factory
-        return self._cache["factory"]
+            self._cache["factory"] = self._load(self.factory, "factory")
+        return self._cache["factory"]  # type: ignore[no-any-return]
 
     def params_model(self) -> type[BaseModel]:
-        """The params model: the explicit one, or one derived from the factory's signature."""
+        """The params model: the explicit one (imported on first use for ``"module:Model"``), or
+        one derived from the factory's signature."""
         if "params" not in self._cache:
-            self._cache["params"] = (
-                self.params
-                if self.params is not None
-                else params_from_signature(self.load_factory(), self.name)
-            )
-        return self._cache["params"]
+            if self.params is None:
+                model = params_from_signature(self.load_factory(), self.name)
+            else:
+                model = self._load(self.params, "params model")
+                problems = ComponentSpec(self.name, self.factory, self.summary, model).problems()
+                if problems:
+                    raise InvalidSpecError(f"component {self.name}: " + "; ".join(problems))
+            self._cache["params"] = model
+        return self._cache["params"]  # type: ignore[no-any-return]
+
+    def _load(self, ref: Any, what: str) -> Any:
+        if not isinstance(ref, str):
+            return ref
+        module_name, _, attr = ref.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as e:  # noqa: BLE001 - reported with the component name
+            raise InvalidSpecError(
+                f"component {self.name}: cannot import its {what} {ref!r}: {type(e).__name__}: {e}"
+            ) from e
+        return obj
 
     def validate_params(
         self, params: dict[str, Any], *, context: dict[str, Any] | None = None
@@ -123,7 +137,8 @@ class ComponentSpec:
         try:
             return self.params_model().model_validate(params, context=context)
         except ValidationError as e:
-            raise ParamsError(self.name, format_validation_error(e)) from None
+            problems = unknown_key_hints(format_validation_error(e), "", self.params_model())
+            raise ParamsError(self.name, problems) from None
 
     def build(self, params: dict[str, Any] | BaseModel | None = None) -> Any:
         """Validate ``params`` and call the factory with them."""
@@ -174,6 +189,41 @@ def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[B
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (hints[p.name], default)
     return create_model(model_name, __base__=Params, **fields)
+
+
+def _model_at(model: Any, parts: list[str]) -> Any:
+    """The pydantic model reached from ``model`` through the field names ``parts`` (or None)."""
+    for part in parts:
+        field = getattr(model, "model_fields", {}).get(re.sub(r"\[\d+\]$", "", part))
+        if field is None:
+            return None
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return None
+    return model
+
+
+def unknown_key_hints(problems: list[Problem], prefix: str, model: type) -> list[Problem]:
+    """Add "did you mean" and the allowed keys to the "unknown key" problems of params ``model``
+    (whose key paths start with ``prefix``; ``""`` for params given directly)."""
+    out = []
+    for p in problems:
+        rest = p.where[len(prefix) + 1 :] if prefix else p.where
+        if p.message == "unknown key" and (not prefix or p.where.startswith(prefix + ".")):
+            *parents, key = rest.split(".")
+            owner = _model_at(model, parents)
+            if owner is not None:
+                fields = list(owner.model_fields)
+                close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+                none = "(none: this component takes no parameters)" if not parents else "(none)"
+                allowed = ", ".join(fields) if fields else none
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                p = Problem(p.where, f"unknown key ({hint}allowed keys: {allowed})")
+        out.append(p)
+    return out
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -251,4 +301,31 @@ def format_validation_error(
         if err["loc"] and err["loc"][-1] == "[key]":
             msg = "invalid key: " + msg
         problems.append(Problem(where, msg))
-    return problems
+    return _merge_branches(problems)
+
+
+_NEEDS = re.compile(r"^(?P<head>.*), but this parameter needs (?P<role>.+)$", re.S)
+
+
+def _merge_branches(problems: list[Problem]) -> list[Problem]:
+    """One problem per key path for values checked against each member of a union (``Ranker |
+    Retriever``): identical messages once, "needs a ranker" + "needs a retriever" as one line."""
+    out: list[Problem] = []
+    for p in problems:
+        same = [i for i, q in enumerate(out) if q.where == p.where]
+        if any(out[i].message == p.message for i in same):
+            continue
+        new = _NEEDS.match(p.message)
+        merged = False
+        for i in same:
+            old = _NEEDS.match(out[i].message)
+            if new and old and new["head"] == old["head"]:
+                out[i] = Problem(
+                    p.where,
+                    f"{old['head']}, but this parameter needs {old['role']} or {new['role']}",
+                )
+                merged = True
+                break
+        if not merged:
+            out.append(p)
+    return out

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ..errors import InvalidSpecError, Problem, RecaiError, RecipeError
 from ..plugins import PluginManager, get_plugin_manager
 from ..registry import Registered, Registry
 from ..roles import PendingRef, Role, with_article
-from ..specs import format_validation_error, is_secret_path
+from ..specs import format_validation_error, is_secret_path, unknown_key_hints
 from .loader import with_lines
 from .model import Recipe
 
@@ -217,7 +217,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         try:
             model.model_validate(comps[name].params, context={"recai_resolve": resolve})
         except ValidationError as e:
-            found = _params_hints(format_validation_error(e, prefix, secret), prefix, model)
+            found = unknown_key_hints(format_validation_error(e, prefix, secret), prefix, model)
             problems += _reference_hints(found, prefix, model, comps[name].params, set(comps))
 
     order: tuple[str, ...] = ()
@@ -277,21 +277,6 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
     return Plan(recipe, resolved, {k: frozenset(v) for k, v in deps.items()}, order, stages)
 
 
-def _model_at(model: Any, parts: list[str]) -> Any:
-    """The pydantic model reached from ``model`` through the field names ``parts`` (or None)."""
-    for part in parts:
-        field = getattr(model, "model_fields", {}).get(re.sub(r"\[\d+\]$", "", part))
-        if field is None:
-            return None
-        candidates = [field.annotation, *typing.get_args(field.annotation)]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if model is None:
-            return None
-    return model
-
-
 def _takes_components(annotation: Any) -> bool:
     """Whether a field annotation mentions a role class anywhere (``list[Ranker] | None``...)."""
     from ..roles import Component
@@ -326,23 +311,6 @@ def _reference_hints(
                 "recai.LLMBackend, recai.DatasetSource (not recai.Dataset, which is data), ..."
             )
             p = Problem(p.where, p.message + hint)
-        out.append(p)
-    return out
-
-
-def _params_hints(problems: list[Problem], prefix: str, model: type) -> list[Problem]:
-    out = []
-    for p in problems:
-        if p.message == "unknown key" and p.where.startswith(prefix + "."):
-            *parents, key = p.where[len(prefix) + 1 :].split(".")
-            owner = _model_at(model, parents)
-            if owner is not None:
-                fields = list(owner.model_fields)
-                close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
-                none = "(none: this component takes no parameters)" if not parents else "(none)"
-                allowed = ", ".join(fields) if fields else none
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                p = Problem(p.where, f"unknown key ({hint}allowed keys: {allowed})")
         out.append(p)
     return out
 

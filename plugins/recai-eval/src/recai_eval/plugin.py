@@ -82,3 +82,11 @@ def recai_evaluators():
     for name, factory, summary, params in _EVALUATORS:
         yield recai.ComponentSpec(name=name, factory=factory, summary=summary, params=params)
 
+
+@recai.hookimpl
+def recai_commands():
+    yield recai.CommandSpec(
+        name="eval",
+        factory="recai_eval.cli:configure",
+        summary="compare run folders side by side, with paired tests between runs",
+    )

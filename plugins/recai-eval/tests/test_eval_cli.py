@@ -1,4 +1,5 @@
-"""`recai eval RUN_DIR...`: side-by-side comparison of runs, exit codes, output formats."""
+"""`recai eval RUN_DIR...` (registered by recai-eval through the command hook): side-by-side
+comparison of runs, exit codes, output formats."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import pytest
 
 import recai
 from recai import cli
-
-pytest.importorskip("recai_eval", reason="recai eval needs the recai-eval plugin")
 
 
 def make_run(folder: Path, *, data_seed: int = 1, model_seed: int = 0) -> Path:
@@ -134,4 +133,13 @@ def test_exit_codes_in_a_real_process(tmp_path) -> None:
     assert out.returncode == 2 and "no such folder" in out.stderr and "Traceback" not in out.stderr
     assert recai_cmd("eval").returncode == 2  # RUN_DIR is required
     helped = recai_cmd("--help")
-    assert helped.returncode == 0 and "eval" in helped.stdout
+    assert helped.returncode == 0 and "eval" in helped.stdout and "[recai-eval " in helped.stdout
+    blocked = {**env, "RECAI_BLOCK_PLUGINS": "recai-eval"}
+    gone = subprocess.run(
+        [sys.executable, "-m", "recai", "eval", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=blocked,
+        timeout=120,
+    )
+    assert gone.returncode == 2 and "invalid choice: 'eval'" in gone.stderr
