@@ -175,13 +175,17 @@ class Progress(Generic[T]):
         self._initial = int(initial)
         self.fields: dict[str, Any] = {}
         self._stream: Any = stream if stream is not None else sys.stderr
-        self.interval = default_interval() if interval is None else float(interval)
+        on = enabled and is_enabled()
+        if interval is not None:
+            self.interval = float(interval)
+        else:  # a bad RECAI_PROGRESS_INTERVAL is an error only where lines could be printed
+            self.interval = default_interval() if on else DEFAULT_INTERVAL
         self._start = time.monotonic()
         self._last = self._start
         self._printed = False
         self._closed = False
         self._bar: Any = None
-        if not (enabled and is_enabled()):
+        if not on:
             self.mode = "off"
         elif _is_terminal(self._stream) or _in_notebook(self._stream):
             self.mode = "bar"
