@@ -30,10 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover
         RecipeError,
         RoleMismatchError,
         UnknownComponentError,
+        UnknownIdError,
     )
     from .commands import CommandSpec
     from .hookspecs import hookimpl
     from .plugins import PluginManager, get_plugin_manager
+    from .progress import Progress
     from .recipe import Built, Recipe, build, load_recipe
     from .roles import (
         Agent,
@@ -93,6 +95,8 @@ _LAZY = {
     "ParamsError": "errors",
     "DataError": "errors",
     "QueryError": "errors",
+    "UnknownIdError": "errors",
+    "Progress": "progress",
 }
 
 __all__ = ["__version__", "create", *_LAZY]

@@ -409,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--fresh", action="store_true", help="run every stage again instead of resuming"
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--no-progress", action="store_true", help="no progress bars or periodic progress lines"
+    )
     run.set_defaults(func=_cmd_run)
 
     return p
