@@ -38,7 +38,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--per-task", type=int, default=500, help="training examples per task")
-    add_count_option(p)  # the same option as python -m recai_emb.tasks
+    add_count_option(p)  # the same option as recai emb tasks
     p.add_argument("--samples", type=int, default=300, help="evaluation queries per task")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--temperature", type=float, default=0.05)

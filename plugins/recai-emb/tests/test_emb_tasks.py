@@ -13,13 +13,13 @@ from recai_emb.tasks import (
     TASKS,
     Example,
     generate,
-    main,
     misspell,
     read_examples,
     write_examples,
 )
 
 import recai
+from recai import cli
 from recai.data import synthetic_dataset
 from recai.errors import DataError, RecaiError
 from recai.types import ItemList
@@ -174,6 +174,9 @@ def test_tasks_need_columns_the_catalog_has():
 
 
 def test_command_line(tmp_path, capsys):
+    def main(argv):
+        return cli.main(["emb", "tasks", *argv])
+
     assert main(["--dataset", "synthetic.v1", "--out", str(tmp_path), "--per-task", "4"]) == 0
     train = read_examples(tmp_path / "train.jsonl")
     report = json.loads((tmp_path / "report.json").read_text())

@@ -16,7 +16,9 @@ from recai.errors import RecaiError
 
 torch = pytest.importorskip("torch")
 
-from recai_emb.train import TrainConfig, _info_nce, _Rows, main, train  # noqa: E402
+from recai_emb.train import TrainConfig, _info_nce, _Rows, train  # noqa: E402
+
+from recai import cli  # noqa: E402
 
 
 def toy_rows(n: int = 16) -> list[dict]:
@@ -162,7 +164,7 @@ def run_cli(args: list[str], *, torchrun: bool = False) -> subprocess.CompletedP
     if torchrun:
         head += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.run(
-        [*head, "-m", "recai_emb.train", *args],
+        [*head, "-m", "recai", "emb", "train", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -208,6 +210,9 @@ def test_two_processes_match_one(tiny, tmp_path):
 
 
 def test_command_line_errors_exit_2(tmp_path, capsys):
+    def main(argv):
+        return cli.main(["emb", "train", *argv])
+
     examples = tmp_path / "train.jsonl"
     examples.write_text(json.dumps({"query": "q"}) + "\n")
     assert main(["--examples", str(examples), "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
@@ -216,5 +221,8 @@ def test_command_line_errors_exit_2(tmp_path, capsys):
     assert "train.jsonl:1" in capsys.readouterr().err
     assert main(["--examples", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "o")]) == 2
     with pytest.raises(SystemExit) as e:
-        main(["--out", "x"])
+        main(["--out", "x"])  # --examples missing: argparse
     assert e.value.code == 2
+    capsys.readouterr()
+    assert cli.main(["emb"]) == 2  # no action: the help, exit 2
+    assert "tasks" in capsys.readouterr().out

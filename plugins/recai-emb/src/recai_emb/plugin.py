@@ -83,3 +83,13 @@ EMBEDDING_TASKS = recai.ComponentSpec(
 @recai.hookimpl
 def recai_evaluators():
     yield EMBEDDING_TASKS
+
+
+@recai.hookimpl
+def recai_commands():
+    yield recai.CommandSpec(
+        name="emb",
+        factory="recai_emb.cli:configure",
+        summary="RecLM-emb: make training/evaluation examples (emb tasks), fine-tune an encoder "
+        "(emb train)",
+    )

@@ -26,20 +26,18 @@ seeded order computed from the step number). Different settings are refused.
 ``recai_emb_training.json`` with the settings and the loss curve), which ``embedding.v1`` loads
 with ``model = "<out>/model"``.
 
-Run it from the command line (``python -m recai_emb.train --help``; ``torchrun
---nproc_per_node 2 -m recai_emb.train ...`` for two processes) or from Python with
+Run it from the command line (``recai emb train --help``; ``python -m torch.distributed.run
+--nproc_per_node 2 -m recai emb train ...`` for two processes) or from Python with
 :func:`train`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -47,7 +45,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from recai.errors import DataError, RecaiError
 from recai.progress import Progress
@@ -57,7 +55,7 @@ from recai.specs import Params
 from .encoder import _auto_max_length, _auto_pooling, pool, resolve_model, token_ids
 from .tasks import read_examples
 
-__all__ = ["TrainConfig", "train", "main"]
+__all__ = ["TrainConfig", "train"]
 
 
 class TrainConfig(Params):
@@ -464,56 +462,3 @@ def _save_checkpoint(
     for old in _checkpoints(folder)[: -config.keep_checkpoints]:
         old.unlink(missing_ok=True)
     return path
-
-
-# -- command line ---------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m recai_emb.train",
-        description="Fine-tune a text encoder on RecLM-emb examples (JSONL from "
-        "`python -m recai_emb.tasks`). Run under torchrun for data parallel training.",
-    )
-    p.add_argument("--examples", required=True, help="training examples (JSONL)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints/ and model/")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for name, f in TrainConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if f.annotation is bool:
-            p.add_argument(
-                flag,
-                type=lambda s: s.lower() in ("1", "true", "yes"),
-                default=None,
-                help=f.description,
-            )
-        else:
-            p.add_argument(
-                flag, default=None, help=f"{f.description or name} (default {f.default})"
-            )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; user errors print one line and exit with 2."""
-    args = _parser().parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None}
-    try:
-        config = TrainConfig.model_validate(given)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
-            for err in e.errors()
-        )
-        print(f"recai_emb.train: error: {problems}", file=sys.stderr)
-        return 2
-    try:
-        facts = train(config, args.examples, args.out, progress=not args.quiet)
-    except RecaiError as e:
-        print(f"recai_emb.train: error: {e}", file=sys.stderr)
-        return 2
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({k: v for k, v in facts.items() if k != "curve"}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
