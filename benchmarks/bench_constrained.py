@@ -175,11 +175,11 @@ class Timed:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     import torch
+
+    import recai
     from recai_hf import constrained
     from recai_hf.backend import HFBackend
     from recai_hf.constrained import CatalogConstraint, compile_trie
-
-    import recai
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

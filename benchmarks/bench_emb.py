@@ -49,9 +49,8 @@ SECTION = "bench_emb"  # its block in docs/performance.md
 
 
 def ml100k_texts() -> list[str]:
-    from recai_emb.itemtext import ItemTextTemplate
-
     import recai
+    from recai_emb.itemtext import ItemTextTemplate
 
     data = recai.create("dataset", "movielens-100k.v1").dataset()
     return ItemTextTemplate().render(data.catalog)[0]
@@ -59,8 +58,9 @@ def ml100k_texts() -> list[str]:
 
 def step_encode(repeats: int, batch: int, threads: int) -> dict[str, Any]:
     import torch
-    from recai_emb.encoder import TransformersEncoder, embedded_model_dir
     from sentence_transformers import SentenceTransformer
+
+    from recai_emb.encoder import TransformersEncoder, embedded_model_dir
 
     torch.set_num_threads(threads)
     texts = ml100k_texts()
@@ -239,6 +239,7 @@ def mixture(n: int, dim: int, clusters: int, seed: int, spread: float) -> np.nda
 
 def step_ann(n: int, dim: int, clusters: int, n_queries: int, probes: list[int]) -> dict[str, Any]:
     import faiss
+
     from recai_emb.index import IndexConfig, VectorIndex
 
     spread = 1.33  # cosine of a vector to its centre ~ 1 / sqrt(1 + spread^2) ~ 0.6

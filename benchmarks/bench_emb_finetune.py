@@ -50,12 +50,12 @@ def main() -> int:
     args = p.parse_args()
 
     import torch
-    from recai_emb.taskdata import TaskData
-    from recai_emb.tasks import RULE_TASKS, generate, parse_counts, write_examples
-    from recai_emb.train import TrainConfig, train
 
     import recai
     from recai.runtime import RunContext
+    from recai_emb.taskdata import TaskData
+    from recai_emb.tasks import RULE_TASKS, generate, parse_counts, write_examples
+    from recai_emb.train import TrainConfig, train
 
     try:
         counts = parse_counts(args.count)

@@ -49,10 +49,9 @@ BAR_MS = 1.0
 # -- the server process ----------------------------------------------------------------------------
 def serve(kind: str, sleep: float) -> None:
     """Run in a child process: serve the instant or the sleeping backend, print the address."""
-    from recai_serve.server import LLMServer
-
     import recai
     from recai.types import Completion, Usage
+    from recai_serve.server import LLMServer
 
     class Instant(recai.LLMBackend):
         def chat(self, messages, **options):

@@ -57,6 +57,7 @@ def step_load(cache_dir: str, threads: int | None) -> dict[str, Any]:
     start = time.perf_counter()
     import torch  # noqa: F401
     import transformers  # noqa: F401
+
     from recai_hf.backend import HFBackend
 
     imports_s = time.perf_counter() - start
@@ -70,9 +71,9 @@ def step_load(cache_dir: str, threads: int | None) -> dict[str, Any]:
 
 def step_throughput(max_tokens: int, repeats: int, threads: int | None) -> dict[str, Any]:
     import torch
-    from recai_hf.backend import HFBackend
 
     from recai.types import Message
+    from recai_hf.backend import HFBackend
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -50,9 +50,8 @@ def make_server() -> Any:
     from recai.types import Completion, Usage
 
     try:  # recai serve's server, with fault injection in front of it
-        from recai_serve.server import LLMServer
-
         from recai.testing.faults import FaultPlan
+        from recai_serve.server import LLMServer
     except ImportError:  # before the server moved from the kernel into the recai-serve plugin
         from recai.serve import LLMServer
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .commands import CommandSpec
     from .data import Catalog, Dataset, Interactions, Split
     from .errors import (
         DataError,
@@ -32,7 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownComponentError,
         UnknownIdError,
     )
-    from .commands import CommandSpec
     from .hookspecs import hookimpl
     from .plugins import PluginManager, get_plugin_manager
     from .progress import Progress

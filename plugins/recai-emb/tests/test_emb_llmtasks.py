@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from recai_emb.llmtasks import LLMTaskCache, generate_llm
-from recai_emb.taskdata import TaskData
 
 import recai
 from recai.data import synthetic_dataset
 from recai.errors import RecaiError
 from recai.types import Completion
+from recai_emb.llmtasks import LLMTaskCache, generate_llm
+from recai_emb.taskdata import TaskData
 
 
 class Counting(recai.LLMBackend):

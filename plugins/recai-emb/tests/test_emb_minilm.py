@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from recai_emb.encoder import embedded_model_dir
 
 import recai
 from recai.types import ItemList, Query
+from recai_emb.encoder import embedded_model_dir
 
 pytestmark = [
     pytest.mark.integration,

@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-from recai_emb.encoder import TransformersEncoder, embedded_model_dir
 
 import recai
 from recai.errors import RecaiError
+from recai_emb.encoder import TransformersEncoder, embedded_model_dir
 
 pytestmark = [
     pytest.mark.integration,

@@ -6,6 +6,12 @@ import json
 
 import numpy as np
 import pytest
+
+import recai
+from recai import cli
+from recai.data import synthetic_dataset
+from recai.errors import DataError, RecaiError
+from recai.types import ItemList
 from recai_emb.evaluate import bootstrap_mean, evaluate_examples, example_metrics
 from recai_emb.taskdata import Condition, TaskData, heldout_items, short_title
 from recai_emb.tasks import (
@@ -17,12 +23,6 @@ from recai_emb.tasks import (
     read_examples,
     write_examples,
 )
-
-import recai
-from recai import cli
-from recai.data import synthetic_dataset
-from recai.errors import DataError, RecaiError
-from recai.types import ItemList
 
 ITEM_TASKS = ("fa2i", "sa2i", "nm2i", "vc2i", "na2i", "t2i")
 HISTORY_TASKS = ("uh2i", "i2i", "uq2i")

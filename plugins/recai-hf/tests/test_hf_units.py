@@ -9,6 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+import recai
+from recai.errors import DataError, RecaiError
+from recai.testing import modules_imported_by_listing
+from recai.types import Completion, Message, Usage
 from recai_hf import sources
 from recai_hf.logits import BanTokens, ForceText, GenerationContext, bind_all
 from recai_hf.structured import (
@@ -17,11 +22,6 @@ from recai_hf.structured import (
     schema_errors,
     with_instruction,
 )
-
-import recai
-from recai.errors import DataError, RecaiError
-from recai.testing import modules_imported_by_listing
-from recai.types import Completion, Message, Usage
 
 HEAVY = ["torch", "transformers", "jsonschema", "recai_hf.backend", "recai_hf.sources"]
 

@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recai_openai.cache import request_key
-from recai_openai.errors import LLMOutputError, LLMRequestError, LLMStreamError
-from recai_serve.server import LLMServer
 
 import recai
 from recai.errors import ParamsError, RecaiError, RecipeError
@@ -27,6 +24,9 @@ from recai.roles import LLMBackend
 from recai.testing import LLMBackendContract
 from recai.testing.faults import FaultPlan
 from recai.types import Completion, Message, Usage
+from recai_openai.cache import request_key
+from recai_openai.errors import LLMOutputError, LLMRequestError, LLMStreamError
+from recai_serve.server import LLMServer
 
 KEY_ENV = "RECAI_OPENAI_TEST_KEY"
 KEY = "sk-test-0123456789abcdefSECRET"

@@ -7,16 +7,16 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from recai_openai import backend as backend_module
-from recai_openai.backend import AzureOpenAIBackend, OpenAIBackend
-from recai_openai.errors import LLMRequestError
-from recai_openai.params import AzureOpenAIParams, ClientParams, OpenAIParams
 
 import recai
 from recai.errors import ParamsError
 from recai.schema import recipe_schema
 from recai.testing import modules_imported_by_listing
 from recai.types import Message
+from recai_openai import backend as backend_module
+from recai_openai.backend import AzureOpenAIBackend, OpenAIBackend
+from recai_openai.errors import LLMRequestError
+from recai_openai.params import AzureOpenAIParams, ClientParams, OpenAIParams
 
 KEY_ENV = "RECAI_OPENAI_TEST_KEY"
 

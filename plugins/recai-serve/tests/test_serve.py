@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from recai_serve.server import LLMServer
 
 from recai.roles import LLMBackend
 from recai.testing.faults import Fault, FaultPlan, parse_fault
 from recai.types import Completion, Usage
+from recai_serve.server import LLMServer
 
 
 class Words(LLMBackend):
@@ -645,8 +645,9 @@ def test_errors_mid_stream_become_an_error_event() -> None:
 
 
 def test_create_app_runs_under_any_asgi_server() -> None:
-    from recai_serve.app import create_app
     from starlette.testclient import TestClient
+
+    from recai_serve.app import create_app
 
     app = create_app(Whole(), model="m", api_key="k")
     with TestClient(app) as client:

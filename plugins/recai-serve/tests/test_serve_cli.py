@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import recai_serve.plugin
 
+import recai_serve.plugin
 from recai.roles import LLMBackend
 from recai.testing import fake_distribution
 from recai.types import Completion
