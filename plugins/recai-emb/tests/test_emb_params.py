@@ -58,7 +58,9 @@ def test_the_shared_settings_are_declared_once_and_inherited() -> None:
 def test_the_specs_hold_the_models_without_importing_them_to_list(recai_installed_pm: Any) -> None:
     registry = recai_installed_pm.registry()
     for name, model in MODELS.items():
-        assert registry.get(name, "retriever").spec.params_model() is model
+        spec = registry.get(name, "retriever").spec
+        assert spec.params == f"{model.__module__}:{model.__name__}"  # a lazy string
+        assert spec.params_model() is model
     # listing components imports neither the retrievers nor their params models: see
     # test_emb_units.test_listing_components_imports_nothing_heavy
 

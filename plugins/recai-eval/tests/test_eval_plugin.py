@@ -13,6 +13,7 @@ HEAVY = (
     "recai_eval.candidates",
     "recai_eval.llm.base",
     "recai_eval.llm.runner",
+    "recai_eval.llm.params",  # named by the specs as a lazy "module:Model" string
 )
 
 

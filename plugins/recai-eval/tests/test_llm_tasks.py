@@ -733,7 +733,9 @@ def test_params_are_checked_with_key_paths(recai_installed_pm: Any) -> None:
         entry.build({"dataset": data, "llm": Echo(), "n_candidates": 1})
     conv = registry.get("conversation.v1", "evaluator")
     assert (
-        conv.build({"dataset": data, "recommender": TaggedAgent(), "simulator": Echo()}).params.max_turns
+        conv.build(
+            {"dataset": data, "recommender": TaggedAgent(), "simulator": Echo()}
+        ).params.max_turns
         == 5
     )
     with pytest.raises(ParamsError, match="simulator"):

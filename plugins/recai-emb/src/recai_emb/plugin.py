@@ -2,64 +2,33 @@
 (imports nothing heavy).
 
 The retrievers' params models (``EmbeddingParams``, ``OpenAIEmbeddingParams`` and
-``TunedEmbeddingParams``, inheriting from shared ones) live beside the retrievers and need
-:mod:`recai_emb.index` and :mod:`recai_emb.itemtext` (numpy, ``recai.data``), which listing
-components must not import. So their specs name the model as a ``"module:Model"`` string,
-imported on first use like the factory.
+``TunedEmbeddingParams``, inheriting from shared ones) live beside the retrievers; the specs name
+them as lazy ``"module:Model"`` strings, so listing components imports none of those modules.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-from dataclasses import dataclass
-from typing import Any
-
 import recai
-from recai.errors import InvalidSpecError
 
-
-@functools.cache
-def _import(name: str, target: str) -> Any:
-    module, _, attr = target.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except Exception as e:  # noqa: BLE001 - reported with the component name
-        raise InvalidSpecError(
-            f"component {name}: cannot import its params model {target!r}: {type(e).__name__}: {e}"
-        ) from e
-
-
-@dataclass(frozen=True, eq=False)
-class _Spec(recai.ComponentSpec):
-    """A component spec whose params model is a lazy ``"module:Model"`` string (a stopgap while
-    ``recai.ComponentSpec(params=...)`` takes only a class)."""
-
-    params_at: str = ""
-
-    def params_model(self) -> Any:
-        return _import(self.name, self.params_at)
-
-
-EMBEDDING = _Spec(
+EMBEDDING = recai.ComponentSpec(
     name="embedding.v1",
     factory="recai_emb.retriever:EmbeddingRetriever",
-    params_at="recai_emb.retriever:EmbeddingParams",
+    params="recai_emb.retriever:EmbeddingParams",
     summary="Text-embedding retrieval (RecLM-emb): a transformers encoder (MiniLM by default) "
     "over a faiss index; text, history, item and user queries.",
 )
-EMBEDDING_OPENAI = _Spec(
+EMBEDDING_OPENAI = recai.ComponentSpec(
     name="embedding.openai.v1",
     factory="recai_emb.retriever:OpenAIEmbeddingRetriever",
-    params_at="recai_emb.retriever:OpenAIEmbeddingParams",
+    params="recai_emb.retriever:OpenAIEmbeddingParams",
     summary="Text-embedding retrieval with vectors from any OpenAI-compatible embeddings "
     "endpoint, over a faiss index.",
 )
 
-EMBEDDING_TUNED = _Spec(
+EMBEDDING_TUNED = recai.ComponentSpec(
     name="embedding.tuned.v1",
     factory="recai_emb.tuned:TunedEmbeddingRetriever",
-    params_at="recai_emb.tuned:TunedEmbeddingParams",
+    params="recai_emb.tuned:TunedEmbeddingParams",
     summary="embedding.v1 whose fit first fine-tunes the encoder (InfoNCE) on RecLM-emb tasks "
     "made from the training split.",
 )

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 import recai
 from recai.data import Dataset, Interactions, Split
-from recai.errors import DataError, RecaiError
+from recai.errors import DataError, ParamsError, RecaiError
 from recai.roles import DatasetSource, Retriever
 from recai.secrets import BaseURL, EnvName, ModelName
+from recai.specs import format_validation_error, unknown_key_hints
 from recai.types import ItemList, Query
 
 from .cache import EmbeddingCache
@@ -191,7 +192,7 @@ def params_from_call(
 ) -> P:
     """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
     for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
-    as ``recai.create`` does (every problem, "did you mean" for a misspelt key) or
+    with the messages of ``recai.create`` (every problem, "did you mean" for a misspelt key), or
     ``TypeError`` (misused positions).
 
     >>> params_from_call("R", EmbeddingParams, (), {"max_history": 5}).max_history
@@ -209,8 +210,11 @@ def params_from_call(
     twice = sorted(given.keys() & kwargs.keys())
     if twice:
         raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
-    spec = recai.ComponentSpec(name=label, factory=model, summary=label, params=model)
-    return spec.validate_params({**given, **kwargs})  # type: ignore[return-value]
+    try:
+        return model.model_validate({**given, **kwargs})
+    except ValidationError as e:
+        problems = unknown_key_hints(format_validation_error(e), "", model)
+        raise ParamsError(label, problems) from None
 
 
 def _signature_of(model: type[recai.Params], positional: Sequence[str]) -> Any:

@@ -1,15 +1,16 @@
 """Entry point of recai-eval: registers the evaluators (imports nothing heavy).
 
 Factories are lazy ``"module:Class"`` strings, so listing components imports none of the
-evaluator modules. The LLM tasks hand their params models (:mod:`recai_eval.llm.params`, which
-imports only recai and pydantic) to their specs; the others' params come from their signatures.
+evaluator modules. The LLM tasks name their params models (:mod:`recai_eval.llm.params`, one base
+inherited by every task's model) the same lazy way; the others' params come from their
+signatures.
 """
 
 from __future__ import annotations
 
 import recai
 
-from .llm import params as llm
+_LLM = "recai_eval.llm.params:"
 
 _EVALUATORS = (
     (
@@ -30,49 +31,49 @@ _EVALUATORS = (
         "recai_eval.llm.retrieval:LLMRetrievalEvaluator",
         "LLM names items from a user's history; Hit/NDCG/MRR@k with hallucination, duplicate, "
         "history and copy rates.",
-        llm.RetrievalParams,
+        _LLM + "RetrievalParams",
     ),
     (
         "llm-ranking.v1",
         "recai_eval.llm.ranking:LLMRankingEvaluator",
         "LLM ranks 20 candidates (1 held-out + 19 negatives); Hit/NDCG/MRR@k with five error rates.",
-        llm.RankingParams,
+        _LLM + "RankingParams",
     ),
     (
         "cf-ranking-mc.v1",
         "recai_eval.llm.choice:CFRankingMCEvaluator",
         "LLM picks, among 10 lettered options, the item hidden from a user's unordered history.",
-        llm.ChoiceParams,
+        _LLM + "ChoiceParams",
     ),
     (
         "seq-ranking-mc.v1",
         "recai_eval.llm.choice:SeqRankingMCEvaluator",
         "LLM picks, among 10 lettered options, the item a user chooses next.",
-        llm.ChoiceParams,
+        _LLM + "ChoiceParams",
     ),
     (
         "explanation.v1",
         "recai_eval.llm.explanation:ExplanationEvaluator",
         "An LLM judge compares two systems' explanations in both orders: win/tie/loss, aspects.",
-        llm.ExplanationParams,
+        _LLM + "ExplanationParams",
     ),
     (
         "conversation.v1",
         "recai_eval.llm.conversation:ConversationEvaluator",
         "A user-simulator LLM with a hidden target talks to a recommender: Hit@N and AT@N.",
-        llm.ConversationParams,
+        _LLM + "ConversationParams",
     ),
     (
         "embedding-ranking.v1",
         "recai_eval.llm.embedding:EmbeddingRankingEvaluator",
         "A text retriever ranks 20 candidates for a user's history as a query: Hit/NDCG/MRR@k.",
-        llm.EmbeddingRankingParams,
+        _LLM + "EmbeddingRankingParams",
     ),
     (
         "embedding-retrieval.v1",
         "recai_eval.llm.embedding:EmbeddingRetrievalEvaluator",
         "A text retriever searches the catalog with a user's history as a query: Hit/NDCG/MRR@k.",
-        llm.EmbeddingRetrievalParams,
+        _LLM + "EmbeddingRetrievalParams",
     ),
 )
 

@@ -11,13 +11,13 @@ outside the candidates, copies of the input order). The modules:
 - :mod:`.parsing`: lists, lettered choices and judge verdicts out of free text;
 - :mod:`.scoring`: grounding of mentions, error flags and ranking metrics;
 - :mod:`.prompts`: the default prompt templates and how items are written into them;
-- :mod:`.params`: the tasks' params models, one inheriting from another (what the plugin's
-  entry point hands to the component specs);
+- :mod:`.params`: the tasks' params models, one inheriting from another (the plugin's entry
+  point names them in the component specs);
 - :mod:`.base`: what every task shares (sampling users, the session, the report, building a
   task from its params);
 - the tasks: :mod:`.retrieval`, :mod:`.ranking`, :mod:`.choice`, :mod:`.explanation`,
   :mod:`.conversation`, :mod:`.embedding`.
 
-The package imports nothing on purpose: listing plugins imports :mod:`.params` (and with it only
-recai, pydantic and :mod:`.parsing`).
+The package imports nothing on purpose: the entry point names factories and params models as lazy
+``"module:attribute"`` strings, so listing plugins imports none of these modules.
 """

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from pydantic import ValidationError
 
 import recai
 from recai.data import Dataset, Split, leave_one_out
-from recai.errors import DataError
+from recai.errors import DataError, ParamsError
 from recai.roles import describe_component
 from recai.runtime import RunContext, atomic_write_text
+from recai.specs import format_validation_error, unknown_key_hints
 from recai.types import Message, Report
 
 from ..ranking import unique_names
@@ -321,7 +323,7 @@ def params_from_call(
 ) -> P:
     """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
     for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
-    as ``recai.create`` does (every problem, "did you mean" for a misspelt key) or
+    with the messages of ``recai.create`` (every problem, "did you mean" for a misspelt key), or
     ``TypeError`` (misused positions).
 
     >>> from pydantic import Field
@@ -347,8 +349,11 @@ def params_from_call(
     twice = sorted(given.keys() & kwargs.keys())
     if twice:
         raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
-    spec = recai.ComponentSpec(name=label, factory=model, summary=label, params=model)
-    return spec.validate_params({**given, **kwargs})  # type: ignore[return-value]
+    try:
+        return model.model_validate({**given, **kwargs})
+    except ValidationError as e:
+        problems = unknown_key_hints(format_validation_error(e), "", model)
+        raise ParamsError(label, problems) from None
 
 
 def signature_of(model: type[recai.Params], positional: Sequence[str] = ()) -> inspect.Signature:

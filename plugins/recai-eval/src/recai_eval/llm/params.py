@@ -13,9 +13,8 @@ subclasses the deepest one that fits and adds its own settings (or another defau
                    │                └─ ExplanationParams
                    └─ EmbeddingRetrievalParams ── EmbeddingRankingParams
 
-The plugin's entry point hands these models to the component specs, so listing components imports
-this module: it imports only recai and pydantic (prompt checks import :mod:`.prompts` when a
-template is given).
+The plugin's entry point names these models in the component specs (``params=
+"recai_eval.llm.params:RankingParams"``); the kernel imports them when params are first checked.
 
 >>> fields = RankingParams.model_fields
 >>> fields["n_candidates"].default, fields["max_tokens"].default, fields["samples"].default
@@ -34,6 +33,7 @@ from pydantic import AfterValidator, Field, ValidationInfo
 import recai
 
 from .parsing import DEFAULT_THRESHOLD
+from .prompts import check_template
 
 __all__ = [
     "LLMTaskParams",
@@ -66,8 +66,6 @@ def template_param(*names: str) -> Any:
     def check(value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        from .prompts import check_template  # numpy comes with it: only when a template is given
-
         return check_template(value, allowed, info.field_name or "template")
 
     shown = ", ".join("{" + n + "}" for n in sorted(allowed)) or "no placeholders"
