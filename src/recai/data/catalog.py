@@ -52,7 +52,12 @@ class Catalog:
         ids = self.ids.tolist()
         if len(set(ids)) != n:  # a set is ~10x faster than np.unique on object arrays
             seen: set[Any] = set()
-            dup = [x for x in ids if x in seen or seen.add(x)][:5]
+            dup = []
+            for x in ids:
+                if x in seen:
+                    dup.append(x)
+                seen.add(x)
+            dup = dup[:5]
             raise DataError(f"catalog item ids are not unique: {dup} appear more than once")
         self._index = IdIndex(
             self.ids, kind="item", owner="the catalog", titles=lambda: self.titles

@@ -163,9 +163,10 @@ def _refuse_empty(step: FilterStep, hint: str) -> None:
 
 
 def _with_step(data: Data, inter: Interactions, step: FilterStep) -> Data:
+    # mypy checks the Dataset case of `Data` against an imagined subclass of both classes
     if isinstance(data, Interactions):
-        return inter
-    info = dict(data.info)
+        return inter  # type: ignore[return-value]
+    info: dict[str, Any] = dict(data.info)
     info["filters"] = [*info.get("filters", []), step.to_dict()]
     return replace(data, interactions=inter, info=info)
 
@@ -312,9 +313,9 @@ def k_core(
         ratings=sub.ratings,
     )
     report = FilterReport([step], kept_users, kept_items)
-    if isinstance(data, Interactions):
-        return core, report
-    info = dict(data.info)
+    if isinstance(data, Interactions):  # the ignore: see _with_step
+        return core, report  # type: ignore[return-value]
+    info: dict[str, Any] = dict(data.info)
     info["filters"] = [*info.get("filters", []), step.to_dict()]
     out = Dataset(
         name=data.name,

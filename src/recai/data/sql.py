@@ -23,15 +23,16 @@ limit. A refused or failing query raises :class:`QueryError` with the reason and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -117,7 +118,8 @@ class _Column:
     kind: str  # number, text, date, multi
     description: str
     side_table: str | None = None
-    values: list[Any] = field(default_factory=list, repr=False)
+    # dataclasses.field: the name `field` is this class's first attribute
+    values: list[Any] = dataclasses.field(default_factory=list, repr=False)
 
 
 class CatalogDB:
@@ -217,6 +219,7 @@ class CatalogDB:
         conn.executemany(f"INSERT INTO items VALUES ({marks})", rows)
         for c in self._columns[1:]:
             if c.kind == "multi":
+                assert c.field is not None  # multi columns come from catalog fields
                 side = self.catalog.fields[c.field]
                 c.side_table = f"item_{c.name}"
                 conn.execute(f"CREATE TABLE {c.side_table} (item INTEGER NOT NULL, value TEXT)")
@@ -506,7 +509,7 @@ class _Running:
             self._finish()
             raise self._translate(exc) from None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         self._finish()
         if exc is not None and isinstance(exc, sqlite3.Error | ValueError | OverflowError):
             raise self._translate(exc) from None
@@ -558,7 +561,7 @@ def _convert(name: str, sql_name: str, raw: Any, description: str) -> _Column:
             not finite.any() or np.abs(arr[finite]).max() < 2**53
         )
         conv = int if whole else float
-        values = [
+        values: list[Any] = [
             conv(v) if ok else None for v, ok in zip(arr.tolist(), finite.tolist(), strict=True)
         ]
         return _Column(
@@ -567,7 +570,9 @@ def _convert(name: str, sql_name: str, raw: Any, description: str) -> _Column:
     if kind == "M":
         nat = np.isnat(arr)
         days = arr.astype("datetime64[D]")
-        unit = "D" if bool(np.all((arr[~nat] - days[~nat]) == np.timedelta64(0))) else "s"
+        unit: Literal["D", "s"] = (
+            "D" if bool(np.all((arr[~nat] - days[~nat]) == np.timedelta64(0))) else "s"
+        )
         text = np.datetime_as_string(arr, unit=unit)
         values = [None if m else str(t) for t, m in zip(text.tolist(), nat.tolist(), strict=True)]
         return _Column(name, sql_name, "TEXT", "date", description, values=values)
@@ -585,7 +590,7 @@ def _convert(name: str, sql_name: str, raw: Any, description: str) -> _Column:
     if present and all(isinstance(v, bool | int | float | np.number) for v in present):
         whole = all(float(v).is_integer() for v in present)
         conv = int if whole else float
-        out = [None if _missing(v) else conv(v) for v in values]
+        out: list[Any] = [None if _missing(v) else conv(v) for v in values]
         return _Column(
             name, sql_name, "INTEGER" if whole else "REAL", "number", description, values=out
         )

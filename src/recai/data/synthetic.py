@@ -530,7 +530,8 @@ def _write(path: Path, columns: list[_Column], n_rows: int) -> None:
     with open(tmp, "wb") as f:
         f.write(header.encode("utf-8"))
         for chunk in _tsv_chunks(columns, n_rows):
-            f.write(chunk if isinstance(chunk, bytes) else memoryview(chunk))
+            # numpy's stubs declare ndarray a Buffer (__buffer__) only for Python >= 3.12
+            f.write(chunk if isinstance(chunk, bytes) else memoryview(chunk))  # type: ignore[arg-type]
     tmp.replace(path)
 
 
