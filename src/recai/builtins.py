@@ -7,6 +7,8 @@ filter over any other dataset component (implicit feedback, deduplication, k-cor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .hookspecs import hookimpl
 from .specs import ComponentSpec
 
@@ -18,17 +20,17 @@ RANDOM = ComponentSpec(
 
 
 @hookimpl
-def recai_rankers():
+def recai_rankers() -> Iterator[ComponentSpec]:
     yield RANDOM
 
 
 @hookimpl
-def recai_retrievers():
+def recai_retrievers() -> Iterator[ComponentSpec]:
     yield RANDOM
 
 
 @hookimpl
-def recai_datasets():
+def recai_datasets() -> Iterator[ComponentSpec]:
     yield ComponentSpec(
         name="synthetic.v1",
         factory="recai.baselines:SyntheticDataset",

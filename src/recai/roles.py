@@ -64,8 +64,8 @@ class Role(str, Enum):
         """The abstract base class of this role."""
         return _CLASSES[self]
 
-    @property
-    def title(self) -> str:
+    @property  # shadows str.title: Role.LLM_BACKEND.title == "llm backend"
+    def title(self) -> str:  # type: ignore[override]
         return self.value.replace("_", " ")
 
     @property

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.errors import PydanticInvalidForJsonSchema, PydanticUserError
 from pydantic.json_schema import models_json_schema
 
 from ._version import __version__
 from .errors import InvalidSpecError
 from .recipe.model import Recipe
-from .registry import Registry
+from .registry import Registered, Registry
 
 __all__ = ["recipe_schema"]
 
@@ -23,7 +24,7 @@ def recipe_schema(registry: Registry | None = None) -> dict[str, Any]:
     """The recipe shape; with a registry, ``use`` lists installed names and ``params`` is checked
     against each component's params model."""
     models: list[tuple[type, Any]] = [(Recipe, "validation")]
-    entries = []
+    entries: list[tuple[Registered, type[BaseModel] | None]] = []
     for entry in registry.all() if registry is not None else []:
         try:
             model = entry.spec.params_model()
@@ -52,10 +53,10 @@ def recipe_schema(registry: Registry | None = None) -> dict[str, Any]:
             "enum": [e.name for e, _ in entries],
         }
         rules = []
-        for entry, model in entries:
+        for entry, params in entries:
             then: dict[str, Any] = {}
-            if model is not None:
-                then = {"properties": {"params": refs[(model, "validation")]}}
+            if params is not None:
+                then = {"properties": {"params": refs[(params, "validation")]}}
             rules.append(
                 {
                     "if": {"properties": {"use": {"const": entry.name}}, "required": ["use"]},

@@ -116,4 +116,5 @@ def modules_imported_by_listing(
     )
     if out.returncode != 0:
         raise AssertionError(f"listing plugin {plugin!r} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    return loaded
