@@ -112,7 +112,7 @@ class PluginManager:
         """Installed plugins not loaded on purpose (autoload off, not allowed, blocked)."""
         self._autoload = autoload if autoload is not None else not _flag(ENV_DISABLE_AUTOLOAD)
         self._registry: Registry | None = None
-        self._commands: Any = None
+        self._commands: CommandTable | None = None
         self._lock = threading.Lock()
         if builtins:
             from . import builtins as builtin_module
