@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from ._version import __version__
 
@@ -32,7 +32,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
     pm = get_plugin_manager()
     reg = pm.registry()
-    components = [
+    components: list[dict[str, Any]] = [
         {
             "name": c.name,
             "roles": [r.value for r in c.roles],
@@ -344,7 +344,7 @@ def _format_summary(s: dict[str, Any]) -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 with a one-line hint, as argparse does
+    def error(self, message: str) -> NoReturn:  # exit 2 with a one-line hint, as argparse does
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shape-only", action="store_true", help="leave out the params of installed components"
     )
     sc.set_defaults(func=_cmd_schema)
-    rp.set_defaults(func=lambda a: (rp.print_help(), 2)[1])
+    rp.set_defaults(func=lambda a: (rp.print_help(), 2)[1])  # type: ignore[func-returns-value]
 
     dp = sub.add_parser(
         "datasets", help="list dataset components, or load one and print its statistics"
