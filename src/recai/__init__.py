@@ -19,38 +19,52 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .commands import CommandSpec
-    from .data import Catalog, Dataset, Interactions, Split
+    # `Name as Name`: re-exported for type checkers (at run time the names load lazily below)
+    from .commands import CommandSpec as CommandSpec
+    from .data import (
+        Catalog as Catalog,
+        Dataset as Dataset,
+        Interactions as Interactions,
+        Split as Split,
+    )
     from .errors import (
-        DataError,
-        DuplicateComponentError,
-        ParamsError,
-        PluginLoadError,
-        QueryError,
-        RecaiError,
-        RecipeError,
-        RoleMismatchError,
-        UnknownComponentError,
-        UnknownIdError,
+        DataError as DataError,
+        DuplicateComponentError as DuplicateComponentError,
+        ParamsError as ParamsError,
+        PluginLoadError as PluginLoadError,
+        QueryError as QueryError,
+        RecaiError as RecaiError,
+        RecipeError as RecipeError,
+        RoleMismatchError as RoleMismatchError,
+        UnknownComponentError as UnknownComponentError,
+        UnknownIdError as UnknownIdError,
     )
-    from .hookspecs import hookimpl
-    from .plugins import PluginManager, get_plugin_manager
-    from .progress import Progress
-    from .recipe import Built, Recipe, build, load_recipe
+    from .hookspecs import hookimpl as hookimpl
+    from .plugins import PluginManager as PluginManager, get_plugin_manager as get_plugin_manager
+    from .progress import Progress as Progress
+    from .recipe import Built as Built, Recipe as Recipe, build as build, load_recipe as load_recipe
     from .roles import (
-        Agent,
-        DatasetSource,
-        Evaluator,
-        Explainer,
-        KnowledgePrompter,
-        LLMBackend,
-        Ranker,
-        Retriever,
-        Role,
+        Agent as Agent,
+        DatasetSource as DatasetSource,
+        Evaluator as Evaluator,
+        Explainer as Explainer,
+        KnowledgePrompter as KnowledgePrompter,
+        LLMBackend as LLMBackend,
+        Ranker as Ranker,
+        Retriever as Retriever,
+        Role as Role,
     )
-    from .runtime import RunContext, ensure_fitted, run
-    from .specs import ComponentSpec, Params
-    from .types import Completion, Explanation, ItemList, Message, Query, Report, Usage
+    from .runtime import RunContext as RunContext, ensure_fitted as ensure_fitted, run as run
+    from .specs import ComponentSpec as ComponentSpec, Params as Params
+    from .types import (
+        Completion as Completion,
+        Explanation as Explanation,
+        ItemList as ItemList,
+        Message as Message,
+        Query as Query,
+        Report as Report,
+        Usage as Usage,
+    )
 
 _LAZY = {
     "hookimpl": "hookspecs",
