@@ -41,7 +41,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from typing import IO, Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar, overload
 
 from .errors import RecaiError
 
@@ -152,6 +152,36 @@ class Progress(Generic[T]):
     demo: epoch 2/2 | loss=0.25 | elapsed 0s
     demo: done, epoch 2/2 | loss=0.25 | elapsed 0s
     """
+
+    # Two overloads for type checkers: without an iterable, `with Progress(total=...) as bar`
+    # is a Progress[Any] (there is no item type to infer).
+    @overload
+    def __init__(
+        self: Progress[Any],
+        iterable: None = None,
+        *,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        enabled: bool = True,
+        interval: float | None = None,
+        stream: IO[str] | None = None,
+        initial: int = 0,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        iterable: Iterable[T],
+        *,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        enabled: bool = True,
+        interval: float | None = None,
+        stream: IO[str] | None = None,
+        initial: int = 0,
+    ) -> None: ...
 
     def __init__(
         self,
