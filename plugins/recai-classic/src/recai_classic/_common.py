@@ -192,7 +192,8 @@ class FittedState:
             return
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / STATE_FILE, **self.state())
+        # numpy's stub: a ** mapping could fill savez's allow_pickle (it holds only arrays here)
+        np.savez(folder / STATE_FILE, **self.state())  # type: ignore[arg-type]
         meta = {
             "component": self.component,
             "format": self.format_version,
@@ -249,7 +250,7 @@ class FittedState:
                 f"was saved with params {meta.get('params')}, this model has {self.params()}",
                 path=where,
             )
-        expected = None
+        expected: tuple[int, str | None] | None = None
         if dataset is not None:
             expected = (dataset.n_items, catalog_fingerprint(dataset.catalog))
         elif self.n_items is not None:

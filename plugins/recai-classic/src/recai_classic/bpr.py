@@ -94,7 +94,7 @@ def sample_negatives(
     return items
 
 
-def _network(n_users: int, n_items: int, factors: int):
+def _network(n_users: int, n_items: int, factors: int) -> Any:
     torch = require_torch()
     nn = torch.nn
 
@@ -196,6 +196,8 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
 
     def state(self) -> dict[str, np.ndarray]:
         self.require_fitted()
+        assert self._user_vectors is not None and self._item_vectors is not None
+        assert self._train_indptr is not None and self._train_items is not None
         return {
             "net.users.weight": self._user_vectors,
             "net.items.weight": self._item_vectors,

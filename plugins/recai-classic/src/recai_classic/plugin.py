@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 POPULARITY = recai.ComponentSpec(
@@ -33,10 +35,10 @@ MODELS = (POPULARITY, ITEMKNN, EASE, BPR, SASREC)
 
 
 @recai.hookimpl
-def recai_rankers():
+def recai_rankers() -> Iterator[recai.ComponentSpec]:
     yield from MODELS
 
 
 @recai.hookimpl
-def recai_retrievers():
+def recai_retrievers() -> Iterator[recai.ComponentSpec]:
     yield from MODELS

@@ -138,7 +138,7 @@ def _network(
     norm: str = "pre",
     attn_dropout: float = 0.0,
     label_smoothing: float = 0.0,
-):
+) -> Any:
     torch = require_torch()
     post = norm == "post"
     nn = torch.nn
