@@ -203,7 +203,8 @@ class HFBackend(LLMBackend):
             logits_processors=logits_processors,
         )[0]
 
-    def chat_batch(
+    # LLMBackend declares chat_batch/stream with **options; this backend names its options
+    def chat_batch(  # type: ignore[override]
         self,
         conversations: Sequence[Sequence[Message]],
         *,
@@ -231,7 +232,7 @@ class HFBackend(LLMBackend):
             return complete_json(generate, convs, json_schema, repairs=self.json_repairs)
         return self._complete(convs, list(range(len(convs))), options)
 
-    def stream(
+    def stream(  # type: ignore[override]  # named options, as chat_batch
         self,
         messages: Sequence[Message],
         *,

@@ -611,7 +611,7 @@ class CatalogConstraint:
         """``exclude`` as one array per conversation (a single array: the same for all)."""
         if exclude is None:
             return None
-        rows = list(exclude)
+        rows: list[Any] = list(exclude)
         flat = all(np.ndim(r) == 0 for r in rows)
         if flat:
             rows = [rows]

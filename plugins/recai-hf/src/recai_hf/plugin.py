@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 HF = recai.ComponentSpec(
@@ -13,5 +15,5 @@ HF = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_llm_backends():
+def recai_llm_backends() -> Iterator[recai.ComponentSpec]:
     yield HF
