@@ -232,7 +232,9 @@ def load_amazon_2023(
     if meta is not None:
         meta = Path(meta).expanduser()
         ids, objs, lines = _read_meta(meta, problems, "parent_asin")
-        details = [o.get("details") if isinstance(o.get("details"), dict) else {} for o in objs]
+        details: list[Any] = [
+            o.get("details") if isinstance(o.get("details"), dict) else {} for o in objs
+        ]
         fields = {
             "main_category": text_column((o.get("main_category") for o in objs), unescape=True),
             "categories": multi_column((o.get("categories") for o in objs), unescape=True),

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,7 @@ def stripped(tokens: Sequence[str]) -> list[str]:
 
 def _dedupe(
     ids: Sequence[str],
-    lines: Sequence[int] | None,
+    lines: Sequence[int] | np.ndarray | None,
     problems: Problems,
     path: str | None,
     reason: str,
@@ -123,7 +123,7 @@ def make_catalog(
     problems: Problems,
     *,
     path: str | None = None,
-    lines: Sequence[int] | None = None,
+    lines: Sequence[int] | np.ndarray | None = None,
     descriptions: dict[str, str] | None = None,
 ) -> Catalog:
     """A catalog in file order; a repeated id is a problem (skip mode keeps the first).
@@ -158,7 +158,7 @@ def make_users(
     problems: Problems,
     *,
     path: str | None = None,
-    lines: Sequence[int] | None = None,
+    lines: Sequence[int] | np.ndarray | None = None,
     descriptions: dict[str, str] | None = None,
 ) -> UserTable:
     """A user table in file order; a repeated id is a problem (skip mode keeps the first)."""
@@ -421,7 +421,9 @@ class InteractionsBuilder:
             )
         )
 
-    def columns(self) -> tuple[np.ndarray, ...]:
+    def columns(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(user codes, item codes, lines, ratings or None, timestamps or None)``; codes are
         integers (``int32`` or ``int64``), lines ``int64``."""
         self._flush()
@@ -470,7 +472,12 @@ def _catalog_index(tokens: list[str], catalog: Catalog) -> np.ndarray:
 
 
 def _report_rows(
-    problems: Problems, reason: str, rows: np.ndarray, lines: np.ndarray, message, path: str
+    problems: Problems,
+    reason: str,
+    rows: np.ndarray,
+    lines: np.ndarray,
+    message: Callable[[int, int], str],
+    path: str,
 ) -> None:
     """Report the rows in ``rows``: strict mode raises on the first, lenient counts them all."""
     if len(rows):
@@ -588,7 +595,7 @@ def build_kg(
     catalog: Catalog,
     problems: Problems,
     *,
-    link_lines: Sequence[int] | None = None,
+    link_lines: Sequence[int] | np.ndarray | None = None,
     link_path: str | None = None,
     entity_names: dict[str, str] | None = None,
 ) -> KnowledgeGraph:

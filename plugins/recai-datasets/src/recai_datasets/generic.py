@@ -354,10 +354,10 @@ def _json_times(
                 out[row] = x / 1000.0 if fmt == "unix_ms" else x
         return out, keep
     text = ["" if v is None else str(v) for v in values]
-    out, keep = parse_times(
+    times, kept = parse_times(
         text, np.asarray(lines), problems, path=path, column="timestamp", fmt=fmt
     )
-    return out, np.ones(len(values), dtype=bool) if keep is None else keep
+    return times, np.ones(len(values), dtype=bool) if kept is None else kept
 
 
 def load_jsonl(
@@ -492,7 +492,7 @@ class CsvDataset(recai.DatasetSource):
         name: Annotated[str, Field(description="the dataset's name")] = "csv",
         on_error: OnError = "raise",
     ) -> None:
-        self.options = {
+        self.options: dict[str, Any] = {
             "user": user,
             "item": item,
             "rating": rating,
@@ -544,7 +544,7 @@ class JsonlDataset(recai.DatasetSource):
         name: Annotated[str, Field(description="the dataset's name")] = "jsonl",
         on_error: OnError = "raise",
     ) -> None:
-        self.options = {
+        self.options: dict[str, Any] = {
             "user": user,
             "item": item,
             "rating": rating,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 _SPECS = (
@@ -60,6 +62,6 @@ _SPECS = (
 
 
 @recai.hookimpl
-def recai_datasets():
+def recai_datasets() -> Iterator[recai.ComponentSpec]:
     for name, factory, summary in _SPECS:
         yield recai.ComponentSpec(name=name, factory=f"recai_datasets.{factory}", summary=summary)

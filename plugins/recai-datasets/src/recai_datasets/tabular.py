@@ -202,6 +202,7 @@ def read_interactions(
                         line=int(lines[0]) if len(lines) else None,
                     )
         u, i, r, t = positions
+        assert u is not None and i is not None  # the user and item columns are required
         users = stripped(columns[u])
         items = stripped(columns[i])
         keep = np.ones(len(lines), dtype=bool)

@@ -28,6 +28,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,7 +121,7 @@ def read_text(
     return _decode(read_bytes(path) if data is None else data, path, encoding, problems)
 
 
-def _open(path: Path):
+def _open(path: Path) -> io.BufferedIOBase:
     """The file opened for reading bytes, through gzip when its first bytes say so."""
     try:
         with path.open("rb") as f:
@@ -219,7 +220,7 @@ def iter_csv_rows(
     """
     path = Path(path)
     text = read_text(path, problems, encoding, data=data)
-    options = {"delimiter": sep, "strict": True}
+    options: dict[str, Any] = {"delimiter": sep, "strict": True}
     if quote is None:
         options["quoting"] = csv.QUOTE_NONE
     else:
