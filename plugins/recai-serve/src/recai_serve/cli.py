@@ -3,13 +3,15 @@
 The backend is a recipe's component (``recai serve recipe.toml -c brain``) or a registered name
 with its params (``recai serve --use hf.v1 -p max_tokens=64``). The server is
 :class:`~recai_serve.server.LLMServer` in the foreground: SIGINT (Ctrl-C) or SIGTERM stops it
-(requests in flight get a few seconds to finish; a second signal stops at once) and the command
-exits 0.
+and the command exits 0. Requests in flight get up to 10 s to finish; a second signal stops
+waiting for them (a backend call already running still ends first: a thread cannot be
+interrupted). uvicorn's own warnings and errors are printed as one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -139,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         signals += 1
         server.stop(force=signals > 1)  # a second signal does not wait for requests in flight
 
+    _one_line_logs("uvicorn", log)
     handled = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, stop) for sig in handled}
     try:
@@ -148,3 +151,28 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print("recai serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+class _OneLine(logging.Formatter):
+    """A log record as one line: the message, and the exception's type and text (no traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage().strip()
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            text += f" ({type(e).__name__}{': ' + str(e) if str(e) else ''})"
+        return text
+
+
+def _one_line_logs(name: str, log: Any) -> None:
+    """Send the warnings and errors of logger ``name`` (uvicorn's) to ``log``, one line each."""
+
+    class _ToLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            log(self.format(record))
+
+    handler = _ToLog(logging.WARNING)
+    handler.setFormatter(_OneLine())
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.propagate = False
