@@ -147,6 +147,8 @@ def test_models_and_health(server: LLMServer) -> None:
     assert get(server, "/health") == (200, {"status": "ok"})
     status, body = get(server, "/v2/nothing")
     assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = get(server, "/v1/chat/completions")
+    assert status == 405 and body["error"]["message"].endswith("it answers POST")
 
 
 def test_chat_completion_shape(server: LLMServer, backend: Words) -> None:

@@ -152,11 +152,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             code="not_found",
         )
     elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "?")
         err = APIError(
             405,
-            f"{path} does not answer {method} (it answers {exc.headers.get('Allow', '?')})"
-            if exc.headers
-            else f"{path} does not answer {method}",
+            f"{path} does not answer {method}; it answers {allowed}",
             code="method_not_allowed",
             headers=exc.headers,
         )

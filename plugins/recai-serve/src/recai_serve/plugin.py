@@ -6,11 +6,13 @@ only when ``recai serve`` runs, so ``recai --help`` lists it without importing a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 
 @recai.hookimpl
-def recai_commands():
+def recai_commands() -> Iterator[recai.CommandSpec]:
     yield recai.CommandSpec(
         name="serve",
         factory="recai_serve.cli:configure",
