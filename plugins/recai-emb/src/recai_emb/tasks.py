@@ -249,8 +249,8 @@ def _user_targets(
     test = split.test.histories()
     train = split.train.histories()
     valid = split.valid.histories() if split.valid is not None else None
-    users = [u for u, h in enumerate(test) if len(h)]
-    for u in [int(x) for x in rng.permutation(users)]:
+    test_users = [u for u, h in enumerate(test) if len(h)]
+    for u in [int(x) for x in rng.permutation(test_users)]:
         if len(out) >= n:
             break
         target = int(test[u][0])
@@ -289,7 +289,9 @@ class UH2I(TaskGenerator):
     history = True
     summary = "user history -> next item"
 
-    def make(self, data, n, rng, part, negatives):
+    def make(
+        self, data: TaskData, n: int, rng: np.random.Generator, part: Part, negatives: int
+    ) -> tuple[list[Example], dict[str, int]]:
         triples, skipped = _user_targets(data, part, n, rng, lambda i: True)
         out = []
         for u, hist, target in triples:
@@ -315,7 +317,9 @@ class I2I(TaskGenerator):
     history = True
     summary = "item -> the item that came next in a user's history"
 
-    def make(self, data, n, rng, part, negatives):
+    def make(
+        self, data: TaskData, n: int, rng: np.random.Generator, part: Part, negatives: int
+    ) -> tuple[list[Example], dict[str, int]]:
         triples, skipped = _user_targets(data, part, n, rng, lambda i: True)
         out = []
         for u, hist, target in triples:
@@ -354,7 +358,9 @@ class UQ2I(TaskGenerator):
     needs = ("labels",)
     summary = "user history + a label request -> the next item, which has the label"
 
-    def make(self, data, n, rng, part, negatives):
+    def make(
+        self, data: TaskData, n: int, rng: np.random.Generator, part: Part, negatives: int
+    ) -> tuple[list[Example], dict[str, int]]:
         triples, skipped = _user_targets(data, part, n, rng, lambda i: bool(data.labels[i]))
         noun = _noun(data)
         out = []
@@ -385,7 +391,9 @@ class UQ2I(TaskGenerator):
 class _ItemTask(TaskGenerator):
     """Positives drawn from the part's item pool (never held-out items in training)."""
 
-    def make(self, data, n, rng, part, negatives):
+    def make(
+        self, data: TaskData, n: int, rng: np.random.Generator, part: Part, negatives: int
+    ) -> tuple[list[Example], dict[str, int]]:
         pool = data.item_pool(part)
         usable = np.zeros(data.n_items, dtype=bool)
         usable[pool] = True
@@ -416,7 +424,14 @@ class _ItemTask(TaskGenerator):
     def eligible(self, data: TaskData, item: int) -> bool:
         return True
 
-    def one(self, data, item, rng, negatives, neg_pool) -> Example | None:
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         raise NotImplementedError
 
 
@@ -452,7 +467,13 @@ def _words(title: str) -> set[str]:
     return {w for w in re.findall(r"[a-z0-9']+", title.lower()) if len(w) >= 3 and w not in _STOP}
 
 
-def _title_negatives(data, item, rng, k, neg_pool) -> list[int]:
+def _title_negatives(
+    data: Any,  # a TaskData, which caches its title words on itself
+    item: int,
+    rng: np.random.Generator,
+    k: int,
+    neg_pool: np.ndarray,
+) -> list[int]:
     """Items whose titles share a word with ``item``'s (the confusable ones), then popular ones."""
     if not hasattr(data, "_title_words"):
         data._title_words = [_words(short_title(data.title(i))) for i in range(data.n_items)]
@@ -468,7 +489,14 @@ class T2I(_ItemTask):
     name = "t2i"
     summary = "title -> item"
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         title = data.title(item)
         query = title if rng.random() < 0.5 else short_title(title)
         return Example(
@@ -523,10 +551,17 @@ class NM2I(_ItemTask):
     name = "nm2i"
     summary = "misspelt title -> item"
 
-    def eligible(self, data, item):
+    def eligible(self, data: TaskData, item: int) -> bool:
         return bool(re.search(r"[A-Za-z]{4,}", short_title(data.title(item))))
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         query = misspell(short_title(data.title(item)), rng, edits=int(rng.integers(1, 3)))
         return Example(
             self.name, query, item, _title_negatives(data, item, rng, negatives, neg_pool)
@@ -552,10 +587,17 @@ class FA2I(_ItemTask):
     needs = ("labels",)
     summary = "all of an item's labels (and its year) -> the item"
 
-    def eligible(self, data, item):
+    def eligible(self, data: TaskData, item: int) -> bool:
         return bool(data.labels[item])
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         labels = sorted(data.labels[item])
         year = data.years[item]
         has_year = bool(np.isfinite(year))
@@ -585,10 +627,17 @@ class SA2I(_ItemTask):
     needs = ("labels",)
     summary = "one or two labels, sometimes a decade -> an item meeting them"
 
-    def eligible(self, data, item):
+    def eligible(self, data: TaskData, item: int) -> bool:
         return bool(data.labels[item])
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         labels = sorted(data.labels[item])
         take = min(len(labels), int(rng.integers(1, 3)))
         chosen = sorted(str(x) for x in rng.choice(labels, size=take, replace=False))
@@ -661,11 +710,18 @@ class VC2I(_ItemTask):
     needs = ("numbers",)
     summary = "a vague year (or price) condition, sometimes with a label -> an item meeting it"
 
-    def eligible(self, data, item):
+    def eligible(self, data: TaskData, item: int) -> bool:
         v = data.years[item] if data.number_kind == "year" else data.prices[item]
         return bool(np.isfinite(v))
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: TaskData,
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         noun = _noun(data)
         labels = sorted(data.labels[item])
         label = str(rng.choice(labels)) if labels and rng.random() < 0.5 else None
@@ -709,10 +765,17 @@ class NA2I(_ItemTask):
     needs = ("labels",)
     summary = "negative labels ('a Drama that is not a Comedy') -> an item meeting them"
 
-    def eligible(self, data, item):
+    def eligible(self, data: TaskData, item: int) -> bool:
         return True
 
-    def one(self, data, item, rng, negatives, neg_pool):
+    def one(
+        self,
+        data: Any,  # a TaskData, which caches its label counts on itself
+        item: int,
+        rng: np.random.Generator,
+        negatives: int,
+        neg_pool: np.ndarray,
+    ) -> Example | None:
         if not hasattr(data, "_label_counts"):
             counts: dict[str, int] = {}
             for s in data.labels:
