@@ -201,7 +201,7 @@ def generate_llm(
                     cache.put_many([(keys[i], answers[i]) for i in todo])
             for i, (ex, _) in enumerate(chunk):
                 if i in answers:
-                    text = answers[i]
+                    text: str | None = answers[i]
                 else:
                     text = cache.get(keys[i]) if cache is not None else None
                     cached += 1
