@@ -83,7 +83,7 @@ def example_metrics(
         for k in ks:
             hit = rank is not None and rank < k
             out[f"hit@{k}"] = float(hit)
-            out[f"ndcg@{k}"] = float(1.0 / np.log2(rank + 2)) if hit else 0.0
+            out[f"ndcg@{k}"] = float(1.0 / np.log2(rank + 2)) if rank is not None and hit else 0.0
     if example.kind in ("condition", "both") and example.condition is not None:
         mask = example.condition.mask(data)
         for k in ks:
