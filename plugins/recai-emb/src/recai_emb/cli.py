@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "tasks`). Run under torchrun for data parallel training.",
     )
     configure_train(train)
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])  # type: ignore[func-returns-value]
 
 
 def configure_tasks(p: argparse.ArgumentParser) -> None:
@@ -106,7 +106,7 @@ def run_tasks(args: argparse.Namespace) -> int:
                 llm,
                 names,
                 args.llm_per_task,
-                part=part,
+                part=part,  # type: ignore[arg-type]  # "train" or "test", from the tuple above
                 seed=args.seed,
                 negatives=args.negatives,
                 cache=cache,
