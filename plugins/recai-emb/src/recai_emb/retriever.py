@@ -247,7 +247,7 @@ class _Base(Retriever):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.__signature__ = _signature_of(cls.Params, cls.positional)
+        cls.__signature__ = _signature_of(cls.Params, cls.positional)  # type: ignore[attr-defined]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         p = params_from_call(type(self).__name__, self.Params, args, kwargs, self.positional)
