@@ -8,6 +8,8 @@ them as lazy ``"module:Model"`` strings, so listing components imports none of t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 EMBEDDING = recai.ComponentSpec(
@@ -35,7 +37,7 @@ EMBEDDING_TUNED = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_retrievers():
+def recai_retrievers() -> Iterator[recai.ComponentSpec]:
     yield EMBEDDING
     yield EMBEDDING_OPENAI
     yield EMBEDDING_TUNED
@@ -50,12 +52,12 @@ EMBEDDING_TASKS = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_evaluators():
+def recai_evaluators() -> Iterator[recai.ComponentSpec]:
     yield EMBEDDING_TASKS
 
 
 @recai.hookimpl
-def recai_commands():
+def recai_commands() -> Iterator[recai.CommandSpec]:
     yield recai.CommandSpec(
         name="emb",
         factory="recai_emb.cli:configure",
