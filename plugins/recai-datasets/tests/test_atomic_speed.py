@@ -304,6 +304,20 @@ def test_reading_imports_no_pandas(tmp_path):
     assert out.stdout.strip() == "[]"
 
 
+def test_a_line_longer_than_arrows_blocks(tmp_path, monkeypatch):
+    import recai_datasets.atomic as atomic
+
+    monkeypatch.setattr(atomic, "_BLOCK_BYTES", 1 << 10)
+    f = tmp_path / "x.item"
+    long = "word " * 1000  # 5,000 bytes in one field
+    f.write_text("item_id:token\tdesc:token_seq\n" + "".join(f"i{k}\t{long}\n" for k in range(50)))
+    table = read_atomic(f)
+    assert len(table) == 50 and table.text("desc")[49] == long
+    f.write_text(f.read_text() + "i50\n")
+    with pytest.raises(DataError, match=r"x\.item:52: expected 2 tab-separated fields"):
+        read_atomic(f)
+
+
 def test_a_lone_carriage_return_ends_a_line(tmp_path):
     f = tmp_path / "x.inter"
     f.write_bytes(b"a:token\tb:float\rx\t1\r\ny\t2\rz\tthree\n")

@@ -51,7 +51,7 @@ COLUMN_TYPES = ("token", "token_seq", "float", "float_seq")
 """The column types of the atomic-file format."""
 
 # pyarrow's CSV reader can parse blocks of the file on its thread pool; on the 2-core machine of
-# benchmarks/bench_atomic.py one thread was as fast or faster at every size (docs/performance.md)
+# benchmarks/bench_atomic.py one thread was faster at 10^6 and 10^7 rows (docs/performance.md)
 _THREADS = False
 _BLOCK_BYTES: int | None = None  # the size of those blocks (None: pyarrow's default, 1 MB)
 _MAX_DIGITS = 18  # an int64 holds any 18-digit number
@@ -92,6 +92,30 @@ def _numpy(values: Any, dtype: type[np.generic]) -> np.ndarray:
     if not parts:
         return np.zeros(0, dtype=dtype)
     return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
+def _offsets(chunk: Any) -> np.ndarray:
+    """The offsets of a string array's values in its data buffer (``len(chunk) + 1`` of them)."""
+    kind = np.int64 if chunk.type.equals(_arrow().large_string()) else np.int32
+    return np.frombuffer(chunk.buffers()[1], dtype=kind)[chunk.offset :][: len(chunk) + 1]
+
+
+def _lengths(values: Any) -> np.ndarray:
+    """The length in bytes of every string of an Arrow string array (chunked or not)."""
+    chunks = values.chunks if hasattr(values, "chunks") else [values]
+    parts = [np.diff(_offsets(c)) for c in chunks if len(c)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
+def _total_bytes(values: Any) -> int:
+    """The bytes of all the strings of an Arrow string array (chunked or not)."""
+    chunks = values.chunks if hasattr(values, "chunks") else [values]
+    total = 0
+    for chunk in chunks:
+        if len(chunk):
+            offsets = _offsets(chunk)
+            total += int(offsets[-1]) - int(offsets[0])
+    return total
 
 
 def _mask(values: Any) -> np.ndarray:
@@ -516,12 +540,10 @@ def _numbered_column(col: Any) -> tuple[str, np.ndarray] | None:
         rest = pc.ascii_ltrim(col, prefix)  # (fast; a token that repeats a character of the
     else:  # prefix loses more than the prefix: its length says so below)
         rest = pc.utf8_slice_codeunits(col, len(prefix))
-    lengths = _numpy(pc.binary_length(rest), np.int32)  # (as characters for ASCII digits)
+    lengths = _lengths(rest)  # (in bytes: in characters for ASCII digits)
     if lengths.min() < 1 or lengths.max() > _MAX_DIGITS:
         return None
-    if prefix and not np.array_equal(
-        _numpy(pc.binary_length(col), np.int32) - len(prefix.encode("utf-8")), lengths
-    ):
+    if _total_bytes(col) - len(prefix.encode("utf-8")) * len(col) != _total_bytes(rest):
         return None
     try:  # (Arrow reads ASCII digits with an optional "-" and leading zeros)
         values = _numpy(pc.cast(rest, pa.int64()), np.int64)
@@ -818,9 +840,10 @@ def read_atomic(path: Path | str, required: Sequence[str] = ()) -> AtomicTable:
 def _split(
     data: bytes, start: int, end: int, types: dict[str, str], path: Path
 ) -> tuple[dict[str, Any], int]:
-    """The fields of ``data[start:]`` (``end``: where its last line that is not empty ends) as one Arrow string column per header field (Arrow's
-    CSV reader: tab-separated, no quoting), and how many lines were left out for their
-    field count (the caller counts the lines to name them)."""
+    """The fields of ``data[start:]`` as one Arrow string column per header field (Arrow's CSV
+    reader: tab-separated, no quoting), and how many lines were left out for their field count
+    (the caller counts the lines to name them). ``end``: where the last line that is not empty
+    ends."""
     pa = _arrow()
     names = list(types)
     if end <= start:
@@ -832,13 +855,13 @@ def _split(
         skipped += 1
         return "skip"
 
-    try:
-        table = pa.csv.read_csv(
+    def read(block_size: int | None) -> Any:
+        return pa.csv.read_csv(
             pa.BufferReader(pa.py_buffer(data).slice(start)),
             read_options=pa.csv.ReadOptions(
                 column_names=[f"f{i}" for i in range(len(names))],
                 use_threads=_THREADS,
-                block_size=_BLOCK_BYTES,
+                block_size=block_size,
             ),
             parse_options=pa.csv.ParseOptions(
                 delimiter="\t",
@@ -857,6 +880,18 @@ def _split(
                 check_utf8=True,
             ),
         )
+
+    try:
+        try:
+            table = read(_BLOCK_BYTES)
+        except pa.ArrowInvalid as e:
+            if "straddl" not in str(e):
+                raise
+            # a line longer than a block (a long text field): blocks that hold the longest line
+            ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8, offset=start) == 10)
+            longest = int(np.diff(ends, prepend=-1, append=len(data) - start).max())
+            skipped = 0
+            table = read(max(2 * longest + 1, _BLOCK_BYTES or 0))
     except pa.ArrowInvalid as e:
         error = _not_utf8(data, path)
         if error is not None:
