@@ -571,7 +571,9 @@ def test_a_full_queue_answers_503_after_the_wait() -> None:
     server = LLMServer(backend, model="m", max_concurrency=1, queue_timeout=0.1)
     with server as s, ThreadPoolExecutor(2) as pool:
         first = pool.submit(post, s, chat_body(model="m"))
-        time.sleep(0.15)
+        deadline = time.perf_counter() + 5
+        while backend.active == 0 and time.perf_counter() < deadline:
+            time.sleep(0.005)  # until the first request holds the only slot
         start = time.perf_counter()
         status, headers, raw = post(s, chat_body(model="m"))
         waited = time.perf_counter() - start
