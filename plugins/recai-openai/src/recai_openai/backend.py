@@ -115,7 +115,7 @@ class OpenAIBackend(LLMBackend):
         self.api_key_env = p.api_key_env
         self._setup(p)
         key = self._key(required=urlsplit(self.base_url).hostname in ("api.openai.com",))
-        self._server = self.base_url
+        self._server: str | Mapping[str, Any] = self.base_url
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=key,
@@ -416,7 +416,7 @@ class OpenAIBackend(LLMBackend):
         finish = choice.finish_reason or "stop"
         model = resp.model or self.model
         self._record(model, pt, ct)
-        if key is not None:
+        if key is not None and self._cache is not None:
             self._cache.put(
                 key,
                 body,
@@ -459,7 +459,7 @@ class OpenAIBackend(LLMBackend):
         conv = msgs if mode == "schema" and schema else _with_instruction(msgs, instruction(schema))
         usage = Usage()
         last = ""
-        problem = ""
+        problem: str | None = ""
         attempt = 0
         while attempt <= self.json_repairs:
             try:
@@ -533,7 +533,8 @@ class OpenAIBackend(LLMBackend):
                 )
             return self._pool
 
-    def stream(
+    # LLMBackend declares stream with **options; this backend names its options
+    def stream(  # type: ignore[override]
         self,
         messages: Sequence[Message],
         *,
@@ -617,7 +618,7 @@ class OpenAIBackend(LLMBackend):
         pt = int(usage.prompt_tokens or 0) if usage is not None else 0
         ct = int(usage.completion_tokens or 0) if usage is not None else 0
         self._record(model, pt, ct)
-        if key is not None:
+        if key is not None and self._cache is not None:
             self._cache.put(
                 key,
                 body,
@@ -647,7 +648,7 @@ class OpenAIBackend(LLMBackend):
             return []
         prefix = render_prompt(messages)
         prompts = [prefix + c for c in conts]
-        body = {
+        body: dict[str, Any] = {
             "model": self.model,
             "prompt": prompts,
             "echo": True,
@@ -705,7 +706,7 @@ class OpenAIBackend(LLMBackend):
         pt = int(resp.usage.prompt_tokens or 0) if resp.usage is not None else 0
         model = resp.model or self.model
         self._record(model, pt, 0)
-        if key is not None:
+        if key is not None and self._cache is not None:
             self._cache.put(key, body, {"scores": scores, "usage": [pt, 0], "model": model})
         return scores
 
