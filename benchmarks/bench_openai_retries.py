@@ -47,15 +47,9 @@ KEY_ENV = "RECAI_BENCH_RETRIES_KEY"
 
 def make_server() -> Any:
     import recai
+    from recai.testing.faults import FaultPlan
     from recai.types import Completion, Usage
-
-    try:  # recai serve's server, with fault injection in front of it
-        from recai.testing.faults import FaultPlan
-        from recai_serve.server import LLMServer
-    except ImportError:  # before the server moved from the kernel into the recai-serve plugin
-        from recai.serve import LLMServer
-
-        FaultPlan = None
+    from recai_serve.server import LLMServer
 
     class Recorder(recai.LLMBackend):
         """Answers at once and records when each request reached it."""
@@ -70,8 +64,6 @@ def make_server() -> Any:
             return Completion("ok", "stop", Usage(3, 1))
 
     backend = Recorder()
-    if FaultPlan is None:
-        return LLMServer(backend, model="m"), backend
     faults = FaultPlan()
     server = LLMServer(backend, model="m", middleware=[faults.middleware])
     server.faults = faults  # where the scenarios queue them
