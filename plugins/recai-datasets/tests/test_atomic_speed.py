@@ -221,6 +221,18 @@ def test_text_columns_and_the_columns_mapping(tmp_path):
     assert repr(table) == "AtomicTable('t.inter', 3 rows, columns=['a', 'b'])"
 
 
+def test_fields_of_thousands_of_bytes(tmp_path):
+    f = tmp_path / "x.item"
+    long = "word " * 1000  # 5,000 bytes in one field
+    f.write_text("item_id:token\tdesc:token_seq\n" + "".join(f"i{k}\t{long}\n" for k in range(50)))
+    table = read_atomic(f)
+    assert len(table) == 50 and table.text("desc")[49] == long
+    assert table.distinct("desc")[0] == [long] and table.spaced("desc")
+    f.write_text(f.read_text() + "i50\n")
+    with pytest.raises(DataError, match=r"x\.item:52: expected 2 tab-separated fields"):
+        read_atomic(f)
+
+
 def test_header_only_and_empty_bodies(tmp_path):
     f = tmp_path / "h.inter"
     f.write_text("a:token\tb:float")
@@ -246,82 +258,14 @@ def test_reading_a_file_holds_no_python_string_per_row(tmp_path):
     assert peak < 12 * Path(f).stat().st_size  # strings alone would take ~50 bytes per field
 
 
-@pytest.mark.parametrize("threads", [True, False])
-def test_columns_over_many_arrow_blocks_agree_with_the_string_path(tmp_path, monkeypatch, threads):
-    """A file of many of Arrow's 1 MB blocks (chunks of every column, parsed in parallel or
-    not) gives what the same columns as Python strings give, row for row."""
+def test_long_tokens_after_a_hash_collision_sort_the_bytes(tmp_path, monkeypatch):
     import recai_datasets.atomic as atomic
 
-    monkeypatch.setattr(atomic, "_THREADS", threads)
-    rng = np.random.default_rng(3)
-    n = 120_000
-    words = np.array(["drama", "", "é t", " lead", "x" * 40, "Dune  Messiah"], dtype=object)
-    users = [f"u{k}" for k in rng.integers(0, 5_000, n).tolist()]
-    genres = words[rng.integers(0, len(words), n)].tolist()
-    items = [f"B{k:04d}" for k in rng.integers(0, 900, n).tolist()]
-    prices = [f"{x:.2f}" for x in rng.normal(20, 5, n)]
-    prices[70_000] = " 6 "  # Arrow does not read it; Python's float does
-    f = tmp_path / "big.inter"
-    rows = zip(users, items, genres, prices, strict=True)
-    f.write_text(
-        "user_id:token\titem_id:token\tgenre:token\tprice:float\n"
-        + "".join("\t".join(r) + "\n" for r in rows),
-        encoding="utf-8",
-    )
-    table = read_atomic(f)
-    assert table.columnar and len(table) == n
-    assert table._column("genre").num_chunks > 3  # (else this test checks little)
-    listed = AtomicTable(f, table.types, {c: table.text(c) for c in table.types})
-    for name in ("user_id", "item_id", "genre"):
-        for got, want in zip(table.factorize(name), listed.factorize(name), strict=True):
-            assert got.tolist() == want.tolist(), name
-        (values, codes), (want, want_codes) = table.distinct(name), listed.distinct(name)
-        assert values == want and codes.tolist() == want_codes.tolist(), name
-        vocabulary = sorted(set(table.text(name)))[::2]
-        assert table.codes(name, vocabulary).tolist() == listed.codes(name, vocabulary).tolist()
-    assert table.spaced("genre") and not table.spaced("user_id") and not table.spaced("item_id")
-    assert table.floats("price").tobytes() == listed.floats("price").tobytes()
-    assert table.floats("price")[70_000] == 6.0
-
-
-def test_reading_imports_no_pandas(tmp_path):
-    """pyarrow's ``to_numpy`` and ``pyarrow.array`` import pandas when it is installed (a
-    fifth of a second); the reader goes through Arrow's buffers instead."""
-    import subprocess
-    import sys
-
-    f = tmp_path / "x.inter"
-    f.write_text(HEADER + rows(1000, {5: "u1\ti2\t+3\t5"}) + "\n\n")
-    code = (
-        "import sys; from recai_datasets.atomic import read_atomic, index_of; "
-        f"t = read_atomic({str(f)!r}); t.factorize('user_id'); t.codes('item_id', ['i1', 'i2']); "
-        "t.codes('item_id', ['x', 'i2']); t.floats('rating'); t.decimals('rating'); "
-        "t.distinct('item_id'); t.spaced('item_id'); t.texts('user_id', [3, 1]); t.text('rating'); "
-        "index_of(['u1', 'u2'], ['u2']); "
-        "print(sorted(m for m in ('pandas',) if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_a_line_longer_than_arrows_blocks(tmp_path, monkeypatch):
-    import recai_datasets.atomic as atomic
-
-    monkeypatch.setattr(atomic, "_BLOCK_BYTES", 1 << 10)
-    f = tmp_path / "x.item"
-    long = "word " * 1000  # 5,000 bytes in one field
-    f.write_text("item_id:token\tdesc:token_seq\n" + "".join(f"i{k}\t{long}\n" for k in range(50)))
-    table = read_atomic(f)
-    assert len(table) == 50 and table.text("desc")[49] == long
-    f.write_text(f.read_text() + "i50\n")
-    with pytest.raises(DataError, match=r"x\.item:52: expected 2 tab-separated fields"):
-        read_atomic(f)
-
-
-def test_a_lone_carriage_return_ends_a_line(tmp_path):
-    f = tmp_path / "x.inter"
-    f.write_bytes(b"a:token\tb:float\rx\t1\r\ny\t2\rz\tthree\n")
-    table = read_atomic(f)
-    assert table.text("a") == ["x", "y", "z"]
-    with pytest.raises(DataError, match=r"x\.inter:4: column 'b' must hold numbers"):
-        table.floats("b")
+    f = tmp_path / "t.inter"
+    tokens = ["token-b-long", "token-a-long", "token-b-long", "x"]
+    f.write_text("k:token\n" + "".join(f"{t}\n" for t in tokens))
+    expected = read_atomic(f).factorize("k")
+    monkeypatch.setattr(atomic, "_unique_rows", lambda fixed, words: None)
+    uniques, codes = read_atomic(f).factorize("k")
+    assert uniques.tolist() == expected[0].tolist() == ["token-a-long", "token-b-long", "x"]
+    assert codes.tolist() == expected[1].tolist() == [1, 0, 1, 2]

@@ -20,7 +20,7 @@ MODULES = (
     "textio",
     "values",
 )
-HEAVY = ("recbole", "pandas", "pyarrow", "polars", *(f"recai_datasets.{m}" for m in MODULES))
+HEAVY = ("recbole", "pandas", *(f"recai_datasets.{m}" for m in MODULES))
 NAMES = {
     "movielens-100k.v1",
     "movielens-1m.v1",

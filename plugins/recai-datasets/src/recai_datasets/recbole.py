@@ -110,12 +110,12 @@ def read_table(path: Path | str, problems: Problems, required: Sequence[str] = (
 def atomic_column(table: AtomicTable, name: str, unparsed: Unparsed | None = None) -> np.ndarray:
     """Column ``name`` converted by its atomic type (see the module docstring).
 
-    A table of Arrow columns (:func:`~recai_datasets.atomic.read_atomic`) is
+    A table that keeps the file's bytes (:func:`~recai_datasets.atomic.read_atomic`) is
     converted once per distinct value, numbers vectorised; one of strings (the lenient reading),
     once per row. Both give the same column and the same ``unparsed`` counts.
     """
     kind = table.types[name]
-    if table.columnar:
+    if table.keeps_bytes:
         return _column_by_value(table, name, kind, unparsed)
     raw = table.text(name)
     if kind == "token":
@@ -176,8 +176,8 @@ def _count(unparsed: Unparsed | None, name: str, bad: np.ndarray, codes: np.ndar
 
 def _stripped_column(table: AtomicTable, name: str) -> Sequence[str]:
     """Column ``name`` as :func:`~recai_datasets.assemble.stripped` text; rows with the same
-    text share one string when the table holds Arrow columns."""
-    if not table.columnar:
+    text share one string when the table keeps the file's bytes."""
+    if not table.keeps_bytes:
         return stripped(table.text(name))
     texts, codes = table.distinct(name)
     out = np.empty(len(texts), dtype=object)
@@ -226,7 +226,7 @@ def read_items(
     descriptions = {
         n: f"{n} ({kind} column of the RecBole item file)" for n, kind in table.types.items()
     }
-    table.release()  # the Arrow columns go before the catalog is made
+    table.release()  # the file's bytes go before the catalog is made
     return make_catalog(
         ids,
         titles,
@@ -243,7 +243,7 @@ def read_users(path: Path, problems: Problems, unparsed: Unparsed, *, user_field
     table = read_table(path, problems, required=(user_field,))
     ids = stripped(table.text(user_field))
     fields = {n: atomic_column(table, n, unparsed) for n in table.types if n != user_field}
-    table.release()  # the Arrow columns go before the users are made
+    table.release()  # the file's bytes go before the users are made
     return make_users(ids, fields, problems, path=str(path), lines=table.lines)
 
 
@@ -262,7 +262,7 @@ def _coded_items(
     """Items of column ``name`` as ``(catalog ids + ids the catalog lacks, codes)``, coded against
     the catalog without a string per row or per item; ``None`` (factorize instead) for lenient
     reading, without an item file, or when ids have spaces around them (stripped first)."""
-    if catalog is None or not table.columnar:
+    if catalog is None or not table.keeps_bytes:
         return None
     small = catalog.n_items + len(table) <= np.iinfo(np.int32).max  # (ids it lacks included)
     codes = table.codes(name, catalog.ids, dtype=np.int32 if small else np.int64)
@@ -316,7 +316,7 @@ def read_inter(
             values[part] = table.floats(column, dtype=np.float32)  # as Interactions keeps them
         else:
             values[part] = table.floats(column)
-    table.release()  # the Arrow columns go before the interactions are put together
+    table.release()  # the file's bytes go before the interactions are put together
     builder.add_coded(
         users,
         items,
