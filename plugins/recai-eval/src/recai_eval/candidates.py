@@ -310,7 +310,8 @@ class CandidateRankingEvaluator(recai.Evaluator):
             hist = histories[start:stop]
             block = items[start:stop]
             if scored:
-                scores = np.asarray(model.score(hist, block, users=users[start:stop]))
+                # `scored` (uses_scores: the `via` setting or the model's role) picks the role
+                scores = np.asarray(model.score(hist, block, users=users[start:stop]))  # type: ignore[union-attr]
                 if scores.shape != block.shape:
                     raise ValueError(
                         f"model {name!r} returned scores of shape {scores.shape} for candidates "
@@ -326,7 +327,7 @@ class CandidateRankingEvaluator(recai.Evaluator):
                 for h, u in zip(hist, users[start:stop].tolist(), strict=True)
             ]
             for b, q in enumerate(queries):
-                got = model.retrieve(q, width, candidates=ItemList(block[b])).ids
+                got = model.retrieve(q, width, candidates=ItemList(block[b])).ids  # type: ignore[union-attr]
                 hit = np.flatnonzero(np.asarray(got) == block[b, 0])
                 out[start + b] = int(hit[0]) if len(hit) else MISSED
         return out

@@ -254,11 +254,11 @@ def _stage_markdown(s: StageComparison, digits: int, resamples: int) -> list[str
         lines.append("")
         lines.append(f"| metric | {a} | {b} | Δ | 95% CI of Δ | p (boot) | p ({pair.test}) |")
         lines.append("|---|---:|---:|---:|---|---:|---:|")
-        for metric, r in pair.rows.items():
+        for metric, pr in pair.rows.items():
             lines.append(
-                f"| {metric} | {_fmt(r['a'], digits)} | {_fmt(r['b'], digits)} | "
-                f"{r['delta']:+.{digits}f} | [{r['low']:+.{digits}f}, {r['high']:+.{digits}f}] | "
-                f"{_p(r['p_boot'], 1.0 / resamples)} | {_p(r['p_test'])} |"
+                f"| {metric} | {_fmt(pr['a'], digits)} | {_fmt(pr['b'], digits)} | "
+                f"{pr['delta']:+.{digits}f} | [{pr['low']:+.{digits}f}, {pr['high']:+.{digits}f}] | "
+                f"{_p(pr['p_boot'], 1.0 / resamples)} | {_p(pr['p_test'])} |"
             )
         lines.append("")
     return lines

@@ -69,7 +69,7 @@ def save_per_user(
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy: ** vs allow_pickle
 
     return atomic_write_file(path, write)
 

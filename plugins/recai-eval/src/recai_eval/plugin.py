@@ -8,6 +8,8 @@ signatures.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import recai
 
 _LLM = "recai_eval.llm.params:"
@@ -31,13 +33,13 @@ _EVALUATORS = (
         "recai_eval.llm.retrieval:LLMRetrievalEvaluator",
         "LLM names items from a user's history; Hit/NDCG/MRR@k with hallucination, duplicate, "
         "history and copy rates.",
-        _LLM + "RetrievalParams",
+        _LLM + "LLMRetrievalParams",
     ),
     (
         "llm-ranking.v1",
         "recai_eval.llm.ranking:LLMRankingEvaluator",
         "LLM ranks 20 candidates (1 held-out + 19 negatives); Hit/NDCG/MRR@k with five error rates.",
-        _LLM + "RankingParams",
+        _LLM + "LLMRankingParams",
     ),
     (
         "cf-ranking-mc.v1",
@@ -79,13 +81,13 @@ _EVALUATORS = (
 
 
 @recai.hookimpl
-def recai_evaluators():
+def recai_evaluators() -> Iterator[recai.ComponentSpec]:
     for name, factory, summary, params in _EVALUATORS:
         yield recai.ComponentSpec(name=name, factory=factory, summary=summary, params=params)
 
 
 @recai.hookimpl
-def recai_commands():
+def recai_commands() -> Iterator[recai.CommandSpec]:
     yield recai.CommandSpec(
         name="eval",
         factory="recai_eval.cli:configure",

@@ -442,10 +442,11 @@ class RankingEvaluator(recai.Evaluator):
             stop = min(start + batch, n)
             hist = cases.histories[start:stop]
             users = cases.users[start:stop]
+            # `scored` (uses_scores: the `via` setting or the model's role) picks the role
             if scored:
-                lists = self._ranked(model, name, hist, users, n_items, depth)
+                lists = self._ranked(model, name, hist, users, n_items, depth)  # type: ignore[arg-type]
             else:
-                lists = self._retrieved(model, name, hist, users, n_items, depth)
+                lists = self._retrieved(model, name, hist, users, n_items, depth)  # type: ignore[arg-type]
             empty += int((lists[:, 0] < 0).sum())
             indptr = cases.rel_indptr[start : stop + 1] - cases.rel_indptr[start]
             rel = cases.rel_items[cases.rel_indptr[start] : cases.rel_indptr[stop]]
