@@ -1,5 +1,6 @@
 """The ranker: each interaction counts 0.5 ** (age / half_life) at the time of the last one."""
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
@@ -30,7 +31,13 @@ class RecencyPopularity(recai.Ranker):
         decay = 0.5 ** (age_days / self.half_life_days)
         self.weights = np.bincount(train.items, weights=decay, minlength=train.n_items)
 
-    def score(self, histories, items=None, *, users=None):
+    def score(
+        self,
+        histories: Sequence[np.ndarray],
+        items: np.ndarray | None = None,
+        *,
+        users: np.ndarray | None = None,
+    ) -> np.ndarray:
         if self.weights is None:
             raise RuntimeError("recency-popularity.v1 is not fitted: call fit(split) first")
         scores = np.broadcast_to(self.weights, (len(histories), len(self.weights)))
