@@ -339,6 +339,7 @@ class AtomicTable:
         are too many tokens for it.
         """
         c = self._col(name)
+        found: tuple[np.ndarray, np.ndarray] | None
         if self._buf is None or not self._n:
             found = _factorize_strings(self.text(name))
         else:
@@ -992,7 +993,7 @@ def _delimiters(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = [  # tabs, line breaks and, rarely, another control byte (dropped below)
         int(np.count_nonzero(buf[off : off + _SCAN] <= _NL)) for off in range(0, len(buf), _SCAN)
     ]
-    delims = np.empty(sum(counts), dtype=dtype)  # filled in place: no second copy
+    delims: np.ndarray = np.empty(sum(counts), dtype=dtype)  # filled in place: no second copy
     at = 0
     for off, count in zip(range(0, len(buf), _SCAN), counts, strict=True):
         delims[at : at + count] = np.flatnonzero(buf[off : off + _SCAN] <= _NL)
