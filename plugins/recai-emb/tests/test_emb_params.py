@@ -8,6 +8,11 @@ import inspect
 from typing import Any
 
 import pytest
+
+import recai
+from recai.errors import ParamsError, RecipeError
+from recai.recipe import build, check, recipe_from_dict
+from recai.schema import recipe_schema
 from recai_emb.index import IndexConfig
 from recai_emb.retriever import (
     EmbeddingParams,
@@ -19,11 +24,6 @@ from recai_emb.retriever import (
     TextParams,
 )
 from recai_emb.tuned import TunedEmbeddingParams, TunedEmbeddingRetriever
-
-import recai
-from recai.errors import ParamsError, RecipeError
-from recai.recipe import build, check, recipe_from_dict
-from recai.schema import recipe_schema
 
 MODELS = {
     "embedding.v1": EmbeddingParams,
