@@ -107,14 +107,14 @@ class ExplanationEvaluator(LLMTask):
         requests = []
         for case, a, b in judged:
             history = numbered(s.items(case.shown(self.params.max_history)))
-            for first, second in ((a, b), (b, a)):
+            for answer_a, answer_b in ((a, b), (b, a)):
                 text = render(
                     self.judge_template,
                     self.placeholders["judge_template"],
                     history=history,
                     item=s.item(case.target),
-                    answer_a=first,
-                    answer_b=second,
+                    answer_a=answer_a,
+                    answer_b=answer_b,
                 )
                 requests.append(s.messages(text, self.judge_system_prompt))
         verdicts = s.ask(
@@ -142,10 +142,8 @@ class ExplanationEvaluator(LLMTask):
                 continue
             v1, v2 = parse_verdict(first.text or ""), parse_verdict(second.text or "")
             if v1 is None or v2 is None:
-                text = first.text if v1 is None else second.text
-                error = (
-                    f"no verdict ([[A]], [[B]] or [[C]]) in the judgement: {snippet(text or '')!r}"
-                )
+                unparsed = first.text if v1 is None else second.text
+                error = f"no verdict ([[A]], [[B]] or [[C]]) in the judgement: {snippet(unparsed or '')!r}"
                 s.fail(case, "judge-parse", error)
                 s.record(case, **record, judgements=[first.text, second.text], error=error)
                 continue
