@@ -100,7 +100,7 @@ class ChoiceTask(LLMTask):
         correct, outside, in_history, failed = (np.zeros(len(cases)) for _ in range(4))
         chosen: dict[str, int] = {}
         by_title = conflicts = 0
-        for i, (case, answer, (positive, options, shown)) in enumerate(
+        for i, (case, answer, (positive, options, shown_set)) in enumerate(
             zip(cases, answers, questions, strict=True)
         ):
             record: dict[str, Any] = {
@@ -115,13 +115,15 @@ class ChoiceTask(LLMTask):
                 continue
             text = answer.text or ""
             index, how = parse_choice(
-                text, len(options), match=lambda t, o=options: s.matcher.among(t, o)
+                text,
+                len(options),
+                match=lambda t, o=options: s.matcher.among(t, o),  # type: ignore[misc]
             )
             named = _named_item(s, text)
             flags = {
                 "out_of_candidates": _beyond(text, len(options))
                 or (named is not None and named not in options),
-                "in_history": named is not None and named in shown,
+                "in_history": named is not None and named in shown_set,
             }
             outside[i], in_history[i] = flags["out_of_candidates"], flags["in_history"]
             if index is None and not any(flags.values()):
@@ -208,7 +210,7 @@ def _named_item(s: Session, text: str) -> int | None:
 def _beyond(text: str, n: int) -> bool:
     """Whether the answer is a lone letter past the last option (``K`` with ten options)."""
     found = re.fullmatch(r"\W*([A-Za-z])\W*", text.strip())
-    return bool(found) and found.group(1).upper() in LETTERS[n:]
+    return found is not None and found.group(1).upper() in LETTERS[n:]
 
 
 class CFRankingMCEvaluator(ChoiceTask):
