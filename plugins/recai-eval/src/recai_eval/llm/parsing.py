@@ -174,8 +174,7 @@ def mention_variants(mention: str) -> list[str]:
         head = mention.split(sep, 1)[0].strip()
         if head and head != mention:
             out.append(head)
-    seen: set[str] = set()
-    return [v for v in out if v and not (v in seen or seen.add(v))]
+    return list(dict.fromkeys(v for v in out if v))  # first occurrences, in order
 
 
 def _letter_patterns(n: int) -> list[re.Pattern[str]]:
