@@ -63,7 +63,8 @@ class _EmbeddingTask(LLMTask):
         results: list[Any],
         candidates: list[list[int]] | None,
     ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-        ranks, flags = [], []
+        ranks: list[int] = []
+        flags: list[dict[str, bool] | None] = []
         n_items = s.data.n_items
         for i, (case, result) in enumerate(zip(cases, results, strict=True)):
             if isinstance(result, str):
