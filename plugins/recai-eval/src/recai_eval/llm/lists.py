@@ -44,7 +44,7 @@ def score_list_answers(
     cases: Sequence[Case],
     answers: Sequence[Answer],
     *,
-    orders: Sequence[Sequence[int]],
+    orders: Sequence[Sequence[int] | np.ndarray],
     candidates: Sequence[Sequence[int]] | None = None,
 ) -> ListScores:
     """Parse and ground every answer; failures are recorded in the session, never dropped."""
