@@ -25,8 +25,8 @@ from recai_eval.llm.ranking import LLMRankingEvaluator
 from recai_eval.llm.retrieval import LLMRetrievalEvaluator
 
 MODELS = {
-    "llm-retrieval.v1": P.RetrievalParams,
-    "llm-ranking.v1": P.RankingParams,
+    "llm-retrieval.v1": P.LLMRetrievalParams,
+    "llm-ranking.v1": P.LLMRankingParams,
     "cf-ranking-mc.v1": P.ChoiceParams,
     "seq-ranking-mc.v1": P.ChoiceParams,
     "explanation.v1": P.ExplanationParams,
@@ -89,10 +89,10 @@ def test_a_task_overrides_a_default_without_repeating_the_rest() -> None:
         for m in MODELS.values()
         if "max_tokens" in m.model_fields
     }
-    assert defaults[P.RetrievalParams] == 400 and defaults[P.RankingParams] == 600
+    assert defaults[P.LLMRetrievalParams] == 400 and defaults[P.LLMRankingParams] == 600
     assert defaults[P.ChoiceParams] == 64 and defaults[P.ConversationParams] == 300
     assert P.ExplanationParams.model_fields["samples"].default == 50
-    assert P.RankingParams.model_fields["samples"].default == 100
+    assert P.LLMRankingParams.model_fields["samples"].default == 100
 
 
 def test_the_specs_hold_the_models(pm: Any) -> None:
@@ -119,7 +119,7 @@ def test_direct_use_by_position_keyword_or_model(source: Any) -> None:
     llm = Echo()
     a = LLMRankingEvaluator(source, llm, samples=5, n_candidates=8)
     b = LLMRankingEvaluator(dataset=source, llm=llm, samples=5, n_candidates=8)
-    c = LLMRankingEvaluator(P.RankingParams(dataset=source, llm=llm, samples=5, n_candidates=8))
+    c = LLMRankingEvaluator(P.LLMRankingParams(dataset=source, llm=llm, samples=5, n_candidates=8))
     assert a.params == b.params == c.params
     assert a.params.llm is llm and a.params.concurrency == 4
     sig = inspect.signature(LLMRankingEvaluator)

@@ -277,7 +277,7 @@ class LLMTask(recai.Evaluator):
     validated params are ``self.params``::
 
         LLMRankingEvaluator(source, llm, samples=50)
-        LLMRankingEvaluator(RankingParams(dataset=source, llm=llm, samples=50))
+        LLMRankingEvaluator(LLMRankingParams(dataset=source, llm=llm, samples=50))
 
     An unknown or invalid keyword raises :class:`recai.ParamsError` naming the key (with "did you
     mean" for a misspelt one), exactly as ``recai.create`` does.

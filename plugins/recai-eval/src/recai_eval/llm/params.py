@@ -6,20 +6,20 @@ the answer cache); :class:`GroundedParams` adds how answers are matched to catal
 :class:`PromptParams` adds the one LLM under evaluation and its system prompt. Each task's model
 subclasses the deepest one that fits and adds its own settings (or another default)::
 
-    LLMTaskParams ─┬─ AskingParams ─┬─ GroundedParams ─┬─ PromptParams ─┬─ RetrievalParams
-                   │                │                  │                ├─ RankingParams
+    LLMTaskParams ─┬─ AskingParams ─┬─ GroundedParams ─┬─ PromptParams ─┬─ LLMRetrievalParams
+                   │                │                  │                ├─ LLMRankingParams
                    │                │                  │                └─ ChoiceParams
                    │                │                  └─ ConversationParams
                    │                └─ ExplanationParams
                    └─ EmbeddingRetrievalParams ── EmbeddingRankingParams
 
 The plugin's entry point names these models in the component specs (``params=
-"recai_eval.llm.params:RankingParams"``); the kernel imports them when params are first checked.
+"recai_eval.llm.params:LLMRankingParams"``); the kernel imports them when params are first checked.
 
->>> fields = RankingParams.model_fields
+>>> fields = LLMRankingParams.model_fields
 >>> fields["n_candidates"].default, fields["max_tokens"].default, fields["samples"].default
 (20, 600, 100)
->>> sorted(placeholders_of(RankingParams)["template"])
+>>> sorted(placeholders_of(LLMRankingParams)["template"])
 ['candidates', 'history', 'n']
 """
 
@@ -40,8 +40,8 @@ __all__ = [
     "AskingParams",
     "GroundedParams",
     "PromptParams",
-    "RetrievalParams",
-    "RankingParams",
+    "LLMRetrievalParams",
+    "LLMRankingParams",
     "ChoiceParams",
     "ExplanationParams",
     "ConversationParams",
@@ -146,7 +146,7 @@ class PromptParams(GroundedParams):
     system_prompt: SystemPrompt = None
 
 
-class RetrievalParams(PromptParams):
+class LLMRetrievalParams(PromptParams):
     """``llm-retrieval.v1``: the LLM names items from a user's history."""
 
     n_recommend: int = Field(10, ge=1, description="how many items the LLM names")
@@ -155,7 +155,7 @@ class RetrievalParams(PromptParams):
     max_tokens: MaxTokens = 400
 
 
-class RankingParams(PromptParams):
+class LLMRankingParams(PromptParams):
     """``llm-ranking.v1``: the LLM ranks the held-out item among sampled negatives."""
 
     n_candidates: int = Field(

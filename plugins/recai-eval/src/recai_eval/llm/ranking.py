@@ -21,7 +21,7 @@ from recai.types import Report
 
 from .base import LLMTask, Session, fixed_text, sample_cases
 from .lists import list_metrics, score_list_answers
-from .params import RankingParams
+from .params import LLMRankingParams
 from .prompts import DEFAULT_SYSTEM, RANKING, bulleted, numbered, render
 from .scoring import ERROR_KINDS
 
@@ -66,9 +66,9 @@ class LLMRankingEvaluator(LLMTask):
     draw negatives from are left out and counted in ``info["dropped_users"]``.
     """
 
-    Params = RankingParams
+    Params = LLMRankingParams
     positional = ("dataset", "llm")
-    params: RankingParams
+    params: LLMRankingParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

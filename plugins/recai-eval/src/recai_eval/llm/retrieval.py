@@ -18,7 +18,7 @@ from recai.types import Report
 
 from .base import LLMTask, Session, fixed_text, sample_cases
 from .lists import list_metrics, score_list_answers
-from .params import RetrievalParams
+from .params import LLMRetrievalParams
 from .prompts import DEFAULT_SYSTEM, RETRIEVAL, numbered, render
 
 __all__ = ["LLMRetrievalEvaluator"]
@@ -33,9 +33,9 @@ class LLMRetrievalEvaluator(LLMTask):
     name). See :mod:`recai_eval.llm.base` for the protocol and the shared params.
     """
 
-    Params = RetrievalParams
+    Params = LLMRetrievalParams
     positional = ("dataset", "llm")
-    params: RetrievalParams
+    params: LLMRetrievalParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
