@@ -157,7 +157,7 @@ class Session:
     def item(self, item: int) -> str:
         return item_text(self.catalog, item, self.fields)
 
-    def items(self, items: Sequence[int]) -> list[str]:
+    def items(self, items: Sequence[int] | np.ndarray) -> list[str]:
         return [self.item(i) for i in items]
 
     def messages(self, user_text: str, system: str | None) -> list[Message]:
@@ -295,7 +295,7 @@ class LLMTask(recai.Evaluator):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.placeholders = placeholders_of(cls.Params)
-        cls.__signature__ = signature_of(cls.Params, cls.positional)
+        cls.__signature__ = signature_of(cls.Params, cls.positional)  # type: ignore[attr-defined]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.params = params_from_call(
