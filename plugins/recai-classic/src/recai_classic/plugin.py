@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 POPULARITY = recai.ComponentSpec(
@@ -35,10 +33,10 @@ MODELS = (POPULARITY, ITEMKNN, EASE, BPR, SASREC)
 
 
 @recai.hookimpl
-def recai_rankers() -> Iterator[recai.ComponentSpec]:
+def recai_rankers():
     yield from MODELS
 
 
 @recai.hookimpl
-def recai_retrievers() -> Iterator[recai.ComponentSpec]:
+def recai_retrievers():
     yield from MODELS
