@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 _SPECS = (
@@ -62,6 +60,6 @@ _SPECS = (
 
 
 @recai.hookimpl
-def recai_datasets() -> Iterator[recai.ComponentSpec]:
+def recai_datasets():
     for name, factory, summary in _SPECS:
         yield recai.ComponentSpec(name=name, factory=f"recai_datasets.{factory}", summary=summary)
