@@ -8,8 +8,6 @@ them as lazy ``"module:Model"`` strings, so listing components imports none of t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 EMBEDDING = recai.ComponentSpec(
@@ -37,7 +35,7 @@ EMBEDDING_TUNED = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_retrievers() -> Iterator[recai.ComponentSpec]:
+def recai_retrievers():
     yield EMBEDDING
     yield EMBEDDING_OPENAI
     yield EMBEDDING_TUNED
@@ -52,12 +50,12 @@ EMBEDDING_TASKS = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_evaluators() -> Iterator[recai.ComponentSpec]:
+def recai_evaluators():
     yield EMBEDDING_TASKS
 
 
 @recai.hookimpl
-def recai_commands() -> Iterator[recai.CommandSpec]:
+def recai_commands():
     yield recai.CommandSpec(
         name="emb",
         factory="recai_emb.cli:configure",
