@@ -8,8 +8,6 @@ signatures.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 _LLM = "recai_eval.llm.params:"
@@ -81,13 +79,13 @@ _EVALUATORS = (
 
 
 @recai.hookimpl
-def recai_evaluators() -> Iterator[recai.ComponentSpec]:
+def recai_evaluators():
     for name, factory, summary, params in _EVALUATORS:
         yield recai.ComponentSpec(name=name, factory=factory, summary=summary, params=params)
 
 
 @recai.hookimpl
-def recai_commands() -> Iterator[recai.CommandSpec]:
+def recai_commands():
     yield recai.CommandSpec(
         name="eval",
         factory="recai_eval.cli:configure",
