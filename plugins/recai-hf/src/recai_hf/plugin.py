@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 HF = recai.ComponentSpec(
@@ -15,5 +13,5 @@ HF = recai.ComponentSpec(
 
 
 @recai.hookimpl
-def recai_llm_backends() -> Iterator[recai.ComponentSpec]:
+def recai_llm_backends():
     yield HF
