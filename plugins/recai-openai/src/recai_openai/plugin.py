@@ -6,13 +6,11 @@ recai asks for the backends; the backends themselves (and ``openai``) load when 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import recai
 
 
 @recai.hookimpl
-def recai_llm_backends() -> Iterator[recai.ComponentSpec]:
+def recai_llm_backends():
     from recai_openai.params import AzureOpenAIParams, OpenAIParams
 
     yield recai.ComponentSpec(
