@@ -369,3 +369,39 @@ def test_params_model_given_as_a_lazy_string(pm: PluginManager) -> None:
     loose = ComponentSpec(name="lazy.v1", factory="x:y", summary="s", params="pydantic:BaseModel")
     with pytest.raises(recai.RecaiError, match="must forbid unknown keys"):
         loose.params_model()
+
+
+def test_configurable_class_is_its_own_params_model(pm: PluginManager) -> None:
+    """A `recai.Configurable` factory names its params model: the spec needs no `params=`, the
+    class takes keywords, a ready model or positional fields, and refuses misspelt keys alike."""
+    from pydantic import Field
+
+    class WindowParams(recai.Params):
+        window: int = Field(3, ge=1, description="items of history")
+        base: recai.Ranker | None = None
+
+    class Windowed(recai.Configurable, recai.Ranker):
+        Params = WindowParams
+        positional = ("window",)
+
+        def score(self, histories, items=None, *, users=None):
+            raise NotImplementedError
+
+    class P:
+        @recai.hookimpl
+        def recai_rankers(self):
+            yield ComponentSpec(name="windowed.v1", factory=Windowed, summary="Configurable.")
+
+    pm.register(P(), name="p")
+    assert pm.registry().get("windowed.v1").spec.params_model() is WindowParams
+    assert recai.create("ranker", "windowed.v1", window=5).params.window == 5
+    assert Windowed(7).params.window == 7 and Windowed(WindowParams(window=2)).params.window == 2
+    with pytest.raises(ParamsError, match="did you mean 'window'"):
+        Windowed(windw=2)
+    with pytest.raises(ParamsError, match="did you mean 'window'"):
+        recai.create("ranker", "windowed.v1", windw=2)
+    with pytest.raises(TypeError, match="takes 1 positional argument"):
+        Windowed(1, 2)
+    import inspect
+
+    assert str(inspect.signature(Windowed)).startswith("(window: int = 3, *, base:")

@@ -71,6 +71,7 @@ _LAZY = {
     "ComponentSpec": "specs",
     "CommandSpec": "commands",
     "Params": "specs",
+    "Configurable": "specs",
     "PluginManager": "plugins",
     "get_plugin_manager": "plugins",
     "Role": "roles",

@@ -14,9 +14,9 @@ import importlib
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -25,6 +25,7 @@ from .errors import InvalidSpecError, ParamsError, Problem
 __all__ = [
     "ComponentSpec",
     "Params",
+    "Configurable",
     "NAME_PATTERN",
     "params_from_signature",
     "format_validation_error",
@@ -39,9 +40,108 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
 
 
 class Params(BaseModel):
-    """Base class for explicit params models: unknown keys are errors, arbitrary types allowed."""
+    """Base class for explicit params models: unknown keys are errors, arbitrary types allowed.
+
+    Models inherit: settings several components share live in one base model, and each
+    component's model adds its own. A class configured by such a model takes it, or its fields
+    as keywords, through :meth:`from_call` (see :class:`Configurable`).
+    """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    @classmethod
+    def from_call(
+        cls: type[_P],
+        label: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        positional: Sequence[str] = (),
+    ) -> _P:
+        """This model validated from a call's arguments: a ready instance alone, or values for
+        the fields ``positional`` by position and any field by keyword.
+
+        Raises :class:`~recai.errors.ParamsError` with the messages of ``recai.create`` (every
+        problem, "did you mean" for a misspelt key), or ``TypeError`` for misused positions.
+
+        >>> from pydantic import Field
+        >>> class Toy(Params):
+        ...     window: int = Field(3, ge=1)
+        >>> Toy.from_call("Toy", (), {"window": 5}).window
+        5
+        >>> Toy.from_call("Toy", (), {"windw": 5})
+        Traceback (most recent call last):
+        ...
+        recai.errors.ParamsError: invalid parameters for Toy:
+          - windw: unknown key (did you mean 'window'? allowed keys: window)
+        """
+        if len(args) == 1 and not kwargs and isinstance(args[0], cls):
+            return args[0]
+        if len(args) > len(positional):
+            takes = ", ".join(positional) or "nothing"
+            raise TypeError(
+                f"{label}() takes {len(positional)} positional argument(s) ({takes}) but "
+                f"{len(args)} were given; pass the others by keyword"
+            )
+        given = dict(zip(positional, args, strict=False))
+        twice = sorted(given.keys() & kwargs.keys())
+        if twice:
+            raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
+        try:
+            return cls.model_validate({**given, **kwargs})
+        except ValidationError as e:
+            problems = unknown_key_hints(format_validation_error(e), "", cls)
+            raise ParamsError(label, problems) from None
+
+    @classmethod
+    def signature(cls, positional: Sequence[str] = ()) -> inspect.Signature:
+        """The call signature of a class built from this model (for ``help()`` and editors): the
+        fields ``positional`` first, then every other field keyword-only, with defaults."""
+        fields = cls.model_fields
+
+        def param(name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
+            f = fields[name]
+            default = inspect.Parameter.empty if f.is_required() else f.default
+            return inspect.Parameter(name, kind, default=default, annotation=f.annotation)
+
+        first = [param(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
+        rest = [param(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in positional]
+        return inspect.Signature([*first, *rest])
+
+
+_P = TypeVar("_P", bound=Params)
+
+
+class Configurable:
+    """Mixin for a component class configured by a params model (``Params``, a
+    :class:`recai.Params` subclass): ``Cls(**fields)``, ``Cls(*positional, **fields)`` or
+    ``Cls(params_instance)``; the validated model is ``self.params``, and ``help(Cls)`` shows
+    every field with its default. A subclass names its own model and may add to ``__init__``
+    (call ``super().__init__(*args, **kwargs)`` first).
+
+    >>> from pydantic import Field
+    >>> class WindowParams(Params):
+    ...     window: int = Field(3, ge=1, description="items of history")
+    >>> class Windowed(Configurable):
+    ...     Params = WindowParams
+    >>> Windowed(window=5).params.window
+    5
+    >>> str(inspect.signature(Windowed))
+    '(*, window: int = 3)'
+    """
+
+    #: The params model; subclasses name their own.
+    Params: ClassVar[type[Params]] = Params
+    #: Fields that may also be given by position, in this order.
+    positional: ClassVar[tuple[str, ...]] = ()
+
+    params: Params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = cls.Params.signature(cls.positional)  # type: ignore[attr-defined]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.params = self.Params.from_call(type(self).__name__, args, kwargs, self.positional)
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,16 +203,20 @@ class ComponentSpec:
         return self._cache["factory"]  # type: ignore[no-any-return]
 
     def params_model(self) -> type[BaseModel]:
-        """The params model: the explicit one (imported on first use for ``"module:Model"``), or
-        one derived from the factory's signature."""
+        """The params model: the explicit one (imported on first use for ``"module:Model"``),
+        the ``Params`` of a :class:`Configurable` factory, or one derived from the factory's
+        signature."""
         if "params" not in self._cache:
-            if self.params is None:
+            factory = self.load_factory() if self.params is None else None
+            if isinstance(factory, type) and issubclass(factory, Configurable):
+                model = factory.Params  # a Configurable class names its model
+            elif self.params is None:
                 model = params_from_signature(self.load_factory(), self.name)
             else:
                 model = self._load(self.params, "params model")
-                problems = ComponentSpec(self.name, self.factory, self.summary, model).problems()
-                if problems:
-                    raise InvalidSpecError(f"component {self.name}: " + "; ".join(problems))
+            problems = ComponentSpec(self.name, self.factory, self.summary, model).problems()
+            if problems:
+                raise InvalidSpecError(f"component {self.name}: " + "; ".join(problems))
             self._cache["params"] = model
         return self._cache["params"]  # type: ignore[no-any-return]
 

@@ -24,23 +24,22 @@ The retriever needs the catalog: from ``fit(split)`` (what evaluators call), or 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 import recai
 from recai.data import Dataset, Interactions, Split
-from recai.errors import DataError, ParamsError, RecaiError
+from recai.errors import DataError, RecaiError
 from recai.roles import DatasetSource, Retriever
 from recai.secrets import BaseURL, EnvName, ModelName
-from recai.specs import format_validation_error, unknown_key_hints
+from recai.specs import Configurable
 from recai.types import ItemList, Query
 
 from .cache import EmbeddingCache
@@ -56,12 +55,10 @@ __all__ = [
     "TextParams",
     "EmbeddingParams",
     "OpenAIEmbeddingParams",
-    "params_from_call",
 ]
 
 HistoryQuery = Literal["text", "mean"]
 Count = Annotated[int, Field(ge=1)]
-P = TypeVar("P", bound=recai.Params)
 
 
 # -- params ----------------------------------------------------------------------------------------
@@ -183,56 +180,7 @@ class OpenAIEmbeddingParams(TextParams):
     max_retries: Annotated[int, Field(ge=0, description="retries of a failed request")] = 4
 
 
-def params_from_call(
-    label: str,
-    model: type[P],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    positional: Sequence[str] = (),
-) -> P:
-    """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
-    for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
-    with the messages of ``recai.create`` (every problem, "did you mean" for a misspelt key), or
-    ``TypeError`` (misused positions).
-
-    >>> params_from_call("R", EmbeddingParams, (), {"max_history": 5}).max_history
-    5
-    """
-    if len(args) == 1 and not kwargs and isinstance(args[0], model):
-        return args[0]
-    if len(args) > len(positional):
-        takes = ", ".join(positional) or "nothing"
-        raise TypeError(
-            f"{label}() takes {len(positional)} positional argument(s) ({takes}) but "
-            f"{len(args)} were given; pass the others by keyword"
-        )
-    given = dict(zip(positional, args, strict=False))
-    twice = sorted(given.keys() & kwargs.keys())
-    if twice:
-        raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
-    try:
-        return model.model_validate({**given, **kwargs})
-    except ValidationError as e:
-        problems = unknown_key_hints(format_validation_error(e), "", model)
-        raise ParamsError(label, problems) from None
-
-
-def _signature_of(model: type[recai.Params], positional: Sequence[str]) -> Any:
-    """The call signature a retriever class shows (``help()``, editors): the fields in
-    ``positional`` first, then the others as keyword-only, with defaults."""
-    fields = model.model_fields
-
-    def param(name: str, kind: Any) -> inspect.Parameter:
-        f = fields[name]
-        default = inspect.Parameter.empty if f.is_required() else f.default
-        return inspect.Parameter(name, kind, default=default, annotation=f.annotation)
-
-    first = [param(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
-    rest = [param(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in positional]
-    return inspect.Signature([*first, *rest])
-
-
-class _Base(Retriever):
+class _Base(Configurable, Retriever):
     """What the retrievers share: item texts, cached vectors, the index and query handling.
 
     Built from keywords checked against ``Params`` (the fields in ``positional`` also by
@@ -245,13 +193,9 @@ class _Base(Retriever):
     positional: ClassVar[tuple[str, ...]] = ()
     params: RetrieverParams
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.__signature__ = _signature_of(cls.Params, cls.positional)  # type: ignore[attr-defined]
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        p = params_from_call(type(self).__name__, self.Params, args, kwargs, self.positional)
-        self.params = p
+        super().__init__(*args, **kwargs)  # Configurable: self.params, validated
+        p = self.params
         self.dataset = p.dataset
         self.max_history = p.max_history
         self.index = p.index or IndexConfig()

@@ -15,7 +15,6 @@ outputs, parsed items, flags) are written to ``<run>/llm-results/<stage>.jsonl``
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Sequence
@@ -23,14 +22,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from pydantic import ValidationError
 
 import recai
 from recai.data import Dataset, Split, leave_one_out
-from recai.errors import DataError, ParamsError
+from recai.errors import DataError
 from recai.roles import describe_component
 from recai.runtime import RunContext, atomic_write_text
-from recai.specs import format_validation_error, unknown_key_hints
+from recai.specs import Configurable
 from recai.types import Message, Report
 
 from ..ranking import unique_names
@@ -50,8 +48,6 @@ __all__ = [
     "unique_names",
     "error_columns",
     "fixed_text",
-    "params_from_call",
-    "signature_of",
 ]
 
 
@@ -269,7 +265,7 @@ def _plain(obj: Any) -> Any:
     return repr(obj)
 
 
-class LLMTask(recai.Evaluator):
+class LLMTask(Configurable, recai.Evaluator):
     """Base of the LLM task evaluators: built from a params model (:mod:`.params`).
 
     A task is built from keywords, checked against its params model (``Params``), with the
@@ -293,14 +289,8 @@ class LLMTask(recai.Evaluator):
     params: LLMTaskParams
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+        super().__init_subclass__(**kwargs)  # Configurable: the signature from Params
         cls.placeholders = placeholders_of(cls.Params)
-        cls.__signature__ = signature_of(cls.Params, cls.positional)  # type: ignore[attr-defined]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.params = params_from_call(
-            type(self).__name__, self.Params, args, kwargs, self.positional
-        )
 
     def generation_options(self, seed: int) -> dict[str, Any]:
         """Options passed to every ``chat`` call (``None`` values are left to the backend)."""
@@ -312,63 +302,6 @@ class LLMTask(recai.Evaluator):
     @staticmethod
     def describe(component: Any) -> Any:
         return describe_component(component)
-
-
-def params_from_call(
-    label: str,
-    model: type[P],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    positional: Sequence[str] = (),
-) -> P:
-    """``model`` validated from a call's arguments: ``(model_instance)``, or positional values
-    for the fields ``positional`` and keywords for any field. Raises :class:`recai.ParamsError`
-    with the messages of ``recai.create`` (every problem, "did you mean" for a misspelt key), or
-    ``TypeError`` (misused positions).
-
-    >>> from pydantic import Field
-    >>> class Toy(recai.Params):
-    ...     window: int = Field(3, ge=1)
-    >>> params_from_call("Toy", Toy, (), {"window": 5}).window
-    5
-    >>> params_from_call("Toy", Toy, (), {"windw": 5})
-    Traceback (most recent call last):
-    ...
-    recai.errors.ParamsError: invalid parameters for Toy:
-      - windw: unknown key (did you mean 'window'? allowed keys: window)
-    """
-    if len(args) == 1 and not kwargs and isinstance(args[0], model):
-        return args[0]
-    if len(args) > len(positional):
-        takes = ", ".join(positional) or "nothing"
-        raise TypeError(
-            f"{label}() takes {len(positional)} positional argument(s) ({takes}) but "
-            f"{len(args)} were given; pass the others by keyword"
-        )
-    given = dict(zip(positional, args, strict=False))
-    twice = sorted(given.keys() & kwargs.keys())
-    if twice:
-        raise TypeError(f"{label}() got multiple values for argument {twice[0]!r}")
-    try:
-        return model.model_validate({**given, **kwargs})
-    except ValidationError as e:
-        problems = unknown_key_hints(format_validation_error(e), "", model)
-        raise ParamsError(label, problems) from None
-
-
-def signature_of(model: type[recai.Params], positional: Sequence[str] = ()) -> inspect.Signature:
-    """The call signature a class built from ``model`` shows (``help()``, editors): the fields in
-    ``positional`` first, then every other field as keyword-only, with defaults."""
-    fields = model.model_fields
-
-    def param(name: str, kind: inspect._ParameterKind) -> inspect.Parameter:
-        f = fields[name]
-        default = inspect.Parameter.empty if f.is_required() else f.default
-        return inspect.Parameter(name, kind, default=default, annotation=f.annotation)
-
-    first = [param(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in positional]
-    rest = [param(n, inspect.Parameter.KEYWORD_ONLY) for n in fields if n not in positional]
-    return inspect.Signature([*first, *rest])
 
 
 def error_columns(
