@@ -111,6 +111,9 @@ class Params(BaseModel):
 _P = TypeVar("_P", bound=Params)
 
 
+_ParamsModel = Params  # for annotations inside Configurable, whose own `Params` names its model
+
+
 class Configurable:
     """Mixin for a component class configured by a params model (``Params``, a
     :class:`recai.Params` subclass): ``Cls(**fields)``, ``Cls(*positional, **fields)`` or
@@ -134,7 +137,7 @@ class Configurable:
     #: Fields that may also be given by position, in this order.
     positional: ClassVar[tuple[str, ...]] = ()
 
-    params: Params
+    params: _ParamsModel
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -209,7 +212,7 @@ class ComponentSpec:
         if "params" not in self._cache:
             factory = self.load_factory() if self.params is None else None
             if isinstance(factory, type) and issubclass(factory, Configurable):
-                model = factory.Params  # a Configurable class names its model
+                model: type[BaseModel] = factory.Params  # a Configurable names its model
             elif self.params is None:
                 model = params_from_signature(self.load_factory(), self.name)
             else:
