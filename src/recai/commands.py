@@ -36,7 +36,6 @@ plugin that provides the command, naming its distribution.
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,10 +100,9 @@ class CommandSpec:
         """The configure function, importing its module on first use for ``"module:attr"``."""
         if "configure" not in self._cache:
             if isinstance(self.factory, str):
-                module_name, _, attr = self.factory.partition(":")
-                obj: Any = importlib.import_module(module_name)
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
+                from .specs import import_reference
+
+                obj = import_reference(self.factory)
                 if not callable(obj):
                     raise TypeError(f"{self.factory!r} is not callable")
                 self._cache["configure"] = obj

@@ -122,6 +122,21 @@ class RunContext:
         name = self.built.name_of(component) if self.built is not None else None
         return name or type(component).__name__
 
+    def names_of(self, components: Iterable[Any]) -> list[str]:
+        """Distinct report names of ``components``: their recipe names (:meth:`name_of`), a
+        repeated one with ``#2``, ``#3``, ... (the same component listed twice, or two built by
+        hand from one class).
+
+        >>> RunContext(Path("."), seed=0).names_of([1, 2, "x", 3])
+        ['int', 'int#2', 'str', 'int#3']
+        """
+        seen: dict[str, int] = {}
+        out = []
+        for name in (self.name_of(c) for c in components):
+            seen[name] = seen.get(name, 0) + 1
+            out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+        return out
+
     def path(self, *parts: str) -> Path:
         """A path inside the run folder (parent folders are created)."""
         p = self.out_dir.joinpath(*parts)

@@ -31,6 +31,7 @@ __all__ = [
     "format_validation_error",
     "is_secret_path",
     "unknown_key_hints",
+    "import_reference",
 ]
 
 _LAZY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -226,11 +227,8 @@ class ComponentSpec:
     def _load(self, ref: Any, what: str) -> Any:
         if not isinstance(ref, str):
             return ref
-        module_name, _, attr = ref.partition(":")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj = import_reference(ref)
         except Exception as e:  # noqa: BLE001 - reported with the component name
             raise InvalidSpecError(
                 f"component {self.name}: cannot import its {what} {ref!r}: {type(e).__name__}: {e}"
@@ -257,6 +255,19 @@ class ComponentSpec:
         with contextlib.suppress(AttributeError, TypeError):  # objects without a __dict__
             obj._recai_built_as = (self.name, params.model_dump(mode="json", fallback=repr))
         return obj
+
+
+def import_reference(ref: str) -> Any:
+    """The object a lazy ``"package.module:attr.sub"`` reference names, importing its module.
+
+    >>> import_reference("recai.specs:Params.from_call").__name__
+    'from_call'
+    """
+    module_name, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def params_from_signature(factory: Callable[..., Any], name: str = "") -> type[BaseModel]:

@@ -57,20 +57,6 @@ def bootstrap_mean(
     return mean, (float(lo[0]), float(hi[0]))
 
 
-def _unique_names(names: Sequence[str]) -> list[str]:
-    """Distinct report keys: a repeated retriever name gets ``#2``, ``#3``, ...
-
-    >>> _unique_names(["bm", "bm", "e5", "bm"])
-    ['bm', 'bm#2', 'e5', 'bm#3']
-    """
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return out
-
-
 def example_metrics(
     example: Example, ranked: Sequence[int], data: TaskData, ks: Sequence[int]
 ) -> dict[str, float]:
@@ -176,9 +162,7 @@ class TaskEvaluator(Evaluator):
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}
         columns: dict[str, dict[str, np.ndarray]] = {}  # per retriever: "task.metric" -> values
-        for r, name in zip(
-            self.retrievers, _unique_names([ctx.name_of(r) for r in self.retrievers]), strict=True
-        ):
+        for r, name in zip(self.retrievers, ctx.names_of(self.retrievers), strict=True):
             metrics[name], intervals[name], columns[name] = {}, {}, {}
             for t, exs in ctx.progress(list(by_task.items()), desc=f"{name}: tasks"):
                 if not exs:

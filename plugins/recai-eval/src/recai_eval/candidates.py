@@ -24,7 +24,7 @@ from recai.types import ItemList, Query, Report
 
 from .metrics import ACCURACY, MISSED, metric_name, metric_values
 from .outputs import write_outputs
-from .ranking import LEVEL, RankingEvaluator, SplitName, evaluation_cases, unique_names
+from .ranking import LEVEL, RankingEvaluator, SplitName, evaluation_cases
 
 __all__ = ["CandidateRankingEvaluator", "chance_values", "candidate_ranks"]
 
@@ -212,7 +212,7 @@ class CandidateRankingEvaluator(recai.Evaluator):
         histories = [cases.histories[i] for i in where.tolist()]
 
         stage = ctx.name_of(self)
-        names = unique_names([ctx.name_of(m) for m in self.models])
+        names = ctx.names_of(self.models)
         columns = [metric_name(m, k) for m in self.metrics for k in self.k]
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}

@@ -324,7 +324,7 @@ class RankingEvaluator(recai.Evaluator):
         n_items = data.n_items
         item_counts = np.bincount(split.train.items, minlength=n_items)
         stage = ctx.name_of(self)
-        names = unique_names([ctx.name_of(m) for m in self.models])
+        names = ctx.names_of(self.models)
         every, per_user_columns = self.columns()
         batch = users_per_batch(n_items, self.memory_mb, self.batch_size)
 
@@ -576,17 +576,3 @@ def _concat(a: Interactions, b: Interactions) -> Interactions:
         n_items=a.n_items,
         timestamps=ts,
     )
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Report rows need distinct keys: a repeated name gets ``#2``, ``#3``, ...
-
-    >>> unique_names(["bpr", "bpr", "ease", "bpr"])
-    ['bpr', 'bpr#2', 'ease', 'bpr#3']
-    """
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return out

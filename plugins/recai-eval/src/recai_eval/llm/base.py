@@ -31,7 +31,6 @@ from recai.runtime import RunContext, atomic_write_text
 from recai.specs import Configurable
 from recai.types import Message, Report
 
-from ..ranking import unique_names
 from .cache import AnswerCache
 from .params import AskingParams, GroundedParams, LLMTaskParams, placeholders_of
 from .prompts import check_fields, check_template, item_text
@@ -45,7 +44,6 @@ __all__ = [
     "LLMTask",
     "Session",
     "sample_cases",
-    "unique_names",
     "error_columns",
     "fixed_text",
 ]

@@ -25,7 +25,7 @@ import recai
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import Case, LLMTask, Session, fixed_text, sample_cases, unique_names
+from .base import Case, LLMTask, Session, fixed_text, sample_cases
 from .lists import snippet
 from .params import ExplanationParams
 from .parsing import parse_scores, parse_verdict
@@ -85,7 +85,7 @@ class ExplanationEvaluator(LLMTask):
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
         cases, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
-        names = unique_names([ctx.name_of(self.params.llm), ctx.name_of(self.params.baseline)])
+        names = ctx.names_of([self.params.llm, self.params.baseline])
         mine = self._explain(s, self.params.llm, cases, "explanations")
         theirs = self._explain(s, self.params.baseline, cases, "baseline explanations")
 
