@@ -2,6 +2,7 @@
 reader against a reader built on pyarrow's CSV reader (issue 16 asked whether the library is as
 fast), and polars, at bench_data's sizes (synthetic datasets of 10^5 to 10^7 interactions).
 
+    .venv/bin/pip install pyarrow polars   # the compared libraries (not recai dependencies)
     flock /tmp/bench.lock python benchmarks/bench_atomic.py --out docs/performance.md
     python benchmarks/bench_atomic.py --sizes 1e5 1e6 --repeats 3
 
