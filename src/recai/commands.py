@@ -83,17 +83,9 @@ class CommandSpec:
                 f"command name {self.name!r} must be one lowercase word (letters, digits, '-'), "
                 "e.g. 'serve'"
             )
-        if isinstance(self.factory, str):
-            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", self.factory):
-                out.append(
-                    f"factory {self.factory!r} must be a callable or a 'module:function' string"
-                )
-        elif not callable(self.factory):
-            out.append(f"factory {self.factory!r} is not callable")
-        if not isinstance(self.summary, str) or not self.summary.strip():
-            out.append("summary must be a non-empty one-line string")
-        elif "\n" in self.summary.strip():
-            out.append("summary must fit on one line")
+        from .specs import factory_and_summary_problems
+
+        out += factory_and_summary_problems(self.factory, self.summary, "module:function")
         return out
 
     def load(self) -> Configure:

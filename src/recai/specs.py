@@ -173,17 +173,7 @@ class ComponentSpec:
                 f"name {self.name!r} is not a registered name: use lowercase words (letters, digits, "
                 f"'-', '_') separated by dots and end with a version; {hint}"
             )
-        if isinstance(self.factory, str):
-            if not _LAZY.match(self.factory):
-                out.append(
-                    f"factory {self.factory!r} must be a callable or a 'module:attribute' string"
-                )
-        elif not callable(self.factory):
-            out.append(f"factory {self.factory!r} is not callable")
-        if not isinstance(self.summary, str) or not self.summary.strip():
-            out.append("summary must be a non-empty one-line string")
-        elif "\n" in self.summary.strip():
-            out.append("summary must fit on one line")
+        out += factory_and_summary_problems(self.factory, self.summary, "module:attribute")
         if isinstance(self.params, str):
             if not _LAZY.match(self.params):
                 out.append(
@@ -255,6 +245,22 @@ class ComponentSpec:
         with contextlib.suppress(AttributeError, TypeError):  # objects without a __dict__
             obj._recai_built_as = (self.name, params.model_dump(mode="json", fallback=repr))
         return obj
+
+
+def factory_and_summary_problems(factory: Any, summary: Any, lazy_form: str) -> list[str]:
+    """What is wrong with a spec's factory (a callable or a lazy ``lazy_form`` string) and its
+    one-line summary; shared by component and command specs."""
+    out: list[str] = []
+    if isinstance(factory, str):
+        if not _LAZY.match(factory):
+            out.append(f"factory {factory!r} must be a callable or a '{lazy_form}' string")
+    elif not callable(factory):
+        out.append(f"factory {factory!r} is not callable")
+    if not isinstance(summary, str) or not summary.strip():
+        out.append("summary must be a non-empty one-line string")
+    elif "\n" in summary.strip():
+        out.append("summary must fit on one line")
+    return out
 
 
 def import_reference(ref: str) -> Any:
