@@ -33,7 +33,7 @@ from recai.types import Message, Report
 
 from .cache import AnswerCache
 from .params import AskingParams, GroundedParams, LLMTaskParams, placeholders_of
-from .prompts import check_fields, check_template, item_text
+from .prompts import DEFAULT_SYSTEM, check_fields, check_template, item_text
 from .runner import Answer, Runner, caller_for
 from .scoring import ERROR_KINDS, TitleMatcher, rate_name
 
@@ -283,12 +283,26 @@ class LLMTask(Configurable, recai.Evaluator):
     positional: ClassVar[tuple[str, ...]] = ("dataset",)
     #: Placeholders each prompt of the task may use (from the template fields of ``Params``).
     placeholders: ClassVar[dict[str, frozenset[str]]] = {}
+    #: The prompt used when the params leave ``template`` unset (tasks that prompt an LLM).
+    default_template: ClassVar[str] = ""
 
     params: LLMTaskParams
+    system_prompt: str
+    template: str
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)  # Configurable: the signature from Params
         cls.placeholders = placeholders_of(cls.Params)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        fields = type(p).model_fields
+        if "system_prompt" in fields and "template" in fields:  # a task that prompts an LLM
+            given = getattr(p, "system_prompt")  # noqa: B009 - not every params model has it
+            self.system_prompt = fixed_text(DEFAULT_SYSTEM if given is None else given)
+            template = getattr(p, "template")  # noqa: B009
+            self.template = self.default_template if template is None else template
 
     def generation_options(self, seed: int) -> dict[str, Any]:
         """Options passed to every ``chat`` call (``None`` values are left to the backend)."""

@@ -26,11 +26,11 @@ import numpy as np
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import Case, LLMTask, Session, fixed_text, sample_cases
+from .base import Case, LLMTask, Session, sample_cases
 from .lists import snippet
 from .params import ChoiceParams
 from .parsing import LETTERS, parse_choice
-from .prompts import CF_CHOICE, DEFAULT_SYSTEM, SEQ_CHOICE, lettered, numbered, render
+from .prompts import CF_CHOICE, SEQ_CHOICE, lettered, numbered, render
 from .ranking import candidate_sets
 from .scoring import mean_and_intervals
 
@@ -41,18 +41,9 @@ class ChoiceTask(LLMTask):
     """Shared machinery of the two multiple-choice tasks."""
 
     task: ClassVar[str] = ""
-    default_template: ClassVar[str] = ""
     Params = ChoiceParams
     positional = ("dataset", "llm")
     params: ChoiceParams
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        p = self.params
-        self.system_prompt = fixed_text(
-            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
-        )
-        self.template = self.default_template if p.template is None else p.template
 
     # -- what differs between the tasks -----------------------------------------------------------
     min_history: ClassVar[int] = 1

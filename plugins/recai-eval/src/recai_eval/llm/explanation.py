@@ -29,7 +29,7 @@ from .base import Case, LLMTask, Session, fixed_text, sample_cases
 from .lists import snippet
 from .params import ExplanationParams
 from .parsing import parse_scores, parse_verdict
-from .prompts import DEFAULT_SYSTEM, EXPLAIN, JUDGE, JUDGE_SYSTEM, numbered, render
+from .prompts import EXPLAIN, JUDGE, JUDGE_SYSTEM, numbered, render
 from .scoring import mean_and_intervals
 
 __all__ = ["ExplanationEvaluator", "ASPECTS"]
@@ -46,15 +46,12 @@ class ExplanationEvaluator(LLMTask):
 
     Params = ExplanationParams
     positional = ("dataset", "llm", "baseline", "judge")
+    default_template = EXPLAIN
     params: ExplanationParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # LLMTask: params, system_prompt, template
         p = self.params
-        self.system_prompt = fixed_text(
-            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
-        )
-        self.template = EXPLAIN if p.template is None else p.template
         self.judge_system_prompt = fixed_text(
             JUDGE_SYSTEM if p.judge_system_prompt is None else p.judge_system_prompt,
             "judge_system_prompt",

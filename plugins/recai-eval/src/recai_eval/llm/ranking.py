@@ -19,10 +19,10 @@ from recai.data import sample_candidates
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import LLMTask, Session, fixed_text, sample_cases
+from .base import LLMTask, Session, sample_cases
 from .lists import list_metrics, score_list_answers
 from .params import LLMRankingParams
-from .prompts import DEFAULT_SYSTEM, RANKING, bulleted, numbered, render
+from .prompts import RANKING, bulleted, numbered, render
 from .scoring import ERROR_KINDS
 
 __all__ = ["LLMRankingEvaluator", "candidate_sets"]
@@ -68,16 +68,12 @@ class LLMRankingEvaluator(LLMTask):
 
     Params = LLMRankingParams
     positional = ("dataset", "llm")
+    default_template = RANKING
     params: LLMRankingParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        p = self.params
-        self.k: Sequence[int] = sorted({int(x) for x in p.k})
-        self.system_prompt = fixed_text(
-            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
-        )
-        self.template = RANKING if p.template is None else p.template
+        super().__init__(*args, **kwargs)  # LLMTask: params, system_prompt, template
+        self.k: Sequence[int] = sorted({int(x) for x in self.params.k})
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)

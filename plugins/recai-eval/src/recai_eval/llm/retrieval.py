@@ -16,10 +16,10 @@ from typing import Any
 from recai.runtime import RunContext
 from recai.types import Report
 
-from .base import LLMTask, Session, fixed_text, sample_cases
+from .base import LLMTask, Session, sample_cases
 from .lists import list_metrics, score_list_answers
 from .params import LLMRetrievalParams
-from .prompts import DEFAULT_SYSTEM, RETRIEVAL, numbered, render
+from .prompts import RETRIEVAL, numbered, render
 
 __all__ = ["LLMRetrievalEvaluator"]
 
@@ -35,16 +35,12 @@ class LLMRetrievalEvaluator(LLMTask):
 
     Params = LLMRetrievalParams
     positional = ("dataset", "llm")
+    default_template = RETRIEVAL
     params: LLMRetrievalParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        p = self.params
-        self.k: Sequence[int] = sorted({int(x) for x in p.k})
-        self.system_prompt = fixed_text(
-            DEFAULT_SYSTEM if p.system_prompt is None else p.system_prompt
-        )
-        self.template = RETRIEVAL if p.template is None else p.template
+        super().__init__(*args, **kwargs)  # LLMTask: params, system_prompt, template
+        self.k: Sequence[int] = sorted({int(x) for x in self.params.k})
 
     def evaluate(self, ctx: RunContext) -> Report:
         s = Session(self, ctx)
