@@ -28,7 +28,7 @@ import difflib
 import importlib.metadata as md
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pluggy
@@ -281,10 +281,10 @@ class PluginManager:
                 self._commands = self._collect_commands()
             return self._commands
 
-    def _collect_commands(self) -> CommandTable:
-        found: dict[str, RegisteredCommand] = {}
-        conflicts: dict[str, list[RegisteredCommand]] = {}
-        caller = getattr(self._pm.hook, COMMANDS_HOOK)
+    def _hook_results(self, hook: str) -> Iterator[tuple[PluginInfo, list[Any]]]:
+        """Each plugin's results of ``hook``, in registration order; a plugin whose hook raises
+        is reported (a failure, or an error in strict mode) and left out."""
+        caller = getattr(self._pm.hook, hook)
         for impl in reversed(caller.get_hookimpls()):  # registration order
             info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name))
             try:
@@ -292,11 +292,17 @@ class PluginManager:
             except Exception as e:  # noqa: BLE001 - a broken plugin must not stop recai
                 self._fail(
                     info.name,
-                    f"hook {COMMANDS_HOOK}() raised {type(e).__name__}: {e}",
+                    f"hook {hook}() raised {type(e).__name__}: {e}",
                     info.distribution,
                     info.version,
                 )
                 continue
+            yield info, specs
+
+    def _collect_commands(self) -> CommandTable:
+        found: dict[str, RegisteredCommand] = {}
+        conflicts: dict[str, list[RegisteredCommand]] = {}
+        for info, specs in self._hook_results(COMMANDS_HOOK):
             for spec in specs:
                 if not isinstance(spec, CommandSpec):
                     self._fail(
@@ -336,19 +342,7 @@ class PluginManager:
         components: dict[str, Registered] = {}
         conflicts: dict[str, list[Registered]] = {}
         for role in Role:
-            caller = getattr(self._pm.hook, role.hook)
-            for impl in reversed(caller.get_hookimpls()):  # registration order
-                info = self.plugins.get(impl.plugin_name, PluginInfo(impl.plugin_name))
-                try:
-                    specs = list(impl.function() or ())
-                except Exception as e:  # noqa: BLE001
-                    self._fail(
-                        info.name,
-                        f"hook {role.hook}() raised {type(e).__name__}: {e}",
-                        info.distribution,
-                        info.version,
-                    )
-                    continue
+            for info, specs in self._hook_results(role.hook):
                 for spec in specs:
                     self._add(components, conflicts, spec, role, info)
         return Registry(components, conflicts, self.failures, unloaded=self.unloaded)
