@@ -113,7 +113,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for role in Role:
         rows = [[c.name, c.plugin.label, c.summary] for c in reg.all(role)]
         if rows:
-            out += ["", f"{role.title}s:" if not role.title.endswith("s") else f"{role.title}es:"]
+            out += ["", f"{role.plural}:"]
             out.append(_table(["name", "provided by", "summary"], rows, indent="  "))
     if commands:
         rows = [

@@ -203,7 +203,7 @@ def component_from_recipe(path: str, role: Any, component: str | None = None) ->
     from .roles import Role
 
     wanted = Role.parse(role)
-    kind = wanted.title + ("es" if wanted.title.endswith("s") else "s")
+    kind = wanted.plural
     recipe = load_recipe(path)
     pm = get_plugin_manager()
     plan = check(recipe, pm.registry())

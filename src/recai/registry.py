@@ -108,10 +108,6 @@ class Registered:
                 )
 
 
-def _plural(role: Role) -> str:
-    return role.title + ("es" if role.title.endswith("s") else "s")
-
-
 class Registry:
     """Registered components by name, plus name conflicts between providers."""
 
@@ -201,7 +197,7 @@ class Registry:
 
     def _available(self, role: Role | None) -> str:
         entries = self.all(role)
-        kind = _plural(role) if role else "components"
+        kind = role.plural if role else "components"
         if not entries:
             return f"No {kind} are installed."
         listing = ", ".join(f"{c.name} ({c.plugin.label})" for c in entries)

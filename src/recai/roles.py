@@ -73,6 +73,11 @@ class Role(str, Enum):
         """The title with its article: ``"a ranker"``, ``"an llm backend"``."""
         return with_article(self.title)
 
+    @property
+    def plural(self) -> str:
+        """The title in the plural: ``"rankers"``, ``"knowledge prompters"``, ``"llm backends"``."""
+        return self.title + ("es" if self.title.endswith("s") else "s")
+
     @classmethod
     def parse(cls, value: Role | str | type) -> Role:
         """A role from its value (``"ranker"``), its hook name, or its class (``Ranker``)."""
