@@ -239,9 +239,7 @@ def test_write_atomic_handles_any_dataset(tmp_path):
             "day": np.array(["2020-01-01", "NaT", "1999-12-31"], dtype="datetime64[D]"),
         },
     )
-    inter = Interactions(
-        [0, 1, 1], [2, 0, 1], n_users=2, n_items=3, timestamps=[-5, 0, 123456789012]
-    )
+    inter = Interactions([0, 1, 1], [2, 0, 1], n_users=2, n_items=3, timestamps=[5, 0, 4102444799])
     data = Dataset(
         "any",
         catalog,
@@ -252,9 +250,9 @@ def test_write_atomic_handles_any_dataset(tmp_path):
     paths = write_atomic(data, tmp_path)
     assert paths["inter"].read_text(encoding="utf-8").splitlines() == [
         "user_id:token\titem_id:token\ttimestamp:float",
-        "ü\t30\t-5",
+        "ü\t30\t5",
         "v\t10\t0",
-        "v\t20\t123456789012",
+        "v\t20\t4102444799",
     ]
     assert paths["item"].read_text(encoding="utf-8").splitlines() == [
         "item_id:token\ttitle:token_seq\tscore:float\tyear:float\tgenre:token\ttags:token_seq\tday:token",
