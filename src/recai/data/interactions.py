@@ -74,22 +74,35 @@ def implausible_ratings(ratings: np.ndarray) -> np.ndarray:
         return np.abs(r) > RATING_LIMIT
 
 
-def why_implausible_time(value: float | int | np.generic) -> str:
-    """Why one timestamp in Unix seconds is not plausible (for error messages)."""
+_UNITS = {"s": (1.0, "seconds"), "ms": (1e3, "milliseconds"), "us": (1e6, "microseconds")}
+_UNITS["ns"] = (1e9, "nanoseconds")
+
+
+def why_implausible_time(value: float | int | np.generic, unit: str = "s") -> str:
+    """Why one timestamp is not plausible, for error messages: ``value`` is a Unix time in
+    ``unit`` (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) or a ``datetime64``; when it would be
+    plausible in another unit, the message says so.
+
+    >>> why_implausible_time(1e30, "ms"), why_implausible_time(1588687728923000, "ms")
+    ('after 2100-01-01', 'after 2100-01-01 (it looks like Unix microseconds, not milliseconds)')
+    """
     arr = np.asarray([value])
+    per_second, unit_name = _UNITS[unit]
     x = float(_seconds(arr)[0])
     if np.isnan(x):
         return "missing (NaT)" if arr.dtype.kind == "M" else "not a number"
     if np.isinf(x):
         return "infinite"
-    if x < TIME_RANGE[0]:
-        return f"before {_LOW_DAY}" + ("" if arr.dtype.kind == "M" else " (negative Unix seconds)")
-    hint = ""
-    for unit, scale in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
-        if TIME_RANGE[0] <= x / scale < TIME_RANGE[1]:
-            hint = f" (it looks like Unix {unit}, not seconds)"
-            break
-    return f"after {_HIGH_DAY}{hint}"
+    if arr.dtype.kind != "M":
+        x /= per_second
+    lo, hi = TIME_RANGE
+    if x < lo:
+        return f"before {_LOW_DAY}" + ("" if arr.dtype.kind == "M" else " (negative)")
+    if arr.dtype.kind != "M":
+        for other, (scale, name) in _UNITS.items():
+            if other != unit and lo <= x * per_second / scale < hi:
+                return f"after {_HIGH_DAY} (it looks like Unix {name}, not {unit_name})"
+    return f"after {_HIGH_DAY}"
 
 
 def _check_values(timestamps: np.ndarray | None, ratings: np.ndarray | None, n: int) -> None:

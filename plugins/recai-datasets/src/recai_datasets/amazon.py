@@ -41,6 +41,7 @@ from .problems import BAD_VALUE, MISSING, OnError, Problems
 from .textio import iter_json_lines
 from .values import (
     Unparsed,
+    as_id,
     as_number,
     as_text,
     date_column,
@@ -67,15 +68,6 @@ TERMS = (
 _ALT = re.compile(r'alt="([^"]*)"')
 
 
-def _id(value: Any) -> str | None:
-    """An id from JSON: strings as they are (stripped), whole numbers as digits."""
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def read_reviews(
     path: Path,
     problems: Problems,
@@ -84,16 +76,25 @@ def read_reviews(
     item: str,
     rating: str,
     timestamp: str,
-    time_scale: float = 1.0,
+    time_unit: str = "s",
     literal: bool = False,
 ) -> InteractionsBuilder:
     """Review lines -> interactions; a line lacking a key or with a bad value is a problem.
 
-    ``time_scale`` converts the file's time unit to seconds (``0.001`` for milliseconds).
+    ``time_unit`` is the file's time unit: ``"s"`` (Unix seconds) or ``"ms"`` (milliseconds).
     """
-    builder = InteractionsBuilder(str(path), problems, ratings=True, timestamps=True)
+    builder = InteractionsBuilder(
+        str(path),
+        problems,
+        ratings=True,
+        timestamps=True,
+        rating_column=rating,
+        time_column=timestamp,
+        time_unit=time_unit,
+    )
+    time_scale = 0.001 if time_unit == "ms" else 1.0
     for line, obj in iter_json_lines(path, problems, literal=literal):
-        u, i = _id(obj.get(user)), _id(obj.get(item))
+        u, i = as_id(obj.get(user)), as_id(obj.get(item))
         r, t = as_number(obj.get(rating)), as_number(obj.get(timestamp))
         if u is None or i is None or r is None or t is None:
             bad = next(
@@ -115,7 +116,7 @@ def _read_meta(path: Path, problems: Problems, key: str) -> tuple[list[str], lis
     objs: list[dict] = []
     lines: list[int] = []
     for line, obj in iter_json_lines(path, problems):
-        token = _id(obj.get(key))
+        token = as_id(obj.get(key))
         if token is None:
             problems.report(MISSING, f"the item lacks its id {key!r}", path=str(path), line=line)
             continue
@@ -272,7 +273,7 @@ def load_amazon_2023(
         item="parent_asin",
         rating="rating",
         timestamp="timestamp",
-        time_scale=0.001,
+        time_unit="ms",
     )
     if catalog is None:
         catalog = catalog_from_inter(builder)

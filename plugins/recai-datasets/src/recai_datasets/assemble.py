@@ -27,6 +27,12 @@ from typing import Any
 import numpy as np
 
 from recai.data import Catalog, Dataset, Interactions, KnowledgeGraph
+from recai.data.interactions import (
+    RATING_LIMIT,
+    implausible_ratings,
+    implausible_times,
+    why_implausible_time,
+)
 from recai.errors import DataError
 
 from .atomic import index_of, numbered_tokens
@@ -34,6 +40,8 @@ from .problems import (
     BAD_VALUE,
     DUPLICATE_ITEM,
     DUPLICATE_USER,
+    IMPLAUSIBLE_RATING,
+    IMPLAUSIBLE_TIME,
     MISSING,
     UNKNOWN_ITEM,
     UNKNOWN_USER,
@@ -305,11 +313,37 @@ class _Vocabulary:
         return lut[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
+def _number_text(x: float) -> str:
+    """A value as the file most likely wrote it: whole numbers as digits, others in full."""
+    if np.isfinite(x) and float(x).is_integer() and abs(x) < 1e18:
+        return str(int(x))
+    return f"{x:.15g}"
+
+
+def _where(column: str) -> str:
+    """A column for messages: ``column 'stars'``, or ``field 3`` for files without a header."""
+    return column if column.startswith("field ") else f"column {column!r}"
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "text": 1.0}
+"""How files write times (Unix seconds, milliseconds, dates as text), and the length of their
+unit in seconds."""
+
+
 class InteractionsBuilder:
     """Collects interactions read from one file: ids as text, with the line of every row.
 
     Use :meth:`add` per row (JSON files) or :meth:`add_rows` per chunk of columns (delimited
     files). Ids are coded as they arrive, so memory grows with the rows, not with the text.
+
+    Every loader's ratings and timestamps pass here, so this is where their plausibility is
+    checked, once for all loaders (the checks are the kernel's,
+    :func:`recai.data.interactions.implausible_times`): a time outside 1970-01-01 .. 2100-01-01
+    UTC, or a rating beyond ``±1e9``, is a problem naming the file, line and column (raised, or
+    skipped and counted as ``"implausible time"`` / ``"implausible rating"``). ``time_column``
+    and ``rating_column`` name the columns in messages; ``time_unit`` (``"s"`` or ``"ms"``) is
+    how the file wrote times (``"text"``: dates; values reach the builder in seconds), so a
+    message shows the value as written.
     """
 
     def __init__(
@@ -319,11 +353,19 @@ class InteractionsBuilder:
         *,
         ratings: bool = False,
         timestamps: bool = False,
+        rating_column: str = "rating",
+        time_column: str = "timestamp",
+        time_unit: str = "s",
     ) -> None:
         self.path = str(path)
         self.problems = problems
         self.has_ratings = ratings
         self.has_timestamps = timestamps
+        self.rating_column = rating_column
+        self.time_column = time_column
+        if time_unit not in _TIME_UNITS:
+            raise ValueError(f"time_unit must be one of {list(_TIME_UNITS)}, not {time_unit!r}")
+        self.time_unit = time_unit
         self._users = _Vocabulary()
         self._items = _Vocabulary()
         self._chunks: list[tuple[np.ndarray, ...]] = []
@@ -360,6 +402,59 @@ class InteractionsBuilder:
             )
         self._pending = ([], [], [], [], [])
 
+    def _plausible(
+        self,
+        lines: np.ndarray,
+        ratings: np.ndarray | None,
+        timestamps: np.ndarray | None,
+        keep: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """``keep`` without the rows whose time or rating is implausible (reported)."""
+        for values, mask_of, reason in (
+            (timestamps, implausible_times, IMPLAUSIBLE_TIME),
+            (ratings, implausible_ratings, IMPLAUSIBLE_RATING),
+        ):
+            if values is None or not len(values):
+                continue
+            bad = mask_of(values)
+            if keep is not None:
+                bad &= keep
+            rows = np.flatnonzero(bad)
+            if not len(rows):
+                continue
+            row = int(rows[0])
+            if reason == IMPLAUSIBLE_TIME:
+                message = self._time_message(float(values[row]))
+            else:
+                message = (
+                    f"rating {_number_text(float(values[row]))} in {_where(self.rating_column)} "
+                    f"is not a plausible rating: ratings must lie within ±{RATING_LIMIT:g}"
+                )
+            more = f" ({len(rows):,} rows of this chunk)" if len(rows) > 1 else ""
+            self.problems.report(
+                reason, message + more, path=self.path, line=int(lines[row]), count=len(rows)
+            )
+            keep = ~bad if keep is None else keep & ~bad
+        return keep
+
+    def _time_message(self, seconds: float) -> str:
+        unit = self.time_unit
+        day = ""
+        if np.isfinite(seconds) and abs(seconds) < 1e15:
+            day = str(np.datetime64(int(np.floor(seconds)), "s")).replace("T00:00:00", "")
+        if unit == "text":
+            why = why_implausible_time(np.datetime64(int(seconds), "s")) if day else "infinite"
+            shown = day or _number_text(seconds)
+        else:
+            written = seconds / _TIME_UNITS[unit] if np.isfinite(seconds) else seconds
+            why = why_implausible_time(written, unit=unit)
+            shown = _number_text(written) + (" ms" if unit == "ms" else "")
+            shown += f" (= {day} UTC)" if day else ""
+        return (
+            f"time {shown} in {_where(self.time_column)} is not a plausible time: {why} (times "
+            "must lie from 1970-01-01 up to 2100-01-01 UTC)"
+        )
+
     def add_rows(
         self,
         users: Sequence[str],
@@ -371,6 +466,7 @@ class InteractionsBuilder:
         keep: np.ndarray | None = None,
     ) -> None:
         """A chunk of rows; ``keep`` (a boolean mask) leaves out rows the caller found bad."""
+        keep = self._plausible(lines, ratings, timestamps, keep)
         if keep is not None and not keep.all():
             users = [u for u, k in zip(users, keep.tolist(), strict=True) if k]
             items = [i for i, k in zip(items, keep.tolist(), strict=True) if k]
@@ -407,6 +503,7 @@ class InteractionsBuilder:
             for (uniques, codes), vocabulary in ((users, self._users), (items, self._items))
         )
         lines = np.asarray(lines, dtype=np.int64)
+        keep = self._plausible(lines, ratings, timestamps, keep)
         if keep is not None and not keep.all():
             u, i, lines = u[keep], i[keep], lines[keep]
             ratings = None if ratings is None else ratings[keep]

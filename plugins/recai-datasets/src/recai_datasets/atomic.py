@@ -232,14 +232,17 @@ class AtomicTable:
         With ``finite=True`` (the default) ``nan`` and ``inf`` count as not a number. Decimal
         numbers (``-12``, ``3.5``) are parsed vectorised; anything else goes through Python's
         ``float`` and, failing that, raises :class:`~recai.errors.DataError` with the line.
-        ``dtype=np.float32`` gives the float64 values rounded to float32, in half the memory.
+        ``dtype=np.float32`` gives the float64 values rounded to float32, in half the memory
+        (values beyond float32's range become infinite: the caller checks what it keeps).
         """
         c = self._col(name)
-        if self._buf is None:
-            return self._floats_of_text(name, self.text(name), finite).astype(dtype, copy=False)
-        out, rows = self._decimals(c, dtype)
-        if len(rows):
-            out[rows] = self._floats_slow(name, c, rows, finite)
+        with np.errstate(over="ignore"):
+            if self._buf is None:
+                col = self._floats_of_text(name, self.text(name), finite)
+                return col.astype(dtype, copy=False)
+            out, rows = self._decimals(c, dtype)
+            if len(rows):
+                out[rows] = self._floats_slow(name, c, rows, finite)
         return out
 
     def decimals(self, name: str) -> tuple[np.ndarray, np.ndarray]:

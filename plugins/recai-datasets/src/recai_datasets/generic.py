@@ -42,11 +42,12 @@ from recai.errors import DataError
 
 from .assemble import InteractionsBuilder, assemble, catalog_from_inter, make_catalog
 from .problems import BAD_VALUE, MALFORMED, MISSING, OnError, Problems
-from .tabular import parse_times, read_interactions
+from .tabular import parse_times, read_interactions, time_unit
 from .textio import iter_csv_rows, iter_json_lines
 from .values import (
     DATE_FORMATS,
     Unparsed,
+    as_id,
     as_number,
     as_text,
     date_column,
@@ -135,16 +136,6 @@ def _items(
         lines=lines,
         descriptions={n: s.description for n, s in specs.items() if s.description},
     )
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None
 
 
 def _csv_items(
@@ -321,7 +312,7 @@ def _jsonl_items(
     raw: dict[str, list[Any]] = {n: [] for n in specs}
     title_key = title or "title"
     for line, obj in iter_json_lines(path, problems):
-        token = _id(obj.get(item))
+        token = as_id(obj.get(item))
         if token is None:
             problems.report(MISSING, f"the item has no id {item!r}", path=str(path), line=line)
             continue
@@ -392,7 +383,7 @@ def load_jsonl(
     spath = str(inter_path)
     users, item_tokens, ratings, times, lines = [], [], [], [], []
     for line, obj in iter_json_lines(inter_path, problems, encoding=encoding):
-        u, i = _id(obj.get(user)), _id(obj.get(item))
+        u, i = as_id(obj.get(user)), as_id(obj.get(item))
         if u is None or i is None:
             key = user if u is None else item
             problems.report(
@@ -422,7 +413,13 @@ def load_jsonl(
     if timestamp is not None:
         time_values, keep = _json_times(times, lines, problems, spath, time_format)
     builder = InteractionsBuilder(
-        spath, problems, ratings=rating is not None, timestamps=timestamp is not None
+        spath,
+        problems,
+        ratings=rating is not None,
+        timestamps=timestamp is not None,
+        rating_column=rating or "rating",
+        time_column=timestamp or "timestamp",
+        time_unit=time_unit(time_format),
     )
     builder.add_rows(
         users,

@@ -27,6 +27,8 @@ __all__ = [
     "ENCODING",
     "MISSING",
     "BAD_VALUE",
+    "IMPLAUSIBLE_TIME",
+    "IMPLAUSIBLE_RATING",
     "DUPLICATE_ITEM",
     "DUPLICATE_USER",
     "UNKNOWN_ITEM",
@@ -41,6 +43,8 @@ MALFORMED = "malformed line"
 ENCODING = "undecodable line"
 MISSING = "missing value"
 BAD_VALUE = "bad value"
+IMPLAUSIBLE_TIME = "implausible time"
+IMPLAUSIBLE_RATING = "implausible rating"
 DUPLICATE_ITEM = "duplicate item id"
 DUPLICATE_USER = "duplicate user id"
 UNKNOWN_ITEM = "unknown item"

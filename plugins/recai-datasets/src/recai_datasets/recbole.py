@@ -297,7 +297,12 @@ def read_inter(
     rating = _pick(table.types, rating_field, "rating", path, "rating")
     timestamp = _pick(table.types, timestamp_field, "timestamp", path, "timestamp")
     builder = InteractionsBuilder(
-        str(path), problems, ratings=rating is not None, timestamps=timestamp is not None
+        str(path),
+        problems,
+        ratings=rating is not None,
+        timestamps=timestamp is not None,
+        rating_column=rating or "rating",
+        time_column=timestamp or "timestamp",
     )
     users = _factorize(table, user_field)  # (no errors: the numbers below raise first anyway)
     items = _coded_items(table, item_field, catalog) or _factorize(table, item_field)

@@ -39,6 +39,7 @@ from .problems import BAD_VALUE, MALFORMED, MISSING, OnError, Problems
 from .textio import find_file, iter_json_lines
 from .values import (
     Unparsed,
+    as_id,
     as_text,
     date_column,
     multi_column,
@@ -66,14 +67,6 @@ CITATION = (
 _POSTED = re.compile(r"^\s*Posted\s+(.*?)\.?\s*$")
 
 
-def _id(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
-        return str(int(value))
-    return None
-
-
 def _posted(text: Any) -> int | None:
     """``"Posted November 5, 2011."`` -> Unix seconds of that day (``None`` without a year)."""
     found = _POSTED.match(text) if isinstance(text, str) else None
@@ -88,20 +81,23 @@ def _posted(text: Any) -> int | None:
 
 def read_reviews(path: Path, problems: Problems) -> tuple[InteractionsBuilder, str]:
     """Interactions from either review file format; also says which format it was."""
-    builder = InteractionsBuilder(str(path), problems, timestamps=True)
+    builder = InteractionsBuilder(
+        str(path), problems, timestamps=True, time_column="date", time_unit="text"
+    )
     fmt = ""
     spath = str(path)
     for line, obj in iter_json_lines(path, problems, literal=True):
         if "reviews" in obj and "user_id" in obj:  # australian_user_reviews: one user per line
             fmt = fmt or "australian_user_reviews"
-            user = _id(obj.get("user_id"))
+            builder.time_column = "posted"
+            user = as_id(obj.get("user_id"))
             if user is None or not isinstance(obj["reviews"], list):
                 problems.report(
                     MALFORMED, "expected a user_id and a list of reviews", path=spath, line=line
                 )
                 continue
             for review in obj["reviews"]:
-                item = _id(review.get("item_id")) if isinstance(review, dict) else None
+                item = as_id(review.get("item_id")) if isinstance(review, dict) else None
                 day = _posted(review.get("posted")) if isinstance(review, dict) else None
                 if item is None or day is None:
                     what = review.get("posted") if isinstance(review, dict) else review
@@ -116,7 +112,7 @@ def read_reviews(path: Path, problems: Problems) -> tuple[InteractionsBuilder, s
                 builder.add(user, item, line, timestamp=day)
             continue
         fmt = fmt or "steam_reviews"
-        user, item = _id(obj.get("username")), _id(obj.get("product_id"))
+        user, item = as_id(obj.get("username")), as_id(obj.get("product_id"))
         day = unix_seconds(obj["date"]) if isinstance(obj.get("date"), str) else None
         if user is None or item is None or day is None:
             key = "username" if user is None else "product_id" if item is None else "date"
@@ -135,7 +131,7 @@ def read_games(path: Path, problems: Problems, unparsed: Unparsed) -> Catalog:
     objs: list[dict] = []
     lines: list[int] = []
     for line, obj in iter_json_lines(path, problems, literal=True):
-        token = _id(obj.get("id"))
+        token = as_id(obj.get("id"))
         if token is None:
             problems.report(MISSING, "the game has no 'id'", path=str(path), line=line)
             continue

@@ -28,11 +28,23 @@ from .assemble import InteractionsBuilder, numbers, stripped
 from .problems import BAD_VALUE, MALFORMED, MISSING, Problems
 from .textio import iter_csv_rows, iter_split_chunks, read_bytes
 
-__all__ = ["read_interactions", "parse_times", "column_index", "TIME_FORMATS"]
+__all__ = ["read_interactions", "parse_times", "column_index", "time_unit", "TIME_FORMATS"]
 
 TIME_FORMATS = ("unix", "unix_ms", "iso")
 """Named timestamp formats: Unix seconds, Unix milliseconds, ISO 8601 (``2017-12-17[T10:00:00]``).
 Any other value is a :func:`datetime.strptime` format such as ``"%d/%m/%Y %H:%M"``."""
+
+
+def time_unit(fmt: str) -> str:
+    """How a time format writes times, for :class:`InteractionsBuilder`'s messages."""
+    return {"unix": "s", "unix_ms": "ms"}.get(fmt, "text")
+
+
+def _column_name(what: str, column: int | str | None) -> str:
+    """A column as messages name it: its header name, or ``"field 3"`` by position."""
+    if isinstance(column, str):
+        return column
+    return what if column is None else f"field {column + 1}"
 
 
 def column_index(
@@ -171,7 +183,13 @@ def read_interactions(
     spath = str(path)
     if builder is None:
         builder = InteractionsBuilder(
-            spath, problems, ratings=rating is not None, timestamps=timestamp is not None
+            spath,
+            problems,
+            ratings=rating is not None,
+            timestamps=timestamp is not None,
+            rating_column=_column_name("rating", rating),
+            time_column=_column_name("timestamp", timestamp),
+            time_unit=time_unit(time_format),
         )
     data = read_bytes(path)
     if quote is not None and quote.encode() in data:

@@ -34,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "Unparsed",
+    "as_id",
     "as_number",
     "as_text",
     "float_column",
@@ -46,10 +47,15 @@ __all__ = [
     "parse_date",
     "unix_seconds",
     "DATE_FORMATS",
+    "PRICE_LIMIT",
 ]
 
 DATE_FORMATS = ("%Y-%m-%d", "%B %d, %Y", "%b %d, %Y", "%d %B %Y", "%d-%b-%Y", "%Y/%m/%d", "%Y-%m")
 """Date formats tried in order when a column's format is not given."""
+
+PRICE_LIMIT = 1e9
+"""The largest price read as one (in the file's currency); a larger or negative price is a
+parsing or unit mistake and counts as unreadable."""
 
 _MONEY = re.compile(r"^\s*(?:US)?\$?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)\s*$")
 
@@ -70,21 +76,38 @@ class Unparsed:
 
 
 def as_number(value: Any) -> float | None:
-    """A number from a JSON/CSV value: ``None`` when missing or unreadable (bools are not numbers).
+    """A finite number from a JSON/CSV value: ``None`` when missing or unreadable (bools are not
+    numbers; nor are ``NaN``, infinities and integers too large for a float).
 
     >>> as_number("4.5"), as_number(3), as_number(""), as_number(True), as_number("x")
     (4.5, 3.0, None, None, None)
+    >>> as_number(10**400), as_number("1e999"), as_number(float("nan"))
+    (None, None, None)
     """
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+    try:
+        x = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def as_id(value: Any) -> str | None:
+    """An id from a JSON value: strings stripped (``None`` when blank), whole numbers as digits
+    (``7`` and ``7.0`` are ``"7"``); anything else (bools, fractions, lists) is ``None``.
+
+    >>> as_id(" A1 "), as_id(7), as_id(7.0), as_id(7.5), as_id(True), as_id(float("inf"))
+    ('A1', '7', '7', None, None, None)
+    """
     if isinstance(value, str):
-        try:
-            x = float(value)
-        except ValueError:
-            return None
-        return x if math.isfinite(x) else None
+        return value.strip() or None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
     return None
 
 
@@ -187,17 +210,24 @@ def multi_column(
 def parse_price(value: Any) -> float | None:
     """A price in dollars: numbers as they are, ``"$1,299.00"`` -> 1299.0, text with "free" -> 0.0.
 
-    Returns ``None`` for anything else (ranges such as ``"$5 - $9"``, HTML, words).
+    Returns ``None`` for anything else (ranges such as ``"$5 - $9"``, HTML, words), and for
+    prices that cannot be one: negative, ``NaN``, infinite or above :data:`PRICE_LIMIT`.
+
+    >>> parse_price(-3), parse_price("$" + "9" * 400), parse_price(2e9), parse_price(0)
+    (None, None, None, 0.0)
     """
+    x: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
+        x = as_number(value)
+    elif isinstance(value, str):
         m = _MONEY.match(value)
         if m:
-            return float(m.group(1).replace(",", ""))
-        if "free" in value.lower():
-            return 0.0
-    return None
+            x = as_number(m.group(1).replace(",", ""))
+        elif "free" in value.lower():
+            x = 0.0
+    if x is None or not 0.0 <= x <= PRICE_LIMIT:
+        return None
+    return x
 
 
 def price_column(
