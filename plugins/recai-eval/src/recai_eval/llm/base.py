@@ -11,6 +11,24 @@ to the run's seed.
 (``<run>/llm-cache/<stage>.jsonl``), a :class:`~.runner.Runner`, a
 :class:`~.scoring.TitleMatcher` and the list of failed samples. Per-sample results (prompt
 outputs, parsed items, flags) are written to ``<run>/llm-results/<stage>.jsonl`` for auditing.
+
+**A failure is never a result.** A sample fails in one of two ways:
+
+- *unanswered*: a call raised (the server is down or refuses the key, a timeout, a component
+  that crashed). The sample has no result: it is left out of every metric (the report states
+  over how many samples they are: ``info["measured_samples"]``), it is not cached, and running
+  the stage again asks exactly these samples again;
+- *unusable*: the answer came but says nothing readable (no list, no option letter, no
+  verdict, an empty message). That is the model's result: it counts as a miss and in
+  ``failure_rate``, and the answer stays cached.
+
+When more than ``max_failed_share`` of the samples are unanswered (default 0.1), or none got an
+answer at all, the stage raises :class:`LLMStageError` instead of reporting: the runtime saves
+nothing for it, and the next run asks the unanswered samples again (the answered ones come from
+the cache). Its one paragraph gives the count and the first error (keys redacted). Its exit code
+is 2 when that error is the user's to fix (a wrong key, an unknown model: an HTTP 4xx, or
+another :class:`recai.RecaiError`) and 1 when the environment failed (no connection, a timeout,
+a 5xx or 429, a component that crashed).
 """
 
 from __future__ import annotations
@@ -25,7 +43,7 @@ import numpy as np
 
 import recai
 from recai.data import Dataset, Split, leave_one_out
-from recai.errors import DataError
+from recai.errors import DataError, RecaiError
 from recai.roles import describe_component
 from recai.runtime import RunContext, atomic_write_text
 from recai.specs import Configurable
@@ -41,12 +59,27 @@ P = TypeVar("P", bound=recai.Params)
 
 __all__ = [
     "Case",
+    "LLMStageError",
     "LLMTask",
     "Session",
     "sample_cases",
     "error_columns",
     "fixed_text",
 ]
+
+
+class LLMStageError(RecaiError):
+    """Too many samples of an LLM stage got no answer: the stage has no result and is not saved.
+
+    ``exit_code`` is 2 when the first error is the user's to fix, 1 when the environment failed
+    (see :mod:`recai_eval.llm.base`); ``failed`` and ``samples`` are the counts.
+    """
+
+    def __init__(self, message: str, *, failed: int, samples: int, exit_code: int = 1):
+        super().__init__(message)
+        self.failed = failed
+        self.samples = samples
+        self.exit_code = exit_code
 
 
 def fixed_text(template: str, what: str = "system_prompt") -> str:
@@ -126,9 +159,12 @@ class Session:
         self.stage = ctx.name_of(task)
         slug = _slug(self.stage)
         progress = ctx.progress if ctx.progress_enabled else None
-        self.results_path = ctx.path("llm-results", f"{slug}.jsonl")
+        self.results_path = ctx.out_dir / "llm-results" / f"{slug}.jsonl"
+        #: The largest share of unanswered samples that still makes a result.
+        self.max_failed_share = float(p.max_failed_share)
         if isinstance(p, AskingParams):
-            self.cache = AnswerCache(ctx.path("llm-cache", f"{slug}.jsonl") if p.cache else None)
+            cache_file = ctx.out_dir / "llm-cache" / f"{slug}.jsonl"
+            self.cache = AnswerCache(cache_file if p.cache else None)
             self.runner = Runner(
                 self.cache,
                 concurrency=p.concurrency,
@@ -145,6 +181,9 @@ class Session:
         else:  # tasks that take no grounding settings match titles the default way
             self.matcher = TitleMatcher(self.catalog)
         self.failures: list[dict[str, Any]] = []
+        #: Unanswered samples (a call raised): sample -> its first failure.
+        self.unanswered: dict[int, dict[str, Any]] = {}
+        self._user_errors: dict[int, bool] = {}
         self.records: list[dict[str, Any]] = []
 
     # -- building prompts -------------------------------------------------------------------------
@@ -177,15 +216,41 @@ class Session:
 
     # -- failures and records ---------------------------------------------------------------------
     def fail(self, case: Case, stage: str, error: str) -> None:
-        """Record a failed sample (it counts as a miss)."""
-        self.failures.append(
-            {
-                "sample": case.sample,
-                "user": self.external_user(case.user),
-                "stage": stage,
-                "error": error,
-            }
-        )
+        """Record a sample whose answer is unusable (it counts as a miss; see the module
+        docstring)."""
+        self._failure(case, stage, error, answered=True)
+
+    def no_answer(self, case: Case, stage: str, answer: Answer | str) -> None:
+        """Record a sample that got no answer (a call raised, or ``answer`` says why): it is
+        left out of the metrics, and asked again when the stage runs again."""
+        error = answer if isinstance(answer, str) else (answer.error or "no answer")
+        failure = self._failure(case, stage, error, answered=False)
+        if case.sample not in self.unanswered:
+            self.unanswered[case.sample] = failure
+            user = isinstance(answer, Answer) and answer.user_error
+            self._user_errors[case.sample] = user
+
+    def _failure(self, case: Case, stage: str, error: str, *, answered: bool) -> dict[str, Any]:
+        failure = {
+            "sample": case.sample,
+            "user": self.external_user(case.user),
+            "stage": stage,
+            "error": error,
+            "answered": answered,
+        }
+        self.failures.append(failure)
+        return failure
+
+    def answered(self, case: Case) -> bool:
+        """Whether ``case`` got its answers (it is not :attr:`unanswered`)."""
+        return case.sample not in self.unanswered
+
+    def measured(
+        self, cases: Sequence[Case], columns: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """``columns`` (one value per case) without the rows of unanswered cases."""
+        keep = np.array([self.answered(c) for c in cases], dtype=bool)
+        return {name: np.asarray(col)[keep] for name, col in columns.items()}
 
     def external_user(self, user: int) -> Any:
         ids = self.data.user_ids
@@ -205,7 +270,14 @@ class Session:
 
     def write_records(self) -> None:
         lines = [json.dumps(r, ensure_ascii=False, default=_plain) for r in self.records]
-        atomic_write_text(self.results_path, "\n".join(lines) + ("\n" if lines else ""))
+        try:
+            self.results_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.results_path, "\n".join(lines) + ("\n" if lines else ""))
+        except OSError as e:
+            raise RecaiError(
+                f"{self.stage}: cannot write the per-sample results to {self.results_path}: "
+                f"{e.strerror or e}; free the path or choose another --out folder"
+            ) from None
 
     # -- the report -------------------------------------------------------------------------------
     def info(
@@ -229,8 +301,47 @@ class Session:
             "results_file": str(self.results_path),
             "failures": len(self.failures),
             "failed_samples": list(self.failures),
+            "unanswered_samples": len(self.unanswered),
+            "measured_samples": int(n_samples) - len(self.unanswered),
+            "max_failed_share": self.max_failed_share,
         }
+        if self.unanswered:
+            info["retry_on_rerun"] = True  # the runtime runs the stage again to ask them
         return info
+
+    def check_answered(self, n_samples: int) -> None:
+        """Raise :class:`LLMStageError` when more than ``max_failed_share`` of ``n_samples``
+        (or all of them) got no answer."""
+        failed = len(self.unanswered)
+        if not failed or (failed < n_samples and failed / n_samples <= self.max_failed_share):
+            return
+        first = self.unanswered[min(self.unanswered)]
+        user = self._user_errors[first["sample"]]
+        limit = (
+            "no sample got an answer"
+            if failed >= n_samples
+            else f"more than max_failed_share = {self.max_failed_share:g} of them"
+        )
+        again = (
+            "nothing is cached, so the next run asks every sample again"
+            if self.cache.path is None
+            else f"the answers that came are cached in {self.cache.path}, and the next run asks "
+            f"only the {failed} failed sample(s) again"
+        )
+        raise LLMStageError(
+            f"stage {self.stage!r}: {failed} of {n_samples} samples failed ({limit}); first "
+            f"(sample {first['sample']}, user {first['user']}, at {first['stage']}): "
+            f"{first['error']}. The stage has no result and is not saved; {again}."
+            + (
+                " Fix the setting the error names (the key, the model, the server address)."
+                if user
+                else " Check that what it calls (a server, a model) is up and reachable, or "
+                "raise max_failed_share."
+            ),
+            failed=failed,
+            samples=n_samples,
+            exit_code=2 if user else 1,
+        )
 
     def report(
         self,
@@ -239,16 +350,29 @@ class Session:
         intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
         notes: Sequence[str] = (),
     ) -> Report:
+        n = int(info["samples"])
+        self.check_answered(n)
         self.write_records()
         notes = list(notes)
-        if self.failures:
-            causes: dict[str, int] = {}
-            for f in self.failures:
-                causes[f["stage"]] = causes.get(f["stage"], 0) + 1
-            said = ", ".join(f"{n} at {stage}" for stage, n in sorted(causes.items()))
+        if self.unanswered:
+            failed = len(self.unanswered)
+            first = self.unanswered[min(self.unanswered)]
             notes.append(
-                f"{len(self.failures)} of {info['samples']} samples failed ({said}); they count as "
-                "misses and are listed in info.failed_samples."
+                f"{failed} of {n} samples got no answer (first: {first['error']}); the metrics "
+                f"are over the other {n - failed}. They are not cached: running the stage again "
+                "asks only them."
+            )
+        unusable = [
+            f for f in self.failures if f["answered"] and f["sample"] not in self.unanswered
+        ]
+        if unusable:
+            causes: dict[str, int] = {}
+            for f in unusable:
+                causes[f["stage"]] = causes.get(f["stage"], 0) + 1
+            said = ", ".join(f"{k} at {stage}" for stage, k in sorted(causes.items()))
+            notes.append(
+                f"{len(unusable)} of {n} samples failed ({said}); they count as misses and are "
+                "listed in info.failed_samples."
             )
         return Report(
             evaluator=self.stage, metrics=metrics, info=info, intervals=intervals or {}, notes=notes

@@ -1,14 +1,25 @@
 """Model answers on disk: one JSON object per line, appended as each answer arrives.
 
 A run asks the same questions again when it is resumed or repeated; :class:`AnswerCache` makes
-those questions free. Each answer is one line ``{"key": ..., "text": ..., ...}`` written with a
+those questions free. Only answers are stored, never failures: a request that raised is asked
+again by the next run. Each answer is one line ``{"key": ..., "text": ..., ...}`` written with a
 single ``write`` followed by ``flush`` and ``fsync``, so a crash can at worst leave the *last*
 line incomplete. Reading tolerates exactly that: an incomplete last line is cut off (the file is
 truncated back to its last complete line, so the next append starts clean) and counted in
-:attr:`AnswerCache.repaired`; an unreadable line elsewhere is skipped and counted in
-:attr:`AnswerCache.bad_lines`. Keys come from :func:`request_key`: a hash of what was asked
-(messages or another payload), the generation options and a description of the answering
-component, so changing any of them asks again.
+:attr:`AnswerCache.repaired`. Anything else that cannot be read is **damage**, reported once and
+never turned into failed samples (:mod:`recai.damaged`):
+
+- unreadable lines elsewhere (not JSON, no key, not UTF-8) are counted in
+  :attr:`AnswerCache.bad_lines`; the file is moved aside to ``<name>.corrupt-<n>`` and rewritten
+  with the readable answers (atomically), so the next run starts clean;
+- a file that cannot be read at all (a directory in its place, no read permission, an I/O
+  error) is moved aside and the cache starts empty;
+- when the file cannot be moved aside or written (a read-only folder, a full disk), the cache
+  keeps answers in memory for this run and says so once.
+
+Keys come from :func:`request_key`: a hash of what was asked (messages or another payload), the
+generation options and a description of the answering component, so changing any of them asks
+again.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "answers.jsonl"
@@ -24,10 +35,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from recai.damaged import report_damaged, set_aside
+from recai.runtime import atomic_write_text
 
 __all__ = ["AnswerCache", "request_key"]
 
@@ -65,6 +80,10 @@ def request_key(component: Any, payload: Any, options: Mapping[str, Any] | None 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _problem(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
 class AnswerCache:
     """A key-value store of answers backed by an append-only JSONL file (or memory only).
 
@@ -84,34 +103,100 @@ class AnswerCache:
         self.repaired = False
         #: Answers stored by this object.
         self.written = 0
+        #: Where a damaged file was moved (``<name>.corrupt-<n>``), if it was.
+        self.moved_to: Path | None = None
+        #: Why the file is not written (answers then stay in memory), if it is not.
+        self.bypassed: str | None = None
         if self.path is not None:
-            self._load()
+            self._load(self.path)
 
-    def _load(self) -> None:
-        assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
+    # -- reading ----------------------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._bypass(f"cannot create its folder ({_problem(e)})")
             return
-        data = self.path.read_bytes()
+        if not os.path.lexists(path):
+            return
+        try:
+            if not stat.S_ISREG(path.stat().st_mode):  # a folder, a FIFO (reading would block)
+                kind = "a folder" if path.is_dir() else "not a regular file"
+                self._damaged(f"is {kind}", rewrite=False)
+                return
+            data = path.read_bytes()
+        except OSError as e:
+            self._damaged(f"cannot be read ({_problem(e)})", rewrite=False)
+            return
         end = data.rfind(b"\n") + 1  # everything after the last newline is an incomplete line
-        if end < len(data):
-            self.repaired = True
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-                f.flush()
-                os.fsync(f.fileno())
+        self.repaired = end < len(data)
         for raw in data[:end].split(b"\n"):
             if not raw.strip():
                 continue
             try:
                 entry = json.loads(raw)
                 key = entry["key"]
-            except (ValueError, KeyError, TypeError):
+                if not isinstance(key, str):
+                    raise TypeError("the key is not a string")
+            except (ValueError, KeyError, TypeError, IndexError):
                 self.bad_lines += 1
                 continue
-            self._entries[str(key)] = entry
+            self._entries[key] = entry
             self.loaded += 1
+        if self.bad_lines:
+            self._damaged(
+                f"{self.bad_lines} unreadable line(s) (not JSON, or no key) among "
+                f"{self.loaded + self.bad_lines}",
+                rewrite=True,
+            )
+        elif self.repaired:  # a crash while appending: cut the torn line off, quietly
+            try:
+                with open(path, "r+b") as f:
+                    f.truncate(end)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                self._bypass(f"cannot cut off its incomplete last line ({_problem(e)})")
 
+    def _damaged(self, problem: str, *, rewrite: bool) -> None:
+        """Move the damaged file aside and start a clean one (with the readable answers)."""
+        assert self.path is not None
+        moved = set_aside(self.path)
+        if moved is None:
+            self._bypass(f"{problem}, and it cannot be moved aside")
+            return
+        self.moved_to = moved
+        kept = ""
+        if rewrite and self._entries:
+            kept = f" with the {len(self._entries)} readable answer(s)"
+            try:
+                atomic_write_text(self.path, "".join(self._line(e) for e in self._entries.values()))
+            except OSError as e:
+                self._bypass(
+                    f"{problem}; moved aside to {moved.name}, but a new file cannot be written "
+                    f"({_problem(e)})"
+                )
+                return
+        report_damaged(
+            self.path,
+            f"the answer cache is damaged: {problem}",
+            f"moved aside to {moved.name}; starting a clean cache{kept} (failed and lost answers "
+            "are asked again)",
+            stacklevel=5,
+        )
+
+    def _bypass(self, problem: str) -> None:
+        """Keep answers in memory only, and say so once."""
+        if self.bypassed is None:
+            self.bypassed = problem
+            report_damaged(
+                self.path or "<memory>",
+                f"the answer cache {problem}",
+                "answers are kept in memory for this run only",
+                stacklevel=5,
+            )
+
+    # -- the store --------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -122,18 +207,30 @@ class AnswerCache:
         """The stored record for ``key``, or ``None``."""
         return self._entries.get(key)
 
+    @staticmethod
+    def _line(entry: Mapping[str, Any]) -> str:
+        return json.dumps(entry, ensure_ascii=False, default=_default) + "\n"
+
     def put(self, key: str, record: Mapping[str, Any]) -> None:
-        """Store ``record`` under ``key`` and append it to the file (flushed and synced)."""
+        """Store ``record`` under ``key`` and append it to the file (flushed and synced).
+
+        A write that fails (a full disk, a file that became read-only) never fails the answer:
+        it is kept in memory, and the problem is reported once.
+        """
         entry = {"key": key, **record}
-        line = json.dumps(entry, ensure_ascii=False, default=_default) + "\n"
+        line = self._line(entry)
         with self._lock:
             self._entries[key] = entry
             self.written += 1
-            if self.path is not None:
+            if self.path is None or self.bypassed is not None:
+                return
+            try:
                 with open(self.path, "a", encoding="utf-8") as f:
                     f.write(line)
                     f.flush()
                     os.fsync(f.fileno())
+            except OSError as e:
+                self._bypass(f"cannot be written ({_problem(e)})")
 
     def stats(self) -> dict[str, Any]:
         """What happened to the file, for reports."""
@@ -143,6 +240,8 @@ class AnswerCache:
             "written": self.written,
             "bad_lines": self.bad_lines,
             "repaired_last_line": self.repaired,
+            "moved_to": None if self.moved_to is None else str(self.moved_to),
+            "bypassed": self.bypassed,
         }
 
     def __repr__(self) -> str:

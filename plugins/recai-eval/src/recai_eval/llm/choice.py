@@ -10,9 +10,10 @@ order, labelled with letters:
   the held-out next item: "which will the user choose next?"
 
 An answer is read as a letter (``B``, ``(B)``, ``Answer: b``, ``[[B]]``...) or, failing that, as
-the title of one option. ``accuracy`` counts correct answers over all samples. Beside it:
+the title of one option. ``accuracy`` counts correct answers over the answered samples (a
+sample whose call raised is left out and asked again on a rerun: :mod:`.base`). Beside it:
 ``out_of_candidates_rate`` (a letter beyond the options, or a title that is no option) and
-``failure_rate`` (no answer, or nothing readable); ``info["choices"]`` counts how often each
+``failure_rate`` (nothing readable in the answer); ``info["choices"]`` counts how often each
 letter was chosen (position bias shows there).
 """
 
@@ -100,9 +101,8 @@ class ChoiceTask(LLMTask):
                 "cached": answer.cached,
             }
             if not answer.ok:
-                s.fail(case, "answer", answer.error or "no answer")
+                s.no_answer(case, "answer", answer)
                 s.record(case, **record, error=answer.error)
-                failed[i] = 1
                 continue
             text = answer.text or ""
             index, how = parse_choice(
@@ -145,14 +145,17 @@ class ChoiceTask(LLMTask):
             )
 
         accuracy, intervals = mean_and_intervals(
-            {"accuracy": correct}, self.params.bootstrap, s.seed
+            s.measured(cases, {"accuracy": correct}), self.params.bootstrap, s.seed
         )
         errors, _ = mean_and_intervals(
-            {
-                "out_of_candidates_rate": outside,
-                "in_history_rate": in_history,
-                "failure_rate": failed,
-            },
+            s.measured(
+                cases,
+                {
+                    "out_of_candidates_rate": outside,
+                    "in_history_rate": in_history,
+                    "failure_rate": failed,
+                },
+            ),
             0,
             s.seed,
         )
@@ -233,7 +236,7 @@ class CFRankingMCEvaluator(ChoiceTask):
         return (
             f"one item of the user's last {self.params.max_history} history items (shown shuffled) is "
             f"hidden among {self.params.n_options - 1} items the user never interacted with; the LLM "
-            "picks the hidden one by letter; accuracy over all samples"
+            "picks the hidden one by letter; accuracy over the answered samples"
         )
 
 
@@ -258,6 +261,6 @@ class SeqRankingMCEvaluator(ChoiceTask):
         return (
             f"leave-one-out by time; the held-out next item is hidden among {self.params.n_options - 1} "
             f"items the user never interacted with; the LLM sees the last {self.params.max_history} "
-            "history items in time order and picks the next one by letter; accuracy over all "
-            "samples"
+            "history items in time order and picks the next one by letter; accuracy over the "
+            "answered samples"
         )

@@ -13,8 +13,9 @@ Metrics: ``Hit@N`` (share of dialogues that hit within ``N = max_turns`` turns) 
 (average turns to the hit, a miss counting ``N + 1``). Beside them: ``leak_rate`` (the simulator
 wrote the target's title: the test was given away), ``nonexistent_rate``, ``duplicate_rate`` and
 ``in_history_rate`` over the recommender's listed titles (share of dialogues where some reply
-shows the error), and ``failure_rate`` (a call failed or the simulator said nothing; such a
-dialogue counts as a miss).
+shows the error), and ``failure_rate`` (the simulator said nothing; such a dialogue counts
+as a miss). A dialogue in which a call raised has no result: it is left out of every metric and
+asked again on a rerun, its earlier turns coming from the cache (:mod:`.base`).
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ class ConversationEvaluator(LLMTask):
             speaking = []
             for d, answer in zip(active, said, strict=True):
                 text = (answer.text or "").strip()
-                if not answer.ok or not text:
+                if not answer.ok:
                     d.failed = True
-                    s.fail(d.case, f"simulator turn {turn}", answer.error or "empty message")
+                    s.no_answer(d.case, f"simulator turn {turn}", answer)
+                    continue
+                if not text:
+                    d.failed = True
+                    s.fail(d.case, f"simulator turn {turn}", "empty message")
                     continue
                 d.leaked = d.leaked or mentions_title(
                     text, core_title(s.catalog.title(d.case.target))
@@ -143,7 +148,7 @@ class ConversationEvaluator(LLMTask):
             for d, answer in zip(speaking, replies, strict=True):
                 if not answer.ok:
                     d.failed = True
-                    s.fail(d.case, f"recommender turn {turn}", answer.error or "no reply")
+                    s.no_answer(d.case, f"recommender turn {turn}", answer)
                     continue
                 text = answer.text or ""
                 d.turns = turn
@@ -158,8 +163,9 @@ class ConversationEvaluator(LLMTask):
         turns = np.array(
             [d.hit_turn if d.hit_turn is not None else n + 1 for d in dialogues], dtype=np.float64
         )
+        cases = [d.case for d in dialogues]
         accuracy, intervals = mean_and_intervals(
-            {f"Hit@{n}": hit, f"AT@{n}": turns}, self.params.bootstrap, s.seed
+            s.measured(cases, {f"Hit@{n}": hit, f"AT@{n}": turns}), self.params.bootstrap, s.seed
         )
         columns = {
             "leak_rate": np.array([d.leaked for d in dialogues], dtype=np.float64),
@@ -169,7 +175,7 @@ class ConversationEvaluator(LLMTask):
             },
             "failure_rate": np.array([d.failed for d in dialogues], dtype=np.float64),
         }
-        errors, _ = mean_and_intervals(columns, 0, s.seed)
+        errors, _ = mean_and_intervals(s.measured(cases, columns), 0, s.seed)
         for d in dialogues:
             s.record(
                 d.case,

@@ -13,7 +13,9 @@ answers it:
 Metrics are those of the LLM tasks (Hit/NDCG/MRR@k of the held-out item) with the error rates
 that apply to item ids: ``nonexistent_rate`` (an index outside the catalog), ``duplicate_rate``,
 ``in_history_rate`` (retrieval), ``out_of_candidates_rate`` and ``copy_rate`` (ranking: the
-result repeats the candidates' input order) and ``failure_rate`` (the retriever raised).
+result repeats the candidates' input order) and ``failure_rate`` (always 0 here: a sample whose
+retriever call raised has no result; it is left out of the metrics, as in the LLM tasks, and
+``max_failed_share`` bounds how many may be: :mod:`.base`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class _EmbeddingTask(LLMTask):
         n_items = s.data.n_items
         for i, (case, result) in enumerate(zip(cases, results, strict=True)):
             if isinstance(result, str):
-                s.fail(case, "retrieve", result)
+                s.no_answer(case, "retrieve", result)
                 s.record(case, error=result)
                 ranks.append(int(MISSED))
                 flags.append(None)
@@ -86,11 +88,13 @@ class _EmbeddingTask(LLMTask):
             flags.append(f)
             s.record(case, items=ids, rank=None if rank == int(MISSED) else rank, flags=f)
         accuracy, intervals = mean_and_intervals(
-            ranking_values(ranks, self.k), self.params.bootstrap, s.seed
+            s.measured(cases, ranking_values(ranks, self.k)), self.params.bootstrap, s.seed
         )
         failed = np.array([f is None for f in flags], dtype=np.float64)
         errors, _ = mean_and_intervals(
-            {**error_columns(flags, self.kinds), "failure_rate": failed}, 0, s.seed
+            s.measured(cases, {**error_columns(flags, self.kinds), "failure_rate": failed}),
+            0,
+            s.seed,
         )
         return {**accuracy, **errors}, intervals
 

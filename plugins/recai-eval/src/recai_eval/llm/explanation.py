@@ -9,10 +9,11 @@ judge prefers it in both orders, **loses** when the judge prefers the baseline i
 and **ties** otherwise (a tie verdict, or verdicts that flip with the order: position bias).
 ``consistent_verdicts`` in the report's info counts samples whose two verdicts agree.
 
-A sample fails when a system gives no (or an empty) explanation, a judge call fails, or a
-verdict cannot be read; it then counts as neither win, tie nor loss but in ``failure_rate``
-(the four rates add up to 1). Aspect scores are means over the judgements that had readable
-scores (each sample gives each system two).
+A sample whose explanation or judge call raised has no result: it is left out of every rate
+and asked again on a rerun (:mod:`.base`). A sample fails when a system gives an empty
+explanation or a verdict cannot be read; it then counts as neither win, tie nor loss but in
+``failure_rate`` (the four rates add up to 1 over the answered samples). Aspect scores are
+means over the judgements that had readable scores (each sample gives each system two).
 """
 
 from __future__ import annotations
@@ -88,17 +89,19 @@ class ExplanationEvaluator(LLMTask):
 
         judged: list[tuple[Case, str, str]] = []
         for case, a, b in zip(cases, mine, theirs, strict=True):
-            problem = None
-            for who, answer in ((names[0], a), (names[1], b)):
-                if not answer.ok:
-                    problem = f"{who}: {answer.error}"
-                elif not (answer.text or "").strip():
-                    problem = f"{who}: empty explanation"
-                if problem:
-                    break
-            if problem:
+            explanations = {names[0]: a.text, names[1]: b.text}
+            pairs = ((names[0], a), (names[1], b))
+            raised = next(((who, x) for who, x in pairs if not x.ok), None)
+            if raised is not None:
+                who, answer = raised
+                s.no_answer(case, f"explanation by {who}", answer)
+                s.record(case, explanations=explanations, error=f"{who}: {answer.error}")
+                continue
+            empty = next((who for who, x in pairs if not (x.text or "").strip()), None)
+            if empty is not None:
+                problem = f"{empty}: empty explanation"
                 s.fail(case, "explanation", problem)
-                s.record(case, explanations={names[0]: a.text, names[1]: b.text}, error=problem)
+                s.record(case, explanations=explanations, error=problem)
             else:
                 judged.append((case, a.text or "", b.text or ""))
         requests = []
@@ -134,7 +137,7 @@ class ExplanationEvaluator(LLMTask):
             record: dict[str, Any] = {"explanations": {names[0]: a, names[1]: b}}
             bad = next((x for x in (first, second) if not x.ok), None)
             if bad is not None:
-                s.fail(case, "judge", bad.error or "no answer")
+                s.no_answer(case, "judge", bad)
                 s.record(case, **record, error=bad.error)
                 continue
             v1, v2 = parse_verdict(first.text or ""), parse_verdict(second.text or "")
@@ -176,8 +179,11 @@ class ExplanationEvaluator(LLMTask):
             "tie_rate": outcome["tie"],
             "loss_rate": outcome["loss"],
         }
-        rates, intervals = mean_and_intervals(columns, self.params.bootstrap, s.seed)
-        fail_rate = float(failed.mean()) if len(failed) else 0.0
+        rates, intervals = mean_and_intervals(
+            s.measured(cases, columns), self.params.bootstrap, s.seed
+        )
+        measured_failed = s.measured(cases, {"failed": failed})["failed"]
+        fail_rate = float(measured_failed.mean()) if len(measured_failed) else 0.0
         metrics: dict[str, dict[str, float]] = {}
         scored: dict[str, int] = {}
         for k, name in enumerate(names):

@@ -56,7 +56,7 @@ def score_list_answers(
         if cand is not None:
             base["candidates"] = cand
         if not answer.ok:
-            s.fail(case, "answer", answer.error or "no answer")
+            s.no_answer(case, "answer", answer)
             s.record(case, **base, error=answer.error)
             out.ranks.append(int(MISSED))
             out.flags.append(None)
@@ -91,11 +91,21 @@ def score_list_answers(
 
 
 def list_metrics(
-    scores: ListScores, ks: Sequence[int], kinds: Sequence[str], bootstrap: int, seed: int
+    s: Session,
+    cases: Sequence[Case],
+    scores: ListScores,
+    ks: Sequence[int],
+    kinds: Sequence[str],
+    bootstrap: int,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Accuracy (Hit/NDCG/MRR@k, with intervals), then error rates and ``failure_rate``."""
-    accuracy, intervals = mean_and_intervals(ranking_values(scores.ranks, ks), bootstrap, seed)
+    """Accuracy (Hit/NDCG/MRR@k, with intervals), then error rates and ``failure_rate``, over
+    the answered samples."""
+    accuracy, intervals = mean_and_intervals(
+        s.measured(cases, ranking_values(scores.ranks, ks)), bootstrap, s.seed
+    )
     errors, _ = mean_and_intervals(
-        {**error_columns(scores.flags, kinds), "failure_rate": scores.failed}, 0, seed
+        s.measured(cases, {**error_columns(scores.flags, kinds), "failure_rate": scores.failed}),
+        0,
+        s.seed,
     )
     return {**accuracy, **errors}, intervals

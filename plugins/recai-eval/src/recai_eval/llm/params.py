@@ -98,7 +98,8 @@ Samples = Annotated[int, Field(ge=1, description="users to sample (all eligible 
 
 
 class LLMTaskParams(recai.Params):
-    """What every LLM task takes: the data, the sampled users and how items are shown."""
+    """What every LLM task takes: the data, the sampled users, how items are shown and how many
+    samples may go unanswered (see :mod:`recai_eval.llm.base`)."""
 
     dataset: recai.DatasetSource = Field(description="the dataset to build prompts from")
     samples: Samples = 100
@@ -110,6 +111,14 @@ class LLMTaskParams(recai.Params):
         (), description="catalog fields shown after each title (e.g. genres)"
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals; 0: none")
+    max_failed_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="largest share of samples that may get no answer (a call raised) for the "
+        "stage to report; more, or none answered, fails the stage (exit code 1, or 2 for a "
+        "user error such as a wrong key) and the next run asks them again",
+    )
 
 
 class AskingParams(LLMTaskParams):

@@ -96,7 +96,7 @@ class LLMRankingEvaluator(LLMTask):
         ]
         answers = s.ask(self.params.llm, prompts, "ranking")
         scores = score_list_answers(s, cases, answers, orders=orders, candidates=orders)
-        row, intervals = list_metrics(scores, self.k, ERROR_KINDS, self.params.bootstrap, s.seed)
+        row, intervals = list_metrics(s, cases, scores, self.k, ERROR_KINDS, self.params.bootstrap)
         name = ctx.name_of(self.params.llm)
         protocol = (
             f"leave-one-out by time; the LLM ranks {self.params.n_candidates} candidates (the held-out "
@@ -117,8 +117,8 @@ class LLMRankingEvaluator(LLMTask):
             fields=list(self.params.fields),
             llm=self.describe(self.params.llm),
             mentions={"total": scores.mentions, "grounded": scores.grounded},
-            error_rates="share of all samples whose answer shows the error; failed samples "
-            "count in failure_rate only",
+            error_rates="share of the answered samples whose answer shows the error; "
+            "unreadable answers count in failure_rate only",
         )
         notes = []
         if dropped:

@@ -60,7 +60,7 @@ class LLMRetrievalEvaluator(LLMTask):
         ]
         answers = s.ask(self.params.llm, prompts, "retrieval")
         scores = score_list_answers(s, cases, answers, orders=shown)
-        row, intervals = list_metrics(scores, self.k, KINDS, self.params.bootstrap, s.seed)
+        row, intervals = list_metrics(s, cases, scores, self.k, KINDS, self.params.bootstrap)
         name = ctx.name_of(self.params.llm)
         protocol = (
             f"leave-one-out by time; the LLM names {self.params.n_recommend} items after the last "
@@ -79,7 +79,7 @@ class LLMRetrievalEvaluator(LLMTask):
             fields=list(self.params.fields),
             llm=self.describe(self.params.llm),
             mentions={"total": scores.mentions, "grounded": scores.grounded},
-            error_rates="share of all samples whose answer shows the error; failed samples "
-            "count in failure_rate only",
+            error_rates="share of the answered samples whose answer shows the error; "
+            "unreadable answers count in failure_rate only",
         )
         return s.report({name: row}, info, {name: intervals} if intervals else None)

@@ -12,13 +12,17 @@ history and an item). :class:`Runner` takes a list of requests and
    stopped;
 4. turns exceptions into failed :class:`Answer` objects (after ``retries`` more tries), never
    dropping a request: when a whole native batch fails, its requests are asked one by one so a
-   single bad request fails alone.
+   single bad request fails alone. The error text has the component's key (read from the
+   environment variable its ``api_key_env`` names) and anything shaped like a key redacted
+   (:func:`recai.secrets.redact`), and says whether the failure is the user's (see
+   :func:`is_user_error`).
 
 Failed answers are not cached: a rerun asks them again.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import recai
+from recai.errors import RecaiError
 from recai.roles import LLMBackend, describe_component
+from recai.secrets import redact
 from recai.types import Completion, ItemList, Message
 
 from .cache import AnswerCache, request_key
@@ -40,6 +46,8 @@ __all__ = [
     "ExplainerCaller",
     "Runner",
     "caller_for",
+    "error_text",
+    "is_user_error",
 ]
 
 _MAX_ERROR = 300
@@ -47,20 +55,60 @@ _MAX_ERROR = 300
 
 @dataclass(frozen=True)
 class Answer:
-    """One answer: its text, or the error that stopped it (``text`` is then ``None``)."""
+    """One answer: its text, or the error that stopped it (``text`` is then ``None``).
+
+    ``user_error`` marks an error that the user can fix (a wrong key, an unknown model): see
+    :func:`is_user_error`.
+    """
 
     text: str | None
     error: str | None = None
     cached: bool = False
+    user_error: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+def error_text(exc: BaseException, secrets: Sequence[str | None] = ()) -> str:
+    """``Type: message`` on one line, at most 300 characters, ``secrets`` and anything shaped
+    like a key redacted.
+
+    >>> error_text(RuntimeError("401: bad key sk-abcdef123456\\nsee docs"))
+    'RuntimeError: 401: bad key *** see docs'
+    """
+    text = redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)
     return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 3] + "..."
+
+
+#: HTTP statuses that are the server's or the network's trouble, not the request's.
+_TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one the user can fix by changing their input or settings.
+
+    A :class:`recai.RecaiError` is, unless it carries an HTTP ``status`` attribute that says
+    otherwise: ``None`` (no answer: connection refused, timeout, a broken stream), a 5xx, or
+    408/409/425/429. Any other exception (a ``ConnectionError``, a bug in a component) is not.
+
+    >>> is_user_error(RecaiError("unknown model")), is_user_error(ConnectionError("refused"))
+    (True, False)
+    """
+    if not isinstance(exc, RecaiError):
+        return False
+    if not hasattr(exc, "status"):
+        return True
+    status = getattr(exc, "status", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in _TRANSIENT_STATUS
+
+
+def secrets_of(component: Any) -> list[str]:
+    """The key a component reads from the environment (``api_key_env``), if it has one."""
+    env = getattr(component, "api_key_env", None)
+    value = os.environ.get(env) if isinstance(env, str) and env else None
+    return [value] if value else []
 
 
 class Caller(ABC):
@@ -73,6 +121,8 @@ class Caller(ABC):
         self.component = component
         self.options = dict(options or {})
         self.description = describe_component(component)
+        #: Secrets to redact from this component's errors (its key, if it names one).
+        self.secrets = secrets_of(component)
 
     @abstractmethod
     def payload(self, request: Any) -> Any:
@@ -239,13 +289,14 @@ class Runner:
     # -- calling ----------------------------------------------------------------------------------
     def _one(self, caller: Caller, request: Any) -> tuple[Answer, dict[str, Any]]:
         error = ""
+        user = False
         for _ in range(1 + self.retries):
             try:
                 text, extra = caller.ask(request)
                 return Answer(text), extra
             except Exception as e:  # noqa: BLE001 - a failed sample is recorded, not raised
-                error = error_text(e)
-        return Answer(None, error), {}
+                error, user = error_text(e, caller.secrets), is_user_error(e)
+        return Answer(None, error, user_error=user), {}
 
     def _execute(
         self, caller: Caller, todo: list[tuple[str, Any]], desc: str
