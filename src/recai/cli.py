@@ -546,35 +546,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(e: Exception, debug: bool) -> int:
-    """Print ``e`` for the person at the terminal; return the exit code."""
+    """Print ``e`` for the person at the terminal; return the exit code.
+
+    Everything printed (the message, its notes, the ``--debug`` traceback) passes through
+    :func:`recai.secrets.redact_known`: no value a recipe took from the environment is shown.
+    """
     from .errors import RecaiError
+    from .secrets import redact_known
+
+    def say(text: str) -> None:
+        print(redact_known(text, shapes="none"), file=sys.stderr)
 
     if debug:
         import traceback
 
-        traceback.print_exc()
+        say("".join(traceback.format_exception(e)).rstrip("\n"))
     if isinstance(e, RecaiError):
-        print(f"recai: error: {e}", file=sys.stderr)
+        say(f"recai: error: {e}")
         return e.exit_code
     notes = "".join(f"\n{n}" for n in getattr(e, "__notes__", []))
     culprit = _blame(e)
     if culprit is not None:
         label, where = culprit
         dist = label.split()[0]
-        print(
-            f"recai: error in the plugin {label} ({where}): {type(e).__name__}: {e}{notes}",
-            file=sys.stderr,
-        )
-        print(
+        say(f"recai: error in the plugin {label} ({where}): {type(e).__name__}: {e}{notes}")
+        say(
             f"This is a bug in {dist}, not in your input: please report it to {dist}'s authors"
             + ("" if debug else " (run again with --debug for the traceback)")
-            + ".",
-            file=sys.stderr,
+            + "."
         )
         return 1
-    print(f"recai: internal error: {type(e).__name__}: {e}{notes}", file=sys.stderr)
+    say(f"recai: internal error: {type(e).__name__}: {e}{notes}")
     if not debug:
-        print("Run again with --debug for the traceback, and please report it.", file=sys.stderr)
+        say("Run again with --debug for the traceback, and please report it.")
     return 1
 
 

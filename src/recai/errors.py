@@ -5,11 +5,14 @@ plugin that does not load) is a :class:`RecaiError`. The command line prints its
 traceback and exits with code 2; anything else is an internal failure (exit code 1).
 
 Messages are written for the person reading them: what went wrong, where (file, line, key path),
-and how to fix it.
+and how to fix it. A message never shows a secret: ``str()`` of every :class:`RecaiError` passes
+through :func:`recai.secrets.redact_known`, so a value a recipe took from the environment (a key,
+a ``${DATA_DIR}`` path in "file not found") reads ``***`` wherever the error is printed.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,10 +34,23 @@ __all__ = [
 ]
 
 
+def _redacted(text: str) -> str:
+    """``text`` without registered secrets. The registry lives in :mod:`recai.secrets`; until
+    that module is imported no secret can be registered, so it is not imported here."""
+    secrets = sys.modules.get("recai.secrets")
+    return secrets.redact_known(text, shapes="none") if secrets is not None else text
+
+
 class RecaiError(Exception):
-    """Base class of every error caused by user input. The CLI exits with code 2 on these."""
+    """Base class of every error caused by user input. The CLI exits with code 2 on these.
+
+    Its text (``str(error)``) never holds a registered secret (see the module docstring).
+    """
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return _redacted(super().__str__())
 
 
 @dataclass(frozen=True)
@@ -128,7 +144,7 @@ class UnknownIdError(RecaiError, KeyError):
         super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+        return _redacted(str(self.args[0]))
 
 
 class UnknownRoleError(RecaiError, ValueError):

@@ -27,6 +27,10 @@ A loop that reports fields (``update`` advances the count and sets them)::
             loss = run_epoch(epoch)
             bar.update(loss=loss, **{"NDCG@10": validate()})
 
+What a bar or a line shows never holds a secret: its text passes through
+:func:`recai.secrets.redact_known` (the values a recipe took from the environment, and anything
+shaped like a key), so a loop named after a ``${DATA_DIR}`` path shows ``***`` instead.
+
 The lines are written by the process that creates the object; in a data-parallel run pass
 ``enabled=rank == 0``. The switch is a :mod:`contextvars` variable: a thread started inside
 ``enabled(False)`` does not inherit it (copy the context, or pass ``enabled`` explicitly).
@@ -122,6 +126,13 @@ def format_seconds(seconds: float) -> str:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m{s:02d}s"
+
+
+def _redacted(text: str) -> str:
+    """``text`` without registered secrets (none can be registered before :mod:`recai.secrets`
+    is imported, so it is not imported here)."""
+    secrets = sys.modules.get("recai.secrets")
+    return secrets.redact_known(text) if secrets is not None else text
 
 
 def _value(v: Any) -> str:
@@ -223,7 +234,7 @@ class Progress(Generic[T]):
 
             self._bar = tqdm(
                 total=total,
-                desc=desc or None,
+                desc=_redacted(desc) or None,
                 unit=unit,
                 initial=initial,
                 file=self._stream,
@@ -279,7 +290,7 @@ class Progress(Generic[T]):
 
     # -- the plain line ---------------------------------------------------------------------------
     def line(self, status: str = "") -> str:
-        """The plain progress line as it is now."""
+        """The plain progress line as it is now (without secrets)."""
         count = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
         count = count if self.unit == "it" else f"{self.unit} {count}"
         head = f"{self.desc}: " if self.desc else ""
@@ -294,10 +305,10 @@ class Progress(Generic[T]):
         if not status and self.total is not None and done > 0 and self.n < self.total:
             timing += f", eta {format_seconds(elapsed / done * (self.total - self.n))}"
         parts.append(timing)
-        return " | ".join(parts)
+        return _redacted(" | ".join(parts))
 
     def _postfix(self) -> dict[str, str]:
-        return {k: _value(v) for k, v in self.fields.items()}
+        return {_redacted(k): _redacted(_value(v)) for k, v in self.fields.items()}
 
     def _maybe_print(self) -> None:
         now = time.monotonic()
@@ -306,6 +317,7 @@ class Progress(Generic[T]):
             self._write(self.line())
 
     def _write(self, text: str) -> None:
+        text = _redacted(text)
         self._printed = True
         with contextlib.suppress(ValueError, OSError):  # a closed or broken stream: stay quiet
             print(text, file=self._stream, flush=True)

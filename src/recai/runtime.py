@@ -9,7 +9,15 @@ A run directory holds::
                           of component, params and training data
 
 All files are written atomically (a temporary file renamed into place), so an interrupted run
-never leaves a half-written result behind; rerunning the same command resumes it.
+never leaves a half-written result behind; rerunning the same command resumes it. A temporary
+file is named ``.<name>.recai-<host>-<pid>-<random>.tmp``: the next run sweeps the ones whose
+writer is gone (:func:`sweep_temporary_files`, which other caches can call on their folders).
+
+Secrets stay in the environment: a value the recipe took from ``${...}`` is registered
+(:func:`recai.secrets.register_recipe`) before anything is built, and is never written into the
+folder's name, ``metrics.json``, ``report.md``, ``stages/*`` or the text files evaluators write
+under the run folder (:meth:`RunContext.redact`, :meth:`RunContext.write_text`; and
+:func:`atomic_write_text` / :func:`atomic_write_json` redact any file inside a run folder).
 """
 
 from __future__ import annotations
@@ -18,14 +26,20 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
+import re
+import shutil
+import socket
+import stat
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import progress as _progress
+from . import progress as _progress, secrets as _secrets
 from ._version import __version__
 from .errors import RecaiError
 from .plugins import PluginManager, get_plugin_manager
@@ -43,20 +57,151 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "json_default",
+    "sweep_temporary_files",
+    "temporary_name",
+    "TEMP_MAX_AGE_S",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("recai.runtime")
+
+# -- temporary files: named so that the next run can tell whose they are -------------------------
+
+TEMP_MAX_AGE_S = 24 * 3600.0
+"""A temporary file older than this is swept even when its writer's process cannot be checked
+(another host, a recycled pid, Windows)."""
+
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+# .<name>.recai-<host>-<pid>-<random>.tmp (mkstemp's random part: letters, digits and '_')
+_TEMP_NAME = re.compile(
+    r"^\..*\.recai-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$", re.S
+)
+# the names of recai before the pid was part of them: swept by age only
+_OLD_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$", re.S)
+
+
+def temporary_name(name: str) -> tuple[str, str]:
+    """``(prefix, suffix)`` for :func:`tempfile.mkstemp` / ``mkdtemp`` of a temporary ``name``
+    that :func:`sweep_temporary_files` recognises: it holds this host and process id. The name
+    part is cut to 100 characters so that the temporary name stays within file-name limits."""
+    short = name[:100]
+    return f".{short}.recai-{_HOST}-{os.getpid()}-", ".tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs (a zombie does not)."""
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: assume it runs
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it runs under another user
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
+def _stale(name: str, mtime: float, now: float, max_age_s: float) -> bool:
+    m = _TEMP_NAME.match(name)
+    if m is not None:
+        if now - mtime > max_age_s:
+            return True
+        return m["host"] == _HOST and not _pid_alive(int(m["pid"]))
+    return _OLD_TEMP_NAME.match(name) is not None and now - mtime > max_age_s
+
+
+def sweep_temporary_files(
+    folder: Path | str,
+    *,
+    max_depth: int = 6,
+    max_entries: int = 20_000,
+    max_age_s: float = TEMP_MAX_AGE_S,
+) -> list[Path]:
+    """Remove the temporary files (and folders) that interrupted atomic writes left in
+    ``folder`` and its subfolders; returns what was removed.
+
+    Only names made by :func:`temporary_name` are touched, and only when the process that made
+    them on this host is gone or they are older than ``max_age_s`` seconds: a write in progress
+    (this process's or another's) is left alone. The walk is bounded: ``max_depth`` levels of
+    folders, ``max_entries`` entries in all; symbolic links are not followed. Errors (a file
+    already gone, no permission) are skipped.
+    """
+    removed: list[Path] = []
+    now = time.time()
+    seen = 0
+    todo: list[tuple[Path, int]] = [(Path(folder), 0)]
+    while todo and seen < max_entries:
+        here, depth = todo.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > max_entries:
+                break
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                if not _stale(entry.name, st.st_mtime, now, max_age_s):
+                    continue
+                with contextlib.suppress(OSError):
+                    if is_dir:
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            elif is_dir and depth + 1 < max_depth:
+                todo.append((Path(entry.path), depth + 1))
+    return removed
+
+
+# -- folders whose text files are redacted ------------------------------------------------------
+
+_run_folders: set[Path] = set()
+_run_folders_lock = threading.Lock()
+
+
+def _protect(folder: Path) -> None:
+    with _run_folders_lock:
+        _run_folders.add(folder.resolve())
+
+
+def _in_run_folder(path: Path) -> bool:
+    if not _run_folders or not _secrets.known_secrets():
+        return False
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return False
+    return any(resolved.is_relative_to(root) for root in tuple(_run_folders))
 
 
 def atomic_write_file(path: Path | str, write: Callable[[str], Any]) -> Path:
     """Write a file all at once or not at all: ``write(tmp)`` fills a temporary file in the same
     folder (by its path; any writer that takes a file name), which is then flushed to disk and
     renamed to ``path``. On any error the temporary file is removed and the error re-raised;
-    readers of ``path`` never see a partial file. Returns ``path``.
+    readers of ``path`` never see a partial file. Returns ``path``. The temporary name holds
+    the writer's pid (:func:`temporary_name`): if the process is killed mid-write, the next run's
+    :func:`sweep_temporary_files` removes what it left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix, suffix = temporary_name(path.name)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
@@ -71,14 +216,30 @@ def atomic_write_file(path: Path | str, write: Callable[[str], Any]) -> Path:
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_file`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_file`).
+
+    Inside the folder of a run (:func:`run`), registered secrets are removed from ``text``
+    first (:func:`recai.secrets.redact_known`)."""
+    if _in_run_folder(Path(path)):
+        text = _secrets.redact_known(text, shapes="keys")
+    _write_text(path, text)
+
+
+def _write_text(path: Path | str, text: str) -> None:
     atomic_write_file(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n"
-    )
+    """Write ``data`` as indented JSON to ``path`` atomically; inside the folder of a run its
+    strings are redacted first (:func:`recai.secrets.redact_data`)."""
+    if _in_run_folder(Path(path)):
+        data = _secrets.redact_data(_plain(data))
+    _write_text(path, json.dumps(data, indent=2, sort_keys=False, default=json_default) + "\n")
+
+
+def _plain(data: Any) -> Any:
+    """``data`` as JSON-able builtins (what :func:`json_default` makes of numpy values, paths)."""
+    return json.loads(json.dumps(data, default=json_default))
 
 
 def json_default(obj: Any) -> Any:
@@ -138,10 +299,42 @@ class RunContext:
         return out
 
     def path(self, *parts: str) -> Path:
-        """A path inside the run folder (parent folders are created)."""
-        p = self.out_dir.joinpath(*parts)
+        """A path inside the run folder (parent folders are created). A registered secret in a
+        part becomes ``redacted``: no file is named after one."""
+        safe = [_secrets.redact_known(str(p), shapes="keys", mark="redacted") for p in parts]
+        p = self.out_dir.joinpath(*safe)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def redact(self, data: T) -> T:
+        """``data`` without secrets: a string, JSON-like data (every string in it, keys
+        included) or a :class:`~recai.types.Report`, with each value the recipe took from the
+        environment replaced by ``***`` (:mod:`recai.secrets`). Evaluators pass what they write
+        or report through it; :meth:`write_text` and :meth:`write_json` do it for them."""
+        if isinstance(data, Report):
+            return Report.from_dict(_secrets.redact_data(data.to_dict()))  # type: ignore[return-value]
+        if isinstance(data, str):
+            return _secrets.redact_known(data, shapes="keys")  # type: ignore[return-value]
+        return _secrets.redact_data(data)  # type: ignore[no-any-return]
+
+    def write_text(self, path: Path | str, text: str) -> Path:
+        """Write ``text`` atomically to ``path`` (inside the run folder when relative) without
+        secrets; returns the path."""
+        target = self._target(path)
+        _write_text(target, self.redact(text))
+        return target
+
+    def write_json(self, path: Path | str, data: Any) -> Path:
+        """Write ``data`` as indented JSON atomically to ``path`` (inside the run folder when
+        relative) without secrets; returns the path."""
+        target = self._target(path)
+        clean = self.redact(_plain(data))
+        _write_text(target, json.dumps(clean, indent=2, ensure_ascii=False) + "\n")
+        return target
+
+    def _target(self, path: Path | str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.path(*p.parts)
 
     def progress(
         self, iterable: Iterable[T], *, desc: str = "", total: int | None = None
@@ -197,12 +390,11 @@ class RunContext:
             component.fit(split)  # type: ignore[attr-defined]
             if can_save:
                 art.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=art.parent))
+                prefix, suffix = temporary_name(key)
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=art.parent))
                 component.save(tmp)  # type: ignore[attr-defined]
                 (tmp / "DONE").write_text(self.name_of(component) + "\n")
                 if art.exists():
-                    import shutil
-
                     shutil.rmtree(art)
                 os.replace(tmp, art)
         _mark_fitted(component, data_key)
@@ -240,10 +432,18 @@ def ensure_fitted(component: T, split: Any) -> T:
 class RunResult:
     """What :func:`run` produced: reports by stage and the files written."""
 
-    def __init__(self, out_dir: Path, reports: dict[str, Report], resumed: list[str]):
+    def __init__(
+        self,
+        out_dir: Path,
+        reports: dict[str, Report],
+        resumed: list[str],
+        notes: list[str] | None = None,
+    ):
         self.out_dir = out_dir
         self.reports = reports
         self.resumed = resumed
+        self.notes = list(notes or [])
+        """What the run changed on its own (a run folder not named after a secret name)."""
 
     @property
     def metrics_path(self) -> Path:
@@ -282,7 +482,14 @@ def run(
 
     Finished stages are stored as they complete; with ``resume`` a stage whose components, params
     and seed are unchanged is read back instead of being run again.
+
+    The values the recipe took from the environment are registered as secrets first
+    (:func:`recai.secrets.register_recipe`): they appear in no error, log line, progress line or
+    file of the run, and a ``name`` from the environment does not name the run folder. Temporary
+    files that an interrupted run left in the folder are removed
+    (:func:`sweep_temporary_files`).
     """
+    _secrets.register_recipe(recipe.recipe if isinstance(recipe, Built) else recipe)
     built = (
         recipe
         if isinstance(recipe, Built)
@@ -295,9 +502,13 @@ def run(
             f"{rec.source}: the recipe has nothing to run: add an evaluator component, or list "
             "evaluators under [run] stages"
         )
+    notes: list[str] = []
     if out_dir is None:
-        base = rec.name or (Path(rec.source).stem if not rec.source.startswith("<") else "recipe")
+        base, note = _folder_name(rec)
         out_dir = Path("runs") / base
+        if note:
+            notes.append(note)
+            log.warning("%s", note)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -308,8 +519,42 @@ def run(
         raise RecaiError(
             f"cannot write results to {out}: {e.strerror or e}; choose another --out folder"
         ) from None
+    _protect(out)
+    swept = sweep_temporary_files(out)
+    if swept:
+        log.info("removed %d temporary file(s) left by an interrupted run in %s", len(swept), out)
     with _progress.enabled(progress):
-        return _run_stages(built, out, pm, resume=resume, progress=progress)
+        result = _run_stages(built, out, pm, resume=resume, progress=progress)
+    result.notes[:0] = notes
+    return result
+
+
+def _folder_name(rec: Recipe) -> tuple[str, str | None]:
+    """The default run folder name of ``rec`` and, when it is not the recipe's name, why."""
+    stem = Path(rec.source).stem if not rec.source.startswith("<") else "recipe"
+    if _secrets.redact_known(stem, shapes="keys") != stem:
+        stem = "recipe"
+    if not rec.name:
+        return stem, None
+    from_env = "name" in rec.secret_paths
+    if from_env or _secrets.redact_known(rec.name, shapes="keys") != rec.name:
+        why = "comes from the environment" if from_env else "holds a secret"
+        return stem, (
+            f"the recipe's name {why}, so it does not name the run folder: writing to "
+            f"runs/{stem} (named after the recipe file; choose another with --out)"
+        )
+    return rec.name, None
+
+
+def _shown(rec: Recipe, key: str) -> str | None:
+    """The recipe's ``name`` or ``description`` as written into results: ``***`` when it came
+    from the environment (whatever its length), else redacted text."""
+    value: str | None = getattr(rec, key)
+    if value is None:
+        return None
+    if key in rec.secret_paths:
+        return _secrets.REDACTED
+    return _secrets.redact_known(value, shapes="keys")
 
 
 def _run_stages(
@@ -329,7 +574,7 @@ def _run_stages(
             try:
                 saved = json.loads(stage_file.read_text())
                 if saved.get("key") == key:
-                    reports[stage] = Report.from_dict(saved["report"])
+                    reports[stage] = ctx.redact(Report.from_dict(saved["report"]))
                     timings[stage] = float(saved.get("seconds", 0.0))
                     resumed.append(stage)
                     continue
@@ -346,6 +591,7 @@ def _run_stages(
             )
         if not report.evaluator:
             report.evaluator = stage
+        report = ctx.redact(report)
         reports[stage] = report
         atomic_write_json(
             stage_file, {"key": key, "seconds": timings[stage], "report": report.to_dict()}
@@ -354,7 +600,7 @@ def _run_stages(
     pm_ = pm if pm is not None else get_plugin_manager()
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     metrics = {
-        "recipe": {"name": rec.name, "source": rec.source},
+        "recipe": {"name": _shown(rec, "name"), "source": rec.source},
         "created": now,
         "recai_version": __version__,
         "distributions": pm_.distributions(),
@@ -371,9 +617,10 @@ def _run_stages(
 def _markdown(
     rec: Recipe, reports: dict[str, Report], timings: dict[str, float], now: str, pm: PluginManager
 ) -> str:
-    lines = [f"# {rec.name or 'recai run'}", ""]
-    if rec.description:
-        lines += [rec.description.strip(), ""]
+    lines = [f"# {_shown(rec, 'name') or 'recai run'}", ""]
+    description = _shown(rec, "description")
+    if description:
+        lines += [description.strip(), ""]
     lines.append(f"- recipe: `{rec.source}`")
     lines.append(f"- created: {now}, recai {__version__}, seed {rec.run.seed}")
     dists = ", ".join(f"{d} {v}" for d, v in sorted(pm.distributions().items()))
