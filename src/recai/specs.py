@@ -12,19 +12,33 @@ import contextlib
 import difflib
 import importlib
 import inspect
+import math
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+)
 
 from .errors import InvalidSpecError, ParamsError, Problem
 
 __all__ = [
     "ComponentSpec",
     "Params",
+    "Seed",
+    "SEED_MAX",
+    "INT_MIN",
+    "INT_MAX",
+    "number_problem",
     "Configurable",
     "NAME_PATTERN",
     "params_from_signature",
@@ -40,15 +54,103 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
 """Registered names: lowercase words separated by dots, ending in a version (``sasrec.v1``)."""
 
 
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+"""The integers a param may hold unless its field says otherwise: what fits a 64-bit integer,
+so numpy, torch and SQLite take it without overflow."""
+
+SEED_MAX = 2**32 - 1
+"""The largest seed: numpy's ``RandomState`` (and so much of the ecosystem) takes 0 .. 2**32 - 1."""
+
+Seed = Annotated[
+    int, Field(ge=0, le=SEED_MAX, description="random seed, 0 .. 4294967295 (2**32 - 1)")
+]
+"""A seed field: ``seed: recai.specs.Seed = 0``. Fields named ``seed`` or ``*_seed`` of a
+:class:`Params` model get the same bounds without saying so."""
+
+
+def _is_seed_field(name: str | None) -> bool:
+    return bool(name) and (name == "seed" or str(name).endswith("_seed"))
+
+
+def number_problem(value: Any, *, seed: bool = False) -> str | None:
+    """Why a number cannot be a param (non-finite float, integer beyond 64 bits, a seed out of
+    0 .. 2**32 - 1), or None. Booleans and other values are not numbers here.
+
+    >>> number_problem(float("inf")), number_problem(2**70) is not None, number_problem(-1, seed=True)
+    ('not a finite number (got inf); give a finite value', True, 'a seed must be 0 .. 4294967295 (2**32 - 1); got -1')
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"not a finite number (got {value!r}); give a finite value"
+    if isinstance(value, int):
+        if seed and not 0 <= value <= SEED_MAX:
+            return f"a seed must be 0 .. {SEED_MAX} (2**32 - 1); got {_short_int(value)}"
+        if not INT_MIN <= value <= INT_MAX:
+            return (
+                f"{_short_int(value)} is too large: integers must fit in 64 bits "
+                f"({INT_MIN} .. {INT_MAX})"
+            )
+    return None
+
+
+def _short_int(value: int) -> str:
+    digits = len(str(abs(value))) if abs(value) < 10**4000 else None
+    if digits is not None and digits <= 30:
+        return str(value)
+    return f"an integer of {digits or 'over 4000'} digits"
+
+
+def _number_problems(
+    value: Any, where: str, seed: bool, depth: int = 0
+) -> Iterator[tuple[str, str]]:
+    """``(sub-path, why)`` for each unusable number inside ``value`` (lists, tuples, dicts,
+    models); the sub-path is ``""`` for ``value`` itself, else like ``"[3]"`` or ``".key"``."""
+    problem = number_problem(value, seed=seed)
+    if problem is not None:
+        yield where, problem
+        return
+    if depth > 64:  # values nested this deep are refused by the recipe loader already
+        return
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = ((f"{where}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, BaseModel) and not isinstance(value, Params):  # Params check their own
+        items = ((f"{where}.{k}", v) for k, v in value.__dict__.items())
+    else:
+        return
+    for sub, v in items:
+        yield from _number_problems(v, sub, seed, depth + 1)
+
+
 class Params(BaseModel):
     """Base class for explicit params models: unknown keys are errors, arbitrary types allowed.
 
     Models inherit: settings several components share live in one base model, and each
     component's model adds its own. A class configured by such a model takes it, or its fields
     as keywords, through :meth:`from_call` (see :class:`Configurable`).
+
+    Numbers are checked at the root, for every field of every model, so that what a recipe
+    check accepts a run can use: floats must be finite (no ``inf`` or ``nan``, also inside
+    lists and tables), integers must fit in 64 bits, and fields named ``seed`` or ``*_seed``
+    take 0 .. 2**32 - 1 (what numpy and torch accept). Params that index or allocate give
+    their own bounds (``Field(ge=1, le=...)``).
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _usable_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        found = [
+            f"at {name}{sub}: {why}" if sub else why
+            for sub, why in _number_problems(value, "", _is_seed_field(name))
+        ]
+        if found:
+            raise ValueError("; ".join(found[:3]) + ("; ..." if len(found) > 3 else ""))
+        return value
 
     @classmethod
     def from_call(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, field_validator
+
+from ..specs import SEED_MAX
 
 __all__ = ["Recipe", "ComponentDecl", "RunSection", "COMPONENT_NAME", "line_for"]
 
 COMPONENT_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
-ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME)]
+ComponentName = Annotated[str, StringConstraints(pattern=COMPONENT_NAME, max_length=100)]
+
+RECIPE_NAME_MAX = 100
+"""Longest recipe name in UTF-8 bytes: it names the run folder, and file names stop at 255."""
 
 
 def line_for(lines: dict[str, int], path: str) -> int | None:
@@ -25,7 +30,7 @@ def line_for(lines: dict[str, int], path: str) -> int | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ComponentDecl(_Strict):
@@ -51,14 +56,23 @@ class RunSection(_Strict):
         default=None,
         description="Evaluator components to run, in order. Default: every evaluator, in file order.",
     )
-    seed: int = Field(default=0, description="Seed passed to every stage through the run context.")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=SEED_MAX,
+        description="Seed passed to every stage through the run context: 0 .. 2**32 - 1 "
+        "(what numpy and torch accept).",
+    )
 
 
 class Recipe(_Strict):
     """A recipe: named components wired together, and what to run."""
 
     name: str | None = Field(
-        default=None, description="Name of the recipe; names the default output folder."
+        default=None,
+        description="Name of the recipe; names the default output folder (runs/<name>), so it is "
+        f"one folder name: 1 to {RECIPE_NAME_MAX} bytes, no '/', '\\\\' or control "
+        "characters, not starting with '.'.",
     )
     description: str | None = None
     requires: list[str] = Field(
@@ -69,6 +83,28 @@ class Recipe(_Strict):
         default_factory=dict, description="The components, by the name the recipe gives them."
     )
     run: RunSection = Field(default_factory=RunSection)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        if not name.strip():
+            raise ValueError("the name is empty; give a name, or leave the key out")
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if size > RECIPE_NAME_MAX:
+            raise ValueError(
+                f"the name is {size} bytes long (UTF-8); it names the run folder, so keep it to "
+                f"{RECIPE_NAME_MAX}"
+            )
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(
+                "the name names the run folder (runs/<name>), so it cannot contain '/' or '\\' "
+                "or start with '.'"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError("the name contains a control character (a newline, tab, NUL, ...)")
+        return name
 
     _source: str = PrivateAttr(default="<recipe>")
     _secret_paths: frozenset[str] = PrivateAttr(default=frozenset())
