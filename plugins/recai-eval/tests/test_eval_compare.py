@@ -152,7 +152,8 @@ def test_a_run_without_per_user_values_gets_no_paired_test(pm, tmp_path):
     b = make_run(pm, tmp_path / "b", params={"seed": 4})
     (b / "stages" / "eval.per_user.npz").unlink()
     (pair,) = compare_runs([a, b]).stages[0].pairs
-    assert pair.reason == "b has no per-user values for this stage" and not pair.rows
+    reason = "b has no per-user values for this stage (no stages/eval.per_user.npz)"
+    assert pair.reason == reason and not pair.rows
     assert "No paired test: b has no per-user values" in compare_runs([a, b]).to_markdown()
 
 
@@ -162,7 +163,7 @@ def test_folders_that_are_not_runs(tmp_path):
     with pytest.raises(CompareError, match=r"not a recai run \(no metrics.json\)"):
         load_run(tmp_path)
     (tmp_path / "metrics.json").write_text("{not json")
-    with pytest.raises(CompareError, match="not readable as JSON"):
+    with pytest.raises(CompareError, match="not valid JSON"):
         load_run(tmp_path)
     (tmp_path / "metrics.json").write_text('{"stages": 3}')
     with pytest.raises(CompareError, match="no 'stages' table"):
@@ -200,7 +201,7 @@ def test_without_scipy_a_sign_flip_permutation_test_is_used(monkeypatch):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(CompareError, match="resamples must be at least 1"):
+    with pytest.raises(CompareError, match="--resamples must be from 1 to 100,000"):
         compare_runs([tmp_path], resamples=0)
     with pytest.raises(CompareError, match="at least one run folder"):
         compare_runs([])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import math
+import stat
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,21 @@ __all__ = [
     "compare_runs",
     "paired_test",
     "SAME_KEYS",
+    "MAX_RESAMPLES",
+    "MAX_METRICS_BYTES",
+    "MAX_PER_USER_BYTES",
+    "check_options",
 ]
+
+MAX_RESAMPLES = 100_000
+"""The most paired bootstrap resamples (p-values resolve to ``1 / resamples``: 1e-5 is plenty;
+memory and time grow with resamples x units)."""
+
+MAX_METRICS_BYTES = 64 << 20
+"""The largest ``metrics.json`` read (a real one is a few kilobytes)."""
+
+MAX_PER_USER_BYTES = 2 << 30
+"""The most bytes the arrays of one per-user values file may take once decompressed."""
 
 SAME_KEYS: tuple[str, ...] = (
     "dataset",
@@ -61,6 +77,89 @@ class CompareError(RecaiError):
     """Runs that cannot be compared: not a run folder, or different data or protocols."""
 
 
+def _file_size(path: Path, what: str) -> int:
+    """The size of ``path``, a regular file; :class:`CompareError` naming it otherwise (checked
+    before opening, so a FIFO or a device is never read)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CompareError(f"{path}: missing; the run folder lacks its {what}") from None
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CompareError(f"{path}: is a folder where the {what} should be a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CompareError(f"{path}: not a regular file (a FIFO, device or socket), not a {what}")
+    return st.st_size
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of at most :data:`MAX_METRICS_BYTES`; every failure names the file."""
+    size = _file_size(path, what)
+    if size > MAX_METRICS_BYTES:
+        raise CompareError(
+            f"{path}: {size:,} bytes, more than a {what} can be ({MAX_METRICS_BYTES:,}); "
+            "is it the right file?"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CompareError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CompareError(
+            f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}): a binary "
+            f"or damaged file, not a {what}"
+        ) from None
+    if not text.strip():
+        raise CompareError(f"{path}: empty; the {what} was not written (an interrupted run?)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CompareError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); the file is "
+            f"damaged or truncated: run `recai run` again to rewrite the {what}"
+        ) from None
+    except (ValueError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise CompareError(f"{path}: not readable as JSON ({detail})") from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _shape_problem(raw: Any) -> str | None:
+    """What is wrong with one stage's report in ``metrics.json`` (``None``: nothing)."""
+    if not isinstance(raw, dict):
+        return f"is {type(raw).__name__}, expected a table"
+    if not isinstance(raw.get("evaluator"), str):
+        return "has no 'evaluator' name"
+    metrics = raw.get("metrics")
+    if not isinstance(metrics, dict):
+        return "has no 'metrics' table"
+    for system, row in metrics.items():
+        if not isinstance(row, dict):
+            return f"metrics.{system} is {type(row).__name__}, expected a table of numbers"
+        for col, v in row.items():
+            if v is not None and not _is_number(v):
+                return f"metrics.{system}.{col} is {v!r}, expected a number"
+    for key, kind in (("info", dict), ("intervals", dict), ("notes", list)):
+        if key in raw and not isinstance(raw[key], kind):
+            return f"{key} is {type(raw[key]).__name__}, expected a {kind.__name__}"
+    for system, row in raw.get("intervals", {}).items():
+        if not isinstance(row, dict):
+            return f"intervals.{system} is {type(row).__name__}, expected a table"
+        for col, v in row.items():
+            if not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v)):
+                return f"intervals.{system}.{col} is {v!r}, expected [low, high]"
+    per_user = raw.get("info", {}).get("per_user")
+    if per_user is not None and not isinstance(per_user, str):
+        return f"info.per_user is {per_user!r}, expected a path in the run folder"
+    return None
+
+
 @dataclass
 class Run:
     """A run folder: its label (the folder name), ``metrics.json`` and reports by stage."""
@@ -70,21 +169,49 @@ class Run:
     data: dict[str, Any]
     stages: dict[str, Report]
 
-    def per_user(self, stage: str) -> PerUser | None:
-        """The stage's per-user values, or ``None`` when the run has none."""
+    def per_user_path(self, stage: str) -> Path:
+        """Where the stage's per-user values are (inside the run folder, or
+        :class:`CompareError`)."""
         report = self.stages[stage]
-        rel = report.info.get("per_user") or per_user_file(stage)
-        path = self.path / str(rel)
-        if not path.is_file():
+        rel = str(report.info.get("per_user") or per_user_file(stage))
+        path = self.path / rel
+        root = self.path.resolve()
+        if Path(rel).is_absolute() or not path.resolve().is_relative_to(root):
+            raise CompareError(
+                f"{self.path / 'metrics.json'}: stage {stage!r} names per-user values outside "
+                f"the run folder ({rel!r})"
+            )
+        return path
+
+    def per_user(self, stage: str) -> PerUser | None:
+        """The stage's per-user values, or ``None`` when the run has none; a damaged file is a
+        :class:`CompareError` naming it."""
+        path = self.per_user_path(stage)
+        if not path.exists() and not path.is_symlink():
             return None
+        _file_size(path, "per-user values file")
+        try:
+            with zipfile.ZipFile(path) as z:
+                unpacked = sum(info.file_size for info in z.infolist())
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            raise CompareError(
+                f"{path}: not a per-user values file (not a readable .npz archive: {e}); "
+                "delete it or run the stage again"
+            ) from None
+        if unpacked > MAX_PER_USER_BYTES:
+            raise CompareError(
+                f"{path}: its arrays take {unpacked:,} bytes unpacked, more than per-user values "
+                f"can ({MAX_PER_USER_BYTES:,})"
+            )
         try:
             return load_per_user(path)
-        except ValueError:
-            return None
+        except ValueError as e:
+            raise CompareError(f"{e}; delete it or run the stage again") from None
 
 
 def load_run(path: Path | str, label: str | None = None) -> Run:
-    """Read a run folder; :class:`CompareError` says why a folder is not one.
+    """Read a run folder; :class:`CompareError` says why a folder is not one, naming the file
+    and what is wrong with it (missing, a folder, not JSON, the wrong shape, too large).
 
     >>> load_run("/nonexistent/run")
     Traceback (most recent call last):
@@ -97,23 +224,30 @@ def load_run(path: Path | str, label: str | None = None) -> Run:
     if not p.is_dir():
         raise CompareError(f"{p}: not a folder; give the folder that `recai run --out` wrote")
     mfile = p / "metrics.json"
-    if not mfile.is_file():
-        raise CompareError(
-            f"{p}: not a recai run (no metrics.json); give a folder written by `recai run`"
+    if not mfile.exists() and not mfile.is_symlink():
+        folder = p / "stages"
+        done = sorted(f.stem for f in folder.glob("*.json")) if folder.is_dir() else []
+        hint = (
+            f" (stages/ holds {len(done)} finished stage(s): the run did not finish; run "
+            "`recai run` again to complete it)"
+            if done
+            else "; give a folder written by `recai run`"
         )
-    try:
-        data = json.loads(mfile.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CompareError(f"{mfile}: not readable as JSON ({e})") from None
+        raise CompareError(f"{p}: not a recai run (no metrics.json){hint}")
+    data = _read_json(mfile, "metrics.json")
     stages_raw = data.get("stages") if isinstance(data, dict) else None
     if not isinstance(stages_raw, dict):
         raise CompareError(f"{mfile}: not a recai run's metrics.json (no 'stages' table)")
     stages: dict[str, Report] = {}
     for name, raw in stages_raw.items():
-        try:
-            stages[name] = Report.from_dict(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CompareError(f"{mfile}: stage {name!r} is not a report ({e})") from None
+        problem = _shape_problem(raw)
+        if problem is None:
+            try:
+                stages[name] = Report.from_dict(raw)
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                problem = f"is not a report ({e})"
+        if problem is not None:
+            raise CompareError(f"{mfile}: stages.{name} {problem}; the file is damaged")
     return Run(p, label or p.name or str(p), data, stages)
 
 
@@ -163,6 +297,7 @@ class Comparison:
     test: str
     resamples: int
     seed: int
+    confidence: float = 0.95
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +305,7 @@ class Comparison:
             "test": self.test,
             "resamples": self.resamples,
             "seed": self.seed,
+            "confidence": self.confidence,
             "stages": [
                 {
                     "stage": s.stage,
@@ -184,7 +320,7 @@ class Comparison:
     def to_markdown(self, digits: int = 4) -> str:
         lines = [f"# Comparison of {len(self.runs)} run(s): {', '.join(self.runs)}", ""]
         for s in self.stages:
-            lines += _stage_markdown(s, digits, self.resamples)
+            lines += _stage_markdown(s, digits, self.resamples, self.confidence)
         return "\n".join(lines).rstrip() + "\n"
 
 
@@ -202,7 +338,9 @@ def _p(v: float | None, floor: float = 0.0) -> str:
     return f"{v:.3g}" if v >= 1e-4 else "<1e-4"
 
 
-def _stage_markdown(s: StageComparison, digits: int, resamples: int) -> list[str]:
+def _stage_markdown(
+    s: StageComparison, digits: int, resamples: int, confidence: float = 0.95
+) -> list[str]:
     names = sorted(set(s.stage.values()))
     lines = [f"## stage {', '.join(f'`{n}`' for n in names)}", ""]
     lines += [
@@ -248,11 +386,13 @@ def _stage_markdown(s: StageComparison, digits: int, resamples: int) -> list[str
                 f"{pair.only_b} only in {pair.run_b}: left out)"
             )
         lines.append(
-            f"Paired over {pair.shared} shared {pair.unit}s{extra}; 95% interval and p (boot) "
+            f"Paired over {pair.shared} shared {pair.unit}s{extra}; {100 * confidence:.4g}% interval "
+            "and p (boot) "
             f"from {resamples} paired bootstrap resamples; p ({pair.test})."
         )
         lines.append("")
-        lines.append(f"| metric | {a} | {b} | Δ | 95% CI of Δ | p (boot) | p ({pair.test}) |")
+        level = f"{100 * confidence:.4g}% CI of Δ"
+        lines.append(f"| metric | {a} | {b} | Δ | {level} | p (boot) | p ({pair.test}) |")
         lines.append("|---|---:|---:|---:|---|---:|---:|")
         for metric, pr in pair.rows.items():
             lines.append(
@@ -262,6 +402,26 @@ def _stage_markdown(s: StageComparison, digits: int, resamples: int) -> list[str
             )
         lines.append("")
     return lines
+
+
+def check_options(*, resamples: int, seed: int, confidence: float) -> None:
+    """Refuse comparison options that cannot work, naming the option (:class:`CompareError`)."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int):
+        raise CompareError(f"--resamples must be a whole number, got {resamples!r}")
+    if not 1 <= resamples <= MAX_RESAMPLES:
+        raise CompareError(
+            f"--resamples must be from 1 to {MAX_RESAMPLES:,} (p-values resolve to "
+            f"1/resamples), got {resamples:,}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise CompareError(f"--seed must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        raise CompareError(f"--confidence must be a number, got {confidence!r}")
+    if not 0.0 < confidence < 1.0:  # (NaN fails too)
+        raise CompareError(
+            f"--confidence is the level of the intervals, between 0 and 1 exclusive "
+            f"(e.g. 0.95), got {confidence!r}"
+        )
 
 
 def _match_stages(runs: Sequence[Run]) -> list[dict[str, str]]:
@@ -306,12 +466,14 @@ def _pair(
     test: PairedTest,
     resamples: int,
     seed: int,
+    confidence: float = 0.95,
 ) -> Pair:
     pair = Pair(run_a.label, run_b.label, sys_a, sys_b)
     pa, pb = run_a.per_user(stage_a), run_b.per_user(stage_b)
     if pa is None or pb is None:
-        missing = run_a.label if pa is None else run_b.label
-        pair.reason = f"{missing} has no per-user values for this stage"
+        run, stage = (run_a, stage_a) if pa is None else (run_b, stage_b)
+        rel = run.per_user_path(stage).relative_to(run.path)
+        pair.reason = f"{run.label} has no per-user values for this stage (no {rel})"
         return pair
     if pa.unit != pb.unit:
         pair.reason = f"the runs evaluated different units ({pa.unit} vs {pb.unit})"
@@ -332,7 +494,7 @@ def _pair(
         return pair
     va = pa.values[sys_a][ia][:, [pa.columns.index(c) for c in columns]]
     vb = pb.values[sys_b][ib][:, [pb.columns.index(c) for c in columns]]
-    boot = paired_bootstrap(va, vb, resamples, seed)
+    boot = paired_bootstrap(va, vb, resamples, seed, level=confidence)
     for j, c in enumerate(columns):
         name, p = paired_test(va[:, j], vb[:, j], test, seed)
         pair.test = name
@@ -355,6 +517,7 @@ def compare_runs(
     test: PairedTest = "t",
     resamples: int = 2000,
     seed: int = 0,
+    confidence: float = 0.95,
 ) -> Comparison:
     """Load the run folders and compare them (see the module docstring).
 
@@ -363,8 +526,7 @@ def compare_runs(
     """
     if not paths:
         raise CompareError("give at least one run folder")
-    if resamples < 1:
-        raise CompareError(f"resamples must be at least 1, got {resamples}")
+    check_options(resamples=resamples, seed=seed, confidence=confidence)
     labels = _labels([Path(p) for p in paths])
     runs = [load_run(p, label) for p, label in zip(paths, labels, strict=True)]
     out: list[StageComparison] = []
@@ -409,11 +571,12 @@ def compare_runs(
                         test=test,
                         resamples=resamples,
                         seed=seed,
+                        confidence=confidence,
                     )
                 )
         out.append(sc)
     test_name = "Wilcoxon signed-rank" if test == "wilcoxon" else "paired t-test"
-    return Comparison([r.label for r in runs], out, test_name, resamples, seed)
+    return Comparison([r.label for r in runs], out, test_name, resamples, seed, confidence)
 
 
 def _labels(paths: list[Path]) -> list[str]:

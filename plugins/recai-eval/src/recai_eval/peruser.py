@@ -17,6 +17,8 @@ files and tests the difference on the units both runs evaluated.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,15 +77,41 @@ def save_per_user(
 
 
 def load_per_user(path: Path | str) -> PerUser:
-    """Read a file written by :func:`save_per_user` (``ValueError`` when it is not one)."""
+    """Read a file written by :func:`save_per_user` (``ValueError`` naming the file and what is
+    wrong when it is not one: not an ``.npz`` archive, a missing array, wrong types or shapes)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            systems = [str(s) for s in z["systems"]]
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            unit = z["unit"]
+            units, columns, systems = z["units"], z["columns"], z["systems"]
+            if unit.ndim != 0 or unit.dtype.kind != "U":
+                raise ValueError("'unit' is not a name")
+            if units.ndim != 1 or units.dtype.kind not in "iu":
+                raise ValueError("'units' is not a list of whole numbers")
+            if len(np.unique(units)) != len(units):
+                raise ValueError("'units' has repeats")
+            for key, arr in (("columns", columns), ("systems", systems)):
+                if arr.ndim != 1 or arr.dtype.kind != "U":
+                    raise ValueError(f"{key!r} is not a list of names")
+            shape = (len(units), len(columns))
+            values = {}
+            for i, name in enumerate(systems.tolist()):
+                v = z[f"values_{i}"]
+                if v.shape != shape or v.dtype.kind not in "fiu":
+                    raise ValueError(
+                        f"the values of {name!r} are {v.dtype} of shape {v.shape}, need numbers "
+                        f"of shape {shape}"
+                    )
+                values[str(name)] = np.asarray(v, dtype=np.float64)
             return PerUser(
-                unit=str(z["unit"]),
-                units=np.asarray(z["units"], dtype=np.int64),
-                columns=[str(c) for c in z["columns"]],
-                values={name: np.asarray(z[f"values_{i}"]) for i, name in enumerate(systems)},
+                unit=str(unit),
+                units=np.asarray(units, dtype=np.int64),
+                columns=[str(c) for c in columns.tolist()],
+                values=values,
             )
-    except (OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path}: not a per-user values file ({e})") from None
+    except KeyError as e:
+        raise ValueError(f"{path}: not a per-user values file (no array {e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        detail = str(e).split("\n")[0] or type(e).__name__
+        raise ValueError(f"{path}: not a per-user values file ({detail})") from None
