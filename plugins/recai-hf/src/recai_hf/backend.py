@@ -54,10 +54,19 @@ class HFBackend(LLMBackend):
     distribution at that temperature, reproducibly for a given ``seed``. ``stop`` strings end a
     reply (the text is cut before the first one; ``finish_reason="stop"``); ``"length"`` means
     ``max_tokens`` ran out. ``logits_processors`` (a keyword of ``chat``, ``chat_batch`` and
-    ``stream``) constrain decoding: see :mod:`recai_hf.logits`.
+    ``stream``) constrain decoding: see :mod:`recai_hf.logits`. ``cancel`` (the same calls; any
+    object with ``is_set()``, such as a :class:`threading.Event`) stops generation at the next
+    token once set: the text so far comes back with ``finish_reason="cancelled"`` (a stream
+    ends). A server sets it when its client leaves.
+
+    For servers: :attr:`context_length` (the model's context, in tokens) and
+    :meth:`count_tokens` (the prompt tokens of a conversation) let a request be refused before
+    it is generated.
     """
 
-    capabilities = frozenset({"stream", "json_schema", "logprobs", "logits_processors"})
+    capabilities = frozenset(
+        {"stream", "json_schema", "logprobs", "logits_processors", "cancel", "count_tokens"}
+    )
 
     def __init__(
         self,
@@ -180,6 +189,25 @@ class HFBackend(LLMBackend):
         """Token ids of :meth:`prompt_text` (what ``usage.prompt_tokens`` counts)."""
         return self.tokenizer(self.prompt_text(messages), add_special_tokens=False)["input_ids"]
 
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """How many tokens the prompt of ``messages`` is (``usage.prompt_tokens`` of a call).
+
+        Only the tokenizer runs (it releases the interpreter's lock), not the model, and not
+        under the lock that generation holds: a server counts while another call generates.
+        """
+        return len(self.prompt_ids(messages))
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt and reply together) the model reads: its config's
+        ``max_position_embeddings`` (None when it names none). Loads the model."""
+        config = self.hf_model.config
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(config, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
     # -- the role ---------------------------------------------------------------------------------
     def chat(
         self,
@@ -191,6 +219,7 @@ class HFBackend(LLMBackend):
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
         logits_processors: Sequence[Any] | None = None,
+        cancel: Any = None,
     ) -> Completion:
         """Complete one conversation (see the class docstring for the options)."""
         return self.chat_batch(
@@ -201,6 +230,7 @@ class HFBackend(LLMBackend):
             seed=seed,
             json_schema=json_schema,
             logits_processors=logits_processors,
+            cancel=cancel,
         )[0]
 
     # LLMBackend declares chat_batch/stream with **options; this backend names its options
@@ -214,13 +244,14 @@ class HFBackend(LLMBackend):
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
         logits_processors: Sequence[Any] | None = None,
+        cancel: Any = None,
     ) -> list[Completion]:
         """Complete many conversations, ``batch_size`` per ``generate`` call, left-padded.
 
         Conversations are sorted by prompt length before batching (less padding) and returned in
         the given order. Each completion's ``latency_s`` is the time of the batch it was in.
         """
-        options = self._options(max_tokens, temperature, stop, seed, logits_processors)
+        options = self._options(max_tokens, temperature, stop, seed, logits_processors, cancel)
         convs = [list(c) for c in conversations]
         if not convs:
             return []
@@ -242,6 +273,7 @@ class HFBackend(LLMBackend):
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
         logits_processors: Sequence[Any] | None = None,
+        cancel: Any = None,
     ) -> Iterator[str]:
         """Yield the reply in pieces as it is generated; the pieces join to ``chat``'s text.
 
@@ -258,9 +290,10 @@ class HFBackend(LLMBackend):
                 seed=seed,
                 json_schema=json_schema,
                 logits_processors=logits_processors,
+                cancel=cancel,
             ).text
             return
-        options = self._options(max_tokens, temperature, stop, seed, logits_processors)
+        options = self._options(max_tokens, temperature, stop, seed, logits_processors, cancel)
         yield from self._stream(list(messages), options)
 
     def score_continuations(
@@ -317,6 +350,7 @@ class HFBackend(LLMBackend):
         stop: Sequence[str] | None,
         seed: int | None,
         processors: Sequence[Any] | None,
+        cancel: Any = None,
     ) -> Options:
         if max_tokens is not None and max_tokens < 1:
             raise RecaiError(f"max_tokens must be at least 1, got {max_tokens}")
@@ -331,6 +365,7 @@ class HFBackend(LLMBackend):
             "stop": stops,
             "seed": seed,
             "processors": list(processors or []),
+            "cancel": cancel,
         }
 
     def _generate_kwargs(self, options: Options, ids: torch.Tensor, rows: Sequence[int]) -> Options:
@@ -344,8 +379,15 @@ class HFBackend(LLMBackend):
         }
         if options["temperature"] > 0:  # the full distribution at that temperature
             kwargs.update(temperature=options["temperature"], top_k=0, top_p=1.0)
-        if options["stop"]:
-            kwargs.update(stop_strings=options["stop"], tokenizer=self._tokenizer)
+        criteria: list[Any] = []
+        if options["stop"]:  # not transformers' stop_strings: it costs O(vocabulary) per string
+            criteria.append(_StopStrings(self._tokenizer, options["stop"], int(ids.shape[1])))
+        if options["cancel"] is not None:
+            criteria.append(_Cancelled(options["cancel"]))
+        if criteria:
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList(criteria)
         if options["processors"]:
             context = GenerationContext(
                 tokenizer=self._tokenizer,
@@ -424,6 +466,8 @@ class HFBackend(LLMBackend):
                 )
             new = generated[:, ids.shape[1] :].tolist()
             done = [self._finish(tokens, options) for tokens in new]
+            if options["cancel"] is not None and options["cancel"].is_set():
+                done = [(text, "cancelled", n) for text, _, n in done]
             latency = time.perf_counter() - t0
             for b, i in enumerate(chunk):
                 text, reason, n = done[b]
@@ -452,20 +496,14 @@ class HFBackend(LLMBackend):
         return text, "stop", end
 
     def _stream(self, messages: list[Message], options: Options) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
         self.load()
         prompt = self.prompt_ids(messages)
         ids, mask = self._left_padded([prompt])
-        kwargs = self._generate_kwargs(options, ids, [0])
+        cancel = _Either(threading.Event(), options["cancel"])  # closed early, or cancelled
+        kwargs = self._generate_kwargs({**options, "cancel": cancel}, ids, [0])
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancel = threading.Event()
-
-        class Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
         failure: list[BaseException] = []
         device = self._model.device
 
@@ -476,7 +514,6 @@ class HFBackend(LLMBackend):
                         input_ids=ids.to(device),
                         attention_mask=mask.to(device),
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([Cancelled()]),
                         **kwargs,
                     )
             except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
@@ -496,7 +533,7 @@ class HFBackend(LLMBackend):
                     if buffer[:cut]:
                         yield buffer[:cut]
                     buffer = ""
-                    cancel.set()
+                    cancel.own.set()
                     break
                 ready = len(buffer) - hold
                 if ready > 0:
@@ -506,10 +543,62 @@ class HFBackend(LLMBackend):
                 if buffer:
                     yield buffer
         finally:
-            cancel.set()
+            cancel.own.set()
             thread.join()
         if failure:
             raise failure[0]
+
+
+class _Either:
+    """Set when its own event or the caller's ``cancel`` is."""
+
+    def __init__(self, own: threading.Event, other: Any):
+        self.own = own
+        self.other = other
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.other is not None and bool(self.other.is_set()))
+
+
+class _Cancelled:
+    """A stopping criterion: every row stops once ``event.is_set()`` (checked per token)."""
+
+    def __init__(self, event: Any):
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        stop = bool(self.event.is_set())
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _StopStrings:
+    """A stopping criterion: a row stops when its generated text contains a stop string.
+
+    Each step decodes only the tail of each row that a stop string ending in the newest token
+    could span (4 tokens per character, for bytes split across tokens), so a step costs
+    O(rows x longest stop) and nothing is prepared per string. (transformers' ``stop_strings``
+    prepares tables over the whole vocabulary for each set of strings: seconds for a handful,
+    minutes for thousands.)
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_length: int):
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_length = prompt_length
+        self.window = 4 * max(len(s) for s in self.stops) + 4
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        start = max(self.prompt_length, int(input_ids.shape[1]) - self.window)
+        tails = input_ids[:, start:].tolist()
+        hits = [
+            any(s in text for s in self.stops)
+            for text in self.tokenizer.batch_decode(tails, skip_special_tokens=True)
+        ]
+        return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
 
 def _first_stop(text: str, stops: Sequence[str]) -> int | None:
@@ -555,3 +644,12 @@ class ConstrainedBackend(LLMBackend):
         self, messages: Sequence[Message], continuations: Sequence[str]
     ) -> list[float]:
         return self._base.score_continuations(messages, continuations)
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """``HFBackend.count_tokens``."""
+        return self._base.count_tokens(messages)
+
+    @property
+    def context_length(self) -> int | None:
+        """``HFBackend.context_length``."""
+        return self._base.context_length

@@ -16,7 +16,10 @@ Errors have OpenAI's shape. Backend calls are blocking: each runs in a worker th
 ``max_concurrency`` at once (the rest wait, up to ``queue_timeout`` seconds, then get a 503 with
 ``Retry-After``), so the event loop stays free for ``/health`` and new connections. Bodies are
 JSON (another ``Content-Type`` is refused with a 415, so a web page cannot post a form to it) of
-at most ``max_body_bytes`` (413).
+at most ``max_body_bytes`` (413), nested at most ``limits.max_json_depth`` deep; what a request
+asks is capped (:class:`~recai_serve.protocol.Limits`: messages, characters, prompt tokens
+against the backend's context, ``max_tokens``, stop strings) before it waits for a slot. A
+request whose client leaves is cancelled, waiting or generating.
 
 >>> from recai.types import Completion
 >>> class Hello(LLMBackend):
@@ -33,8 +36,10 @@ import contextlib
 import functools
 import hmac
 import json
+import math
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -42,31 +47,41 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recai.errors import RecaiError
 from recai.roles import LLMBackend
-from recai.types import Completion
+from recai.types import Completion, Message
 
 from .protocol import (
+    CHARS_PER_TOKEN,
     APIError,
     ChatRequest,
     ChunkMaker,
+    Limits,
     call_backend,
     chat_completion,
     chat_request,
+    check_depth,
     score_prompts,
     stream_error,
     text_completion,
 )
 from .requestlog import RequestLog, ServerStats
 
-__all__ = ["create_app", "MAX_BODY_BYTES", "THREADS"]
+__all__ = ["create_app", "Limits", "MAX_BODY_BYTES", "BODY_TIMEOUT", "THREADS"]
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
-"""The largest request body accepted by default (larger: 413)."""
+MAX_BODY_BYTES = 4 * 1024 * 1024
+"""The largest request body accepted by default (larger: 413). Parsing JSON holds the
+interpreter's lock, so this also bounds how long one body can delay ``/health`` (tens of ms)."""
+
+BODY_TIMEOUT = 30.0
+"""Seconds a request body may take to arrive by default (slower: 408)."""
+
+CHECK_THREADS = 4
+"""Worker threads for parsing bodies and counting prompt tokens (apart from the backend's)."""
 
 THREADS = 64
 """Worker threads for backend calls when ``max_concurrency`` is None."""
@@ -82,6 +97,8 @@ def create_app(
     max_concurrency: int | None = None,
     queue_timeout: float | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout: float | None = BODY_TIMEOUT,
+    limits: Limits | None = None,
     stats: ServerStats | None = None,
     log: Callable[[str], None] | None = None,
     middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
@@ -96,6 +113,15 @@ def create_app(
     ``log`` receives one line per request. ``middleware`` are ASGI middleware factories
     (``factory(app) -> app``) put between the counters and the routes, first outermost: the
     place for :meth:`recai.testing.faults.FaultPlan.middleware` in tests.
+
+    What one client may ask is bounded before it waits for a backend slot: bodies of at most
+    ``max_body_bytes`` (413) that arrive within ``body_timeout`` seconds (408), and the
+    :class:`~recai_serve.protocol.Limits` of ``limits`` (400 naming the field and the limit).
+    A backend that has ``context_length`` (an int) and ``count_tokens(messages)`` also gets
+    prompts beyond its context, and ``max_tokens`` beyond what the prompt leaves, refused. A
+    request whose client disconnects is cancelled while it waits and, for a backend whose
+    ``capabilities`` include ``"cancel"`` (its calls then take ``cancel=``, a
+    :class:`threading.Event` to watch), while it generates.
     """
     service = _Service(
         backends,
@@ -104,6 +130,8 @@ def create_app(
         max_concurrency=max_concurrency,
         queue_timeout=queue_timeout,
         max_body_bytes=max_body_bytes,
+        body_timeout=body_timeout,
+        limits=limits if limits is not None else Limits(),
     )
     stats = stats if stats is not None else ServerStats()
     routes = [
@@ -124,12 +152,14 @@ def create_app(
         ],
         exception_handlers={
             APIError: _api_error,
+            _ClientGone: _client_gone,
             HTTPException: _http_error,
             Exception: _internal_error,
         },
     )
     app.state.stats = stats
     app.state.backends = service.backends
+    app.state.service = service  # LLMServer's shutdown cancels through it
     return app
 
 
@@ -172,6 +202,33 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 # -- the routes ------------------------------------------------------------------------------------
+class _ClientGone(Exception):
+    """The client left before its answer: there is no one to answer (logged as 499)."""
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
+
+class _Ticket:
+    """One completion request from the time its body is read: its cancellation, for the
+    backend (``cancel``, a :class:`threading.Event`) and for the event loop (``scope``), and why
+    it was cancelled (``reason``: ``"client"`` left or the server is ``"shutdown"``)."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.scope = anyio.CancelScope()
+        self.reason: str | None = None
+        self.running = False  # holds a backend slot
+        self.answered = False  # the status line went out: no other answer can follow
+
+    def stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.cancel.set()
+        self.scope.cancel()
+
+
 class _Service:
     """The backends and the rules for reaching them (key, body limits, concurrency)."""
 
@@ -184,6 +241,8 @@ class _Service:
         max_concurrency: int | None,
         queue_timeout: float | None,
         max_body_bytes: int,
+        body_timeout: float | None,
+        limits: Limits,
     ):
         served = {model: backends} if isinstance(backends, LLMBackend) else dict(backends)
         if not served:
@@ -196,18 +255,26 @@ class _Service:
                 )
         if max_concurrency is not None and max_concurrency < 1:
             raise RecaiError(f"max_concurrency must be at least 1 (or None), got {max_concurrency}")
-        if queue_timeout is not None and not queue_timeout > 0:
-            raise RecaiError(
-                f"queue_timeout must be positive seconds (or None), got {queue_timeout}"
-            )
+        for option, value in (("queue_timeout", queue_timeout), ("body_timeout", body_timeout)):
+            if value is not None and not (0 < value < math.inf):
+                raise RecaiError(f"{option} must be positive seconds (or None), got {value}")
         if max_body_bytes < 1:
             raise RecaiError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
         self.backends: dict[str, LLMBackend] = served
         self.api_key = api_key
         self.queue_timeout = queue_timeout
+        self.body_timeout = body_timeout
         self.max_body_bytes = max_body_bytes
+        self.limits = limits
         self.gate = anyio.Semaphore(max_concurrency) if max_concurrency else None
         self.threads = anyio.CapacityLimiter(max_concurrency or THREADS)
+        # parsing bodies and counting tokens: never behind the backend's own threads
+        self.checks = anyio.CapacityLimiter(CHECK_THREADS)
+        self.tickets: set[_Ticket] = set()
+        self.closing = False
+        self._calls = 0  # backend calls running in worker threads (even after cancellation)
+        self._calls_lock = threading.Lock()
+        self._contexts: dict[str, int | None] = {}
 
     # -- plumbing ----------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -227,7 +294,10 @@ class _Service:
             )
 
     async def json_body(self, request: Request) -> dict[str, Any]:
-        """The request's JSON object, within the size limit; 400/413/415 otherwise."""
+        """The request's JSON object, within the size, time and depth limits; 400/408/413/415
+        otherwise."""
+        if self.closing:
+            raise _shutting_down()
         ctype = request.headers.get("content-type")
         if ctype is not None:
             media = ctype.split(";")[0].strip().lower()
@@ -235,7 +305,7 @@ class _Service:
                 raise APIError(
                     415,
                     f"the request body must be JSON (Content-Type: application/json), "
-                    f"not {media or 'empty'!r}",
+                    f"not {media[:60] or 'empty'!r}",
                     code="unsupported_media_type",
                 )
         limit = self.max_body_bytes
@@ -250,21 +320,36 @@ class _Service:
             raise too_big
         chunks, size = [], 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
+            with anyio.fail_after(self.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_big
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise APIError(400, "the client went away before sending the whole body") from None
+        except TimeoutError:
+            raise APIError(
+                408,
+                f"the request body did not arrive within {self.body_timeout:g} s",
+                code="request_timeout",
+                headers={"Connection": "close"},
+            ) from None
+        data = b"".join(chunks)
+        return await anyio.to_thread.run_sync(self._parse, data, limiter=self.checks)
+
+    def _parse(self, data: bytes) -> dict[str, Any]:
         try:
-            body = json.loads(b"".join(chunks))
+            body = json.loads(data)
         except RecursionError:
-            raise APIError(400, "the request body is not valid JSON: nested too deeply") from None
+            raise APIError(
+                400, "the request body is not valid JSON: nested too deeply", code="json_too_deep"
+            ) from None
         except ValueError as e:
             raise APIError(400, f"the request body is not valid JSON: {e}") from None
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
+        check_depth(body, self.limits.max_json_depth)
         return body
 
     def backend(self, name: str | None) -> tuple[str, LLMBackend]:
@@ -275,17 +360,122 @@ class _Service:
         served = ", ".join(self.backends)
         if name is None:
             raise APIError(400, f"name the model: this server serves {served}", param="model")
+        shown = name if len(name) <= 80 else name[:77] + "..."
         raise APIError(
             404,
-            f"The model {name!r} does not exist on this server; it serves: {served}",
+            f"The model {shown!r} does not exist on this server; it serves: {served}",
             param="model",
             code="model_not_found",
         )
 
+    # -- the budget of a request -------------------------------------------------------------------
+    async def check_budget(self, name: str, backend: LLMBackend, req: ChatRequest) -> None:
+        """Refuse (400) a prompt beyond the backend's context or ``limits.max_prompt_tokens``,
+        and a ``max_tokens`` beyond what the context leaves: counted with the backend's own
+        tokenizer (``count_tokens``) in a worker thread, after a bound on characters that keeps
+        a huge prompt from ever being tokenized."""
+        context = await self.context_length(name, backend)
+        limit = self.limits.max_prompt_tokens
+        if context is not None:
+            limit = context if limit is None else min(limit, context)
+        if limit is None:
+            return
+        what = (
+            f"the model {name!r} reads at most {context:,} tokens (its context)"
+            if limit == context
+            else f"this server accepts at most {limit:,} prompt tokens"
+        )
+        chars = sum(len(m.content) + len(m.name or "") for m in req.messages)
+        if chars > CHARS_PER_TOKEN * limit:
+            raise APIError(
+                400,
+                f"the messages are too long: {chars:,} characters cannot fit {limit:,} tokens; "
+                f"{what}",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        counter = getattr(backend, "count_tokens", None)
+        if not callable(counter):
+            return
+        prompt = await anyio.to_thread.run_sync(
+            functools.partial(call_backend, counter, req.messages), limiter=self.checks
+        )
+        if not isinstance(prompt, int):
+            return
+        if prompt > limit:
+            raise APIError(
+                400,
+                f"the messages are {prompt:,} tokens long; {what}",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        max_tokens = req.options.get("max_tokens")
+        if context is not None and max_tokens is not None and prompt + max_tokens > context:
+            raise APIError(
+                400,
+                f"max_tokens is {max_tokens:,}, but the {prompt:,} prompt tokens leave "
+                f"{max(context - prompt, 0):,} of the model {name!r}'s {context:,}-token context",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+
+    async def context_length(self, name: str, backend: LLMBackend) -> int | None:
+        """The backend's ``context_length`` (None when it has none), read once in a worker
+        thread (reading it may load the model)."""
+        if name not in self._contexts:
+            value = await anyio.to_thread.run_sync(
+                functools.partial(call_backend, getattr, backend, "context_length", None),
+                limiter=self.checks,
+            )
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+            self._contexts[name] = value if ok else None
+        return self._contexts[name]
+
+    # -- cancellation ------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def watched(self, receive: Receive) -> AsyncIterator[_Ticket]:
+        """A ticket for a request whose body is read: cancelled when the client disconnects
+        (the ASGI ``http.disconnect`` event) or the server shuts down. Code inside is cancelled
+        then (a backend call in a worker thread ends first: its ``cancel`` event asks it to
+        stop early); afterwards a client that left gets no answer (:class:`_ClientGone`) and a
+        shutdown a 503, unless the answer had begun."""
+        if self.closing:
+            raise _shutting_down()
+        ticket = _Ticket()
+        self.tickets.add(ticket)
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, receive, ticket)
+                try:
+                    with ticket.scope:
+                        yield ticket
+                except Exception as e:  # raised below, outside the task group (not wrapped)
+                    failure = e
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            self.tickets.discard(ticket)
+        if ticket.reason is not None and not ticket.answered:
+            if ticket.reason == "shutdown":
+                raise _shutting_down()
+            raise _ClientGone()
+        if failure is not None:
+            raise failure
+
+    async def _watch(self, receive: Receive, ticket: _Ticket) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                ticket.stop("client")
+                return
+
+    @contextlib.asynccontextmanager
+    async def slot(self, ticket: _Ticket | None = None) -> AsyncIterator[None]:
         """Hold one of the ``max_concurrency`` backend slots (waiting up to ``queue_timeout``)."""
         if self.gate is None:
+            if ticket is not None:
+                ticket.running = True
             yield
             return
         with anyio.move_on_after(self.queue_timeout) as waited:
@@ -299,6 +489,8 @@ class _Service:
                 code="server_busy",
                 headers={"Retry-After": "1"},
             )
+        if ticket is not None:
+            ticket.running = True
         try:
             yield
         finally:
@@ -306,8 +498,37 @@ class _Service:
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in a worker thread; backend errors become APIErrors."""
-        call = functools.partial(call_backend, fn, *args, **kwargs)
+        with self._calls_lock:
+            self._calls += 1
+
+        def call() -> Any:
+            try:
+                return call_backend(fn, *args, **kwargs)
+            finally:
+                with self._calls_lock:
+                    self._calls -= 1
+
         return await anyio.to_thread.run_sync(call, limiter=self.threads)
+
+    @property
+    def calls(self) -> int:
+        """Backend calls running now in worker threads."""
+        return self._calls
+
+    def begin_shutdown(self) -> None:
+        """Refuse new requests (503) and cancel the ones still waiting for a slot. In the
+        event loop's thread."""
+        self.closing = True
+        for ticket in list(self.tickets):
+            if not ticket.running:
+                ticket.stop("shutdown")
+
+    def cancel_all(self) -> None:
+        """Cancel every request in flight (503 where the answer has not begun; the backend
+        is asked to stop). In the event loop's thread."""
+        self.closing = True
+        for ticket in list(self.tickets):
+            ticket.stop("shutdown")
 
     # -- routes ------------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -321,15 +542,26 @@ class _Service:
         ]
         return JSONResponse({"object": "list", "data": data})
 
+    def options(self, backend: LLMBackend, req: ChatRequest, ticket: _Ticket) -> dict[str, Any]:
+        """The backend's options, with the ticket's cancellation when the backend takes one."""
+        if "cancel" in getattr(backend, "capabilities", ()):
+            return {**req.options, "cancel": ticket.cancel}
+        return req.options
+
     async def chat(self, request: Request) -> Response:
         self.check_auth(request)
-        req = chat_request(await self.json_body(request))
+        body = await self.json_body(request)
+        req = chat_request(body, self.limits)
         name, backend = self.backend(request.path_params.get("deployment", req.model))
         if req.stream:
             return _ChatStream(self, name, backend, req)
         started = time.perf_counter()
-        async with self.slot():
-            completion = await self.run(backend.chat, req.messages, **req.options)
+        async with self.watched(request.receive) as ticket:
+            await self.check_budget(name, backend, req)
+            async with self.slot(ticket):
+                completion = await self.run(
+                    backend.chat, req.messages, **self.options(backend, req, ticket)
+                )
         if not isinstance(completion, Completion):
             raise APIError(
                 500,
@@ -344,7 +576,7 @@ class _Service:
     async def completions(self, request: Request) -> Response:
         self.check_auth(request)
         body = await self.json_body(request)
-        prompts = score_prompts(body)
+        prompts = score_prompts(body, self.limits)
         deployment = request.path_params.get("deployment")
         name, backend = self.backend(deployment if deployment is not None else body.get("model"))
         scorer = getattr(backend, "prompt_logprobs", None)
@@ -356,9 +588,24 @@ class _Service:
                 param="logprobs",
                 code="unsupported_parameter",
             )
-        async with self.slot():
-            scored = [await self.run(lambda p=p: list(scorer(p))) for p in prompts]
+        async with self.watched(request.receive) as ticket:
+            for prompt in prompts:
+                one = ChatRequest(model=name, messages=[Message.user(prompt)])
+                await self.check_budget(name, backend, one)
+            async with self.slot(ticket):
+                scored = [await self.run(lambda p=p: list(scorer(p))) for p in prompts]
         return JSONResponse(text_completion(name, prompts, scored))
+
+
+def _shutting_down() -> APIError:
+    return APIError(
+        503,
+        "the server is shutting down: the request was not completed; send it again to a "
+        "running server",
+        type="server_error",
+        code="server_shutting_down",
+        headers={"Retry-After": "1", "Connection": "close"},
+    )
 
 
 class _ChatStream(Response):
@@ -366,8 +613,8 @@ class _ChatStream(Response):
 
     The backend slot is held from the first backend call to the last event. An error before the
     first piece is an ordinary error answer (the status line is not sent yet); a later one is
-    an error event, and the stream ends without ``[DONE]``. When the client goes away,
-    Starlette cancels the stream and the backend's generator is closed.
+    an error event, and the stream ends without ``[DONE]``. When the client goes away (or the
+    server shuts down), the backend is asked to stop and its generator is closed.
     """
 
     def __init__(self, service: _Service, model: str, backend: LLMBackend, req: ChatRequest):
@@ -378,32 +625,62 @@ class _ChatStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         service, backend, req = self.service, self.backend, self.req
-        async with service.slot():
-            completion: Completion | None = None
-            pieces: Iterator[str]
-            if type(backend).stream is LLMBackend.stream:  # no streaming of its own: one piece,
-                completion = await service.run(backend.chat, req.messages, **req.options)
-                pieces = iter([completion.text])  # with its usage and finish reason
-            else:
-                pieces = await service.run(
-                    lambda: iter(backend.stream(req.messages, **req.options))
-                )
-            try:
-                first = await service.run(next, pieces, _END)  # errors here are HTTP errors
-                events = self._events(first, pieces, completion)
-                response = StreamingResponse(
-                    events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-                )
-                await response(scope, receive, send)
-            finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                        await anyio.to_thread.run_sync(close, limiter=service.threads)
+        async with service.watched(receive) as ticket:
+            await service.check_budget(self.model, backend, req)
+            options = service.options(backend, req, ticket)
+            async with service.slot(ticket):
+                completion: Completion | None = None
+                pieces: Iterator[str]
+                if type(backend).stream is LLMBackend.stream:  # no streaming of its own: one
+                    completion = await service.run(backend.chat, req.messages, **options)
+                    pieces = iter([completion.text])  # piece, with its usage and finish reason
+                else:
+                    pieces = await service.run(
+                        lambda: iter(backend.stream(req.messages, **options))
+                    )
+                try:
+                    first = await service.run(next, pieces, _END)  # errors here are HTTP errors
+                    await self._send(ticket, send, first, pieces, completion)
+                finally:
+                    close = getattr(pieces, "close", None)
+                    if close is not None:
+                        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                            await anyio.to_thread.run_sync(close, limiter=service.threads)
+
+    async def _send(
+        self,
+        ticket: _Ticket,
+        send: Send,
+        first: Any,
+        pieces: Iterator[str],
+        completion: Completion | None,
+    ) -> None:
+        ticket.answered = True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                ],
+            }
+        )
+        try:
+            async with contextlib.aclosing(self._events(first, pieces, completion)) as events:
+                async for event in events:
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+        except anyio.get_cancelled_exc_class():
+            if ticket.reason == "shutdown":  # the client is still there: tell it why it ends
+                with anyio.CancelScope(shield=True):
+                    event = _sse(stream_error(_shutting_down()))
+                    await send({"type": "http.response.body", "body": event, "more_body": False})
+            raise
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _events(
         self, first: Any, pieces: Iterator[str], completion: Completion | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         chunks = ChunkMaker(self.model)
         yield _sse(chunks.delta({"role": "assistant", "content": ""}))
         piece = first

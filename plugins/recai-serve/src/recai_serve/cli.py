@@ -3,9 +3,13 @@
 The backend is a recipe's component (``recai serve recipe.toml -c brain``) or a registered name
 with its params (``recai serve --use hf.v1 -p max_tokens=64``). The server is
 :class:`~recai_serve.server.LLMServer` in the foreground: SIGINT (Ctrl-C) or SIGTERM stops it
-and the command exits 0. Requests in flight get up to 10 s to finish; a second signal stops
-waiting for them (a backend call already running still ends first: a thread cannot be
-interrupted). uvicorn's own warnings and errors are printed as one line each.
+and the command exits 0. Requests still waiting for the backend are cancelled at once;
+those being generated get ``--shutdown-timeout`` seconds (10) to finish, then are cancelled
+(a 503; a backend that takes ``cancel=``, as ``hf.v1``, stops at its next token). A second
+signal cancels everything at once and exits 0 within seconds, even if a backend call cannot be
+interrupted. uvicorn's own warnings and errors are printed as one line each.
+
+Every numeric option is checked as it is parsed: a bad one exits 2 with a line naming it.
 """
 
 from __future__ import annotations
@@ -15,9 +19,68 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+EXIT_GRACE = 3.0
+"""Seconds after a second signal (or after the first signal's shutdown time and the cancelled
+calls' grace) that the process waits for backend threads before it exits anyway."""
+
+
+def _number(option: str, text: str, kind: type, low: float, high: float, what: str) -> Any:
+    """``text`` of ``option`` as ``kind`` from ``low`` to ``high``; a :class:`RecaiError`
+    naming the option otherwise (NaN and infinity are out of every range)."""
+    from recai.errors import RecaiError
+
+    try:
+        value = kind(str(text).strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise RecaiError(f"{option} must be {what}, got {str(text)[:40]!r}")
+    return value
+
+
+def _checked(args: argparse.Namespace) -> dict[str, Any]:
+    """The numeric options, checked before anything is built (exit 2 naming the first bad)."""
+    seconds = "a number of seconds more than 0 and at most 86400"
+    out: dict[str, Any] = {
+        "port": _number(
+            "--port",
+            args.port,
+            int,
+            0,
+            65535,
+            "a whole number from 0 to 65535 (0 picks a free one)",
+        ),
+        "max_concurrency": _number(
+            "--max-concurrency",
+            args.max_concurrency,
+            int,
+            0,
+            4096,
+            "a whole number from 0 (up to 64 at once) to 4096",
+        ),
+        "shutdown_timeout": _number(
+            "--shutdown-timeout", args.shutdown_timeout, float, 1e-3, 86400, seconds
+        ),
+        "queue_timeout": None,
+        "max_prompt_tokens": None,
+        "max_tokens": None,
+    }
+    if args.queue_timeout is not None:
+        out["queue_timeout"] = _number(
+            "--queue-timeout", args.queue_timeout, float, 1e-3, 86400, seconds
+        )
+    for option, key, value in (
+        ("--max-prompt-tokens", "max_prompt_tokens", args.max_prompt_tokens),
+        ("--max-tokens-limit", "max_tokens", args.max_tokens_limit),
+    ):
+        if value is not None:
+            out[key] = _number(option, value, int, 1, 10**9, "a whole number from 1 to 10^9")
+    return out
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,18 +114,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    parser.add_argument(
-        "--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)"
-    )
+    parser.add_argument("--port", default="8000", help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
         "--model-name", help="the model name clients send (default: the component or --use name)"
     )
     parser.add_argument(
         "--max-concurrency",
-        type=int,
-        default=1,
+        default="1",
         help="backend calls at once (default 1, as local models are rarely thread-safe; "
         "0: up to 64)",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        metavar="SECONDS",
+        help="longest wait for a backend slot; then a 503 with Retry-After (default: no limit)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        default="10",
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, how long requests being generated may finish before they are "
+        "cancelled (default 10)",
+    )
+    parser.add_argument(
+        "--max-prompt-tokens",
+        metavar="N",
+        help="refuse longer prompts with a 400 (default: the model's context)",
+    )
+    parser.add_argument(
+        "--max-tokens-limit",
+        metavar="N",
+        help="refuse a larger max_tokens with a 400 (default: what the model's context leaves)",
     )
     parser.add_argument(
         "--api-key-env", metavar="VAR", help="require the key held by this environment variable"
@@ -82,12 +164,7 @@ def run(args: argparse.Namespace) -> int:
         raise RecaiError(
             "recai serve: give a recipe file (and --component NAME) or --use NAME, not both"
         )
-    if not 0 <= args.port <= 65535:
-        raise RecaiError(f"--port must be from 0 to 65535 (0 picks a free one), got {args.port}")
-    if args.max_concurrency < 0:
-        raise RecaiError(
-            f"--max-concurrency must be 0 (up to 64) or more, got {args.max_concurrency}"
-        )
+    numbers = _checked(args)
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
@@ -115,20 +192,29 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(f"recai serve: {line}", file=sys.stderr, flush=True)
 
-    from .server import LLMServer
+    from .protocol import Limits
+    from .server import CANCEL_GRACE, LLMServer
 
+    limits = Limits(
+        max_prompt_tokens=numbers["max_prompt_tokens"], max_tokens=numbers["max_tokens"]
+    )
     try:
         server = LLMServer(
             backend,
             model=model,
             host=args.host,
-            port=args.port,
-            max_concurrency=args.max_concurrency or None,
+            port=numbers["port"],
+            max_concurrency=numbers["max_concurrency"] or None,
+            queue_timeout=numbers["queue_timeout"],
+            shutdown_timeout=numbers["shutdown_timeout"],
+            limits=limits,
             api_key=api_key,
             log=None if args.quiet else log,
         )
     except OSError as e:
-        raise RecaiError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+        raise RecaiError(
+            f"cannot listen on {args.host}:{numbers['port']}: {e.strerror or e}"
+        ) from None
     if args.host not in _LOOPBACK and api_key is None:
         log(f"warning: listening on {args.host} without --api-key-env and without TLS")
     print(
@@ -139,7 +225,14 @@ def run(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: Any) -> None:
         nonlocal signals
         signals += 1
-        server.stop(force=signals > 1)  # a second signal does not wait for requests in flight
+        force = signals > 1  # a second signal does not wait for requests in flight
+        server.stop(force=force)
+        # whatever a backend thread does, the process ends: at once after a second signal,
+        # else after the shutdown time and the cancelled calls' grace
+        wait = EXIT_GRACE if force else numbers["shutdown_timeout"] + CANCEL_GRACE + EXIT_GRACE
+        timer = threading.Timer(wait, _exit_now, args=(server,))
+        timer.daemon = True
+        timer.start()
 
     _one_line_logs("uvicorn", log)
     handled = (signal.SIGINT, signal.SIGTERM)
@@ -149,8 +242,22 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if server.backend_calls:  # a backend that cannot be cancelled is still generating
+        _exit_now(server)
     print("recai serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _exit_now(server: Any) -> None:
+    """End the process with status 0 without waiting for backend threads: a thread still in
+    the model while the interpreter shuts down can abort the process (SIGABRT)."""
+    print(
+        f"recai serve: stopped ({server.backend_calls} backend call(s) abandoned)",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(0)
 
 
 class _OneLine(logging.Formatter):

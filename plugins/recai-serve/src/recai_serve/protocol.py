@@ -28,7 +28,9 @@ from recai.types import Completion, Message, Usage
 
 __all__ = [
     "APIError",
+    "Limits",
     "ChatRequest",
+    "check_depth",
     "chat_request",
     "score_prompts",
     "call_backend",
@@ -69,6 +71,48 @@ NEUTRAL: dict[str, Any] = {
 refused at any other."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; beyond any of these it gets a 400 naming the field and the
+    limit, before it waits for the backend. The backend's context (when it tells it, see
+    :func:`recai_serve.app.create_app`) bounds prompt tokens and ``max_tokens`` as well.
+
+    >>> Limits().max_stop
+    16
+    """
+
+    max_messages: int = 1024
+    """Messages in one chat request (content parts count as their message)."""
+    max_prompt_chars: int = 1_000_000
+    """Characters of all messages' contents and names together (of all prompts of a scoring
+    request). Against a backend that tells its context, also at most 32 characters per token of
+    it (no prompt that long fits), so that no huge prompt is ever tokenized."""
+    max_prompt_tokens: int | None = None
+    """Prompt tokens, counted with the backend's tokenizer (None: the backend's context)."""
+    max_tokens: int | None = None
+    """The largest ``max_tokens`` (None: only the backend's context bounds it)."""
+    max_stop: int = 16
+    """Stop strings of one request."""
+    max_stop_chars: int = 256
+    """Characters of one stop string."""
+    max_prompts: int = 64
+    """Prompts of one ``/v1/completions`` scoring request."""
+    max_json_depth: int = 64
+    """Nesting of arrays and objects in a request body."""
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise RecaiError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+CHARS_PER_TOKEN = 32
+"""No tokenizer's token of ordinary text is this long on average, so a prompt of more than
+``CHARS_PER_TOKEN * context`` characters cannot fit the context: refused without tokenizing."""
+
+
 class APIError(Exception):
     """An error answer in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
@@ -106,8 +150,50 @@ class ChatRequest:
     include_usage: bool = False
 
 
-def chat_request(body: Mapping[str, Any]) -> ChatRequest:
-    """Check a chat request body; an :class:`APIError` (400) names the first bad parameter."""
+def check_depth(body: Any, limit: int) -> None:
+    """Refuse (400) a parsed JSON value nested deeper than ``limit`` arrays and objects.
+
+    Iterative, so a deep value costs no recursion; ``json.loads`` itself stops at about 1000.
+
+    >>> check_depth({"a": [[1]]}, 3)
+    >>> try:
+    ...     check_depth({"a": [[[1]]]}, 3)
+    ... except APIError as e:
+    ...     print(e.status, e)
+    400 the request body is nested deeper than 3 levels of arrays and objects
+    """
+    stack: list[tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    raise APIError(
+                        400,
+                        f"the request body is nested deeper than {limit} levels of arrays and "
+                        "objects",
+                        code="json_too_deep",
+                    )
+                stack.append((child, depth + 1))
+
+
+def _too_many(what: str, got: int, limit: int, param: str) -> APIError:
+    return APIError(
+        400,
+        f"{what}: {got:,} given, this server accepts at most {limit:,}",
+        param=param,
+        code="limit_exceeded",
+    )
+
+
+def chat_request(body: Mapping[str, Any], limits: Limits | None = None) -> ChatRequest:
+    """Check a chat request body; an :class:`APIError` (400) names the first bad parameter.
+
+    ``limits`` (default :class:`Limits`) bounds messages, their characters, stop strings and
+    ``max_tokens``; the backend's context is checked later, where the backend is known.
+    """
+    limits = limits or Limits()
     unknown = sorted(
         k
         for k, v in body.items()
@@ -118,31 +204,34 @@ def chat_request(body: Mapping[str, Any]) -> ChatRequest:
     if unknown:
         raise APIError(
             400,
-            f"unsupported parameter {unknown[0]!r}: recai serve passes only "
+            f"unsupported parameter {_short(unknown[0])}: recai serve passes only "
             f"{', '.join(PASSED_OPTIONS)} to the backend (and accepts "
             f"{', '.join(f'{k}={v!r}' for k, v in NEUTRAL.items())}, which change nothing)",
-            param=unknown[0],
+            param=unknown[0][:60],
             code="unsupported_parameter",
         )
-    if body.get("n", 1) not in (1, None):
+    n = body.get("n", 1)
+    if n is not None and (type(n) is not int or n != 1):
         raise APIError(400, "recai serve answers one choice per request (n = 1)", param="n")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
-        raise APIError(400, f"model must be a string, got {model!r}", param="model")
+        raise APIError(400, f"model must be a string, got {_short(model)}", param="model")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise APIError(400, "stream_options must be an object", param="stream_options")
     return ChatRequest(
         model=model,
-        messages=_messages(body.get("messages")),
-        options=_options(body),
+        messages=_messages(body.get("messages"), limits),
+        options=_options(body, limits),
         stream=bool(body.get("stream")),
         include_usage=bool(stream_options.get("include_usage")),
     )
 
 
-def score_prompts(body: Mapping[str, Any]) -> list[str]:
-    """The prompts of a ``/v1/completions`` scoring request (``echo: true`` with ``logprobs``)."""
+def score_prompts(body: Mapping[str, Any], limits: Limits | None = None) -> list[str]:
+    """The prompts of a ``/v1/completions`` scoring request (``echo: true`` with ``logprobs``),
+    at most ``limits.max_prompts`` of at most ``limits.max_prompt_chars`` characters together."""
+    limits = limits or Limits()
     if not body.get("echo") or body.get("logprobs") is None:
         raise APIError(
             400,
@@ -156,6 +245,13 @@ def score_prompts(body: Mapping[str, Any]) -> list[str]:
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise APIError(
             400, "prompt must be a string or a non-empty list of strings", param="prompt"
+        )
+    if len(prompts) > limits.max_prompts:
+        raise _too_many("too many prompts", len(prompts), limits.max_prompts, "prompt")
+    chars = sum(len(p) for p in prompts)
+    if chars > limits.max_prompt_chars:
+        raise _too_many(
+            "the prompts are too long (characters)", chars, limits.max_prompt_chars, "prompt"
         )
     return prompts
 
@@ -280,12 +376,18 @@ def text_completion(model: str, prompts: list[str], scored: list[list[Any]]) -> 
     }
 
 
-def _messages(raw: Any) -> list[Message]:
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _messages(raw: Any, limits: Limits) -> list[Message]:
     if not isinstance(raw, list) or not raw:
         raise APIError(
             400, "messages must be a non-empty list of {role, content} objects", param="messages"
         )
+    if len(raw) > limits.max_messages:
+        raise _too_many("too many messages", len(raw), limits.max_messages, "messages")
     out = []
+    chars = 0
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
             raise APIError(400, f"messages[{i}] must be an object", param=f"messages[{i}]")
@@ -297,12 +399,49 @@ def _messages(raw: Any) -> list[Message]:
                     kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                     raise APIError(
                         400,
-                        f"messages[{i}]: only text content is supported, got {kind!r}",
+                        f"messages[{i}]: only text content is supported, got {_short(kind)}",
                         param=f"messages[{i}].content",
                     )
-                parts.append(str(part.get("text", "")))
+                text = part.get("text", "")
+                if not isinstance(text, str):
+                    raise APIError(
+                        400,
+                        f"messages[{i}]: a text part's text must be a string",
+                        param=f"messages[{i}].content",
+                    )
+                parts.append(text)
             content = "".join(parts)
+        elif content is not None and not isinstance(content, str):
+            raise APIError(
+                400,
+                f"messages[{i}].content must be a string, a list of text parts or null, "
+                f"not {type(content).__name__}",
+                param=f"messages[{i}].content",
+            )
+        name = m.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 256):
+            raise APIError(
+                400,
+                f"messages[{i}].name must be a string of at most 256 characters",
+                param=f"messages[{i}].name",
+            )
+        chars += len(content or "") + len(name or "")
+        if chars > limits.max_prompt_chars:
+            raise APIError(
+                400,
+                f"the messages are too long: more than {limits.max_prompt_chars:,} characters "
+                f"by messages[{i}] (this server's limit)",
+                param="messages",
+                code="limit_exceeded",
+            )
         role = "system" if m.get("role") == "developer" else m.get("role")
+        if role not in _ROLES:
+            raise APIError(
+                400,
+                f"messages[{i}] has unknown role {_short(role)}: use system, developer, user, "
+                "assistant or tool",
+                param=f"messages[{i}].role",
+            )
         try:
             out.append(
                 Message.from_dict(
@@ -314,23 +453,28 @@ def _messages(raw: Any) -> list[Message]:
     return out
 
 
-def _options(body: Mapping[str, Any]) -> dict[str, Any]:
+def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     """The backend's ``chat`` options from an OpenAI request body (only those given)."""
     out: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = body.get(key)
     if max_tokens is not None:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise APIError(
                 400,
-                f"max_tokens must be a positive integer, got {max_tokens!r}",
-                param="max_tokens",
+                f"{key} must be a positive integer, got {_short(max_tokens)}",
+                param=key,
             )
+        if limits.max_tokens is not None and max_tokens > limits.max_tokens:
+            raise _too_many(f"{key} is too large", max_tokens, limits.max_tokens, key)
         out["max_tokens"] = max_tokens
     if body.get("temperature") is not None:
         t = body["temperature"]
         if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 2:
             raise APIError(
-                400, f"temperature must be a number from 0 to 2, got {t!r}", param="temperature"
+                400,
+                f"temperature must be a number from 0 to 2, got {_short(t)}",
+                param="temperature",
             )
         out["temperature"] = float(t)
     stop = body.get("stop")
@@ -338,10 +482,19 @@ def _options(body: Mapping[str, Any]) -> dict[str, Any]:
         stop = [stop] if isinstance(stop, str) else stop
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise APIError(400, "stop must be a string or a list of strings", param="stop")
+        if len(stop) > limits.max_stop:
+            raise _too_many("too many stop strings", len(stop), limits.max_stop, "stop")
+        longest = max((len(s) for s in stop), default=0)
+        if longest > limits.max_stop_chars:
+            raise _too_many(
+                "a stop string is too long (characters)", longest, limits.max_stop_chars, "stop"
+            )
         out["stop"] = stop
     if body.get("seed") is not None:
         if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
-            raise APIError(400, f"seed must be an integer, got {body['seed']!r}", param="seed")
+            raise APIError(
+                400, f"seed must be an integer, got {_short(body['seed'])}", param="seed"
+            )
         out["seed"] = body["seed"]
     fmt = body.get("response_format")
     if fmt is not None:
@@ -358,5 +511,13 @@ def _options(body: Mapping[str, Any]) -> dict[str, Any]:
                 )
             out["json_schema"] = schema
         elif kind != "text":
-            raise APIError(400, f"unknown response_format type {kind!r}", param="response_format")
+            raise APIError(
+                400, f"unknown response_format type {_short(kind)}", param="response_format"
+            )
     return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message never echoes a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -17,7 +17,9 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,23 +27,120 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from recai.errors import RecaiError
 from recai.roles import LLMBackend
 
-from .app import MAX_BODY_BYTES, create_app
+from .app import BODY_TIMEOUT, MAX_BODY_BYTES, create_app
+from .protocol import Limits
 from .requestlog import ServerStats
 
-__all__ = ["LLMServer"]
+__all__ = ["LLMServer", "HEADER_TIMEOUT", "CANCEL_GRACE"]
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request's line and headers by default (slower: a
+408 and the connection is closed), so that slow clients cannot hold connections for ever."""
+
+CANCEL_GRACE = 5.0
+"""Seconds that backend calls cancelled at shutdown get to stop (one token, for a backend that
+takes ``cancel=``) before the server stops waiting for them."""
 
 
 class _Uvicorn(uvicorn.Server):
     """uvicorn's server without its signal handling: whoever runs it decides what a signal
     does (uvicorn's own handlers re-raise the signal after shutting down, which would end
-    ``recai serve`` with the signal's status instead of 0)."""
+    ``recai serve`` with the signal's status instead of 0).
+
+    Its shutdown cancels what is in flight through the app's service: requests still waiting
+    for a backend slot at once, requests being generated after ``grace`` seconds (or at once
+    after :meth:`LLMServer.stop` with ``force``); they get a 503. It returns when the backend
+    calls in worker threads have ended (at most :data:`CANCEL_GRACE` seconds after they were
+    cancelled), so that no thread is left generating while the interpreter exits.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Any, grace: float):
+        super().__init__(config)
+        self.service = service
+        self.grace = grace
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        service = self.service
+        service.begin_shutdown()
+        loop = asyncio.get_running_loop()
+        cancelled = asyncio.Event()
+
+        async def deadline() -> None:
+            end = loop.time() + self.grace
+            while service.tickets and not self.force_exit and loop.time() < end:
+                await asyncio.sleep(0.02)
+            service.cancel_all()
+            cancelled.set()
+
+        watch = loop.create_task(deadline())
+        try:
+            await super().shutdown(sockets)
+            await cancelled.wait()
+            end = loop.time() + CANCEL_GRACE
+            while service.calls and loop.time() < end:
+                await asyncio.sleep(0.02)
+        finally:
+            watch.cancel()
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head: a connection that has
+    not sent a complete request line and headers ``header_timeout`` seconds after it opened
+    (or after its first byte following an answer) gets a 408 and is closed."""
+
+    header_timeout = HEADER_TIMEOUT
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm_head()  # the next request of a kept-alive connection begins
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # its head is complete
+            self._disarm_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head()
+        super().connection_lost(exc)
+
+    def _arm_head(self) -> None:
+        self._disarm_head()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def _disarm_head(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or (
+            self.cycle is not None and not self.cycle.response_complete
+        ):
+            return
+        body = (
+            b'{"error": {"message": "the request line and headers did not arrive within '
+            + f"{self.header_timeout:g}".encode()
+            + b' s", "type": "invalid_request_error", "param": null, "code": "request_timeout"}}'
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.transport.close()
 
 
 class LLMServer:
@@ -71,8 +170,17 @@ class LLMServer:
         log: Callable[[str], None] | None = None,
         middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
         max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float | None = BODY_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
+        limits: Limits | None = None,
         shutdown_timeout: float = 10.0,
     ):
+        for option, value in (
+            ("header_timeout", header_timeout),
+            ("shutdown_timeout", shutdown_timeout),
+        ):
+            if not (0 < value < math.inf):
+                raise RecaiError(f"{option} must be positive seconds, got {value}")
         self.stats = ServerStats()
         self.log = log
         self.max_concurrency = max_concurrency
@@ -83,22 +191,28 @@ class LLMServer:
             max_concurrency=max_concurrency,
             queue_timeout=queue_timeout,
             max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            limits=limits,
             stats=self.stats,
             log=log,
             middleware=middleware,
         )
         self.backends: dict[str, LLMBackend] = self.app.state.backends
+        self._service = self.app.state.service
+        protocol = type("_Protocol", (_Protocol,), {"header_timeout": float(header_timeout)})
         self._socket = _bind(host, port)
         self._address = self._socket.getsockname()[:2]
         config = uvicorn.Config(
             self.app,
+            http=protocol,
             log_config=None,  # leave the process's logging alone
             access_log=False,  # the request log is ours (RequestLog)
             lifespan="off",
             server_header=False,
-            timeout_graceful_shutdown=shutdown_timeout,  # type: ignore[arg-type]
+            # ours cancels at shutdown_timeout (503s); uvicorn's is only the last resort
+            timeout_graceful_shutdown=math.ceil(shutdown_timeout + CANCEL_GRACE),
         )
-        self._server = _Uvicorn(config)
+        self._server = _Uvicorn(config, self._service, float(shutdown_timeout))
         self._thread: threading.Thread | None = None
         self._serving = False
         self._done = threading.Event()
@@ -152,9 +266,16 @@ class LLMServer:
             self._done.set()
             self._socket.close()
 
+    @property
+    def backend_calls(self) -> int:
+        """Backend calls running now in worker threads (after :meth:`stop`: those that did
+        not stop when cancelled, as a backend without ``cancel=`` cannot be interrupted)."""
+        return int(self._service.calls)
+
     def stop(self, *, force: bool = False) -> None:
-        """Stop accepting, close idle connections, let requests in flight finish (``force``:
-        do not wait for them), and release the port. Safe to call from a signal handler."""
+        """Stop accepting, close idle connections, let requests in flight finish for
+        ``shutdown_timeout`` seconds, then cancel them (``force``: cancel them at once), and
+        release the port. Safe to call from a signal handler."""
         if force:
             self._server.force_exit = True
         self._server.should_exit = True
