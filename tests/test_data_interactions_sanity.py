@@ -115,3 +115,64 @@ def test_select_and_subsets_of_good_data_still_work() -> None:
     inter = make([3, 1, 2], ratings=[1, 2, 3])
     part = inter.select(np.array([True, False, True]))
     assert part.timestamps.tolist() == [3, 2] and len(part) == 2
+
+
+# -- split options (a DataError naming the value, never a raw numpy error) --------------------
+
+
+def _dataset(timestamps):
+    from recai.data import Catalog, Dataset
+
+    n = len(timestamps)
+    catalog = Catalog(ids=np.arange(n), titles=np.array([f"T{i}" for i in range(n)], dtype=object))
+    inter = Interactions(np.zeros(n, dtype=np.int64), np.arange(n), n_users=1, n_items=n,
+                         timestamps=timestamps)  # fmt: skip
+    return Dataset("hand", catalog, inter)
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [
+        ("garbage", "1999-01-01"),
+        (float("nan"), 5),
+        (1, float("inf")),
+        (True, 2),
+        ("ab"),
+        (None, 3),
+        ("NaT", "2000-01-01"),
+        (5, 1),
+    ],
+)
+def test_temporal_split_refuses_cuts_that_are_not_times(cuts) -> None:
+    from recai.data import temporal_split
+
+    with pytest.raises(DataError, match="cuts"):
+        temporal_split(_dataset([1, 2, 3, 4, 5, 6]), cuts=cuts)
+
+
+def test_temporal_split_with_datetime64_refuses_nat_cuts() -> None:
+    from recai.data import temporal_split
+
+    data = _dataset(np.array(["2000-01-01", "2001-01-01", "2002-01-01"], dtype="datetime64[D]"))
+    with pytest.raises(DataError, match="cuts: 'NaT'"):
+        temporal_split(data, cuts=("NaT", "2001-06-01"))
+    split = temporal_split(data, cuts=("2000-06-01", "2001-06-01"))
+    assert [len(split.train), len(split.valid), len(split.test)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "part"),
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"test": float("nan")}, "fractions"),
+        ({"test": 1.0}, "fractions"),
+        ({"valid": -0.1}, "fractions"),
+        ({"by": "item"}, "by must be"),
+    ],
+)
+def test_random_split_refuses_bad_options(kwargs, part) -> None:
+    from recai.data import random_split
+
+    with pytest.raises(DataError, match=part):
+        random_split(_dataset([1, 2, 3, 4]), **kwargs)

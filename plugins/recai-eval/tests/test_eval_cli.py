@@ -230,6 +230,7 @@ def test_an_unreadable_metrics_json_names_the_file(runs, capsys, tmp_path) -> No
         (lambda m: m["stages"]["eval"]["metrics"].update(model="x"), "metrics.model is str"),
         (lambda m: m["stages"]["eval"]["metrics"]["model"].update({"Hit@5": "high"}), "Hit@5"),
         (lambda m: m["stages"]["eval"]["metrics"]["model"].update({"Hit@5": True}), "Hit@5"),
+        (lambda m: m["stages"]["eval"]["metrics"]["model"].update({"Hit@5": 10**400}), "Hit@5"),
         (lambda m: m["stages"]["eval"].update(info=[]), "info is list"),
         (lambda m: m["stages"]["eval"]["intervals"]["model"].update({"Hit@5": [1]}), "[low, high]"),
         (lambda m: m["stages"]["eval"]["intervals"].update(model=None), "intervals.model"),

@@ -96,7 +96,7 @@ def leave_one_out(dataset: Dataset, *, ties: Literal["file", "recbole"] = "file"
     ('leave_one_out(order=time, ties=file)', True)
     """
     if ties not in ("file", "recbole"):
-        raise ValueError(f"ties must be 'file' or 'recbole', not {ties!r}")
+        raise DataError(f"ties must be 'file' or 'recbole', not {ties!r}")
     inter = dataset.interactions
     indptr, _, order = inter.csr()
     if ties == "recbole" and inter.timestamps is not None:
@@ -123,12 +123,26 @@ def leave_one_out(dataset: Dataset, *, ties: Literal["file", "recbole"] = "file"
 
 
 def _as_time(value: Any, like: np.ndarray) -> Any:
-    """A cut point comparable with ``like`` (numbers, or datetime64 timestamps)."""
-    if np.issubdtype(like.dtype, np.datetime64):
-        return np.datetime64(value) if not isinstance(value, np.datetime64) else value
-    if isinstance(value, str | _dt.date | np.datetime64):
-        when = np.datetime64(value, "s") if not isinstance(value, np.datetime64) else value
-        return int(when.astype("datetime64[s]").astype(np.int64))  # Unix seconds
+    """A cut point comparable with ``like`` (numbers, or datetime64 timestamps); a value that is
+    neither a number nor a date is a :class:`DataError` naming it."""
+    try:
+        if np.issubdtype(like.dtype, np.datetime64):
+            when = np.datetime64(value) if not isinstance(value, np.datetime64) else value
+            if np.isnat(when):
+                raise ValueError("not a time")
+            return when
+        if isinstance(value, str | _dt.date | np.datetime64):
+            when = np.datetime64(value, "s") if not isinstance(value, np.datetime64) else value
+            if np.isnat(when):
+                raise ValueError("not a time")
+            return int(when.astype("datetime64[s]").astype(np.int64))  # Unix seconds
+        if isinstance(value, bool) or not np.isfinite(float(value)):
+            raise ValueError("not a finite number")
+    except (ValueError, TypeError, OverflowError) as e:
+        raise DataError(
+            f"cuts: {value!r} is not a time (a number in the data's unit, or a date such as "
+            f'"1998-03-01"): {e}'
+        ) from None
     return value
 
 
@@ -149,7 +163,7 @@ def _parts(
 
 def _check_fractions(valid: float, test: float) -> None:
     if not (0.0 <= valid < 1.0 and 0.0 < test < 1.0 and valid + test < 1.0):
-        raise ValueError(
+        raise DataError(
             f"valid and test are fractions with 0 <= valid, 0 < test and valid + test < 1 "
             f"(got valid={valid}, test={test})"
         )
@@ -193,11 +207,11 @@ def temporal_split(
         test_from = ordered[min(n - 1, int(np.floor(n * (1.0 - test))))]
         how: dict[str, Any] = {"cut": "quantile", "valid": valid, "test": test}
     else:
-        if len(cuts) != 2:
-            raise ValueError("cuts must be (valid_from, test_from)")
+        if isinstance(cuts, str | bytes) or len(cuts) != 2:
+            raise DataError(f"cuts must be (valid_from, test_from), got {cuts!r}")
         valid_from, test_from = (_as_time(c, ts) for c in cuts)
         if valid_from > test_from:
-            raise ValueError(f"cuts must be in time order, got {cuts}")
+            raise DataError(f"cuts must be in time order, got {cuts}")
         how = {"cut": "given"}
     role = np.where(ts < valid_from, 0, np.where(ts < test_from, 1, 2)).astype(np.int8)
     train, val, tst = _parts(inter, role)
@@ -246,7 +260,9 @@ def random_split(
     """
     _check_fractions(valid, test)
     if by not in ("interaction", "user"):
-        raise ValueError(f"by must be 'interaction' or 'user', not {by!r}")
+        raise DataError(f"by must be 'interaction' or 'user', not {by!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise DataError(f"seed must be a whole number from 0, got {seed!r}")
     inter = dataset.interactions
     n = len(inter)
     rng = np.random.default_rng(seed)

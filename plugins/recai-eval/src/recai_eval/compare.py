@@ -127,7 +127,10 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A JSON number that fits a float (``NaN`` is one: a metric without a value)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return isinstance(v, float) or abs(v) < 2**1023
 
 
 def _shape_problem(raw: Any) -> str | None:
