@@ -169,12 +169,20 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     from .plugins import get_plugin_manager
     from .schema import recipe_schema
 
+    if args.out is not None:
+        _check_out(args.out, "--out", want="file")
     schema = recipe_schema(None if args.shape_only else get_plugin_manager().registry())
     text = json.dumps(schema, indent=2) + "\n"
-    if args.out:
+    if args.out is not None:
+        from .errors import RecaiError
         from .runtime import atomic_write_text
 
-        atomic_write_text(args.out, text)
+        try:
+            atomic_write_text(args.out, text)
+        except OSError as e:
+            raise RecaiError(
+                f"--out {args.out}: cannot write the schema there: {e.strerror or e}"
+            ) from None
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -185,6 +193,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .recipe import load_recipe
     from .runtime import run
 
+    if args.out is not None:
+        _check_out(args.out, "--out", want="folder")
     recipe = load_recipe(args.file)
     result = run(recipe, args.out, resume=not args.fresh, progress=not args.no_progress)
     print(result.to_markdown())
@@ -194,6 +204,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     print(f"wrote {result.metrics_path} and {result.report_path}")
     return 0
+
+
+def _check_out(value: str, option: str, *, want: str) -> None:
+    """Refuse an output path that cannot be what ``want`` says (``"folder"`` or ``"file"``)
+    before any work is done: an empty path (it is not the current folder), a NUL character, a
+    file where a folder is wanted, a folder, device or FIFO where a file is wanted."""
+    import os
+    import stat
+
+    from .errors import RecaiError
+
+    def refuse(why: str) -> NoReturn:
+        raise RecaiError(f"{option} {value!r}: {why}")
+
+    if not value.strip():
+        refuse(
+            f"the path is empty; name a {want}" + (" (. for this one)" if want == "folder" else "")
+        )
+    if "\0" in value:
+        refuse("the path contains a NUL character")
+    try:
+        mode = os.stat(value).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # the writer names what is in the way
+        return
+    except OSError as e:
+        refuse(f"cannot use the path: {e.strerror or e}")
+    if want == "folder" and not stat.S_ISDIR(mode):
+        kind = "a file" if stat.S_ISREG(mode) else "a device, FIFO or socket"
+        refuse(f"is {kind}, not a folder; name a folder for the results (created if missing)")
+    if want == "file" and stat.S_ISDIR(mode):
+        refuse("is a folder; name a file to write")
+    if want == "file" and not stat.S_ISREG(mode):
+        refuse("is not a regular file (a device, FIFO or socket); name a file to write")
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:

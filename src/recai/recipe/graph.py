@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 import importlib.metadata as md
+import inspect
 import re
 import typing
 from collections.abc import Iterator, Mapping
@@ -315,6 +316,19 @@ def _reference_hints(
     return out
 
 
+def _raised_by_factory(error: BaseException, factory: Any) -> bool:
+    """Whether ``error`` was raised by the factory's own code (its function, or its class's
+    ``__init__``), not by something it called: an argument check, not a failure inside."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+    code = getattr(inspect.unwrap(target), "__code__", None)
+    return code is not None and tb.tb_frame.f_code is code
+
+
 def build(
     recipe: Recipe,
     pm: PluginManager | None = None,
@@ -336,14 +350,42 @@ def build(
         def resolve(ref: str, expected: type) -> Any:
             return objects[ref]
 
-        params = entry.spec.params_model().model_validate(
-            decl.params, context={"recai_resolve": resolve}
-        )
+        prefix = f"components.{name}.params"
+        try:
+            params = entry.spec.params_model().model_validate(
+                decl.params, context={"recai_resolve": resolve}
+            )
+        except ValidationError as e:  # a validator that looks at the built components
+            found = format_validation_error(e, prefix, recipe.secret_paths)
+            raise RecipeError(recipe.source, with_lines(recipe._lines, found)) from None
         try:
             obj = entry.spec.build(params)
         except RecaiError as e:
             e.args = (f"component {name!r} ({decl.use}): {e}",) + e.args[1:]
             raise
+        except (ValueError, TypeError) as e:
+            if not _raised_by_factory(e, entry.spec.load_factory()):
+                e.add_note(
+                    f"while building component {name!r} (use = {decl.use!r}) from {recipe.source}"
+                )
+                raise
+            # the factory refused its arguments (a check the params model does not express):
+            # a problem of the recipe, named by its key path, not a bug of the plugin
+            where = f"components.{name}"
+            message = (
+                str(e)
+                if not is_secret_path(prefix, recipe.secret_paths)
+                else (
+                    f"{type(e).__name__} (the message is not shown: the params hold a value from the "
+                    "environment)"
+                )
+            )
+            raise RecipeError(
+                recipe.source,
+                with_lines(
+                    recipe._lines, [Problem(where, f"{decl.use} refused its params: {message}")]
+                ),
+            ) from None
         except Exception as e:
             e.add_note(
                 f"while building component {name!r} (use = {decl.use!r}) from {recipe.source}"

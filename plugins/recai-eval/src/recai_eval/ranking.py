@@ -75,18 +75,37 @@ BYTES_PER_CELL = 24
 """Working memory per (user, item) score cell: float64 scores from the model, their negated
 working copy, boolean masks and the model's own temporaries (measured: benchmarks/bench_eval.py)."""
 
+BYTES_PER_LIST_CELL = 48
+"""Working memory per (user, list position) cell of the top-k lists: the int64 list, the hit
+marks and the float64 cumulative hits and precisions of the metrics."""
+
+MAX_K = 100_000
+"""Largest cut-off: a top-k list is allocated for every user of a batch (a k beyond the catalog
+only pads the lists, so Precision@k keeps its meaning)."""
+MAX_BATCH = 1_000_000
+MAX_BOOTSTRAP = 20_000
+"""Most bootstrap resamples: one row of means per resample is kept in memory."""
+MAX_MEMORY_MB = 1 << 20
+"""Largest memory_mb (1 TiB)."""
+MAX_THREADS = 1024
+
 SplitName = Literal["leave_one_out", "temporal", "random"]
 
 
-def users_per_batch(n_items: int, memory_mb: float, batch_size: int) -> int:
-    """How many users one batch scores: at most ``batch_size``, and few enough that
-    ``users x n_items x BYTES_PER_CELL`` stays under ``memory_mb`` (at least one user).
+def users_per_batch(n_items: int, memory_mb: float, batch_size: int, depth: int = 0) -> int:
+    """How many users one batch scores: at most ``batch_size``, and few enough that both the
+    score matrix (``users x n_items x BYTES_PER_CELL``) and the top-k lists (``users x depth x
+    BYTES_PER_LIST_CELL``, ``depth`` the largest k) stay under ``memory_mb`` (at least one user).
 
     >>> users_per_batch(1_000_000, 256, 512), users_per_batch(4_000, 256, 512)
     (11, 512)
+    >>> users_per_batch(4_000, 256, 512, depth=100_000)
+    55
     """
-    cells = memory_mb * (1 << 20) / BYTES_PER_CELL
-    return max(1, min(int(batch_size), int(cells // max(1, n_items))))
+    budget = memory_mb * (1 << 20)
+    by_scores = budget // (max(1, n_items) * BYTES_PER_CELL)
+    by_lists = budget // (max(1, depth) * BYTES_PER_LIST_CELL)
+    return max(1, min(int(batch_size), int(by_scores), int(by_lists)))
 
 
 class Cases:
@@ -212,8 +231,12 @@ class RankingEvaluator(recai.Evaluator):
             Field(min_length=1, description="rankers or retrievers to evaluate"),
         ],
         k: Annotated[
-            Sequence[Annotated[int, Field(ge=1)]],
-            Field(min_length=1, description="cut-offs of the top-k metrics"),
+            Sequence[Annotated[int, Field(ge=1, le=MAX_K)]],
+            Field(
+                min_length=1,
+                max_length=32,
+                description=f"cut-offs of the top-k metrics (at most 32), each 1 .. {MAX_K:,}",
+            ),
         ] = DEFAULT_K,
         metrics: Annotated[
             Sequence[Metric], Field(min_length=1, description="metrics to report at every k")
@@ -221,9 +244,16 @@ class RankingEvaluator(recai.Evaluator):
         target: Annotated[
             Literal["test", "valid"], Field(description="which held-out items to rank")
         ] = "test",
-        batch_size: Annotated[int, Field(ge=1, description="most users scored per batch")] = 512,
+        batch_size: Annotated[
+            int, Field(ge=1, le=MAX_BATCH, description="most users scored per batch")
+        ] = 512,
         bootstrap: Annotated[
-            int, Field(ge=0, description="bootstrap resamples for 95% intervals; 0 disables")
+            int,
+            Field(
+                ge=0,
+                le=MAX_BOOTSTRAP,
+                description="bootstrap resamples for 95% intervals; 0 disables",
+            ),
         ] = 1000,
         max_users: Annotated[
             Annotated[int, Field(ge=1)] | None,
@@ -239,7 +269,11 @@ class RankingEvaluator(recai.Evaluator):
         ] = 0.1,
         memory_mb: Annotated[
             float,
-            Field(gt=0, description="bound on one batch's score matrix and working copies (MB)"),
+            Field(
+                gt=0,
+                le=MAX_MEMORY_MB,
+                description="bound on one batch's score matrix, top-k lists and working copies (MB)",
+            ),
         ] = 256,
         via: Annotated[
             Literal["auto", "score", "retrieve"],
@@ -250,7 +284,12 @@ class RankingEvaluator(recai.Evaluator):
         ] = True,
         chart: Annotated[bool, Field(description="draw <stage>.png next to metrics.json")] = True,
         threads: Annotated[
-            int, Field(ge=0, description="threads ranking each batch's scores; 0: one per core")
+            int,
+            Field(
+                ge=0,
+                le=MAX_THREADS,
+                description="threads ranking each batch's scores; 0: one per core",
+            ),
         ] = 0,
     ) -> None:
         if not models:
@@ -326,7 +365,7 @@ class RankingEvaluator(recai.Evaluator):
         stage = ctx.name_of(self)
         names = ctx.names_of(self.models)
         every, per_user_columns = self.columns()
-        batch = users_per_batch(n_items, self.memory_mb, self.batch_size)
+        batch = users_per_batch(n_items, self.memory_mb, self.batch_size, max(self.k))
 
         metrics: dict[str, dict[str, float]] = {}
         intervals: dict[str, dict[str, tuple[float, float]]] = {}
