@@ -362,3 +362,21 @@ def test_a_damaged_run_in_a_real_process_exits_2_without_traceback(runs, tmp_pat
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.count("\n") == 1 and str(d / "metrics.json") in out.stderr
+
+
+def test_a_chart_of_infinite_or_absurd_metrics_is_drawn_not_a_crash(runs, capsys, tmp_path):
+    import warnings
+
+    pytest.importorskip("matplotlib")
+    d = damaged(runs, tmp_path)
+    m = d / "metrics.json"
+    data = json.loads(m.read_text())
+    row = data["stages"]["eval"]["metrics"]["model"]
+    row["Hit@5"], row["NDCG@5"] = float("inf"), 1e308
+    data["stages"]["eval"]["intervals"]["model"]["Hit@10"] = [-1e308, float("inf")]
+    m.write_text(json.dumps(data))
+    png = tmp_path / "c.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert cli.main(["eval", str(d), "--chart", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and "| inf" in capsys.readouterr().out

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["metrics_chart", "CHART_SKIPS"]
 
@@ -52,15 +56,16 @@ def metrics_chart(
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     for i, system in enumerate(systems):
-        values = np.array([metrics[system].get(c, np.nan) for c in columns], dtype=np.float64)
+        values = _finite([metrics[system].get(c) for c in columns])
         low = np.full(len(columns), np.nan)
         high = np.full(len(columns), np.nan)
         for j, c in enumerate(columns):
             ci = intervals.get(system, {}).get(c)
             if ci is not None:
-                low[j], high[j] = ci[0], ci[1]
-        err = np.vstack([values - low, high - values])
-        err = np.where(np.isfinite(err), np.maximum(err, 0.0), np.nan)  # NaN: no whisker
+                low[j], high[j] = _finite([ci[0], ci[1]])
+        with np.errstate(over="ignore", invalid="ignore"):
+            err = np.vstack([values - low, high - values])
+            err = np.where(np.isfinite(err), np.maximum(err, 0.0), np.nan)  # NaN: no whisker
         ax.bar(
             x + (i - (len(systems) - 1) / 2) * width,
             np.nan_to_num(values),
@@ -78,6 +83,22 @@ def metrics_chart(
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, Path(path))
+
+
+def _finite(values: Sequence[object]) -> np.ndarray:
+    """Values as float64, ``NaN`` (nothing drawn) for missing, infinite or absurd ones: a chart
+    of damaged metrics draws what it can instead of failing."""
+    import numpy as np
+
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values):
+        try:
+            x = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if abs(x) < 1e12:  # (False for NaN and infinities)
+            out[i] = x
+    return out
 
 
 def _save(fig: object, path: Path) -> Path:
