@@ -9,6 +9,14 @@ written. Both files are written
 under temporary names and renamed, the metadata last: an interrupted write leaves no entry.
 Vectors are read memory-mapped.
 
+A damaged entry never fails the retriever (:mod:`recai.damaged`): a ``meta.json`` that is not
+JSON or does not match, a ``vectors.npy`` that is truncated, not a float32 matrix or of another
+shape, a folder or a file where the other should be, a file without read permission — each is
+reported once (a :class:`~recai.damaged.DamagedFileWarning` naming the path), the entry's
+folder is moved aside to ``<key>.corrupt-<n>`` and the vectors are computed again. When the
+cache cannot be written (a read-only folder, a full disk), the vectors are kept in memory for
+the life of the :class:`EmbeddingCache` and the problem is reported once.
+
 >>> import tempfile, numpy as np
 >>> cache = EmbeddingCache(tempfile.mkdtemp())
 >>> parts = {"encoder": {"model": "m"}, "catalog": "abc", "template": "t"}
@@ -30,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from recai.damaged import report_damaged, set_aside
 from recai.runtime import atomic_write_file, atomic_write_text
 
 __all__ = ["EmbeddingCache", "cache_root", "entry_key"]
@@ -63,6 +72,9 @@ class EmbeddingCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = cache_root(root)
+        # vectors that could not be written, by entry folder (served by get for this object)
+        self._memory: dict[Path, np.ndarray] = {}
+        self._reported: set[str] = set()
 
     def path(self, parts: dict[str, Any], texts_hash: str) -> Path:
         """The entry's folder: its key hashes ``parts`` and the texts' hash, so an entry never
@@ -70,32 +82,61 @@ class EmbeddingCache:
         return self.root / entry_key({**parts, "texts": texts_hash})
 
     def get(self, parts: dict[str, Any], texts_hash: str) -> np.ndarray | None:
-        """The cached vectors (memory-mapped, read-only), or ``None`` when absent or stale."""
+        """The cached vectors (memory-mapped, read-only), or ``None`` when absent; a damaged
+        entry is reported, moved aside and answers ``None`` (see the module docstring)."""
         folder = self.path(parts, texts_hash)
+        if folder in self._memory:
+            return self._memory[folder]
         meta_path, vec_path = folder / "meta.json", folder / "vectors.npy"
-        if not meta_path.exists() or not vec_path.exists():
+        if not os.path.lexists(folder):
             return None
+        if not folder.is_dir():
+            self._damaged(folder, "is not a folder")
+            return None
+        if not os.path.lexists(meta_path) or not os.path.lexists(vec_path):
+            return None  # an interrupted write: the entry was never finished
         try:
-            meta = json.loads(meta_path.read_text())
-        except ValueError:
-            return None
-        if meta.get("texts") != texts_hash:
-            return None
-        vectors = np.load(vec_path, mmap_mode="r")
-        if list(vectors.shape) != meta.get("shape"):
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError("meta.json is not a JSON object")
+            if meta.get("texts") != texts_hash:
+                raise ValueError("meta.json belongs to other item texts")
+            vectors = np.load(vec_path, mmap_mode="r", allow_pickle=False)
+            if vectors.dtype != np.float32 or vectors.ndim != 2:
+                raise ValueError(f"vectors.npy holds {vectors.dtype} of {vectors.ndim} dimensions")
+            if list(vectors.shape) != meta.get("shape"):
+                raise ValueError(
+                    f"vectors.npy has shape {list(vectors.shape)}, meta.json says "
+                    f"{meta.get('shape')}"
+                )
+        except (OSError, ValueError, EOFError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self._damaged(folder, f"cannot be read ({why})")
             return None
         return vectors
 
+    def _damaged(self, folder: Path, problem: str) -> None:
+        moved = set_aside(folder)
+        action = (
+            f"moved aside to {moved.name}; the vectors are computed again"
+            if moved is not None
+            else "it cannot be moved aside; the vectors are computed again"
+        )
+        report_damaged(folder, f"the embedding cache entry {problem}", action, stacklevel=4)
+
     def put(self, parts: dict[str, Any], texts_hash: str, vectors: np.ndarray) -> Path:
-        """Store ``vectors`` under ``parts``; returns the entry's folder."""
+        """Store ``vectors`` under ``parts``; returns the entry's folder. When the cache cannot
+        be written, the vectors are kept in memory (:meth:`get` answers them) and the problem
+        is reported once."""
         folder = self.path(parts, texts_hash)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if os.path.lexists(folder) and not folder.is_dir():
+            self._damaged(folder, "is not a folder")
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
                 np.save(f, vectors)
 
-        atomic_write_file(folder / "vectors.npy", write)
         meta = {
             "format": CACHE_FORMAT,
             "parts": parts,
@@ -103,5 +144,20 @@ class EmbeddingCache:
             "shape": list(vectors.shape),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
+        try:
+            for name in ("vectors.npy", "meta.json"):  # a folder where a file should be
+                if (folder / name).is_dir():
+                    self._damaged(folder / name, "is a folder where the file should be")
+            atomic_write_file(folder / "vectors.npy", write)
+            atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, default=str))
+        except OSError as e:
+            self._memory[folder] = vectors
+            if str(self.root) not in self._reported:
+                self._reported.add(str(self.root))
+                report_damaged(
+                    folder,
+                    f"the embedding cache cannot be written ({e.strerror or e})",
+                    "the vectors are kept in memory for this run",
+                    stacklevel=3,
+                )
         return folder

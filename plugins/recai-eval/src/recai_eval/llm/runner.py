@@ -287,16 +287,23 @@ class Runner:
         return out  # type: ignore[return-value]
 
     # -- calling ----------------------------------------------------------------------------------
-    def _one(self, caller: Caller, request: Any) -> tuple[Answer, dict[str, Any]]:
-        error = ""
-        user = False
-        for _ in range(1 + self.retries):
+    def _one(
+        self, caller: Caller, request: Any, failed: Exception | None = None
+    ) -> tuple[Answer, dict[str, Any]]:
+        """Ask ``request`` up to ``1 + retries`` times (``failed``: the first try already
+        raised this)."""
+        error = user = None
+        tries = 1 + self.retries
+        if failed is not None:
+            error, user = error_text(failed, caller.secrets), is_user_error(failed)
+            tries -= 1
+        for _ in range(tries):
             try:
                 text, extra = caller.ask(request)
                 return Answer(text), extra
             except Exception as e:  # noqa: BLE001 - a failed sample is recorded, not raised
                 error, user = error_text(e, caller.secrets), is_user_error(e)
-        return Answer(None, error, user_error=user), {}
+        return Answer(None, error or "no answer", user_error=bool(user)), {}
 
     def _execute(
         self, caller: Caller, todo: list[tuple[str, Any]], desc: str
@@ -309,8 +316,11 @@ class Runner:
                 try:
                     done = caller.ask_many([request for _, request in chunk])
                     results = [(Answer(text), extra) for text, extra in done]
-                except Exception:  # noqa: BLE001 - isolate the failing request(s)
-                    results = [self._one(caller, request) for _, request in chunk]
+                except Exception as e:  # noqa: BLE001 - isolate the failing request(s)
+                    if len(chunk) == 1:  # nothing to isolate: that was its first try
+                        results = [self._one(caller, chunk[0][1], failed=e)]
+                    else:
+                        results = [self._one(caller, request) for _, request in chunk]
                 for (key, request), (answer, extra) in zip(chunk, results, strict=True):
                     yield key, request, answer, extra
             return
