@@ -159,14 +159,13 @@ def test_names_that_are_not_recai_temporary_files_are_never_touched(tmp_path: Pa
         tmp_path / ".x.recai-zzzz-1-abc.tmp",  # not a host tag
         tmp_path / f".x.recai-0badc0de-{dead_pid()}-abc.txt",  # not .tmp
         tmp_path / "metrics.json",
-        tmp_path / ".metrics.json.abcd1234.tmp",  # an older recai's name, young
+        tmp_path / ".backup.20240101.tmp",  # shaped like an older recai's name
     ]
     for p in keep:
         p.write_text("mine")
-    old_style = tmp_path / ".report.md.k2j4h5g6.tmp"
-    old_style.write_text("partial")
-    os.utime(old_style, (time.time() - TEMP_MAX_AGE_S - 60,) * 2)
-    assert sweep_temporary_files(tmp_path) == [old_style]
+        os.utime(p, (time.time() - TEMP_MAX_AGE_S - 60,) * 2)  # old: age alone is not enough
+    ours = temp_file(tmp_path, "report.md", pid=dead_pid())
+    assert sweep_temporary_files(tmp_path) == [ours]
     assert all(p.exists() for p in keep)
 
 

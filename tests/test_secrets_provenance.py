@@ -431,6 +431,26 @@ def test_recai_errors_hide_registered_secrets_wherever_printed() -> None:
     assert "sk-abcdef123456" in str(RecaiError("key sk-abcdef123456 refused"))
 
 
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_an_uncaught_exception_in_a_script_hides_registered_secrets(where: str) -> None:
+    code = f"""
+import threading
+from recai import secrets
+secrets.register([{TOKEN!r}])
+def fail():
+    raise RuntimeError("cannot reach https://{TOKEN}.example/v1")
+if {where!r} == "thread":
+    t = threading.Thread(target=fail)
+    t.start()
+    t.join()
+else:
+    fail()
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "RuntimeError: cannot reach https://***.example/v1" in res.stderr
+    assert TOKEN not in res.stderr and "Traceback" in res.stderr
+
+
 # -- logs -----------------------------------------------------------------------------------------
 
 

@@ -77,8 +77,6 @@ _HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdiges
 _TEMP_NAME = re.compile(
     r"^\..*\.recai-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$", re.S
 )
-# the names of recai before the pid was part of them: swept by age only
-_OLD_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$", re.S)
 
 
 def temporary_name(name: str) -> tuple[str, str]:
@@ -113,11 +111,11 @@ def _pid_alive(pid: int) -> bool:
 
 def _stale(name: str, mtime: float, now: float, max_age_s: float) -> bool:
     m = _TEMP_NAME.match(name)
-    if m is not None:
-        if now - mtime > max_age_s:
-            return True
-        return m["host"] == _HOST and not _pid_alive(int(m["pid"]))
-    return _OLD_TEMP_NAME.match(name) is not None and now - mtime > max_age_s
+    if m is None:  # not ours (older recai names held no pid: they are left alone)
+        return False
+    if now - mtime > max_age_s:
+        return True
+    return m["host"] == _HOST and not _pid_alive(int(m["pid"]))
 
 
 def sweep_temporary_files(

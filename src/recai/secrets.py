@@ -45,7 +45,9 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
@@ -440,7 +442,9 @@ _hooks_installed = False
 
 def _install_hooks() -> None:
     """Redact every log record (whichever logger: recai's, a plugin's, httpx's) when it is
-    created, and every warning when it is formatted. Installed once, with the first secret."""
+    created, every warning when it is formatted, and the traceback of an uncaught exception
+    (of the process or of a thread, where their default hooks are in place). Installed once,
+    with the first secret."""
     global _hooks_installed
     if _hooks_installed:
         return
@@ -466,3 +470,22 @@ def _install_hooks() -> None:
         return redact_known(format_warning(message, category, filename, lineno, line))
 
     warnings.formatwarning = formatwarning
+    if sys.excepthook is sys.__excepthook__:  # not where IPython or a debugger has its own
+
+        def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+            text = "".join(traceback.format_exception(kind, value, tb))
+            sys.stderr.write(redact_known(text, shapes="none"))
+
+        sys.excepthook = excepthook
+    if threading.excepthook is threading.__excepthook__:
+
+        def thread_excepthook(args: Any) -> None:
+            if args.exc_type is SystemExit:
+                return
+            name = args.thread.name if args.thread is not None else "?"
+            text = "".join(
+                traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+            )
+            sys.stderr.write(redact_known(f"Exception in thread {name}:\n{text}", shapes="none"))
+
+        threading.excepthook = thread_excepthook
