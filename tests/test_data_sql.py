@@ -160,7 +160,7 @@ ATTACKS = [
     ("VACUUM INTO 'copy.db'", "ATTACH"),
     ("WITH x AS (SELECT 1) DELETE FROM items", "DELETE on items"),
     ("WITH x AS (SELECT 1) UPDATE sqlite_master SET sql = 'x'", "failed"),
-    ("SELECT randomblob(1000000000)", "too big"),
+    ("SELECT randomblob(1000000000)", "longer than the cap of 131,072 bytes"),
     ("SELEC item FROM items", "syntax error"),
     ("SELECT * FROM no_such_table", "no such table"),
     ("", "empty"),

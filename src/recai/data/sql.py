@@ -4,8 +4,13 @@ The mirror has one table ``items`` (``item`` = the catalog index, ``id``, ``titl
 per scalar field) and, for every multi-valued field (tuples of strings, e.g. genres), a side table
 ``item_<field>(item, value)`` with one row per item and value. After it is built the connection is
 read-only, and every query runs under an authorizer (reads, SELECTs and ordinary functions only:
-no writes, ATTACH, PRAGMA or extensions), one statement at a time, within a time budget and a row
-limit. A refused or failing query raises :class:`QueryError` with the reason and the SQL.
+no writes, ATTACH, PRAGMA or extensions), one statement at a time, within a time budget, a row
+limit and a byte limit. The budget holds by construction (:mod:`recai.data.sqlguard`): SQLite's
+limits cap every string and blob a query can build, the few built-ins whose one call could outlast
+the budget check their arguments first, and a watchdog thread interrupts a statement at its
+deadline. A ``where()`` condition is parsed (sqlglot) into one expression, and the SQL generated
+from that parse is what runs. A refused or failing query raises :class:`QueryError` with the reason
+and the SQL.
 
 >>> from recai.data import Catalog
 >>> films = Catalog(
@@ -23,13 +28,14 @@ limit. A refused or failing query raises :class:`QueryError` with the reason and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +44,14 @@ import numpy as np
 
 from ..errors import DataError, QueryError
 from .catalog import Catalog
+from .sqlguard import (
+    MAX_SQL_CHARS,
+    WATCHDOG,
+    Limits,
+    condition_sql,
+    install_guarded_functions,
+    syntax_error_position,
+)
 
 __all__ = ["CatalogDB", "QueryError", "QueryResult"]
 
@@ -59,6 +73,8 @@ _KEYWORDS = {
 }  # fmt: skip
 # functions never allowed, even where SQLite would have them
 _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"}
+# the progress handler checks the deadline every this many VM steps (the watchdog interrupts too)
+_PROGRESS_STEPS = 100
 _ACTION_NAMES = {
     getattr(sqlite3, f"SQLITE_{n}"): n
     for n in (
@@ -98,13 +114,15 @@ _ACTION_NAMES = {
 
 @dataclass
 class QueryResult:
-    """Rows of a query: ``columns`` (names), ``rows`` (tuples), ``truncated`` (the row limit cut
-    the result short) and ``seconds`` (time taken)."""
+    """Rows of a query: ``columns`` (names), ``rows`` (tuples), ``truncated`` (a limit cut the
+    result short), ``seconds`` (time taken) and ``truncated_by`` (``"rows"`` or ``"bytes"``: which
+    limit, None when nothing was cut)."""
 
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool = False
     seconds: float = 0.0
+    truncated_by: Literal["rows", "bytes"] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,8 +144,10 @@ class CatalogDB:
     """A read-only SQLite mirror of a catalog; safe to run SQL that an LLM or a user wrote.
 
     ``path``: a file to build the database in (``None`` or ``":memory:"``: in memory); an existing
-    file is replaced only with ``overwrite=True``. ``time_budget`` (seconds) and ``max_rows`` are
-    the defaults for :meth:`query`. Column names are the catalog's field names in lower case with
+    file is replaced only with ``overwrite=True``. ``time_budget`` (seconds), ``max_rows`` and
+    ``max_bytes`` (the size of the values fetched: text and blobs by length, numbers as 8) are the
+    defaults for :meth:`query`; the budget and the bytes also bound :meth:`items` and
+    :meth:`where`. ``limits`` are the SQLite limits every query runs under. Column names are the catalog's field names in lower case with
     other characters turned into ``_`` (``columns`` maps field to column).
 
     >>> from recai.data import Catalog
@@ -145,12 +165,17 @@ class CatalogDB:
         overwrite: bool = False,
         time_budget: float = 1.0,
         max_rows: int = 1000,
+        max_bytes: int = 16 * 2**20,
     ):
-        if time_budget <= 0 or max_rows < 1:
-            raise ValueError("time_budget must be positive and max_rows at least 1")
+        if not 0 < time_budget < math.inf or max_rows < 1 or max_bytes < 1:
+            raise ValueError(
+                "time_budget must be a positive number of seconds and max_rows and max_bytes at "
+                "least 1"
+            )
         self.catalog = catalog
         self.time_budget = float(time_budget)
         self.max_rows = int(max_rows)
+        self.max_bytes = int(max_bytes)
         self.path = None if path is None or str(path) == ":memory:" else Path(path)
         if self.path is not None and self.path.exists():
             if not overwrite:
@@ -163,7 +188,9 @@ class CatalogDB:
         self._deadline = math.inf
         self._timed_out = False
         self._denied: str | None = None
+        self._over_cap: str | None = None
         self._last_seconds = 0.0
+        self._close_guards: Callable[[], None] = lambda: None
         start = time.perf_counter()
         self._conn = sqlite3.connect(
             ":memory:" if self.path is None else str(self.path),
@@ -238,14 +265,32 @@ class CatalogDB:
     def _lock_down(self) -> None:
         conn = self._conn
         conn.execute("PRAGMA query_only = ON")
-        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 10_000_000)
+        # sorting, DISTINCT, GROUP BY and recursive queues spill to temporary files, not memory
+        conn.execute("PRAGMA temp_store = FILE")
+        self.limits = Limits.for_catalog(self._longest_row(), len(self._columns))
+        self.limits.apply(conn)
+        self._close_guards = install_guarded_functions(conn, self.limits, self._note_over_cap)
         conn.set_authorizer(self._authorize)
-        conn.set_progress_handler(self._progress, 1000)
+        conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
+
+    def _longest_row(self) -> int:
+        """Bytes of the longest row of ``items`` (at most: the sum of each column's longest)."""
+        names = [c.name for c in self._columns]
+        total = 0
+        for start in range(0, len(names), 500):
+            terms = ", ".join(
+                f"coalesce(max(length(CAST({n} AS BLOB))), 0)" for n in names[start : start + 500]
+            )
+            total += sum(self._conn.execute(f"SELECT {terms} FROM items").fetchone())
+        return int(total) + 8 * len(names)
+
+    def _note_over_cap(self, reason: str) -> None:
+        self._over_cap = self._over_cap or reason
 
     # -- the guards -------------------------------------------------------------------------------
     def _authorize(self, action: int, arg1: Any, arg2: Any, db: Any, source: Any) -> int:
+        # every table of this database is the catalog's (or its schema): reading is allowed;
+        # a where() condition's tables are checked when it is parsed
         if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_FUNCTION:
@@ -280,21 +325,40 @@ class CatalogDB:
         *,
         max_rows: int | None = None,
         time_budget: float | None = None,
+        max_bytes: int | None = None,
     ) -> QueryResult:
         """Run one read-only statement; values go in ``params`` (``?`` or ``:name`` placeholders).
 
-        At most ``max_rows`` rows come back (``truncated`` says whether there were more); the
-        query is stopped after ``time_budget`` seconds. Anything refused or failing raises
+        At most ``max_rows`` rows and ``max_bytes`` bytes of values come back (``truncated`` says
+        whether there were more, ``truncated_by`` which limit stopped the fetch); the query is
+        stopped after ``time_budget`` seconds. Anything refused or failing raises
         :class:`QueryError`.
         """
         limit = self.max_rows if max_rows is None else int(max_rows)
         if limit < 0:
             raise ValueError("max_rows must be at least 0")
-        with self._run(sql, params, time_budget) as cursor:
-            rows = cursor.fetchmany(limit + 1)
+        cap = self._byte_cap(max_bytes)
+        rows: list[tuple[Any, ...]] = []
+        size = 0
+        cut: Literal["rows", "bytes"] | None = None
+        with self._run(_checked(sql), params, time_budget) as cursor:
             columns = [d[0] for d in cursor.description or ()]
-        truncated = len(rows) > limit
-        return QueryResult(columns, rows[:limit], truncated, self._last_seconds)
+            for row in cursor:
+                if len(rows) == limit:
+                    cut = "rows"
+                    break
+                size += _row_bytes(row)
+                if size > cap:
+                    cut = "bytes"
+                    break
+                rows.append(row)
+        return QueryResult(columns, rows, cut is not None, self._last_seconds, cut)
+
+    def _byte_cap(self, max_bytes: int | None) -> int:
+        cap = self.max_bytes if max_bytes is None else int(max_bytes)
+        if cap < 1:
+            raise ValueError("max_bytes must be at least 1")
+        return cap
 
     def items(
         self, sql: str, params: SQLParams = None, *, time_budget: float | None = None
@@ -309,16 +373,31 @@ class CatalogDB:
         >>> db.items("SELECT * FROM items ORDER BY title").tolist()
         [2, 1, 0]
         """
+        return self._items(_checked(sql), params, time_budget)
+
+    def _items(self, sql: str, params: SQLParams, time_budget: float | None) -> np.ndarray:
         cap = max(10_000, 4 * self.catalog.n_items)
+        byte_cap = self.max_bytes
+        values: list[Any] = []
+        size = 0
         with self._run(sql, params, time_budget) as cursor:
             columns = [d[0] for d in cursor.description or ()]
-            rows = cursor.fetchmany(cap + 1)
+            col = columns.index("item") if "item" in columns else 0
+            for row in cursor:
+                if len(values) == cap:
+                    raise QueryError(
+                        f"the query returns more than {cap:,} rows; select each item once", sql
+                    )
+                size += _row_bytes(row)
+                if size > byte_cap:
+                    raise QueryError(
+                        f"the query returns more than the cap of {byte_cap:,} bytes; select item "
+                        "indices only",
+                        sql,
+                    )
+                values.append(row[col])
         if not columns:
             raise QueryError("the statement returns no columns; select item indices", sql)
-        if len(rows) > cap:
-            raise QueryError(f"the query returns more than {cap} rows; select each item once", sql)
-        col = columns.index("item") if "item" in columns else 0
-        values = [r[col] for r in rows]
         bad = [v for v in values if not isinstance(v, int) or not 0 <= v < self.catalog.n_items]
         if bad:
             raise QueryError(
@@ -339,14 +418,15 @@ class CatalogDB:
         >>> db.where("price > :p", {"p": 5}).tolist()
         [1, 2]
         """
-        sql = f"SELECT item FROM items WHERE ({condition}\n) ORDER BY item"
-        return self.items(sql, params, time_budget=time_budget)
+        expression = condition_sql(_checked(condition, "condition"), frozenset(self.tables()))
+        sql = f"SELECT item FROM items WHERE ({expression}) ORDER BY item"
+        return self._items(sql, params, time_budget)
 
     def _run(self, sql: str, params: SQLParams, time_budget: float | None) -> _Running:
-        if not isinstance(sql, str) or not sql.strip():
-            raise QueryError("the SQL is empty", sql if isinstance(sql, str) else None)
-        budget = self.time_budget if time_budget is None else float(time_budget)
-        return _Running(self, sql, () if params is None else params, budget)
+        budget = self.time_budget if time_budget is None else time_budget
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget < 1e9:
+            raise ValueError(f"time_budget must be a positive number of seconds, not {budget!r}")
+        return _Running(self, sql, () if params is None else params, float(budget))
 
     # -- describing -------------------------------------------------------------------------------
     @property
@@ -476,7 +556,9 @@ class CatalogDB:
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the connection (a file database stays on disk)."""
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
+            self._close_guards()
 
     def __enter__(self) -> CatalogDB:
         return self
@@ -490,35 +572,52 @@ class CatalogDB:
 
 
 class _Running:
-    """Context manager around one guarded statement: lock, deadline, error translation."""
+    """Context manager around one guarded statement: lock, deadline (progress handler and
+    watchdog), cursor clean-up, error translation."""
+
+    _TRANSLATED = (sqlite3.Error, ValueError, OverflowError, MemoryError, RecursionError)
 
     def __init__(self, db: CatalogDB, sql: str, params: Any, budget: float):
         self.db, self.sql, self.params, self.budget = db, sql, params, budget
         self.held = False
+        self.token: int | None = None
+        self.cursor: sqlite3.Cursor | None = None
 
     def __enter__(self) -> sqlite3.Cursor:
         db = self.db
         db._lock.acquire()
         self.held = True
-        db._denied, db._timed_out = None, False
+        db._denied, db._timed_out, db._over_cap = None, False, None
         self.start = time.perf_counter()
         db._deadline = self.start + self.budget
+        self.token = WATCHDOG.arm(time.monotonic() + self.budget, self._interrupt)
         try:
-            return db._conn.execute(self.sql, self.params)
+            self.cursor = db._conn.execute(self.sql, self.params)
+            return self.cursor
         except BaseException as exc:
             self._finish()
             raise self._translate(exc) from None
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         self._finish()
-        if exc is not None and isinstance(exc, sqlite3.Error | ValueError | OverflowError):
+        if exc is not None and isinstance(exc, self._TRANSLATED):
             raise self._translate(exc) from None
         return False
+
+    def _interrupt(self) -> None:
+        """The watchdog's call at the deadline (never after :meth:`_finish` disarmed it)."""
+        self.db._timed_out = True
+        self.db._conn.interrupt()
 
     def _finish(self) -> None:
         db = self.db
         if self.held:
             self.held = False
+            if self.token is not None:
+                WATCHDOG.disarm(self.token)
+            if self.cursor is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.cursor.close()  # resets the statement: a late interrupt ends with it
             db._deadline = math.inf
             db._last_seconds = time.perf_counter() - self.start
             db._lock.release()
@@ -531,18 +630,54 @@ class _Running:
             )
         if db._denied is not None:
             return QueryError(f"SQL refused: {db._denied}", sql)
-        if isinstance(exc, sqlite3.ProgrammingError) and "one statement" in str(exc):
+        if db._over_cap is not None:
+            return QueryError(f"the query is too costly: {db._over_cap}", sql)
+        msg = str(exc)
+        if isinstance(exc, sqlite3.Error | sqlite3.Warning):
+            limit = db.limits.explain(msg)
+            if limit is not None:
+                return QueryError(f"the query is too large: {limit}", sql)
+        if isinstance(exc, MemoryError):
+            return QueryError(
+                "the query needs more memory than there is; select fewer or smaller values", sql
+            )
+        if isinstance(exc, RecursionError):
+            return QueryError("the SQL nests too deeply", sql)
+        if isinstance(exc, sqlite3.ProgrammingError | sqlite3.Warning) and "one statement" in msg:
             return QueryError("SQL refused: only one statement may be run at a time", sql)
-        if isinstance(exc, sqlite3.ProgrammingError) and "bindings" in str(exc):
+        if isinstance(exc, sqlite3.ProgrammingError) and "bindings" in msg:
             return QueryError(f"wrong parameters for the SQL: {exc}", sql)
         if isinstance(exc, sqlite3.Error):
-            msg = str(exc)
             if "readonly" in msg or "read-only" in msg:
                 return QueryError("SQL refused: the database is read-only", sql)
+            if msg == "interrupted":
+                return QueryError("the query was interrupted", sql)
+            if "syntax error" in msg or "incomplete input" in msg or "unrecognized token" in msg:
+                where = syntax_error_position(sql)
+                return QueryError(f"the SQL has a syntax error{where}: {msg}", sql)
             return QueryError(f"the SQL failed: {msg}", sql)
         if isinstance(exc, ValueError | OverflowError):
             return QueryError(f"the SQL or its parameters are invalid: {exc}", sql)
         return exc
+
+
+def _checked(sql: Any, what: str = "SQL") -> str:
+    """``sql`` if it is non-empty text within the length cap; a :class:`QueryError` otherwise."""
+    if not isinstance(sql, str):
+        raise QueryError(f"the {what} must be a str, not {type(sql).__name__}")
+    if not sql.strip():
+        raise QueryError(f"the {what} is empty", sql)
+    if len(sql) > MAX_SQL_CHARS:
+        raise QueryError(
+            f"the {what} is {len(sql):,} characters long, more than the cap of {MAX_SQL_CHARS:,}",
+            sql,
+        )
+    return sql
+
+
+def _row_bytes(row: tuple[Any, ...]) -> int:
+    """The size of a fetched row: text and blobs by length, anything else as 8 bytes."""
+    return sum(len(v) if isinstance(v, str | bytes) else 8 for v in row)
 
 
 def _convert(name: str, sql_name: str, raw: Any, description: str) -> _Column:

@@ -1,0 +1,493 @@
+"""The guards that keep a query on a :class:`~recai.data.CatalogDB` within its budget.
+
+SQLite checks the time budget only between VM steps, and a few built-in functions can spend
+seconds inside one step (``printf('%.*c', 200000000, 'x')`` loops 200 million times; ``trim``,
+``instr``, ``replace`` and ``json_patch`` are quadratic in their arguments). So a budget holds by
+construction only with every layer below:
+
+- :class:`Limits`: ``Connection.setlimit`` caps on string and blob sizes, SQL length, expression
+  depth, compound SELECTs, function arguments, LIKE patterns, variables and result columns, sized
+  to the catalog (the longest stored row must still be readable);
+- :func:`install_guarded_functions`: the functions whose one call can cost more than a linear
+  pass over a capped string are replaced by wrappers that check the cost of their arguments
+  first, then call SQLite's own function on a private connection (same results, same types);
+- :class:`Watchdog`: one thread that calls ``Connection.interrupt()`` when a statement passes its
+  deadline (the progress handler stays as a second check);
+- :func:`condition_sql`: a ``where()`` condition is parsed with sqlglot into ONE expression and
+  the SQL that runs is generated from that parse, so no text in the condition (a ``)``, a comment,
+  a ``;``) can change the shape of the statement around it.
+
+sqlglot is imported only when a condition is parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import heapq
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import QueryError
+
+if TYPE_CHECKING:
+    from sqlglot.dialects.dialect import Dialect
+
+__all__ = [
+    "Limits",
+    "Watchdog",
+    "WATCHDOG",
+    "condition_sql",
+    "install_guarded_functions",
+    "syntax_error_position",
+]
+
+#: longest condition or statement (in characters) that is parsed; sqlglot takes ~10 ms per 1,000
+MAX_SQL_CHARS = 20_000
+#: a table-valued function a condition may read besides the catalog's tables
+TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The ``sqlite3`` limits of a catalog database (each applied with ``setlimit``).
+
+    ``length`` (bytes of one string or blob, also of one row being sorted) is at least
+    :attr:`MIN_LENGTH` and twice the longest stored row, so the catalog stays readable while no
+    query can build values much larger than its data. The LIKE pattern cap shrinks as
+    ``length`` grows so that one LIKE (``length`` x ``like_pattern`` steps at worst) stays cheap.
+    """
+
+    length: int
+    sql_length: int = 4 * MAX_SQL_CHARS + 1_000  # bytes: the characters in UTF-8, and a wrapper
+    like_pattern: int = 1_000
+    column: int = 64
+    expr_depth: int = 250
+    compound_select: int = 32
+    function_arg: int = 64
+    variable_number: int = 10_000
+    vdbe_op: int = 250_000
+
+    MIN_LENGTH = 128 * 1024
+
+    @classmethod
+    def for_catalog(cls, longest_row: int, n_columns: int) -> Limits:
+        length = max(cls.MIN_LENGTH, 2 * longest_row)
+        like = max(100, min(1_000, 2**27 // length))
+        return cls(length=length, like_pattern=like, column=max(64, 2 * n_columns + 8))
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        for name, value in (
+            ("LENGTH", self.length),
+            ("SQL_LENGTH", self.sql_length),
+            ("LIKE_PATTERN_LENGTH", self.like_pattern),
+            ("COLUMN", self.column),
+            ("EXPR_DEPTH", self.expr_depth),
+            ("COMPOUND_SELECT", self.compound_select),
+            ("FUNCTION_ARG", self.function_arg),
+            ("VARIABLE_NUMBER", self.variable_number),
+            ("VDBE_OP", self.vdbe_op),
+            ("TRIGGER_DEPTH", 1),
+            ("ATTACHED", 0),
+            ("WORKER_THREADS", 0),
+        ):
+            code = getattr(sqlite3, f"SQLITE_LIMIT_{name}", None)
+            if code is not None:
+                conn.setlimit(code, value)
+
+    def explain(self, message: str) -> str | None:
+        """SQLite's message for a limit it hit, in words that name the cap; None if not one."""
+        low = message.lower()
+        if "string or blob too big" in low or ("too large" in low and "json" in low):
+            return (
+                f"a value in the query would be longer than the cap of {self.length:,} bytes "
+                "per string or blob"
+            )
+        if "query string is too large" in low or "statement too long" in low:
+            return f"the SQL is longer than the cap of {self.sql_length:,} bytes"
+        if "like or glob pattern too complex" in low:
+            return f"a LIKE or GLOB pattern is longer than the cap of {self.like_pattern:,} bytes"
+        if "expression tree is too large" in low:
+            return f"the SQL nests expressions deeper than the cap of {self.expr_depth}"
+        if "too many terms in compound select" in low:
+            return (
+                f"the SQL joins more SELECTs with UNION, INTERSECT or EXCEPT than the cap of "
+                f"{self.compound_select}"
+            )
+        if "too many arguments on function" in low:
+            return (
+                f"a function call has more arguments than the cap of {self.function_arg} "
+                f"({message})"
+            )
+        if "too many sql variables" in low:
+            return f"the SQL has more parameters than the cap of {self.variable_number:,}"
+        if "too many columns" in low:
+            return f"the SQL asks for more columns than the cap of {self.column} ({message})"
+        if "parser stack overflow" in low:
+            return "the SQL nests too deeply for SQLite's parser"
+        if ("too many" in low and "program" in low) or "vdbe" in low:
+            return f"the SQL compiles to a program longer than the cap of {self.vdbe_op:,} steps"
+        return None
+
+
+# -- the watchdog ---------------------------------------------------------------------------------
+class Watchdog:
+    """One daemon thread that calls a callback when its deadline passes, unless disarmed first.
+
+    ``arm(deadline, fire)`` returns a token; ``disarm(token)`` guarantees that ``fire`` will not
+    run afterwards (callbacks run under the same lock, so a fire in progress completes first).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, Callable[[], None]] = {}
+        self._tokens = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, fire: Callable[[], None]) -> int:
+        with self._cond:
+            self._tokens += 1
+            token = self._tokens
+            self._armed[token] = fire
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, name="recai-sql-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> None:
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and (
+                    self._heap[0][0] <= now or self._heap[0][1] not in self._armed
+                ):
+                    _, token = heapq.heappop(self._heap)
+                    fire = self._armed.pop(token, None)
+                    if fire is not None:
+                        with contextlib.suppress(Exception):  # a closed connection, say
+                            fire()
+                wait = self._heap[0][0] - now if self._heap else None
+                self._cond.wait(wait)
+
+
+#: the watchdog every CatalogDB shares
+WATCHDOG = Watchdog()
+
+
+# -- functions whose one call could outlast the budget --------------------------------------------
+_PRINTF_SPEC = re.compile(r"%([-+ #!0,]*)(\*|[1-9][0-9]*)?(?:\.(\*|[0-9]*))?(l{0,2})(.?)", re.S)
+_PRINTF_CONSUMES = set("dsgzqQwcouxXfeEGipr")
+_LEADING_NUMBER = re.compile(rb"\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+# cost caps of one call, in units of the function's inner loop (about 0.05 to 0.1 s each)
+_TRIM_WORK = 2**25  # characters trimmed x characters to trim
+_SEARCH_WORK = 2**34  # bytes x bytes compared (instr, replace: memcmp at every position)
+_JSON_PATCH_WORK = 2**31  # bytes x bytes (json_patch compares every pair of keys)
+
+
+def _magnitude(value: Any) -> float:
+    """The largest size SQLite could read from ``value`` as an integer argument (no smaller)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool | int):
+        return float(abs(value))
+    if isinstance(value, float):
+        return abs(value) if math.isfinite(value) else math.inf
+    raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+    match = _LEADING_NUMBER.match(raw)
+    if match is None:
+        return 0.0
+    try:
+        return abs(float(match.group()))
+    except ValueError:  # pragma: no cover - the pattern only matches numbers
+        return math.inf
+
+
+def _size(value: Any) -> int:
+    """Bytes of a value as SQLite holds it (an upper bound for text)."""
+    if isinstance(value, str):
+        return len(value) if value.isascii() else 4 * len(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    return 0 if value is None else 24
+
+
+def _chars(value: Any) -> int:
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    return 0 if value is None else 24
+
+
+def printf_problem(args: tuple[Any, ...], cap: int) -> str | None:
+    """Why ``printf(*args)`` would be too costly (a width or precision above ``cap``), or None.
+
+    Reads the format as SQLite 3.40's printf does: flags, a width (digits or ``*``, taking the
+    next argument), a precision (``.`` then digits or ``*``), ``l``/``ll`` and the conversion;
+    ``%%`` and ``%n`` take no argument, an unknown conversion ends the output.
+    """
+    if not args or args[0] is None:
+        return None
+    fmt = args[0]
+    text = fmt.decode("latin-1") if isinstance(fmt, bytes) else str(fmt)
+    used = 1
+
+    def take() -> float:
+        nonlocal used
+        value = args[used] if used < len(args) else None
+        used += 1
+        return _magnitude(value)
+
+    pos = text.find("%")
+    while pos >= 0:
+        m = _PRINTF_SPEC.match(text, pos)
+        assert m is not None  # every group is optional
+        _, width, precision, _, conv = m.groups()
+        for what, spec in (("width", width), ("precision", precision)):
+            if not spec:
+                continue
+            size = take() if spec == "*" else float(spec)
+            if size > cap:
+                return (
+                    f"printf() was asked for a {what} of {size:,.0f}, larger than the cap of "
+                    f"{cap:,} bytes per string"
+                )
+        if conv in _PRINTF_CONSUMES:
+            used += 1
+        elif conv not in ("%", "n"):
+            return None  # SQLite stops at an unknown conversion or the end of the format
+        pos = text.find("%", m.end())
+    return None
+
+
+class _GuardedFunctions:
+    """The costly built-ins of one connection, re-registered behind a cost check.
+
+    A call within its cap runs SQLite's own function on a private in-memory connection (with the
+    same length cap), so results and types are SQLite's. A call over its cap records why through
+    ``refuse`` and raises, which fails the statement.
+    """
+
+    def __init__(self, limits: Limits, refuse: Callable[[str], None]):
+        self.limits = limits
+        self.refuse = refuse
+        self._helper: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._helper is not None:
+            self._helper.close()
+            self._helper = None
+
+    def _call(self, name: str, args: tuple[Any, ...]) -> Any:
+        with self._lock:
+            if self._helper is None:
+                self._helper = sqlite3.connect(":memory:", check_same_thread=False)
+                self.limits.apply(self._helper)
+            marks = ", ".join("?" * len(args))
+            return self._helper.execute(f"SELECT {name}({marks})", args).fetchone()[0]
+
+    def _fail(self, reason: str) -> None:
+        self.refuse(reason)
+        raise ValueError(reason)
+
+    def printf(self, name: str) -> Callable[..., Any]:
+        def guarded(*args: Any) -> Any:
+            problem = printf_problem(args, self.limits.length)
+            if problem is not None:
+                self._fail(problem.replace("printf()", f"{name}()"))
+            out = self._call(name, args)
+            if out is None and args and args[0] is not None:
+                # SQLite's printf returns NULL, silently, when the result is too long
+                self._fail(
+                    f"{name}() would return more than the cap of {self.limits.length:,} bytes "
+                    "per string"
+                )
+            return out
+
+        return guarded
+
+    def quadratic(
+        self, name: str, cost: Callable[[tuple[Any, ...]], int], cap: int, what: str
+    ) -> Callable[..., Any]:
+        def guarded(*args: Any) -> Any:
+            spent = cost(args)
+            if spent > cap:
+                self._fail(
+                    f"{name}() on these arguments would take about {spent:,} {what}, more than "
+                    f"the cap of {cap:,} for one call"
+                )
+            return self._call(name, args)
+
+        return guarded
+
+
+def install_guarded_functions(
+    conn: sqlite3.Connection, limits: Limits, refuse: Callable[[str], None]
+) -> Callable[[], None]:
+    """Replace the built-ins whose one call could outlast a budget; returns a close function."""
+    guards = _GuardedFunctions(limits, refuse)
+    for name in ("printf", "format"):
+        conn.create_function(name, -1, guards.printf(name), deterministic=True)
+
+    def trim_cost(a: tuple[Any, ...]) -> int:
+        return _chars(a[0]) * _chars(a[1])
+
+    def search_cost(a: tuple[Any, ...]) -> int:
+        hay, needle = _size(a[0]), _size(a[1])
+        return max(0, hay - needle + 1) * needle
+
+    def patch_cost(a: tuple[Any, ...]) -> int:
+        return _size(a[0]) * _size(a[1])
+
+    for name in ("trim", "ltrim", "rtrim"):
+        conn.create_function(
+            name,
+            2,
+            guards.quadratic(name, trim_cost, _TRIM_WORK, "character comparisons"),
+            deterministic=True,
+        )
+    conn.create_function(
+        "instr", 2, guards.quadratic("instr", search_cost, _SEARCH_WORK, "byte comparisons"),
+        deterministic=True,
+    )  # fmt: skip
+    conn.create_function(
+        "replace", 3, guards.quadratic("replace", search_cost, _SEARCH_WORK, "byte comparisons"),
+        deterministic=True,
+    )  # fmt: skip
+    conn.create_function(
+        "json_patch",
+        2,
+        guards.quadratic("json_patch", patch_cost, _JSON_PATCH_WORK, "key comparisons"),
+        deterministic=True,
+    )
+    return guards.close
+
+
+# -- conditions, parsed with sqlglot --------------------------------------------------------------
+@functools.cache
+def _dialect() -> type[Dialect]:
+    """SQLite as sqlglot reads it, except that ``replace(`` at the start is a function call.
+
+    (sqlglot's SQLite tokenizer reads a statement that starts with REPLACE as an opaque command,
+    for ``REPLACE INTO``; a condition never is one.)
+    """
+    from sqlglot import TokenType
+    from sqlglot.dialects.sqlite import SQLite
+
+    class CatalogSQLite(SQLite):
+        class Tokenizer(SQLite.Tokenizer):
+            COMMANDS = SQLite.Tokenizer.COMMANDS - {TokenType.REPLACE}
+
+    return CatalogSQLite
+
+
+def _not_one_expression(condition: str, exc: BaseException) -> QueryError:
+    errors = getattr(exc, "errors", None) or []
+    if errors and errors[0].get("line") is not None:
+        first = errors[0]
+        where = f" at line {first['line']}, column {first['col']}"
+        near = (first.get("start_context") or "")[-20:].strip()
+        detail = f"{first.get('description', 'unexpected text')}{where}" + (
+            f" (after {near!r})" if near else ""
+        )
+    else:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if detail.startswith("Error tokenizing"):
+            detail = "an unterminated string, quoted name or comment: " + detail
+    return QueryError(
+        "the condition must be one SQL expression (what follows WHERE), with nothing around it; "
+        f"it could not be read as one: {detail}",
+        condition,
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def condition_sql(condition: str, tables: frozenset[str]) -> str:
+    """The SQL of a ``WHERE`` condition, generated from its parse as ONE expression.
+
+    Refuses (:class:`QueryError`) text that is not exactly one expression (``1) UNION SELECT 5
+    /*``, ``1; DELETE ...``), and subqueries that read a table other than ``tables``, their own
+    CTEs and ``json_each``/``json_tree``. Comments are dropped. The returned text is what sqlglot
+    understood, so it cannot close a parenthesis or comment out what surrounds it.
+    """
+    if len(condition) > MAX_SQL_CHARS:
+        raise QueryError(
+            f"the condition is {len(condition):,} characters long, more than the cap of "
+            f"{MAX_SQL_CHARS:,}",
+            condition[:1000],
+        )
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import ErrorLevel, SqlglotError
+
+    dialect = _dialect()
+    try:
+        tree = sqlglot.parse_one(condition, dialect=dialect, into=exp.Condition)
+        sql = tree.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
+        again = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition)
+    except RecursionError:
+        raise QueryError(
+            "the condition nests parentheses, CASE or NOT too deeply to be checked", condition
+        ) from None
+    except SqlglotError as exc:
+        raise _not_one_expression(condition, exc) from None
+    if again != tree:  # pragma: no cover - sqlglot's output reads back as something else
+        raise QueryError("the condition could not be checked: it does not read back the same")
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            func = table.this
+            name = (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
+            if name not in TABLE_FUNCTIONS:
+                raise QueryError(
+                    f"the condition reads from {name}(), which is not a catalog table; "
+                    f"it may read {_listing(tables)}",
+                    condition,
+                )
+            continue
+        name, db = table.name.lower(), table.db.lower()
+        if db not in ("", "main") or (name not in tables and (db or name not in ctes)):
+            shown = f"{db}.{name}" if db else name
+            raise QueryError(
+                f"the condition reads the table {shown}, which is not a catalog table; "
+                f"it may read {_listing(tables)}",
+                condition,
+            )
+    return sql
+
+
+def _listing(tables: frozenset[str]) -> str:
+    return ", ".join(sorted(tables)) + " and " + ", ".join(sorted(TABLE_FUNCTIONS)) + "()"
+
+
+def syntax_error_position(sql: str) -> str:
+    """Where sqlglot finds the first error in ``sql``: ``" at line 1, column 5"``, or ``""``."""
+    if len(sql) > MAX_SQL_CHARS:
+        return ""
+    import sqlglot
+    from sqlglot.errors import ParseError, SqlglotError
+
+    try:
+        sqlglot.parse(sql, dialect=_dialect())
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        if first.get("line") is not None:
+            return f" at line {first['line']}, column {first['col']}"
+    except (SqlglotError, RecursionError):
+        pass
+    return ""
