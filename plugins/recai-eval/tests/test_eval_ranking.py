@@ -243,3 +243,71 @@ def test_random_ranker_is_at_chance_level(tmp_path):
     expected = p.mean()
     se = np.sqrt((p * (1 - p)).sum()) / len(p)
     assert abs(observed - expected) < 4 * se, (observed, expected, se)
+
+
+# -- hostile params: refused up front by check, with the key (issue 17, item 3) ----------------------
+HOSTILE_RANKING = [
+    ("k = [1000000000000]", "components.ranking.params.k[0]", "less than or equal to 100000"),
+    ("k = [10, 0]", "components.ranking.params.k[1]", "greater than or equal to 1"),
+    ("k = [" + ", ".join(str(i) for i in range(1, 40)) + "]", "params.k", "at most 32 items"),
+    ("memory_mb = inf", "components.ranking.params.memory_mb", "finite"),
+    ("memory_mb = nan", "components.ranking.params.memory_mb", "finite"),
+    ("memory_mb = 1e300", "components.ranking.params.memory_mb", "less than or equal to"),
+    ("memory_mb = -1.0", "components.ranking.params.memory_mb", "greater than 0"),
+    ("batch_size = 9223372036854775807", "params.batch_size", "less than or equal to 1000000"),
+    ("bootstrap = 1000000000", "components.ranking.params.bootstrap", "less than or equal"),
+    ("threads = 100000000", "components.ranking.params.threads", "less than or equal to 1024"),
+    ("holdout = nan", "components.ranking.params.holdout", "finite"),
+    ("max_users = 99999999999999999999999", "params.max_users", "64 bits"),
+]
+
+
+@pytest.mark.parametrize(("param", "key", "message"), HOSTILE_RANKING)
+def test_hostile_ranking_params_are_refused_by_check_and_run_alike(
+    recai_pm, tmp_path, capsys, param, key, message
+):
+    import time
+
+    import recai_eval.plugin
+    from recai import cli
+
+    recai_pm.register(recai_eval.plugin, name="eval")
+    path = tmp_path / "hostile.toml"
+    path.write_text(
+        '[components.data]\nuse = "synthetic.v1"\nparams = { n_users = 30 }\n'
+        '[components.rnd]\nuse = "random.v1"\n'
+        '[components.ranking]\nuse = "ranking.v1"\n'
+        f'params = {{ dataset = "data", models = ["rnd"], chart = false, {param} }}\n'
+    )
+    texts = []
+    for args in (["recipe", "check", str(path)], ["run", str(path), "--out", str(tmp_path / "o")]):
+        start = time.perf_counter()
+        code = cli.main(args)
+        took = time.perf_counter() - start
+        out, err = capsys.readouterr()
+        assert code == 2, out + err
+        assert key in err and message in err and "(line 8)" in err, err
+        assert "Traceback" not in err and "bug in" not in err
+        assert took < 2.0
+        texts.append(err)
+    assert texts[0] == texts[1]
+    assert not (tmp_path / "o").exists()
+
+
+def test_largest_k_runs_and_its_lists_count_against_memory_mb(tmp_path):
+    from recai_eval.ranking import BYTES_PER_LIST_CELL, MAX_K, users_per_batch
+
+    data = SyntheticDataset(n_users=30, n_items=25)
+    ev = RankingEvaluator(
+        data, [RandomRecommender(seed=1)], k=[10, MAX_K], bootstrap=0, chart=False, memory_mb=8
+    )
+    report = ev.evaluate(RunContext(tmp_path, progress=False))
+    row = report.metrics["RandomRecommender"]
+    assert row[f"Recall@{MAX_K}"] <= 1.0 and row[f"Hit@{MAX_K}"] >= row["Hit@10"]
+    # a k beyond the catalog pads the lists: precision counts the padding as misses
+    assert row[f"Precision@{MAX_K}"] <= 1 / MAX_K
+    batch = users_per_batch(25, 8, 512, depth=MAX_K)
+    assert (
+        batch * MAX_K * BYTES_PER_LIST_CELL <= 8 << 20 < (batch + 1) * MAX_K * BYTES_PER_LIST_CELL
+    )
+    assert report.info["batch"] == f"{batch} users per batch (memory_mb=8)"
