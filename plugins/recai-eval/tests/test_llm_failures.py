@@ -190,6 +190,20 @@ def test_embedding_task_refuses_when_the_retriever_always_raises(
         EmbeddingRetrievalEvaluator(source, Down(), samples=6, bootstrap=0).evaluate(ctx(tmp_path))
 
 
+def test_embedding_task_exit_code_follows_the_retrievers_error(source: Any, tmp_path: Path) -> None:
+    class Refused(recai.Retriever):
+        def retrieve(
+            self, query: Query, k: int = 10, *, candidates: ItemList | None = None
+        ) -> ItemList:
+            raise WrongKey("HTTP 401 from the embeddings endpoint")
+
+    with pytest.raises(LLMStageError) as caught:
+        EmbeddingRetrievalEvaluator(source, Refused(), samples=6, bootstrap=0).evaluate(
+            ctx(tmp_path)
+        )
+    assert caught.value.exit_code == 2
+
+
 # -- some samples failed ---------------------------------------------------------------------------
 def test_more_than_the_share_fails_and_the_rerun_asks_exactly_the_failed(
     source: Any, tmp_path: Path
@@ -237,6 +251,19 @@ def test_below_the_share_metrics_are_over_the_answered_samples(source: Any, tmp_
     rerun = ranking(source, again, max_failed_share=0.5).evaluate(ctx(tmp_path))
     assert sorted(again.asked) == sorted(flaky.asked[:3])
     assert rerun.metrics == clean.metrics and "retry_on_rerun" not in rerun.info
+
+
+def test_keys_in_errors_stay_out_of_reports_and_result_files(
+    source: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    leaky = Sorter(first(2, WrongKey(f"rejected key {KEY}", status=503)), api_key_env=KEY_ENV)
+    report = ranking(source, leaky).evaluate(ctx(tmp_path))
+    assert report.info["unanswered_samples"] == 2
+    assert KEY not in json.dumps(report.to_dict()) and "rejected key ***" in report.notes[0]
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
 
 
 def read_records(run: Path) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from .base import Case, LLMTask, Session, error_columns, sample_cases
 from .params import EmbeddingRankingParams, EmbeddingRetrievalParams
 from .prompts import EMBEDDING_QUERY, render
 from .ranking import candidate_sets
-from .runner import error_text
+from .runner import Answer, error_text, is_user_error, secrets_of
 from .scoring import error_flags, mean_and_intervals, ranking_values, target_rank
 
 __all__ = ["EmbeddingRankingEvaluator", "EmbeddingRetrievalEvaluator"]
@@ -69,9 +69,9 @@ class _EmbeddingTask(LLMTask):
         flags: list[dict[str, bool] | None] = []
         n_items = s.data.n_items
         for i, (case, result) in enumerate(zip(cases, results, strict=True)):
-            if isinstance(result, str):
+            if isinstance(result, Answer):
                 s.no_answer(case, "retrieve", result)
-                s.record(case, error=result)
+                s.record(case, error=result.error)
                 ranks.append(int(MISSED))
                 flags.append(None)
                 continue
@@ -105,7 +105,8 @@ class _EmbeddingTask(LLMTask):
                 raise TypeError(f"retrieve returned {type(result).__name__}, not a recai.ItemList")
             return result.ids.tolist()
         except Exception as e:  # noqa: BLE001 - a failed sample is recorded, not raised
-            return error_text(e)
+            secrets = secrets_of(self.params.retriever)
+            return Answer(None, error_text(e, secrets), user_error=is_user_error(e))
 
     def _report(
         self,

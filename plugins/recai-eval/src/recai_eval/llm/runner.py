@@ -48,6 +48,7 @@ __all__ = [
     "caller_for",
     "error_text",
     "is_user_error",
+    "secrets_of",
 ]
 
 _MAX_ERROR = 300
