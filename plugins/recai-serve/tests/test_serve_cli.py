@@ -195,7 +195,10 @@ class _PongPlugin:
         (["--use", "pong.v1", "--api-key-env", "RECAI_TEST_UNSET_VARIABLE"], "is not set"),
         (["--use", "pong.v1", "--component", "x"], "--component picks a component of a recipe"),
         (["--use", "pong.v1", "--port", "99999"], "--port must be a whole number from 0 to 65535"),
-        (["--use", "pong.v1", "--max-concurrency", "-1"], "--max-concurrency must be a whole number from 0"),
+        (
+            ["--use", "pong.v1", "--max-concurrency", "-1"],
+            "--max-concurrency must be a whole number from 0",
+        ),
         (["--use", "pong.v1", "--host", "256.1.1.1"], "cannot listen on 256.1.1.1"),
         (
             ["RECIPE", "--component", "rank"],
