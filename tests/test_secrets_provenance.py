@@ -194,6 +194,21 @@ def test_registry_finds_escaped_encoded_and_normalised_forms(tmp_path: Path) -> 
         ), form
 
 
+def test_a_secret_cut_short_by_a_message_is_hidden_too() -> None:
+    secrets.register([TOKEN, "-----BEGIN KEY-----\nAAAAbbbbCCCCdddd1234\n-----END KEY-----"])
+    assert secrets.redact_known(f"key {TOKEN[:12]}... refused") == "key ***... refused"
+    assert secrets.redact_known(f"key {TOKEN[:10]}\u2026") == "key ***\u2026"
+    assert secrets.redact_known(("x" * 30 + " " + TOKEN)[:38]) == "x" * 30 + " ***"
+    assert secrets.redact_known("bad line AAAAbbbbCCCCdddd1234 in key") == "bad line *** in key"
+    assert secrets.redact_known("ends with tok-Z") == "ends with tok-Z"  # too short to tell
+
+
+def test_a_key_read_from_the_environment_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOME_SERVICE_KEY", f"  {TOKEN}  ")
+    assert secrets.read_key("SOME_SERVICE_KEY") == TOKEN
+    assert secrets.redact_known(f"401 for {TOKEN}") == "401 for ***"
+
+
 def test_recipe_env_values_are_the_substituted_parts_not_defaults(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

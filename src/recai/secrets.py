@@ -153,8 +153,13 @@ def check_base_url(value: str | None) -> str | None:
 
 
 def read_key(env_name: str) -> str | None:
-    """The key held by environment variable ``env_name`` (None when unset or empty)."""
+    """The key held by environment variable ``env_name`` (None when unset or empty).
+
+    The key is registered as a secret (:func:`register`): from then on no error, log line,
+    progress line or run file of this process shows it."""
     value = os.environ.get(env_name, "").strip()
+    if value:
+        register([value])
     return value or None
 
 
@@ -217,7 +222,8 @@ def _variants(value: str) -> set[str]:
     squeezed, escaped for JSON or a Python repr, percent-encoded in a URL, and, for a path, as
     normalised, absolute and resolved paths."""
     out: set[str] = set()
-    for v in {value, value.strip(), " ".join(value.split())}:
+    lines = [line.strip() for line in value.splitlines()] if "\n" in value else []
+    for v in {value, value.strip(), " ".join(value.split()), *lines}:
         if not _qualifies(v):
             continue
         out |= {
@@ -269,7 +275,30 @@ class _Registry:
         pattern = self.pattern
         if pattern is None or not text:
             return text
-        return pattern.sub(mark, text)
+        return self._cut_off(pattern.sub(mark, text), mark)
+
+    def _cut_off(self, text: str, mark: str) -> str:
+        """Hide the start of a secret (at least :data:`MIN_SECRET_LENGTH` characters of it)
+        that a message cut short: followed by ``...`` or ``…``, or at the very end of the text
+        (``message[:500]``)."""
+        tails = [t for t in ("...", "\u2026") if t in text]
+        end = text[-200:].lower()
+        lowered = text.lower() if tails else ""
+        for value in self.values:
+            v = value.strip().lower()
+            for k in range(len(v) - 1, MIN_SECRET_LENGTH - 1, -1):
+                head = v[:k]
+                for tail in tails:
+                    at = lowered.find(head + tail)
+                    while at >= 0:
+                        text = text[:at] + mark + text[at + k :]
+                        lowered = text.lower()
+                        at = lowered.find(head + tail)
+                if end.endswith(head):
+                    text = text[: len(text) - k] + mark
+                    end = text[-200:].lower()
+                    lowered = text.lower() if tails else ""
+        return text
 
 
 _registry = _Registry()
