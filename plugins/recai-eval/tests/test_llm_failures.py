@@ -304,7 +304,7 @@ def test_conversation_rerun_replays_answered_turns_and_asks_the_failed_turn(
 
 
 # -- params ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf"), "half", [0.1]])
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), float("inf"), "half", [0.1], True])
 def test_max_failed_share_is_checked_with_its_key(source: Any, bad: Any) -> None:
     with pytest.raises(ParamsError, match="max_failed_share"):
         LLMRankingEvaluator(source, Sorter(), max_failed_share=bad)
@@ -394,10 +394,11 @@ def test_garbage_lines_are_reported_once_and_the_file_rebuilt(tmp_path: Path) ->
         b"\x00\xff\xfe binary\n"
         + good.encode()
         + b'\n[1, 2]\n"just a string"\n{"key": 7, "text": "int key"}\n{"text": "no key"}\nnull\n'
+        + b'{"key": "b", "text": null}\n{"key": "c"}\n'
     )
     cache, said = open_cache(path)
-    assert cache.bad_lines == 6 and cache.get("a")["text"] == "kept"
-    assert len(said) == 1 and "6 unreadable line(s)" in said[0] and str(path) in said[0]
+    assert cache.bad_lines == 8 and cache.get("a")["text"] == "kept" and cache.get("b") is None
+    assert len(said) == 1 and "8 unreadable line(s)" in said[0] and str(path) in said[0]
     assert (tmp_path / "c.jsonl.corrupt-1").read_bytes().startswith(b"\x00\xff")
     again, said_again = open_cache(path)  # rebuilt: the next run is quiet
     assert said_again == [] and again.bad_lines == 0 and again.get("a")["text"] == "kept"

@@ -9,7 +9,7 @@ truncated back to its last complete line, so the next append starts clean) and c
 :attr:`AnswerCache.repaired`. Anything else that cannot be read is **damage**, reported once and
 never turned into failed samples (:mod:`recai.damaged`):
 
-- unreadable lines elsewhere (not JSON, no key, not UTF-8) are counted in
+- unreadable lines elsewhere (not JSON, not UTF-8, no string ``key`` and ``text``) are counted in
   :attr:`AnswerCache.bad_lines`; the file is moved aside to ``<name>.corrupt-<n>`` and rewritten
   with the readable answers (atomically), so the next run starts clean;
 - a file that cannot be read at all (a directory in its place, no read permission, an I/O
@@ -136,16 +136,16 @@ class AnswerCache:
             try:
                 entry = json.loads(raw)
                 key = entry["key"]
-                if not isinstance(key, str):
-                    raise TypeError("the key is not a string")
-            except (ValueError, KeyError, TypeError, IndexError):
+                if not isinstance(key, str) or not isinstance(entry.get("text"), str):
+                    raise TypeError("no string key and text")
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                 self.bad_lines += 1
                 continue
             self._entries[key] = entry
             self.loaded += 1
         if self.bad_lines:
             self._damaged(
-                f"{self.bad_lines} unreadable line(s) (not JSON, or no key) among "
+                f"{self.bad_lines} unreadable line(s) (not JSON, or no key and text) among "
                 f"{self.loaded + self.bad_lines}",
                 rewrite=True,
             )

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
 import recai
 
@@ -87,6 +87,13 @@ def placeholders_of(model: type[recai.Params]) -> dict[str, frozenset[str]]:
     return out
 
 
+def _not_a_bool(value: Any) -> Any:
+    """``true``/``false`` are no share (pydantic would read them as 1.0 and 0.0)."""
+    if isinstance(value, bool):
+        raise ValueError("a share from 0 to 1 is needed, not true or false")
+    return value
+
+
 # -- one annotation per setting ---------------------------------------------------------------
 SystemPrompt = template_param()
 Cutoffs = Annotated[
@@ -111,7 +118,7 @@ class LLMTaskParams(recai.Params):
         (), description="catalog fields shown after each title (e.g. genres)"
     )
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals; 0: none")
-    max_failed_share: float = Field(
+    max_failed_share: Annotated[float, BeforeValidator(_not_a_bool)] = Field(
         0.1,
         ge=0,
         le=1,
