@@ -56,12 +56,13 @@ def set_aside(path: Path | str) -> Path | None:
     return None
 
 
-def report_damaged(path: Path | str, problem: str, action: str, *, stacklevel: int = 3) -> str:
-    """Warn once, in one paragraph: ``<path>: <problem>; <action>``. Returns the message.
+def report_damaged(path: Path | str, problem: str, action: str) -> str:
+    """Warn in one paragraph: ``<path>: <problem>; <action>``. Returns the message.
 
     ``action`` says what was done (``"moved aside to ...; starting an empty cache"``,
-    ``"working without the cache"``). The component calls this once per damaged file.
+    ``"working without the cache"``). The component calls this once per damaged file. The
+    warning is shown as ``recai:0: DamagedFileWarning: ...``, without a line of source code.
     """
     flat = " ".join(f"{path}: {problem}; {action}".split())
-    warnings.warn(flat, DamagedFileWarning, stacklevel=stacklevel)
+    warnings.warn_explicit(flat, DamagedFileWarning, filename="recai", lineno=0, module="recai")
     return flat

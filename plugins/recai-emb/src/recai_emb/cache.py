@@ -122,7 +122,7 @@ class EmbeddingCache:
             if moved is not None
             else "it cannot be moved aside; the vectors are computed again"
         )
-        report_damaged(folder, f"the embedding cache entry {problem}", action, stacklevel=4)
+        report_damaged(folder, f"the embedding cache entry {problem}", action)
 
     def put(self, parts: dict[str, Any], texts_hash: str, vectors: np.ndarray) -> Path:
         """Store ``vectors`` under ``parts``; returns the entry's folder. When the cache cannot
@@ -158,6 +158,5 @@ class EmbeddingCache:
                     folder,
                     f"the embedding cache cannot be written ({e.strerror or e})",
                     "the vectors are kept in memory for this run",
-                    stacklevel=3,
                 )
         return folder

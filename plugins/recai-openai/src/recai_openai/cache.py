@@ -220,7 +220,6 @@ class ResponseCache:
             self.path,
             f"the response cache {problem}",
             f"moved aside to {moved.name}; starting an empty cache (its requests are sent again)",
-            stacklevel=5,
         )
         return conn
 
@@ -231,13 +230,12 @@ class ResponseCache:
                 self.path,
                 f"the response cache {problem}",
                 "working without it: every request goes to the server",
-                stacklevel=5,
             )
 
     def _warn_once(self, what: str, problem: str, action: str) -> None:
         if what not in self._warned:
             self._warned.add(what)
-            report_damaged(self.path, f"the response cache {problem}", action, stacklevel=4)
+            report_damaged(self.path, f"the response cache {problem}", action)
 
     def _failed(self, e: sqlite3.Error, doing: str) -> None:
         """A read or write failed: a damaged file is replaced, anything else is bypassed for

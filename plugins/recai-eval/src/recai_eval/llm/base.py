@@ -331,7 +331,7 @@ class Session:
         raise LLMStageError(
             f"stage {self.stage!r}: {failed} of {n_samples} samples failed ({limit}); first "
             f"(sample {first['sample']}, user {first['user']}, at {first['stage']}): "
-            f"{first['error']}. The stage has no result and is not saved; {again}."
+            f"{_sentence(first['error'])} The stage has no result and is not saved; {again}."
             + (
                 " Fix the setting the error names (the key, the model, the server address)."
                 if user
@@ -377,6 +377,12 @@ class Session:
         return Report(
             evaluator=self.stage, metrics=metrics, info=info, intervals=intervals or {}, notes=notes
         )
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending with a full stop (unless it ends with one already, or ``?``/``!``)."""
+    text = text.rstrip()
+    return text if text.endswith((".", "?", "!", "...")) else text + "."
 
 
 def _plain(obj: Any) -> Any:

@@ -182,7 +182,6 @@ class AnswerCache:
             f"the answer cache is damaged: {problem}",
             f"moved aside to {moved.name}; starting a clean cache{kept} (failed and lost answers "
             "are asked again)",
-            stacklevel=5,
         )
 
     def _bypass(self, problem: str) -> None:
@@ -193,7 +192,6 @@ class AnswerCache:
                 self.path or "<memory>",
                 f"the answer cache {problem}",
                 "answers are kept in memory for this run only",
-                stacklevel=5,
             )
 
     # -- the store --------------------------------------------------------------------------------

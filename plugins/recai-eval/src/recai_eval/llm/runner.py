@@ -314,14 +314,19 @@ class Runner:
         if caller.native_batch:
             chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
             for chunk in self.progress(chunks, desc=desc, total=len(chunks)):
+                failed: Exception | None = None
                 try:
                     done = caller.ask_many([request for _, request in chunk])
                     results = [(Answer(text), extra) for text, extra in done]
                 except Exception as e:  # noqa: BLE001 - isolate the failing request(s)
-                    if len(chunk) == 1:  # nothing to isolate: that was its first try
-                        results = [self._one(caller, chunk[0][1], failed=e)]
-                    else:
-                        results = [self._one(caller, request) for _, request in chunk]
+                    failed = e
+                # asked outside the except block, so that their errors do not carry the batch's
+                # error as their context (clients that explain an error by its chain would
+                # report the batch's instead)
+                if failed is not None and len(chunk) == 1:  # nothing to isolate: a first try
+                    results = [self._one(caller, chunk[0][1], failed=failed)]
+                elif failed is not None:
+                    results = [self._one(caller, request) for _, request in chunk]
                 for (key, request), (answer, extra) in zip(chunk, results, strict=True):
                     yield key, request, answer, extra
             return
