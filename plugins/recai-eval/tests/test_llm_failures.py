@@ -404,6 +404,25 @@ def test_garbage_lines_are_reported_once_and_the_file_rebuilt(tmp_path: Path) ->
     assert said_again == [] and again.bad_lines == 0 and again.get("a")["text"] == "kept"
 
 
+def test_binary_junk_without_a_newline_is_damage_not_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    junk = bytes(range(256)) * 40  # no complete line: all of it would pass for a torn last line
+    path.write_bytes(junk.replace(b"\n", b" "))
+    cache, said = open_cache(path)
+    assert len(said) == 1 and "1 unreadable line(s)" in said[0]
+    assert (tmp_path / "c.jsonl.corrupt-1").stat().st_size == len(junk)
+
+
+def test_a_torn_last_answer_is_cut_off_quietly(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    cache = AnswerCache(path)
+    cache.put("a", {"text": "whole"})
+    cache.put("b", {"text": "torn"})
+    path.write_bytes(path.read_bytes()[:-9])  # killed while appending "b"
+    again, said = open_cache(path)
+    assert said == [] and again.repaired and again.get("a") and again.get("b") is None
+
+
 def test_a_fifo_in_place_of_the_cache_does_not_hang(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     os.mkfifo(path)

@@ -6,7 +6,7 @@ again by the next run. Each answer is one line ``{"key": ..., "text": ..., ...}`
 single ``write`` followed by ``flush`` and ``fsync``, so a crash can at worst leave the *last*
 line incomplete. Reading tolerates exactly that: an incomplete last line is cut off (the file is
 truncated back to its last complete line, so the next append starts clean) and counted in
-:attr:`AnswerCache.repaired`. Anything else that cannot be read is **damage**, reported once and
+:attr:`AnswerCache.repaired` — when it begins like an answer; anything else there is damage. Anything else that cannot be read is **damage**, reported once and
 never turned into failed samples (:mod:`recai.damaged`):
 
 - unreadable lines elsewhere (not JSON, not UTF-8, no string ``key`` and ``text``) are counted in
@@ -80,6 +80,10 @@ def request_key(component: Any, payload: Any, options: Mapping[str, Any] | None 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: How every line this cache writes begins (``json.dumps`` keeps the ``key`` first).
+_LINE_START = b'{"key": '
+
+
 def _problem(e: OSError) -> str:
     return e.strerror or type(e).__name__
 
@@ -130,6 +134,8 @@ class AnswerCache:
             return
         end = data.rfind(b"\n") + 1  # everything after the last newline is an incomplete line
         self.repaired = end < len(data)
+        if self.repaired and not data[end:].startswith(_LINE_START[: len(data) - end]):
+            self.bad_lines += 1  # not the start of an answer cut off while appending: damage
         for raw in data[:end].split(b"\n"):
             if not raw.strip():
                 continue
