@@ -2,8 +2,10 @@
 
 SQLite checks the time budget only between VM steps, and a few built-in functions can spend
 seconds inside one step (``printf('%.*c', 200000000, 'x')`` loops 200 million times; ``trim``,
-``instr``, ``replace`` and ``json_patch`` are quadratic in their arguments). So a budget holds by
-construction only with every layer below:
+``instr`` and ``replace`` are quadratic in their arguments). So a budget holds by construction
+only with every layer below (plus the functions that :class:`~recai.data.CatalogDB`'s authorizer
+refuses: ``json_group_array``/``json_group_object`` grow past the size cap before SQLite checks it,
+``json_patch`` is quadratic and returns JSON, which a Python wrapper could not):
 
 - :class:`Limits`: ``Connection.setlimit`` caps on string and blob sizes, SQL length, expression
   depth, compound SELECTs, function arguments, LIKE patterns, variables and result columns, sized
@@ -125,7 +127,7 @@ class Limits:
                 f"a function call has more arguments than the cap of {self.function_arg} "
                 f"({message})"
             )
-        if "too many sql variables" in low:
+        if "too many sql variables" in low or "variable number must be between" in low:
             return f"the SQL has more parameters than the cap of {self.variable_number:,}"
         if "too many columns" in low:
             return f"the SQL asks for more columns than the cap of {self.column} ({message})"
@@ -197,7 +199,6 @@ _LEADING_NUMBER = re.compile(rb"\s*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?
 # cost caps of one call, in units of the function's inner loop (about 0.05 to 0.1 s each)
 _TRIM_WORK = 2**25  # characters trimmed x characters to trim
 _SEARCH_WORK = 2**34  # bytes x bytes compared (instr, replace: memcmp at every position)
-_JSON_PATCH_WORK = 2**31  # bytes x bytes (json_patch compares every pair of keys)
 
 
 def _magnitude(value: Any) -> float:
@@ -299,10 +300,17 @@ class _GuardedFunctions:
                 self._helper = sqlite3.connect(":memory:", check_same_thread=False)
                 self.limits.apply(self._helper)
             marks = ", ".join("?" * len(args))
-            return self._helper.execute(f"SELECT {name}({marks})", args).fetchone()[0]
+            try:
+                return self._helper.execute(f"SELECT {name}({marks})", args).fetchone()[0]
+            except sqlite3.Error as exc:
+                explained = self.limits.explain(str(exc))
+                self.refuse(
+                    f"the query is too large: {explained}" if explained else f"{name}(): {exc}"
+                )
+                raise
 
     def _fail(self, reason: str) -> None:
-        self.refuse(reason)
+        self.refuse(f"the query is too costly: {reason}")
         raise ValueError(reason)
 
     def printf(self, name: str) -> Callable[..., Any]:
@@ -351,9 +359,6 @@ def install_guarded_functions(
         hay, needle = _size(a[0]), _size(a[1])
         return max(0, hay - needle + 1) * needle
 
-    def patch_cost(a: tuple[Any, ...]) -> int:
-        return _size(a[0]) * _size(a[1])
-
     for name in ("trim", "ltrim", "rtrim"):
         conn.create_function(
             name,
@@ -369,12 +374,6 @@ def install_guarded_functions(
         "replace", 3, guards.quadratic("replace", search_cost, _SEARCH_WORK, "byte comparisons"),
         deterministic=True,
     )  # fmt: skip
-    conn.create_function(
-        "json_patch",
-        2,
-        guards.quadratic("json_patch", patch_cost, _JSON_PATCH_WORK, "key comparisons"),
-        deterministic=True,
-    )
     return guards.close
 
 
@@ -439,15 +438,26 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
     try:
         tree = sqlglot.parse_one(condition, dialect=dialect, into=exp.Condition)
         sql = tree.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
-        again = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition)
+        # the text that runs must read back as itself (a fixed point of parse and generate; a
+        # second round settles the few rewrites such as IS DISTINCT FROM NULL -> IS NOT NULL)
+        for _ in range(3):
+            again = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition).sql(
+                dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE
+            )
+            if again == sql:
+                break
+            sql = again
     except RecursionError:
         raise QueryError(
             "the condition nests parentheses, CASE or NOT too deeply to be checked", condition
         ) from None
     except SqlglotError as exc:
         raise _not_one_expression(condition, exc) from None
-    if again != tree:  # pragma: no cover - sqlglot's output reads back as something else
-        raise QueryError("the condition could not be checked: it does not read back the same")
+    if again != sql:  # pragma: no cover - sqlglot's output reads back as something else
+        raise QueryError(
+            "the condition could not be checked: sqlglot's SQL for it reads back differently",
+            condition,
+        )
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
@@ -475,10 +485,35 @@ def _listing(tables: frozenset[str]) -> str:
     return ", ".join(sorted(tables)) + " and " + ", ".join(sorted(TABLE_FUNCTIONS)) + "()"
 
 
-def syntax_error_position(sql: str) -> str:
-    """Where sqlglot finds the first error in ``sql``: ``" at line 1, column 5"``, or ``""``."""
-    if len(sql) > MAX_SQL_CHARS:
+def syntax_error_position(sql: str, message: str) -> str:
+    """Where SQLite's syntax error ``message`` is in ``sql``: ``" at line 1, column 5"`` or ``""``.
+
+    SQLite names the token (``near "SELEC": syntax error``, ``unrecognized token: "'abc"``) but
+    not its place; when the token occurs more than once, sqlglot's first error picks the nearest.
+    ``incomplete input`` is at the end.
+    """
+    if "incomplete input" in message:
+        return " at its end (an unclosed parenthesis, string, quoted name or CASE?)"
+    m = re.search(r'(?:near|unrecognized token:) "(.*)"', message, re.S)
+    if m is None or not m.group(1):
         return ""
+    starts = [k.start() for k in re.finditer(re.escape(m.group(1)), sql)]
+    if not starts:
+        return ""
+    pos = starts[0]
+    if len(starts) > 1:
+        guess = _sqlglot_error_offset(sql)
+        if guess is not None:
+            pos = min(starts, key=lambda k: abs(k - guess))
+    line = sql.count("\n", 0, pos) + 1
+    col = pos - (sql.rfind("\n", 0, pos) + 1) + 1
+    return f" at line {line}, column {col}"
+
+
+def _sqlglot_error_offset(sql: str) -> int | None:
+    """The offset in ``sql`` of sqlglot's first parse error, if sqlglot finds one."""
+    if len(sql) > MAX_SQL_CHARS:
+        return None
     import sqlglot
     from sqlglot.errors import ParseError, SqlglotError
 
@@ -486,8 +521,10 @@ def syntax_error_position(sql: str) -> str:
         sqlglot.parse(sql, dialect=_dialect())
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
-        if first.get("line") is not None:
-            return f" at line {first['line']}, column {first['col']}"
+        line, col = first.get("line"), first.get("col")
+        if isinstance(line, int) and isinstance(col, int):
+            lines = sql.split("\n")
+            return sum(len(x) + 1 for x in lines[: line - 1]) + max(0, col - 1)
     except (SqlglotError, RecursionError):
         pass
-    return ""
+    return None
