@@ -537,8 +537,9 @@ def _merge_branches(problems: list[Problem]) -> list[Problem]:
     """One problem per key path for values checked against each member of a union (``Ranker |
     Retriever``): identical messages once, "needs a ranker" + "needs a retriever" as one line."""
     out: list[Problem] = []
+    at: dict[str, list[int]] = {}  # key path -> indices in out (linear for 100,000 problems)
     for p in problems:
-        same = [i for i, q in enumerate(out) if q.where == p.where]
+        same = at.setdefault(p.where, [])
         if any(out[i].message == p.message for i in same):
             continue
         new = _NEEDS.match(p.message)
@@ -553,5 +554,6 @@ def _merge_branches(problems: list[Problem]) -> list[Problem]:
                 merged = True
                 break
         if not merged:
+            same.append(len(out))
             out.append(p)
     return out

@@ -26,7 +26,7 @@ from ..plugins import PluginManager, get_plugin_manager
 from ..registry import Registered, Registry
 from ..roles import PendingRef, Role, with_article
 from ..specs import format_validation_error, is_secret_path, unknown_key_hints
-from .loader import with_lines
+from .loader import MAX_PROBLEMS, with_lines
 from .model import Recipe
 
 __all__ = ["Plan", "Built", "check", "build", "check_requirements"]
@@ -90,10 +90,17 @@ def check_requirements(requires: list[str], secret: frozenset[str] = frozenset()
     Entries at key paths in ``secret`` (values from the environment) are not echoed.
     """
     problems = []
+    versions: dict[str, str | None] = {}  # one metadata lookup per distribution
     for i, text in enumerate(requires):
         where = f"requires[{i}]"
         hidden = is_secret_path(where, secret)
-        shown = "the requirement from the environment (not shown)" if hidden else repr(text)
+        shown = (
+            "the requirement from the environment (not shown)"
+            if hidden
+            else repr(text)
+            if len(text) <= 100
+            else repr(text[:80] + "...") + f" ({len(text):,} characters)"
+        )
         install = f"pip install '{text}'"
         try:
             req = Requirement(text)
@@ -106,9 +113,13 @@ def check_requirements(requires: list[str], secret: frozenset[str] = frozenset()
                 )
             )
             continue
-        try:
-            version = md.version(req.name)
-        except md.PackageNotFoundError:
+        if req.name not in versions:
+            try:
+                versions[req.name] = md.version(req.name)
+            except md.PackageNotFoundError:
+                versions[req.name] = None
+        version = versions[req.name]
+        if version is None:
             if hidden:
                 problems.append(
                     Problem(where, f"the distribution named by {shown} is not installed")
@@ -159,8 +170,13 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
 
     comps = recipe.components
     resolved: dict[str, Registered] = {}
+    known = set(registry.names())
     for name, decl in comps.items():
         where = f"components.{name}.use"
+        if decl.use not in known and len(problems) >= MAX_PROBLEMS:
+            # only counted in the report: skip the "did you mean" search (20,000 of them take s)
+            problems.append(Problem(where, "unknown component"))
+            continue
         try:
             resolved[name] = registry.get(decl.use)
         except RecaiError as e:
@@ -218,8 +234,11 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         try:
             model.model_validate(comps[name].params, context={"recai_resolve": resolve})
         except ValidationError as e:
-            found = unknown_key_hints(format_validation_error(e, prefix, secret), prefix, model)
+            found = format_validation_error(e, prefix, secret)
+            rest = found[MAX_PROBLEMS:]  # only counted in the report: no hints to compute
+            found = unknown_key_hints(found[:MAX_PROBLEMS], prefix, model)
             problems += _reference_hints(found, prefix, model, comps[name].params, set(comps))
+            problems += rest
 
     order: tuple[str, ...] = ()
     try:

@@ -32,6 +32,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_VALUES",
+    "MAX_PROBLEMS",
 ]
 
 FORMATS = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
@@ -40,7 +41,7 @@ MAX_BYTES = 1 << 20
 """Largest recipe file (1 MiB); larger files are refused before they are read."""
 MAX_DEPTH = 64
 """Deepest nesting of tables and lists a recipe may have (a recipe needs fewer than ten)."""
-MAX_VALUES = 100_000
+MAX_VALUES = 20_000
 """Most values (tables, lists and scalars, YAML aliases expanded) a recipe may hold."""
 
 _ENV_REF = re.compile(r"\$(\$)?\{([^}]*)\}")
@@ -420,13 +421,35 @@ def _node_lines(root: Any) -> tuple[dict[str, int], list[Problem]]:
     return lines, duplicates
 
 
+MAX_PROBLEMS = 50
+"""Most problems one error lists; the rest are counted (fixing the first ones often fixes them)."""
+
+
 def with_lines(lines: dict[str, int], problems: list[Problem]) -> list[Problem]:
-    """Add ``(line N)`` to each problem's key path where the source line is known."""
+    """Add ``(line N)`` to each problem's key path where the source line is known; keep the
+    list readable: at most :data:`MAX_PROBLEMS` problems, long keys and messages shortened."""
     out = []
-    for p in problems:
+    for p in problems[:MAX_PROBLEMS]:
         line = line_for(lines, p.where) if p.where and not p.where.startswith("line ") else None
-        out.append(Problem(f"{p.where} (line {line})", p.message) if line else p)
+        where = _shorten_keys(p.where)
+        out.append(Problem(f"{where} (line {line})" if line else where, _shorten(p.message)))
+    if len(problems) > MAX_PROBLEMS:
+        more = len(problems) - MAX_PROBLEMS
+        out.append(Problem("", f"... and {more:,} more problems, not listed; fix these first"))
     return out
+
+
+def _shorten_keys(where: str) -> str:
+    """A key path with each key of more than 60 characters cut to its first 40."""
+    return re.sub(
+        r"[^.\[\]]{61,}", lambda m: f"{m.group()[:40]}...({len(m.group()):,} characters)", where
+    )
+
+
+def _shorten(message: str, limit: int = 2000) -> str:
+    if len(message) <= limit:
+        return message
+    return f"{message[: limit - 40]}... ({len(message) - limit + 40:,} more characters)"
 
 
 _KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
@@ -460,11 +483,10 @@ def recipe_from_dict(
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
         found = {p.where for p in numbers}  # said once, by the scan
-        problems += [
-            p
-            for p in _suggest(format_validation_error(e, redact=frozenset(secret)))
-            if p.where not in found
+        shape = [
+            p for p in format_validation_error(e, redact=frozenset(secret)) if p.where not in found
         ]
+        problems += _suggest(shape[:MAX_PROBLEMS]) + shape[MAX_PROBLEMS:]  # the rest: counted
     if problems or recipe is None:
         raise RecipeError(source, with_lines(lines or {}, problems))
     recipe._source = source
