@@ -307,14 +307,49 @@ def test_malformed_heads_get_a_400_not_a_closed_socket(
     assert health_ms(server) < 1000  # and the server is fine
 
 
-def test_a_huge_body_is_refused_and_health_stays_fast() -> None:
-    with LLMServer(Ticks(), model="m", max_body_bytes=1_000_000) as server:
-        tiny = b'{"messages": [' + b"[]," * 400_000 + b"[]]}"  # 1.2 MB of tiny values
-        status, _, raw = post(server, tiny)
-        assert status == 413 and "larger than 1000000 bytes" in error(raw)["message"]
-        many = b'{"model": "m", "messages": [' + b"0," * 450_000 + b"0]}"  # under the cap
-        status, _, raw = post(server, many)
-        assert status == 400 and error(raw)["param"] == "messages"
+BIG_BODIES = {
+    "over the cap": (b'{"messages": [' + b"[]," * 400_000 + b"[]]}", 413, "larger than"),
+    "450,000 numbers": (b'{"messages": [' + b"0," * 450_000 + b"0]}", 400, "100,000 JSON values"),
+    "300,000 empty lists": (b'{"messages": [' + b"[]," * 300_000 + b"[]]}", 400, "100,000 JSON"),
+    "metadata of 101,000 keys": (
+        b'{"messages": [{"role": "user", "content": "x"}], "metadata": {'
+        + b",".join(b'"%x":0' % i for i in range(101_000))
+        + b"}}",
+        400,
+        "100,000 JSON values",
+    ),
+    "2,000 messages": (
+        json.dumps({"messages": [{"role": "user", "content": "a"}] * 2000}).encode(),
+        400,
+        "too many messages",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(BIG_BODIES))
+def test_a_body_of_many_values_is_refused_while_health_stays_fast(shape: str) -> None:
+    raw, status, needle = BIG_BODIES[shape]
+    backend = Ticks()
+    with LLMServer(backend, model="m", max_body_bytes=1_000_000) as server:
+        stop = threading.Event()
+
+        def flood() -> None:
+            while not stop.is_set():
+                try:
+                    got, _, answer = post(server, raw)
+                except ConnectionError:  # a 413 closes the connection while the body is sent
+                    assert status == 413
+                    continue
+                assert got == status and needle in error(answer)["message"], answer[:300]
+
+        with ThreadPoolExecutor(1) as pool:
+            attack = pool.submit(flood)
+            time.sleep(0.2)
+            health = statistics.median(health_ms(server) for _ in range(7))
+            stop.set()
+            attack.result()
+    assert health < 100, f"/health took {health:.1f} ms while bodies of {shape} were parsed"
+    assert backend.calls == []
 
 
 # -- requests whose client went away -----------------------------------------------------------------

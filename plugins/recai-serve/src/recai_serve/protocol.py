@@ -99,6 +99,8 @@ class Limits:
     """Prompts of one ``/v1/completions`` scoring request."""
     max_json_depth: int = 64
     """Nesting of arrays and objects in a request body."""
+    max_json_values: int = 100_000
+    """Values (array items and object members, at any depth) in a request body."""
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -150,8 +152,10 @@ class ChatRequest:
     include_usage: bool = False
 
 
-def check_depth(body: Any, limit: int) -> None:
-    """Refuse (400) a parsed JSON value nested deeper than ``limit`` arrays and objects.
+def check_depth(body: Any, limit: int, max_values: int | None = None) -> None:
+    """Refuse (400) a parsed JSON value nested deeper than ``limit`` arrays and objects, or
+    holding more than ``max_values`` values in all (the walk stops there, so it costs at most
+    that many steps).
 
     Iterative, so a deep value costs no recursion; ``json.loads`` itself stops at about 1000.
 
@@ -163,9 +167,18 @@ def check_depth(body: Any, limit: int) -> None:
     400 the request body is nested deeper than 3 levels of arrays and objects
     """
     stack: list[tuple[Any, int]] = [(body, 1)]
+    seen = 0
     while stack:
         value, depth = stack.pop()
         children = value.values() if isinstance(value, dict) else value
+        seen += len(children)
+        if max_values is not None and seen > max_values:
+            raise APIError(
+                400,
+                f"the request body holds more than {max_values:,} JSON values (this server's "
+                "limit)",
+                code="json_too_large",
+            )
         for child in children:
             if isinstance(child, (dict, list)):
                 if depth + 1 > limit:

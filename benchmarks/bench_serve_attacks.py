@@ -1,0 +1,233 @@
+"""``recai serve`` under hostile clients: ``/health`` latency and a normal request's time.
+
+    python benchmarks/bench_serve_attacks.py                  # a clock backend (20 x 10 ms)
+    python benchmarks/bench_serve_attacks.py --backend hf     # hf.v1, SmolLM2-135M, 1 thread
+
+Issue 17 (item 5) set the bars: under the slow-client (slowloris), huge-stop, huge-prompt and
+abandoned-request attacks, ``/health`` answers under 100 ms and a normal request is served
+within twice its unloaded time. The server is :class:`recai_serve.server.LLMServer` on loopback
+with ``max_concurrency=1`` (as ``recai serve``); for each attack the script first measures the
+unloaded baseline in the same run, then starts the attack, waits ``--settle`` seconds, and
+measures ``/health`` (``--tries`` requests: median and max) and the normal request (median of
+``--tries``), with the ratio against the baseline. The attacks:
+
+- **slowloris**: ``--sockets`` connections that send part of a request head, a byte a second;
+- **huge-stop**: two clients posting 20,000 stop strings each, again and again;
+- **huge-prompt**: two clients posting 120 KB prompts;
+- **abandoned**: two clients posting requests for 500 tokens and leaving after 20 ms;
+- **big-body**: two clients posting 2 MB JSON bodies of empty lists (just under the body cap),
+  the one cost the event loop cannot move off its thread (parsing holds the GIL).
+
+Prints a Markdown table. Not part of the test suite: about 30 s with the clock backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from _report import machine
+
+ATTACKS = ("slowloris", "huge-stop", "huge-prompt", "abandoned", "big-body")
+
+
+def clock_backend() -> Any:
+    import recai
+    from recai.types import Completion, Usage
+
+    class Clock(recai.LLMBackend):
+        """``max_tokens`` words at 10 ms each (20 by default); stops when cancelled; a context
+        of 8192 tokens of 4 characters."""
+
+        capabilities = frozenset({"cancel"})
+        context_length = 8192
+
+        def count_tokens(self, messages: Any) -> int:  # about 4 characters a token
+            return sum(len(m.content) for m in messages) // 4 + 1
+
+        def chat(self, messages: Any, *, max_tokens: Any = None, cancel: Any = None, **kw: Any):
+            n = 0
+            for _ in range(max_tokens or 20):
+                if cancel is not None and cancel.is_set():
+                    break
+                time.sleep(0.01)
+                n += 1
+            return Completion("w " * n, "length", Usage(1, n))
+
+    return Clock()
+
+
+def hf_backend() -> Any:
+    from recai_hf.backend import HFBackend
+
+    return HFBackend(model="smollm2", threads=1).load()
+
+
+def request(address: tuple[str, int], body: Any, timeout: float = 120) -> int:
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
+    try:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        conn.request("POST", "/v1/chat/completions", raw, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return -1
+    finally:
+        conn.close()
+
+
+def health_ms(address: tuple[str, int]) -> float:
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    try:
+        conn.request("GET", "/health")
+        conn.getresponse().read()
+    finally:
+        conn.close()
+    return (time.perf_counter() - start) * 1000
+
+
+def normal(address: tuple[str, int], tokens: int) -> float:
+    body = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": tokens}
+    start = time.perf_counter()
+    status = request(address, body)
+    if status != 200:
+        raise RuntimeError(f"the normal request got {status}")
+    return time.perf_counter() - start
+
+
+def attacker(kind: str, address: tuple[str, int], stop: threading.Event, counts: dict) -> None:
+    def body(**extra: Any) -> dict[str, Any]:
+        return {"messages": [{"role": "user", "content": "x"}], **extra}
+
+    big = b'{"messages": [' + b"[]," * 690_000 + b"[]]}"  # just under the 2 MiB cap
+    i = 0
+    while not stop.is_set():
+        i += 1
+        if kind == "huge-stop":
+            status = request(address, body(stop=[f"s{j}" for j in range(20_000)]))
+        elif kind == "huge-prompt":
+            prompt = {"messages": [{"role": "user", "content": "x" * 120_000 + str(i)}]}
+            status = request(address, prompt)
+        elif kind == "big-body":
+            status = request(address, big)
+        elif kind == "abandoned":
+            sock = socket.create_connection(address, timeout=5)
+            raw = json.dumps(body(max_tokens=500)).encode()
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/json\r\nContent-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw
+            )
+            time.sleep(0.02)
+            sock.close()
+            status = 0
+            time.sleep(0.02)
+        else:
+            return
+        counts[status] = counts.get(status, 0) + 1
+
+
+def slowloris(address: tuple[str, int], n: int, stop: threading.Event) -> None:
+    sockets = []
+    for _ in range(n):
+        s = socket.create_connection(address, timeout=5)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-slow: ")
+        sockets.append(s)
+    while not stop.wait(1.0):
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.sendall(b"a")
+    for s in sockets:
+        s.close()
+
+
+def measure(address: tuple[str, int], tries: int, tokens: int) -> tuple[float, float, float]:
+    healths = [health_ms(address) for _ in range(tries)]
+    times = [normal(address, tokens) for _ in range(tries)]
+    return statistics.median(healths), max(healths), statistics.median(times)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from recai_serve.server import LLMServer
+
+    backend = hf_backend() if args.backend == "hf" else clock_backend()
+    rows = []
+    with LLMServer(backend, model="m", max_concurrency=1) as server:
+        address = server.address
+        normal(address, args.tokens)  # warm up
+        for kind in args.attacks:
+            base_health, _, base = measure(address, args.tries, args.tokens)
+            stop = threading.Event()
+            counts: dict[int, int] = {}
+            with ThreadPoolExecutor(3) as pool:
+                if kind == "slowloris":
+                    pool.submit(slowloris, address, args.sockets, stop)
+                else:
+                    for _ in range(2):
+                        pool.submit(attacker, kind, address, stop, counts)
+                time.sleep(args.settle)
+                try:
+                    health, health_max, loaded = measure(address, args.tries, args.tokens)
+                finally:
+                    stop.set()
+            rows.append(
+                {
+                    "attack": kind,
+                    "base_health_ms": base_health,
+                    "health_ms": health,
+                    "health_max_ms": health_max,
+                    "base_s": base,
+                    "loaded_s": loaded,
+                    "ratio": loaded / base,
+                    "answers": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "-",
+                }
+            )
+            print(rows[-1], file=sys.stderr, flush=True)
+            time.sleep(0.5)
+    return rows
+
+
+def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    head = (
+        "| attack | /health unloaded (ms) | /health median (ms) | /health max (ms) | normal "
+        "unloaded (s) | normal under attack (s) | ratio | attack answers (status: n) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    body = "".join(
+        f"| {r['attack']} | {r['base_health_ms']:.1f} | {r['health_ms']:.1f} | "
+        f"{r['health_max_ms']:.1f} | {r['base_s']:.3f} | {r['loaded_s']:.3f} | "
+        f"{r['ratio']:.2f} | {r['answers']} |\n"
+        for r in rows
+    )
+    note = (
+        f"\n{args.backend} backend, max_concurrency 1, {args.tries} tries each, "
+        f"normal request {args.tokens} tokens; {machine('starlette', 'uvicorn')}\n"
+    )
+    return head + body + note
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=("clock", "hf"), default="clock")
+    p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
+    p.add_argument("--tries", type=int, default=5)
+    p.add_argument("--tokens", type=int, default=20)
+    p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument("--sockets", type=int, default=300)
+    args = p.parse_args(argv)
+    print(table(run(args), args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
