@@ -479,7 +479,8 @@ def run(
     """Build ``recipe`` (if needed), run its stages and write ``metrics.json`` and ``report.md``.
 
     Finished stages are stored as they complete; with ``resume`` a stage whose components, params
-    and seed are unchanged is read back instead of being run again.
+    and seed are unchanged is read back instead of being run again — unless its report's ``info``
+    has a true ``retry_on_rerun`` (some samples got no answer and are to be asked again).
 
     The values the recipe took from the environment are registered as secrets first
     (:func:`recai.secrets.register_recipe`): they appear in no error, log line, progress line or
@@ -571,7 +572,10 @@ def _run_stages(
         if resume and stage_file.exists():
             try:
                 saved = json.loads(stage_file.read_text())
-                if saved.get("key") == key:
+                # a stage that finished with samples left to ask again (its report says
+                # info.retry_on_rerun) runs again; its answered samples come from its cache
+                partial = (saved.get("report", {}).get("info") or {}).get("retry_on_rerun")
+                if saved.get("key") == key and not partial:
                     reports[stage] = ctx.redact(Report.from_dict(saved["report"]))
                     timings[stage] = float(saved.get("seconds", 0.0))
                     resumed.append(stage)

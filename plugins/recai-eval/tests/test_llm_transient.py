@@ -216,7 +216,7 @@ def test_below_the_share_the_run_reports_honestly_and_the_next_asks_only_the_fai
     assert f"2 of {SAMPLES} samples got no answer" in (out / "report.md").read_text()
     failed = server.arrivals.prompts()[:2]
     server.arrivals.bodies.clear()
-    again = run(server.base_url, out, resume=False, batch_size=1)
+    again = run(server.base_url, out, batch_size=1)
     assert sorted(server.arrivals.prompts()) == sorted(failed)
     assert metrics(again) == uninterrupted
 
