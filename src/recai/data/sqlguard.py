@@ -15,9 +15,10 @@ refuses: ``json_group_array``/``json_group_object`` grow past the size cap befor
   first, then call SQLite's own function on a private connection (same results, same types);
 - :class:`Watchdog`: one thread that calls ``Connection.interrupt()`` when a statement passes its
   deadline (the progress handler stays as a second check);
-- :func:`condition_sql`: a ``where()`` condition is parsed with sqlglot into ONE expression and
-  the SQL that runs is generated from that parse, so no text in the condition (a ``)``, a comment,
-  a ``;``) can change the shape of the statement around it.
+- :func:`condition_sql`: a ``where()`` condition is parsed with sqlglot into ONE expression, and
+  the SQL that runs is the condition rewritten from sqlglot's tokens (comments dropped, strings
+  and names quoted afresh), so no text in the condition (a ``)``, a comment, a ``;``, a quote the
+  two parsers read differently) can change the shape of the statement around it.
 
 sqlglot is imported only when a condition is parsed.
 """
@@ -415,14 +416,61 @@ def _not_one_expression(condition: str, exc: BaseException) -> QueryError:
     )
 
 
+# what a token that is copied as it is written may look like (anything else is refused)
+_RAW_TOKEN = re.compile(
+    r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"  # a number
+    r"|[xX]'[0-9A-Fa-f]*'|0[xX][0-9A-Fa-f]+"  # a blob or a hexadecimal integer
+    r"|\$?[^\W\d][\w$]*"  # a name, keyword or $parameter
+    r"|[^\W\d]\w*(?:[ \t\r\n]+[^\W\d]\w*)+"  # a keyword of several words (ORDER BY)
+    r"|\(|\)|,|\.|\+|-|\*|/|%|==?|!=|<>|<=?|>=?|&|\|\|?|~|->>?|:|@|\?"  # punctuation
+)
+# two punctuation tokens that would read as a comment once joined
+_JOINS_INTO_COMMENT = {("-", "-"), ("/", "*")}
+
+
+def _canonical(text: str, tokens: list[Any]) -> str:
+    """``text`` rewritten from sqlglot's tokens of it: strings and quoted names quoted afresh,
+    every other token copied after checking its characters, comments and spacing replaced by one
+    space. SQLite splits the result into the same tokens as sqlglot did (no string, quote or
+    comment can start or end anywhere else), so the parse that sqlglot checks is the one SQLite
+    runs, and the SQL keeps its meaning (no function or operator is rewritten)."""
+    from sqlglot import TokenType
+
+    out: list[str] = []
+    prev_end, prev_raw = -2, ""
+    for tok in tokens:
+        raw = text[tok.start : tok.end + 1]
+        quoted = tok.token_type in (TokenType.STRING, TokenType.IDENTIFIER)
+        if tok.token_type == TokenType.STRING and raw[:1] == "'" and raw[-1:] == "'":
+            piece = "'" + tok.text.replace("'", "''") + "'"
+        elif tok.token_type == TokenType.IDENTIFIER and raw[:1] in ('"', "`"):
+            q = raw[0]
+            piece = q + tok.text.replace(q, q + q) + q
+        elif tok.token_type == TokenType.IDENTIFIER and raw[:1] == "[" and "]" not in tok.text:
+            piece = "[" + tok.text + "]"
+        elif not quoted and _RAW_TOKEN.fullmatch(raw):
+            piece = raw
+        else:
+            raise ValueError(f"unexpected text {raw[:40]!r} at offset {tok.start}")
+        adjacent = tok.start == prev_end + 1 and not quoted and prev_raw != ""
+        if adjacent and (prev_raw[-1:], piece[:1]) in _JOINS_INTO_COMMENT:
+            raise ValueError(f"unexpected text {prev_raw + piece!r} at offset {tok.start}")
+        if out and not adjacent:
+            out.append(" ")
+        out.append(piece)
+        prev_end, prev_raw = tok.end, "" if quoted else piece
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=512)
 def condition_sql(condition: str, tables: frozenset[str]) -> str:
-    """The SQL of a ``WHERE`` condition, generated from its parse as ONE expression.
+    """The SQL of a ``WHERE`` condition, checked to be ONE expression.
 
     Refuses (:class:`QueryError`) text that is not exactly one expression (``1) UNION SELECT 5
     /*``, ``1; DELETE ...``), and subqueries that read a table other than ``tables``, their own
-    CTEs and ``json_each``/``json_tree``. Comments are dropped. The returned text is what sqlglot
-    understood, so it cannot close a parenthesis or comment out what surrounds it.
+    CTEs and ``json_each``/``json_tree``. The returned text is the condition rewritten token by
+    token (:func:`_canonical`: comments dropped, strings and names quoted afresh), so it cannot
+    close a parenthesis or comment out what surrounds it, whatever the two parsers disagree on.
     """
     if len(condition) > MAX_SQL_CHARS:
         raise QueryError(
@@ -432,32 +480,23 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
         )
     import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import ErrorLevel, SqlglotError
+    from sqlglot.errors import SqlglotError
 
     dialect = _dialect()
     try:
-        tree = sqlglot.parse_one(condition, dialect=dialect, into=exp.Condition)
-        sql = tree.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
-        # the text that runs must read back as itself (a fixed point of parse and generate; a
-        # second round settles the few rewrites such as IS DISTINCT FROM NULL -> IS NOT NULL)
-        for _ in range(3):
-            again = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition).sql(
-                dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE
-            )
-            if again == sql:
-                break
-            sql = again
+        sqlglot.parse_one(condition, dialect=dialect, into=exp.Condition)  # errors name places
+        sql = _canonical(condition, dialect().tokenize(condition))
+        tree = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition)
+        if _canonical(sql, dialect().tokenize(sql)) != sql:  # pragma: no cover - a fixed point
+            raise ValueError("its tokens do not read back the same")
     except RecursionError:
         raise QueryError(
             "the condition nests parentheses, CASE or NOT too deeply to be checked", condition
         ) from None
     except SqlglotError as exc:
         raise _not_one_expression(condition, exc) from None
-    if again != sql:  # pragma: no cover - sqlglot's output reads back as something else
-        raise QueryError(
-            "the condition could not be checked: sqlglot's SQL for it reads back differently",
-            condition,
-        )
+    except ValueError as exc:
+        raise QueryError(f"the condition could not be checked: {exc}", condition) from None
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
