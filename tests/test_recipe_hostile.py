@@ -602,6 +602,23 @@ ALGORITHMIC = {
     'params = { dataset = "data", models = ['
     + ",".join(f'"x{i}"' for i in range(15_000))
     + "] }\n",
+    "many_unknown_refs.toml": "".join(
+        f'[components.c{i}]\nuse = "random.v1"\n' for i in range(3000)
+    )
+    + '[components.data]\nuse = "synthetic.v1"\n[components.e]\nuse = "hitrate.v1"\n'
+    + 'params = { dataset = "data", models = ['
+    + ",".join(f'"x{i}"' for i in range(3000))
+    + "] }\n",
+    "many_unknown_stages.toml": "".join(
+        f'[components.c{i}]\nuse = "random.v1"\n' for i in range(3000)
+    )
+    + "[run]\nstages = ["
+    + ",".join(f'"s{i}"' for i in range(3000))
+    + "]\n",
+    "long_cycle.toml": "".join(
+        f'[components.c{i}]\nuse = "filtered.v1"\nparams = {{ source = "c{(i + 1) % 3000}" }}\n'
+        for i in range(3000)
+    ),
 }
 
 
@@ -616,3 +633,26 @@ def test_the_report_of_a_hostile_recipe_stays_short_and_quick(
     assert len(out) < 64_000, f"{len(out):,} characters"
     if len(out.splitlines()) == loader.MAX_PROBLEMS + 2:
         assert "more problems, not listed" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("links", "ok"), [(60, True), (64, False), (3000, False)])
+def test_a_chain_of_components_deeper_than_run_can_build_is_refused_by_check(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str], links: int, ok: bool
+) -> None:
+    path = tmp_path / "chain.toml"
+    path.write_text(
+        "".join(
+            f'[components.c{i}]\nuse = "filtered.v1"\nparams = {{ source = "c{i + 1}" }}\n'
+            for i in range(links)
+        )
+        + f'[components.c{links}]\nuse = "synthetic.v1"\nparams = {{ n_users = 20, n_items = 10 }}\n'
+        '[components.r]\nuse = "random.v1"\n'
+        '[components.e]\nuse = "hitrate.v1"\nparams = { dataset = "c0", models = ["r"] }\n'
+    )
+    if not ok:
+        _refused(["recipe", "check", str(path)], capsys, "take each other more than 64 deep")
+        _refused(["run", str(path), "--out", str(tmp_path / "o")], capsys, "more than 64 deep")
+        return
+    assert _cli(["recipe", "check", str(path)], capsys)[0] == 0
+    code, text, _ = _cli(["run", str(path), "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert code == 0, text

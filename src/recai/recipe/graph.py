@@ -26,7 +26,7 @@ from ..plugins import PluginManager, get_plugin_manager
 from ..registry import Registered, Registry
 from ..roles import PendingRef, Role, with_article
 from ..specs import format_validation_error, is_secret_path, unknown_key_hints
-from .loader import MAX_PROBLEMS, with_lines
+from .loader import MAX_DEPTH, MAX_PROBLEMS, with_lines
 from .model import Recipe
 
 __all__ = ["Plan", "Built", "check", "build", "check_requirements"]
@@ -190,6 +190,10 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
             problems.append(Problem(where, message))
 
     deps: dict[str, set[str]] = {name: set() for name in comps}
+    names = list(comps)
+    name_set = set(names)
+    listing = _listing(names)
+    budget = [MAX_PROBLEMS]  # "did you mean" searches left: the report lists no more problems
     for name, entry in resolved.items():
         prefix = f"components.{name}.params"
         from_env = {v for p, v in _strings(comps[name].params, prefix) if p in secret}
@@ -205,12 +209,11 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
                 if hidden:
                     raise ValueError(
                         "the name taken from the environment (not shown) is not a component of this "
-                        f"recipe. Components: {', '.join(comps)}"
+                        f"recipe. Components: {listing}"
                     )
-                close = difflib.get_close_matches(ref, list(comps), n=1, cutoff=0.6)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = _did_you_mean(ref, names, budget)
                 raise ValueError(
-                    f"no component named {ref!r} in this recipe.{hint} Components: {', '.join(comps)}"
+                    f"no component named {ref!r} in this recipe.{hint} Components: {listing}"
                 )
             if ref == _name:
                 raise ValueError(
@@ -237,17 +240,19 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
             found = format_validation_error(e, prefix, secret)
             rest = found[MAX_PROBLEMS:]  # only counted in the report: no hints to compute
             found = unknown_key_hints(found[:MAX_PROBLEMS], prefix, model)
-            problems += _reference_hints(found, prefix, model, comps[name].params, set(comps))
+            problems += _reference_hints(found, prefix, model, comps[name].params, name_set)
             problems += rest
 
     order: tuple[str, ...] = ()
     try:
         order = tuple(graphlib.TopologicalSorter(deps).static_order())
+        problems += _chain_problems(order, deps)
     except graphlib.CycleError as e:
         # graphlib lists each component before the ones that take it; reverse that, so that each
         # is followed by the one it takes, and start at the one that comes first in the file
         cycle = list(reversed(e.args[1]))[:-1]
-        first = min(range(len(cycle)), key=lambda i: list(comps).index(cycle[i]))
+        position = {n: i for i, n in enumerate(comps)}
+        first = min(range(len(cycle)), key=lambda i: position[cycle[i]])
         cycle = cycle[first:] + cycle[:first]
         problems.append(
             Problem(
@@ -264,7 +269,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
         stages = tuple(recipe.run.stages)
         evaluators = [n for n, c in resolved.items() if Role.EVALUATOR in c.roles]
         have = (
-            f" Evaluators: {', '.join(evaluators)}."
+            f" Evaluators: {_listing(evaluators)}."
             if evaluators
             else " The recipe has no evaluator."
         )
@@ -280,8 +285,7 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
                     )
                 )
             elif stage not in comps:
-                close = difflib.get_close_matches(stage, list(comps), n=1, cutoff=0.6)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = _did_you_mean(stage, names, budget)
                 problems.append(
                     Problem(where, f"no component named {stage!r} in this recipe.{hint}{have}")
                 )
@@ -295,6 +299,49 @@ def check(recipe: Recipe, registry: Registry | None = None) -> Plan:
     if problems:
         raise RecipeError(recipe.source, with_lines(recipe._lines, problems))
     return Plan(recipe, resolved, {k: frozenset(v) for k, v in deps.items()}, order, stages)
+
+
+def _chain_problems(order: tuple[str, ...], deps: dict[str, set[str]]) -> list[Problem]:
+    """A problem for a chain of components taking each other more than MAX_DEPTH deep: building
+    and using them nests calls that deep (filtered.v1 over filtered.v1 over ... recursed past
+    Python's limit at run time while check said OK)."""
+    depth: dict[str, int] = {}
+    below: dict[str, str | None] = {}
+    for name in order:  # dependencies first
+        deepest = max(deps[name], key=lambda d: depth[d], default=None)
+        depth[name] = 1 + (depth[deepest] if deepest is not None else 0)
+        below[name] = deepest
+        if depth[name] > MAX_DEPTH:
+            chain = [name]
+            while below[chain[-1]] is not None and len(chain) < 4:
+                chain.append(below[chain[-1]])  # type: ignore[arg-type]
+            return [
+                Problem(
+                    f"components.{name}",
+                    f"components take each other more than {MAX_DEPTH} deep ("
+                    + " -> ".join(chain)
+                    + " -> ...); a recipe chains a few",
+                )
+            ]
+    return []
+
+
+def _listing(names: list[str], most: int = 20) -> str:
+    """``a, b, c`` for a few names; the first ``most`` and a count for many."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return ", ".join(names[:most]) + f", ... ({len(names):,} in all)"
+
+
+def _did_you_mean(name: str, names: list[str], budget: list[int]) -> str:
+    """`` Did you mean 'x'?`` for a close name, while ``budget[0]`` searches are left (each one
+    compares with every name; a hostile recipe asks for thousands)."""
+    if budget[0] <= 0:
+        return ""
+    budget[0] -= 1
+    pool = names if len(names) <= 500 else [n for n in names if abs(len(n) - len(name)) <= 2]
+    close = difflib.get_close_matches(name, pool[:500], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _takes_components(annotation: Any) -> bool:
