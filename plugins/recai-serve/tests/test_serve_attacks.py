@@ -183,6 +183,8 @@ HOSTILE = [
     ("a name of 10,000 characters",
      {"model": "m", "messages": [{"role": "user", "content": "x", "name": "n" * 10_000}]},
      "messages[0].name", "at most 256"),
+    ("a seed beyond 64 bits", body(seed=2**70), "seed", "fits 64 bits"),
+    ("a lone surrogate", body("\ud800 hi"), "messages[0].content", "not valid Unicode"),
     ("content as a number", {"model": "m", "messages": [{"role": "user", "content": 12}]},
      "messages[0].content", "must be a string"),
     ("a text part that is not text",
@@ -420,6 +422,38 @@ def test_a_client_that_leaves_while_queued_for_an_uncancellable_backend() -> Non
         assert first.result()[0] == 200
         assert post(server, body())[0] == 200
     assert backend.calls == 2  # the five queued ones never ran
+
+
+def test_a_stream_whose_client_stops_reading_gives_back_its_slot(monkeypatch) -> None:
+    import recai_serve.app
+
+    monkeypatch.setattr(recai_serve.app, "SEND_TIMEOUT", 0.5)
+
+    class Flood(Ticks):
+        def stream(self, messages, **options):
+            self.calls.append(messages[-1].content)
+            try:
+                while True:
+                    yield "x" * 65536
+            finally:
+                self.ended.append("closed")
+
+    backend = Flood()
+    with LLMServer(backend, model="m", max_concurrency=1) as server:
+        sock = socket.create_connection(server.address, timeout=5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw = json.dumps(body("flood", stream=True)).encode()
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            + f"\r\nContent-Length: {len(raw)}\r\n\r\n".encode()
+            + raw
+        )  # and never reads
+        try:
+            assert wait_for(lambda: backend.ended == ["closed"], 15), "the stream still runs"
+            status, _, raw = post(server, body("next", max_tokens=2))
+            assert status == 200
+        finally:
+            sock.close()
 
 
 # -- slow clients ----------------------------------------------------------------------------------

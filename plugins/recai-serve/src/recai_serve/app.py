@@ -82,6 +82,10 @@ interpreter's lock, so this also bounds how long one body can delay ``/health`` 
 BODY_TIMEOUT = 30.0
 """Seconds a request body may take to arrive by default (slower: 408)."""
 
+SEND_TIMEOUT = 30.0
+"""Seconds a streamed event may wait for a client that does not read (then the stream is
+cancelled as if the client had left)."""
+
 CHECK_THREADS = 4
 """Worker threads for parsing bodies and counting prompt tokens (apart from the backend's)."""
 
@@ -683,7 +687,12 @@ class _ChatStream(Response):
         try:
             async with contextlib.aclosing(self._events(first, pieces, completion)) as events:
                 async for event in events:
-                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                    # a client that stops reading holds the backend slot: not for long
+                    with anyio.move_on_after(SEND_TIMEOUT) as sending:
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                    if sending.cancelled_caught:
+                        ticket.stop("client")
+                        return
         except anyio.get_cancelled_exc_class():
             if ticket.reason == "shutdown":  # the client is still there: tell it why it ends
                 with anyio.CancelScope(shield=True):

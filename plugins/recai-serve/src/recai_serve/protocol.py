@@ -438,6 +438,17 @@ def _messages(raw: Any, limits: Limits) -> list[Message]:
                 f"messages[{i}].name must be a string of at most 256 characters",
                 param=f"messages[{i}].name",
             )
+        for field_name, text in (("content", content), ("name", name)):
+            if text and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise APIError(
+                        400,
+                        f"messages[{i}].{field_name} is not valid Unicode (a lone surrogate "
+                        "escape such as \\ud800)",
+                        param=f"messages[{i}].{field_name}",
+                    ) from None
         chars += len(content or "") + len(name or "")
         if chars > limits.max_prompt_chars:
             raise APIError(
@@ -504,9 +515,12 @@ def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
             )
         out["stop"] = stop
     if body.get("seed") is not None:
-        if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
+        seed = body["seed"]
+        if not isinstance(seed, int) or isinstance(seed, bool) or not -(2**63) <= seed < 2**64:
             raise APIError(
-                400, f"seed must be an integer, got {_short(body['seed'])}", param="seed"
+                400,
+                f"seed must be an integer that fits 64 bits, got {_short(seed)}",
+                param="seed",
             )
         out["seed"] = body["seed"]
     fmt = body.get("response_format")
