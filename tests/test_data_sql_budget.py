@@ -124,6 +124,11 @@ RECURSIVE = [
         "SELECT x, s FROM c",
     ),
     ("where", "(" * 400 + "1" + ")" * 400),
+    (  # the longest condition: parsing it counts against the budget too
+        "where",
+        "item IN (" + ", ".join(["1"] * 3200) + ") OR item IN (WITH RECURSIVE c(x) AS "
+        "(SELECT 0 UNION ALL SELECT x FROM c) SELECT x FROM c)",
+    ),
     ("query", "SELECT " + "NOT " * 4000 + "1"),
     ("query", "SELECT " + "abs(" * 3000 + "1" + ")" * 3000),
     ("query", " UNION ".join(["SELECT 1"] * 600)),

@@ -45,6 +45,7 @@ import numpy as np
 from ..errors import DataError, QueryError
 from .catalog import Catalog
 from .sqlguard import (
+    MAX_CONDITION_CHARS,
     MAX_SQL_CHARS,
     WATCHDOG,
     Limits,
@@ -386,12 +387,19 @@ class CatalogDB:
         """
         return self._items(_checked(sql), params, time_budget)
 
-    def _items(self, sql: str, params: SQLParams, time_budget: float | None) -> np.ndarray:
+    def _items(
+        self,
+        sql: str,
+        params: SQLParams,
+        time_budget: float | None,
+        *,
+        shown_budget: float | None = None,
+    ) -> np.ndarray:
         cap = max(10_000, 4 * self.catalog.n_items)
         byte_cap = self.max_bytes
         values: list[Any] = []
         size = 0
-        with self._run(sql, params, time_budget) as cursor:
+        with self._run(sql, params, time_budget, shown_budget) as cursor:
             columns = [d[0] for d in cursor.description or ()]
             col = columns.index("item") if "item" in columns else 0
             for row in cursor:
@@ -429,15 +437,34 @@ class CatalogDB:
         >>> db.where("price > :p", {"p": 5}).tolist()
         [1, 2]
         """
-        expression = condition_sql(_checked(condition, "condition"), frozenset(self.tables()))
+        start = time.perf_counter()
+        budget = self._budget(time_budget)
+        text = _checked(condition, "condition", MAX_CONDITION_CHARS)
+        expression = condition_sql(text, frozenset(self.tables()))
         sql = f"SELECT item FROM items WHERE ({expression}) ORDER BY item"
-        return self._items(sql, params, time_budget)
+        left = budget - (time.perf_counter() - start)  # checking it counts against the budget
+        if left <= 0:
+            raise QueryError(
+                f"checking the condition took longer than its time budget of {budget:g} s", text
+            )
+        return self._items(sql, params, left, shown_budget=budget)
 
-    def _run(self, sql: str, params: SQLParams, time_budget: float | None) -> _Running:
+    def _budget(self, time_budget: float | None) -> float:
         budget = self.time_budget if time_budget is None else time_budget
         if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget < 1e9:
             raise ValueError(f"time_budget must be a positive number of seconds, not {budget!r}")
-        return _Running(self, sql, () if params is None else params, float(budget))
+        return float(budget)
+
+    def _run(
+        self,
+        sql: str,
+        params: SQLParams,
+        time_budget: float | None,
+        shown_budget: float | None = None,
+    ) -> _Running:
+        budget = self._budget(time_budget)
+        shown = budget if shown_budget is None else shown_budget
+        return _Running(self, sql, () if params is None else params, budget, shown)
 
     # -- describing -------------------------------------------------------------------------------
     @property
@@ -588,8 +615,9 @@ class _Running:
 
     _TRANSLATED = (sqlite3.Error, ValueError, OverflowError, MemoryError, RecursionError)
 
-    def __init__(self, db: CatalogDB, sql: str, params: Any, budget: float):
+    def __init__(self, db: CatalogDB, sql: str, params: Any, budget: float, shown: float):
         self.db, self.sql, self.params, self.budget = db, sql, params, budget
+        self.shown = shown  # the budget as the caller gave it (where() spends some on parsing)
         self.held = False
         self.token: int | None = None
         self.cursor: sqlite3.Cursor | None = None
@@ -636,9 +664,7 @@ class _Running:
     def _translate(self, exc: BaseException) -> BaseException:
         db, sql = self.db, self.sql
         if db._timed_out:
-            return QueryError(
-                f"the query ran longer than its time budget of {self.budget:g} s", sql
-            )
+            return QueryError(f"the query ran longer than its time budget of {self.shown:g} s", sql)
         if db._denied is not None:
             return QueryError(f"SQL refused: {db._denied}", sql)
         if db._over_cap is not None:
@@ -672,16 +698,16 @@ class _Running:
         return exc
 
 
-def _checked(sql: Any, what: str = "SQL") -> str:
+def _checked(sql: Any, what: str = "SQL", cap: int = MAX_SQL_CHARS) -> str:
     """``sql`` if it is non-empty text within the length cap; a :class:`QueryError` otherwise."""
     if not isinstance(sql, str):
         raise QueryError(f"the {what} must be a str, not {type(sql).__name__}")
     if not sql.strip():
         raise QueryError(f"the {what} is empty", sql)
-    if len(sql) > MAX_SQL_CHARS:
+    if len(sql) > cap:
         raise QueryError(
-            f"the {what} is {len(sql):,} characters long, more than the cap of {MAX_SQL_CHARS:,}",
-            sql,
+            f"the {what} is {len(sql):,} characters long, more than the cap of {cap:,}",
+            sql[:1000],
         )
     return sql
 

@@ -29,6 +29,7 @@ import contextlib
 import functools
 import heapq
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -51,8 +52,11 @@ __all__ = [
     "syntax_error_position",
 ]
 
-#: longest condition or statement (in characters) that is parsed; sqlglot takes ~10 ms per 1,000
+#: longest statement (in characters) that query() and items() accept
 MAX_SQL_CHARS = 20_000
+#: longest where() condition: sqlglot checks one in about 0.2 s at worst (10,000 characters of
+#: ``1+1+...``), and that time counts against the query's budget
+MAX_CONDITION_CHARS = 10_000
 #: a table-valued function a condition may read besides the catalog's tables
 TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
 
@@ -148,6 +152,10 @@ class Watchdog:
     """
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """A fresh state (also in a forked child: the parent's thread and lock are not its own)."""
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int]] = []
         self._armed: dict[int, Callable[[], None]] = {}
@@ -190,6 +198,8 @@ class Watchdog:
 
 #: the watchdog every CatalogDB shares
 WATCHDOG = Watchdog()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=WATCHDOG._reset)
 
 
 # -- functions whose one call could outlast the budget --------------------------------------------
@@ -396,6 +406,21 @@ def _dialect() -> type[Dialect]:
     return CatalogSQLite
 
 
+def _as_written(condition: str, exc: Exception) -> Exception:
+    """sqlglot's error on the condition as written (its places are the user's), else ``exc``."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        sqlglot.parse_one(condition, dialect=_dialect(), into=exp.Condition)
+    except SqlglotError as original:
+        return original
+    except RecursionError:  # pragma: no cover - the rewritten condition failed first
+        pass
+    return exc
+
+
 def _not_one_expression(condition: str, exc: BaseException) -> QueryError:
     errors = getattr(exc, "errors", None) or []
     if errors and errors[0].get("line") is not None:
@@ -472,10 +497,10 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
     token (:func:`_canonical`: comments dropped, strings and names quoted afresh), so it cannot
     close a parenthesis or comment out what surrounds it, whatever the two parsers disagree on.
     """
-    if len(condition) > MAX_SQL_CHARS:
+    if len(condition) > MAX_CONDITION_CHARS:
         raise QueryError(
             f"the condition is {len(condition):,} characters long, more than the cap of "
-            f"{MAX_SQL_CHARS:,}",
+            f"{MAX_CONDITION_CHARS:,}",
             condition[:1000],
         )
     import sqlglot
@@ -484,7 +509,6 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
 
     dialect = _dialect()
     try:
-        sqlglot.parse_one(condition, dialect=dialect, into=exp.Condition)  # errors name places
         sql = _canonical(condition, dialect().tokenize(condition))
         tree = sqlglot.parse_one(sql, dialect=dialect, into=exp.Condition)
         if _canonical(sql, dialect().tokenize(sql)) != sql:  # pragma: no cover - a fixed point
@@ -494,7 +518,7 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
             "the condition nests parentheses, CASE or NOT too deeply to be checked", condition
         ) from None
     except SqlglotError as exc:
-        raise _not_one_expression(condition, exc) from None
+        raise _not_one_expression(condition, _as_written(condition, exc)) from None
     except ValueError as exc:
         raise QueryError(f"the condition could not be checked: {exc}", condition) from None
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
