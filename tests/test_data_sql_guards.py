@@ -439,6 +439,40 @@ def test_a_bad_time_budget_is_refused(db: CatalogDB, budget: object) -> None:
         db.query("SELECT 1", time_budget=budget)  # type: ignore[arg-type]
 
 
+# -- parameters ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ("abc", "a sequence (for ? placeholders) or a mapping (for :name placeholders), not str"),
+        (b"ab", "not bytes"),
+        (5, "not int"),
+        ((2**70,), "parameter 1 is an integer beyond SQLite's 64 bits"),
+        ((object(),), "parameter 1 is of type object, which SQLite cannot store"),
+        (([1, 2],), "parameter 1 is of type list"),
+        (("x" * 200_000,), "parameter 1 is 200,000 characters long, more than the cap of 131,072"),
+        ((b"x" * 200_000,), "parameter 1 is 200,000 bytes long"),
+        ({"a": 1}, "wrong parameters"),
+        ((1, 2), "wrong parameters"),
+    ],
+)
+def test_bad_parameters_are_named(db: CatalogDB, params: object, words: str) -> None:
+    with pytest.raises(QueryError) as info:
+        db.query("SELECT ?", params)  # type: ignore[arg-type]
+    assert words in str(info.value)
+    assert_readable(info.value)
+    # and the next error is about the next query (sqlite3 can report a stale one after a bind)
+    with pytest.raises(QueryError, match="beyond SQLite's 64 bits"):
+        db.query("SELECT ?", (2**64,))
+
+
+def test_numpy_values_bind_as_numbers(db: CatalogDB) -> None:
+    picked = np.array([0, 3])
+    assert db.where("item IN (?, ?)", tuple(picked)).tolist() == [0, 3]  # np.int64, not a blob
+    assert db.where("item IN (?, ?)", picked).tolist() == [0, 3]
+    assert db.where("price > :p", {"p": np.float32(5.0)}).tolist() == [1, 2]
+    assert db.query("SELECT ?, ?", [np.bool_(True), None]).rows == [(1, None)]
+
+
 # -- every failure one readable QueryError (item 7) ---------------------------------------------
 @pytest.mark.parametrize(
     ("sql", "words"),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import math
 import re
 import sqlite3
@@ -464,7 +465,7 @@ class CatalogDB:
     ) -> _Running:
         budget = self._budget(time_budget)
         shown = budget if shown_budget is None else shown_budget
-        return _Running(self, sql, () if params is None else params, budget, shown)
+        return _Running(self, sql, _bindable(params, sql, self.limits.length), budget, shown)
 
     # -- describing -------------------------------------------------------------------------------
     @property
@@ -682,7 +683,9 @@ class _Running:
             return QueryError("the SQL nests too deeply", sql)
         if isinstance(exc, sqlite3.ProgrammingError | sqlite3.Warning) and "one statement" in msg:
             return QueryError("SQL refused: only one statement may be run at a time", sql)
-        if isinstance(exc, sqlite3.ProgrammingError) and "bindings" in msg:
+        if isinstance(exc, sqlite3.ProgrammingError) and (
+            "binding" in msg.lower() or "supplied" in msg or "parameter" in msg
+        ):
             return QueryError(f"wrong parameters for the SQL: {exc}", sql)
         if isinstance(exc, sqlite3.Error):
             if "readonly" in msg or "read-only" in msg:
@@ -710,6 +713,53 @@ def _checked(sql: Any, what: str = "SQL", cap: int = MAX_SQL_CHARS) -> str:
             sql[:1000],
         )
     return sql
+
+
+def _bindable(params: SQLParams, sql: str, cap: int) -> tuple[Any, ...] | dict[str, Any]:
+    """``params`` as sqlite3 binds them, checked first: a sequence for ``?`` or a mapping for
+    ``:name``; numpy scalars become Python numbers (sqlite3 would bind an ``np.int64`` as an
+    8-byte blob, which matches nothing); integers beyond 64 bits and text or bytes longer than
+    ``cap`` are refused here, with the parameter named."""
+    if params is None:
+        return ()
+    if isinstance(params, str | bytes | bytearray) or not isinstance(
+        params, Mapping | Sequence | np.ndarray
+    ):
+        raise QueryError(
+            "the parameters must be a sequence (for ? placeholders) or a mapping (for :name "
+            f"placeholders), not {type(params).__name__}",
+            sql,
+        )
+    items = (
+        [(str(k), v) for k, v in params.items()]
+        if isinstance(params, Mapping)
+        else [(str(i + 1), v) for i, v in enumerate(params)]
+    )
+    out = []
+    for name, value in items:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise QueryError(f"parameter {name} is an integer beyond SQLite's 64 bits", sql)
+        if isinstance(value, str | bytes | bytearray | memoryview) and len(value) > cap:
+            raise QueryError(
+                f"parameter {name} is {len(value):,} "
+                f"{'characters' if isinstance(value, str) else 'bytes'} long, more than the cap "
+                f"of {cap:,} bytes per string or blob",
+                sql,
+            )
+        if value is not None and not isinstance(
+            value, int | float | str | bytes | bytearray | memoryview | datetime.date
+        ):
+            raise QueryError(
+                f"parameter {name} is of type {type(value).__name__}, which SQLite cannot "
+                "store (give a number, text, bytes or None)",
+                sql,
+            )
+        out.append((name, value))
+    if isinstance(params, Mapping):
+        return dict(out)
+    return tuple(v for _, v in out)
 
 
 def _row_bytes(row: tuple[Any, ...]) -> int:
