@@ -98,6 +98,19 @@ AGGREGATE = [
     ),
 ]
 
+
+def CTE_BOMB(width: int, depth: int, terms: int) -> str:
+    """A statement with ``depth`` CTEs, each using the one before ``width`` times."""
+    body = "title NOT IN (" + ", ".join(f"'x{j}'" for j in range(terms)) + ")"
+    ctes = f"WITH a0 AS (SELECT item, title FROM items WHERE {body})" + "".join(
+        f", a{i} AS (SELECT t0.item, t0.title FROM "
+        + ", ".join(f"a{i - 1} t{r}" for r in range(width))
+        + ")"
+        for i in range(1, depth)
+    )
+    return ctes + f" SELECT t0.item FROM a{depth - 1} t0"
+
+
 RECURSIVE = [
     (
         "query",
@@ -132,6 +145,12 @@ RECURSIVE = [
     ("query", "SELECT " + "NOT " * 4000 + "1"),
     ("query", "SELECT " + "abs(" * 3000 + "1" + ")" * 3000),
     ("query", " UNION ".join(["SELECT 1"] * 600)),
+    # common table expressions that double at each level: SQLite copies them while it prepares
+    # the statement, where neither the progress handler nor an interrupt reaches (5.6 s before)
+    ("query", CTE_BOMB(2, 30, 200)),
+    ("query", CTE_BOMB(3, 20, 200)),
+    ("query", CTE_BOMB(2, 16, 200)),
+    ("where", f"item IN ({CTE_BOMB(2, 16, 50)})"),
 ]
 
 

@@ -125,7 +125,7 @@ def test_condition_errors_say_what_is_wrong(db: CatalogDB) -> None:
 
 
 # conditions an LLM or a user writes; each must select what the same text selects when SQLite
-# reads it directly (the condition that runs is regenerated from sqlglot's parse)
+# reads it directly (the condition that runs is rewritten token by token from sqlglot's tokens)
 LEGIT = [
     "genres LIKE ? AND year < 2000",
     "year IS NULL",
@@ -343,6 +343,38 @@ def test_limits_name_their_caps(db: CatalogDB) -> None:
             db.query(sql, params)
         assert words in str(info.value), (sql[:60], str(info.value))
         assert_readable(info.value)
+
+
+def test_common_table_expressions_are_measured_before_sqlite_copies_them(db: CatalogDB) -> None:
+    from recai.data.sqlguard import MAX_CTE_EXPANSION, cte_expansion
+
+    ordinary = [
+        "SELECT * FROM items WHERE title = 'with'",
+        "WITH g AS (SELECT item FROM item_genres WHERE value = 'Crime') "
+        "SELECT * FROM items WHERE item IN g OR item IN (SELECT item FROM g)",
+        "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < 3) "
+        "SELECT x FROM c",
+        "WITH a AS (SELECT item FROM items), b AS (SELECT item FROM a), c AS (SELECT item "
+        "FROM b) SELECT item FROM c",
+    ]
+    for sql in ordinary:
+        assert cte_expansion(sql) < 200, sql
+        db.query(sql)
+    doubling = "WITH a0 AS (SELECT item FROM items)" + "".join(
+        f", a{i} AS (SELECT x.item FROM a{i - 1} x, a{i - 1} y)" for i in range(1, 25)
+    )
+    assert cte_expansion(doubling + " SELECT 1 FROM a24") > MAX_CTE_EXPANSION
+    tripling = "WITH RECURSIVE a0(item) AS (SELECT 1)" + "".join(
+        f", a{i}(item) AS NOT MATERIALIZED (SELECT 1 FROM a{i - 1}, a{i - 1}, a{i - 1})"
+        for i in range(1, 14)
+    )
+    for sql in (doubling + " SELECT 1 FROM a24", tripling + " SELECT 1 FROM a13"):
+        start = time.perf_counter()
+        with pytest.raises(QueryError, match="WITH clauses would expand to more than 50,000"):
+            db.query(sql)
+        assert time.perf_counter() - start < 0.5
+    with pytest.raises(QueryError, match="WITH clauses would expand"):
+        db.where("item IN (" + doubling + " SELECT item FROM a24)")
 
 
 def test_limits_fit_the_catalog() -> None:

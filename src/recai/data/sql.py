@@ -47,10 +47,12 @@ from ..errors import DataError, QueryError
 from .catalog import Catalog
 from .sqlguard import (
     MAX_CONDITION_CHARS,
+    MAX_CTE_EXPANSION,
     MAX_SQL_CHARS,
     WATCHDOG,
     Limits,
     condition_sql,
+    cte_expansion,
     install_guarded_functions,
     syntax_error_position,
 )
@@ -465,6 +467,15 @@ class CatalogDB:
     ) -> _Running:
         budget = self._budget(time_budget)
         shown = budget if shown_budget is None else shown_budget
+        expansion = cte_expansion(sql)
+        if expansion > MAX_CTE_EXPANSION:
+            raise QueryError(
+                "the SQL's WITH clauses would expand to more than "
+                f"{MAX_CTE_EXPANSION:,} tokens, the cap (SQLite copies a common table expression "
+                "for each use, before running anything and past any time budget); use each one "
+                "fewer times",
+                sql,
+            )
         return _Running(self, sql, _bindable(params, sql, self.limits.length), budget, shown)
 
     # -- describing -------------------------------------------------------------------------------

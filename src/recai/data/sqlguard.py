@@ -15,6 +15,8 @@ refuses: ``json_group_array``/``json_group_object`` grow past the size cap befor
   first, then call SQLite's own function on a private connection (same results, same types);
 - :class:`Watchdog`: one thread that calls ``Connection.interrupt()`` when a statement passes its
   deadline (the progress handler stays as a second check);
+- :func:`cte_expansion`: a statement whose common table expressions would expand (one copy per
+  use, before anything runs, where no interrupt reaches) past a cap is refused up front;
 - :func:`condition_sql`: a ``where()`` condition is parsed with sqlglot into ONE expression, and
   the SQL that runs is the condition rewritten from sqlglot's tokens (comments dropped, strings
   and names quoted afresh), so no text in the condition (a ``)``, a comment, a ``;``, a quote the
@@ -44,10 +46,14 @@ if TYPE_CHECKING:
     from sqlglot.dialects.dialect import Dialect
 
 __all__ = [
+    "MAX_CONDITION_CHARS",
+    "MAX_CTE_EXPANSION",
+    "MAX_SQL_CHARS",
     "Limits",
     "Watchdog",
     "WATCHDOG",
     "condition_sql",
+    "cte_expansion",
     "install_guarded_functions",
     "syntax_error_position",
 ]
@@ -542,6 +548,95 @@ def condition_sql(condition: str, tables: frozenset[str]) -> str:
                 condition,
             )
     return sql
+
+
+#: how many tokens the common table expressions of one statement may expand to
+MAX_CTE_EXPANSION = 50_000
+_WITH = re.compile(r"\bwith\b", re.IGNORECASE)
+_CTE_BODY_STARTS = {"select", "with", "values"}
+
+
+def cte_expansion(sql: str) -> int:
+    """About how many tokens SQLite handles to prepare ``sql`` once every use of a common table
+    expression is replaced by a copy of it (SQLite copies a CTE's body for each reference before
+    it decides to materialize it, and a CTE that uses an earlier one twice doubles it: 30 such
+    CTEs took 5.6 s to prepare, uninterruptibly). 0 when ``sql`` has no WITH.
+
+    Counted on sqlglot's tokens, so any statement is measured, whatever the parser supports:
+    a CTE is ``name [(columns)] AS [NOT] [MATERIALIZED] (SELECT|WITH|VALUES ...)``, and any other
+    token spelling its name is a use (a column of that name counts too: an overestimate).
+    """
+    if not _WITH.search(sql):
+        return 0
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tokens = _dialect()().tokenize(sql)
+    except SqlglotError:
+        return MAX_CTE_EXPANSION + 1  # SQLite would not read it either; refuse to guess
+    words = [t.text.lower() for t in tokens]
+    kinds = [t.token_type.name for t in tokens]
+    closing = _matching_parens(kinds)
+    bodies: dict[str, list[tuple[int, int]]] = {}
+    definitions: set[int] = set()
+    for i in range(len(tokens) - 2):
+        if kinds[i] not in ("VAR", "IDENTIFIER") and not words[i].isidentifier():
+            continue
+        j = i + 1
+        if kinds[j] == "L_PAREN" and j in closing:  # the column list
+            j = closing[j] + 1
+        if j >= len(tokens) or words[j] != "as":
+            continue
+        j += 1
+        while j < len(tokens) and words[j] in ("not", "materialized"):
+            j += 1
+        if j + 1 < len(tokens) and kinds[j] == "L_PAREN" and words[j + 1] in _CTE_BODY_STARTS:
+            bodies.setdefault(words[i], []).append((j + 1, closing.get(j, len(tokens))))
+            definitions.add(i)
+    if not bodies:
+        return len(tokens)
+
+    sizes: dict[str, int] = {}
+
+    def size(name: str, visiting: frozenset[str]) -> int:
+        if name in sizes:
+            return sizes[name]
+        best = 0
+        for start, end in bodies[name]:
+            total = end - start
+            for k in range(start, end):
+                ref = words[k]
+                if ref in bodies and ref != name and ref not in visiting and k not in definitions:
+                    total += size(ref, visiting | {name})
+                    if total > MAX_CTE_EXPANSION:
+                        break
+            best = max(best, total)
+        sizes[name] = min(best, MAX_CTE_EXPANSION + 1)
+        return sizes[name]
+
+    inside = [False] * len(tokens)
+    for spans in bodies.values():
+        for start, end in spans:
+            inside[start:end] = [True] * (end - start)
+    total = len(tokens)
+    for k, word in enumerate(words):
+        if word in bodies and not inside[k] and k not in definitions:
+            total += size(word, frozenset())
+            if total > MAX_CTE_EXPANSION:
+                break
+    return total
+
+
+def _matching_parens(kinds: list[str]) -> dict[int, int]:
+    """Index of each ``(`` token -> index of its ``)``."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for k, kind in enumerate(kinds):
+        if kind == "L_PAREN":
+            stack.append(k)
+        elif kind == "R_PAREN" and stack:
+            pairs[stack.pop()] = k
+    return pairs
 
 
 def _listing(tables: frozenset[str]) -> str:
