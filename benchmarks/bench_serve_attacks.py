@@ -12,11 +12,15 @@ measures ``/health`` (``--tries`` requests: median and max) and the normal reque
 ``--tries``), with the ratio against the baseline. The attacks:
 
 - **slowloris**: ``--sockets`` connections that send part of a request head, a byte a second;
-- **huge-stop**: two clients posting 20,000 stop strings each, again and again;
-- **huge-prompt**: two clients posting 120 KB prompts;
-- **abandoned**: two clients posting requests for 500 tokens and leaving after 20 ms;
-- **big-body**: two clients posting 2 MB JSON bodies of empty lists (just under the body cap),
+- **huge-stop**: clients posting 20,000 stop strings each, again and again, as fast as they can;
+- **huge-prompt**: clients posting 120 KB prompts;
+- **abandoned**: clients posting requests for 500 tokens and leaving after 20 ms;
+- **big-body**: clients posting 2 MB JSON bodies of empty lists (just under the body cap),
   the one cost the event loop cannot move off its thread (parsing holds the GIL).
+
+The attackers (``--attackers`` processes, 2 by default; one process for slowloris) run apart
+from the server's process, each sending its next request as soon as the last is answered: a
+flood, on the same cores as the server.
 
 Prints a Markdown table. Not part of the test suite: about 30 s with the clock backend.
 """
@@ -27,12 +31,12 @@ import argparse
 import contextlib
 import http.client
 import json
+import multiprocessing
+import os
 import socket
 import statistics
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from _report import machine
@@ -106,24 +110,24 @@ def normal(address: tuple[str, int], tokens: int) -> float:
     return time.perf_counter() - start
 
 
-def attacker(kind: str, address: tuple[str, int], stop: threading.Event, counts: dict) -> None:
-    def body(**extra: Any) -> dict[str, Any]:
-        return {"messages": [{"role": "user", "content": "x"}], **extra}
+def attacker(kind: str, address: tuple[str, int], stop: Any, counts: Any) -> None:
+    """Send attack requests of ``kind`` back to back until ``stop``; each body is built once,
+    so that the attacker's own work stays small next to the server's."""
 
-    big = b'{"messages": [' + b"[]," * 690_000 + b"[]]}"  # just under the 2 MiB cap
-    i = 0
+    def body(**extra: Any) -> bytes:
+        return json.dumps({"messages": [{"role": "user", "content": "x"}], **extra}).encode()
+
+    raw = {
+        "huge-stop": body(stop=[f"s{j}" for j in range(20_000)]),
+        "huge-prompt": json.dumps({"messages": [{"role": "user", "content": "x" * 120_000}]}),
+        "big-body": b'{"messages": [' + b"[]," * 690_000 + b"[]]}",  # just under the 2 MiB cap
+        "abandoned": body(max_tokens=500),
+    }[kind]
+    raw = raw if isinstance(raw, bytes) else raw.encode()
+    seen: dict[int, int] = {}
     while not stop.is_set():
-        i += 1
-        if kind == "huge-stop":
-            status = request(address, body(stop=[f"s{j}" for j in range(20_000)]))
-        elif kind == "huge-prompt":
-            prompt = {"messages": [{"role": "user", "content": "x" * 120_000 + str(i)}]}
-            status = request(address, prompt)
-        elif kind == "big-body":
-            status = request(address, big)
-        elif kind == "abandoned":
+        if kind == "abandoned":
             sock = socket.create_connection(address, timeout=5)
-            raw = json.dumps(body(max_tokens=500)).encode()
             sock.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
                 b"application/json\r\nContent-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw
@@ -133,11 +137,13 @@ def attacker(kind: str, address: tuple[str, int], stop: threading.Event, counts:
             status = 0
             time.sleep(0.02)
         else:
-            return
-        counts[status] = counts.get(status, 0) + 1
+            status = request(address, raw)
+        seen[status] = seen.get(status, 0) + 1
+    for status, n in seen.items():
+        counts[(status, os.getpid())] = n
 
 
-def slowloris(address: tuple[str, int], n: int, stop: threading.Event) -> None:
+def slowloris(address: tuple[str, int], n: int, stop: Any) -> None:
     sockets = []
     for _ in range(n):
         s = socket.create_connection(address, timeout=5)
@@ -161,25 +167,34 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from recai_serve.server import LLMServer
 
     backend = hf_backend() if args.backend == "hf" else clock_backend()
+    mp = multiprocessing.get_context("spawn")  # not fork: the server runs threads (and torch)
+    manager = mp.Manager()
     rows = []
     with LLMServer(backend, model="m", max_concurrency=1) as server:
         address = server.address
         normal(address, args.tokens)  # warm up
         for kind in args.attacks:
             base_health, _, base = measure(address, args.tries, args.tokens)
-            stop = threading.Event()
-            counts: dict[int, int] = {}
-            with ThreadPoolExecutor(3) as pool:
-                if kind == "slowloris":
-                    pool.submit(slowloris, address, args.sockets, stop)
-                else:
-                    for _ in range(2):
-                        pool.submit(attacker, kind, address, stop, counts)
-                time.sleep(args.settle)
-                try:
-                    health, health_max, loaded = measure(address, args.tries, args.tokens)
-                finally:
-                    stop.set()
+            stop = mp.Event()
+            counts: Any = manager.dict()
+            # the attackers are other processes, as real clients are: their own work (building
+            # 20,000 stop strings) must not take the measured server's interpreter lock
+            if kind == "slowloris":
+                procs = [mp.Process(target=slowloris, args=(address, args.sockets, stop))]
+            else:
+                procs = [
+                    mp.Process(target=attacker, args=(kind, address, stop, counts))
+                    for _ in range(args.attackers)
+                ]
+            for proc in procs:
+                proc.start()
+            time.sleep(args.settle)
+            try:
+                health, health_max, loaded = measure(address, args.tries, args.tokens)
+            finally:
+                stop.set()
+                for proc in procs:
+                    proc.join(60)
             rows.append(
                 {
                     "attack": kind,
@@ -189,7 +204,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "base_s": base,
                     "loaded_s": loaded,
                     "ratio": loaded / base,
-                    "answers": ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "-",
+                    "answers": ", ".join(
+                        f"{status}: {sum(n for (st, _), n in counts.items() if st == status)}"
+                        for status in sorted({st for st, _ in counts})
+                    )
+                    or "-",
                 }
             )
             print(rows[-1], file=sys.stderr, flush=True)
@@ -224,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=20)
     p.add_argument("--settle", type=float, default=0.5)
     p.add_argument("--sockets", type=int, default=300)
+    p.add_argument("--attackers", type=int, default=2, help="attacking processes (not slowloris)")
     args = p.parse_args(argv)
     print(table(run(args), args))
     return 0

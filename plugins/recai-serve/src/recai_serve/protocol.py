@@ -85,8 +85,8 @@ class Limits:
     """Messages in one chat request (content parts count as their message)."""
     max_prompt_chars: int = 1_000_000
     """Characters of all messages' contents and names together (of all prompts of a scoring
-    request). Against a backend that tells its context, also at most 32 characters per token of
-    it (no prompt that long fits), so that no huge prompt is ever tokenized."""
+    request). Against a backend that tells its context, also at most :data:`CHARS_PER_TOKEN`
+    characters per token of it, so that no huge prompt is ever tokenized."""
     max_prompt_tokens: int | None = None
     """Prompt tokens, counted with the backend's tokenizer (None: the backend's context)."""
     max_tokens: int | None = None
@@ -110,9 +110,11 @@ class Limits:
                 raise RecaiError(f"Limits.{name} must be a positive integer, got {value!r}")
 
 
-CHARS_PER_TOKEN = 32
-"""No tokenizer's token of ordinary text is this long on average, so a prompt of more than
-``CHARS_PER_TOKEN * context`` characters cannot fit the context: refused without tokenizing."""
+CHARS_PER_TOKEN = 8
+"""A prompt of more than ``CHARS_PER_TOKEN * context`` characters is refused without being
+tokenized. Ordinary text runs 3 to 5 characters a token (SmolLM2: English prose 4.3, code
+about 3.5); only long runs of one character (spaces, dashes) pack more. Tokenizing costs about
+a millisecond per kilobyte of CPU, so this bounds what a refused prompt costs the server."""
 
 
 class APIError(Exception):
