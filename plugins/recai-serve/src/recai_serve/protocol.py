@@ -506,10 +506,10 @@ def _options(body: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
     stop = body.get("stop")
     if stop is not None:
         stop = [stop] if isinstance(stop, str) else stop
+        if isinstance(stop, list) and len(stop) > limits.max_stop:  # before looking at each
+            raise _too_many("too many stop strings", len(stop), limits.max_stop, "stop")
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise APIError(400, "stop must be a string or a list of strings", param="stop")
-        if len(stop) > limits.max_stop:
-            raise _too_many("too many stop strings", len(stop), limits.max_stop, "stop")
         longest = max((len(s) for s in stop), default=0)
         if longest > limits.max_stop_chars:
             raise _too_many(
