@@ -238,11 +238,21 @@ class Component(ABC):
 
 
 class LLMBackend(Component):
-    """A chat model: messages in, a :class:`~recai.types.Completion` out."""
+    """A chat model: messages in, a :class:`~recai.types.Completion` out.
+
+    Optional hooks a server (``recai serve``) uses when a backend has them: ``context_length``
+    (an ``int`` attribute, or ``None`` when unknown) and ``count_tokens(messages) -> int`` let it
+    refuse a prompt beyond the model's context with a 400 before generating; with ``"cancel"`` in
+    :attr:`capabilities`, ``chat``/``chat_batch``/``stream`` accept ``cancel=`` (anything with
+    ``is_set()``, e.g. a ``threading.Event``) and stop at the next token once it is set (the
+    completion's ``finish_reason`` is then ``"cancelled"``), so a client that left or a shutdown
+    frees the model at once.
+    """
 
     role = Role.LLM_BACKEND
 
-    #: Optional capabilities this backend supports: ``"stream"``, ``"json_schema"``, ``"logprobs"``.
+    #: Optional capabilities this backend supports: ``"stream"``, ``"json_schema"``,
+    #: ``"logprobs"``, ``"cancel"`` (the ``cancel=`` keyword above).
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
