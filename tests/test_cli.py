@@ -27,6 +27,7 @@ HEAVY = (
     "uvicorn",
     "fastapi",
     "pyarrow",
+    "sqlglot",
 )
 
 

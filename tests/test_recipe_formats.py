@@ -517,7 +517,12 @@ def test_a_plugin_validator_does_not_echo_env_values(
     assert "components.llm.params.api_key (line 5)" in err
     assert "does not look like an API key" in err
     assert SECRET_CORE not in err
-    # the same value written in the file is echoed: it is no secret
+    # the same value written in the file is echoed: it is no secret (in a fresh process: once
+    # loaded from the environment a value stays registered, and hidden, for the process)
+    from recai import secrets
+
+    secrets.forget_secrets()
+    monkeypatch.delenv("RECAI_TEST_SECRET")
     path.write_text(
         f"components:\n  llm:\n    use: keyed.v1\n    params:\n      api_key: {SECRET}\n"
     )

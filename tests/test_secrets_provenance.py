@@ -246,6 +246,42 @@ def test_secret_values_recorded_by_the_loader_win(monkeypatch: pytest.MonkeyPatc
     assert secrets.recipe_env_values(Loaded()) == {"exact-value-123"}
 
 
+def test_loading_a_recipe_registers_exactly_its_environment_values() -> None:
+    # the loader's own record: values given through env= (not os.environ) are known too, and a
+    # recipe that is only checked, never run, already hides them
+    env = {"DS": "hidden-dataset-name", "TOK": TOKEN, "LIKE_HOME": "/srv/private-data"}
+    recipe = recai.load_recipe(
+        {
+            "components": {
+                "a": {
+                    "use": "random.v1",
+                    "params": {"p": "${LIKE_HOME}/x", "q": "${NOPE:-written-default-1}"},
+                },
+                "b": {"use": "${DS}", "params": {"key": "${TOK}"}},
+            }
+        },
+        env=env,
+    )
+    assert recipe.secret_values == {"hidden-dataset-name", TOKEN, "/srv/private-data"}
+    assert secrets.known_secrets() >= recipe.secret_values
+    assert "written-default-1" not in secrets.known_secrets()
+    assert secrets.redact_known("no such file: /srv/private-data/x") == "no such file: ***/x"
+
+
+def test_recipe_check_hides_an_environment_value_in_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[components.data]\nuse = "${DS_NAME}"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "recai", "recipe", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DS_NAME": "movielens-secret-name-99"},
+    )
+    assert proc.returncode == 2
+    assert "components.data.use" in proc.stderr
+    assert "movielens-secret-name-99" not in proc.stdout + proc.stderr
+
+
 # -- the run folder's name ------------------------------------------------------------------------
 
 

@@ -300,12 +300,13 @@ def _node_budget(root: Any) -> Problem | None:
 
 
 def interpolate_env(
-    data: Any, env: Mapping[str, str], path: str = ""
+    data: Any, env: Mapping[str, str], path: str = "", values: set[str] | None = None
 ) -> tuple[Any, list[Problem], set[str]]:
     """Replace ``${NAME}`` (and ``${NAME:-default}``) in every string; ``$${`` is a literal ``${``.
 
     Returns the new data, the problems (unset variables, bad syntax) and the key paths that took a
-    value from the environment.
+    value from the environment. The environment values substituted (not the defaults written in
+    the recipe) are added to ``values`` when given: they are the secrets to keep out of outputs.
     """
     problems: list[Problem] = []
     secret: set[str] = set()
@@ -333,6 +334,8 @@ def interpolate_env(
                 return m.group(0)
             secret.add(where)
             if name in env:
+                if values is not None:
+                    values.add(env[name])
                 return env[name]
             if sep:
                 return default
@@ -476,7 +479,15 @@ def recipe_from_dict(
     fatal, numbers = _scan(data)
     if fatal:
         raise RecipeError(source, with_lines(lines or {}, fatal))
-    data, problems, secret = interpolate_env(data, os.environ if env is None else env)
+    env_values: set[str] = set()
+    data, problems, secret = interpolate_env(
+        data, os.environ if env is None else env, values=env_values
+    )
+    # the values taken from the environment are secrets from now on: errors, logs, progress and
+    # run files of this process hide them (recai.secrets), whatever the command
+    from .. import secrets as _secrets
+
+    _secrets.register(env_values)
     problems += numbers
     recipe: Recipe | None = None
     try:
@@ -491,6 +502,7 @@ def recipe_from_dict(
         raise RecipeError(source, with_lines(lines or {}, problems))
     recipe._source = source
     recipe._secret_paths = frozenset(secret)
+    recipe._secret_values = frozenset(env_values)
     recipe._lines = dict(lines or {})
     return recipe
 

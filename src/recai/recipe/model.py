@@ -108,6 +108,7 @@ class Recipe(_Strict):
 
     _source: str = PrivateAttr(default="<recipe>")
     _secret_paths: frozenset[str] = PrivateAttr(default=frozenset())
+    _secret_values: frozenset[str] = PrivateAttr(default=frozenset())
     _lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
@@ -119,6 +120,11 @@ class Recipe(_Strict):
     def secret_paths(self) -> frozenset[str]:
         """Key paths whose values came from the environment (never echoed in errors)."""
         return self._secret_paths
+
+    @property
+    def secret_values(self) -> frozenset[str]:
+        """The values taken from the environment (the loader's exact record; see recai.secrets)."""
+        return self._secret_values
 
     def line_of(self, path: str) -> int | None:
         """Best-known source line for a key path, or None."""

@@ -21,6 +21,10 @@ A split other than leave-one-out is built by hand from a dataset, with the proto
 
 ``Split(dataset, train, test, valid=None)`` takes :class:`~recai.data.Interactions` of the same
 dataset (``select`` keeps rows by mask or index); ``split.valid`` is what models early-stop on.
+
+Every test starts and ends with no registered secrets (:func:`recai.secrets.forget_secrets`):
+loading a recipe registers the values it took from ``${ENV}`` process-wide, and a value left
+by one test would be redacted from the output of the next.
 """
 
 from __future__ import annotations
@@ -29,10 +33,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from .. import secrets as _secrets
 from ..data import Dataset, Split, leave_one_out
 from ..plugins import PluginManager
 from ..roles import DatasetSource
 from .helpers import fresh_plugin_manager, make_tiny_dataset, use_plugin_manager
+
+
+@pytest.fixture(autouse=True)
+def _recai_no_registered_secrets() -> Iterator[None]:
+    _secrets.forget_secrets()
+    yield
+    _secrets.forget_secrets()
 
 
 @pytest.fixture
