@@ -8,14 +8,42 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from .data import Dataset, Split, apply_filters, synthetic_dataset
 from .errors import DataError
 from .roles import DatasetSource, Ranker, Retriever
+from .specs import Seed
 from .types import ItemList, Query
 
-__all__ = ["RandomRecommender", "SyntheticDataset", "FilteredDataset"]
+__all__ = [
+    "RandomRecommender",
+    "SyntheticDataset",
+    "FilteredDataset",
+    "MAX_USERS",
+    "MAX_ITEMS",
+    "MAX_EVENTS",
+]
+
+MAX_USERS = 10_000_000
+"""Most users of a synthetic dataset."""
+MAX_ITEMS = 10_000_000
+"""Most items of a synthetic dataset or of random.v1's catalog (every item has a title and a
+score row entry)."""
+MAX_EVENTS = 100_000_000
+"""Most interactions of a synthetic dataset (``n_users * mean_length``): a few GB of arrays."""
+
+
+def _events_fit(mean_length: int, info: ValidationInfo) -> int:
+    """``mean_length`` such that ``n_users * mean_length`` stays within :data:`MAX_EVENTS`."""
+    n_users = info.data.get("n_users")
+    if isinstance(n_users, int) and n_users * mean_length > MAX_EVENTS:
+        raise ValueError(
+            f"n_users * mean_length = {n_users * mean_length:,} interactions is more than "
+            f"{MAX_EVENTS:,}; lower n_users or mean_length"
+        )
+    return mean_length
+
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -43,7 +71,14 @@ class RandomRecommender(Ranker, Retriever):
     (1, 5)
     """
 
-    def __init__(self, seed: int = 0, n_items: int | None = None):
+    def __init__(
+        self,
+        seed: Seed = 0,
+        n_items: Annotated[
+            int | None,
+            Field(ge=1, le=MAX_ITEMS, description="catalog size before fit() (fit sets it)"),
+        ] = None,
+    ):
         self.seed = seed
         self.n_items = n_items
 
@@ -108,24 +143,41 @@ class SyntheticDataset(DatasetSource):
 
     def __init__(
         self,
-        n_users: Annotated[int, Field(ge=1, description="number of users")] = 60,
-        n_items: Annotated[int, Field(ge=1, description="number of items")] = 40,
+        n_users: Annotated[
+            int, Field(ge=1, le=MAX_USERS, description=f"number of users (at most {MAX_USERS:,})")
+        ] = 60,
+        n_items: Annotated[
+            int, Field(ge=1, le=MAX_ITEMS, description=f"number of items (at most {MAX_ITEMS:,})")
+        ] = 40,
         mean_length: Annotated[
             int,
-            Field(ge=1, description="events per user on average (n_users * mean_length in all)"),
+            Field(
+                ge=1,
+                le=100_000,
+                description="events per user on average (n_users * mean_length in all, at most "
+                f"{MAX_EVENTS:,})",
+            ),
+            AfterValidator(_events_fit),
         ] = 12,
-        seed: int = 0,
+        seed: Seed = 0,
         p_follow: Annotated[
             float,
             Field(ge=0, le=1, description="chance that the next event follows the item chain"),
         ] = 0.8,
-        cluster_size: Annotated[int, Field(ge=1, description="items per latent cluster")] = 20,
+        cluster_size: Annotated[
+            int, Field(ge=1, le=MAX_ITEMS, description="items per latent cluster")
+        ] = 20,
         popularity_exponent: Annotated[
-            float, Field(gt=0, description="item popularity: rank r weighs about r**-exponent")
+            float,
+            Field(gt=0, le=100, description="item popularity: rank r weighs about r**-exponent"),
         ] = 1.0,
         activity_exponent: Annotated[
             float,
-            Field(gt=0, description="Pareto tail index of user activity (smaller: more skewed)"),
+            Field(
+                ge=0.1,  # smaller overflows float64 weights: (1 - u) ** (-1 / exponent)
+                le=100,
+                description="Pareto tail index of user activity (smaller: more skewed), 0.1 .. 100",
+            ),
         ] = 1.2,
         ratings: Annotated[bool, Field(description="add 1-5 ratings")] = False,
     ):
@@ -174,7 +226,11 @@ class FilteredDataset(DatasetSource):
         ] = None,
         k_core: Annotated[
             int | None,
-            Field(ge=1, description="minimum events per user and per item (None: no k-core)"),
+            Field(
+                ge=1,
+                le=1_000_000,
+                description="minimum events per user and per item (None: no k-core)",
+            ),
         ] = None,
         dedup: Annotated[
             Literal["first", "last", "none"],

@@ -14,21 +14,55 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 import recai
 from recai.data import Dataset, Split, sample_candidates
 from recai.runtime import RunContext
+from recai.specs import Seed
 from recai.stats import bootstrap_intervals
 from recai.types import ItemList, Query, Report
 
 from .metrics import ACCURACY, MISSED, metric_name, metric_values
 from .outputs import write_outputs
-from .ranking import LEVEL, RankingEvaluator, SplitName, evaluation_cases
+from .ranking import (
+    LEVEL,
+    MAX_BOOTSTRAP,
+    MAX_K,
+    RankingEvaluator,
+    SplitName,
+    evaluation_cases,
+)
 
 __all__ = ["CandidateRankingEvaluator", "chance_values", "candidate_ranks"]
 
 CandidateMetric = Literal["recall", "ndcg", "hit", "mrr", "precision", "map"]
+
+MAX_BATCH_CELLS = 50_000_000
+"""Most scores one batch asks for (``batch_size * (1 + negatives)``): 400 MB of float64 scores,
+before the model's and the ranking's working copies."""
+
+
+def _k_within_candidates(k: Sequence[int], info: ValidationInfo) -> Sequence[int]:
+    """Cut-offs no larger than the ``1 + negatives`` candidates of a row."""
+    negatives = info.data.get("negatives")
+    if isinstance(negatives, int) and k and max(k) > negatives + 1:
+        raise ValueError(
+            f"k = {max(k)} exceeds the {negatives + 1} candidates per row (1 + negatives); "
+            f"use cut-offs up to {negatives + 1}"
+        )
+    return k
+
+
+def _batch_fits(batch_size: int, info: ValidationInfo) -> int:
+    """A batch size whose score matrix stays within :data:`MAX_BATCH_CELLS`."""
+    negatives = info.data.get("negatives")
+    if isinstance(negatives, int) and batch_size * (negatives + 1) > MAX_BATCH_CELLS:
+        raise ValueError(
+            f"batch_size * (1 + negatives) = {batch_size * (negatives + 1):,} scores per batch is "
+            f"more than {MAX_BATCH_CELLS:,}; use batch_size <= {MAX_BATCH_CELLS // (negatives + 1):,}"
+        )
+    return batch_size
 
 
 def chance_values(n_candidates: int, ks: Sequence[int], metrics: Sequence[str]) -> dict[str, float]:
@@ -97,15 +131,25 @@ class CandidateRankingEvaluator(recai.Evaluator):
             Field(min_length=1, description="rankers or retrievers to evaluate"),
         ],
         negatives: Annotated[
-            int, Field(ge=1, description="sampled negatives per positive (19 RecAI, 99 SASRec)")
+            int,
+            Field(
+                ge=1,
+                le=MAX_K,
+                description=f"sampled negatives per positive (19 RecAI, 99 SASRec; <= {MAX_K:,})",
+            ),
         ] = 99,
         strategy: Annotated[
             Literal["uniform", "popularity"],
             Field(description="draw negatives uniformly or by training popularity"),
         ] = "uniform",
         k: Annotated[
-            Sequence[Annotated[int, Field(ge=1)]],
-            Field(min_length=1, description="cut-offs over the 1 + N candidates"),
+            Sequence[Annotated[int, Field(ge=1, le=MAX_K + 1)]],
+            Field(
+                min_length=1,
+                max_length=32,
+                description="cut-offs over the 1 + N candidates (at most 32, each <= 1 + N)",
+            ),
+            AfterValidator(_k_within_candidates),
         ] = (1, 5, 10),
         metrics: Annotated[
             Sequence[CandidateMetric],
@@ -115,7 +159,7 @@ class CandidateRankingEvaluator(recai.Evaluator):
             Literal["test", "valid"], Field(description="which held-out items to rank")
         ] = "test",
         seed: Annotated[
-            int | None, Field(description="seed of the negatives (default: the run's seed)")
+            Seed | None, Field(description="seed of the negatives (default: the run's seed)")
         ] = None,
         short: Annotated[
             Literal["raise", "drop"],
@@ -129,12 +173,26 @@ class CandidateRankingEvaluator(recai.Evaluator):
             float,
             Field(gt=0, lt=0.5, description="temporal/random: share of events in valid and test"),
         ] = 0.1,
-        batch_size: Annotated[int, Field(ge=1, description="rows scored per batch")] = 1024,
+        batch_size: Annotated[
+            int,
+            Field(
+                ge=1,
+                le=MAX_BATCH_CELLS // 2,
+                description=f"rows scored per batch (batch_size * (1 + negatives) <= "
+                f"{MAX_BATCH_CELLS:,})",
+            ),
+            AfterValidator(_batch_fits),
+        ] = 1024,
         bootstrap: Annotated[
-            int, Field(ge=0, description="bootstrap resamples for 95% intervals; 0 disables")
+            int,
+            Field(
+                ge=0,
+                le=MAX_BOOTSTRAP,
+                description="bootstrap resamples for 95% intervals; 0 disables",
+            ),
         ] = 1000,
         max_users: Annotated[
-            Annotated[int, Field(ge=1)] | None,
+            Annotated[int, Field(ge=1, le=1_000_000_000)] | None,
             Field(description="evaluate a seeded random sample of at most this many users"),
         ] = None,
         via: Annotated[

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
 
 import recai
+from recai.specs import Seed
 
 from .parsing import DEFAULT_THRESHOLD
 from .prompts import check_template
@@ -51,7 +52,20 @@ __all__ = [
     "template_param",
     "placeholders_of",
     "DEFAULT_THRESHOLD",
+    "MAX_SAMPLES",
+    "MAX_TOKENS",
+    "MAX_CUTOFF",
 ]
+
+# -- bounds: what a recipe check accepts, a run can do -------------------------------------------
+MAX_SAMPLES = 1_000_000
+"""Most sampled users (each one or more LLM requests)."""
+MAX_TOKENS = 1_048_576
+"""Most tokens an answer may be asked for (the longest context windows of today's models)."""
+MAX_CUTOFF = 10_000
+"""Largest cut-off k and most items an LLM is asked to list."""
+MAX_BOOTSTRAP = 20_000
+"""Most bootstrap resamples (as ranking.v1)."""
 
 
 class Placeholders(frozenset[str]):
@@ -97,11 +111,25 @@ def _not_a_bool(value: Any) -> Any:
 # -- one annotation per setting ---------------------------------------------------------------
 SystemPrompt = template_param()
 Cutoffs = Annotated[
-    Sequence[Annotated[int, Field(ge=1)]],
-    Field(min_length=1, description="cut-offs k of Hit/NDCG/MRR@k"),
+    Sequence[Annotated[int, Field(ge=1, le=MAX_CUTOFF)]],
+    Field(
+        min_length=1,
+        max_length=32,
+        description=f"cut-offs k of Hit/NDCG/MRR@k (at most 32), each 1 .. {MAX_CUTOFF:,}",
+    ),
 ]
-MaxTokens = Annotated[int | None, Field(ge=1, description="most tokens an answer may have")]
-Samples = Annotated[int, Field(ge=1, description="users to sample (all eligible users if fewer)")]
+MaxTokens = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_TOKENS, description=f"most tokens an answer may have (<= {MAX_TOKENS:,})"),
+]
+Samples = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_SAMPLES,
+        description=f"users to sample (all eligible users if fewer; <= {MAX_SAMPLES:,})",
+    ),
+]
 
 
 class LLMTaskParams(recai.Params):
@@ -110,14 +138,21 @@ class LLMTaskParams(recai.Params):
 
     dataset: recai.DatasetSource = Field(description="the dataset to build prompts from")
     samples: Samples = 100
-    seed: int | None = Field(
+    seed: Seed | None = Field(
         None, description="seed for sampling users, candidates and orders; default: the run's"
     )
-    max_history: int = Field(20, ge=1, description="most recent history items shown in prompts")
-    fields: Sequence[str] = Field(
-        (), description="catalog fields shown after each title (e.g. genres)"
+    max_history: int = Field(
+        20, ge=1, le=10_000, description="most recent history items shown in prompts"
     )
-    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for 95% intervals; 0: none")
+    fields: Sequence[str] = Field(
+        (), max_length=100, description="catalog fields shown after each title (e.g. genres)"
+    )
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        le=MAX_BOOTSTRAP,
+        description="bootstrap resamples for 95% intervals; 0: none",
+    )
     max_failed_share: Annotated[float, BeforeValidator(_not_a_bool)] = Field(
         0.1,
         ge=0,
@@ -132,12 +167,19 @@ class AskingParams(LLMTaskParams):
     """A task that asks LLMs: generation options and how requests are sent."""
 
     max_tokens: MaxTokens = 300
-    temperature: float | None = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
-    concurrency: int = Field(
-        4, ge=1, description="requests in flight at once (backends without native batching)"
+    temperature: float | None = Field(
+        0.0, ge=0, le=2, description="sampling temperature, 0 .. 2 (0: greedy)"
     )
-    batch_size: int = Field(8, ge=1, description="requests per chat_batch call (native batching)")
-    retries: int = Field(0, ge=0, description="extra tries of a request that raised")
+    concurrency: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="requests in flight at once (backends without native batching)",
+    )
+    batch_size: int = Field(
+        8, ge=1, le=4096, description="requests per chat_batch call (native batching)"
+    )
+    retries: int = Field(0, ge=0, le=100, description="extra tries of a request that raised")
     cache: bool = Field(True, description="keep answers in <run>/llm-cache to reuse on reruns")
 
 
@@ -165,7 +207,7 @@ class PromptParams(GroundedParams):
 class LLMRetrievalParams(PromptParams):
     """``llm-retrieval.v1``: the LLM names items from a user's history."""
 
-    n_recommend: int = Field(10, ge=1, description="how many items the LLM names")
+    n_recommend: int = Field(10, ge=1, le=MAX_CUTOFF, description="how many items the LLM names")
     k: Cutoffs = (1, 5, 10)
     template: template_param("history", "k") = None
     max_tokens: MaxTokens = 400
@@ -208,7 +250,7 @@ class ExplanationParams(AskingParams):
     )
     judge: recai.LLMBackend = Field(description="the LLM that judges")
     samples: Samples = 50
-    words: int = Field(100, ge=5, description="word limit asked of explanations")
+    words: int = Field(100, ge=5, le=100_000, description="word limit asked of explanations")
     system_prompt: SystemPrompt = None
     template: template_param("history", "item", "words") = None
     judge_system_prompt: SystemPrompt = None
@@ -225,7 +267,9 @@ class ConversationParams(GroundedParams):
     simulator: recai.LLMBackend = Field(description="the LLM that plays the user")
     samples: Samples = 50
     max_turns: int = Field(5, ge=1, le=50, description="turns per dialogue (N)")
-    n_recommend: int = Field(10, ge=1, description="items an LLM recommender is asked to list")
+    n_recommend: int = Field(
+        10, ge=1, le=MAX_CUTOFF, description="items an LLM recommender is asked to list"
+    )
     simulator_prompt: template_param("history", "target") = None
     recommender_prompt: template_param("k") = None
     greeting: SystemPrompt = None
