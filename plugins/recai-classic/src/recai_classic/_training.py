@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo
 
 from recai.data import Split
 from recai.errors import RecaiError
@@ -39,15 +39,47 @@ from recai.progress import Progress
 if TYPE_CHECKING:
     import torch
 
-# Params shared by the trained models (BPR, SASRec): one definition, one description.
-Epochs = Annotated[int, Field(ge=1, description="most training epochs")]
+# Params shared by the trained models (BPR, SASRec): one definition, one description. Every
+# number has bounds, so that what a recipe check accepts, a run can allocate and finish.
+MAX_EPOCHS = 100_000
+MAX_BATCH = 10_000_000
+MAX_CELLS = 2**32
+"""Most elements of one activation tensor the params imply (16 GiB of float32), checked across
+fields (BPR: ``batch_size * negatives * factors``; SASRec: ``batch_size * max_len * hidden`` and
+``batch_size * heads * max_len**2``)."""
+
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS, description="most training epochs")]
 Patience = Annotated[
-    int, Field(ge=1, description="stop after this many epochs without improvement")
+    int,
+    Field(ge=1, le=MAX_EPOCHS, description="stop after this many epochs without improvement"),
 ]
 ValidMetric = Annotated[
     Literal["ndcg", "recall"], Field(description="early-stopping metric on split.valid")
 ]
-ValidK = Annotated[int, Field(ge=1, description="cut-off of the validation metric")]
+ValidK = Annotated[int, Field(ge=1, le=100_000, description="cut-off of the validation metric")]
+LearningRate = Annotated[float, Field(gt=0, le=10, description="Adam learning rate")]
+WeightDecay = Annotated[float, Field(ge=0, le=1e6, description="Adam L2 penalty")]
+
+
+def cells_within(
+    info: ValidationInfo, what: str, value: int, *names: str, squared: str = ""
+) -> None:
+    """Raise a ValueError naming the fields when ``value`` times the already-validated fields
+    ``names`` (times ``squared`` squared) is more than :data:`MAX_CELLS`; fields that failed
+    their own check are skipped (their error is reported already)."""
+    total = value
+    for name in (*names, squared, squared) if squared else names:
+        other = info.data.get(name)
+        if not isinstance(other, int):
+            return
+        total *= other
+    if total > MAX_CELLS:
+        raise ValueError(
+            f"{what} = {total:,} elements in one tensor is more than {MAX_CELLS:,} (16 GiB of "
+            f"float32); lower one of them"
+        )
+
+
 Device = Annotated[Literal["cpu", "cuda", "auto"], Field(description="where to train and score")]
 
 

@@ -26,10 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 import recai
 from recai.data import Split
+from recai.specs import Seed
 from recai.types import ItemList, Query
 
 from ._common import (
@@ -41,12 +42,15 @@ from ._common import (
     top_similar,
 )
 from ._training import (
+    MAX_BATCH,
     Device,
     Epochs,
+    LearningRate,
     Patience,
     Validator,
     ValidK,
     ValidMetric,
+    cells_within,
     csr_histories,
     global_mean,
     join,
@@ -61,6 +65,12 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["BPR", "sample_negatives"]
+
+
+def _negatives_fit(negatives: int, info: ValidationInfo) -> int:
+    """``negatives`` such that a batch's ``batch_size x negatives x factors`` embeddings fit."""
+    cells_within(info, "batch_size * negatives * factors", negatives, "batch_size", "factors")
+    return negatives
 
 
 def sample_negatives(
@@ -146,20 +156,27 @@ class BPR(FittedState, recai.Ranker, recai.Retriever):
 
     def __init__(
         self,
-        factors: Annotated[int, Field(ge=1, description="embedding size")] = 64,
-        lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 5e-3,
+        factors: Annotated[int, Field(ge=1, le=4096, description="embedding size")] = 64,
+        lr: LearningRate = 5e-3,
         weight_decay: Annotated[
-            float, Field(ge=0, description="L2 penalty on the embeddings each batch uses")
+            float,
+            Field(ge=0, le=1e6, description="L2 penalty on the embeddings each batch uses"),
         ] = 1e-5,
-        batch_size: Annotated[int, Field(ge=1, description="interactions per batch")] = 4096,
+        batch_size: Annotated[
+            int, Field(ge=1, le=MAX_BATCH, description="interactions per batch")
+        ] = 4096,
         negatives: Annotated[
-            int, Field(ge=1, description="negative items drawn per training interaction")
+            int,
+            Field(ge=1, le=1000, description="negative items drawn per training interaction"),
+            AfterValidator(_negatives_fit),
         ] = 1,
         epochs: Epochs = 200,
         patience: Patience = 10,
         valid_metric: ValidMetric = "ndcg",
         valid_k: ValidK = 10,
-        seed: Annotated[int, Field(description="seed of initialisation, shuffling, negatives")] = 0,
+        seed: Annotated[
+            Seed, Field(description="seed of initialisation, shuffling, negatives")
+        ] = 0,
         device: Device = "cpu",
     ) -> None:
         self.factors = int(factors)

@@ -41,6 +41,10 @@ from ._common import (
 __all__ = ["EASE", "ease_weights", "dense_fit_bytes"]
 
 
+MAX_ITEMS = 100_000
+"""Largest max_items: fitting needs :func:`dense_fit_bytes` of it (160 GB)."""
+
+
 def dense_fit_bytes(n_items: int) -> int:
     """Peak bytes of the dense arrays while fitting EASE on ``n_items`` items (two float64
     ``n_items x n_items`` matrices).
@@ -105,11 +109,16 @@ class EASE(FittedState, recai.Ranker, recai.Retriever):
     def __init__(
         self,
         l2: Annotated[
-            float, Field(gt=0, description="ridge penalty on the item-item weights")
+            float, Field(gt=0, le=1e12, description="ridge penalty on the item-item weights")
         ] = 500.0,
         max_items: Annotated[
             int,
-            Field(ge=1, description="refuse catalogs larger than this (dense n_items^2 matrix)"),
+            Field(
+                ge=1,
+                le=MAX_ITEMS,
+                description="refuse catalogs larger than this (dense n_items^2 matrix; at most "
+                f"{MAX_ITEMS:,}: {dense_fit_bytes(MAX_ITEMS) / 1e9:.0f} GB)",
+            ),
         ] = 20_000,
     ) -> None:
         if l2 <= 0:

@@ -91,10 +91,12 @@ class ItemKNN(FittedState, recai.Ranker, recai.Retriever):
     def __init__(
         self,
         neighbors: Annotated[
-            int, Field(ge=1, description="how many most similar items each item keeps")
+            int,
+            Field(ge=1, le=100_000, description="how many most similar items each item keeps"),
         ] = 100,
         shrink: Annotated[
-            float, Field(ge=0, description="added to the cosine's denominator; damps rare pairs")
+            float,
+            Field(ge=0, le=1e12, description="added to the cosine's denominator; damps rare pairs"),
         ] = 0.0,
         prune_by: Annotated[
             Literal["history", "candidate"],

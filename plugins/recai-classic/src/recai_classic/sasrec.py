@@ -47,10 +47,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 import recai
 from recai.data import Split
+from recai.specs import Seed
 from recai.types import ItemList, Query
 
 from ._common import (
@@ -62,12 +63,16 @@ from ._common import (
     top_similar,
 )
 from ._training import (
+    MAX_BATCH,
     Device,
     Epochs,
+    LearningRate,
     Patience,
     Validator,
     ValidK,
     ValidMetric,
+    WeightDecay,
+    cells_within,
     csr_histories,
     global_mean,
     join,
@@ -84,6 +89,21 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["SASRec", "training_windows"]
+
+
+def _heads_divide_hidden(heads: int, info: ValidationInfo) -> int:
+    hidden = info.data.get("hidden")
+    if isinstance(hidden, int) and hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+    return heads
+
+
+def _batch_fits(batch_size: int, info: ValidationInfo) -> int:
+    """``batch_size`` such that a batch's activations and attention weights fit."""
+    cells_within(info, "batch_size * max_len * hidden", batch_size, "max_len", "hidden")
+    cells_within(info, "batch_size * heads * max_len**2", batch_size, "heads", squared="max_len")
+    return batch_size
+
 
 _SCORE_BATCH = 256  # histories encoded at once when scoring
 
@@ -244,14 +264,21 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
 
     def __init__(
         self,
-        hidden: Annotated[int, Field(ge=2, description="embedding and hidden size")] = 64,
-        blocks: Annotated[int, Field(ge=1, description="self-attention blocks")] = 2,
-        heads: Annotated[int, Field(ge=1, description="attention heads (divide hidden)")] = 2,
-        max_len: Annotated[int, Field(ge=2, description="most recent items the model reads")] = 50,
+        hidden: Annotated[int, Field(ge=2, le=8192, description="embedding and hidden size")] = 64,
+        blocks: Annotated[int, Field(ge=1, le=256, description="self-attention blocks")] = 2,
+        heads: Annotated[
+            int,
+            Field(ge=1, le=256, description="attention heads (divide hidden)"),
+            AfterValidator(_heads_divide_hidden),
+        ] = 2,
+        max_len: Annotated[
+            int, Field(ge=2, le=100_000, description="most recent items the model reads")
+        ] = 50,
         stride: Annotated[
             int | None,
             Field(
                 ge=1,
+                le=100_000,
                 description="training windows step back this many items (default max_len); "
                 "smaller: more windows, every target with a longer context",
             ),
@@ -280,15 +307,20 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
                 "the catalog",
             ),
         ] = 0.0,
-        lr: Annotated[float, Field(gt=0, description="Adam learning rate")] = 2e-3,
-        weight_decay: Annotated[float, Field(ge=0, description="Adam L2 penalty")] = 0.0,
-        batch_size: Annotated[int, Field(ge=1, description="training windows per batch")] = 64,
+        lr: LearningRate = 2e-3,
+        weight_decay: WeightDecay = 0.0,
+        batch_size: Annotated[
+            int,
+            Field(ge=1, le=MAX_BATCH, description="training windows per batch"),
+            AfterValidator(_batch_fits),
+        ] = 64,
         epochs: Epochs = 200,
         patience: Patience = 10,
         decays: Annotated[
             int,
             Field(
                 ge=0,
+                le=1000,
                 description="times to go back to the best epoch and multiply the learning rate "
                 "by decay_factor when patience runs out, before stopping",
             ),
@@ -307,7 +339,7 @@ class SASRec(FittedState, recai.Ranker, recai.Retriever):
         ] = 0.0,
         valid_metric: ValidMetric = "ndcg",
         valid_k: ValidK = 10,
-        seed: Annotated[int, Field(description="seed of initialisation, shuffling, dropout")] = 0,
+        seed: Annotated[Seed, Field(description="seed of initialisation, shuffling, dropout")] = 0,
         device: Device = "cpu",
     ) -> None:
         if hidden % heads:
