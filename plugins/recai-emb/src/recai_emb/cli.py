@@ -6,7 +6,9 @@
   ``torchrun`` (``python -m torch.distributed.run --nproc_per_node 2 -m recai emb train ...``)
   the processes train data parallel.
 
-User errors are :class:`recai.RecaiError` (one line, exit code 2).
+User errors are :class:`recai.RecaiError` (one line, exit code 2): every numeric option has
+bounds (checked before any data is loaded), and an empty ``--out`` or ``--examples`` is refused
+rather than read as the current folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,76 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+MAX_COUNT = 1_000_000
+"""Most examples of one task and part (--per-task, --test-per-task, --llm-per-task, --count)."""
+
+
+def _flag(text: str) -> bool:
+    """A boolean option's value: 1/true/yes or 0/false/no (any case)."""
+    low = text.strip().lower()
+    if low in ("1", "true", "yes"):
+        return True
+    if low in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _options_error(command: str, e: ValidationError) -> str:
+    """One line naming each refused option (``--per-task``) with pydantic's reason."""
+    problems = []
+    for err in e.errors():
+        flag = "--" + ".".join(str(x) for x in err["loc"]).replace("_", "-")
+        got = err.get("input")
+        text = "" if got is None or isinstance(got, dict) else str(got)
+        shown = f" (got {text[:40]}{'...' if len(text) > 40 else ''})" if text else ""
+        message = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{flag}: {message}{shown}")
+    return f"{command}: " + "; ".join(problems)
+
+
+def _validated(command: str, model: type[BaseModel], given: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from recai.errors import RecaiError
+
+    try:
+        return model.model_validate(given)
+    except ValidationError as e:
+        raise RecaiError(_options_error(command, e)) from None
+
+
+def _path_option(command: str, flag: str, value: str) -> str:
+    from recai.errors import RecaiError
+
+    if not value.strip():
+        raise RecaiError(f"{command}: {flag} is empty; give a path (use '.' for this folder)")
+    return value
+
+
+def _tasks_options() -> type[BaseModel]:
+    """The numeric options of ``recai emb tasks`` as a params model (bounds with the options)."""
+    from typing import Annotated
+
+    from pydantic import Field
+
+    from recai.specs import Params, Seed
+
+    class TasksOptions(Params):
+        per_task: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+        test_per_task: Annotated[int, Field(ge=0, le=MAX_COUNT)]
+        negatives: Annotated[int, Field(ge=0, le=100)]
+        seed: Seed
+        item_holdout: Annotated[float, Field(ge=0, lt=1)]
+        holdout_seed: Seed
+        max_history: Annotated[int, Field(ge=1, le=10_000)]
+        llm_per_task: Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+    return TasksOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,12 +139,23 @@ def run_tasks(args: argparse.Namespace) -> int:
     from .taskdata import TaskData
     from .tasks import generate, parse_counts, task_class, write_examples
 
-    if args.per_task < 1 or args.test_per_task < 0 or args.negatives < 0:
-        raise RecaiError("--per-task must be >= 1, --test-per-task and --negatives >= 0")
+    model = _tasks_options()
+    _validated("recai emb tasks", model, {k: getattr(args, k) for k in model.model_fields})
+    _path_option("recai emb tasks", "--out", args.out)
+    if not args.dataset.strip():
+        raise RecaiError("recai emb tasks: --dataset is empty; name a dataset component")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise RecaiError("recai emb tasks: --tasks names no task; give comma-separated names")
     for t in tasks:
         task_class(t)
     counts = parse_counts(args.count)
+    too_many = {name: n for name, n in counts.items() if n > MAX_COUNT}
+    if too_many:
+        name, n = next(iter(too_many.items()))
+        raise RecaiError(
+            f"recai emb tasks: --count {name}={n}: at most {MAX_COUNT:,} examples per task"
+        )
     dataset = recai.create("dataset", args.dataset).dataset()
     data = TaskData.from_dataset(
         dataset,
@@ -137,12 +219,7 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     for name, f in TrainConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if f.annotation is bool:
-            p.add_argument(
-                flag,
-                type=lambda s: s.lower() in ("1", "true", "yes"),
-                default=None,
-                help=f.description,
-            )
+            p.add_argument(flag, type=_flag, default=None, help=f.description)
         else:
             p.add_argument(
                 flag, default=None, help=f"{f.description or name} (default {f.default})"
@@ -152,23 +229,14 @@ def configure_train(p: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Validate the options into a :class:`TrainConfig` and train; rank 0 prints the facts."""
-    from pydantic import ValidationError
-
-    from recai.errors import RecaiError
-
     from .train import TrainConfig, train
 
     given: dict[str, Any] = {
         k: v for k, v in vars(args).items() if k in TrainConfig.model_fields and v is not None
     }
-    try:
-        config = TrainConfig.model_validate(given)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise RecaiError(f"recai emb train: {problems}") from None
+    config = _validated("recai emb train", TrainConfig, given)
+    _path_option("recai emb train", "--examples", args.examples)
+    _path_option("recai emb train", "--out", args.out)
     facts = train(config, args.examples, args.out, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in facts.items() if k != "curve"}, indent=1))

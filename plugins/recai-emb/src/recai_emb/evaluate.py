@@ -35,6 +35,7 @@ from pydantic import Field
 from recai.errors import RecaiError
 from recai.roles import DatasetSource, Evaluator, Retriever
 from recai.runtime import RunContext
+from recai.specs import Seed
 from recai.stats import bootstrap_intervals, paired_bootstrap
 from recai.types import Query, Report
 
@@ -114,15 +115,17 @@ class TaskEvaluator(Evaluator):
     def __init__(
         self,
         dataset: DatasetSource,
-        retrievers: list[Retriever],
-        tasks: list[str] = list(RULE_TASKS),  # noqa: B006 - validated copy per instance
-        samples: Annotated[int, Field(ge=1)] = 300,
-        k: list[Annotated[int, Field(ge=1)]] = [10],  # noqa: B006
-        bootstrap: Annotated[int, Field(ge=0)] = 1000,
+        retrievers: Annotated[list[Retriever], Field(max_length=256)],
+        tasks: Annotated[list[str], Field(max_length=100)] = list(RULE_TASKS),  # noqa: B006 - validated copy per instance
+        samples: Annotated[int, Field(ge=1, le=1_000_000)] = 300,
+        k: Annotated[
+            list[Annotated[int, Field(ge=1, le=100_000)]], Field(min_length=1, max_length=32)
+        ] = [10],  # noqa: B006
+        bootstrap: Annotated[int, Field(ge=0, le=20_000)] = 1000,
         item_holdout: Annotated[float, Field(ge=0, lt=1)] = 0.2,
-        holdout_seed: int = 0,
-        max_history: Annotated[int, Field(ge=1)] = 10,
-        seed: int | None = None,
+        holdout_seed: Seed = 0,
+        max_history: Annotated[int, Field(ge=1, le=10_000)] = 10,
+        seed: Seed | None = None,
     ) -> None:
         for t in tasks:
             task_class(t)

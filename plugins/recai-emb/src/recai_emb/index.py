@@ -46,16 +46,27 @@ class IndexConfig(Params):
 
     kind: Literal["flat", "ivf", "hnsw"] = "flat"
     codec: Literal["flat", "sq8", "sq4", "fp16", "pq"] = "flat"
-    nlist: Annotated[int | None, Field(ge=1, description="IVF cells (default 4*sqrt(n))")] = None
-    nprobe: Annotated[int, Field(ge=1, description="IVF cells searched per query")] = 16
+    nlist: Annotated[
+        int | None, Field(ge=1, le=1_000_000, description="IVF cells (default 4*sqrt(n))")
+    ] = None
+    nprobe: Annotated[
+        int, Field(ge=1, le=1_000_000, description="IVF cells searched per query")
+    ] = 16
     m: Annotated[int, Field(ge=2, le=256, description="HNSW links per node")] = 32
-    ef_construction: Annotated[int, Field(ge=8)] = 80
-    ef_search: Annotated[int, Field(ge=1, description="HNSW beam width at search time")] = 64
-    pq_m: Annotated[int, Field(ge=1, description="PQ sub-quantisers (divides the dimension)")] = 16
+    ef_construction: Annotated[
+        int, Field(ge=8, le=100_000, description="HNSW beam width while building")
+    ] = 80
+    ef_search: Annotated[
+        int, Field(ge=1, le=100_000, description="HNSW beam width at search time")
+    ] = 64
+    pq_m: Annotated[
+        int, Field(ge=1, le=4096, description="PQ sub-quantisers (divides the dimension)")
+    ] = 16
     pq_bits: Annotated[int, Field(ge=4, le=12)] = 8
-    train_size: Annotated[int, Field(ge=1000, description="vectors sampled to train IVF/PQ/SQ")] = (
-        200_000
-    )
+    train_size: Annotated[
+        int,
+        Field(ge=1000, le=100_000_000, description="vectors sampled to train IVF/PQ/SQ"),
+    ] = 200_000
 
     def factory_string(self, n: int, dim: int) -> str:
         """The faiss ``index_factory`` description for ``n`` vectors of ``dim`` dimensions.

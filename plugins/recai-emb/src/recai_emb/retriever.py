@@ -58,7 +58,16 @@ __all__ = [
 ]
 
 HistoryQuery = Literal["text", "mean"]
-Count = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+MaxHistory = Annotated[
+    int,
+    Field(ge=1, le=10_000, description="most recent items of a history that make its query"),
+]
+BatchSize = Annotated[int, Field(ge=1, le=65_536, description="texts per encoder batch")]
+Threads = Annotated[
+    int | None,
+    Field(ge=1, le=1024, description="torch threads while encoding (default: torch's)"),
+]
 
 
 # -- params ----------------------------------------------------------------------------------------
@@ -74,9 +83,7 @@ class RetrieverParams(recai.Params):
         description="the dataset whose catalog is searched when the retriever is used without "
         "fit(split)",
     )
-    max_history: Annotated[
-        int, Field(ge=1, description="most recent items of a history that make its query")
-    ] = 20
+    max_history: MaxHistory = 20
     index: IndexConfig | None = Field(
         None, description="the faiss index to build (default: flat, exact search)"
     )
@@ -91,10 +98,8 @@ class RetrieverParams(recai.Params):
 class LocalEncoderParams(RetrieverParams):
     """A retriever whose transformers encoder runs on this machine."""
 
-    batch_size: Annotated[int, Field(ge=1, description="texts per encoder batch")] = 64
-    threads: Annotated[
-        int | None, Field(ge=1, description="torch threads while encoding (default: torch's)")
-    ] = None
+    batch_size: BatchSize = 64
+    threads: Threads = None
     runtime: Literal["torch", "onnx"] = Field(
         "torch",
         description="'onnx': the encoder exported once into the cache and run with ONNX Runtime "
@@ -114,7 +119,10 @@ class TextParams(RetrieverParams):
         "[brackets] (recai_emb.itemtext)",
     )
     max_field_chars: Annotated[
-        int, Field(ge=1, description="characters kept of one field's value (cut on a word)")
+        int,
+        Field(
+            ge=1, le=1_000_000, description="characters kept of one field's value (cut on a word)"
+        ),
     ] = 400
     history_query: HistoryQuery = Field(
         "text",
@@ -128,7 +136,11 @@ class TextParams(RetrieverParams):
     )
     exact_pool: Annotated[
         int,
-        Field(ge=0, description="candidate pools up to this size are scored exactly, not searched"),
+        Field(
+            ge=0,
+            le=10_000_000,
+            description="candidate pools up to this size are scored exactly, not searched",
+        ),
     ] = 4096
 
     @field_validator("history_template")
@@ -152,7 +164,8 @@ class EmbeddingParams(LocalEncoderParams, TextParams):
     )
     normalize: bool = Field(True, description="unit-length vectors (cosine similarity)")
     max_length: Annotated[
-        int | None, Field(ge=8, description="most tokens per text (default: the model's)")
+        int | None,
+        Field(ge=8, le=1_048_576, description="most tokens per text (default: the model's)"),
     ] = None
     query_keep: Literal["start", "end"] = Field(
         "end",
@@ -173,11 +186,14 @@ class OpenAIEmbeddingParams(TextParams):
         description="the NAME of the environment variable holding the key (keys are never params)",
     )
     dimensions: Annotated[
-        int | None, Field(ge=1, description="shorter vectors, for models that offer them")
+        int | None,
+        Field(ge=1, le=65_536, description="shorter vectors, for models that offer them"),
     ] = None
-    batch_size: Annotated[int, Field(ge=1, description="texts per request")] = 256
-    timeout: Annotated[float, Field(gt=0, description="seconds per request")] = 60.0
-    max_retries: Annotated[int, Field(ge=0, description="retries of a failed request")] = 4
+    batch_size: Annotated[int, Field(ge=1, le=65_536, description="texts per request")] = 256
+    timeout: Annotated[
+        float, Field(gt=0, le=86_400, description="seconds per request (at most a day)")
+    ] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=100, description="retries of a failed request")] = 4
 
 
 class _Base(Configurable, Retriever):

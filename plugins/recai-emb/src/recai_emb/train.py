@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from recai.errors import DataError, RecaiError
 from recai.progress import Progress
 from recai.runtime import atomic_write_file
-from recai.specs import Params
+from recai.specs import Params, Seed
 
 from .encoder import _auto_max_length, _auto_pooling, pool, resolve_model, token_ids
 from .tasks import read_examples
@@ -58,35 +58,82 @@ from .tasks import read_examples
 __all__ = ["TrainConfig", "train"]
 
 
+MAX_BATCH_TOKENS = 1 << 24
+"""Most tokens one micro-batch may hold: ``batch_size * (2 + negatives) * max_length`` (a query,
+its positive and its hard negatives per example; 16.8 million, a few GB of activations even for a
+small encoder)."""
+
+
+def batch_tokens_fit(
+    batch_size: int, negatives: int, max_length: int, batch_name: str, length_name: str
+) -> None:
+    """Raise a ValueError naming the fields when a micro-batch would hold more than
+    :data:`MAX_BATCH_TOKENS` tokens."""
+    tokens = batch_size * (2 + negatives) * max_length
+    if tokens > MAX_BATCH_TOKENS:
+        raise ValueError(
+            f"{batch_name} * (2 + negatives) * {length_name} = {tokens:,} tokens per batch is "
+            f"more than {MAX_BATCH_TOKENS:,}; lower one of them"
+        )
+
+
+def _query_tokens_fit(value: int, info: ValidationInfo) -> int:
+    batch, negatives = info.data.get("batch_size"), info.data.get("negatives")
+    if isinstance(batch, int) and isinstance(negatives, int):
+        batch_tokens_fit(batch, negatives, value, "batch_size", "max_length")
+    return value
+
+
+def _passage_tokens_fit(value: int, info: ValidationInfo) -> int:
+    batch, negatives = info.data.get("batch_size"), info.data.get("negatives")
+    if isinstance(batch, int) and isinstance(negatives, int):
+        batch_tokens_fit(batch, negatives, value, "batch_size", "passage_max_length")
+    return value
+
+
 class TrainConfig(Params):
     """Settings of a fine-tuning run (see the module docstring)."""
 
     model: str = Field("minilm", description="the encoder to start from (folder or 'minilm')")
-    steps: Annotated[int, Field(ge=1, description="optimiser steps")] = 200
+    steps: Annotated[int, Field(ge=1, le=10_000_000, description="optimiser steps")] = 200
     batch_size: Annotated[
-        int, Field(ge=2, description="examples per micro-batch, all processes")
+        int, Field(ge=2, le=65_536, description="examples per micro-batch, all processes")
     ] = 32
-    accumulation: Annotated[int, Field(ge=1, description="micro-batches per optimiser step")] = 1
-    lr: Annotated[float, Field(gt=0)] = 3e-5
+    accumulation: Annotated[
+        int, Field(ge=1, le=10_000, description="micro-batches per optimiser step")
+    ] = 1
+    lr: Annotated[float, Field(gt=0, le=10, description="learning rate")] = 3e-5
     warmup: Annotated[float, Field(ge=0, lt=1, description="fraction of steps warming up")] = 0.1
-    weight_decay: Annotated[float, Field(ge=0)] = 0.01
+    weight_decay: Annotated[float, Field(ge=0, le=1e6, description="AdamW weight decay")] = 0.01
     temperature: Annotated[float, Field(gt=0, le=1)] = 0.05
     negatives: Annotated[int, Field(ge=0, le=16, description="hard negatives per example")] = 1
-    max_length: Annotated[int, Field(ge=8, description="query tokens")] = 128
+    max_length: Annotated[
+        int,
+        Field(ge=8, le=1_048_576, description="query tokens"),
+        AfterValidator(_query_tokens_fit),
+    ] = 128
     query_keep: Literal["start", "end"] = Field(
         "end",
         description="which part of a query longer than max_length is kept: 'end' keeps the most "
         "recent history items and the request (and the prefix), as the encoder reads queries",
     )
-    passage_max_length: Annotated[int, Field(ge=8)] = 64
+    passage_max_length: Annotated[
+        int,
+        Field(ge=8, le=1_048_576, description="passage tokens"),
+        AfterValidator(_passage_tokens_fit),
+    ] = 64
     pooling: Literal["auto", "mean", "cls", "last"] = "auto"
     query_prefix: str = ""
     passage_prefix: str = ""
-    seed: int = 0
+    seed: Seed = 0
     dropout: bool = Field(True, description="train with the model's dropout (train mode)")
-    checkpoint_every: Annotated[int, Field(ge=1)] = 50
-    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
-    threads: Annotated[int | None, Field(ge=1)] = None
+    checkpoint_every: Annotated[
+        int, Field(ge=1, le=10_000_000, description="steps between checkpoints")
+    ] = 50
+    keep_checkpoints: Annotated[
+        int, Field(ge=1, le=1000, description="checkpoints kept on disk")
+    ] = 2
+    threads: Annotated[int | None, Field(ge=1, le=1024, description="torch threads")] = None
     device: str = "cpu"
 
     def key(self) -> str:

@@ -23,18 +23,27 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from recai.data import Split
 from recai.errors import RecaiError
+from recai.specs import Seed
 
 from .cache import cache_root
 from .encoder import Encoder
-from .retriever import EmbeddingRetriever, LocalEncoderParams
+from .retriever import EmbeddingRetriever, LocalEncoderParams, MaxHistory
 from .taskdata import TaskData
 from .tasks import RULE_TASKS, generate, task_class, write_examples
+from .train import MAX_BATCH_TOKENS, batch_tokens_fit
 
 __all__ = ["TunedEmbeddingRetriever", "TunedEmbeddingParams"]
+
+
+def _train_tokens_fit(value: int, info: ValidationInfo) -> int:
+    batch, negatives = info.data.get("train_batch_size"), info.data.get("negatives")
+    if isinstance(batch, int) and isinstance(negatives, int):
+        batch_tokens_fit(batch, negatives, value, "train_batch_size", "train_max_length")
+    return value
 
 
 class TunedEmbeddingParams(LocalEncoderParams):
@@ -46,36 +55,49 @@ class TunedEmbeddingParams(LocalEncoderParams):
         "minilm", description="the encoder to fine-tune: 'minilm' or a transformers folder"
     )
     tasks: list[str] = Field(
-        list(RULE_TASKS), description="RecLM-emb tasks to make training examples from"
+        list(RULE_TASKS),
+        max_length=100,
+        description="RecLM-emb tasks to make training examples from",
     )
-    examples_per_task: Annotated[int, Field(ge=1, description="training examples per task")] = 500
+    examples_per_task: Annotated[
+        int, Field(ge=1, le=1_000_000, description="training examples per task")
+    ] = 500
     negatives: Annotated[
         int, Field(ge=0, le=16, description="hard negatives per training example")
     ] = 1
-    steps: Annotated[int, Field(ge=1, description="optimiser steps")] = 60
-    train_batch_size: Annotated[int, Field(ge=2, description="examples per training batch")] = 32
-    accumulation: Annotated[int, Field(ge=1, description="batches per optimiser step")] = 1
-    lr: Annotated[float, Field(gt=0, description="learning rate")] = 1e-4
+    steps: Annotated[int, Field(ge=1, le=10_000_000, description="optimiser steps")] = 60
+    train_batch_size: Annotated[
+        int, Field(ge=2, le=65_536, description="examples per training batch")
+    ] = 32
+    accumulation: Annotated[
+        int, Field(ge=1, le=10_000, description="batches per optimiser step")
+    ] = 1
+    lr: Annotated[float, Field(gt=0, le=10, description="learning rate")] = 1e-4
     temperature: Annotated[
         float, Field(gt=0, le=1, description="temperature of the contrastive (InfoNCE) loss")
     ] = 0.05
     train_max_length: Annotated[
-        int, Field(ge=8, description="most query tokens while training")
+        int,
+        Field(
+            ge=8,
+            le=1_048_576,
+            description="most query tokens while training (train_batch_size * (2 + negatives) "
+            f"* train_max_length <= {MAX_BATCH_TOKENS:,})",
+        ),
+        AfterValidator(_train_tokens_fit),
     ] = 64
-    seed: int = Field(0, description="seed of example generation and training")
+    seed: Seed = Field(0, description="seed of example generation and training")
     item_holdout: Annotated[
         float,
         Field(ge=0, lt=1, description="share of items whose texts no training example shows"),
     ] = 0.2
-    holdout_seed: int = Field(0, description="seed of the item hold-out")
+    holdout_seed: Seed = Field(0, description="seed of the item hold-out")
     out_dir: str | None = Field(
         None,
         description="the fine-tuning run folder (default: under the embedding cache, keyed by "
         "the settings and the split)",
     )
-    max_history: Annotated[
-        int, Field(ge=1, description="most recent items of a history that make its query")
-    ] = 10
+    max_history: MaxHistory = 10
 
     @field_validator("tasks")
     @classmethod

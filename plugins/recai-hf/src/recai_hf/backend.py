@@ -72,12 +72,12 @@ class HFBackend(LLMBackend):
         self,
         model: str = "smollm2-135m-instruct",
         dtype: Literal["float32", "bfloat16"] = "float32",
-        threads: Annotated[int, Field(ge=1)] | None = None,
+        threads: Annotated[int, Field(ge=1, le=1024)] | None = None,
         device: str = "cpu",
         cache_dir: str | None = None,
-        batch_size: Annotated[int, Field(ge=1)] = 8,
-        max_tokens: Annotated[int, Field(ge=1)] = 256,
-        json_repairs: Annotated[int, Field(ge=0)] = 2,
+        batch_size: Annotated[int, Field(ge=1, le=4096)] = 8,
+        max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256,
+        json_repairs: Annotated[int, Field(ge=0, le=100)] = 2,
     ):
         self.model = model
         self.dtype = dtype

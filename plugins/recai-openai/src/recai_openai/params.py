@@ -33,6 +33,9 @@ from .accounting import ModelPrice
 
 __all__ = ["ClientParams", "OpenAIParams", "AzureOpenAIParams"]
 
+DAY = 86_400.0
+"""The longest wait any setting may ask for, in seconds."""
+
 
 class ClientParams(Params):
     """Settings shared by every backend of this package."""
@@ -43,30 +46,41 @@ class ClientParams(Params):
         "itself); a server other than OpenAI's may need none",
     )
     timeout: float = Field(
-        60.0, gt=0, description="seconds to wait for an answer (for streams: between chunks)"
+        60.0,
+        gt=0,
+        le=DAY,
+        description="seconds to wait for an answer (for streams: between chunks); at most a day",
     )
-    connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for a connection")
+    connect_timeout: float = Field(
+        10.0, gt=0, le=DAY, description="seconds to wait for a connection; at most a day"
+    )
     max_retries: int = Field(
         4,
         ge=0,
+        le=100,
         description="retries of a request that failed with HTTP 408, 409, 429 or 5xx, a timeout "
         "or a connection error (0: none)",
     )
     backoff_base: float = Field(
         0.5,
         ge=0,
+        le=DAY,
         description="seconds: the wait before retry n is drawn from [b/2, b], "
         "b = min(backoff_max, backoff_base * 2^(n-1))",
     )
-    backoff_max: float = Field(30.0, ge=0, description="seconds: the longest backoff wait")
+    backoff_max: float = Field(30.0, ge=0, le=DAY, description="seconds: the longest backoff wait")
     max_retry_after: float = Field(
         120.0,
         ge=0,
+        le=DAY,
         description="seconds: the longest Retry-After honoured; a server asking for more gets an "
         "error, not a retry",
     )
     max_concurrency: int = Field(
-        8, ge=1, description="requests in flight at once, from all threads using the backend"
+        8,
+        ge=1,
+        le=1024,
+        description="requests in flight at once, from all threads using the backend",
     )
     prices: dict[str, ModelPrice] | None = Field(
         None,
@@ -85,7 +99,10 @@ class ClientParams(Params):
     )
     json_strict: bool = Field(False, description="OpenAI's strict flag for json_schema answers")
     json_repairs: int = Field(
-        2, ge=0, description="how many times an invalid JSON answer is sent back to be corrected"
+        2,
+        ge=0,
+        le=100,
+        description="how many times an invalid JSON answer is sent back to be corrected",
     )
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
         "max_tokens",
