@@ -19,7 +19,12 @@ class RecencyPopularity(recai.Ranker):
     (3,)
     """
 
-    def __init__(self, half_life_days: Annotated[float, Field(gt=0)] = 30.0):
+    def __init__(
+        self,
+        half_life_days: Annotated[
+            float, Field(gt=0, le=1_000_000, description="days after which a weight halves")
+        ] = 30.0,
+    ):
         self.half_life_days = half_life_days
         self.weights: np.ndarray | None = None
 

@@ -484,7 +484,10 @@ class CsvDataset(recai.DatasetSource):
         encoding: Annotated[str, Field(description="text encoding, e.g. utf-8, latin-1")] = "utf-8",
         columns: Annotated[
             list[str] | None,
-            Field(description="column names of an interactions file without header"),
+            Field(
+                max_length=10_000,
+                description="column names of an interactions file without header",
+            ),
         ] = None,
         name: Annotated[str, Field(description="the dataset's name")] = "csv",
         on_error: OnError = "raise",
