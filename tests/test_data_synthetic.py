@@ -176,6 +176,22 @@ def test_one_item_one_user_and_no_chains_still_work():
     assert len(always.interactions) == 240
 
 
+def test_a_very_active_user_keeps_times_before_2100_in_order():
+    # activity_exponent 0.1 puts most events on a few users at ~2 days a session: centuries of
+    # history, which Interactions refuses; their gaps are compressed
+    from recai.data.interactions import TIME_RANGE
+
+    kw = dict(n_users=2000, n_items=300, mean_length=50, p_follow=0.0, seed=3)
+    skewed = synthetic_dataset(activity_exponent=0.1, **kw).interactions
+    assert skewed.timestamps.max() < TIME_RANGE[1]
+    order = np.lexsort((skewed.timestamps, skewed.users))
+    same_user = np.diff(skewed.users[order]) == 0
+    assert (np.diff(skewed.timestamps[order])[same_user] >= 0).all()  # order kept per user
+    plain = synthetic_dataset(**kw).interactions
+    again = synthetic_dataset(**kw).interactions
+    assert np.array_equal(plain.timestamps, again.timestamps)
+
+
 def test_generation_scales_linearly():
     start = time.perf_counter()
     data = synthetic_dataset(n_users=50_000, n_items=20_000, mean_length=10)

@@ -42,15 +42,6 @@ DISTRIBUTIONS = {
 ALLOWED: dict[tuple[str, str], str] = {
     # a threshold compared with each rating: it indexes, allocates and waits for nothing
     ("filtered.v1", "min_rating"): "a comparison threshold",
-    # dollars per million tokens, multiplied by token counts for the cost report; bounding them
-    # is asked of recai_openai.accounting.ModelPrice (not owned by this change)
-    ("openai.v1", "prices.*.input"): "a price",
-    ("openai.v1", "prices.*.output"): "a price",
-    ("azure-openai.v1", "prices.*.input"): "a price",
-    ("azure-openai.v1", "prices.*.output"): "a price",
-    # 'evaluate at most this many users': only compared with the eligible users; bounding it is
-    # asked of recai_eval.ranking (not owned by this change)
-    ("ranking.v1", "max_users"): "a cap compared with the users",
 }
 """``(component, field path)`` of numbers that need no upper bound, each with its reason."""
 

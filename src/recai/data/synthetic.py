@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import DataError
 from .catalog import Catalog
 from .dataset import Dataset
-from .interactions import Interactions
+from .interactions import TIME_RANGE, Interactions
 
 __all__ = ["synthetic_dataset", "write_atomic"]
 
@@ -185,8 +185,20 @@ def synthetic_dataset(
     del gaps
     np.cumsum(steps, out=steps)
     start = _T0 + rng.integers(0, _SPAN, n_users)
-    timestamps = steps - steps[first[:-1]][users] + start[users]
+    rel = steps - steps[first[:-1]][users]  # seconds since the user's first event
     del steps
+    # A very active user (a skewed activity_exponent) can have more sessions than years to 2100
+    # hold: compress that user's gaps so the last event stays in the plausible range that
+    # Interactions enforces. Users whose history fits keep their times exactly (scale 1).
+    span = np.zeros(n_users, dtype=np.int64)
+    has = first[1:] > first[:-1]
+    span[has] = rel[first[1:][has] - 1]
+    room = (TIME_RANGE[1] - 86_400) - start
+    if (span > room).any():
+        scale = np.where(span > room, room / np.maximum(span, 1), 1.0)
+        rel = (rel * scale[users]).astype(np.int64)
+    timestamps = rel + start[users]
+    del rel
 
     catalog, quality = _catalog(rng, n_items, item_cluster, n_clusters, categories, item_rank)
     rating_values = None

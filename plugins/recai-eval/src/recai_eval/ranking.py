@@ -256,7 +256,7 @@ class RankingEvaluator(recai.Evaluator):
             ),
         ] = 1000,
         max_users: Annotated[
-            Annotated[int, Field(ge=1)] | None,
+            Annotated[int, Field(ge=1, le=1_000_000_000)] | None,
             Field(description="evaluate a seeded random sample of at most this many users"),
         ] = None,
         split: Annotated[

@@ -39,8 +39,10 @@ class ModelPrice(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input: Annotated[float, Field(ge=0)]
-    output: Annotated[float, Field(ge=0)]
+    # at most a million dollars per million tokens: a bound far above any price, below which a
+    # run's cost stays finite
+    input: Annotated[float, Field(ge=0, le=1e6)]
+    output: Annotated[float, Field(ge=0, le=1e6)]
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
