@@ -209,6 +209,33 @@ def test_caps_refuse_with_a_400_naming_the_field(
     assert elapsed < 2.0, f"{what}: refusing took {elapsed:.2f} s"
 
 
+@pytest.mark.parametrize(
+    "data",
+    [body(stop=["x"] * 20_000), body("z" * 120_000), b"{not json", body(n=2), body(seed=2**70)],
+    ids=["huge-stop", "huge-prompt", "bad-json", "n=2", "big-seed"],
+)
+def test_refusals_wait_while_the_model_generates_and_not_while_idle(data: Any) -> None:
+    # a client repeating refused requests back to back must not take the model's CPU: while a
+    # generation runs its refusals are answered after Limits.refusal_delay_ms
+    backend = Ticks(tick=0.02)
+    limits = Limits(max_stop=4, refusal_delay_ms=300)
+    with LLMServer(backend, model="m", max_concurrency=2, limits=limits) as server:
+
+        def timed() -> tuple[int, float]:
+            start = time.perf_counter()
+            status, _, _ = post(server, data)
+            return status, time.perf_counter() - start
+
+        status, idle = timed()
+        assert status == 400 and idle < 0.25
+        with ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(post, server, body(max_tokens=60))  # 1.2 s of generation
+            assert wait_for(lambda: backend.active == 1)
+            status, loaded = timed()
+            assert status == 400 and loaded >= 0.29
+            assert busy.result()[0] == 200  # the generation itself was not disturbed
+
+
 def test_a_huge_prompt_is_refused_without_being_tokenized(ticks: tuple[LLMServer, Ticks]) -> None:
     server, backend = ticks
     status, _, raw = post(server, body("z" * 120_000))  # 120 KB, one "word"

@@ -173,8 +173,17 @@ _MODEL_PATHS = ("/v1/models", "/models", "/openai/models")
 
 
 # -- error answers ---------------------------------------------------------------------------------
+_TARPIT = frozenset({400, 401, 408, 413, 415})  # refusals a misbehaving client repeats
+
+
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
+    service = getattr(request.app.state, "service", None)
+    if exc.status in _TARPIT and service is not None and service.calls > 0:
+        # the model is generating: answer the refusal later, so that a client sending refused
+        # requests back to back (20,000 stop strings, 120 KB prompts, bad keys) is slowed to a
+        # few a second; each costs the event loop a millisecond or two of the interpreter's lock
+        await anyio.sleep(service.limits.refusal_delay_ms / 1000)
     return JSONResponse(exc.body, exc.status, headers=exc.headers)
 
 

@@ -101,6 +101,11 @@ class Limits:
     """Nesting of arrays and objects in a request body."""
     max_json_values: int = 100_000
     """Values (array items and object members, at any depth) in a request body."""
+    refusal_delay_ms: int = 250
+    """While the backend is generating, a refused request (400, 401, 408, 413, 415) is answered
+    after this many milliseconds: a client that sends refused requests back to back then costs
+    the server a few requests a second, not hundreds, and cannot take the model's CPU. Refusals
+    are answered at once while the backend is idle."""
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
