@@ -43,6 +43,7 @@ from typing import Any
 
 from recai.damaged import report_damaged, set_aside
 from recai.runtime import atomic_write_text
+from recai.secrets import redact_data
 
 __all__ = ["AnswerCache", "request_key"]
 
@@ -213,7 +214,10 @@ class AnswerCache:
 
     @staticmethod
     def _line(entry: Mapping[str, Any]) -> str:
-        return json.dumps(entry, ensure_ascii=False, default=_default) + "\n"
+        # the request (a prompt built from a recipe value that came from ${ENV}) and the answer
+        # (a model repeating it) are written without the registered secrets
+        clean = redact_data(json.loads(json.dumps(entry, default=_default)), shapes="none")
+        return json.dumps(clean, ensure_ascii=False) + "\n"
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Store ``record`` under ``key`` and append it to the file (flushed and synced).
