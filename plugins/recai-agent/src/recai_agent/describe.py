@@ -17,11 +17,11 @@ values and titles nearest the user's request.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import re
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
