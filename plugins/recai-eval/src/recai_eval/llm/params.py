@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
 
 import recai
 from recai.specs import Seed
@@ -259,12 +259,34 @@ class ExplanationParams(AskingParams):
 
 
 class ConversationParams(GroundedParams):
-    """``conversation.v1``: a user-simulator LLM talks to a conversational recommender."""
+    """``conversation.v1``: a simulated user talks to a conversational recommender."""
 
     recommender: recai.Agent | recai.LLMBackend = Field(
         description="the conversational recommender under evaluation"
     )
-    simulator: recai.LLMBackend = Field(description="the LLM that plays the user")
+    simulator: recai.LLMBackend | None = Field(
+        None, description="the LLM that plays the user (needed with simulation = 'llm')"
+    )
+    simulation: Literal["llm", "scripted"] = Field(
+        "llm",
+        description="who plays the user: 'llm' (the simulator LLM, told the target) or "
+        "'scripted' (no LLM: reveals one attribute of the target per turn, never its title; "
+        "deterministic under the seed)",
+    )
+    script: Sequence[Literal["genres", "decade", "similar", "words", "fields"]] = Field(
+        ("genres", "decade", "similar", "words", "fields", "similar", "words"),
+        min_length=1,
+        max_length=50,
+        description="the clues the scripted user reveals, one per turn, in this order (a kind "
+        "may repeat to reveal more: a second 'similar' names another history item)",
+    )
+    share_history: bool = Field(
+        False,
+        description="tell the recommender the user's history (the last max_history items): an "
+        "agent gets a first system message named 'recai_context' (JSON: user, history ids and "
+        "titles), an LLM a line of its system prompt; as a recommender that knows its "
+        "logged-in user",
+    )
     samples: Samples = 50
     max_turns: int = Field(5, ge=1, le=50, description="turns per dialogue (N)")
     n_recommend: int = Field(
@@ -273,6 +295,23 @@ class ConversationParams(GroundedParams):
     simulator_prompt: template_param("history", "target") = None
     recommender_prompt: template_param("k") = None
     greeting: SystemPrompt = None
+
+    @model_validator(mode="after")
+    def _simulator_fits_simulation(self) -> ConversationParams:
+        if self.simulation == "llm" and self.simulator is None:
+            raise ValueError(
+                "simulator: an LLM that plays the user is needed with simulation = 'llm' (the "
+                "default); name one, or set simulation = 'scripted' to use no LLM for the user"
+            )
+        if self.simulation == "scripted" and (
+            self.simulator is not None or self.simulator_prompt is not None
+        ):
+            which = "simulator" if self.simulator is not None else "simulator_prompt"
+            raise ValueError(
+                f"{which}: the scripted user (simulation = 'scripted') asks no LLM and has no "
+                f"prompt; leave {which} out, or set simulation = 'llm'"
+            )
+        return self
 
 
 class EmbeddingRetrievalParams(LLMTaskParams):

@@ -45,6 +45,7 @@ __all__ = [
     "SIMULATOR",
     "RECOMMENDER",
     "GREETING",
+    "HISTORY_LINE",
     "EMBEDDING_QUERY",
 ]
 
@@ -128,6 +129,9 @@ RECOMMENDER = (
 )
 
 GREETING = "Hello! What are you looking for today?"
+
+HISTORY_LINE = "Items this user enjoyed before, oldest first: {history}."
+"""Added to an LLM recommender's system prompt when conversation.v1 shares the history."""
 
 EMBEDDING_QUERY = "A user who has interacted with these items, oldest first: {history}"
 
