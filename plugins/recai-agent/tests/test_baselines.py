@@ -4,6 +4,8 @@ real recai-classic models."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 import recai
 from recai.data import Dataset, Split
 from recai.testing import AgentContract
-from recai.types import Message
+from recai.types import Completion, Message
 from recai_agent.baselines import (
     CONTEXT_NAME,
     context_message,
@@ -135,3 +137,154 @@ def test_context_message_round_trips_and_bad_ones_name_the_problem(tiny_dataset:
         user_context([Message("system", "{oops", name=CONTEXT_NAME)], catalog)
     with pytest.raises(recai.RecaiError, match="no list 'history'"):
         user_context([Message("system", '{"user": 1}', name=CONTEXT_NAME)], catalog)
+
+
+# -- the baselines that ask an LLM ------------------------------------------------------------------
+class Brain(recai.LLMBackend):
+    """A scripted LLM: answers ``answer(messages)``; scores continuations by ``prefer`` (a title
+    fragment -> log-probability). Keeps what it was asked, privately."""
+
+    def __init__(self, answer: Any, prefer: dict[str, float] | None = None):
+        self._answer = answer
+        self._prefer = prefer or {}
+        self._asked: list[list[Message]] = []
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        self._asked.append(list(messages))
+        return Completion(self._answer(list(messages)))
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        self._asked.append(list(messages))
+        return [
+            max((v for k, v in self._prefer.items() if k in c), default=-100.0)
+            for c in continuations
+        ]
+
+
+def test_llm_agent_grounds_listed_titles_and_drops_the_rest(tiny_dataset: Dataset) -> None:
+    catalog = tiny_dataset.catalog
+    user = 3
+    history = tiny_dataset.interactions.history(user)[:-1].tolist()
+    unseen = [i for i in range(tiny_dataset.n_items) if i not in history]
+    seen_title = catalog.title(history[-1])
+    a, b, c = (catalog.title(i) for i in unseen[:3])
+    answer = (
+        "Sure! Here are my picks:\n"
+        f"1. **{a.lower()}** - a great one\n"  # case and a comment
+        "2. The Imaginary Film That Does Not Exist\n"  # grounds to nothing
+        f"3. {seen_title}\n"  # in the history: dropped
+        f"4. {a}\n"  # a duplicate: dropped
+        f"- {b[:-1]}\n"  # a typo
+        f"6. {c}"
+    )
+    brain = Brain(lambda messages: answer)
+    agent = recai.create(
+        "agent", "llm-agent.v1", dataset=recai.DatasetSource.of(tiny_dataset), llm=brain, k=5
+    )
+    reply = agent.respond(_conversation(tiny_dataset, user, "Something new please"))
+    assert [it["index"] for it in reply.items] == unseen[:3]
+    assert _titles(reply.text) == [a, b, c]
+    assert reply.llm_calls == 1
+    # the LLM saw the instructions with the history, then the dialogue without the context
+    asked = brain._asked[0]
+    assert asked[0].role == "system" and "Recommend 5 items" in asked[0].content
+    assert seen_title in asked[0].content
+    assert all(m.name != CONTEXT_NAME for m in asked)
+    assert [m.role for m in asked[1:]] == ["assistant", "user"]
+
+
+def test_llm_agent_asks_back_when_nothing_grounds(tiny_dataset: Dataset) -> None:
+    brain = Brain(lambda messages: "1. Nothing Real At All\n2. Zzzz Qqqq")
+    agent = recai.create(
+        "agent", "llm-agent.v1", dataset=recai.DatasetSource.of(tiny_dataset), llm=brain
+    )
+    reply = agent.respond([Message.user("hi")])
+    assert reply.items == [] and listed_lines(reply.text) == []
+    assert "Tell me more" in reply.text
+
+
+def _chatrec(
+    tiny_dataset: Dataset, tiny_split: Split, brain: Brain, **params: Any
+) -> tuple[Any, Any]:
+    retriever = recai.create("retriever", "itemknn.v1", neighbors=20)
+    agent = recai.create(
+        "agent",
+        "chatrec.v1",
+        dataset=recai.DatasetSource.of(tiny_dataset),
+        llm=brain,
+        retriever=retriever,
+        n_candidates=8,
+        **params,
+    )
+    agent.fit(tiny_split)  # fits the retriever too
+    return agent, retriever
+
+
+def test_chatrec_picks_among_the_retrievers_candidates_then_fills(
+    tiny_dataset: Dataset, tiny_split: Split
+) -> None:
+    user = 3
+    history = tiny_dataset.interactions.history(user)[:-1].tolist()
+    catalog = tiny_dataset.catalog
+    outside: list[str] = []
+
+    def answer(messages: list[Message]) -> str:
+        listed = re.findall(r"^\d+\. (.+)$", messages[0].content, re.MULTILINE)
+        cands = [t for t in listed if t not in {catalog.title(i) for i in history}]
+        not_listed = [t for t in catalog.titles if t not in listed]
+        outside.append(not_listed[0])
+        # candidate 4 by number, the 6th by title with a typo, an item outside the candidates
+        return f"1. 4\n2. {cands[5][:-1]}\n3. {not_listed[0]}"
+
+    brain = Brain(answer)
+    agent, retriever = _chatrec(tiny_dataset, tiny_split, brain)
+    reply = agent.respond(_conversation(tiny_dataset, user, "I liked the last ones"))
+    query_items = recai.ItemList(history[-20:])
+    said = "I liked the last ones"
+    expected = retriever.retrieve(recai.Query(text=said, items=query_items), 8 + len(set(history)))
+    cands = [i for i in expected.ids.tolist() if i not in history][:8]
+    picks = [it["index"] for it in reply.items]
+    assert picks[:2] == [cands[3], cands[5]]
+    assert picks == [cands[3], cands[5], *[c for c in cands if c not in (cands[3], cands[5])][:3]]
+    assert all(catalog.title(p) != outside[0] for p in picks)
+    assert reply.llm_calls == 1
+    prompt = brain._asked[0][0].content
+    assert "Candidates the user is likely to like" in prompt
+
+
+def test_chatrec_score_mode_orders_candidates_by_log_probability(
+    tiny_dataset: Dataset, tiny_split: Split
+) -> None:
+    catalog = tiny_dataset.catalog
+    user = 5
+    history = tiny_dataset.interactions.history(user)[:-1].tolist()
+    probe, _ = _chatrec(tiny_dataset, tiny_split, Brain(lambda m: ""))
+    cands = probe.candidates([Message.user("hi")], history, [])
+    liked = {catalog.title(cands[6]): -1.0, catalog.title(cands[2]): -2.0}
+    brain = Brain(lambda m: pytest.fail("score mode does not generate"), prefer=liked)
+    agent, _ = _chatrec(tiny_dataset, tiny_split, brain, mode="score", fill=False)
+    reply = agent.respond(
+        [context_message("5", history, catalog), Message.assistant("Hi"), Message.user("hi")]
+    )
+    assert [it["index"] for it in reply.items][:2] == [cands[6], cands[2]]
+    assert len(reply.items) == 5 and reply.llm_calls == 1
+
+
+def test_baselines_refuse_bad_params_naming_the_key(tiny_dataset: Dataset) -> None:
+    data = recai.DatasetSource.of(tiny_dataset)
+    brain = Brain(lambda m: "")
+    with pytest.raises(recai.ParamsError, match="k"):
+        recai.create("agent", "llm-agent.v1", dataset=data, llm=brain, k=0)
+    with pytest.raises(recai.ParamsError, match="mode"):
+        recai.create(
+            "agent",
+            "chatrec.v1",
+            dataset=data,
+            llm=brain,
+            retriever=recai.create("retriever", "random.v1"),
+            mode="vote",
+        )
+    with pytest.raises(recai.ParamsError, match="ranker"):
+        recai.create("agent", "ranker-agent.v1", dataset=data, ranker=brain)
