@@ -273,13 +273,14 @@ def test_scripted_conversation_hits_turns_and_history_by_hand(
     assert report.info["requests"]["calls"] == 6 + 5 + 4  # recommender calls only
     # the agent was fitted on the leave-one-out training split
     assert len(agent._fitted_on) == 1 and agent._fitted_on[0].test is not None
-    # the context message: the user's last 2 history items, ids and titles
+    # the context message: the user's whole history (not only max_history), ids and titles
     first = agent._seen[0]
     assert first[0].role == "system" and first[0].name == CONTEXT_NAME
     body = json.loads(first[0].content)
     assert body == {
         "user": "u0",
         "history": [
+            {"id": "m1", "title": "Casino (1995)"},
             {"id": "m9", "title": "Goodfellas (1990)"},
             {"id": "m2", "title": "Fargo (1996)"},
         ],

@@ -24,8 +24,10 @@ other fields), never its title: agents are compared offline and reproducibly.
 
 **The user's history** (``share_history = true``): an agent's conversation starts with a system
 message named ``recai_context`` whose content is JSON, ``{"user": <external user id>,
-"history": [{"id": <external item id>, "title": ...}, ...]}`` (the last ``max_history`` items,
-oldest first); an LLM recommender gets the titles in a line of its system prompt. An agent that
+"history": [{"id": <external item id>, "title": ...}, ...]}`` (the whole history before the
+target, oldest first, as a recommender that knows its logged-in user has it; an agent shows what
+it wants of it); an LLM recommender gets the last ``max_history`` titles in a line of its system
+prompt. An agent that
 learns (a ``fit`` of its own, e.g. one wrapping a ranker) is fitted on the leave-one-out
 training split first (``ctx.fit``, which fits its recipe dependencies too).
 
@@ -169,7 +171,7 @@ class ConversationEvaluator(LLMTask):
         catalog = s.catalog
         items = [
             {"id": _plain(catalog.ids[int(i)]), "title": catalog.title(int(i))}
-            for i in case.shown(self.params.max_history)
+            for i in case.history  # all of it, as a recommender that knows its user has it
         ]
         body = {"user": _plain(s.external_user(case.user)), "history": items}
         return Message("system", json.dumps(body, ensure_ascii=False), name=CONTEXT_NAME)
@@ -331,7 +333,8 @@ class ConversationEvaluator(LLMTask):
             f"item (listed title grounded by {s.matcher.method} >= {s.matcher.threshold}, or the "
             f"full title in the text); AT@{n} counts a miss as {n + 1} turns"
             + (
-                f"; the recommender is told the user's last {p.max_history} history items"
+                "; the recommender is told the user's history (an LLM its last "
+                f"{p.max_history} items)"
                 if p.share_history
                 else ""
             )

@@ -282,10 +282,10 @@ class ConversationParams(GroundedParams):
     )
     share_history: bool = Field(
         False,
-        description="tell the recommender the user's history (the last max_history items): an "
-        "agent gets a first system message named 'recai_context' (JSON: user, history ids and "
-        "titles), an LLM a line of its system prompt; as a recommender that knows its "
-        "logged-in user",
+        description="tell the recommender the user's history, as a recommender that knows its "
+        "logged-in user: an agent gets a first system message named 'recai_context' (JSON: "
+        "user, the whole history's ids and titles), an LLM the last max_history titles in a "
+        "line of its system prompt",
     )
     samples: Samples = 50
     max_turns: int = Field(5, ge=1, le=50, description="turns per dialogue (N)")
