@@ -384,3 +384,41 @@ def test_simulation_and_simulator_must_agree(films: Dataset) -> None:
         ConversationEvaluator(data, Oracle({}), simulation="scripted", script=["plot"])
     with pytest.raises(ParamsError, match="script"):
         ConversationEvaluator(data, Oracle({}), simulation="scripted", script=[])
+
+
+class Lister(recai.LLMBackend):
+    """An LLM recommender that lists two films; keeps its prompts privately."""
+
+    def __init__(self) -> None:
+        self._asked: list[list[Message]] = []
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        self._asked.append(list(messages))
+        return Completion("1. Alien (1979)\n2. Casino (1995)")
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_an_llm_recommender_gets_the_history_in_its_system_prompt(
+    films: Dataset, tmp_path: Path, share: bool
+) -> None:
+    llm = Lister()
+    ev = ConversationEvaluator(
+        recai.DatasetSource.of(films),
+        llm,
+        simulation="scripted",
+        share_history=share,
+        max_history=2,
+        samples=6,
+        max_turns=1,
+        bootstrap=0,
+    )
+    report = ev.evaluate(ctx_for(tmp_path))
+    system = next(m for m in llm._asked if "Action, Crime and Thriller" in m[-1].content)[0]
+    line = "Items this user enjoyed before, oldest first: Goodfellas (1990); Fargo (1996)."
+    assert system.role == "system" and "recommend 10 items" in system.content
+    assert (line in system.content) is share and "Casino" not in system.content
+    row = report.metrics["Lister"]
+    assert row["Hit@1"] == 0.0  # "Alien (1979)" is not u1's Aliens (1986)
+    # Casino is u0's and u3's, Alien u1's and u4's: in-history errors over the whole history
+    # (Casino is beyond u0's max_history = 2)
+    assert row["in_history_rate"] == pytest.approx(4 / 6)
