@@ -522,13 +522,14 @@ class ChatRec(_Asks):
         if not cands:
             return [], 0
         titles = [self.catalog.title(i) for i in cands]
-        listing = "\n".join(f"{n}. {t}" for n, t in enumerate(titles, 1))
-        task = CHATREC_TASK.format(candidates=listing, k=min(p.k, len(cands)))
         turns = [m for m in dialogue if m.role != "system"]
-        messages = [Message.system(self.instructions(history) + "\n\n" + task), *turns]
-        if p.mode == "score":
+        if p.mode == "score":  # each candidate is scored as the reply's first line
+            messages = [Message.system(self.instructions(history)), *turns]
             picks = self._by_score(messages, cands, titles)
         else:
+            listing = "\n".join(f"{n}. {t}" for n, t in enumerate(titles, 1))
+            task = CHATREC_TASK.format(candidates=listing, k=min(p.k, len(cands)))
+            messages = [Message.system(self.instructions(history) + "\n\n" + task), *turns]
             picks = self._pick(self.ask(messages), cands, titles)
         if p.fill:
             picks = [*picks, *cands]
