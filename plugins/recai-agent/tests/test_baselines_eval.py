@@ -119,3 +119,13 @@ def test_without_the_history_the_ranker_agent_falls_back_to_popularity(tmp_path:
     pop = result.reports["chat_pop"].metrics["pop_agent"]
     # told nothing, both agents page through the most popular training items alike
     assert knn["Hit@5"] == pop["Hit@5"] and knn["AT@5"] == pop["AT@5"]
+
+
+def test_the_baselines_example_recipe_checks() -> None:
+    path = Path(__file__).resolve().parents[1] / "examples" / "baselines-scripted.toml"
+    recipe = recai.load_recipe(path)
+    plan = recai.recipe.check(recipe)
+    assert set(plan.stages) == {"chat_popular", "chat_sasrec", "chat_chatrec", "chat_bare_llm"}
+    for stage in plan.stages:
+        params = recipe.components[stage].params
+        assert params["simulation"] == "scripted" and params["samples"] >= 200
