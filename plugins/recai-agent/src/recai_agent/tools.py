@@ -103,8 +103,9 @@ class ToolResult:
 @dataclass
 class TurnState:
     """What the tools of one turn share: the catalog and its grounding, the user's profile
-    (``liked``/``disliked`` item indices, ``history`` in time order), the items the map tool
-    picked (with their evidence), look-up texts and the trace."""
+    (``liked``/``disliked`` item indices, ``history`` in time order), items not to recommend
+    again (``exclude``: shown earlier in the dialogue), the items the map tool picked (with
+    their evidence), look-up texts and the trace."""
 
     catalog: Catalog
     grounder: Grounder
@@ -112,6 +113,7 @@ class TurnState:
     disliked: list[int] = field(default_factory=list)
     history: list[int] = field(default_factory=list)
     k: int = 5
+    exclude: list[int] = field(default_factory=list)
     mapped: list[Evidence] = field(default_factory=list)
     looked_up: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -162,6 +164,10 @@ class BaseTool:
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
         raise NotImplementedError
 
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON schema of this tool's input (what a plan step's ``input`` holds)."""
+        return {"type": "object", "properties": {}, "additionalProperties": False}
+
 
 # -- look-up ---------------------------------------------------------------------------------------
 class LookupTool(BaseTool):
@@ -185,6 +191,14 @@ class LookupTool(BaseTool):
         self.max_tokens = int(max_tokens)
         self.max_rows = int(max_rows)
         self.ground = ground
+
+    def input_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"sql": {"type": "string", "minLength": 8, "maxLength": 400}},
+            "required": ["sql"],
+            "additionalProperties": False,
+        }
 
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
         sql = _text_arg(arg, "sql")
@@ -251,6 +265,25 @@ class HardFilterTool(BaseTool):
         self._by_name = {c.name.lower(): c for c in self.columns}
         self._genre = genre_column(self.columns)
         self._year = year_column(self.columns)
+
+    def input_schema(self) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        if self._genre is not None:
+            values: dict[str, Any] = {"type": "string", "maxLength": 60}
+            if len(self._genre.values) <= 300:
+                values = {"enum": list(self._genre.values)}
+            for key in ("genres", "not_genres"):
+                props[key] = {"type": "array", "items": values, "maxItems": 3}
+        if self._year is not None:
+            col = self._year[0]
+            year: dict[str, Any] = {"type": "integer"}
+            if isinstance(col.low, float) and isinstance(col.high, float):
+                year |= {"minimum": int(col.low), "maximum": int(col.high)}
+            elif isinstance(col.low, str) and isinstance(col.high, str):
+                year |= {"minimum": int(col.low[:4]), "maximum": int(col.high[:4])}
+            props["year_min"] = year
+            props["year_max"] = year
+        return {"type": "object", "properties": props, "additionalProperties": False}
 
     def condition(self, arg: dict[str, Any]) -> tuple[str, list[Any], list[str]]:
         """A structured filter as ``(condition, params, notes)``; unknown keys are errors."""
@@ -372,6 +405,17 @@ class SoftFilterTool(BaseTool):
         self.text_retriever = text_retriever
         self.keep = int(keep)
 
+    def input_schema(self) -> dict[str, Any]:
+        title = {"type": "string", "minLength": 2, "maxLength": 100}
+        return {
+            "type": "object",
+            "properties": {
+                "seeds": {"type": "array", "items": title, "minItems": 1, "maxItems": 3},
+                "text": {"type": "string", "minLength": 2, "maxLength": 200},
+            },
+            "additionalProperties": False,
+        }
+
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
         if isinstance(arg, str):
             arg = {"text": arg}
@@ -486,6 +530,20 @@ class RankingTool(BaseTool):
         self.diversity = float(diversity)
         self._genre = genre_column(list(columns)) if columns else None
 
+    def input_schema(self) -> dict[str, Any]:
+        titles = {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 3}
+        return {
+            "type": "object",
+            "properties": {
+                "by": {"enum": ["preference", "popularity", "similarity"]},
+                "mode": {"enum": ["accuracy", "diversity"]},
+                "prefer": titles,
+                "unwanted": titles,
+            },
+            "required": ["by"],
+            "additionalProperties": False,
+        }
+
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
         if isinstance(arg, str):
             arg = {"by": arg}
@@ -506,6 +564,7 @@ class RankingTool(BaseTool):
         unwanted, n2 = ground_titles(_as_list(arg.get("unwanted")), state)
         notes += n1 + n2
         drop = set(unwanted) | set(state.disliked) | set(state.liked) | set(state.history)
+        drop |= set(state.exclude)
         ids = bus.ids
         ids = ids[~np.isin(ids, np.asarray(sorted(drop), dtype=np.int64))]
         history = state.profile_history()
@@ -603,7 +662,8 @@ class MapTool(BaseTool):
         if isinstance(arg, dict) and arg.get("k") is not None:
             k = max(1, min(int(_number(arg["k"], "k")), 50))
         k = min(k, state.k) if state.k else k
-        head = bus.head(k)
+        skip = set(state.exclude) | set(state.disliked)
+        head = [i for i in bus.head(k + len(skip)) if i not in skip][:k]
         state.mapped = [bus.evidence(i) for i in head]
         for ev in state.mapped:
             ev.item = int(ev.item)
