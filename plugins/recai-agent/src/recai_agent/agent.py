@@ -463,8 +463,23 @@ class InterecAgent(recai.Configurable, recai.Agent):
         return _as_plan_dict(plan), valid
 
     def _run(self, plan: dict[str, Any], turn: _Turn, tools: dict[str, BaseTool]) -> None:
+        """Run the plan's steps; when they leave nothing to recommend, run it again without
+        the hard filter, then without the soft filter (each relaxation is a note)."""
+        self._run_steps(plan.get("steps", []), turn, tools)
+        steps = list(plan.get("steps", []))
+        for dropped in ("hard_filter", "soft_filter"):
+            if turn.state.mapped or not any(s.get("tool") == "map" for s in steps):
+                return
+            if not any(s.get("tool") == dropped for s in steps):
+                continue
+            steps = [s for s in steps if s.get("tool") != dropped]
+            turn.notes.append(f"no item met every condition: ran again without {dropped}")
+            self._run_steps(steps, turn, tools)
+
+    def _run_steps(
+        self, steps: list[dict[str, Any]], turn: _Turn, tools: dict[str, BaseTool]
+    ) -> None:
         bus = CandidateBus(self.catalog.n_items)
-        steps = plan.get("steps", [])
         names = [s.get("tool") for s in steps]
         for step in steps:
             tool = tools.get(str(step.get("tool")))

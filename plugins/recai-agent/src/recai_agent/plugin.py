@@ -20,9 +20,23 @@ CHATREC = recai.ComponentSpec(
     factory="recai_agent.baselines:ChatRec",
     summary="Baseline Chat-Rec: retriever top-20 from history and dialogue, the LLM picks k.",
 )
-AGENTS = [RANKER_AGENT, LLM_AGENT, CHATREC]
+INTERECAGENT = recai.ComponentSpec(
+    name="interecagent.v1",
+    factory="recai_agent.agent:InterecAgent",
+    summary="InteRecAgent: the LLM plans, recommenders are its tools, answers name only found items.",
+)
+AGENTS = [RANKER_AGENT, LLM_AGENT, CHATREC, INTERECAGENT]
 
 
 @recai.hookimpl
 def recai_agents():
     yield from AGENTS
+
+
+@recai.hookimpl
+def recai_commands():
+    yield recai.CommandSpec(
+        name="chat",
+        factory="recai_agent.cli:configure",
+        summary="chat with a recipe's agent (interactive, or --message TEXT ... [--json])",
+    )

@@ -1,0 +1,226 @@
+"""``recai chat RECIPE``: a conversation with a recipe's agent (interecagent.v1 or any Agent).
+
+- In a terminal, without ``--message``: an interactive chat; the reply streams sentence by
+  sentence as it is written and grounded. An empty line, ``exit`` or Ctrl-D ends it.
+- ``--message TEXT`` (repeatable): a scripted conversation, run non-interactively; the replies
+  are printed, or with ``--json`` one JSON object with, per turn, the text, the items with their
+  evidence, the trace of tool calls, the plan, the LLM calls and the seconds.
+- Without a terminal and without ``--message``, each line of standard input is one message.
+
+The agent's learning parts (ranker, similarity) are fitted on all the dataset's interactions
+once and cached under ``--out`` (``runs/<recipe name>-chat`` by default), so the next chat
+starts at once. ``--user ID`` starts the conversation as that user of the dataset (their
+history reaches the agent in the ``recai_context`` message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from recai.errors import RecaiError
+
+__all__ = ["configure", "run"]
+
+#: Longest message accepted, in characters.
+MAX_MESSAGE_CHARS = 4000
+#: Most messages in one scripted conversation.
+MAX_MESSAGES = 100
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``recai chat``'s arguments to ``parser`` (the kernel's command hook calls this)."""
+    parser.description = (
+        "Chat with a recipe's agent (e.g. examples/agent.toml: InteRecAgent on MovieLens-100K "
+        "with the embedded SmolLM2 brain). Interactive in a terminal; --message TEXT (repeatable) "
+        "runs a scripted conversation and prints the replies (--json: items, evidence, trace, "
+        "LLM calls and seconds per turn)."
+    )
+    parser.add_argument("recipe", help="recipe file with an agent component")
+    parser.add_argument(
+        "--component", "-c", help="the recipe's agent to chat with (needed if it has several)"
+    )
+    parser.add_argument(
+        "--message",
+        "-m",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a user message (repeatable: one per turn); runs without a terminal",
+    )
+    parser.add_argument("--json", action="store_true", help="print the turns as one JSON object")
+    parser.add_argument(
+        "--user", help="chat as this user of the dataset (external id): their history is known"
+    )
+    parser.add_argument(
+        "--out",
+        help="folder for fitted models (default runs/<recipe name>-chat); reused next time",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    messages = _messages(args)
+    agent, name, out = _build(args)
+    context = _context(agent, args.user) if args.user is not None else []
+    if messages is None:
+        if sys.stdin.isatty():
+            return _interactive(agent, name, context)
+        messages = [line.strip() for line in sys.stdin if line.strip()][:MAX_MESSAGES]
+        if not messages:
+            raise RecaiError("recai chat: no --message given and nothing on standard input")
+    turns = []
+    conversation: list[Any] = list(context)
+    from recai.types import Message
+
+    for text in messages:
+        conversation.append(Message.user(text))
+        start = time.perf_counter()
+        reply = _respond(agent, conversation)
+        conversation.append(Message.assistant(reply["text"]))
+        reply.setdefault("seconds", round(time.perf_counter() - start, 4))
+        turns.append({"user": text, **reply})
+        if not args.json:
+            print(f"you: {text}")
+            print(f"{name}: {reply['text']}")
+            print()
+    if args.json:
+        body = {"recipe": str(args.recipe), "agent": name, "fitted_in": str(out), "turns": turns}
+        print(json.dumps(body, indent=2, ensure_ascii=False, default=_jsonable))
+    return 0
+
+
+def _messages(args: argparse.Namespace) -> list[str] | None:
+    if args.message is None:
+        return None
+    if len(args.message) > MAX_MESSAGES:
+        raise RecaiError(
+            f"recai chat: {len(args.message)} --message options, more than {MAX_MESSAGES}"
+        )
+    for n, text in enumerate(args.message, 1):
+        if not text.strip():
+            raise RecaiError(f"recai chat: --message number {n} is empty")
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise RecaiError(
+                f"recai chat: --message number {n} has {len(text):,} characters, more than "
+                f"{MAX_MESSAGE_CHARS:,}"
+            )
+    return list(args.message)
+
+
+def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
+    """The recipe's agent, fitted (with its parts) on all the dataset's interactions."""
+    import difflib
+
+    from recai.data import Split
+    from recai.plugins import get_plugin_manager
+    from recai.recipe import build, check, load_recipe
+    from recai.roles import Role
+    from recai.runtime import RunContext
+
+    recipe = load_recipe(args.recipe)
+    pm = get_plugin_manager()
+    plan = check(recipe, pm.registry())
+    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
+    listing = ", ".join(agents) or "none"
+    name = args.component
+    if name is None:
+        if len(agents) != 1:
+            which = f"it has {len(agents)}: {listing}" if agents else "it has none"
+            raise RecaiError(f"{recipe.source}: name the agent to chat with, -c NAME ({which})")
+        name = agents[0]
+    elif name not in agents:
+        close = difflib.get_close_matches(name, agents, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RecaiError(
+            f"{recipe.source}: --component {name!r} is not an agent.{hint} agents: {listing}"
+        )
+    built = build(recipe, pm, only=[name])
+    agent = built[name]
+    dataset = getattr(getattr(agent, "params", None), "dataset", None)
+    stem = Path(str(args.recipe)).stem
+    out = Path(args.out) if args.out else Path("runs") / f"{stem}-chat"
+    if dataset is not None and callable(getattr(agent, "fit", None)):
+        seed = recipe.run.seed if recipe.run is not None else 0
+        ctx = RunContext(out, seed=seed, built=built, progress=sys.stderr.isatty())
+        print(f"recai chat: fitting {name} (cached under {out}/artifacts)", file=sys.stderr)
+        start = time.perf_counter()
+        ctx.fit(agent, Split.full(dataset.dataset()))
+        print(f"recai chat: ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return agent, name, out
+
+
+def _context(agent: Any, user: str) -> list[Any]:
+    import numpy as np
+
+    from .baselines import context_message
+
+    dataset = agent.params.dataset.dataset()
+    ids = dataset.user_ids
+    where = None
+    if ids is not None:
+        hits = np.flatnonzero(np.asarray(ids).astype(str) == str(user))
+        where = int(hits[0]) if len(hits) else None
+    elif str(user).isdigit() and int(user) < dataset.interactions.n_users:
+        where = int(user)
+    if where is None:
+        raise RecaiError(f"recai chat: --user {user!r} is not a user of dataset {dataset.name!r}")
+    inter = dataset.interactions
+    rows = np.flatnonzero(inter.users == where)
+    if inter.timestamps is not None:
+        rows = rows[np.argsort(inter.timestamps[rows], kind="stable")]
+    return [context_message(user, inter.items[rows].tolist(), dataset.catalog)]
+
+
+def _respond(agent: Any, conversation: list[Any], on_text: Any = None) -> dict[str, Any]:
+    if hasattr(agent, "respond"):
+        kwargs = {"on_text": on_text} if on_text is not None else {}
+        try:
+            reply = agent.respond(conversation, **kwargs)
+        except TypeError:
+            reply = agent.respond(conversation)
+        if hasattr(reply, "to_dict"):
+            return dict(reply.to_dict())
+        return {k: getattr(reply, k) for k in ("text", "items", "llm_calls", "seconds")}
+    return {"text": agent.reply(conversation).content}
+
+
+def _interactive(agent: Any, name: str, context: list[Any]) -> int:
+    from recai.types import Message
+
+    print(f"Chatting with {name}. An empty line, 'exit' or Ctrl-D ends.", file=sys.stderr)
+    conversation: list[Any] = list(context)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not text or text.lower() in ("exit", "quit"):
+            return 0
+        conversation.append(Message.user(text[:MAX_MESSAGE_CHARS]))
+        print(f"{name}> ", end="", flush=True)
+
+        streamed: list[str] = []
+
+        def show(piece: str, streamed: list[str] = streamed) -> None:
+            streamed.append(piece)
+            print(piece, end="", flush=True)
+
+        reply = _respond(agent, conversation, on_text=show)
+        if not streamed:  # an agent that does not stream
+            print(reply["text"], end="")
+        print("\n")
+        conversation.append(Message.assistant(reply["text"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)

@@ -1,0 +1,178 @@
+"""``recai chat``: scripted and interactive conversations through the real CLI and recipe path."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentkit import FILMS, film_dataset
+
+import recai
+from recai import cli
+from recai.testing import fresh_plugin_manager, use_plugin_manager
+from recai.types import Completion, Message
+
+TITLES = [t for t, _, _ in FILMS]
+
+
+class FilmsSource(recai.DatasetSource):
+    def load(self) -> recai.Dataset:
+        return film_dataset()
+
+
+class ScriptedBrain(recai.LLMBackend):
+    """A brain that cannot plan (it writes prose where JSON is wanted) and writes a reply that
+    names one film that is on no bus: the agent's rules and grounding must carry the turn."""
+
+    capabilities = frozenset({"json_schema", "stream"})
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        if options.get("json_schema") is not None:
+            return Completion("I would filter some movies!")
+        return Completion("Here are films for you. Casablanca (1942) is a must. Enjoy them!")
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        text = self.chat(messages, **options).text
+        for i in range(0, len(text), 5):
+            yield text[i : i + 5]
+
+
+class _TestPlugin:
+    @recai.hookimpl
+    def recai_datasets(self) -> Iterator[recai.ComponentSpec]:
+        yield recai.ComponentSpec(name="films.v1", factory=FilmsSource, summary="Test films.")
+
+    @recai.hookimpl
+    def recai_llm_backends(self) -> Iterator[recai.ComponentSpec]:
+        yield recai.ComponentSpec(name="scripted-brain.v1", factory=ScriptedBrain, summary="Test.")
+
+
+RECIPE = """
+name = "chat-test"
+[components.films]
+use = "films.v1"
+[components.brain]
+use = "scripted-brain.v1"
+[components.knn]
+use = "itemknn.v1"
+params = { neighbors = 10 }
+[components.agent]
+use = "interecagent.v1"
+params = { dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }
+"""
+
+
+@pytest.fixture()
+def recipe(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "chat.toml"
+    path.write_text(RECIPE)
+    with use_plugin_manager(fresh_plugin_manager(_TestPlugin(), autoload=True)):
+        yield path
+
+
+def chat(*argv: str) -> int:
+    return cli.main(["chat", *argv])
+
+
+def test_scripted_conversation_as_json_names_only_bus_items(recipe, tmp_path, capsys) -> None:
+    out = tmp_path / "fits"
+    code = chat(
+        str(recipe),
+        "--out", str(out),
+        "--json",
+        "--message", "I want horror films",
+        "--message", "more like Heat please",
+    )  # fmt: skip
+    assert code == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["agent"] == "agent" and len(body["turns"]) == 2
+    first, second = body["turns"]
+    assert first["user"] == "I want horror films"
+    assert first["items"] and all("Horror" in FILMS[it["index"]][2] for it in first["items"])
+    for turn in body["turns"]:
+        assert turn["llm_calls"] == 2 and turn["seconds"] > 0
+        assert [s["tool"] for s in turn["trace"]][-1] == "map"
+        assert all("kept_by" in it["evidence"] for it in turn["items"])
+        named = {t for t in TITLES if t in turn["text"]}
+        assert named == {it["title"] for it in turn["items"]}  # Casablanca was dropped
+    assert not {i["index"] for i in first["items"]} & {i["index"] for i in second["items"]}
+    heat = TITLES.index("Heat (1995)")
+    assert any(heat in it["evidence"]["seeds"] for it in second["items"])
+    # no horror film is like Heat: the agent relaxed the genre carried from turn 1, and says so
+    assert "no item met every condition: ran again without hard_filter" in second["notes"]
+    assert (out / "artifacts").is_dir()  # ItemKNN's fit is cached for the next chat
+
+
+def test_plain_output_prints_the_turns(recipe, tmp_path, capsys) -> None:
+    assert chat(str(recipe), "--out", str(tmp_path / "f"), "-m", "some comedy") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("you: some comedy\nagent: ")
+    assert "Casablanca" not in text
+
+
+def test_lines_of_standard_input_are_the_messages(recipe, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("crime films\n\nromance\n"))
+    assert chat(str(recipe), "--out", str(tmp_path / "f"), "--json") == 0
+    turns = json.loads(capsys.readouterr().out)["turns"]
+    assert [t["user"] for t in turns] == ["crime films", "romance"]
+
+
+def test_interactive_session_streams_grounded_text(recipe, tmp_path, capsys, monkeypatch) -> None:
+    class TTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", TTY(""))
+    said = iter(["animated films for kids", "exit"])
+    monkeypatch.setattr(builtins, "input", lambda prompt="": next(said))
+    assert chat(str(recipe), "--out", str(tmp_path / "f")) == 0
+    out = capsys.readouterr().out
+    assert "agent> Here are films for you." in out
+    assert "Casablanca" not in out
+    assert "Toy Story (1995)" in out or "Aladdin (1992)" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--message", "  "], "--message number 1 is empty"),
+        (["--message", "x" * 5000], "more than 4,000"),
+        (["--component", "agnet"], "Did you mean 'agent'?"),
+        (["--user", "nobody", "-m", "hi"], "--user 'nobody' is not a user"),
+    ],
+)
+def test_user_errors_exit_2_with_one_readable_line(recipe, tmp_path, capsys, argv, needle) -> None:
+    code = chat(str(recipe), "--out", str(tmp_path / "f"), *argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_a_recipe_without_an_agent_is_refused(tmp_path, capsys) -> None:
+    path = tmp_path / "noagent.toml"
+    path.write_text('[components.films]\nuse = "films.v1"\n')
+    with use_plugin_manager(fresh_plugin_manager(_TestPlugin(), autoload=True)):
+        code = chat(str(path), "-m", "hi")
+    err = capsys.readouterr().err
+    assert code == 2 and "name the agent to chat with" in err and "it has none" in err
+
+
+def test_a_missing_recipe_file_is_refused(tmp_path, capsys) -> None:
+    assert chat(str(tmp_path / "nope.toml"), "-m", "hi") == 2
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_the_example_recipe_checks() -> None:
+    from recai.recipe import check, load_recipe
+
+    root = Path(__file__).resolve().parents[3]
+    recipe = load_recipe(root / "examples" / "agent.toml")
+    with use_plugin_manager(fresh_plugin_manager(autoload=True)) as pm:
+        plan = check(recipe, pm.registry())
+    assert plan.resolved["agent"].name == "interecagent.v1"
