@@ -47,7 +47,7 @@ from recai.types import Message
 
 from .baselines import CONTEXT_NAME, listed_lines, user_context
 from .bus import CandidateBus, Evidence
-from .describe import columns_of, nearest_values
+from .describe import ColumnInfo, columns_of, nearest_values
 from .tools import BaseTool, TraceStep, TurnState, default_tools
 
 if TYPE_CHECKING:
@@ -220,6 +220,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._extractor: Any = None
         self._schema: dict[str, Any] | None = None
         self._popularity: np.ndarray | None = None
+        self._columns: list[ColumnInfo] | None = None
+        self._exact_titles: dict[str, int] | None = None
 
     # -- building ---------------------------------------------------------------------------------
     def fit(self, split: recai.Split) -> None:
@@ -271,6 +273,25 @@ class InterecAgent(recai.Configurable, recai.Agent):
                     lookup_tokens=self.params.lookup_tokens,
                 )
             return self._db, self._grounder, self._tools
+
+    @property
+    def columns(self) -> list[ColumnInfo]:
+        """The catalog's columns (built once)."""
+        db, _, _ = self._ready()
+        with self._lock:
+            if self._columns is None:
+                self._columns = columns_of(db)
+            return self._columns
+
+    def _exact(self) -> dict[str, int]:
+        """Normalised title -> item (built once; the first item wins a shared title)."""
+        with self._lock:
+            if self._exact_titles is None:
+                exact: dict[str, int] = {}
+                for i, t in enumerate(self.catalog.titles):
+                    exact.setdefault(normalize_text(str(t)), i)
+                self._exact_titles = exact
+            return self._exact_titles
 
     @property
     def extractor(self) -> Any:
@@ -370,8 +391,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
 
     def _shown(self, dialogue: Sequence[Message]) -> list[int]:
         """Items listed in the agent's earlier replies (the user has seen them)."""
-        _, grounder, _ = self._ready()
-        exact = {normalize_text(str(t)): i for i, t in enumerate(self.catalog.titles)}
+        exact = self._exact()
         out: list[int] = []
         for m in dialogue:
             if m.role == "assistant":
@@ -441,7 +461,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         valid: bool | None = None
         if self.params.plan_mode == "plan-first":
             schema = self.plan_schema()
-            hints = nearest_values(self.catalog, columns_of(db), turn.request, grounder)
+            hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
             catalog = "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
             messages = [Message.system(PLAN_PROMPT.format(catalog=catalog))]
             messages += self._memory(turn)
@@ -628,7 +648,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         catalog = self.catalog
         title = str(catalog.titles[ev.item])
         facts = []
-        for col in columns_of(self._ready()[0]):
+        for col in self.columns:
             if col.field is None or col.kind not in ("multi", "text") or not col.values:
                 continue
             v = catalog.fields[col.field][ev.item]

@@ -611,7 +611,8 @@ class RankingTool(BaseTool):
             ids = np.concatenate([ids[front], ids[~front]])
             scores = np.concatenate([scores[front], scores[~front]])
         if mode == "diversity" and len(ids) > 1:
-            ids, scores = self._diversify(ids, scores, state, min(self.keep, len(ids)))
+            # re-rank the head that matters: twice what the map shows, chosen from five times it
+            ids, scores = self._diversify(ids, scores, state, min(len(ids), max(10, 2 * state.k)))
         ids, scores = ids[: self.keep], scores[: self.keep]
         bus.order(ids, np.where(np.isfinite(scores), scores, np.nan), f"ranking: {used}, {mode}")
         return ToolResult(True, len(bus), note="; ".join(notes))
@@ -622,7 +623,7 @@ class RankingTool(BaseTool):
         col = self._genre
         if col is None or col.field is None:
             return ids, scores
-        pool = min(len(ids), max(4 * k, 50))
+        pool = min(len(ids), 5 * k)
         values = state.catalog.fields[col.field]
         sets = [set(values[i]) if col.kind == "multi" else {values[i]} for i in ids[:pool].tolist()]
         rel = scores[:pool].astype(np.float64)
