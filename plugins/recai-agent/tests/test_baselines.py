@@ -288,3 +288,42 @@ def test_baselines_refuse_bad_params_naming_the_key(tiny_dataset: Dataset) -> No
         )
     with pytest.raises(recai.ParamsError, match="ranker"):
         recai.create("agent", "ranker-agent.v1", dataset=data, ranker=brain)
+
+
+def test_chatrec_falls_back_when_the_retriever_refuses_the_query(
+    tiny_dataset: Dataset, tiny_split: Split
+) -> None:
+    user = 3
+    history = tiny_dataset.interactions.history(user)[:-1].tolist()
+    # itemknn.v1 refuses text alone: asked with the dialogue only, it is asked with the history
+    agent, retriever = _chatrec(tiny_dataset, tiny_split, Brain(lambda m: ""), query="dialogue")
+    said = [Message.user("something tense")]
+    by_history = retriever.retrieve(recai.Query(items=recai.ItemList(history)), 40).ids.tolist()
+    expected = [i for i in by_history if i not in history][:8]
+    assert agent.candidates(said, history, []) == expected
+    # a new user (no history): the most popular training items are the candidates
+    counts = np.bincount(tiny_split.train.items, minlength=tiny_dataset.n_items)
+    popular = [int(i) for i in np.argsort(-counts, kind="stable")[:8]]
+    assert agent.candidates(said, [], []) == popular
+    reply = agent.respond([Message.user("something tense")])
+    assert len(reply.items) == 5 and {it["index"] for it in reply.items} <= set(popular)
+
+
+def test_chatrec_reports_a_retriever_that_answers_nothing(
+    tiny_dataset: Dataset, tiny_split: Split
+) -> None:
+    class Broken(recai.Retriever):
+        def retrieve(self, query: Any, k: int = 10, *, candidates: Any = None) -> Any:
+            raise recai.RecaiError("index not built")
+
+    agent = recai.create(
+        "agent",
+        "chatrec.v1",
+        dataset=recai.DatasetSource.of(tiny_dataset),
+        llm=Brain(lambda m: ""),
+        retriever=Broken(),
+    )
+    with pytest.raises(
+        recai.RecaiError, match=r"chatrec.v1: the retriever answers no query.*index not built"
+    ):
+        agent.respond(_conversation(tiny_dataset, 3, "hi"))

@@ -236,7 +236,8 @@ class ChatRecParams(LLMParams):
     query: Literal["history+dialogue", "history", "dialogue"] = Field(
         "history+dialogue",
         description="what the retriever is asked with: the user's history (items), the "
-        "user's messages (text), or both; one the retriever cannot take falls back to the other",
+        "user's messages (text), or both; a query the retriever refuses falls back to the "
+        "others, and to the most popular items when the user has no history",
     )
     mode: Literal["generate", "score"] = Field(
         "generate",
@@ -374,16 +375,20 @@ class Baseline(recai.Configurable, recai.Agent):
         self, ranked: Sequence[int], history: Sequence[int], shown: Sequence[int]
     ) -> list[int]:
         """``ranked`` without duplicates, history and shown items, cut to ``k``."""
-        banned = set(int(i) for i in history) | set(int(i) for i in shown)
-        out: list[int] = []
-        for i in ranked:
-            i = int(i)
-            if i not in banned:
-                banned.add(i)
-                out.append(i)
-                if len(out) == self.params.k:
-                    break
-        return out
+        return _first(ranked, [*history, *shown], self.params.k)
+
+
+def _first(ranked: Sequence[int], banned: Sequence[int], n: int) -> list[int]:
+    """The first ``n`` distinct items of ``ranked`` that are not ``banned``."""
+    skip = {int(i) for i in banned}
+    out: list[int] = []
+    for i in ranked:
+        if int(i) not in skip:
+            skip.add(int(i))
+            out.append(int(i))
+            if len(out) == n:
+                break
+    return out
 
 
 def _by_count(items: np.ndarray, n_items: int) -> np.ndarray:
@@ -479,40 +484,36 @@ class ChatRec(_Asks):
     ) -> list[int]:
         """The retriever's top ``n_candidates`` (history and shown items left out)."""
         p = self.params
-        said = " ".join(m.content for m in dialogue if m.role == "user").strip()
-        use_items = p.query != "dialogue" and bool(history)
-        use_text = p.query != "history" and bool(said)
-        if not use_items and not use_text:  # fall back to whatever there is
-            use_items, use_text = bool(history), bool(said)
+        said = " ".join(m.content for m in dialogue if m.role == "user").strip()[-4000:]
+        items = ItemList(history) if history else None
+        text = said or None
+        asks = {  # the query asked for first, then what else there is
+            "history+dialogue": [(items, text), (items, None), (None, text)],
+            "history": [(items, None), (items, text), (None, text)],
+            "dialogue": [(None, text), (items, text), (items, None)],
+        }[p.query]
         want = p.n_candidates + len(set(history)) + len(set(shown))
-        if not use_items and not use_text:
-            ranked = self.popular()[:want].tolist()
-        else:
-            query = Query(
-                text=said[-4000:] if use_text else None,
-                items=ItemList(history[-p.max_history or None :]) if use_items else None,
-            )
-            ranked = self.params.retriever.retrieve(query, want).ids.tolist()
-        kept = self._keep_n(ranked, history, shown, p.n_candidates)
+        ranked = self.popular()[:want].tolist()  # nothing to ask with: the popular items
+        refused: Exception | None = None
+        for seeds, words in asks:
+            if seeds is None and words is None:
+                continue
+            try:
+                found = self.params.retriever.retrieve(Query(text=words, items=seeds), want)
+            except (ValueError, recai.RecaiError) as e:  # e.g. itemknn.v1 takes no text alone
+                refused = e
+                continue
+            ranked, refused = found.ids.tolist(), None
+            break
+        if refused is not None and history:  # without a history the popular items stand in
+            raise recai.RecaiError(
+                f"chatrec.v1: the retriever answers no query this turn can make ({refused})"
+            ) from None
+        banned = [*history, *shown]
+        kept = _first(ranked, banned, p.n_candidates)
         if len(kept) < p.n_candidates:  # a retriever that found few: popular items after them
-            kept = self._keep_n(
-                [*kept, *self.popular()[:want].tolist()], history, shown, p.n_candidates
-            )
+            kept = _first([*kept, *self.popular()[:want].tolist()], banned, p.n_candidates)
         return kept
-
-    @staticmethod
-    def _keep_n(
-        ranked: Sequence[int], history: Sequence[int], shown: Sequence[int], n: int
-    ) -> list[int]:
-        banned = set(int(i) for i in history) | set(int(i) for i in shown)
-        out: list[int] = []
-        for i in ranked:
-            if int(i) not in banned:
-                banned.add(int(i))
-                out.append(int(i))
-                if len(out) == n:
-                    break
-        return out
 
     def recommend(
         self, dialogue: list[Message], history: list[int], shown: list[int]
