@@ -48,7 +48,7 @@ from recai.data import Catalog
 from recai.data.grounding import Grounder, normalize_text
 from recai.types import Message
 
-__all__ = ["Slots", "SlotExtractor", "GENRE_SYNONYMS", "Intent"]
+__all__ = ["CatalogFacts", "GENRE_SYNONYMS", "Intent", "SlotExtractor", "Slots", "item_years"]
 
 Intent = Literal["chat", "recommend", "lookup"]
 
@@ -537,7 +537,8 @@ _CHEAP_RE = re.compile(
     r"\b(cheap|cheaper|inexpensive|budget|affordable|low cost|low price)\b", re.IGNORECASE
 )
 
-_GENRE_FIELD_NAMES = ("genres", "genre", "category", "categories", "tags", "tag", "type", "types")
+# the same order as the tools' genre column (describe.GENRE_NAMES), so both read one field
+_GENRE_FIELD_NAMES = ("genres", "genre", "categories", "category", "tags", "tag")
 _YEAR_FIELD_NAMES = ("year", "release_year", "year_of_release", "released_year")
 _PRICE_FIELD_NAMES = ("price", "cost", "price_usd")
 
@@ -576,6 +577,7 @@ class Slots:
     genre_field: str | None = None
     year_field: str | None = None
     matched: list[tuple[str, str]] = field(default_factory=list)
+    titles: dict[int, str] = field(default_factory=dict)  # liked/disliked/mentioned -> title
 
     def empty(self) -> bool:
         """Whether nothing beyond the intent was found."""
@@ -597,6 +599,7 @@ class Slots:
         d = asdict(self)
         d["ranges"] = {k: list(v) for k, v in self.ranges.items()}
         d["matched"] = [list(m) for m in self.matched]
+        d["titles"] = {str(k): v for k, v in self.titles.items()}
         return d
 
 
@@ -652,6 +655,96 @@ def _edit_distance(a: str, b: str, limit: int) -> int:
     return prev[-1]
 
 
+@dataclass
+class CatalogFacts:
+    """What a catalog offers a request: its categorical fields (name -> sorted distinct values,
+    fields with at most ``max_values`` values), the fields playing genre, year and price, the
+    year range and every numeric field's range. Shared by the slot extractor and the plan schema.
+    """
+
+    categorical: dict[str, list[str]]
+    multi: set[str]
+    genre_field: str | None
+    year_field: str | None
+    price_field: str | None
+    years: tuple[int, int] | None
+    numeric: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of(cls, catalog: Catalog, *, max_values: int = 500) -> CatalogFacts:
+        categorical: dict[str, list[str]] = {}
+        multi: set[str] = set()
+        numeric: dict[str, tuple[float, float]] = {}
+        for name, col in catalog.fields.items():
+            arr = _array(col)
+            if arr.dtype.kind in "iuf":
+                vals = arr.astype(float)
+                vals = vals[~np.isnan(vals)]
+                if len(vals):
+                    numeric[name] = (float(vals.min()), float(vals.max()))
+                continue
+            if arr.dtype != object:
+                continue
+            values: set[str] = set()
+            ok = True
+            for v in arr:
+                if isinstance(v, tuple | list | set | frozenset):
+                    values.update(str(x) for x in v)
+                    multi.add(name)
+                elif isinstance(v, str):
+                    values.add(v)
+                elif v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                else:
+                    ok = False
+                    break
+                if len(values) > max_values:
+                    ok = False
+                    break
+            values.discard("")
+            if ok and values:
+                categorical[name] = sorted(values)
+        genre = next(
+            (f for n in _GENRE_FIELD_NAMES for f in categorical if f.lower() == n),
+            next((f for f in categorical if f in multi), next(iter(categorical), None)),
+        )
+        fields = catalog.fields
+        year = next(
+            (f for n in _YEAR_FIELD_NAMES for f in numeric if f.lower() == n),
+            next((f for f, c in fields.items() if _array(c).dtype.kind == "M"), None),
+        )
+        price = next((f for n in _PRICE_FIELD_NAMES for f in numeric if f.lower() == n), None)
+        years = _year_range(item_years(catalog, year))
+        return cls(categorical, multi, genre, year, price, years, numeric)
+
+
+def _array(col: Any) -> np.ndarray:
+    """A field as an array: numbers and dates typed, anything else (tuples, text) as objects."""
+    if isinstance(col, np.ndarray):
+        return col
+    try:
+        arr = np.asarray(col)
+    except ValueError:  # tuples of different lengths
+        return np.asarray(list(col) + [None], dtype=object)[:-1]
+    return arr if arr.dtype.kind in "iufM" else np.asarray(list(col) + [None], dtype=object)[:-1]
+
+
+def item_years(catalog: Catalog, year_field: str | None) -> np.ndarray:
+    """The year of every item (float, NaN when unknown) from a number or date field."""
+    if year_field is None:
+        return np.full(catalog.n_items, np.nan)
+    col = _array(catalog.fields[year_field])
+    if col.dtype.kind == "M":
+        years = col.astype("datetime64[Y]").astype(np.int64) + 1970
+        return np.where(np.isnat(col), np.nan, years.astype(float))
+    return col.astype(float)
+
+
+def _year_range(years: np.ndarray) -> tuple[int, int] | None:
+    years = years[~np.isnan(years)]
+    return (int(years.min()), int(years.max())) if len(years) else None
+
+
 class SlotExtractor:
     """Reads requests into :class:`Slots` with rules compiled from ``catalog`` (once, here).
 
@@ -675,7 +768,7 @@ class SlotExtractor:
         weak_threshold: float = 0.45,
         margin: float = 0.2,
         bare_threshold: float = 0.8,
-        max_values: int = 300,
+        max_values: int = 500,
         synonyms: dict[str, Sequence[str]] | None = None,
     ):
         self.catalog = catalog
@@ -684,90 +777,22 @@ class SlotExtractor:
         self.weak_threshold = float(weak_threshold)
         self.margin = float(margin)
         self.bare_threshold = float(bare_threshold)
-        self.categorical = self._categorical_fields(max_values)
-        self.genre_field = genre_field if genre_field is not None else self._pick_genre_field()
-        self.year_field = year_field if year_field is not None else self._pick_year_field()
-        self.price_field = price_field if price_field is not None else self._pick_price_field()
-        self.years = self._year_values()
+        self.facts = CatalogFacts.of(catalog, max_values=max_values)
+        self.categorical = self.facts.categorical
+        self.genre_field = genre_field if genre_field is not None else self.facts.genre_field
+        self.year_field = year_field if year_field is not None else self.facts.year_field
+        self.price_field = price_field if price_field is not None else self.facts.price_field
+        self.years = _year_range(item_years(catalog, self.year_field))
         table = dict(GENRE_SYNONYMS)
         for key, words in (synonyms or {}).items():
             table[_norm(key)] = tuple(table.get(_norm(key), ())) + tuple(words)
         self.phrases = self._compile_phrases(table)
         self._max_phrase = max((len(p) for p in self.phrases), default=1)
         self._single_words = sorted({p[0] for p in self.phrases if len(p) == 1 and len(p[0]) >= 4})
-        self._price_values = self._numeric(self.price_field) if self.price_field else None
+        self._price_values = (
+            _array(catalog.fields[self.price_field]).astype(float) if self.price_field else None
+        )
         _ = self.grounder.titles  # built now, not on the first request
-
-    # ---- what the catalog offers -------------------------------------------------------------
-
-    def _categorical_fields(self, max_values: int) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for name, col in self.catalog.fields.items():
-            arr = np.asarray(col, dtype=object) if not isinstance(col, np.ndarray) else col
-            if arr.dtype != object:
-                continue
-            values: set[str] = set()
-            ok = True
-            for v in arr:
-                if isinstance(v, tuple | list | set | frozenset):
-                    values.update(str(x) for x in v)
-                elif isinstance(v, str):
-                    values.add(v)
-                elif v is None or (isinstance(v, float) and math.isnan(v)):
-                    continue
-                else:
-                    ok = False
-                    break
-                if len(values) > max_values:
-                    ok = False
-                    break
-            values.discard("")
-            if ok and values:
-                out[name] = sorted(values)
-        return out
-
-    def _pick_genre_field(self) -> str | None:
-        for name in _GENRE_FIELD_NAMES:
-            for f in self.categorical:
-                if f.lower() == name:
-                    return f
-        return min(self.categorical, key=lambda f: len(self.categorical[f]), default=None)
-
-    def _pick_year_field(self) -> str | None:
-        fields = self.catalog.fields
-        for name in _YEAR_FIELD_NAMES:
-            for f in fields:
-                if f.lower() == name and np.asarray(fields[f]).dtype.kind in "iuf":
-                    return f
-        for f, col in fields.items():
-            if np.asarray(col).dtype.kind == "M":
-                return f
-        return None
-
-    def _pick_price_field(self) -> str | None:
-        for name in _PRICE_FIELD_NAMES:
-            for f, col in self.catalog.fields.items():
-                if f.lower() == name and np.asarray(col).dtype.kind in "iuf":
-                    return f
-        return None
-
-    def _numeric(self, name: str) -> np.ndarray:
-        return np.asarray(self.catalog.fields[name], dtype=float)
-
-    def item_years(self) -> np.ndarray:
-        """The year of every item (float, NaN when unknown), from the year field."""
-        if self.year_field is None:
-            return np.full(self.catalog.n_items, np.nan)
-        col = np.asarray(self.catalog.fields[self.year_field])
-        if col.dtype.kind == "M":
-            years = col.astype("datetime64[Y]").astype(np.int64) + 1970
-            return np.where(np.isnat(col), np.nan, years.astype(float))
-        return col.astype(float)
-
-    def _year_values(self) -> tuple[int, int] | None:
-        years = self.item_years()
-        years = years[~np.isnan(years)]
-        return (int(years.min()), int(years.max())) if len(years) else None
 
     def _compile_phrases(
         self, table: Mapping[str, Sequence[str]]
@@ -808,6 +833,8 @@ class SlotExtractor:
             earlier = earlier[:-1]
         for past_text in reversed(earlier[-4:]):
             self._carry(slots, self._extract_one(past_text))
+        for i in (*slots.liked, *slots.disliked, *slots.mentioned):
+            slots.titles[i] = self.catalog.title(i)
         return slots
 
     def _carry(self, slots: Slots, past: Slots) -> None:
