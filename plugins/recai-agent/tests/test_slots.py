@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 import pytest
-from slots_labelled import LABELLED  # type: ignore[import-not-found]  # beside this file
+from slots_heldout import HELD_OUT  # type: ignore[import-not-found]  # beside this file
+from slots_labelled import LABELLED  # type: ignore[import-not-found]
 
 import recai
 from recai.data import Catalog
@@ -318,10 +319,10 @@ def _pairs(slots: Slots | dict, cat: Catalog) -> dict[str, set]:
     }
 
 
-def slot_scores(ex: SlotExtractor, cat: Catalog) -> dict[str, dict[str, float]]:
+def slot_scores(ex: SlotExtractor, cat: Catalog, labelled=LABELLED) -> dict[str, dict[str, float]]:
     counts = {k: [0, 0, 0] for k in ("genres", "years", "titles", "popular", "all")}
     intent_ok = 0
-    for text, labels in LABELLED:
+    for text, labels in labelled:
         got = ex.extract(text)
         intent_ok += got.intent == labels["intent"]
         g, w = _pairs(got, cat), _pairs(labels, cat)
@@ -336,7 +337,7 @@ def slot_scores(ex: SlotExtractor, cat: Catalog) -> dict[str, dict[str, float]]:
         p = tp / (tp + fp) if tp + fp else 1.0
         r = tp / (tp + fn) if tp + fn else 1.0
         out[k] = {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
-    out["intent"] = {"accuracy": intent_ok / len(LABELLED)}
+    out["intent"] = {"accuracy": intent_ok / len(labelled)}
     return out
 
 
@@ -393,3 +394,16 @@ def test_long_and_hostile_requests_stay_fast_and_harmless(ex, ml):
         assert all(0 <= i < ml.n_items for i in s.liked + s.disliked + s.mentioned)
     s = ex.extract(hostile[-1])
     assert s.genres == [] and s.liked == [] and s.year_min is None
+
+
+def test_slot_f1_on_held_out_requests(ex, ml):
+    assert len(HELD_OUT) >= 30
+    scores = slot_scores(ex, ml, HELD_OUT)
+    print("\nslot scores on", len(HELD_OUT), "held-out requests:")
+    for k, v in scores.items():
+        print(f"  {k:8s} " + "  ".join(f"{m} {x:.3f}" for m, x in v.items()))
+    for text, labels in HELD_OUT:
+        got = _pairs(ex.extract(text), ml)
+        want = _pairs(labels, ml)
+        if got != want:
+            print(f"  miss: {text!r}: got {got}, want {want}")
