@@ -267,6 +267,7 @@ _NEG_CUES: tuple[tuple[str, ...], ...] = tuple(
 # words a negation may skip over before reaching a value ("not too scary", "without any horror")
 _NEG_FILLERS = _words(
     "too very so really any more much a an the of for into some that kind sort type types kinds "
+    "anything about involving featuring including containing "
     "anything stuff movies movie films film games game show shows with either overly particularly "
     "heavy heavily big fan fans i m im am really all"
 )
@@ -517,6 +518,11 @@ _AFTER_RE = re.compile(
 )
 _ONWARDS_RE = re.compile(
     rf"\bfrom\s+{_YEAR}\s*(?:on|onwards?|and later|or later|and after|forward|\+)", re.IGNORECASE
+)
+# "nothing older than 1985" is a lower bound, "nothing newer than 1985" an upper one
+_NOT_OLDER_RE = re.compile(
+    rf"\b(?:nothing|no|not|none)\s+(?:\w+\s+)?(older|earlier|newer|later|more recent)\s+than\s+{_YEAR}\b",
+    re.IGNORECASE,
 )
 _BEFORE_RE = re.compile(
     rf"\b(before|until|till|up to|pre|older than|earlier than|prior to|not after|no later "
@@ -985,9 +991,14 @@ class SlotExtractor:
             known = self._known_words(words)
             if known and not strong:
                 continue
-            # value words ("aliens", "scream") are a title only when written like one
-            if known and not all(
-                t.raw[:1].isupper() or not t.raw[:1].isalpha() or t.word in _STOPWORDS for t in span
+            # value words and common words ("aliens", "anything") are a title only when written
+            # like one: capitalised
+            if known and not (
+                all(
+                    t.raw[:1].isupper() or not t.raw[:1].isalpha() or t.word in _STOPWORDS
+                    for t in span
+                )
+                and any(t.raw[:1].isupper() for t in span)
             ):
                 continue
             found = self._ground(self._raw(span), strong)
@@ -1008,6 +1019,11 @@ class SlotExtractor:
                 n += 1
             best = (best[0], 0, best[2], n)
         return best
+
+    def _value_phrase_at(self, toks: Sequence[_Tok], i: int) -> bool:
+        """Whether a value phrase of two or more words starts at ``i``."""
+        words = tuple(t.word for t in toks[i : i + self._max_phrase])
+        return any(words[:n] in self.phrases for n in range(2, len(words) + 1))
 
     def _whole_title(self, word: str, item: int) -> bool:
         """Whether ``word`` is the whole title of ``item`` (its year and articles aside)."""
@@ -1058,7 +1074,11 @@ class SlotExtractor:
                 i += 1
                 continue
             polarity, n_cue = cue
+            if self._value_phrase_at(toks, i):  # "love story" is Romance, not a cue
+                i += 1
+                continue
             j = i + n_cue
+            continuing = False
             while j < len(toks):
                 span = []
                 for t in toks[j:]:
@@ -1075,6 +1095,10 @@ class SlotExtractor:
                 if best is None:
                     break
                 item, _, score, n = best
+                # a list goes on with a title written as one ("Heat, Fargo"), not with any
+                # words that happen to match one (", anything similar?")
+                if continuing and score < 0.8 and not span[0].raw[:1].isupper():
+                    break
                 add(item, score, polarity, span[0].start, span[n - 1].end, self._raw(span[:n]))
                 for t in [*toks[i : i + n_cue], *span[:n]]:
                     t.used = True
@@ -1082,6 +1106,7 @@ class SlotExtractor:
                 # a list of titles: "like Toy Story and Aladdin", "Heat, Fargo or Scream"
                 if j < len(toks) and toks[j].word in ("and", "or", ",", "&", "nor"):
                     j += 1
+                    continuing = True
                     continue
                 break
             i = max(i + 1, j)
@@ -1206,6 +1231,13 @@ class SlotExtractor:
                 "released after",
             )
             self._set_years(slots, y + 1 if strict else y, None, 1.0, m.group())
+            blank(m)
+        for m in list(_NOT_OLDER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+            y = int(m.group(2))
+            if m.group(1).lower() in ("older", "earlier"):
+                self._set_years(slots, y, None, 1.0, m.group())
+            else:
+                self._set_years(slots, None, y, 1.0, m.group())
             blank(m)
         for m in list(_ONWARDS_RE.finditer(text))[:MAX_YEAR_MATCHES]:
             self._set_years(slots, int(m.group(1)), None, 1.0, m.group())
