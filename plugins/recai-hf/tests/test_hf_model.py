@@ -255,6 +255,35 @@ def test_json_schema_output_is_validated(llm):
     assert c.usage.prompt_tokens > plain.usage.prompt_tokens  # the schema was put in the prompt
 
 
+PICK = {
+    "type": "object",
+    "properties": {
+        "genre": {"enum": ["Comedy", "Horror", "Sci-Fi"]},
+        "year": {"type": "integer", "minimum": 1920, "maximum": 1998},
+    },
+    "required": ["genre", "year"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_alone_decodes_under_the_schema(llm):
+    # no logits processor given: the backend constrains decoding to the schema itself, so the
+    # first attempt is valid (a re-ask would at least double the completion tokens)
+    asks = [
+        [Message.user("Pick a genre and a year for a film night, as JSON.")],
+        [Message.user("I want something scary from the eighties.")],
+        [Message.user("hello")],
+    ]
+    for conv in asks:
+        c = llm.chat(conv, max_tokens=40, json_schema=PICK)
+        value = json.loads(c.text)
+        assert value["genre"] in PICK["properties"]["genre"]["enum"]
+        assert 1920 <= value["year"] <= 1998
+        assert c.usage.completion_tokens <= 40
+    free = HFBackend(model="smollm2", constrain_json=False)
+    assert free.constrain_json is False and llm.constrain_json is True
+
+
 def test_json_that_stays_invalid_raises_after_the_repairs(llm):
     bad = ForceText('{"color": 1}')
     with pytest.raises(StructuredOutputError) as e:

@@ -47,7 +47,10 @@ class HFBackend(LLMBackend):
     file, or a Hub id already in the local cache), ``dtype``, ``threads`` (torch's CPU threads during
     this backend's calls, restored after each), ``device``, ``cache_dir`` (converted GGUF models), ``batch_size`` (conversations
     per ``generate`` call in ``chat_batch``), ``max_tokens`` (default for calls that give none),
-    ``json_repairs`` (re-asks of an invalid JSON reply). The model loads on first use (or
+    ``json_repairs`` (re-asks of an invalid JSON reply), ``constrain_json`` (with ``json_schema``
+    and no ``logits_processors``, decode under :class:`~recai_hf.jsonconstraint.JSONConstraint`
+    of the schema, so a small model's reply is valid JSON of that shape by construction; on by
+    default). The model loads on first use (or
     :meth:`load`); a missing model is reported when the backend is built.
 
     Calls: ``temperature`` 0 or ``None`` decodes greedily; above 0 samples from the full
@@ -78,6 +81,7 @@ class HFBackend(LLMBackend):
         batch_size: Annotated[int, Field(ge=1, le=4096)] = 8,
         max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256,
         json_repairs: Annotated[int, Field(ge=0, le=100)] = 2,
+        constrain_json: bool = True,
     ):
         self.model = model
         self.dtype = dtype
@@ -87,6 +91,9 @@ class HFBackend(LLMBackend):
         self.batch_size = int(batch_size)
         self.max_tokens = int(max_tokens)
         self.json_repairs = int(json_repairs)
+        self.constrain_json = bool(constrain_json)
+        self._constraints: dict[str, Any] = {}  # schema text -> JSONConstraint (compiled once)
+        self._constraints_lock = threading.Lock()
         self._source = sources.resolve(model)
         self._model: Any = None
         self._tokenizer: Any = None
@@ -251,6 +258,8 @@ class HFBackend(LLMBackend):
         Conversations are sorted by prompt length before batching (less padding) and returned in
         the given order. Each completion's ``latency_s`` is the time of the batch it was in.
         """
+        if json_schema is not None and logits_processors is None and self.constrain_json:
+            logits_processors = [self._json_constraint(json_schema)]
         options = self._options(max_tokens, temperature, stop, seed, logits_processors, cancel)
         convs = [list(c) for c in conversations]
         if not convs:
@@ -262,6 +271,22 @@ class HFBackend(LLMBackend):
 
             return complete_json(generate, convs, json_schema, repairs=self.json_repairs)
         return self._complete(convs, list(range(len(convs))), options)
+
+    def _json_constraint(self, schema: dict[str, Any]) -> Any:
+        """The decoding constraint for ``schema`` (compiled once per schema). ``lenient``: a
+        keyword the grammar engine cannot enforce is left to the validation that follows."""
+        import json
+
+        from .jsonconstraint import JSONConstraint
+
+        key = json.dumps(schema, sort_keys=True, default=str)
+        with self._constraints_lock:
+            found = self._constraints.get(key)
+            if found is None:
+                if len(self._constraints) >= 32:
+                    self._constraints.clear()
+                found = self._constraints[key] = JSONConstraint(schema, lenient=True)
+        return found
 
     def stream(  # type: ignore[override]  # named options, as chat_batch
         self,
