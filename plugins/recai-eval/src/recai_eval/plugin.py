@@ -60,7 +60,7 @@ _EVALUATORS = (
     (
         "conversation.v1",
         "recai_eval.llm.conversation:ConversationEvaluator",
-        "A user-simulator LLM with a hidden target talks to a recommender: Hit@N and AT@N.",
+        "A simulated user (an LLM, or a scripted one revealing clues) with a hidden target talks to a recommender: Hit@N and AT@N.",
         _LLM + "ConversationParams",
     ),
     (
