@@ -15,10 +15,11 @@ import pytest
 
 import recai
 from recai.data import Catalog, Dataset, Interactions, Split, leave_one_out
+from recai.data.context import CONTEXT_NAME
 from recai.errors import ParamsError
 from recai.runtime import RunContext
 from recai.types import Completion, Message
-from recai_eval.llm.conversation import CONTEXT_NAME, ConversationEvaluator
+from recai_eval.llm.conversation import ConversationEvaluator
 from recai_eval.llm.scoring import core_title, mentions_title
 from recai_eval.llm.scripted import DEFAULT_SCRIPT, ScriptedUser
 

@@ -21,13 +21,12 @@ per turn.
 (``conversation.v1`` with ``share_history = true``) or an application that knows the user puts a
 *context message* first: a system message named ``recai_context`` whose content is JSON,
 ``{"user": "196", "history": [{"id": "50", "title": "Star Wars (1977)"}, ...]}`` (external item
-ids, oldest first). :func:`user_context` reads it; every agent leaves it out of what it sends to
+ids, oldest first; :mod:`recai.data.context`). :func:`user_context` reads it; every agent leaves it out of what it sends to
 an LLM. Without it the history is empty: ``ranker-agent.v1`` then shows the most popular items.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -41,6 +40,12 @@ from pydantic import Field
 
 import recai
 from recai.data import Catalog, Dataset, Grounder
+from recai.data.context import (
+    CONTEXT_NAME,
+    UserContext,
+    context_message,
+    user_context,
+)
 from recai.data.grounding import FuzzyIndex, normalize_text
 from recai.specs import Seed
 from recai.types import ItemList, Message, Query
@@ -58,83 +63,14 @@ __all__ = [
     "ChatRec",
 ]
 
-#: The ``name`` of the system message that carries the user's id and history.
-CONTEXT_NAME = "recai_context"
-
-#: Most history items a context message may carry (longer histories keep their newest items).
-MAX_CONTEXT_ITEMS = 10_000
-
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):]|[-*•+])\s+(.+?)\s*$")
 _EMPHASIS = re.compile(r"[*_`]+")
 _QUOTED = re.compile(r"^[\"“'«](.+?)[\"”'»]")
 _SEPARATORS = (" - ", " – ", " — ", ": ", " -- ", " | ", " because ", " by ")
 
 
-@dataclass(frozen=True)
-class UserContext:
-    """What a context message says: the user's external id (if given) and history (catalog
-    indices, oldest first)."""
-
-    user: Any
-    history: list[int]
-
-
-def context_message(user: Any, history: Sequence[int], catalog: Catalog) -> Message:
-    """The context message for ``user`` with ``history`` (catalog indices, oldest first).
-
-    >>> from recai.data import Catalog
-    >>> cat = Catalog(ids=["7", "9"], titles=["Heat (1995)", "Fargo (1996)"])
-    >>> m = context_message("u1", [1, 0], cat)
-    >>> m.name, json.loads(m.content)["history"][0]
-    ('recai_context', {'id': '9', 'title': 'Fargo (1996)'})
-    >>> user_context([m, Message.user("hi")], cat)
-    UserContext(user='u1', history=[1, 0])
-    """
-    items = [{"id": _plain(catalog.ids[int(i)]), "title": catalog.title(int(i))} for i in history]
-    body = {"user": _plain(user), "history": items}
-    return Message("system", json.dumps(body, ensure_ascii=False), name=CONTEXT_NAME)
-
-
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def user_context(conversation: Sequence[Message], catalog: Catalog) -> UserContext | None:
-    """The context message of ``conversation`` read against ``catalog`` (``None`` without one).
-
-    A context message that is not the JSON described in the module docstring, or that names an
-    item the catalog lacks, raises :class:`recai.RecaiError` naming what is wrong (the agent and
-    whoever wrote the message do not share a dataset).
-    """
-    for message in conversation:
-        if message.role != "system" or message.name != CONTEXT_NAME:
-            continue
-        try:
-            body = json.loads(message.content)
-        except ValueError as e:
-            raise recai.RecaiError(
-                f"the {CONTEXT_NAME!r} system message is not JSON ({e}); it must be "
-                '{"user": ..., "history": [{"id": ..., "title": ...}, ...]}'
-            ) from None
-        entries = body.get("history") if isinstance(body, dict) else None
-        if not isinstance(entries, list):
-            raise recai.RecaiError(
-                f"the {CONTEXT_NAME!r} system message has no list 'history'; it must be "
-                '{"user": ..., "history": [{"id": ..., "title": ...}, ...]}'
-            )
-        history = []
-        for n, entry in enumerate(entries[-MAX_CONTEXT_ITEMS:]):
-            item_id = entry.get("id") if isinstance(entry, dict) else entry
-            try:
-                history.append(catalog.index(item_id))
-            except (KeyError, TypeError):
-                raise recai.RecaiError(
-                    f"the {CONTEXT_NAME!r} system message names item id {item_id!r} "
-                    f"(history[{n}]), which this agent's catalog does not have: build the agent "
-                    "on the dataset of whoever wrote the message (the evaluator's dataset)"
-                ) from None
-        return UserContext(body.get("user"), history)
-    return None
 
 
 def listed_lines(text: str) -> list[str]:

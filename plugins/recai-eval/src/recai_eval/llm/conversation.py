@@ -42,7 +42,6 @@ dialogues that have them (each dialogue's own mean per turn), with 95% intervals
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 
 import recai
+from recai.data.context import context_message
 from recai.runtime import RunContext
 from recai.types import Message, Report
 
@@ -64,7 +64,6 @@ from .scoring import core_title, error_flags, mean_and_intervals, mentions_title
 from .scripted import Clue, ScriptedUser
 
 #: The ``name`` of the system message that tells an agent the user's history.
-CONTEXT_NAME = "recai_context"
 #: Turn facts an agent's ``respond`` may report, summed per dialogue.
 TURN_FACTS = ("llm_calls", "plan_valid", "tool_failures", "seconds")
 
@@ -168,13 +167,8 @@ class ConversationEvaluator(LLMTask):
         )
 
     def _context(self, s: Session, case: Case) -> Message:
-        catalog = s.catalog
-        items = [
-            {"id": _plain(catalog.ids[int(i)]), "title": catalog.title(int(i))}
-            for i in case.history  # all of it, as a recommender that knows its user has it
-        ]
-        body = {"user": _plain(s.external_user(case.user)), "history": items}
-        return Message("system", json.dumps(body, ensure_ascii=False), name=CONTEXT_NAME)
+        # all of the history before the target, as a recommender that knows its user has it
+        return context_message(s.external_user(case.user), case.history, s.catalog)
 
     def _recommender_request(self, s: Session, d: Dialogue) -> list[Message]:
         if isinstance(self.params.recommender, recai.LLMBackend):
@@ -393,7 +387,3 @@ class ConversationEvaluator(LLMTask):
                 "turns": int(sum(d.facts[fact][1] for d in have)),
             }
         return means, intervals, info
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
