@@ -101,7 +101,9 @@ def test_plan_first_turn_uses_two_llm_calls_and_returns_grounded_items(split, kn
     agent = make_agent(split, knn, llm)
     reply = ask(agent, "I want some science fiction films")
     assert reply.llm_calls == 2 and len(llm.calls) == 2
-    assert llm.calls[0]["json_schema"] is not None  # the plan is decoded under the schema
+    decoded = llm.calls[0]["json_schema"]  # the plan is decoded under the schema
+    assert decoded is not None and decoded == agent.decode_schema()
+    assert "pattern" not in json.dumps(decoded)  # minutes under SmolLM2's constraint
     assert llm.calls[1].get("json_schema") is None
     assert len(reply.items) == 5
     for it in reply.items:

@@ -221,6 +221,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._schema: dict[str, Any] | None = None
         self._popularity: np.ndarray | None = None
         self._columns: list[ColumnInfo] | None = None
+        self._decode: dict[str, Any] | None = None
         self._exact_titles: dict[str, int] | None = None
 
     # -- building ---------------------------------------------------------------------------------
@@ -311,6 +312,17 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if self._schema is None:
                 self._schema = _plan_api().schema(list(tools.values()), self.catalog, db)
             return self._schema
+
+    def decode_schema(self) -> dict[str, Any]:
+        """The plan schema the brain decodes under: :meth:`plan_schema` without ``pattern``
+        keywords. A regular expression bounded by a ``maxLength`` (the look-up's ``^SELECT
+        [^;]*$`` up to 400 characters) made SmolLM2's constrained plan call take minutes
+        instead of seconds on two CPU cores; what the pattern said is checked after decoding
+        (``validate_plan``) and by CatalogDB, which runs nothing but one read-only statement."""
+        with self._lock:
+            if self._decode is None:
+                self._decode = _without_patterns(self.plan_schema())
+            return self._decode
 
     # -- a turn -----------------------------------------------------------------------------------
     def reply(self, conversation: Sequence[Message]) -> Message:
@@ -468,7 +480,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if feedback:
                 messages.append(Message.system(f"A reviewer says: {feedback[:300]}. Fix the plan."))
             text = self._call(
-                turn, messages, max_tokens=self.params.plan_tokens, json_schema=schema
+                turn, messages, max_tokens=self.params.plan_tokens, json_schema=self.decode_schema()
             )
             model_plan, problems = api.validate(text, schema, self.catalog, grounder)
             valid = model_plan is not None
@@ -889,6 +901,15 @@ def _as_plan_dict(plan: Any) -> dict[str, Any]:
         else:
             out.append({"tool": getattr(s, "tool", None), "input": getattr(s, "input", {}) or {}})
     return {"steps": out}
+
+
+def _without_patterns(schema: Any) -> Any:
+    """A copy of ``schema`` without ``pattern`` keywords (see ``decode_schema``)."""
+    if isinstance(schema, dict):
+        return {k: _without_patterns(v) for k, v in schema.items() if k != "pattern"}
+    if isinstance(schema, list):
+        return [_without_patterns(v) for v in schema]
+    return schema
 
 
 def _sentence_end(text: str) -> int:
