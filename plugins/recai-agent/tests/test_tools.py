@@ -243,6 +243,7 @@ def test_soft_filter_by_text_without_a_text_retriever_matches_titles(tools, stat
     res = tools["soft_filter"].run(bus, {"text": "godfather"}, state)
     assert res.ok, res.error
     assert bus.ids.tolist()[0] == TITLES.index("Godfather, The (1972)")
+    assert len(bus) == len(FILMS)  # without a text retriever the text orders, it drops nothing
 
 
 def test_soft_filter_unknown_seed_is_an_error(tools, state) -> None:

@@ -495,18 +495,29 @@ class InterecAgent(recai.Configurable, recai.Agent):
         return _as_plan_dict(plan), valid
 
     def _run(self, plan: dict[str, Any], turn: _Turn, tools: dict[str, BaseTool]) -> None:
-        """Run the plan's steps; when they leave nothing to recommend, run it again without
-        the hard filter, then without the soft filter (each relaxation is a note)."""
-        self._run_steps(plan.get("steps", []), turn, tools)
+        """Run the plan's steps; when they leave fewer than ``k`` items, fill the list from the
+        plan run again without its soft filter, and when nothing at all is left, without its
+        hard filter too (each relaxation is a note; the items found first stay first)."""
+        state = turn.state
         steps = list(plan.get("steps", []))
-        for dropped in ("hard_filter", "soft_filter"):
-            if turn.state.mapped or not any(s.get("tool") == "map" for s in steps):
+        self._run_steps(steps, turn, tools)
+        for dropped in ("soft_filter", "hard_filter"):
+            if len(state.mapped) >= state.k or not any(s.get("tool") == "map" for s in steps):
                 return
+            if dropped == "hard_filter" and state.mapped:
+                return  # the request's conditions are kept while anything meets them
             if not any(s.get("tool") == dropped for s in steps):
                 continue
             steps = [s for s in steps if s.get("tool") != dropped]
-            turn.notes.append(f"no item met every condition: ran again without {dropped}")
+            found = list(state.mapped)
+            turn.notes.append(
+                f"{len(found)} of {state.k} items met every condition: filled without {dropped}"
+            )
+            excluded = list(state.exclude)
+            state.exclude = excluded + [ev.item for ev in found]
             self._run_steps(steps, turn, tools)
+            state.exclude = excluded
+            state.mapped = (found + state.mapped)[: state.k]
 
     def _run_steps(
         self, steps: list[dict[str, Any]], turn: _Turn, tools: dict[str, BaseTool]
@@ -683,7 +694,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         secrets = [PLAN_PROMPT, REPLY_PROMPT, CHAT_PROMPT, SAFETY, CRITIC_PROMPT]
         for sentence in _SENTENCE.findall(raw.replace("\r", "")):
             s = sentence.strip()
-            if not s:
+            if not re.search(r"[A-Za-z]{2,}", s):  # "2." or "-": not a sentence
                 continue
             if not allow_list and listed_lines(s):
                 turn.notes.append("reply: a list line from the model dropped (the items follow)")

@@ -488,11 +488,12 @@ class SoftFilterTool(BaseTool):
             )
             scores = found.scores if found.scores is not None else np.zeros(len(found))
             return found.ids, np.asarray(scores, dtype=np.float64)
+        # no text retriever: titles matching the text come first, nothing is dropped (fuzzy
+        # title matching cannot tell that an item is unlike a description)
         scores = state.grounder.titles.scores(text)
         ids = bus.ids
-        cand = ids[scores[ids] > 0.2]
-        order = np.lexsort((cand, -scores[cand]))[: self.keep]
-        return cand[order], scores[cand[order]]
+        order = np.lexsort((np.arange(len(ids)), -scores[ids]))[: max(self.keep, 1)]
+        return ids[order], scores[ids[order]]
 
 
 # -- ranking ---------------------------------------------------------------------------------------
