@@ -146,6 +146,20 @@ def test_reply_sentences_naming_items_off_the_bus_are_dropped(split, knn) -> Non
     assert any("not found dropped" in n for n in reply.notes)
 
 
+def test_list_lines_copied_inline_by_the_model_are_not_repeated(split, knn) -> None:
+    llm = ScriptedLLM(
+        plan=plan(
+            ("hard_filter", {"genres": ["Crime"]}), ("ranking", {"by": "popularity"}), ("map", {})
+        ),
+        reply="1. 2. Fargo (1996) — Crime, Drama, Thriller 3. Heat (1995) — Action. Enjoy!",
+    )
+    agent = make_agent(split, knn, llm)
+    reply = ask(agent, "crime films")
+    intro = reply.text.split("\n")[0]
+    assert intro == "Enjoy!"
+    assert reply.text.count("Fargo (1996)") == 1
+
+
 def test_invalid_plan_falls_back_to_the_rules_and_the_turn_goes_on(split, knn) -> None:
     llm = ScriptedLLM(plan="I think you should watch movies!!", reply="Enjoy.")
     agent = make_agent(split, knn, llm)

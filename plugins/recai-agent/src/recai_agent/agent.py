@@ -696,6 +696,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
             s = sentence.strip()
             if not re.search(r"[A-Za-z]{2,}", s):  # "2." or "-": not a sentence
                 continue
+            if " — " in s:  # a copy of one of the list's lines: the list follows anyway
+                continue
             if not allow_list and listed_lines(s):
                 turn.notes.append("reply: a list line from the model dropped (the items follow)")
                 continue
