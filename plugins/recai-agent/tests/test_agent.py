@@ -151,7 +151,7 @@ def test_list_lines_copied_inline_by_the_model_are_not_repeated(split, knn) -> N
         plan=plan(
             ("hard_filter", {"genres": ["Crime"]}), ("ranking", {"by": "popularity"}), ("map", {})
         ),
-        reply="1. 2. Fargo (1996) — Crime, Drama, Thriller 3. Heat (1995) — Action. Enjoy!",
+        reply="1. 2. Fargo (1996) — Crime, Drama, Thriller 3. Heat (1995) — Action. 4. 5. Enjoy!",
     )
     agent = make_agent(split, knn, llm)
     reply = ask(agent, "crime films")

@@ -95,6 +95,7 @@ CRITIC_SCHEMA: dict[str, Any] = {
     "required": ["ok"],
     "additionalProperties": False,
 }
+_ENUMERATION = re.compile(r"^(?:\(?\d{1,3}[.):]\s*)+")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _TITLE_WITH_YEAR = re.compile(r"([A-Z0-9][^\n\"“”()]{1,80}?\s\((?:19|20)\d\d\))")
 _QUOTED = re.compile(r"[\"“«]([^\"”»\n]{2,80})[\"”»]")
@@ -694,6 +695,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         secrets = [PLAN_PROMPT, REPLY_PROMPT, CHAT_PROMPT, SAFETY, CRITIC_PROMPT]
         for sentence in _SENTENCE.findall(raw.replace("\r", "")):
             s = sentence.strip()
+            s = _ENUMERATION.sub("", s)  # "1. 2. 3. These are..." -> "These are..."
             if not re.search(r"[A-Za-z]{2,}", s):  # "2." or "-": not a sentence
                 continue
             if " — " in s:  # a copy of one of the list's lines: the list follows anyway
