@@ -233,9 +233,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if part is not None:
                 recai.ensure_fitted(part, split)
         with self._lock:
-            self._popularity = np.bincount(
-                np.asarray(split.train.items, dtype=np.int64), minlength=split.dataset.n_items
-            ).astype(np.float64)
+            self._popularity = _item_counts(split.train.items, split.dataset.n_items)
             self._tools = None
 
     @property
@@ -260,9 +258,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 self._grounder = Grounder(data.catalog)
                 self._grounder.titles  # noqa: B018 - build the index now, under the lock
             if self._popularity is None:
-                self._popularity = np.bincount(
-                    np.asarray(data.interactions.items, dtype=np.int64), minlength=data.n_items
-                ).astype(np.float64)
+                self._popularity = _item_counts(data.interactions.items, data.n_items)
             if self._tools is None:
                 self._tools = default_tools(
                     self._db,
@@ -751,6 +747,11 @@ class InterecAgent(recai.Configurable, recai.Agent):
 
 
 # -- plans: B's module when it is there, a minimal private fallback until it lands --------------
+def _item_counts(items: Any, n_items: int) -> np.ndarray:
+    """Interactions per item (the popularity the ranking tool uses), as floats."""
+    return np.bincount(np.asarray(items, dtype=np.int64), minlength=n_items).astype(np.float64)
+
+
 class _PlanAPI:
     """The plan functions the agent needs, bound to ``recai_agent.plan`` when it provides them
     (``plan_schema``, ``validate_plan``, ``repair_plan``, ``merge``), else to the fallbacks
