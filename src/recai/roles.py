@@ -247,12 +247,25 @@ class LLMBackend(Component):
     ``is_set()``, e.g. a ``threading.Event``) and stop at the next token once it is set (the
     completion's ``finish_reason`` is then ``"cancelled"``), so a client that left or a shutdown
     frees the model at once.
+
+    **Tool calling.** A backend with ``"tools"`` in :attr:`capabilities` takes two more options
+    in ``chat`` (and ``chat_batch``): ``tools=``, a list of OpenAI function specs
+    (``{"type": "function", "function": {"name", "description", "parameters": <JSON schema of
+    an object>}}``; :func:`recai.types.function_tool` builds one, :func:`recai.types.check_tools`
+    checks them) and ``tool_choice=`` (``"auto"``, the default; ``"none"``; ``"required"``; or
+    ``{"type": "function", "function": {"name": ...}}``). The calls the model asks for come back
+    in :attr:`Completion.tool_calls <recai.types.Completion>` (:class:`~recai.types.ToolCall`:
+    ``id``, ``name``, ``arguments`` as JSON text) with ``finish_reason`` ``"tool_calls"``; send
+    them back as ``completion.as_message()`` followed by one ``Message.tool(result, call.id)``
+    per call. Without the capability, pass no ``tools=``: callers check
+    ``"tools" in backend.capabilities`` and otherwise plan through ``json_schema``.
     """
 
     role = Role.LLM_BACKEND
 
     #: Optional capabilities this backend supports: ``"stream"``, ``"json_schema"``,
-    #: ``"logprobs"``, ``"cancel"`` (the ``cancel=`` keyword above).
+    #: ``"logprobs"``, ``"cancel"`` (the ``cancel=`` keyword above), ``"tools"`` (the
+    #: ``tools=`` and ``tool_choice=`` options above; answers carry ``tool_calls``).
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod

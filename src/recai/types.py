@@ -2,7 +2,9 @@
 
 - :class:`ItemList` — item indices with optional scores; what retrievers return, rankers rank and
   evaluators score.
-- :class:`Message`, :class:`Completion`, :class:`Usage` — chat with LLM backends.
+- :class:`Message`, :class:`Completion`, :class:`Usage` — chat with LLM backends;
+  :class:`ToolCall` — a function call a model asks for (OpenAI's ``tools``), and
+  :func:`check_tools` / :func:`function_tool` for the function specs offered to it.
 - :class:`Query` — what a retriever is asked (text, seed items or a user's history).
 - :class:`Explanation` — what an explainer returns.
 - :class:`Report` — what an evaluator returns: a table of metrics per system, plus the facts
@@ -14,13 +16,27 @@ assigned by the dataset's catalog. The catalog maps them to external ids and tit
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["ItemList", "Message", "Completion", "Usage", "Query", "Explanation", "Report"]
+__all__ = [
+    "ItemList",
+    "Message",
+    "Completion",
+    "Usage",
+    "ToolCall",
+    "check_tools",
+    "tool_choice_name",
+    "function_tool",
+    "Query",
+    "Explanation",
+    "Report",
+]
 
 
 class ItemList:
@@ -172,28 +188,126 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call a model asks for, in OpenAI's shape: ``arguments`` is JSON *text*
+    (as the model wrote it; :meth:`args` parses it).
+
+    >>> call = ToolCall("call_1", "hard_filter", '{"genres": ["Comedy"]}')
+    >>> call.args()
+    {'genres': ['Comedy']}
+    >>> call.to_dict()["function"]
+    {'name': 'hard_filter', 'arguments': '{"genres": ["Comedy"]}'}
+    >>> ToolCall.from_dict(call.to_dict()) == call
+    True
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def __post_init__(self) -> None:
+        for key in ("id", "name", "arguments"):
+            if not isinstance(getattr(self, key), str):
+                raise TypeError(
+                    f"ToolCall.{key} must be a string, got {type(getattr(self, key)).__name__}"
+                )
+
+    def args(self) -> Any:
+        """The arguments as a JSON value; a ValueError naming the call when they are no JSON."""
+        try:
+            return json.loads(self.arguments) if self.arguments.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"the arguments of the call {self.id!r} to {self.name!r} are not valid JSON "
+                f"({e.msg} at character {e.pos}): {self.arguments[:80]!r}"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """OpenAI's ``tool_calls`` entry: ``{"id", "type": "function", "function": {...}}``."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ToolCall:
+        """From OpenAI's shape, or the flat ``{"id", "name", "arguments"}``; arguments given as
+        an object are written as JSON text."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a tool call must be an object, got {type(d).__name__}")
+        fn = d.get("function", d)
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            raise ValueError(f"a tool call needs function.name (a string): {dict(d)!r:.120}")
+        arguments = fn.get("arguments", "{}")
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        call_id = d.get("id")
+        return cls(
+            id=str(call_id) if call_id is not None else "", name=fn["name"], arguments=arguments
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message, in the shape OpenAI-compatible servers use."""
+    """One chat message, in the shape OpenAI-compatible servers use.
+
+    An assistant message may carry the ``tool_calls`` the model asked for; the answer to one is
+    a ``tool`` message with that call's ``tool_call_id`` (:meth:`tool`).
+
+    >>> call = ToolCall("call_1", "lookup", "{}")
+    >>> Message("assistant", "", tool_calls=[call]).to_dict()["tool_calls"][0]["id"]
+    'call_1'
+    >>> Message.tool("3 films", "call_1").to_dict()
+    {'role': 'tool', 'content': '3 films', 'tool_call_id': 'call_1'}
+    """
 
     role: Role
     content: str
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        d = {"role": self.role, "content": self.content}
+    def __post_init__(self) -> None:
+        if not isinstance(self.tool_calls, tuple):  # a list given: kept hashable
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        if not all(isinstance(c, ToolCall) for c in self.tool_calls):
+            raise TypeError("Message.tool_calls must hold ToolCall objects")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.name is not None:
             d["name"] = self.name
+        if self.tool_calls:
+            d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Message:
         try:
-            role, content = d["role"], d["content"]
+            role = d["role"]
         except KeyError as e:
             raise ValueError(f"chat message lacks the key {e.args[0]!r}: {dict(d)!r}") from None
+        raw_calls = d.get("tool_calls") or ()
+        if "content" not in d and not raw_calls:
+            raise ValueError(f"chat message lacks the key 'content': {dict(d)!r}")
         if role not in ("system", "user", "assistant", "tool"):
             raise ValueError(f"chat message has unknown role {role!r}")
-        return cls(role=role, content=str(content), name=d.get("name"))
+        if not isinstance(raw_calls, (list, tuple)):
+            raise ValueError(f"chat message's tool_calls must be a list, got {raw_calls!r:.80}")
+        content = d.get("content")
+        call_id = d.get("tool_call_id")
+        return cls(
+            role=role,
+            content="" if content is None else str(content),
+            name=d.get("name"),
+            tool_calls=tuple(ToolCall.from_dict(c) for c in raw_calls),
+            tool_call_id=None if call_id is None else str(call_id),
+        )
 
     @staticmethod
     def system(content: str) -> Message:
@@ -204,8 +318,123 @@ class Message:
         return Message("user", content)
 
     @staticmethod
-    def assistant(content: str) -> Message:
-        return Message("assistant", content)
+    def assistant(content: str, tool_calls: Sequence[ToolCall] = ()) -> Message:
+        return Message("assistant", content, tool_calls=tuple(tool_calls))
+
+    @staticmethod
+    def tool(content: str, tool_call_id: str, name: str | None = None) -> Message:
+        """The result of the call ``tool_call_id``, sent back to the model."""
+        return Message("tool", content, name=name, tool_call_id=tool_call_id)
+
+
+_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def function_tool(
+    name: str, parameters: Mapping[str, Any] | None = None, description: str = ""
+) -> dict[str, Any]:
+    """An OpenAI function spec (an entry of ``tools=``), checked by :func:`check_tools`.
+
+    >>> function_tool("lookup", {"type": "object", "properties": {"sql": {"type": "string"}}},
+    ...               "SQL over the catalog")["function"]["name"]
+    'lookup'
+    """
+    fn: dict[str, Any] = {"name": name, "parameters": dict(parameters or {"type": "object"})}
+    if description:
+        fn["description"] = description
+    spec = {"type": "function", "function": fn}
+    check_tools([spec])
+    return spec
+
+
+def check_tools(tools: Any, tool_choice: Any = None) -> list[dict[str, Any]]:
+    """OpenAI's ``tools`` (function specs) and ``tool_choice``, checked; the specs normalised
+    (``parameters`` defaults to any object). A ValueError names the first bad field by its
+    path (``tools[1].function.name``), as an API's 400 would.
+
+    ``tool_choice`` is ``"auto"``, ``"none"``, ``"required"`` or
+    ``{"type": "function", "function": {"name": ...}}`` naming one of the tools.
+
+    >>> check_tools([{"type": "function", "function": {"name": "map"}}])[0]["function"]
+    {'name': 'map', 'parameters': {'type': 'object', 'properties': {}}}
+    >>> check_tools([{"type": "function", "function": {"name": "bad name"}}])
+    Traceback (most recent call last):
+    ...
+    ValueError: tools[0].function.name must be 1 to 64 letters, digits, _ or -, got 'bad name'
+    """
+    if not isinstance(tools, (list, tuple)):
+        raise ValueError(f"tools must be a list of function specs, got {type(tools).__name__}")
+    out: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, spec in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{where} must be an object, got {type(spec).__name__}")
+        if spec.get("type", "function") != "function":
+            raise ValueError(f"{where}.type must be 'function', got {spec.get('type')!r:.60}")
+        fn = spec.get("function")
+        if not isinstance(fn, Mapping):
+            raise ValueError(f"{where}.function must be an object with a name")
+        name = fn.get("name")
+        if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+            raise ValueError(
+                f"{where}.function.name must be 1 to 64 letters, digits, _ or -, got {name!r:.60}"
+            )
+        if name in names:
+            raise ValueError(f"{where}.function.name {name!r} is given twice")
+        names.add(name)
+        description = fn.get("description")
+        if description is not None and not isinstance(description, str):
+            raise ValueError(f"{where}.function.description must be a string")
+        params = fn.get("parameters")
+        if params is None:
+            params = {"type": "object", "properties": {}}
+        if not isinstance(params, Mapping):
+            raise ValueError(
+                f"{where}.function.parameters must be a JSON schema object, got "
+                f"{type(params).__name__}"
+            )
+        if params.get("type", "object") != "object":
+            raise ValueError(
+                f"{where}.function.parameters must describe an object (type 'object'), got "
+                f"type {params.get('type')!r:.60}"
+            )
+        strict = fn.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise ValueError(f"{where}.function.strict must be true or false")
+        clean: dict[str, Any] = {"name": name}
+        if description:
+            clean["description"] = description
+        clean["parameters"] = dict(params)
+        if strict is not None:
+            clean["strict"] = strict
+        out.append({"type": "function", "function": clean})
+    if tool_choice is not None:
+        tool_choice_name(tool_choice, names)
+    return out
+
+
+def tool_choice_name(tool_choice: Any, names: set[str] | Sequence[str]) -> str | None:
+    """The function ``tool_choice`` names (None for ``"auto"``, ``"none"``, ``"required"``);
+    a ValueError for anything else or a name not among ``names``."""
+    if isinstance(tool_choice, str):
+        if tool_choice not in TOOL_CHOICES:
+            raise ValueError(
+                f"tool_choice must be 'auto', 'none', 'required' or a function, got "
+                f"{tool_choice!r:.60}"
+            )
+        return None
+    fn = tool_choice.get("function") if isinstance(tool_choice, Mapping) else None
+    name = fn.get("name") if isinstance(fn, Mapping) else None
+    if not isinstance(name, str) or tool_choice.get("type", "function") != "function":
+        raise ValueError(
+            "tool_choice must be 'auto', 'none', 'required' or "
+            '{"type": "function", "function": {"name": ...}}'
+        )
+    if name not in names:
+        raise ValueError(f"tool_choice names the function {name!r:.60}, which is not in tools")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,16 +457,22 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """What an LLM backend returns for one chat request."""
+    """What an LLM backend returns for one chat request.
+
+    ``finish_reason`` is ``"stop"``, ``"length"``, ``"tool_calls"`` (the model asks for the
+    calls in ``tool_calls``; backends with the ``"tools"`` capability), or ``"cancelled"``.
+    """
 
     text: str
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     model: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     def as_message(self) -> Message:
-        return Message("assistant", self.text)
+        """The assistant message to append to the conversation (with its tool calls)."""
+        return Message("assistant", self.text, tool_calls=tuple(self.tool_calls))
 
 
 @dataclass(frozen=True, slots=True)
