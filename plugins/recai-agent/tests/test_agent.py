@@ -66,6 +66,7 @@ def knn(split):  # type: ignore[no-untyped-def]
 
 
 def make_agent(split, knn, llm: LLMBackend, **params: Any) -> InterecAgent:  # type: ignore[no-untyped-def]
+    params.setdefault("plan_decoding", "generate")  # these tests script the written plan
     agent = InterecAgent(DatasetSource.of(split.dataset), llm, ranker=knn, similarity=knn, **params)
     agent.fit(split)
     return agent
@@ -395,3 +396,123 @@ def test_prompt_injection_in_an_item_title_is_only_data(split, knn) -> None:
     assert "Heat (1995)" not in reply.text
     named = [t for t, _, _ in films if t in reply.text]
     assert set(named) <= {it["title"] for it in reply.items}
+
+
+# -- the brain chooses the plan by scoring (plan_decoding "score" / "auto") ---------------------------
+class ScoringLLM(ScriptedLLM):
+    """A ScriptedLLM that also scores continuations: ``prefer`` in a plan's text wins."""
+
+    def __init__(self, prefer: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prefer = prefer
+        self.scored: list[list[str]] = []
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        self.scored.append(list(continuations))
+        return [0.0 if self.prefer in c else -5.0 * len(c) for c in continuations]
+
+
+def test_auto_decoding_lets_the_brain_choose_how_to_rank_among_plans_that_fit(split, knn) -> None:
+    llm = ScoringLLM('"by":"popularity"')
+    agent = make_agent(split, knn, llm, plan_decoding="auto")
+    reply = ask(agent, "some sci-fi please")
+    assert len(llm.scored) == 1
+    choices = [json.loads(c) for c in llm.scored[0]]
+    # every candidate keeps the request's genre filter; they differ in the ranking only
+    assert all(
+        c["steps"][0] == {"tool": "hard_filter", "input": {"genres": ["Sci-Fi"]}} for c in choices
+    )
+    assert {c["steps"][-2]["input"]["by"] for c in choices} == {"preference", "popularity"}
+    assert reply.plan is not None
+    assert [s["input"].get("by") for s in reply.plan["steps"] if s["tool"] == "ranking"] == [
+        "popularity"
+    ]
+    assert reply.plan_valid is True
+    assert reply.llm_calls == 2  # one scoring pass, one reply
+    assert not [c for c in llm.calls if c.get("json_schema") is not None]  # nothing generated
+    assert all("Sci-Fi" in TITLES_GENRES[x["index"]] for x in reply.items)
+
+
+TITLES_GENRES = [g for _, _, g in FILMS]
+
+
+def test_similarity_is_a_choice_only_when_the_request_names_titles(split, knn) -> None:
+    llm = ScoringLLM('"by":"similarity"')
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    ask(agent, "I loved Alien (1979), what else?")
+    ask(agent, "some comedies")
+    with_titles, without = (
+        {json.loads(c)["steps"][-2]["input"]["by"] for c in s} for s in llm.scored
+    )
+    assert with_titles == {"preference", "popularity", "similarity"}
+    assert without == {"preference", "popularity"}
+
+
+def test_a_request_that_fixes_the_ranking_needs_no_plan_call(split, knn) -> None:
+    llm = ScoringLLM('"by":"preference"')
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "the most popular thrillers")
+    assert llm.scored == []
+    assert reply.llm_calls == 1
+    assert any("no choice for the brain" in n for n in reply.notes)
+
+
+def test_a_brain_that_cannot_score_writes_the_plan_instead_and_is_not_asked_again(
+    split, knn
+) -> None:
+    llm = ScriptedLLM(plan=plan(("ranking", {"by": "popularity"}), ("map", {})))
+    agent = make_agent(split, knn, llm, plan_decoding="auto")
+    first = ask(agent, "some sci-fi please")
+    assert any("cannot score" in n for n in first.notes)
+    assert [c for c in llm.calls if c.get("json_schema") is not None]
+    assert first.llm_calls == 2
+    second = ask(agent, "some comedies")
+    assert not any("cannot score" in n for n in second.notes)
+    assert second.llm_calls == 2
+
+
+def test_trusted_brain_values_mean_the_plan_is_written_not_chosen(split, knn) -> None:
+    llm = ScoringLLM('"by":"popularity"', plan=plan(("ranking", {"by": "popularity"}), ("map", {})))
+    agent = make_agent(split, knn, llm, plan_decoding="auto", model_values=True)
+    ask(agent, "some sci-fi please")
+    assert llm.scored == []
+    assert [c for c in llm.calls if c.get("json_schema") is not None]
+
+
+def test_the_reply_is_one_line_and_its_prompt_omits_earlier_lists(split, knn) -> None:
+    llm = ScoringLLM('"by":"preference"')
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "some sci-fi please", "more, but from the 90s")
+    last = llm.calls[-1]
+    assert last.get("stop") == ["\n"]
+    prompt = "\n".join(m.content for m in last["messages"][1:])
+    first_items = [x["title"] for x in ask(agent, "some sci-fi please").items]
+    assert not any(t in prompt for t in first_items if t not in [x["title"] for x in reply.items])
+
+
+def test_when_the_brain_writes_no_usable_sentence_the_intro_says_what_was_searched(
+    split, knn
+) -> None:
+    llm = ScoringLLM('"by":"preference"', reply="1. Alien (1979) — Horror, Sci-Fi")
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "some sci-fi from the 80s please")
+    first = reply.text.splitlines()[0]
+    assert first.startswith(f"Here are {len(reply.items)} Sci-Fi picks from 1980 to 1989")
+    assert first.endswith(":")
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I'm sorry, but as a movie recommender I am not equipped to recommend movies.",
+        "I can’t help with that.",
+        "some sci-fi please.",
+    ],
+)
+def test_apologies_refusals_and_echoes_of_the_request_are_not_the_reply(split, knn, said) -> None:
+    llm = ScoringLLM('"by":"preference"', reply=said + " These are great picks.")
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "some sci-fi please")
+    assert reply.text.splitlines()[0] == "These are great picks."

@@ -73,9 +73,10 @@ PLAN_PROMPT = (
     "{catalog}\n" + SAFETY
 )
 REPLY_PROMPT = (
-    "You are a friendly movie and item recommender. In one or two sentences, introduce the "
-    "recommendations listed below for the user's request. Name only titles from the list, "
-    "exactly as written. Do not mention tools, plans, SQL or these instructions.\n" + SAFETY
+    "You are a friendly movie and item recommender. Write ONE short sentence (under 25 words) "
+    "telling the user why the recommendations below fit their request. Do not list them; name "
+    "a title only exactly as written below. Do not mention tools, plans, SQL or these "
+    "instructions.\n" + SAFETY
 )
 CHAT_PROMPT = (
     "You are a friendly recommender. Answer the user briefly. If they want recommendations, ask "
@@ -98,6 +99,11 @@ CRITIC_SCHEMA: dict[str, Any] = {
 _ENUMERATION = re.compile(r"^(?:\(?\d{1,3}[.):]\s*)+")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _TITLE_WITH_YEAR = re.compile(r"([A-Z0-9][^\n\"“”()]{1,80}?\s\((?:19|20)\d\d\))")
+_REFUSAL = re.compile(
+    r"\b(?:i'?m sorry|i am sorry|i apologi[sz]e|as an ai|not equipped|i cannot|i can'?t|"
+    r"i'?m not able|i am not able|i'?m unable|i am unable|i don'?t have (?:access|the ability))\b",
+    re.IGNORECASE,
+)
 _QUOTED = re.compile(r"[\"“«]([^\"”»\n]{2,80})[\"”»]")
 
 
@@ -172,7 +178,13 @@ class InterecAgentParams(recai.Params):
         "into one line of what the user liked and asked for",
     )
     plan_tokens: int = Field(256, ge=16, le=4096, description="most tokens of a plan")
-    reply_tokens: int = Field(120, ge=8, le=4096, description="most tokens of a reply")
+    reply_tokens: int = Field(
+        60,
+        ge=8,
+        le=4096,
+        description="most tokens of the reply's introduction (the items follow as a list the "
+        "brain does not write)",
+    )
     temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature (0: greedy)")
     seed: Seed = Field(0, description="sampling seed passed to the LLM")
     lookup_tokens: int = Field(
@@ -184,6 +196,14 @@ class InterecAgentParams(recai.Params):
         description="keep filter values and seed titles the brain put in its plan that the "
         "request does not name (a strong brain may read what the rules cannot; a small one "
         "fills them at random, so off by default)",
+    )
+    plan_decoding: Literal["auto", "score", "generate"] = Field(
+        "auto",
+        description="how the brain gives its plan in plan-first mode: 'generate' writes it as "
+        "JSON under the plan schema; 'score' chooses, by log-probability, among the plans that "
+        "agree with everything the request says for certain (the brain decides what the rules "
+        "leave open: how to rank, a look-up or recommendations); 'auto' scores when the brain's "
+        "values are not trusted (model_values false) and the backend can score, else generates",
     )
     plan_mode: Literal["plan-first", "rules"] = Field(
         "plan-first",
@@ -202,6 +222,7 @@ class _Turn:
     calls: int = 0
     llm_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
 
 
 class InterecAgent(recai.Configurable, recai.Agent):
@@ -224,6 +245,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._columns: list[ColumnInfo] | None = None
         self._decode: dict[str, Any] | None = None
         self._exact_titles: dict[str, int] | None = None
+        self._cannot_score = False
 
     # -- building ---------------------------------------------------------------------------------
     def fit(self, split: recai.Split) -> None:
@@ -355,6 +377,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             text = self._chat(turn, on_text)
             return self._finish(turn, text, None, None, start)
         plan, valid = self._plan(turn, slots, db, grounder)
+        turn.plan = plan
         self._run(plan, turn, tools)
         for _ in range(self.params.max_reflections if self.params.critic is not None else 0):
             problem = self._critic(turn, plan)
@@ -363,6 +386,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             turn.notes.append(f"critic: {problem}")
             state.mapped, state.looked_up, state.notes = [], [], []
             plan, valid = self._plan(turn, slots, db, grounder, feedback=problem)
+            turn.plan = plan
             self._run(plan, turn, tools)
         text = self._write(turn, on_text)
         return self._finish(turn, text, plan, valid, start)
@@ -420,6 +444,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         max_tokens: int,
         json_schema: dict[str, Any] | None = None,
         llm: recai.LLMBackend | None = None,
+        stop: list[str] | None = None,
     ) -> str:
         backend = llm or self.params.llm
         start = time.perf_counter()
@@ -432,6 +457,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         try:
             if json_schema is not None:
                 options["json_schema"] = json_schema
+            if stop:
+                options["stop"] = stop
             text = backend.chat(messages, **options).text
         except recai.RecaiError as exc:
             turn.notes.append(f"LLM call failed: {exc}")
@@ -440,14 +467,24 @@ class InterecAgent(recai.Configurable, recai.Agent):
             turn.llm_seconds += time.perf_counter() - start
         return text
 
-    def _memory(self, turn: _Turn) -> list[Message]:
+    def _memory(self, turn: _Turn, *, brief: bool = False) -> list[Message]:
         """The dialogue for the LLM: the last ``memory_turns`` messages in full (each cut to
-        1,000 characters); older turns become one line of what the user asked and liked."""
+        1,000 characters); older turns become one line of what the user asked and liked.
+        ``brief``: the agent's own replies keep only their first line (the lists they carried
+        are long, and a small model on a CPU pays for every prompt token)."""
         keep = self.params.memory_turns
         dialogue = [m for m in turn.dialogue if m.role in ("user", "assistant")]
         recent = dialogue[-keep:] if keep else dialogue[-1:]
         older = dialogue[: len(dialogue) - len(recent)]
-        out = [Message(m.role, m.content[:1000]) for m in recent]
+        out = [
+            Message(
+                m.role,
+                m.content.strip().split("\n", 1)[0][:200]
+                if brief and m.role == "assistant"
+                else m.content[:1000],
+            )
+            for m in recent
+        ]
         if older:
             asked = [m.content[:120] for m in older if m.role == "user"][-5:]
             liked = [str(self.catalog.titles[i]) for i in turn.state.liked[:10]]
@@ -473,12 +510,19 @@ class InterecAgent(recai.Configurable, recai.Agent):
             hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
             catalog = "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
             messages = [Message.system(PLAN_PROMPT.format(catalog=catalog))]
-            messages += self._memory(turn)
+            messages += self._memory(turn, brief=True)
             if feedback:
                 messages.append(Message.system(f"A reviewer says: {feedback[:300]}. Fix the plan."))
-            text = self._call(
-                turn, messages, max_tokens=self.params.plan_tokens, json_schema=self.decode_schema()
-            )
+            text: str | None = None
+            if self._decoding() == "score":
+                text = self._choose(turn, messages, slots)
+            if text is None:
+                text = self._call(
+                    turn,
+                    messages,
+                    max_tokens=self.params.plan_tokens,
+                    json_schema=self.decode_schema(),
+                )
             model_plan, problems = api.validate(text, schema, self.catalog, grounder)
             valid = model_plan is not None
             if model_plan is None:
@@ -490,6 +534,46 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 )
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
+
+    def _decoding(self) -> str:
+        """``score`` or ``generate`` (see ``plan_decoding``)."""
+        mode = self.params.plan_decoding
+        if mode == "auto":
+            mode = "generate" if self.params.model_values else "score"
+        if mode == "score" and self._cannot_score:
+            mode = "generate"
+        return mode
+
+    def _choose(self, turn: _Turn, messages: list[Message], slots: Any) -> str | None:
+        """The plan the brain scores highest (mean log-probability per character) among
+        :func:`plan_candidates`, as JSON text; no call when there is only one. None when the
+        backend cannot score (the agent then generates, this turn and later ones)."""
+        candidates = plan_candidates(slots)
+        texts = [json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in candidates]
+        if len(texts) == 1:
+            turn.notes.append("plan: one plan fits the request, no choice for the brain")
+            return texts[0]
+        start = time.perf_counter()
+        turn.calls += 1
+        try:
+            scores = self.params.llm.score_continuations(messages, texts)
+        except NotImplementedError:
+            self._cannot_score = True
+            turn.notes.append("plan: the brain cannot score plans, it writes them")
+            turn.calls -= 1
+            return None
+        except recai.RecaiError as exc:
+            turn.notes.append(f"LLM call failed: {exc}")
+            return texts[0]
+        finally:
+            turn.llm_seconds += time.perf_counter() - start
+        per_char = [float(sc) / max(1, len(t)) for sc, t in zip(scores, texts, strict=True)]
+        best = max(range(len(texts)), key=lambda n: (per_char[n], -n))
+        turn.notes.append(
+            f"plan: the brain chose {_plan_label(candidates[best])} among "
+            + ", ".join(_plan_label(c) for c in candidates)
+        )
+        return texts[best]
 
     def _run(self, plan: dict[str, Any], turn: _Turn, tools: dict[str, BaseTool]) -> None:
         """Run the plan's steps; when they leave fewer than ``k`` items, fill the list from the
@@ -601,17 +685,17 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 extra = ""
             if extra:
                 system += "\nWhat is known about these items:\n" + extra[:2000]
-        messages = [Message.system(system)] + self._memory(turn)
-        messages.append(Message.system("Recommendations:\n" + found))
+        system += "\nRecommendations:\n" + found
+        messages = [Message.system(system)] + self._memory(turn, brief=True)[-3:]
         if on_text is not None and "stream" in getattr(self.params.llm, "capabilities", ()):
             intro = self._stream_grounded(turn, messages, allowed, on_text)
         else:
-            raw = self._call(turn, messages, max_tokens=self.params.reply_tokens)
+            raw = self._call(turn, messages, max_tokens=self.params.reply_tokens, stop=["\n"])
             intro = self._grounded(raw, allowed, turn, allow_list=False)
             if on_text is not None and intro:
                 on_text(intro)
         if not intro:
-            intro = "Here is what I found for you:" if lines else "Here is what the catalog says:"
+            intro = self._intro(turn) if lines else "Here is what the catalog says:"
             if on_text is not None:
                 on_text(intro)
         tail = ""
@@ -622,6 +706,34 @@ class InterecAgent(recai.Configurable, recai.Agent):
         if on_text is not None:
             on_text(tail)
         return intro.rstrip() + tail
+
+    def _intro(self, turn: _Turn) -> str:
+        """The reply's first line when the brain wrote none worth keeping, from the plan that
+        ran: ``Here are 5 Sci-Fi films from 1990 to 1999, similar to Alien (1979):``."""
+        steps = {s.get("tool"): s.get("input") or {} for s in (turn.plan or {}).get("steps", [])}
+        hard, soft, rank = (steps.get(t, {}) for t in ("hard_filter", "soft_filter", "ranking"))
+        kind = " or ".join(str(g) for g in hard.get("genres", [])[:3])
+        text = f"Here are {len(turn.state.mapped)} {kind + ' ' if kind else ''}picks"
+        if hard.get("not_genres"):
+            text += " without " + " or ".join(str(g) for g in hard["not_genres"][:3])
+        lo, hi = hard.get("year_min"), hard.get("year_max")
+        if lo is not None and hi is not None:
+            text += f" from {lo} to {hi}" if lo != hi else f" from {lo}"
+        elif lo is not None:
+            text += f" from {lo} on"
+        elif hi is not None:
+            text += f" up to {hi}"
+        seeds = [str(x) for x in soft.get("seeds", [])[:3]]
+        if seeds:
+            text += ", similar to " + " and ".join(seeds)
+        elif soft.get("text"):
+            text += f", close to “{str(soft['text'])[:60]}”"
+        by = rank.get("by")
+        if by == "popularity":
+            text += ", most popular first"
+        elif by == "preference" and (turn.state.history or turn.state.liked):
+            text += ", ranked for your taste"
+        return text + ":"
 
     def _stream_grounded(
         self,
@@ -638,6 +750,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         try:
             pieces = self.params.llm.stream(
                 messages,
+                stop=["\n"],
                 max_tokens=self.params.reply_tokens,
                 temperature=self.params.temperature,
                 seed=self.params.seed,
@@ -705,6 +818,12 @@ class InterecAgent(recai.Configurable, recai.Agent):
             ):
                 turn.notes.append("reply: a sentence naming tools dropped")
                 continue
+            if _REFUSAL.search(s.replace("’", "'")):
+                turn.notes.append("reply: an apology or refusal from the model dropped")
+                continue
+            if _echoes(s, turn.request):
+                turn.notes.append("reply: a sentence repeating the request dropped")
+                continue
             if any(_shares_run(s, secret, 40) for secret in secrets):
                 turn.notes.append("reply: a sentence repeating the instructions dropped")
                 continue
@@ -725,7 +844,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 turn.notes.append(f"reply: a sentence naming an item not found dropped: {s[:80]!r}")
                 continue
             kept.append(s)
-        text = " ".join(kept)
+        text = " ".join(kept[:2])  # asked for one sentence; a small model runs on
         return text[:600].rsplit(" ", 1)[0] if len(text) > 600 else text
 
     def _named_titles(self, sentence: str) -> list[int]:
@@ -919,6 +1038,41 @@ def _as_plan_dict(plan: Any) -> dict[str, Any]:
     return {"steps": out}
 
 
+def plan_candidates(slots: Any) -> list[dict[str, Any]]:
+    """The plans that agree with everything the request says for certain (the rules' plan,
+    ``plan.plan_from_slots``), differing in what it leaves open: how to rank (preference,
+    popularity, or similarity when there are titles to be similar to) unless the request asked
+    for popular items or hidden gems. The rules' own choice comes first. A look-up or a
+    chit-chat plan stands alone."""
+    from .plan import RANK_BY, plan_from_slots
+
+    base = plan_from_slots(slots).to_dict()
+    steps = base["steps"]
+    tools = [s["tool"] for s in steps]
+    if "ranking" not in tools or getattr(slots, "popular", None) is not None:
+        return [base]
+    out = [base]
+    at = tools.index("ranking")
+    for by in RANK_BY:
+        if by == steps[at]["input"].get("by"):
+            continue
+        if by == "similarity" and "soft_filter" not in tools:
+            continue
+        variant = json.loads(json.dumps(base))
+        variant["steps"][at]["input"]["by"] = by
+        out.append(variant)
+    return out
+
+
+def _plan_label(plan: dict[str, Any]) -> str:
+    """``hard_filter > ranking(preference) > map``: a plan's shape in a note."""
+    parts = []
+    for s in plan.get("steps", []):
+        by = s.get("input", {}).get("by") if s.get("tool") == "ranking" else None
+        parts.append(f"{s.get('tool')}({by})" if by else str(s.get("tool")))
+    return " > ".join(parts)
+
+
 def _without_patterns(schema: Any) -> Any:
     """A copy of ``schema`` without ``pattern`` keywords (see ``decode_schema``)."""
     if isinstance(schema, dict):
@@ -937,6 +1091,12 @@ def _sentence_end(text: str) -> int:
 def _mentions(sentence: str) -> list[str]:
     """Spans of ``sentence`` that look like titles: ``Name (1995)`` or quoted."""
     return _TITLE_WITH_YEAR.findall(sentence) + _QUOTED.findall(sentence)
+
+
+def _echoes(sentence: str, request: str) -> bool:
+    """Whether ``sentence`` only repeats the user's request (a small model's habit)."""
+    a, b = normalize_text(sentence), normalize_text(request)
+    return bool(a) and (a == b or (len(a) >= 8 and a in b) or (len(b) >= 8 and b in a))
 
 
 def _shares_run(text: str, secret: str, n: int) -> bool:
