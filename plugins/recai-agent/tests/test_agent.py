@@ -516,3 +516,32 @@ def test_apologies_refusals_and_echoes_of_the_request_are_not_the_reply(split, k
     agent = make_agent(split, knn, llm, plan_decoding="score")
     reply = ask(agent, "some sci-fi please")
     assert reply.text.splitlines()[0] == "These are great picks."
+
+
+# -- candidates and k given in the context message (one-turn ranking protocols) ----------------------
+def _ask_with(agent: InterecAgent, text: str, **context: Any) -> AgentReply:
+    from recai.data.context import context_message as kernel_context
+
+    conv = [kernel_context("u1", [], agent.catalog, **context), Message.user(text)]
+    return agent.respond(conv)
+
+
+def test_given_candidates_are_all_ordered_and_nothing_else_is_listed(split, knn) -> None:
+    llm = ScoringLLM('"by":"preference"')
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    candidates = [0, 8, 12, 17, 20, 3, 9, 14]  # two sci-fi among them: Alien, Blade Runner
+    reply = _ask_with(agent, "some sci-fi please", candidates=candidates, k=len(candidates))
+    listed = [x["index"] for x in reply.items]
+    assert sorted(listed) == sorted(candidates)
+    assert set(listed[:2]) == {0, 3}  # what meets the request comes first
+    assert all("candidates" in " ".join(x["evidence"]["kept_by"]) for x in reply.items)
+
+
+def test_k_in_the_context_sets_how_many_items_are_listed(split, knn) -> None:
+    agent = make_agent(split, knn, ScoringLLM('"by":"preference"'), plan_decoding="score")
+    assert len(_ask_with(agent, "something to watch tonight, any genre", k=9).items) == 9
+    short = _ask_with(agent, "a film please", candidates=[1, 2, 3, 4], k=2)
+    assert [x["index"] for x in short.items if x["index"] in (1, 2, 3, 4)] == [
+        x["index"] for x in short.items
+    ]
+    assert len(short.items) == 2

@@ -371,6 +371,12 @@ class InterecAgent(recai.Configurable, recai.Agent):
             history=list(context.history) if context is not None else [],
             k=self.params.k,
         )
+        if context is not None and getattr(context, "candidates", None):
+            # the caller gives the items to order (one-turn ranking protocols, a shop's shelf)
+            state.candidates = list(context.candidates)
+            state.k = min(len(state.candidates), int(getattr(context, "k", None) or 10_000))
+        elif context is not None and getattr(context, "k", None):
+            state.k = min(int(context.k), 100)
         state.exclude = self._shown(dialogue)
         turn = _Turn(state, request, dialogue)
         if not request.strip() or (slots.intent == "chat" and slots.empty()):
@@ -585,7 +591,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         for dropped in ("soft_filter", "hard_filter"):
             if len(state.mapped) >= state.k or not any(s.get("tool") == "map" for s in steps):
                 return
-            if dropped == "hard_filter" and state.mapped:
+            if dropped == "hard_filter" and state.mapped and state.candidates is None:
                 return  # the request's conditions are kept while anything meets them
             if not any(s.get("tool") == dropped for s in steps):
                 continue
@@ -604,6 +610,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self, steps: list[dict[str, Any]], turn: _Turn, tools: dict[str, BaseTool]
     ) -> None:
         bus = CandidateBus(self.catalog.n_items)
+        if turn.state.candidates is not None:
+            bus.keep(turn.state.candidates, "candidates: given with the request")
         names = [s.get("tool") for s in steps]
         for step in steps:
             tool = tools.get(str(step.get("tool")))

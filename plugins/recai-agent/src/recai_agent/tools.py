@@ -103,9 +103,10 @@ class ToolResult:
 @dataclass
 class TurnState:
     """What the tools of one turn share: the catalog and its grounding, the user's profile
-    (``liked``/``disliked`` item indices, ``history`` in time order), items not to recommend
-    again (``exclude``: shown earlier in the dialogue), the items the map tool picked (with
-    their evidence), look-up texts and the trace."""
+    (``liked``/``disliked`` item indices, ``history`` in time order), how many items to list
+    (``k``), items not to recommend again (``exclude``: shown earlier in the dialogue), the
+    items the caller restricts the turn to (``candidates``; None: the whole catalog), the items
+    the map tool picked (with their evidence), look-up texts and the trace."""
 
     catalog: Catalog
     grounder: Grounder
@@ -114,6 +115,7 @@ class TurnState:
     history: list[int] = field(default_factory=list)
     k: int = 5
     exclude: list[int] = field(default_factory=list)
+    candidates: list[int] | None = None
     mapped: list[Evidence] = field(default_factory=list)
     looked_up: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -660,10 +662,9 @@ class MapTool(BaseTool):
         self.k = int(k)
 
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
-        k = self.k
+        k = state.k or self.k
         if isinstance(arg, dict) and arg.get("k") is not None:
-            k = max(1, min(int(_number(arg["k"], "k")), 50))
-        k = min(k, state.k) if state.k else k
+            k = min(k, max(1, min(int(_number(arg["k"], "k")), 50)))
         skip = set(state.exclude) | set(state.disliked)
         head = [i for i in bus.head(k + len(skip)) if i not in skip][:k]
         state.mapped = [bus.evidence(i) for i in head]
