@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AgentReply", "InterecAgent", "InterecAgentParams", "TOOL_ORDER"]
 
+#: Most items one reply lists (a context message's ``k`` or candidates beyond it are cut).
+MAX_LISTED = 100
+
 #: The order tools run in within one plan (a look-up stands alone).
 TOOL_ORDER = ("hard_filter", "soft_filter", "ranking", "map")
 
@@ -289,7 +292,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
                     text_retriever=self.params.text_retriever,
                     popularity=self._popularity,
                     grounder=self._grounder,
-                    k=self.params.k,
+                    k=MAX_LISTED,  # the map tool's cap; each turn's state.k says how many
                     lookup_tokens=self.params.lookup_tokens,
                 )
             return self._db, self._grounder, self._tools
@@ -371,12 +374,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
             history=list(context.history) if context is not None else [],
             k=self.params.k,
         )
-        if context is not None and getattr(context, "candidates", None):
-            # the caller gives the items to order (one-turn ranking protocols, a shop's shelf)
-            state.candidates = list(context.candidates)
-            state.k = min(len(state.candidates), int(getattr(context, "k", None) or 10_000))
-        elif context is not None and getattr(context, "k", None):
-            state.k = min(int(context.k), 100)
+        given: list[int] | None = getattr(context, "candidates", None)
+        asked: int | None = getattr(context, "k", None)
+        if given:  # the caller gives the items to order (one-turn ranking protocols, a shelf)
+            state.candidates = list(given)
+            state.k = min(len(given), asked or MAX_LISTED, MAX_LISTED)
+        elif asked:
+            state.k = min(int(asked), MAX_LISTED)
         state.exclude = self._shown(dialogue)
         turn = _Turn(state, request, dialogue)
         if not request.strip() or (slots.intent == "chat" and slots.empty()):

@@ -662,9 +662,10 @@ class MapTool(BaseTool):
         self.k = int(k)
 
     def _run(self, bus: CandidateBus, arg: Any, state: TurnState) -> ToolResult:
-        k = state.k or self.k
+        k = self.k
         if isinstance(arg, dict) and arg.get("k") is not None:
-            k = min(k, max(1, min(int(_number(arg["k"], "k")), 50)))
+            k = max(1, min(int(_number(arg["k"], "k")), 50))
+        k = min(k, state.k) if state.k else k
         skip = set(state.exclude) | set(state.disliked)
         head = [i for i in bus.head(k + len(skip)) if i not in skip][:k]
         state.mapped = [bus.evidence(i) for i in head]
