@@ -6,7 +6,9 @@ server.LLMServer` runs it with uvicorn):
 - ``POST /v1/chat/completions``: messages in, a ``chat.completion`` out, with ``usage``; with
   ``"stream": true`` server-sent events of ``chat.completion.chunk`` objects, a usage chunk when
   ``stream_options.include_usage`` is set, and ``data: [DONE]``. Options the backend cannot
-  honour are refused with a 400 naming them (:mod:`recai_serve.protocol`).
+  honour are refused with a 400 naming them (:mod:`recai_serve.protocol`). ``tools`` are
+  answered with ``tool_calls``: natively by a backend with the ``"tools"`` capability, else
+  decoded as JSON under a schema (:class:`~recai_serve.protocol.ToolPlan`).
 - ``POST /v1/completions`` with ``echo: true`` and ``logprobs``: log-probabilities of the
   prompt's tokens, when the backend has ``prompt_logprobs(text)``.
 - ``GET /v1/models``, ``GET /health``; Azure's ``/openai/deployments/{name}/...`` paths, the
@@ -66,6 +68,7 @@ from .protocol import (
     chat_completion,
     chat_request,
     check_depth,
+    prepare_tools,
     score_prompts,
     stream_error,
     text_completion,
@@ -580,6 +583,10 @@ class _Service:
         body = await self.json_body(request)
         req = chat_request(body, self.limits)
         name, backend = self.backend(request.path_params.get("deployment", req.model))
+        capabilities = getattr(backend, "capabilities", ())
+        req = prepare_tools(
+            req, native="tools" in capabilities, json_schema="json_schema" in capabilities
+        )
         if req.stream:
             return _ChatStream(self, name, backend, req)
         started = time.perf_counter()
@@ -589,12 +596,7 @@ class _Service:
                 completion = await self.run(
                     backend.chat, req.messages, **self.options(backend, req, ticket)
                 )
-        if not isinstance(completion, Completion):
-            raise APIError(
-                500,
-                f"the backend's chat returned {type(completion).__name__}, not a Completion",
-                type="server_error",
-            )
+        completion = _answer(req, completion)
         return JSONResponse(
             chat_completion(name, completion),
             headers={"x-recai-backend-ms": f"{(time.perf_counter() - started) * 1000:.3f}"},
@@ -622,6 +624,18 @@ class _Service:
             async with self.slot(ticket):
                 scored = [await self.run(lambda p=p: list(scorer(p))) for p in prompts]
         return JSONResponse(text_completion(name, prompts, scored))
+
+
+def _answer(req: ChatRequest, completion: Any) -> Completion:
+    """The backend's answer, checked, with a tool call read out of its JSON where the server
+    offered the tools as a schema (:class:`~recai_serve.protocol.ToolPlan`)."""
+    if not isinstance(completion, Completion):
+        raise APIError(
+            500,
+            f"the backend's chat returned {type(completion).__name__}, not a Completion",
+            type="server_error",
+        )
+    return req.tools.answer(completion) if req.tools is not None else completion
 
 
 def _shutting_down() -> APIError:
@@ -658,9 +672,13 @@ class _ChatStream(Response):
             async with service.slot(ticket):
                 completion: Completion | None = None
                 pieces: Iterator[str]
-                if type(backend).stream is LLMBackend.stream:  # no streaming of its own: one
-                    completion = await service.run(backend.chat, req.messages, **options)
-                    pieces = iter([completion.text])  # piece, with its usage and finish reason
+                # no streaming of its own, or tools (a call is known whole): one piece, with
+                # its usage, finish reason and tool calls
+                if req.tools is not None or type(backend).stream is LLMBackend.stream:
+                    completion = _answer(
+                        req, await service.run(backend.chat, req.messages, **options)
+                    )
+                    pieces = iter([] if completion.tool_calls else [completion.text])
                 else:
                     pieces = await service.run(
                         lambda: iter(backend.stream(req.messages, **options))
@@ -714,7 +732,10 @@ class _ChatStream(Response):
         self, first: Any, pieces: Iterator[str], completion: Completion | None
     ) -> AsyncGenerator[bytes, None]:
         chunks = ChunkMaker(self.model)
-        yield _sse(chunks.delta({"role": "assistant", "content": ""}))
+        calls = completion.tool_calls if completion is not None else []
+        yield _sse(chunks.delta({"role": "assistant", "content": None if calls else ""}))
+        for chunk in chunks.tool_calls(calls):
+            yield _sse(chunk)
         piece = first
         while piece is not _END:
             yield _sse(chunks.delta({"content": piece}))

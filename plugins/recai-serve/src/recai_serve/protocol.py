@@ -17,19 +17,22 @@ arguments, and the JSON of answers, stream chunks and errors.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recai.errors import RecaiError
-from recai.types import Completion, Message, Usage
+from recai.types import Completion, Message, ToolCall, Usage, check_tools, tool_choice_name
 
 __all__ = [
     "APIError",
     "Limits",
     "ChatRequest",
+    "ToolPlan",
+    "prepare_tools",
     "check_depth",
     "chat_request",
     "score_prompts",
@@ -49,9 +52,13 @@ PASSED_OPTIONS = (
     "stop",
     "seed",
     "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 )
 """Chat parameters that go to the backend (as ``max_tokens``, ``temperature``, ``stop``,
-``seed``, ``json_schema``)."""
+``seed``, ``json_schema``; ``tools`` and ``tool_choice`` natively to a backend with the
+``"tools"`` capability, else as a JSON schema: :class:`ToolPlan`)."""
 
 _HARMLESS = ("model", "messages", "stream", "stream_options", "n", "user", "metadata", "store")
 # accepted and without effect on the answer (or at their only supported value)
@@ -63,9 +70,6 @@ NEUTRAL: dict[str, Any] = {
     "logprobs": False,
     "top_logprobs": 0,
     "logit_bias": {},
-    "tools": [],
-    "tool_choice": "none",
-    "parallel_tool_calls": True,
 }
 """Parameters accepted at the value that changes nothing (many clients send these defaults) and
 refused at any other."""
@@ -101,6 +105,11 @@ class Limits:
     """Nesting of arrays and objects in a request body."""
     max_json_values: int = 100_000
     """Values (array items and object members, at any depth) in a request body."""
+    max_tools: int = 128
+    """Function specs in ``tools`` (OpenAI's own limit)."""
+    max_tool_chars: int = 100_000
+    """Characters of the ``tools`` specs together, as compact JSON (they become a prompt and a
+    grammar the backend compiles)."""
     refusal_delay_ms: int = 250
     """While the backend is generating, a refused request (400, 401, 408, 413, 415) is answered
     after this many milliseconds: a client that sends refused requests back to back then costs
@@ -157,6 +166,261 @@ class ChatRequest:
     options: dict[str, Any] = field(default_factory=dict)
     stream: bool = False
     include_usage: bool = False
+    tools: ToolPlan | None = None
+    """The tools offered (None: none, or ``tool_choice: "none"``)."""
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """The tools of a chat request and how a backend without native tool calling answers them:
+    JSON under :meth:`schema` (one branch per function, ``{"name": <const>, "arguments":
+    <its parameters>}``, plus ``{"content": <text>}`` for ``"auto"``), read back by
+    :meth:`answer` into OpenAI's ``tool_calls``.
+
+    >>> plan = ToolPlan([{"type": "function", "function": {"name": "f", "parameters":
+    ...     {"type": "object", "properties": {"x": {"type": "integer"}}}}}], "auto")
+    >>> [b["properties"].keys() for b in plan.schema()["anyOf"]]
+    [dict_keys(['name', 'arguments']), dict_keys(['content'])]
+    >>> c = plan.answer(Completion('{"name": "f", "arguments": {"x": 3}}'))
+    >>> c.finish_reason, c.tool_calls[0].name, c.tool_calls[0].arguments
+    ('tool_calls', 'f', '{"x": 3}')
+    >>> plan.answer(Completion('{"content": "Hello"}')).text
+    'Hello'
+    """
+
+    tools: list[dict[str, Any]]
+    """The checked function specs (:func:`recai.types.check_tools`)."""
+    choice: str = "auto"
+    """``"auto"``, ``"required"`` or ``"function"`` (then ``name`` is the one to call)."""
+    name: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [t["function"]["name"] for t in self.tools]
+
+    def native(self) -> dict[str, Any]:
+        """The ``tools`` and ``tool_choice`` options of a backend with native tool calling."""
+        choice: Any = self.choice
+        if self.choice == "function":
+            choice = {"type": "function", "function": {"name": self.name}}
+        return {"tools": self.tools, "tool_choice": choice}
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of an answer: one call, or (``"auto"``) a text answer."""
+        branches: list[dict[str, Any]] = [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": t["function"]["name"]},
+                    "arguments": t["function"]["parameters"],
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+            for t in self.tools
+            if self.choice != "function" or t["function"]["name"] == self.name
+        ]
+        if self.choice == "auto":
+            branches.append(
+                {
+                    "type": "object",
+                    "properties": {"content": {"type": "string"}},
+                    "required": ["content"],
+                    "additionalProperties": False,
+                }
+            )
+        return branches[0] if len(branches) == 1 else {"anyOf": branches}
+
+    def instruction(self) -> str:
+        """The system text that offers the tools (the backend adds the schema itself)."""
+        lines = ["You can call these tools (functions):"]
+        for t in self.tools:
+            fn = t["function"]
+            if self.choice == "function" and fn["name"] != self.name:
+                continue
+            about = " ".join(str(fn.get("description") or "").split())
+            lines.append(f"- {fn['name']}" + (f": {about}" if about else ""))
+        call = 'To call a tool, reply with {"name": <tool name>, "arguments": {...}}'
+        if self.choice == "function":
+            lines.append(
+                f'Call {self.name}: reply with {{"name": "{self.name}", "arguments": '
+                "{...}} and nothing else."
+            )
+        elif self.choice == "required":
+            lines.append(f"{call} and nothing else.")
+        else:
+            lines.append(
+                f'{call}. To answer the user without a tool, reply with {{"content": <your '
+                "answer>}. Reply with one JSON object and nothing else."
+            )
+        return "\n".join(lines)
+
+    def answer(self, completion: Completion) -> Completion:
+        """``completion`` (the backend's JSON) as an OpenAI answer: a call in ``tool_calls``
+        with ``finish_reason`` ``"tool_calls"``, or the text of a ``{"content"}`` answer.
+        Anything else is the text itself under ``"auto"``, and a 500 naming what came back
+        under ``"required"`` or a named function."""
+        if completion.tool_calls:  # a backend that answers calls itself
+            return completion
+        try:
+            value = json.loads(completion.text)
+        except (json.JSONDecodeError, RecursionError):
+            value = None
+        if isinstance(value, dict):
+            name, arguments = value.get("name"), value.get("arguments", {})
+            wanted = self.choice != "function" or name == self.name
+            if name in self.names and isinstance(arguments, dict) and wanted:
+                call = ToolCall(
+                    f"call_{uuid.uuid4().hex[:24]}",
+                    str(name),
+                    json.dumps(arguments, ensure_ascii=False),
+                )
+                return replace(completion, text="", finish_reason="tool_calls", tool_calls=[call])
+            content = value.get("content")
+            if self.choice == "auto" and isinstance(content, str) and set(value) == {"content"}:
+                return replace(completion, text=content)
+        if self.choice == "auto":
+            return completion
+        cut = " (cut off by max_tokens: raise it)" if completion.finish_reason == "length" else ""
+        raise APIError(
+            500,
+            f"the backend answered no call to {self.name or 'one of the tools'} although "
+            f"tool_choice asks for one{cut}; it answered {_short(completion.text, 120)}",
+            type="server_error",
+            code="tool_call_failed",
+        )
+
+
+def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatRequest:
+    """``req`` as a backend gets it: with its own tool calling (``native``: ``tools`` and
+    ``tool_choice`` options, the messages as they came), or else with the tools as a system
+    instruction and a ``json_schema`` option (a backend that decodes JSON), the calls and tool
+    results of earlier turns written as text. A backend with neither gets a 400 when tools are
+    offered."""
+    plan = req.tools
+    if native:
+        if plan is None:
+            return req
+        return replace(req, options={**req.options, **plan.native()})
+    messages = render_tool_messages(req.messages)
+    if plan is None:
+        return replace(req, messages=messages)
+    if not json_schema:
+        raise APIError(
+            400,
+            "this model cannot call tools: its backend has neither native tool calling (the "
+            '"tools" capability) nor decoding under a JSON schema ("json_schema")',
+            param="tools",
+            code="unsupported_parameter",
+        )
+    if "json_schema" in req.options:
+        raise APIError(
+            400,
+            "response_format cannot be combined with tools for this model (its backend has no "
+            "native tool calling; its tool calls are already JSON)",
+            param="response_format",
+            code="unsupported_parameter",
+        )
+    messages = _with_system(messages, plan.instruction())
+    return replace(req, messages=messages, options={**req.options, "json_schema": plan.schema()})
+
+
+def render_tool_messages(messages: Sequence[Message]) -> list[Message]:
+    """Messages for a backend without native tool calling: an assistant message's calls are
+    written into its text as the JSON it is asked for (``{"name": ..., "arguments": ...}``, one
+    per line), and tool results (consecutive ones together) become a user message naming the
+    call each answers.
+
+    >>> call = ToolCall("c1", "lookup", '{"sql": "SELECT 1"}')
+    >>> out = render_tool_messages([Message.user("hi"), Message.assistant("", [call]),
+    ...                             Message.tool("1 row", "c1")])
+    >>> [m.role for m in out]
+    ['user', 'assistant', 'user']
+    >>> out[1].content
+    '{"name": "lookup", "arguments": {"sql": "SELECT 1"}}'
+    >>> out[2].content.splitlines()
+    ['Result of lookup (call c1):', '1 row']
+    """
+    names: dict[str, str] = {}
+    out: list[Message] = []
+    results: list[str] = []
+    for m in [*messages, None]:
+        if m is not None and m.role == "tool":
+            call = m.tool_call_id or "?"
+            name = m.name or names.get(call, "a tool")
+            results.append(f"Result of {name} (call {call}):\n{m.content}")
+            continue
+        if results:
+            out.append(Message("user", "\n\n".join(results)))
+            results = []
+        if m is None:
+            break
+        if m.tool_calls:
+            lines = [m.content] if m.content else []
+            for c in m.tool_calls:
+                names[c.id] = c.name
+                try:
+                    arguments = c.args()
+                except ValueError:
+                    arguments = c.arguments
+                lines.append(
+                    json.dumps({"name": c.name, "arguments": arguments}, ensure_ascii=False)
+                )
+            out.append(Message("assistant", "\n".join(lines), name=m.name))
+        elif m.tool_call_id is not None:
+            out.append(Message(m.role, m.content, name=m.name))
+        else:
+            out.append(m)
+    return out
+
+
+def _with_system(messages: list[Message], text: str) -> list[Message]:
+    """``text`` added to the first system message (or as a new first message): some chat
+    templates refuse a system message anywhere but first."""
+    if messages and messages[0].role == "system":
+        first = messages[0]
+        return [Message("system", f"{first.content.rstrip()}\n\n{text}", first.name), *messages[1:]]
+    return [Message("system", text), *messages]
+
+
+def _tools(body: Mapping[str, Any], limits: Limits) -> ToolPlan | None:
+    """The request's tools (None when it offers none or ``tool_choice`` is ``"none"``)."""
+    tools, choice = body.get("tools"), body.get("tool_choice")
+    parallel = body.get("parallel_tool_calls")
+    if parallel is not None and not isinstance(parallel, bool):
+        raise APIError(
+            400, "parallel_tool_calls must be true or false", param="parallel_tool_calls"
+        )
+    if isinstance(tools, list) and len(tools) > limits.max_tools:  # before looking at each
+        raise _too_many("too many tools", len(tools), limits.max_tools, "tools")
+    if tools is not None:
+        chars = len(json.dumps(tools, ensure_ascii=False, separators=(",", ":")))
+        if chars > limits.max_tool_chars:
+            raise _too_many(
+                "the tools are too long (characters of their JSON)",
+                chars,
+                limits.max_tool_chars,
+                "tools",
+            )
+    names: list[str] = []
+    try:
+        checked = check_tools(tools if tools is not None else [])
+        names = [t["function"]["name"] for t in checked]
+        name = None if choice is None else tool_choice_name(choice, names)
+    except ValueError as e:
+        field_path = str(e).split(" ", 1)[0]  # "tools[2].function.name", "tool_choice", ...
+        known = field_path.startswith(("tools", "tool_choice"))
+        raise APIError(400, str(e), param=field_path if known else "tools") from None
+    mode = "function" if name is not None else (choice or "auto")
+    if not checked:
+        if mode in ("required", "function"):
+            raise APIError(
+                400, f"tool_choice is {_short(choice)} but no tools are given", param="tool_choice"
+            )
+        return None
+    if mode == "none":
+        return None
+    return ToolPlan(checked, mode, name)
 
 
 def check_depth(body: Any, limit: int, max_values: int | None = None) -> None:
@@ -245,6 +509,7 @@ def chat_request(body: Mapping[str, Any], limits: Limits | None = None) -> ChatR
         options=_options(body, limits),
         stream=bool(body.get("stream")),
         include_usage=bool(stream_options.get("include_usage")),
+        tools=_tools(body, limits),
     )
 
 
@@ -311,12 +576,22 @@ def chat_completion(model: str, completion: Completion) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": completion.text},
+                "message": _message(completion),
                 "finish_reason": completion.finish_reason or "stop",
                 "logprobs": None,
             }
         ],
         "usage": _usage(completion.usage),
+    }
+
+
+def _message(completion: Completion) -> dict[str, Any]:
+    if not completion.tool_calls:
+        return {"role": "assistant", "content": completion.text}
+    return {
+        "role": "assistant",
+        "content": completion.text or None,
+        "tool_calls": [c.to_dict() for c in completion.tool_calls],
     }
 
 
@@ -350,6 +625,23 @@ class ChunkMaker:
         return self._chunk(
             [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
         )
+
+    def tool_calls(self, calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
+        """The chunks of ``calls`` as OpenAI streams them: for each, one delta opening it (id,
+        type, name, empty arguments), then one with its arguments."""
+        out = []
+        for i, c in enumerate(calls):
+            head = {
+                "index": i,
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": ""},
+            }
+            out.append(self.delta({"tool_calls": [head]}))
+            out.append(
+                self.delta({"tool_calls": [{"index": i, "function": {"arguments": c.arguments}}]})
+            )
+        return out
 
     def usage(self, usage: Usage | None) -> dict[str, Any]:
         """The last chunk when the client asked for usage: no choices, the token counts."""
@@ -456,7 +748,16 @@ def _messages(raw: Any, limits: Limits) -> list[Message]:
                         "escape such as \\ud800)",
                         param=f"messages[{i}].{field_name}",
                     ) from None
+        calls = m.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            raise APIError(
+                400, f"messages[{i}].tool_calls must be a list", param=f"messages[{i}].tool_calls"
+            )
         chars += len(content or "") + len(name or "")
+        for call in calls or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            chars += len(args) if isinstance(args, str) else 0
         if chars > limits.max_prompt_chars:
             raise APIError(
                 400,
