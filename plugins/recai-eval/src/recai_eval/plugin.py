@@ -64,6 +64,20 @@ _EVALUATORS = (
         _LLM + "ConversationParams",
     ),
     (
+        "agent-retrieval.v1",
+        "recai_eval.llm.onestep:AgentRetrievalEvaluator",
+        "InteRecAgent's one-turn retrieval: one request describing a hidden item (never its "
+        "title), the agent recommends over the catalog; Recall@5.",
+        _LLM + "AgentRetrievalParams",
+    ),
+    (
+        "agent-ranking.v1",
+        "recai_eval.llm.onestep:AgentRankingEvaluator",
+        "InteRecAgent's one-turn ranking: the agent orders the hidden item and 19 negatives for "
+        "one request; NDCG@20, Hit@1/@5.",
+        _LLM + "AgentRankingParams",
+    ),
+    (
         "embedding-ranking.v1",
         "recai_eval.llm.embedding:EmbeddingRankingEvaluator",
         "A text retriever ranks 20 candidates for a user's history as a query: Hit/NDCG/MRR@k.",

@@ -9,7 +9,9 @@ subclasses the deepest one that fits and adds its own settings (or another defau
     LLMTaskParams ─┬─ AskingParams ─┬─ GroundedParams ─┬─ PromptParams ─┬─ LLMRetrievalParams
                    │                │                  │                ├─ LLMRankingParams
                    │                │                  │                └─ ChoiceParams
-                   │                │                  └─ ConversationParams
+                   │                │                  ├─ ConversationParams
+                   │                │                  └─ AgentTurnParams ─┬─ AgentRetrievalParams
+                   │                │                                      └─ AgentRankingParams
                    │                └─ ExplanationParams
                    └─ EmbeddingRetrievalParams ── EmbeddingRankingParams
 
@@ -46,6 +48,9 @@ __all__ = [
     "ChoiceParams",
     "ExplanationParams",
     "ConversationParams",
+    "AgentTurnParams",
+    "AgentRetrievalParams",
+    "AgentRankingParams",
     "EmbeddingRetrievalParams",
     "EmbeddingRankingParams",
     "Placeholders",
@@ -310,6 +315,106 @@ class ConversationParams(GroundedParams):
             raise ValueError(
                 f"{which}: the scripted user (simulation = 'scripted') asks no LLM and has no "
                 f"prompt; leave {which} out, or set simulation = 'llm'"
+            )
+        return self
+
+
+ClueKinds = Annotated[
+    Sequence[Literal["genres", "decade", "similar", "words", "fields"]],
+    Field(
+        min_length=1,
+        max_length=50,
+        description="the clues about the target the request gives, in this order (the scripted "
+        "user's kinds: genres, decade, similar, words, fields; a kind may repeat to say more)",
+    ),
+]
+
+
+class AgentTurnParams(GroundedParams):
+    """``agent-retrieval.v1`` and ``agent-ranking.v1``: one request describing a hidden target,
+    one reply of an agent (see :mod:`recai_eval.llm.onestep`)."""
+
+    agent: recai.Agent = Field(description="the agent under evaluation")
+    simulation: Literal["scripted", "llm"] = Field(
+        "scripted",
+        description="who writes the request: 'scripted' (no LLM: the scripted user's clues "
+        "about the target in one message, deterministic under the seed) or 'llm' (the simulator "
+        "LLM rewrites those clues as a request; one that names the target is replaced by the "
+        "scripted request and counted in leak_rate)",
+    )
+    simulator: recai.LLMBackend | None = Field(
+        None, description="the LLM that writes the requests (needed with simulation = 'llm')"
+    )
+    script: ClueKinds = ("genres", "decade", "similar")
+    share_history: bool = Field(
+        True,
+        description="tell the agent the user's history in its 'recai_context' message (as a "
+        "recommender that knows its logged-in user); false: the message names no user and an "
+        "empty history (it still carries k, and the candidates of a ranking request)",
+    )
+    simulator_prompt: template_param("attributes") = None
+    max_tokens: MaxTokens = 120
+
+    @model_validator(mode="after")
+    def _simulator_fits_simulation(self) -> AgentTurnParams:
+        if self.simulation == "llm" and self.simulator is None:
+            raise ValueError(
+                "simulator: an LLM that writes the requests is needed with simulation = 'llm'; "
+                "name one, or leave simulation at 'scripted' to write them without an LLM"
+            )
+        if self.simulation == "scripted" and (
+            self.simulator is not None or self.simulator_prompt is not None
+        ):
+            which = "simulator" if self.simulator is not None else "simulator_prompt"
+            raise ValueError(
+                f"{which}: the scripted requests (simulation = 'scripted') ask no LLM and have "
+                f"no prompt; leave {which} out, or set simulation = 'llm'"
+            )
+        return self
+
+
+class AgentRetrievalParams(AgentTurnParams):
+    """``agent-retrieval.v1``: the agent recommends over the whole catalog; Recall@k."""
+
+    n_recommend: int = Field(
+        5, ge=1, le=MAX_CUTOFF, description="items the agent is asked to list (the context's k)"
+    )
+    k: Cutoffs = (5,)
+
+    @model_validator(mode="after")
+    def _cutoffs_within_the_list(self) -> AgentRetrievalParams:
+        beyond = [int(k) for k in self.k if k > self.n_recommend]
+        if beyond:
+            raise ValueError(
+                f"k: cut-off {beyond[0]} is beyond n_recommend = {self.n_recommend} (the agent "
+                f"is asked for {self.n_recommend} items); raise n_recommend or drop the cut-off"
+            )
+        return self
+
+
+class AgentRankingParams(AgentTurnParams):
+    """``agent-ranking.v1``: the agent orders the target and sampled negatives; NDCG and Hit."""
+
+    n_candidates: int = Field(
+        20, ge=2, le=1000, description="candidates: the held-out item and n-1 negatives"
+    )
+    negatives: Literal["uniform", "popularity"] = Field(
+        "uniform", description="how negatives are drawn (never from the user's items)"
+    )
+    k: Cutoffs = (1, 5)
+    list_candidates: bool = Field(
+        False,
+        description="also list the candidates in the request text (for an agent that does not "
+        "read the 'candidates' of its context message)",
+    )
+
+    @model_validator(mode="after")
+    def _cutoffs_within_the_candidates(self) -> AgentRankingParams:
+        beyond = [int(k) for k in self.k if k > self.n_candidates]
+        if beyond:
+            raise ValueError(
+                f"k: cut-off {beyond[0]} is beyond n_candidates = {self.n_candidates}; lower it "
+                "or raise n_candidates"
             )
         return self
 
