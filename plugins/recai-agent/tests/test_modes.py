@@ -309,6 +309,19 @@ def test_no_items_left_by_the_filter_fills_the_list_without_it(split, knn) -> No
     assert any("filled without hard_filter" in n for n in turn.notes)
 
 
+def test_given_candidates_are_the_bus_and_all_are_listed(split, knn) -> None:
+    llm = StepLLM([step("hard_filter", {"genres": ["Sci-Fi"]}), step(FINISH)])
+    agent = make_agent(split, knn, llm)
+    turn, slots, tools = start(agent, "sci-fi films")
+    given = [TITLES.index(t) for t in ("Heat (1995)", "Alien (1979)", "Babe (1995)")]
+    turn.state.candidates, turn.state.k = list(given), 3
+    run_react(agent, turn, slots, tools)
+    assert "1 item left; first: Alien (1979)" in llm.calls[1]["messages"][-1].content
+    listed = [TITLES[ev.item] for ev in turn.state.mapped]
+    assert listed[0] == "Alien (1979)" and sorted(listed[1:]) == ["Babe (1995)", "Heat (1995)"]
+    assert turn.state.mapped[0].kept_by[0] == "candidates: given with the request"
+
+
 def test_failing_llm_calls_never_end_the_turn(split, knn) -> None:
     llm = StepLLM()
     llm.fail = True
@@ -476,3 +489,86 @@ def test_function_specs_follow_the_openai_shape(split, knn) -> None:
     ]
     assert finish["name"] == FINISH and finish["parameters"]["properties"] == {}
     json.dumps(specs)  # what a server receives
+
+
+# -- what a turn costs -------------------------------------------------------------------------------
+REQUESTS = {
+    "some sci-fi films please": 3,  # hard_filter, ranking (+ the reply)
+    "films like Toy Story": 3,  # soft_filter, ranking
+    "popular comedies from the 90s": 3,  # hard_filter, ranking
+    "something like Alien but no horror": 4,  # hard_filter, soft_filter, ranking
+    "When was Heat released?": 2,  # lookup
+    "recommend me something good": 2,  # ranking
+}
+
+
+class OracleLLM(StepLLM):
+    """A brain that knows the request's plan (the rules' plan from the slots): it writes it
+    whole when asked for a plan, and its next step when asked for one step."""
+
+    def __init__(self, agent_ref: list[InterecAgent]) -> None:
+        super().__init__()
+        self.agent_ref = agent_ref
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        schema = options.get("json_schema")
+        if schema is None:
+            return super().chat(messages, **options)
+        self.calls.append({"messages": list(messages), **options})
+        request = [m.content for m in messages if m.role == "user"][-1]
+        plan = plan_from_slots(self.agent_ref[0].extractor.extract(request)).to_dict()
+        if "anyOf" not in schema or "thought" not in json.dumps(schema):  # the whole plan
+            return Completion(json.dumps(plan))
+        allowed = schema_tools(schema)
+        nxt = next((s for s in plan["steps"] if s["tool"] in allowed), None)
+        if nxt is None:
+            return Completion(json.dumps(step(FINISH)))
+        return Completion(json.dumps(step(nxt["tool"], nxt["input"])))
+
+
+class ParallelOracleLLM(OracleLLM):
+    """The oracle over native tool calling: every remaining step of the plan in one answer."""
+
+    capabilities = frozenset({"json_schema", "tools"})
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        if options.get("tools") is None:
+            return super().chat(messages, **options)
+        self.calls.append({"messages": list(messages), **options})
+        request = [m.content for m in messages if m.role == "user"][-1]
+        plan = plan_from_slots(self.agent_ref[0].extractor.extract(request)).to_dict()
+        offered = [f["function"]["name"] for f in options["tools"]]
+        calls = [
+            ToolCall(f"c{n}", s["tool"], json.dumps(s["input"]))
+            for n, s in enumerate(plan["steps"])
+            if s["tool"] in offered
+        ]
+        return Completion("", tool_calls=calls or [ToolCall("c", FINISH)])
+
+
+def test_react_costs_a_call_per_model_step_plus_the_reply(split, knn) -> None:
+    ref: list[InterecAgent] = []
+    llm = OracleLLM(ref)
+    agent = make_agent(split, knn, llm, plan_decoding="generate")
+    ref.append(agent)
+    rows = []
+    for request, expected in REQUESTS.items():
+        first = agent.respond([Message.user(request)])
+        turn, slots, tools = start(agent, request)
+        plan, valid = run_react(agent, turn, slots, tools)
+        agent._write(turn, None)
+        assert valid is True
+        assert turn.calls == expected, (request, plan)
+        assert [ev.item for ev in turn.state.mapped] == [it["index"] for it in first.items]
+        native = make_agent(split, knn, ParallelOracleLLM(ref))
+        n_turn, n_slots, _ = start(native, request)
+        run_native(native, n_turn, n_slots, tools)
+        native._write(n_turn, None)
+        assert [ev.item for ev in n_turn.state.mapped] == [it["index"] for it in first.items]
+        rows.append((request, first.llm_calls, turn.calls, n_turn.calls))
+    means = [sum(r[c] for r in rows) / len(rows) for c in (1, 2, 3)]
+    print("\nLLM calls per turn (plan-first, react, native with parallel calls):")
+    for r in rows:
+        print(f"  {r[0]!r}: {r[1]}, {r[2]}, {r[3]}")
+    print("  mean: " + ", ".join(f"{m:.2f}" for m in means))
+    assert all(r[1] == 2 and r[3] == 2 for r in rows)

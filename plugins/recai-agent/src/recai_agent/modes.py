@@ -209,6 +209,8 @@ class _Steps:
 
     def __post_init__(self) -> None:
         self.bus = CandidateBus(self.agent.catalog.n_items)
+        if self.turn.state.candidates is not None:  # the items the caller asks to order
+            self.bus.keep(self.turn.state.candidates, "candidates: given with the request")
 
     # -- what may come next -------------------------------------------------------------------
     @property
@@ -248,7 +250,7 @@ class _Steps:
             system = STEP_PROMPT.format(
                 tools=listing, finish=FINISH_TEXT, catalog=catalog, safety=SAFETY
             )
-        out = [Message.system(system), *self.agent._memory(self.turn)]
+        out = [Message.system(system), *self.agent._memory(self.turn, brief=True)]
         if self.feedback:
             out.append(Message.system(f"A reviewer says: {self.feedback[:300]}. Fix the steps."))
         if self.mode == "tools":  # the calls so far and their results, as OpenAI sends them
@@ -391,7 +393,7 @@ class _Steps:
             " ".join(str(titles[i]).split())[:TITLE_CHARS] for i in self.bus.head(OBSERVED_TITLES)
         ]
         shown = ("; first: " + "; ".join(first)) if first and not self.bus.whole else ""
-        return f"{head} -> {size} items left{shown}"
+        return f"{head} -> {size} item{'' if size == 1 else 's'} left{shown}"
 
     def finish(self) -> None:
         """End the steps: the rest of the merged plan through ``map`` (nothing after a
@@ -412,14 +414,15 @@ class _Steps:
 
     def _fill(self) -> None:
         """Fewer than ``k`` items: the steps again without the soft filter, then (only when
-        nothing was found) without the hard filter, as plan-first fills (``InterecAgent._run``)."""
+        nothing was found, or always when the caller gave the candidates: every one is listed)
+        without the hard filter, as plan-first fills (``InterecAgent._run``)."""
         state = self.turn.state
         steps = [{"tool": d.tool, "input": d.input} for d in self.done]
         for dropped in ("soft_filter", "hard_filter"):
             if len(state.mapped) >= state.k:
                 return
-            if dropped == "hard_filter" and state.mapped:
-                return
+            if dropped == "hard_filter" and state.mapped and state.candidates is None:
+                return  # the request's conditions are kept while anything meets them
             if not any(s["tool"] == dropped for s in steps):
                 continue
             steps = [s for s in steps if s["tool"] != dropped]
