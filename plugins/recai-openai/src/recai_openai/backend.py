@@ -46,7 +46,7 @@ from recai.errors import ParamsError, Problem, RecaiError
 from recai.roles import LLMBackend
 from recai.secrets import Redactor, check_base_url, read_key
 from recai.specs import ComponentSpec
-from recai.types import Completion, Message, Report, Usage
+from recai.types import Completion, Message, Report, ToolCall, Usage, check_tools
 
 from .accounting import UsageMeter
 from .cache import ResponseCache, request_key
@@ -100,7 +100,7 @@ class OpenAIBackend(LLMBackend):
     prices, cache and JSON answers.
     """
 
-    capabilities = frozenset({"stream", "json_schema", "logprobs"})
+    capabilities = frozenset({"stream", "json_schema", "logprobs", "tools"})
     #: The registered name, used in messages.
     label = "openai.v1"
     #: The params model that validates the constructor's keyword arguments.
@@ -367,7 +367,24 @@ class OpenAIBackend(LLMBackend):
             opts["seed"] = int(seed)
         return opts
 
-    def chat(
+    def _tool_options(self, tools: Any, tool_choice: Any) -> dict[str, Any]:
+        """``tools`` and ``tool_choice`` as sent (checked first: a mistake is named here, not
+        by the server's 400)."""
+        if tools is None:
+            if tool_choice is not None:
+                raise RecaiError(f"{self.label}: tool_choice is given without tools")
+            return {}
+        try:
+            checked = check_tools(tools, tool_choice)
+        except ValueError as e:
+            raise RecaiError(f"{self.label}: {e}") from None
+        opts: dict[str, Any] = {"tools": checked}
+        if tool_choice is not None:
+            opts["tool_choice"] = tool_choice
+        return opts
+
+    # LLMBackend declares chat without tools; this backend has the "tools" capability
+    def chat(  # type: ignore[override]
         self,
         messages: Sequence[Message],
         *,
@@ -376,14 +393,22 @@ class OpenAIBackend(LLMBackend):
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
     ) -> Completion:
         """Complete one conversation (from the cache when it was asked before).
 
         ``json_schema`` asks for JSON matching it (``{}``: any JSON object); the answer is
-        validated and repaired, and its text is the JSON value.
+        validated and repaired, and its text is the JSON value. ``tools`` (OpenAI function
+        specs) and ``tool_choice`` are sent as they are; the calls the model asks for come back
+        in ``Completion.tool_calls`` with ``finish_reason`` ``"tool_calls"`` (a JSON answer is
+        then not asked for: the calls are).
         """
         msgs = _message_dicts(messages)
-        opts = self._options(max_tokens, temperature, stop, seed)
+        opts = {
+            **self._options(max_tokens, temperature, stop, seed),
+            **self._tool_options(tools, tool_choice),
+        }
         if json_schema is not None:
             return self._chat_json(msgs, opts, json_schema)
         return self._chat_once(msgs, opts)
@@ -410,6 +435,7 @@ class OpenAIBackend(LLMBackend):
             )
         choice = resp.choices[0]
         text = choice.message.content or "" if choice.message is not None else ""
+        calls = _tool_calls(choice.message)
         usage = resp.usage
         pt = int(usage.prompt_tokens or 0) if usage is not None else 0
         ct = int(usage.completion_tokens or 0) if usage is not None else 0
@@ -417,12 +443,16 @@ class OpenAIBackend(LLMBackend):
         model = resp.model or self.model
         self._record(model, pt, ct)
         if key is not None and self._cache is not None:
-            self._cache.put(
-                key,
-                body,
-                {"text": text, "finish_reason": finish, "usage": [pt, ct], "model": model},
-            )
-        return Completion(text, finish, Usage(pt, ct), time.perf_counter() - started, model)
+            answer: dict[str, Any] = {
+                "text": text,
+                "finish_reason": finish,
+                "usage": [pt, ct],
+                "model": model,
+            }
+            if calls:
+                answer["tool_calls"] = [c.to_dict() for c in calls]
+            self._cache.put(key, body, answer)
+        return Completion(text, finish, Usage(pt, ct), time.perf_counter() - started, model, calls)
 
     def _from_cache(self, hit: dict[str, Any], started: float) -> Completion:
         pt, ct = hit["usage"]
@@ -433,6 +463,7 @@ class OpenAIBackend(LLMBackend):
             Usage(pt, ct),
             time.perf_counter() - started,
             hit["model"],
+            [ToolCall.from_dict(c) for c in hit.get("tool_calls", ())],
         )
 
     def _record(self, model: str, pt: int, ct: int) -> None:
@@ -484,6 +515,15 @@ class OpenAIBackend(LLMBackend):
                 else:
                     raise
             usage = usage + c.usage
+            if c.tool_calls:  # the model calls a tool instead of answering: nothing to check
+                return Completion(
+                    c.text,
+                    c.finish_reason,
+                    usage,
+                    time.perf_counter() - started,
+                    c.model,
+                    c.tool_calls,
+                )
             value, problem = parse_and_check(c.text, schema)
             if problem is None:
                 text = json.dumps(value, ensure_ascii=False)
@@ -543,13 +583,21 @@ class OpenAIBackend(LLMBackend):
         stop: Sequence[str] | None = None,
         seed: int | None = None,
         json_schema: dict[str, Any] | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
     ) -> Iterator[str]:
         """Yield the answer in pieces as the server sends them.
 
         A cached answer comes in one piece; JSON answers (``json_schema``) too, since they are
         validated whole. A stream that breaks raises :class:`LLMStreamError`; only a complete
-        answer is cached and counted.
+        answer is cached and counted. Text comes in pieces, tool calls do not: with ``tools``,
+        use :meth:`chat`.
         """
+        if tools is not None or tool_choice is not None:
+            raise RecaiError(
+                f"{self.label}: stream() yields text and cannot return tool calls; pass tools "
+                "to chat(), whose Completion carries them in tool_calls"
+            )
         if json_schema is not None:
             yield self.chat(
                 messages,
@@ -791,10 +839,22 @@ class AzureOpenAIBackend(OpenAIBackend):
 def _message_dicts(messages: Sequence[Message | Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for m in messages:
-        if isinstance(m, Message):
-            out.append(m.to_dict())
-        else:
-            out.append(Message.from_dict(m).to_dict())
+        d = (m if isinstance(m, Message) else Message.from_dict(m)).to_dict()
+        if d.get("tool_calls") and not d["content"]:
+            d["content"] = None  # OpenAI's shape of an assistant message that only calls
+        out.append(d)
+    return out
+
+
+def _tool_calls(message: Any) -> list[ToolCall]:
+    """The function calls of an answer's message (other kinds of tool calls are skipped)."""
+    out = []
+    for c in getattr(message, "tool_calls", None) or ():
+        fn = getattr(c, "function", None)
+        if fn is None or not isinstance(getattr(fn, "name", None), str):
+            continue
+        arguments = fn.arguments if isinstance(fn.arguments, str) else json.dumps(fn.arguments)
+        out.append(ToolCall(str(c.id or ""), fn.name, arguments or "{}"))
     return out
 
 

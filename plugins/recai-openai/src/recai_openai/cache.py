@@ -90,7 +90,8 @@ def _is_int(x: Any) -> bool:
 
 def valid_answer(answer: Any) -> bool:
     """Whether ``answer`` has the shape the backends store: ``model`` (text), ``usage`` (two
-    token counts) and either ``text`` with ``finish_reason`` (chat) or ``scores`` (numbers).
+    token counts) and either ``text`` with ``finish_reason`` and optional ``tool_calls``
+    (OpenAI's shape) (chat) or ``scores`` (numbers).
 
     >>> valid_answer({"text": "hi", "finish_reason": "stop", "usage": [3, 1], "model": "m"})
     True
@@ -107,6 +108,16 @@ def valid_answer(answer: Any) -> bool:
         return isinstance(scores, list) and all(
             isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores
         )
+    calls = answer.get("tool_calls", [])
+    if not isinstance(calls, list) or not all(
+        isinstance(c, dict)
+        and isinstance(c.get("id"), str)
+        and isinstance(c.get("function"), dict)
+        and isinstance(c["function"].get("name"), str)
+        and isinstance(c["function"].get("arguments"), str)
+        for c in calls
+    ):
+        return False
     return isinstance(answer.get("text"), str) and isinstance(answer.get("finish_reason"), str)
 
 
