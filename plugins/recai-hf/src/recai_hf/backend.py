@@ -16,6 +16,8 @@ torch and transformers are imported when the model is first loaded, not with thi
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -102,6 +104,7 @@ class HFBackend(LLMBackend):
         self._load_info: dict[str, Any] = {}
         self._load_lock = threading.Lock()
         self._run_lock = threading.RLock()
+        self._prefix_scoring: bool | None = None  # None: not tried yet; False: this model cannot
 
     def __repr__(self) -> str:
         return f"HFBackend(model={self.model!r}, dtype={self.dtype!r}, device={self.device!r})"
@@ -327,17 +330,42 @@ class HFBackend(LLMBackend):
         """Sum of the log-probabilities of each continuation's tokens after the chat prompt.
 
         The prompt ends where the assistant's reply begins; each continuation is tokenized on
-        its own and scored in batches of ``batch_size`` (natural log; an empty one scores 0).
+        its own (natural log; an empty one scores 0). The prompt is read once and its key/value
+        cache is shared by every continuation, scored in batches of ``batch_size`` (similar
+        lengths together, right-padded): scoring 20 candidates after a long prompt costs about
+        one prompt, not 20. A model whose cache cannot be shared that way is scored as before,
+        prompt and continuation together per row (the same numbers, more time).
         """
-        import torch
-
         self.load()
+        prompt, conts = self._score_inputs(messages, continuations)
+        with self._running():
+            if self._prefix_scoring is not False and prompt and any(conts):
+                scores = self._score_prefix(prompt, conts)
+                if scores is not None:
+                    self._prefix_scoring = True
+                    return scores
+                self._prefix_scoring = False
+            return self._score_full(prompt, conts)
+
+    def _score_inputs(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> tuple[list[int], list[list[int]]]:
+        """The prompt's token ids and each continuation's (tokenized on its own)."""
         prompt = self.prompt_ids(messages)
         tok = self._tokenizer
         conts = [tok(c, add_special_tokens=False)["input_ids"] if c else [] for c in continuations]
+        return prompt, conts
+
+    def _score_full(self, prompt: list[int], conts: list[list[int]]) -> list[float]:
+        """Score with prompt + continuation in every row (no cache): the reference path, and the
+        fallback for a model whose cache cannot be shared across a batch. Logits are computed
+        for the continuation columns only where the model takes ``logits_to_keep``."""
+        import torch
+
         scores = [0.0] * len(conts)
         todo = [i for i, c in enumerate(conts) if c]
         device = self._model.device
+        keep = "logits_to_keep" in _forward_params(self._model)
         with self._running():
             for start in range(0, len(todo), self.batch_size):
                 chunk = todo[start : start + self.batch_size]
@@ -349,15 +377,97 @@ class HFBackend(LLMBackend):
                     ids[b, : len(seq)] = torch.tensor(seq)
                     mask[b, : len(seq)] = 1
                 first = len(prompt) - 1  # the logits at column t predict token t + 1
+                extra = {"logits_to_keep": width - first} if keep else {}
                 logits = self._model(
-                    input_ids=ids.to(device), attention_mask=mask.to(device)
-                ).logits[:, first:-1]
+                    input_ids=ids.to(device), attention_mask=mask.to(device), **extra
+                ).logits[:, -(width - first) : -1]
                 logp = torch.log_softmax(logits.float(), dim=-1)
                 targets = ids[:, first + 1 :].to(device)
                 picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
                 picked = picked * mask[:, first + 1 :].to(device)
                 for b, i in enumerate(chunk):
                     scores[i] = float(picked[b].sum())
+        return scores
+
+    def _score_prefix(self, prompt: list[int], conts: list[list[int]]) -> list[float] | None:
+        """Score with one pass over the prompt whose key/value cache every batch reuses.
+
+        The prompt's last logits give each continuation's first token; a batch then reads the
+        continuations without their last token (its logits are never needed), right-padded,
+        at positions ``len(prompt)...``, with the prompt's cache repeated to the batch. A cache
+        that ``crop`` restores exactly (full attention) is repeated once and cropped back after
+        each batch; any other (a sliding window) is copied per batch. None when this model's
+        forward takes no cache or its cache cannot be repeated (the caller falls back).
+        """
+        import torch
+
+        model = self._model
+        params = _forward_params(model)
+        key = next((k for k in ("cache", "past_key_values") if k in params), None)
+        if key is None:
+            return None
+        device = model.device
+        n = len(prompt)
+        extra: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        out = model(
+            input_ids=torch.tensor([prompt], dtype=torch.long, device=device),
+            attention_mask=torch.ones((1, n), dtype=torch.long, device=device),
+            use_cache=True,
+            **extra,
+        )
+        prefix = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if prefix is None or not hasattr(prefix, "batch_repeat_interleave"):
+            return None
+        first_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        del out
+        scores = [0.0] * len(conts)
+        todo = sorted((i for i, c in enumerate(conts) if c), key=lambda i: -len(conts[i]))
+        chunks = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
+        reuse = _croppable(prefix)
+        cache: Any = None
+        for c, chunk in enumerate(chunks):
+            rows = len(chunk)
+            width = len(conts[chunk[0]]) - 1  # tokens read: all but each continuation's last
+            firsts = torch.tensor([conts[i][0] for i in chunk], device=device)
+            total = first_logp[firsts]
+            if width > 0:
+                try:
+                    if reuse:
+                        if cache is None:
+                            cache = prefix
+                            if rows > 1:
+                                cache.batch_repeat_interleave(rows)
+                        elif rows < len(chunks[0]):  # the last, smaller batch
+                            cache.batch_select_indices(torch.arange(rows, device=device))
+                    else:
+                        cache = prefix if c == len(chunks) - 1 else copy.deepcopy(prefix)
+                        if rows > 1:
+                            cache.batch_repeat_interleave(rows)
+                except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+                    return None
+                ids = torch.full((rows, width + 1), self._pad, dtype=torch.long)
+                mask = torch.zeros((rows, n + width), dtype=torch.long)
+                mask[:, :n] = 1
+                for b, i in enumerate(chunk):
+                    seq = conts[i]
+                    ids[b, : len(seq)] = torch.tensor(seq)
+                    mask[b, n : n + len(seq) - 1] = 1
+                positions = torch.arange(n, n + width, dtype=torch.long).expand(rows, width)
+                logits = model(
+                    input_ids=ids[:, :width].to(device),
+                    attention_mask=mask.to(device),
+                    position_ids=positions.to(device),
+                    use_cache=True,
+                    **{key: cache},
+                ).logits
+                logp = torch.log_softmax(logits.float(), dim=-1)
+                targets = ids[:, 1:].to(device)
+                picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                total = total + (picked * mask[:, n:].to(device)).sum(-1)
+                if reuse:
+                    cache.crop(-width)  # back to the prompt (a view: nothing is copied)
+            for b, i in enumerate(chunk):
+                scores[i] = float(total[b])
         return scores
 
     def with_logits_processors(self, *processors: Any) -> ConstrainedBackend:
@@ -678,3 +788,25 @@ class ConstrainedBackend(LLMBackend):
     def context_length(self) -> int | None:
         """``HFBackend.context_length``."""
         return self._base.context_length
+
+
+def _forward_params(model: Any) -> frozenset[str]:
+    """The keyword names ``model.forward`` declares (through its decorators' ``__wrapped__``)."""
+    try:
+        return frozenset(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+def _croppable(cache: Any) -> bool:
+    """Whether ``cache.crop(-k)`` after a forward puts ``cache`` back exactly as it was: full
+    attention only. A sliding-window layer past its window cannot be cropped back (unless it
+    records the past), a linear-attention state cannot at all; those are copied per batch."""
+    try:
+        return (
+            bool(cache.is_croppable)
+            and not any(cache.is_sliding)
+            and not any(getattr(cache, "is_linear", ()))
+        )
+    except (AttributeError, TypeError, ValueError):
+        return False
