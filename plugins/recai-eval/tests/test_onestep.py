@@ -513,3 +513,32 @@ def test_a_recipe_runs_it_and_recipe_errors_name_the_key_path(
 def _records(run_dir: Path, stage: str) -> list[dict[str, Any]]:
     path = run_dir / "llm-results" / f"{stage}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_recai_agents_ranker_baseline_is_read_from_its_reply_items(
+    recai_installed_pm: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("recai_agent", reason="recai-agent is not installed")
+    pytest.importorskip("recai_classic", reason="recai-classic is not installed")
+    recipe = {
+        "components": {
+            "data": {"use": "synthetic.v1", "params": {"n_users": 40, "n_items": 60, "seed": 1}},
+            "popularity": {"use": "popularity.v1"},
+            "agent": {
+                "use": "ranker-agent.v1",
+                "params": {"dataset": "data", "ranker": "popularity"},
+            },
+            "find": {
+                "use": "agent-retrieval.v1",
+                "params": {"dataset": "data", "agent": "agent", "samples": 8, "bootstrap": 0},
+            },
+        },
+        "run": {"stages": ["find"]},
+    }
+    report = run(recipe_from_dict(recipe), tmp_path / "out", progress=False).reports["find"]
+    assert report.info["read_from"] == {"items": 8, "text": 0}
+    row = report.metrics["agent"]
+    assert row["llm_calls_per_request"] == 0.0 and row["failure_rate"] == 0.0
+    assert row["in_history_rate"] == 0.0  # the baseline never lists a history item
+    records = _records(tmp_path / "out", "find")
+    assert all(len(r["items"]) == 5 for r in records)  # the baseline lists its k = 5

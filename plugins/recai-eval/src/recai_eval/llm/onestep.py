@@ -8,14 +8,16 @@ describes a hidden target item by its attributes, never its title, and the agent
   the first ``k`` items of the reply (with one target per request, Recall@k is Hit@k);
 - **ranking** (``agent-ranking.v1``): the agent is given the target and ``n_candidates - 1``
   (19) negatives, in a random order, and must order all of them; ``NDCG@n`` of the target
-  (``n = n_candidates``) and ``Hit@k`` (k = 1, 5). A target the reply leaves out is a miss
-  (NDCG 0), as in RecAI's evaluation; ``coverage`` says what share of the candidates the
-  replies ordered.
+  (``n = n_candidates``) and ``Hit@k`` (k = 1, 5). Every listed item keeps its slot, one
+  outside the candidates too (as in ``llm-ranking.v1``: listing other items pushes the target
+  down); a target the reply leaves out is a miss (NDCG 0), as in RecAI's evaluation;
+  ``coverage`` says what share of the candidates the replies ordered.
 
 **The protocol.** Users are sampled as in every LLM task (:mod:`.base`: leave-one-out by time,
 the held-out item is the target). Negatives are drawn with the task's seed among the items the
 user never interacted with (:func:`.ranking.candidate_sets`, as ``llm-ranking.v1``; users with
-too few such items are left out and counted). The agent gets a conversation of two messages:
+too few such items are left out and counted; the same seed draws the same candidates in the
+same order as ``llm-ranking.v1``, so an agent and a bare LLM are compared on the same lists). The agent gets a conversation of two messages:
 the ``recai_context`` system message (:mod:`recai.data.context`) with the user's id and whole
 history (``share_history``; else no user and an empty history), ``k`` (the number of items
 wanted: ``n_recommend``, or all ``n_candidates``) and, for ranking, ``candidates`` (their ids and
