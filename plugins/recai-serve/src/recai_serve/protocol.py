@@ -174,7 +174,7 @@ class ChatRequest:
 class ToolPlan:
     """The tools of a chat request and how a backend without native tool calling answers them:
     JSON under :meth:`schema` (one branch per function, ``{"name": <const>, "arguments":
-    <its parameters>}``, plus ``{"content": <text>}`` for ``"auto"``), read back by
+    <its parameters>}`` with undeclared keys closed off, plus ``{"content": <text>}`` for ``"auto"``), read back by
     :meth:`answer` into OpenAI's ``tool_calls``.
 
     >>> plan = ToolPlan([{"type": "function", "function": {"name": "f", "parameters":
@@ -212,7 +212,7 @@ class ToolPlan:
                 "type": "object",
                 "properties": {
                     "name": {"const": t["function"]["name"]},
-                    "arguments": t["function"]["parameters"],
+                    "arguments": _closed(t["function"]["parameters"]),
                 },
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
@@ -289,6 +289,16 @@ class ToolPlan:
             type="server_error",
             code="tool_call_failed",
         )
+
+
+def _closed(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A function's parameters without keys it does not declare: a schema listing
+    ``properties`` and silent on ``additionalProperties`` gets ``false`` (what OpenAI's strict
+    mode does), so that a small model decoding under it cannot pad its call with invented
+    keys (SmolLM2-135M wrote ``{"city": ..., "type": "string", "maxLength": 40}`` before)."""
+    if "properties" in parameters and "additionalProperties" not in parameters:
+        return {**parameters, "additionalProperties": False}
+    return parameters
 
 
 def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatRequest:
