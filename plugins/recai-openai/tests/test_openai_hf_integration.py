@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import recai
-from recai.types import Message
+from recai.types import Message, function_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,3 +93,26 @@ def test_chat_stream_and_batch_through_the_server(llm: Any) -> None:
     assert out[0].text == llm.chat(messages, max_tokens=4, temperature=0.0).text
     t = llm.totals()
     assert t["calls"] == 5 and t["prompt_tokens"] > 0 and t["completion_tokens"] > 0
+
+
+def test_tool_calls_through_the_server(llm: Any) -> None:
+    """openai.v1's tools against recai serve's hf.v1, which decodes the call under the tools'
+    schema: a named call comes back with arguments its parameters accept, and the call and
+    its result go back for the next turn (the model then calls again or answers: either way a
+    well-formed Completion)."""
+    genres = ["Comedy", "Drama", "Sci-Fi", "Horror"]
+    films = function_tool(
+        "search_films",
+        {"type": "object", "properties": {"genre": {"enum": genres}}, "required": ["genre"]},
+        "Find films of a genre.",
+    )
+    conv = [Message.user("Recommend me some sci-fi films.")]
+    named = {"type": "function", "function": {"name": "search_films"}}
+    c = llm.chat(conv, tools=[films], tool_choice=named, max_tokens=40, temperature=0.0)
+    assert c.finish_reason == "tool_calls"
+    (call,) = c.tool_calls
+    assert call.name == "search_films" and call.args()["genre"] in genres
+    conv += [c.as_message(), Message.tool("Alien (1979), Blade Runner (1982)", call.id)]
+    after = llm.chat(conv, tools=[films], max_tokens=40, temperature=0.0)
+    assert after.finish_reason in ("tool_calls", "stop", "length")
+    assert after.tool_calls or after.text.strip()
