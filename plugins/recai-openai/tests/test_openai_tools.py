@@ -193,3 +193,21 @@ def test_bad_tools_are_named_before_anything_is_sent(
 def test_stream_with_tools_says_to_use_chat(server: LLMServer) -> None:
     with pytest.raises(RecaiError, match="use chat|pass tools to chat"):
         list(make(server).stream([Message.user("x")], tools=[FILTER]))
+
+
+def test_azure_sends_tools_through_the_deployment_path(
+    native: Native, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-0123456789abcdef")  # Azure always sends a key
+    with LLMServer({"dep": native}) as s:
+        llm = recai.create(
+            "llm_backend",
+            "azure-openai.v1",
+            deployment="dep",
+            endpoint=s.url,
+            api_key_env=KEY_ENV,
+            max_retries=0,
+        )
+        c = llm.chat([Message.user("a musical")], tools=[FILTER])
+    assert c.tool_calls[0].args() == {"genres": ["Musical"]}
+    assert native.calls[-1][1]["tools"][0]["function"]["name"] == "hard_filter"

@@ -378,3 +378,12 @@ def test_hf_v1_answers_tool_calls_through_the_openai_client() -> None:
         deltas = [d for c in stream for ch in c.choices for d in ch.delta.tool_calls or ()]
         assert deltas[0].function.name == "search_films" and deltas[0].id.startswith("call_")
         check("search_films", "".join(d.function.arguments or "" for d in deltas))
+
+
+def test_a_streamed_call_ends_with_its_usage_when_asked(client: Any) -> None:
+    stream = ask(
+        client, "weather", tools=[WEATHER], stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 7
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
