@@ -164,7 +164,7 @@ def test_ranking_metrics_by_hand(films: Dataset, tmp_path: Path, items: bool) ->
     assert row["Hit@3"] == pytest.approx(4 / 6)
     assert row["coverage"] == pytest.approx((5 + 3 / 4) / 6)  # u3's reply left the target out
     assert row["out_of_candidates_rate"] == 0.0 and row["nonexistent_rate"] == 0.0
-    assert row["failure_rate"] == 0.0
+    assert row["failure_rate"] == 0.0 and not report.notes
     assert report.info["read_from"] == (
         {"items": 6, "text": 0} if items else {"items": 0, "text": 6}
     )
@@ -224,6 +224,7 @@ def test_without_share_history_the_context_names_no_user(films: Dataset, tmp_pat
     drawn = sum("m10" in {e["id"] for e in b["candidates"]} for b in bodies)
     assert row["out_of_candidates_rate"] == pytest.approx((6 - drawn) / 6)
     assert row["NDCG@4"] == 0.0 and row["coverage"] == pytest.approx(drawn / 6 / 4)
+    assert any("does not seem to read the 'candidates'" in n for n in report.notes)
 
 
 # -- retrieval, by hand ----------------------------------------------------------------------------

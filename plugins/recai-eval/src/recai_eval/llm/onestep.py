@@ -407,6 +407,7 @@ class _AgentTurnTask(LLMTask):
                 f"{dropped} sampled users had too few items left to draw the negatives and were "
                 "left out."
             )
+        notes.extend(self._notes(accuracy, errors))
         leaks = sum(r.leaked for r in requests)
         if leaks:
             notes.append(
@@ -459,6 +460,9 @@ class _AgentTurnTask(LLMTask):
 
     def _extra_info(self) -> dict[str, Any]:
         return {}
+
+    def _notes(self, accuracy: dict[str, float], errors: dict[str, float]) -> list[str]:
+        return []
 
 
 class AgentRetrievalEvaluator(_AgentTurnTask):
@@ -534,6 +538,22 @@ class AgentRankingEvaluator(_AgentTurnTask):
             + (" and listed in the request" if p.list_candidates else "")
             + f"); NDCG@{p.n_candidates} and Hit@k of the target, a target left out a miss"
         )
+
+    def _notes(self, accuracy: dict[str, float], errors: dict[str, float]) -> list[str]:
+        outside = errors.get("out_of_candidates_rate", 0.0)
+        coverage = accuracy.get("coverage", 1.0)
+        if outside <= 0.5 or coverage >= 0.5:
+            return []
+        hint = (
+            ""
+            if self.params.list_candidates
+            else "; list_candidates = true lists them in the request text too"
+        )
+        return [
+            f"The replies ordered {coverage:.0%} of the candidates on average and "
+            f"{outside:.0%} of them listed other items: the agent does not seem to read the "
+            f"'candidates' of its recai_context message{hint}."
+        ]
 
     def _extra_info(self) -> dict[str, Any]:
         p = self.params
