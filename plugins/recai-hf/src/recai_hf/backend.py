@@ -415,7 +415,9 @@ class HFBackend(LLMBackend):
             use_cache=True,
             **extra,
         )
-        prefix = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        prefix = getattr(out, "cache", None)
+        if prefix is None:  # transformers before the rename (5.x) or a remote-code model
+            prefix = getattr(out, "past_key_values", None)
         if prefix is None or not hasattr(prefix, "batch_repeat_interleave"):
             return None
         first_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
