@@ -117,6 +117,10 @@ def test_tool_choice_is_sent(server: LLMServer, native: Native) -> None:
     assert native.calls[-1][1]["tool_choice"] == named
     c = llm.chat([Message.user("x")], tools=[FILTER], tool_choice="none")
     assert c.tool_calls == [] and c.text == "done: x" and c.finish_reason == "stop"
+    llm.chat([Message.user("x")], tools=[FILTER], parallel_tool_calls=False)
+    assert native.calls[-1][1]["parallel_tool_calls"] is False
+    llm.chat([Message.user("x")], tools=[FILTER])
+    assert "parallel_tool_calls" not in native.calls[-1][1]
 
 
 def test_calls_and_results_go_back_in_openai_shape(server: LLMServer, native: Native) -> None:
@@ -178,14 +182,18 @@ def test_a_json_answer_that_calls_a_tool_returns_the_call(server: LLMServer) -> 
         ([FILTER], "maybe", "tool_choice must be"),
         ([FILTER], {"type": "function", "function": {"name": "map"}}, "not in tools"),
         (None, "required", "tool_choice is given without tools"),
+        ([FILTER], None, "parallel_tool_calls must be true or false"),
     ],
 )
 def test_bad_tools_are_named_before_anything_is_sent(
     server: LLMServer, tools: Any, choice: Any, needle: str
 ) -> None:
     requests = server.stats.requests
+    parallel = "often" if "parallel" in needle else None
     with pytest.raises(RecaiError) as e:
-        make(server).chat([Message.user("x")], tools=tools, tool_choice=choice)
+        make(server).chat(
+            [Message.user("x")], tools=tools, tool_choice=choice, parallel_tool_calls=parallel
+        )
     assert needle in str(e.value) and str(e.value).startswith("openai.v1: ")
     assert server.stats.requests == requests
 

@@ -68,6 +68,13 @@ class Scripted(LLMBackend):
             return Completion(f"text: {last}", "stop", Usage(3, 2))
         if last.startswith("Result of"):
             value: Any = {"content": f"Hello about {last}"}
+        elif "both" in last:  # only valid under parallel_tool_calls: true
+            value = {
+                "tool_calls": [
+                    {"name": "get_weather", "arguments": {"city": "Rome"}},
+                    {"name": "search_films", "arguments": {"genre": "Drama"}},
+                ]
+            }
         elif "weather" in last:
             value = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}
         elif "films" in last:
@@ -325,6 +332,60 @@ def test_bad_tool_messages_get_a_400_naming_the_message(client: Any) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         ask(client, "", messages=bad)
     assert e.value.param == "messages[1].tool_calls"
+
+
+def test_parallel_calls_come_back_together_when_asked(client: Any, scripted: Scripted) -> None:
+    resp = ask(client, "both please", tools=[WEATHER, SEARCH], parallel_tool_calls=True)
+    calls = resp.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["get_weather", "search_films"]
+    assert len({c.id for c in calls}) == 2 and resp.choices[0].finish_reason == "tool_calls"
+    listed = scripted.calls[-1][1]["json_schema"]["anyOf"][0]["properties"]["tool_calls"]
+    assert listed["maxItems"] == 8 and len(listed["items"]["anyOf"]) == 2
+    assert '{"tool_calls": [' in scripted.calls[-1][0][0].content  # the instruction says how
+    # without parallel_tool_calls: true the schema has no list, and the double's list fails it
+    with pytest.raises(openai.InternalServerError, match="ValidationError"):
+        ask(client, "both please", tools=[WEATHER, SEARCH])
+    # the next turn: both calls written as the list they came as, both results in one message
+    messages = [
+        {"role": "user", "content": "both please"},
+        resp.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "21 C"},
+        {"role": "tool", "tool_call_id": calls[1].id, "content": "3 films"},
+    ]
+    ask(client, "", messages=messages, tools=[WEATHER, SEARCH], parallel_tool_calls=True)
+    seen = scripted.calls[-1][0]
+    assert [m.role for m in seen] == ["system", "user", "assistant", "user"]
+    assert [c["name"] for c in json.loads(seen[2].content)["tool_calls"]] == [
+        "get_weather",
+        "search_films",
+    ]
+    assert seen[3].content.count("Result of") == 2 and "search_films" in seen[3].content
+    with client.chat.completions.stream(
+        model="scripted",
+        messages=[{"role": "user", "content": "both"}],
+        tools=[WEATHER, SEARCH],
+        tool_choice="required",
+        parallel_tool_calls=True,
+    ) as stream:
+        final = stream.get_final_completion()
+    assert [c.function.name for c in final.choices[0].message.tool_calls] == [
+        "get_weather",
+        "search_films",
+    ]
+    schema = scripted.calls[-1][1]["json_schema"]  # required: the list only
+    assert list(schema["properties"]) == ["tool_calls"]
+
+
+def test_parallel_tool_calls_reach_a_native_backend_only_when_given(
+    client: Any, native: Native
+) -> None:
+    ask(client, "x", model="native", tools=[SEARCH], parallel_tool_calls=False)
+    assert native.calls[-1][1]["parallel_tool_calls"] is False
+    ask(client, "x", model="native", tools=[SEARCH])
+    assert "parallel_tool_calls" not in native.calls[-1][1]
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(client, "x", tools=[SEARCH], parallel_tool_calls="yes")
+    assert e.value.param == "parallel_tool_calls"
 
 
 # -- the real embedded model ------------------------------------------------------------------------

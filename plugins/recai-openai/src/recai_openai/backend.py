@@ -367,13 +367,24 @@ class OpenAIBackend(LLMBackend):
             opts["seed"] = int(seed)
         return opts
 
-    def _tool_options(self, tools: Any, tool_choice: Any) -> dict[str, Any]:
-        """``tools`` and ``tool_choice`` as sent (checked first: a mistake is named here, not
-        by the server's 400)."""
+    def _tool_options(
+        self, tools: Any, tool_choice: Any, parallel_tool_calls: Any = None
+    ) -> dict[str, Any]:
+        """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as sent (checked first: a
+        mistake is named here, not by the server's 400)."""
         if tools is None:
-            if tool_choice is not None:
-                raise RecaiError(f"{self.label}: tool_choice is given without tools")
+            for option, value in (
+                ("tool_choice", tool_choice),
+                ("parallel_tool_calls", parallel_tool_calls),
+            ):
+                if value is not None:
+                    raise RecaiError(f"{self.label}: {option} is given without tools")
             return {}
+        if parallel_tool_calls is not None and not isinstance(parallel_tool_calls, bool):
+            raise RecaiError(
+                f"{self.label}: parallel_tool_calls must be true or false, got "
+                f"{parallel_tool_calls!r:.40}"
+            )
         try:
             checked = check_tools(tools, tool_choice)
         except ValueError as e:
@@ -381,6 +392,8 @@ class OpenAIBackend(LLMBackend):
         opts: dict[str, Any] = {"tools": checked}
         if tool_choice is not None:
             opts["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None:
+            opts["parallel_tool_calls"] = parallel_tool_calls
         return opts
 
     # LLMBackend declares chat without tools; this backend has the "tools" capability
@@ -395,19 +408,21 @@ class OpenAIBackend(LLMBackend):
         json_schema: dict[str, Any] | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> Completion:
         """Complete one conversation (from the cache when it was asked before).
 
         ``json_schema`` asks for JSON matching it (``{}``: any JSON object); the answer is
         validated and repaired, and its text is the JSON value. ``tools`` (OpenAI function
-        specs) and ``tool_choice`` are sent as they are; the calls the model asks for come back
+        specs), ``tool_choice`` and ``parallel_tool_calls`` (OpenAI's default when None: the
+        model may ask for several calls at once) are sent as they are; the calls come back
         in ``Completion.tool_calls`` with ``finish_reason`` ``"tool_calls"`` (a JSON answer is
         then not asked for: the calls are).
         """
         msgs = _message_dicts(messages)
         opts = {
             **self._options(max_tokens, temperature, stop, seed),
-            **self._tool_options(tools, tool_choice),
+            **self._tool_options(tools, tool_choice, parallel_tool_calls),
         }
         if json_schema is not None:
             return self._chat_json(msgs, opts, json_schema)

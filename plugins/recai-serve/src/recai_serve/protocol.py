@@ -107,6 +107,9 @@ class Limits:
     """Values (array items and object members, at any depth) in a request body."""
     max_tools: int = 128
     """Function specs in ``tools`` (OpenAI's own limit)."""
+    max_tool_calls: int = 8
+    """Calls in one answer when a request asks for ``parallel_tool_calls: true`` from a backend
+    without native tool calling (the decoding schema allows this many)."""
     max_tool_chars: int = 100_000
     """Characters of the ``tools`` specs together, as compact JSON (they become a prompt and a
     grammar the backend compiles)."""
@@ -173,19 +176,26 @@ class ChatRequest:
 @dataclass(frozen=True)
 class ToolPlan:
     """The tools of a chat request and how a backend without native tool calling answers them:
-    JSON under :meth:`schema` (one branch per function, ``{"name": <const>, "arguments":
-    <its parameters>}`` with undeclared keys closed off, plus ``{"content": <text>}`` for ``"auto"``), read back by
-    :meth:`answer` into OpenAI's ``tool_calls``.
+    JSON under :meth:`schema`, one branch per function (``{"name": <const>, "arguments": <its
+    parameters>}``, keys the parameters do not declare closed off), plus ``{"content": <text>}``
+    for ``"auto"``; with ``parallel`` (the request's ``parallel_tool_calls: true``) the calls
+    come as ``{"tool_calls": [<call>, ...]}``, at most ``max_calls``. :meth:`answer` reads the
+    JSON back into OpenAI's ``tool_calls``.
 
     >>> plan = ToolPlan([{"type": "function", "function": {"name": "f", "parameters":
     ...     {"type": "object", "properties": {"x": {"type": "integer"}}}}}], "auto")
-    >>> [b["properties"].keys() for b in plan.schema()["anyOf"]]
-    [dict_keys(['name', 'arguments']), dict_keys(['content'])]
+    >>> [list(b["properties"]) for b in plan.schema()["anyOf"]]
+    [['name', 'arguments'], ['content']]
     >>> c = plan.answer(Completion('{"name": "f", "arguments": {"x": 3}}'))
     >>> c.finish_reason, c.tool_calls[0].name, c.tool_calls[0].arguments
     ('tool_calls', 'f', '{"x": 3}')
     >>> plan.answer(Completion('{"content": "Hello"}')).text
     'Hello'
+    >>> both = ToolPlan(plan.tools, "required", parallel=True)
+    >>> [c.arguments for c in both.answer(Completion(
+    ...     '{"tool_calls": [{"name": "f", "arguments": {"x": 1}}, '
+    ...     '{"name": "f", "arguments": {"x": 2}}]}')).tool_calls]
+    ['{"x": 1}', '{"x": 2}']
     """
 
     tools: list[dict[str, Any]]
@@ -193,21 +203,34 @@ class ToolPlan:
     choice: str = "auto"
     """``"auto"``, ``"required"`` or ``"function"`` (then ``name`` is the one to call)."""
     name: str | None = None
+    parallel: bool | None = None
+    """The request's ``parallel_tool_calls`` (None: not given): several calls in one answer
+    when true (never for a named function: that is one call)."""
+    max_calls: int = 8
 
     @property
     def names(self) -> list[str]:
         return [t["function"]["name"] for t in self.tools]
 
+    @property
+    def several(self) -> bool:
+        """Whether the answer's calls come as a list (``{"tool_calls": [...]}``)."""
+        return self.parallel is True and self.choice != "function"
+
     def native(self) -> dict[str, Any]:
-        """The ``tools`` and ``tool_choice`` options of a backend with native tool calling."""
+        """The ``tools`` and ``tool_choice`` options of a backend with native tool calling
+        (and ``parallel_tool_calls`` when the request gave it)."""
         choice: Any = self.choice
         if self.choice == "function":
             choice = {"type": "function", "function": {"name": self.name}}
-        return {"tools": self.tools, "tool_choice": choice}
+        options = {"tools": self.tools, "tool_choice": choice}
+        if self.parallel is not None:
+            options["parallel_tool_calls"] = self.parallel
+        return options
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema of an answer: one call, or (``"auto"``) a text answer."""
-        branches: list[dict[str, Any]] = [
+        """The JSON schema of an answer: the call(s), or (``"auto"``) a text answer."""
+        calls: list[dict[str, Any]] = [
             {
                 "type": "object",
                 "properties": {
@@ -220,15 +243,28 @@ class ToolPlan:
             for t in self.tools
             if self.choice != "function" or t["function"]["name"] == self.name
         ]
+        branches = calls
+        if self.several:
+            items = calls[0] if len(calls) == 1 else {"anyOf": calls}
+            listed = {"type": "array", "items": items, "minItems": 1, "maxItems": self.max_calls}
+            branches = [
+                {
+                    "type": "object",
+                    "properties": {"tool_calls": listed},
+                    "required": ["tool_calls"],
+                    "additionalProperties": False,
+                }
+            ]
         if self.choice == "auto":
-            branches.append(
+            branches = [
+                *branches,
                 {
                     "type": "object",
                     "properties": {"content": {"type": "string"}},
                     "required": ["content"],
                     "additionalProperties": False,
-                }
-            )
+                },
+            ]
         return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
     def instruction(self) -> str:
@@ -240,7 +276,13 @@ class ToolPlan:
                 continue
             about = " ".join(str(fn.get("description") or "").split())
             lines.append(f"- {fn['name']}" + (f": {about}" if about else ""))
-        call = 'To call a tool, reply with {"name": <tool name>, "arguments": {...}}'
+        one = '{"name": <tool name>, "arguments": {...}}'
+        call = f"To call a tool, reply with {one}"
+        if self.several:
+            call = (
+                f'To call tools, reply with {{"tool_calls": [{one}, ...]}} (up to '
+                f"{self.max_calls} calls, run in order)"
+            )
         if self.choice == "function":
             lines.append(
                 f'Call {self.name}: reply with {{"name": "{self.name}", "arguments": '
@@ -255,11 +297,22 @@ class ToolPlan:
             )
         return "\n".join(lines)
 
+    def _call(self, value: Any) -> ToolCall | None:
+        if not isinstance(value, dict):
+            return None
+        name, arguments = value.get("name"), value.get("arguments", {})
+        wanted = self.choice != "function" or name == self.name
+        if name not in self.names or not isinstance(arguments, dict) or not wanted:
+            return None
+        return ToolCall(
+            f"call_{uuid.uuid4().hex[:24]}", str(name), json.dumps(arguments, ensure_ascii=False)
+        )
+
     def answer(self, completion: Completion) -> Completion:
-        """``completion`` (the backend's JSON) as an OpenAI answer: a call in ``tool_calls``
-        with ``finish_reason`` ``"tool_calls"``, or the text of a ``{"content"}`` answer.
-        Anything else is the text itself under ``"auto"``, and a 500 naming what came back
-        under ``"required"`` or a named function."""
+        """``completion`` (the backend's JSON) as an OpenAI answer: the call(s) in
+        ``tool_calls`` with ``finish_reason`` ``"tool_calls"``, or the text of a ``{"content"}``
+        answer. Anything else is the text itself under ``"auto"``, and a 500 naming what came
+        back under ``"required"`` or a named function."""
         if completion.tool_calls:  # a backend that answers calls itself
             return completion
         try:
@@ -267,15 +320,15 @@ class ToolPlan:
         except (json.JSONDecodeError, RecursionError):
             value = None
         if isinstance(value, dict):
-            name, arguments = value.get("name"), value.get("arguments", {})
-            wanted = self.choice != "function" or name == self.name
-            if name in self.names and isinstance(arguments, dict) and wanted:
-                call = ToolCall(
-                    f"call_{uuid.uuid4().hex[:24]}",
-                    str(name),
-                    json.dumps(arguments, ensure_ascii=False),
-                )
-                return replace(completion, text="", finish_reason="tool_calls", tool_calls=[call])
+            listed = value.get("tool_calls")
+            if isinstance(listed, list) and set(value) == {"tool_calls"}:
+                found = [self._call(v) for v in listed[: self.max_calls]]
+                calls = [c for c in found if c is not None]
+            else:
+                one = self._call(value)
+                calls = [] if one is None else [one]
+            if calls:
+                return replace(completion, text="", finish_reason="tool_calls", tool_calls=calls)
             content = value.get("content")
             if self.choice == "auto" and isinstance(content, str) and set(value) == {"content"}:
                 return replace(completion, text=content)
@@ -312,7 +365,7 @@ def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatR
         if plan is None:
             return req
         return replace(req, options={**req.options, **plan.native()})
-    messages = render_tool_messages(req.messages)
+    messages = render_tool_messages(req.messages, listed=plan is not None and plan.several)
     if plan is None:
         return replace(req, messages=messages)
     if not json_schema:
@@ -335,11 +388,11 @@ def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatR
     return replace(req, messages=messages, options={**req.options, "json_schema": plan.schema()})
 
 
-def render_tool_messages(messages: Sequence[Message]) -> list[Message]:
+def render_tool_messages(messages: Sequence[Message], *, listed: bool = False) -> list[Message]:
     """Messages for a backend without native tool calling: an assistant message's calls are
     written into its text as the JSON it is asked for (``{"name": ..., "arguments": ...}``, one
-    per line), and tool results (consecutive ones together) become a user message naming the
-    call each answers.
+    per line; with ``listed``, as one ``{"tool_calls": [...]}``), and tool results (consecutive
+    ones together) become a user message naming the call each answers.
 
     >>> call = ToolCall("c1", "lookup", '{"sql": "SELECT 1"}')
     >>> out = render_tool_messages([Message.user("hi"), Message.assistant("", [call]),
@@ -367,15 +420,18 @@ def render_tool_messages(messages: Sequence[Message]) -> list[Message]:
             break
         if m.tool_calls:
             lines = [m.content] if m.content else []
+            calls = []
             for c in m.tool_calls:
                 names[c.id] = c.name
                 try:
                     arguments = c.args()
                 except ValueError:
                     arguments = c.arguments
-                lines.append(
-                    json.dumps({"name": c.name, "arguments": arguments}, ensure_ascii=False)
-                )
+                calls.append({"name": c.name, "arguments": arguments})
+            if listed:
+                lines.append(json.dumps({"tool_calls": calls}, ensure_ascii=False))
+            else:
+                lines += [json.dumps(c, ensure_ascii=False) for c in calls]
             out.append(Message("assistant", "\n".join(lines), name=m.name))
         elif m.tool_call_id is not None:
             out.append(Message(m.role, m.content, name=m.name))
@@ -430,7 +486,7 @@ def _tools(body: Mapping[str, Any], limits: Limits) -> ToolPlan | None:
         return None
     if mode == "none":
         return None
-    return ToolPlan(checked, mode, name)
+    return ToolPlan(checked, mode, name, parallel=parallel, max_calls=limits.max_tool_calls)
 
 
 def check_depth(body: Any, limit: int, max_values: int | None = None) -> None:
