@@ -439,6 +439,30 @@ class _Steps:
     def plan(self) -> dict[str, Any]:
         return {"steps": [d.to_dict() for d in self.done], "mode": self.mode}
 
+    def candidates(self, allowed: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The next steps a brain that only chooses may pick: each allowed tool with the
+        input the request gives it (the merged plan's), ranking once per way to rank that the
+        request leaves open, and ``finish``; the rules' own next step first."""
+        merged = self._merged(None)
+        out: list[tuple[str, dict[str, Any]]] = []
+        if merged.tools == ["lookup"]:
+            if "lookup" in allowed:
+                out.append(("lookup", dict(merged.steps[0].input)))
+            return [*out, (FINISH, {})]
+        for name in allowed:
+            st = merged.step(name)
+            if name == "ranking":
+                base = dict(st.input) if st is not None else {"by": "preference"}
+                ways = [base.get("by", "preference")]
+                if self.slots.popular is None:
+                    similar = self.slots.liked or any(d.tool == "soft_filter" for d in self.done)
+                    ways += ["preference", "popularity", *(["similarity"] if similar else [])]
+                for by in dict.fromkeys(ways):
+                    out.append(("ranking", {**base, "by": by}))
+            elif name != "lookup" and st is not None:
+                out.append((name, dict(st.input)))
+        return [*out, (FINISH, {})]
+
 
 def _max_steps(agent: InterecAgent, max_steps: int | None) -> int:
     n = max_steps if max_steps is not None else getattr(agent.params, "max_steps", None)
@@ -550,7 +574,56 @@ def _loop(steps: _Steps, max_steps: int, call: Any) -> tuple[dict[str, Any], boo
     return steps.plan(), steps.valid
 
 
+def _decoding(agent: InterecAgent) -> str:
+    """``"score"`` when the agent has its brain choose rather than write (its
+    ``plan_decoding``: small brains whose values are not trusted, backends that can score),
+    else ``"generate"``."""
+    decide = getattr(agent, "_decoding", None)
+    return str(decide()) if callable(decide) else "generate"
+
+
 def _react_call(steps: _Steps, allowed: list[str]) -> None:
+    if _decoding(steps.agent) == "score" and _score_call(steps, allowed):
+        return
+    _write_call(steps, allowed)
+
+
+def _score_call(steps: _Steps, allowed: list[str]) -> bool:
+    """The brain chooses the next step by log-probability among :meth:`_Steps.candidates`
+    (mean per character, one ``score_continuations`` pass; no call when there is one
+    candidate). False when the backend cannot score: the step is then written (and so are
+    later ones, as the agent remembers)."""
+    agent, turn = steps.agent, steps.turn
+    options = steps.candidates(allowed)
+    texts = [
+        json.dumps({"tool": t, "input": i}, ensure_ascii=False, separators=(",", ":"))
+        for t, i in options
+    ]
+    best = 0
+    if len(options) > 1:
+        start = time.perf_counter()
+        turn.calls += 1
+        try:
+            scores = agent.params.llm.score_continuations(steps.messages(allowed), texts)
+        except NotImplementedError:
+            turn.calls -= 1
+            agent._cannot_score = True
+            turn.notes.append(f"{steps.mode}: the brain cannot score steps, it writes them")
+            return False
+        except recai.RecaiError as exc:
+            turn.notes.append(f"LLM call failed: {exc}")
+            scores = [0.0] * len(texts)
+        finally:
+            turn.llm_seconds += time.perf_counter() - start
+        per_char = [float(sc) / max(1, len(t)) for sc, t in zip(scores, texts, strict=True)]
+        best = max(range(len(texts)), key=lambda n: (per_char[n], -n))
+    name, arg = options[best]
+    steps.take(name, copy.deepcopy(arg), "", [])
+    return True
+
+
+def _write_call(steps: _Steps, allowed: list[str]) -> None:
+    """The brain writes the next step as JSON under :func:`step_schema`."""
     agent = steps.agent
     text = agent._call(
         steps.turn,
