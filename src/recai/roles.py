@@ -258,7 +258,9 @@ class LLMBackend(Component):
     ``id``, ``name``, ``arguments`` as JSON text) with ``finish_reason`` ``"tool_calls"``; send
     them back as ``completion.as_message()`` followed by one ``Message.tool(result, call.id)``
     per call. Without the capability, pass no ``tools=``: callers check
-    ``"tools" in backend.capabilities`` and otherwise plan through ``json_schema``.
+    ``"tools" in backend.capabilities``; a backend with ``"json_schema"`` gains it when wrapped
+    in :class:`recai.toolcalls.SchemaToolCalling` (the tools become a JSON schema it decodes
+    under, as ``recai serve`` does for such a backend).
     """
 
     role = Role.LLM_BACKEND

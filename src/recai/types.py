@@ -340,7 +340,10 @@ def function_tool(
     ...               "SQL over the catalog")["function"]["name"]
     'lookup'
     """
-    fn: dict[str, Any] = {"name": name, "parameters": dict(parameters or {"type": "object"})}
+    fn: dict[str, Any] = {
+        "name": name,
+        "parameters": dict(parameters or {"type": "object", "properties": {}}),  # no arguments
+    }
     if description:
         fn["description"] = description
     spec = {"type": "function", "function": fn}

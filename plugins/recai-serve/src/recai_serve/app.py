@@ -8,7 +8,7 @@ server.LLMServer` runs it with uvicorn):
   ``stream_options.include_usage`` is set, and ``data: [DONE]``. Options the backend cannot
   honour are refused with a 400 naming them (:mod:`recai_serve.protocol`). ``tools`` are
   answered with ``tool_calls``: natively by a backend with the ``"tools"`` capability, else
-  decoded as JSON under a schema (:class:`~recai_serve.protocol.ToolPlan`).
+  decoded as JSON under a schema (:mod:`recai.toolcalls`).
 - ``POST /v1/completions`` with ``echo: true`` and ``logprobs``: log-probabilities of the
   prompt's tokens, when the backend has ``prompt_logprobs(text)``.
 - ``GET /v1/models``, ``GET /health``; Azure's ``/openai/deployments/{name}/...`` paths, the
@@ -56,6 +56,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from recai.errors import RecaiError
 from recai.roles import LLMBackend
+from recai.toolcalls import ToolCallError
 from recai.types import Completion, Message
 
 from .protocol import (
@@ -635,7 +636,12 @@ def _answer(req: ChatRequest, completion: Any) -> Completion:
             f"the backend's chat returned {type(completion).__name__}, not a Completion",
             type="server_error",
         )
-    return req.tools.answer(completion) if req.tools is not None else completion
+    if req.tools is None:
+        return completion
+    try:
+        return req.tools.answer(completion)
+    except ToolCallError as e:
+        raise APIError(500, str(e), type="server_error", code="tool_call_failed") from None
 
 
 def _shutting_down() -> APIError:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recai.errors import RecaiError
-from recai.types import Completion, Message, ToolCall, Usage, check_tools, tool_choice_name
+from recai.toolcalls import ToolPlan, render_tool_messages, tool_plan, with_system
+from recai.types import Completion, Message, ToolCall, Usage
 
 __all__ = [
     "APIError",
@@ -173,187 +174,6 @@ class ChatRequest:
     """The tools offered (None: none, or ``tool_choice: "none"``)."""
 
 
-@dataclass(frozen=True)
-class ToolPlan:
-    """The tools of a chat request and how a backend without native tool calling answers them:
-    JSON under :meth:`schema`, one branch per function (``{"name": <const>, "arguments": <its
-    parameters>}``, keys the parameters do not declare closed off), plus ``{"content": <text>}``
-    for ``"auto"``; with ``parallel`` (the request's ``parallel_tool_calls: true``) the calls
-    come as ``{"tool_calls": [<call>, ...]}``, at most ``max_calls``. :meth:`answer` reads the
-    JSON back into OpenAI's ``tool_calls``.
-
-    >>> plan = ToolPlan([{"type": "function", "function": {"name": "f", "parameters":
-    ...     {"type": "object", "properties": {"x": {"type": "integer"}}}}}], "auto")
-    >>> [list(b["properties"]) for b in plan.schema()["anyOf"]]
-    [['name', 'arguments'], ['content']]
-    >>> c = plan.answer(Completion('{"name": "f", "arguments": {"x": 3}}'))
-    >>> c.finish_reason, c.tool_calls[0].name, c.tool_calls[0].arguments
-    ('tool_calls', 'f', '{"x": 3}')
-    >>> plan.answer(Completion('{"content": "Hello"}')).text
-    'Hello'
-    >>> both = ToolPlan(plan.tools, "required", parallel=True)
-    >>> [c.arguments for c in both.answer(Completion(
-    ...     '{"tool_calls": [{"name": "f", "arguments": {"x": 1}}, '
-    ...     '{"name": "f", "arguments": {"x": 2}}]}')).tool_calls]
-    ['{"x": 1}', '{"x": 2}']
-    """
-
-    tools: list[dict[str, Any]]
-    """The checked function specs (:func:`recai.types.check_tools`)."""
-    choice: str = "auto"
-    """``"auto"``, ``"required"`` or ``"function"`` (then ``name`` is the one to call)."""
-    name: str | None = None
-    parallel: bool | None = None
-    """The request's ``parallel_tool_calls`` (None: not given): several calls in one answer
-    when true (never for a named function: that is one call)."""
-    max_calls: int = 8
-
-    @property
-    def names(self) -> list[str]:
-        return [t["function"]["name"] for t in self.tools]
-
-    @property
-    def several(self) -> bool:
-        """Whether the answer's calls come as a list (``{"tool_calls": [...]}``)."""
-        return self.parallel is True and self.choice != "function"
-
-    def native(self) -> dict[str, Any]:
-        """The ``tools`` and ``tool_choice`` options of a backend with native tool calling
-        (and ``parallel_tool_calls`` when the request gave it)."""
-        choice: Any = self.choice
-        if self.choice == "function":
-            choice = {"type": "function", "function": {"name": self.name}}
-        options = {"tools": self.tools, "tool_choice": choice}
-        if self.parallel is not None:
-            options["parallel_tool_calls"] = self.parallel
-        return options
-
-    def schema(self) -> dict[str, Any]:
-        """The JSON schema of an answer: the call(s), or (``"auto"``) a text answer."""
-        calls: list[dict[str, Any]] = [
-            {
-                "type": "object",
-                "properties": {
-                    "name": {"const": t["function"]["name"]},
-                    "arguments": _closed(t["function"]["parameters"]),
-                },
-                "required": ["name", "arguments"],
-                "additionalProperties": False,
-            }
-            for t in self.tools
-            if self.choice != "function" or t["function"]["name"] == self.name
-        ]
-        branches = calls
-        if self.several:
-            items = calls[0] if len(calls) == 1 else {"anyOf": calls}
-            listed = {"type": "array", "items": items, "minItems": 1, "maxItems": self.max_calls}
-            branches = [
-                {
-                    "type": "object",
-                    "properties": {"tool_calls": listed},
-                    "required": ["tool_calls"],
-                    "additionalProperties": False,
-                }
-            ]
-        if self.choice == "auto":
-            branches = [
-                *branches,
-                {
-                    "type": "object",
-                    "properties": {"content": {"type": "string"}},
-                    "required": ["content"],
-                    "additionalProperties": False,
-                },
-            ]
-        return branches[0] if len(branches) == 1 else {"anyOf": branches}
-
-    def instruction(self) -> str:
-        """The system text that offers the tools (the backend adds the schema itself)."""
-        lines = ["You can call these tools (functions):"]
-        for t in self.tools:
-            fn = t["function"]
-            if self.choice == "function" and fn["name"] != self.name:
-                continue
-            about = " ".join(str(fn.get("description") or "").split())
-            lines.append(f"- {fn['name']}" + (f": {about}" if about else ""))
-        one = '{"name": <tool name>, "arguments": {...}}'
-        call = f"To call a tool, reply with {one}"
-        if self.several:
-            call = (
-                f'To call tools, reply with {{"tool_calls": [{one}, ...]}} (up to '
-                f"{self.max_calls} calls, run in order)"
-            )
-        if self.choice == "function":
-            lines.append(
-                f'Call {self.name}: reply with {{"name": "{self.name}", "arguments": '
-                "{...}} and nothing else."
-            )
-        elif self.choice == "required":
-            lines.append(f"{call} and nothing else.")
-        else:
-            lines.append(
-                f'{call}. To answer the user without a tool, reply with {{"content": <your '
-                "answer>}. Reply with one JSON object and nothing else."
-            )
-        return "\n".join(lines)
-
-    def _call(self, value: Any) -> ToolCall | None:
-        if not isinstance(value, dict):
-            return None
-        name, arguments = value.get("name"), value.get("arguments", {})
-        wanted = self.choice != "function" or name == self.name
-        if name not in self.names or not isinstance(arguments, dict) or not wanted:
-            return None
-        return ToolCall(
-            f"call_{uuid.uuid4().hex[:24]}", str(name), json.dumps(arguments, ensure_ascii=False)
-        )
-
-    def answer(self, completion: Completion) -> Completion:
-        """``completion`` (the backend's JSON) as an OpenAI answer: the call(s) in
-        ``tool_calls`` with ``finish_reason`` ``"tool_calls"``, or the text of a ``{"content"}``
-        answer. Anything else is the text itself under ``"auto"``, and a 500 naming what came
-        back under ``"required"`` or a named function."""
-        if completion.tool_calls:  # a backend that answers calls itself
-            return completion
-        try:
-            value = json.loads(completion.text)
-        except (json.JSONDecodeError, RecursionError):
-            value = None
-        if isinstance(value, dict):
-            listed = value.get("tool_calls")
-            if isinstance(listed, list) and set(value) == {"tool_calls"}:
-                found = [self._call(v) for v in listed[: self.max_calls]]
-                calls = [c for c in found if c is not None]
-            else:
-                one = self._call(value)
-                calls = [] if one is None else [one]
-            if calls:
-                return replace(completion, text="", finish_reason="tool_calls", tool_calls=calls)
-            content = value.get("content")
-            if self.choice == "auto" and isinstance(content, str) and set(value) == {"content"}:
-                return replace(completion, text=content)
-        if self.choice == "auto":
-            return completion
-        cut = " (cut off by max_tokens: raise it)" if completion.finish_reason == "length" else ""
-        raise APIError(
-            500,
-            f"the backend answered no call to {self.name or 'one of the tools'} although "
-            f"tool_choice asks for one{cut}; it answered {_short(completion.text, 120)}",
-            type="server_error",
-            code="tool_call_failed",
-        )
-
-
-def _closed(parameters: dict[str, Any]) -> dict[str, Any]:
-    """A function's parameters without keys it does not declare: a schema listing
-    ``properties`` and silent on ``additionalProperties`` gets ``false`` (what OpenAI's strict
-    mode does), so that a small model decoding under it cannot pad its call with invented
-    keys (SmolLM2-135M wrote ``{"city": ..., "type": "string", "maxLength": 40}`` before)."""
-    if "properties" in parameters and "additionalProperties" not in parameters:
-        return {**parameters, "additionalProperties": False}
-    return parameters
-
-
 def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatRequest:
     """``req`` as a backend gets it: with its own tool calling (``native``: ``tools`` and
     ``tool_choice`` options, the messages as they came), or else with the tools as a system
@@ -384,79 +204,13 @@ def prepare_tools(req: ChatRequest, *, native: bool, json_schema: bool) -> ChatR
             param="response_format",
             code="unsupported_parameter",
         )
-    messages = _with_system(messages, plan.instruction())
+    messages = with_system(messages, plan.instruction())
     return replace(req, messages=messages, options={**req.options, "json_schema": plan.schema()})
-
-
-def render_tool_messages(messages: Sequence[Message], *, listed: bool = False) -> list[Message]:
-    """Messages for a backend without native tool calling: an assistant message's calls are
-    written into its text as the JSON it is asked for (``{"name": ..., "arguments": ...}``, one
-    per line; with ``listed``, as one ``{"tool_calls": [...]}``), and tool results (consecutive
-    ones together) become a user message naming the call each answers.
-
-    >>> call = ToolCall("c1", "lookup", '{"sql": "SELECT 1"}')
-    >>> out = render_tool_messages([Message.user("hi"), Message.assistant("", [call]),
-    ...                             Message.tool("1 row", "c1")])
-    >>> [m.role for m in out]
-    ['user', 'assistant', 'user']
-    >>> out[1].content
-    '{"name": "lookup", "arguments": {"sql": "SELECT 1"}}'
-    >>> out[2].content.splitlines()
-    ['Result of lookup (call c1):', '1 row']
-    """
-    names: dict[str, str] = {}
-    out: list[Message] = []
-    results: list[str] = []
-    for m in [*messages, None]:
-        if m is not None and m.role == "tool":
-            call = m.tool_call_id or "?"
-            name = m.name or names.get(call, "a tool")
-            results.append(f"Result of {name} (call {call}):\n{m.content}")
-            continue
-        if results:
-            out.append(Message("user", "\n\n".join(results)))
-            results = []
-        if m is None:
-            break
-        if m.tool_calls:
-            lines = [m.content] if m.content else []
-            calls = []
-            for c in m.tool_calls:
-                names[c.id] = c.name
-                try:
-                    arguments = c.args()
-                except ValueError:
-                    arguments = c.arguments
-                calls.append({"name": c.name, "arguments": arguments})
-            if listed:
-                lines.append(json.dumps({"tool_calls": calls}, ensure_ascii=False))
-            else:
-                lines += [json.dumps(c, ensure_ascii=False) for c in calls]
-            out.append(Message("assistant", "\n".join(lines), name=m.name))
-        elif m.tool_call_id is not None:
-            out.append(Message(m.role, m.content, name=m.name))
-        else:
-            out.append(m)
-    return out
-
-
-def _with_system(messages: list[Message], text: str) -> list[Message]:
-    """``text`` added to the first system message (or as a new first message): some chat
-    templates refuse a system message anywhere but first."""
-    if messages and messages[0].role == "system":
-        first = messages[0]
-        return [Message("system", f"{first.content.rstrip()}\n\n{text}", first.name), *messages[1:]]
-    return [Message("system", text), *messages]
 
 
 def _tools(body: Mapping[str, Any], limits: Limits) -> ToolPlan | None:
     """The request's tools (None when it offers none or ``tool_choice`` is ``"none"``)."""
-    tools, choice = body.get("tools"), body.get("tool_choice")
-    parallel = body.get("parallel_tool_calls")
-    if parallel is not None and not isinstance(parallel, bool):
-        raise APIError(
-            400, "parallel_tool_calls must be true or false", param="parallel_tool_calls"
-        )
+    tools = body.get("tools")
     if isinstance(tools, list) and len(tools) > limits.max_tools:  # before looking at each
         raise _too_many("too many tools", len(tools), limits.max_tools, "tools")
     if tools is not None:
@@ -468,25 +222,17 @@ def _tools(body: Mapping[str, Any], limits: Limits) -> ToolPlan | None:
                 limits.max_tool_chars,
                 "tools",
             )
-    names: list[str] = []
     try:
-        checked = check_tools(tools if tools is not None else [])
-        names = [t["function"]["name"] for t in checked]
-        name = None if choice is None else tool_choice_name(choice, names)
+        return tool_plan(
+            tools,
+            body.get("tool_choice"),
+            body.get("parallel_tool_calls"),
+            max_calls=limits.max_tool_calls,
+        )
     except ValueError as e:
         field_path = str(e).split(" ", 1)[0]  # "tools[2].function.name", "tool_choice", ...
-        known = field_path.startswith(("tools", "tool_choice"))
+        known = field_path.startswith(("tools", "tool_choice", "parallel_tool_calls"))
         raise APIError(400, str(e), param=field_path if known else "tools") from None
-    mode = "function" if name is not None else (choice or "auto")
-    if not checked:
-        if mode in ("required", "function"):
-            raise APIError(
-                400, f"tool_choice is {_short(choice)} but no tools are given", param="tool_choice"
-            )
-        return None
-    if mode == "none":
-        return None
-    return ToolPlan(checked, mode, name, parallel=parallel, max_calls=limits.max_tool_calls)
 
 
 def check_depth(body: Any, limit: int, max_values: int | None = None) -> None:
