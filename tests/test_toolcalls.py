@@ -200,3 +200,34 @@ def test_schema_tool_calling_refuses_what_it_cannot_do() -> None:
         llm.chat([Message.user("x")], tools=[MAP], json_schema={"type": "object"})
     with pytest.raises(ToolCallError, match="no call to one of the tools"):
         llm.chat([Message.user("x")], tools=[MAP], tool_choice="required")
+
+
+def test_parameters_with_refs_still_resolve_inside_the_answer_schema() -> None:
+    """pydantic writes parameters with $defs and #/$defs/... references; embedded under the
+    answer's anyOf they would point at nothing, so they move to the answer's $defs."""
+    genre_ref = {
+        "type": "object",
+        "$defs": {"Genre": {"enum": ["Comedy", "Drama"]}, "Node": {
+            "type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}},
+        "properties": {
+            "genre": {"$ref": "#/$defs/Genre"},
+            "chain": {"$ref": "#/$defs/Node"},
+            "same": {"enum": [{"$ref": "#/not/a/schema"}]},  # data, left alone
+        },
+        "required": ["genre"],
+    }  # fmt: skip
+    plain = function_tool("plain", {"type": "object", "properties": {"x": {"type": "integer"}}})
+    plan = tool_plan([function_tool("pick", genre_ref), plain])
+    schema = plan.schema()
+    pick = schema["$defs"]["fn_pick"]
+    assert schema["anyOf"][0]["properties"]["arguments"] == {"$ref": "#/$defs/fn_pick"}
+    assert pick["properties"]["genre"] == {"$ref": "#/$defs/fn_pick/$defs/Genre"}
+    assert pick["$defs"]["Node"]["properties"]["next"] == {"$ref": "#/$defs/fn_pick/$defs/Node"}
+    assert pick["properties"]["same"] == {"enum": [{"$ref": "#/not/a/schema"}]}
+    assert "fn_plain" not in schema["$defs"]  # no refs: inline
+    good = {"name": "pick", "arguments": {"genre": "Drama", "chain": {"next": {}}}}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "pick", "arguments": {"genre": "Horror"}}, schema)
+    named = tool_plan([function_tool("pick", genre_ref)], "required").schema()
+    jsonschema.validate(good, named)  # one branch: its $defs at the top

@@ -147,20 +147,29 @@ class ToolPlan:
         return options
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema of an answer: the call(s), or (``"auto"``) a text answer."""
-        calls: list[dict[str, Any]] = [
-            {
-                "type": "object",
-                "properties": {
-                    "name": {"const": t["function"]["name"]},
-                    "arguments": _closed(t["function"]["parameters"]),
-                },
-                "required": ["name", "arguments"],
-                "additionalProperties": False,
-            }
-            for t in self.tools
-            if self.choice != "function" or t["function"]["name"] == self.name
-        ]
+        """The JSON schema of an answer: the call(s), or (``"auto"``) a text answer.
+
+        Parameters that use ``$ref`` (pydantic writes ``$defs`` and ``#/$defs/...``) are moved
+        under the answer schema's ``$defs`` as ``fn_<name>`` with their local references
+        rewritten, so that they still resolve inside the larger schema."""
+        defs: dict[str, Any] = {}
+        calls: list[dict[str, Any]] = []
+        for t in self.tools:
+            name = t["function"]["name"]
+            if self.choice == "function" and name != self.name:
+                continue
+            arguments = _closed(t["function"]["parameters"])
+            if _has_ref(arguments):
+                defs[f"fn_{name}"] = _rebase(arguments, f"#/$defs/fn_{name}")
+                arguments = {"$ref": f"#/$defs/fn_{name}"}
+            calls.append(
+                {
+                    "type": "object",
+                    "properties": {"name": {"const": name}, "arguments": arguments},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
         branches = calls
         if self.several:
             items = calls[0] if len(calls) == 1 else {"anyOf": calls}
@@ -183,7 +192,10 @@ class ToolPlan:
                     "additionalProperties": False,
                 },
             ]
-        return branches[0] if len(branches) == 1 else {"anyOf": branches}
+        answer: dict[str, Any] = dict(branches[0]) if len(branches) == 1 else {"anyOf": branches}
+        if defs:
+            answer["$defs"] = defs
+        return answer
 
     def instruction(self) -> str:
         """The system text that offers the tools (the backend adds the schema itself)."""
@@ -268,6 +280,37 @@ def _closed(parameters: dict[str, Any]) -> dict[str, Any]:
     if "properties" in parameters and "additionalProperties" not in parameters:
         return {**parameters, "additionalProperties": False}
     return parameters
+
+
+_DATA_KEYS = frozenset({"enum", "const", "default", "examples"})  # values, not schemas
+
+
+def _has_ref(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return "$ref" in schema or any(
+            _has_ref(v) for k, v in schema.items() if k not in _DATA_KEYS
+        )
+    if isinstance(schema, list):
+        return any(_has_ref(v) for v in schema)
+    return False
+
+
+def _rebase(schema: Any, base: str) -> Any:
+    """``schema`` with each local ``$ref`` (``#...``) made relative to ``base``, the place the
+    schema is moved to (``#/$defs/Genre`` -> ``<base>/$defs/Genre``, ``#`` -> ``base``)."""
+    if isinstance(schema, dict):
+        out = {}
+        for k, v in schema.items():
+            if k == "$ref" and isinstance(v, str) and v.startswith("#"):
+                out[k] = base + v[1:]
+            elif k in _DATA_KEYS:
+                out[k] = v
+            else:
+                out[k] = _rebase(v, base)
+        return out
+    if isinstance(schema, list):
+        return [_rebase(v, base) for v in schema]
+    return schema
 
 
 def render_tool_messages(messages: Sequence[Message], *, listed: bool = False) -> list[Message]:
