@@ -649,3 +649,38 @@ def test_react_costs_a_call_per_model_step_plus_the_reply(split, knn) -> None:
         print(f"  {r[0]!r}: {r[1]}, {r[2]}, {r[3]}")
     print("  mean: " + ", ".join(f"{m:.2f}" for m in means))
     assert all(r[1] == 2 and r[3] == 2 for r in rows)
+
+
+# -- through the agent (once agent.py dispatches plan_mode "react" and "tools" to this module) ------
+def dispatching_agent(split, knn, llm: LLMBackend, mode: str, **params: Any) -> InterecAgent:  # type: ignore[no-untyped-def]
+    try:
+        return make_agent(split, knn, llm, plan_mode=mode, **params)
+    except recai.RecaiError as e:
+        if "plan_mode" not in str(e):
+            raise
+        pytest.skip(f"InterecAgent has no plan_mode {mode!r} yet: {str(e)[:120]}")
+
+
+def test_a_react_turn_through_the_agent_counts_steps_and_the_reply(split, knn) -> None:
+    llm = StepLLM(
+        [step("hard_filter", {"genres": ["Sci-Fi"]}), step("ranking", {"by": "popularity"})],
+        reply="Enjoy these.",
+    )
+    agent = dispatching_agent(split, knn, llm, "react", plan_decoding="generate")
+    reply = agent.respond([Message.user("some sci-fi films")])
+    assert reply.llm_calls == 3 == len(llm.calls)
+    assert reply.plan is not None and reply.plan["mode"] == "react"
+    assert reply.plan_valid is True
+    assert [s.tool for s in reply.trace] == ["hard_filter", "ranking", "map"]
+    assert len(reply.items) == 5 and all("Sci-Fi" in FILMS[it["index"]][2] for it in reply.items)
+    assert "hard_filter" not in reply.text and "Steps so far" not in reply.text
+
+
+def test_a_tools_turn_through_the_agent_reads_the_native_calls(split, knn) -> None:
+    llm = NativeLLM([[openai_call("hard_filter", {"genres": ["Horror"]})], "done"])
+    agent = dispatching_agent(split, knn, llm, "tools", max_steps=3)
+    reply = agent.respond([Message.user("horror films")])
+    assert reply.plan is not None and reply.plan["mode"] == "tools"
+    assert reply.llm_calls == 3  # two step calls and the reply
+    assert llm.calls[0].get("tools") and llm.calls[-1].get("tools") is None
+    assert all("Horror" in FILMS[it["index"]][2] for it in reply.items)
