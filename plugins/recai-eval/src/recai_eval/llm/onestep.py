@@ -326,16 +326,16 @@ class _AgentTurnTask(LLMTask):
         answers = self._ask_agent(s, asking)
         ranks: list[int] = []
         flags: list[dict[str, bool] | None] = []
-        by_case = {id(r): a for r, a in zip(asking, answers, strict=True)}
+        by_request = {id(r): a for r, a in zip(asking, answers, strict=True)}
         for r in requests:
-            answer = by_case.get(id(r))
+            answer = by_request.get(id(r))  # None: the simulator gave no request
             if answer is not None and not answer.ok:
                 s.no_answer(r.case, "agent", answer)
             elif answer is not None and r.items is None:
                 self._read(s, r, answer)
             if answer is not None and answer.ok and not r.items:
                 s.fail(r.case, "agent", f"no items in the reply: {snippet(answer.text or '')!r}")
-            found = [i for i in (r.items or [])]
+            found = list(r.items or [])
             if answer is None or not answer.ok or not found:
                 ranks.append(int(MISSED))
                 flags.append(None)
