@@ -12,9 +12,14 @@ variant does (it costs more calls: 4.51 a turn against 2.78 in the paper):
    look-up's rows, a tool's error.
 2. The model answers ``{"thought": ..., "tool": <one of those or "finish">, "input": {...}}``,
    decoded under a per-step JSON schema whose inputs carry the catalog's enums
-   (:meth:`InterecAgent.decode_schema`'s ``$defs``). In ``tools`` mode the same choice is an
-   OpenAI function call (``completion.tool_calls``) over function specs built from the tools'
-   names, descriptions and input schemas; a server may call several at once.
+   (:meth:`InterecAgent.decode_schema`'s ``$defs``). A brain the agent has choose rather than
+   write (``plan_decoding`` ``score``, or ``auto`` with untrusted values; SmolLM2 writing
+   steps produced unrelated prose as thoughts and took minutes) instead scores the candidate
+   steps the request allows (each tool with the request's input, each open way to rank,
+   ``finish``) in one ``score_continuations`` pass and takes the likeliest. In ``tools`` mode
+   the choice is an OpenAI function call (``completion.tool_calls``) over function specs built
+   from the tools' names, descriptions and input schemas; a server may call several at once,
+   and each call's result goes back as a ``tool`` message.
 3. The step is validated (schema, order, grounded titles: ``plan.validate_plan``) or repaired
    (``plan.repair_plan``); a step that cannot be used is skipped and the next prompt says why.
    It is then merged with the request's slots as plan-first does (``plan.merge``: the rules
@@ -206,6 +211,7 @@ class _Steps:
     calls: int = 0
     no_lookup: bool = False
     log: list[Message] = field(default_factory=list)  # tools mode: the calls and their results
+    hints: str | None = None
 
     def __post_init__(self) -> None:
         self.bus = CandidateBus(self.agent.catalog.n_items)
@@ -233,9 +239,12 @@ class _Steps:
 
     # -- prompts -------------------------------------------------------------------------------
     def _catalog_hints(self) -> str:
-        agent, turn = self.agent, self.turn
-        hints = nearest_values(agent.catalog, agent.columns, turn.request, turn.state.grounder)
-        return "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
+        """The catalog values nearest the request (found once a turn)."""
+        if self.hints is None:
+            agent, turn = self.agent, self.turn
+            found = nearest_values(agent.catalog, agent.columns, turn.request, turn.state.grounder)
+            self.hints = "Catalog values nearest the request:\n" + "\n".join(found) if found else ""
+        return self.hints
 
     def messages(self, allowed: list[str]) -> list[Message]:
         from .agent import SAFETY
@@ -311,6 +320,7 @@ class _Steps:
             )
             if plan is not None:
                 return plan.steps[0], "model", []
+            problems = [p.replace("steps[0].input", name) for p in problems]
         else:
             problems = [f"{name or '(no tool)'!r} is not a tool allowed now"]
         fixed = repair_plan({"steps": [{"tool": name, "input": arg}]}, schema, catalog, grounder)
