@@ -146,7 +146,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     out = Path(args.out) if args.out else Path("runs") / f"{stem}-chat"
     if dataset is not None and callable(getattr(agent, "fit", None)):
         seed = recipe.run.seed if recipe.run is not None else 0
-        ctx = RunContext(out, seed=seed, built=built, progress=sys.stderr.isatty())
+        ctx = RunContext(out, seed=seed, built=built, progress=True)  # lines when not a tty
         print(f"recai chat: fitting {name} (cached under {out}/artifacts)", file=sys.stderr)
         start = time.perf_counter()
         ctx.fit(agent, Split.full(dataset.dataset()))
