@@ -4,6 +4,7 @@ scripted LLM double over real tools, a real CatalogDB and a real ItemKNN on the 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -376,6 +377,63 @@ def test_hostile_sql_in_a_step_changes_nothing(split, knn, sql: str) -> None:
         t.tool == "lookup" and t.error is None and sql in str(t.input) for t in turn.state.trace
     )
     assert any("shell" in n for n in turn.notes)  # an unknown tool is skipped, said so
+
+
+def test_random_garbage_steps_never_end_a_turn(split, knn) -> None:
+    rng = random.Random(7)
+    names = ["hard_filter", "soft_filter", "ranking", "lookup", "map", "finish", "filter", "x", 3]
+    values: list[Any] = [
+        None,
+        1,
+        -5.5,
+        "",
+        "Sci-Fi",
+        "Heat",
+        ["Alien", 2],
+        {"a": 1},
+        [],
+        True,
+        "x" * 500,
+    ]
+    keys = [
+        "genres",
+        "not_genres",
+        "year_min",
+        "year_max",
+        "seeds",
+        "text",
+        "by",
+        "mode",
+        "sql",
+        "prefer",
+        "unwanted",
+        "k",
+        "zzz",
+    ]
+
+    def garbage() -> Any:
+        kind = rng.random()
+        if kind < 0.15:
+            return rng.choice(
+                ['{"tool": "hard_filter", "input": {"genres": ', "", "[]", "null", "{}"]
+            )
+        inp = {rng.choice(keys): rng.choice(values) for _ in range(rng.randint(0, 3))}
+        obj: dict[str, Any] = {"tool": rng.choice(names), "input": inp}
+        if rng.random() < 0.2:
+            obj["input"] = rng.choice(values)
+        return obj if rng.random() < 0.8 else json.dumps(obj)[: rng.randint(1, 60)]
+
+    agent = make_agent(split, knn, StepLLM(), plan_decoding="generate")
+    requests = ["sci-fi films", "When was Heat released?", "films like Alien", "anything"]
+    for n in range(60):
+        llm = StepLLM([garbage() for _ in range(6)])
+        agent.params.llm = llm
+        turn, slots, tools = start(agent, requests[n % len(requests)])
+        plan, valid = run_react(agent, turn, slots, tools, max_steps=4)
+        assert len(llm.calls) <= 4 and isinstance(valid, bool)
+        last = plan["steps"][-1]["tool"] if plan["steps"] else None
+        assert last in ("map", "lookup"), plan
+        assert len(turn.state.mapped) <= agent.params.k
 
 
 # -- a brain that chooses the step ---------------------------------------------------------------

@@ -75,7 +75,7 @@ FINISH = "finish"
 #: Most tokens of one step (a short thought and one tool's input).
 STEP_TOKENS = 192
 #: Most characters of a thought kept in the plan.
-THOUGHT_CHARS = 160
+THOUGHT_CHARS = 100
 #: Titles shown per observation, and the characters of each.
 OBSERVED_TITLES = 5
 TITLE_CHARS = 60
