@@ -224,12 +224,17 @@ def test_max_steps_bounds_the_calls_and_the_rules_finish_the_turn(split, knn) ->
     assert all("Horror" in g for g in genres_of(turn))
 
 
-def test_the_agents_max_steps_param_is_read_when_present(split, knn) -> None:
+def test_the_agents_max_steps_param_bounds_the_calls(split, knn) -> None:
     llm = StepLLM(["nonsense"] * 10)
     agent = make_agent(split, knn, llm)
     turn, slots, tools = start(agent, "horror films")
-    run_react(agent, turn, slots, tools)  # no max_steps on the agent yet: the default, 5
-    assert len(llm.calls) == 5
+    run_react(agent, turn, slots, tools)  # the agent's max_steps (5 by default)
+    assert len(llm.calls) == getattr(agent.params, "max_steps", 5) == 5
+    if hasattr(agent.params, "max_steps"):
+        agent = make_agent(split, knn, StepLLM(["nonsense"] * 10), max_steps=2)
+        turn, slots, tools = start(agent, "horror films")
+        run_react(agent, turn, slots, tools)
+        assert turn.calls == 2
 
 
 def test_a_model_skipping_the_requests_filter_gets_it_run_first(split, knn) -> None:
