@@ -208,10 +208,16 @@ class InterecAgentParams(recai.Params):
         "leave open: how to rank, a look-up or recommendations); 'auto' scores when the brain's "
         "values are not trusted (model_values false) and the backend can score, else generates",
     )
-    plan_mode: Literal["plan-first", "rules"] = Field(
+    plan_mode: Literal["plan-first", "react", "tools", "rules"] = Field(
         "plan-first",
-        description="'plan-first': the brain writes the plan (merged with the rules); 'rules': "
-        "the plan comes from the deterministic slots alone (one LLM call per turn)",
+        description="'plan-first': the brain gives the whole plan in one call (merged with the "
+        "rules); 'react': step by step, one call per tool with the last tool's observation "
+        "(recai_agent.modes); 'tools': the same loop through the backend's native tool calling "
+        "(OpenAI tools), step by step where the backend has none; 'rules': the plan comes from "
+        "the deterministic slots alone (one LLM call per turn)",
+    )
+    max_steps: int = Field(
+        5, ge=1, le=20, description="most LLM steps of a 'react' or 'tools' turn"
     )
 
 
@@ -386,18 +392,14 @@ class InterecAgent(recai.Configurable, recai.Agent):
         if not request.strip() or (slots.intent == "chat" and slots.empty()):
             text = self._chat(turn, on_text)
             return self._finish(turn, text, None, None, start)
-        plan, valid = self._plan(turn, slots, db, grounder)
-        turn.plan = plan
-        self._run(plan, turn, tools)
+        plan, valid = self._plan_and_run(turn, slots, db, grounder, tools)
         for _ in range(self.params.max_reflections if self.params.critic is not None else 0):
             problem = self._critic(turn, plan)
             if problem is None:
                 break
             turn.notes.append(f"critic: {problem}")
             state.mapped, state.looked_up, state.notes = [], [], []
-            plan, valid = self._plan(turn, slots, db, grounder, feedback=problem)
-            turn.plan = plan
-            self._run(plan, turn, tools)
+            plan, valid = self._plan_and_run(turn, slots, db, grounder, tools, feedback=problem)
         text = self._write(turn, on_text)
         return self._finish(turn, text, plan, valid, start)
 
@@ -503,6 +505,30 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 summary += ". They like: " + ", ".join(liked)
             out.insert(0, Message.system(summary[:1500]))
         return out
+
+    def _plan_and_run(
+        self,
+        turn: _Turn,
+        slots: Any,
+        db: CatalogDB,
+        grounder: Grounder,
+        tools: dict[str, BaseTool],
+        feedback: str | None = None,
+    ) -> tuple[dict[str, Any], bool | None]:
+        """Plan and run the tools: the whole plan first, then the tools (plan-first, rules),
+        or step by step (react, tools: :mod:`recai_agent.modes`)."""
+        mode = self.params.plan_mode
+        if mode in ("react", "tools"):
+            from . import modes
+
+            run = modes.run_react if mode == "react" else modes.run_native
+            steps, ok = run(self, turn, slots, tools, feedback=feedback)
+            turn.plan = steps
+            return steps, ok
+        plan, valid = self._plan(turn, slots, db, grounder, feedback=feedback)
+        turn.plan = plan
+        self._run(plan, turn, tools)
+        return plan, valid
 
     def _plan(
         self,
