@@ -441,6 +441,17 @@ def test_random_garbage_steps_never_end_a_turn(split, knn) -> None:
         assert len(turn.state.mapped) <= agent.params.k
 
 
+def test_a_critics_remark_reaches_every_step_prompt(split, knn) -> None:
+    for run, llm in ((run_react, StepLLM()), (run_native, NativeLLM([[], []]))):
+        agent = make_agent(split, knn, llm, plan_decoding="generate")
+        turn, slots, tools = start(agent, "sci-fi films")
+        run(agent, turn, slots, tools, feedback="the user wants older films")
+        assert llm.calls
+        for call in llm.calls:
+            said = [m.content for m in call["messages"] if m.role == "system"]
+            assert any("A reviewer says: the user wants older films" in x for x in said)
+
+
 # -- a brain that chooses the step ---------------------------------------------------------------
 class ScoringLLM(StepLLM):
     """Scores a continuation 0 when it holds the next of ``likes`` (in order), else -100."""
