@@ -6,6 +6,7 @@ calls and their results are rendered for backends without a template for them, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -128,7 +129,10 @@ def client(scripted: Scripted, native: Native) -> Iterator[Any]:
     backends = {"scripted": scripted, "native": native, "plain": Plain()}
     with LLMServer(backends, limits=Limits(max_tools=4, max_tool_chars=4_000)) as s:
         host, port = s.address
-        yield openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0)
+        with openai.OpenAI(
+            base_url=f"http://{host}:{port}/v1", api_key="none", max_retries=0
+        ) as client:
+            yield client
 
 
 def ask(client: Any, text: str, model: str = "scripted", **kw: Any) -> Any:
@@ -423,8 +427,9 @@ def test_hf_v1_answers_tool_calls_through_the_openai_client() -> None:
         jsonschema.validate(value, params[name])
         assert set(value) <= set(params[name]["properties"])
 
-    with LLMServer(llm, model="smollm2", max_concurrency=1) as s:
+    with contextlib.ExitStack() as stack, LLMServer(llm, model="smollm2", max_concurrency=1) as s:
         client = openai.OpenAI(base_url=s.base_url, api_key="none", max_retries=0, timeout=300)
+        stack.callback(client.close)
         ask = [{"role": "user", "content": "Recommend me some sci-fi films."}]
         resp = client.chat.completions.create(
             model="smollm2", messages=ask, tools=[films, WEATHER], tool_choice="required"
