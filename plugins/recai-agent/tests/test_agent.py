@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from agentkit import FILMS, film_split
 
+import recai
 from recai.data import Catalog, Dataset, Interactions
 from recai.data.split import leave_one_out
 from recai.roles import DatasetSource, LLMBackend
@@ -545,3 +546,42 @@ def test_k_in_the_context_sets_how_many_items_are_listed(split, knn) -> None:
         x["index"] for x in short.items
     ]
     assert len(short.items) == 2
+
+
+# -- demonstrations in the planning prompt -----------------------------------------------------------
+def test_the_planning_prompt_carries_the_demonstrations_nearest_the_request(split, knn) -> None:
+    llm = ScoringLLM('"by":"preference"')
+    agent = make_agent(split, knn, llm, plan_decoding="generate", demos=2)
+    ask(agent, "some funny cartoons")
+    system = llm.calls[0]["messages"][0].content
+    shown = [line for line in system.splitlines() if line.startswith("Request: ")]
+    assert len(shown) == 2
+    assert any("anim" in line.lower() or "comed" in line.lower() for line in shown)
+    plans = [line for line in system.splitlines() if line.startswith("Plan: ")]
+    assert all(json.loads(p[len("Plan: ") :])["steps"] for p in plans)
+    none = make_agent(split, knn, ScoringLLM('"by":"preference"'), demos=0)
+    ask(none, "some funny cartoons")
+    assert "Request: " not in none.params.llm.calls[0]["messages"][0].content  # type: ignore[attr-defined]
+
+
+def test_a_demo_file_adds_demonstrations_and_a_bad_line_is_named(split, knn, tmp_path) -> None:
+    good = tmp_path / "demos.jsonl"
+    demo = {
+        "request": "zzqx weird request about heists",
+        "plan": {
+            "steps": [
+                {"tool": "ranking", "input": {"by": "popularity"}},
+                {"tool": "map", "input": {}},
+            ]
+        },
+    }
+    good.write_text(json.dumps(demo) + "\n")
+    llm = ScoringLLM('"by":"preference"')
+    agent = make_agent(split, knn, llm, demos=1, demo_file=str(good))
+    ask(agent, "zzqx weird request about heists")
+    assert "Request: zzqx weird request about heists" in llm.calls[0]["messages"][0].content
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(demo) + "\n" + '{"request": "x"}\n')
+    broken = make_agent(split, knn, ScoringLLM("x"), demos=1, demo_file=str(bad))
+    with pytest.raises(recai.RecaiError, match=r"bad.jsonl, line 2: a demonstration is"):
+        ask(broken, "some comedies")

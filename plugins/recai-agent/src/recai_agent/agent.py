@@ -208,6 +208,20 @@ class InterecAgentParams(recai.Params):
         "leave open: how to rank, a look-up or recommendations); 'auto' scores when the brain's "
         "values are not trusted (model_values false) and the backend can score, else generates",
     )
+    demos: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="request -> plan demonstrations in the planning prompt, the ones nearest "
+        "the request (recai_agent.demos; by the text retriever's encoder when it has one, "
+        "as embedding.v1 does, else character n-grams and slots); 0: none",
+    )
+    demo_file: str | None = Field(
+        None,
+        description='a JSON-lines file of more demonstrations ({"request": ..., "plan": '
+        '{"steps": [...]}} per line, as recai_agent.demos.generate_demos writes them), '
+        "added to the film seeds; plans not valid for this catalog are left out",
+    )
     plan_mode: Literal["plan-first", "react", "tools", "rules"] = Field(
         "plan-first",
         description="'plan-first': the brain gives the whole plan in one call (merged with the "
@@ -255,6 +269,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._decode: dict[str, Any] | None = None
         self._exact_titles: dict[str, int] | None = None
         self._cannot_score = False
+        self._selector: Any = None
 
     # -- building ---------------------------------------------------------------------------------
     def fit(self, split: recai.Split) -> None:
@@ -545,7 +560,11 @@ class InterecAgent(recai.Configurable, recai.Agent):
             schema = self.plan_schema()
             hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
             catalog = "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
-            messages = [Message.system(PLAN_PROMPT.format(catalog=catalog))]
+            system = PLAN_PROMPT.format(catalog=catalog)
+            examples = self._demos(turn.request)
+            if examples:
+                system += "\nExamples:\n" + examples
+            messages = [Message.system(system)]
             messages += self._memory(turn, brief=True)
             if feedback:
                 messages.append(Message.system(f"A reviewer says: {feedback[:300]}. Fix the plan."))
@@ -570,6 +589,39 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 )
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
+
+    def demo_selector(self) -> Any:
+        """The :class:`~recai_agent.demos.DemoSelector` over the film seeds and ``demo_file``
+        (built once; demonstrations not valid for this catalog are left out)."""
+        _, grounder, _ = self._ready()
+        with self._lock:
+            if self._selector is None:
+                from .demos import FILM_DEMOS, DemoSelector
+
+                pool = list(FILM_DEMOS)
+                if self.params.demo_file:
+                    pool += _read_demos(self.params.demo_file)
+                model = getattr(self.params.text_retriever, "encoder", None)  # recai-emb's
+                encode = getattr(model, "encode", None)
+                self._selector = DemoSelector(
+                    pool,
+                    encode=(lambda texts: encode(texts, "query")) if callable(encode) else None,
+                    catalog=self.catalog,
+                    grounder=grounder,
+                )
+            return self._selector
+
+    def _demos(self, request: str) -> str:
+        """The demonstrations nearest ``request`` as prompt text (plans in compact JSON, as
+        the brain writes or scores them)."""
+        if not self.params.demos:
+            return ""
+        chosen = self.demo_selector().select(request, k=self.params.demos)
+        return "\n".join(
+            f"Request: {d.request}\nPlan: "
+            + json.dumps(d.plan, ensure_ascii=False, separators=(",", ":"))
+            for d in chosen
+        )
 
     def _decoding(self) -> str:
         """``score`` or ``generate`` (see ``plan_decoding``)."""
@@ -1074,6 +1126,41 @@ def _as_plan_dict(plan: Any) -> dict[str, Any]:
         else:
             out.append({"tool": getattr(s, "tool", None), "input": getattr(s, "input", {}) or {}})
     return {"steps": out}
+
+
+def _read_demos(path: str) -> list[Any]:
+    """Demonstrations from a JSON-lines file; a bad line is one error naming file and line."""
+    from pathlib import Path
+
+    from .demos import Demo
+
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise recai.RecaiError(f"demo_file {path}: cannot be read ({exc})") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise recai.RecaiError(f"{path}, line {n}: not JSON ({exc.msg})") from None
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("request"), str)
+            or not isinstance(obj.get("plan"), dict)
+            or not isinstance(obj["plan"].get("steps"), list)
+        ):
+            raise recai.RecaiError(
+                f'{path}, line {n}: a demonstration is {{"request": "...", "plan": '
+                '{"steps": [...]}}'
+            )
+        out.append(Demo(obj["request"][:500], obj["plan"]))
+        if len(out) > 10_000:
+            raise recai.RecaiError(f"{path}: more than 10,000 demonstrations")
+    return out
 
 
 def plan_candidates(slots: Any) -> list[dict[str, Any]]:
