@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
         Message as Message,
         Query as Query,
         Report as Report,
+        ToolCall as ToolCall,
         Usage as Usage,
     )
 
@@ -86,6 +87,7 @@ _LAZY = {
     "ItemList": "types",
     "Message": "types",
     "Completion": "types",
+    "ToolCall": "types",
     "Usage": "types",
     "Query": "types",
     "Explanation": "types",

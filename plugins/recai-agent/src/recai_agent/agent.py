@@ -664,14 +664,20 @@ class InterecAgent(recai.Configurable, recai.Agent):
         return texts[best]
 
     def _run(self, plan: dict[str, Any], turn: _Turn, tools: dict[str, BaseTool]) -> None:
-        """Run the plan's steps; when they leave fewer than ``k`` items, fill the list from the
-        plan run again without its soft filter, and when nothing at all is left, without its
-        hard filter too (each relaxation is a note; the items found first stay first)."""
-        state = turn.state
+        """Run the plan's steps, then :meth:`_relax` them when they leave fewer than ``k``."""
         steps = list(plan.get("steps", []))
         self._run_steps(steps, turn, tools)
+        if any(s.get("tool") == "map" for s in steps):
+            self._relax(steps, turn, tools)
+
+    def _relax(self, steps: list[dict[str, Any]], turn: _Turn, tools: dict[str, BaseTool]) -> None:
+        """Fewer than ``k`` items after ``steps`` ran: fill the list from the steps run again
+        without the soft filter, and when nothing at all is left (or always, when the caller
+        gave the candidates: every one is listed), without the hard filter too. Each
+        relaxation is a note; the items found first stay first."""
+        state = turn.state
         for dropped in ("soft_filter", "hard_filter"):
-            if len(state.mapped) >= state.k or not any(s.get("tool") == "map" for s in steps):
+            if len(state.mapped) >= state.k:
                 return
             if dropped == "hard_filter" and state.mapped and state.candidates is None:
                 return  # the request's conditions are kept while anything meets them
@@ -891,7 +897,10 @@ class InterecAgent(recai.Configurable, recai.Agent):
         allowed_set = set(allowed)
         exact_norm = {normalize_text(str(titles[i])): i for i in allowed}
         kept: list[str] = []
+        from .modes import NATIVE_PROMPT, STEP_PROMPT
+
         secrets = [PLAN_PROMPT, REPLY_PROMPT, CHAT_PROMPT, SAFETY, CRITIC_PROMPT]
+        secrets += [STEP_PROMPT, NATIVE_PROMPT]
         for sentence in _SENTENCE.findall(raw.replace("\r", "")):
             s = sentence.strip()
             s = _ENUMERATION.sub("", s)  # "1. 2. 3. These are..." -> "These are..."

@@ -423,28 +423,9 @@ class _Steps:
         self._fill()
 
     def _fill(self) -> None:
-        """Fewer than ``k`` items: the steps again without the soft filter, then (only when
-        nothing was found, or always when the caller gave the candidates: every one is listed)
-        without the hard filter, as plan-first fills (``InterecAgent._run``)."""
-        state = self.turn.state
+        """Fewer than ``k`` items: filled as plan-first fills them (``InterecAgent._relax``)."""
         steps = [{"tool": d.tool, "input": d.input} for d in self.done]
-        for dropped in ("soft_filter", "hard_filter"):
-            if len(state.mapped) >= state.k:
-                return
-            if dropped == "hard_filter" and state.mapped and state.candidates is None:
-                return  # the request's conditions are kept while anything meets them
-            if not any(s["tool"] == dropped for s in steps):
-                continue
-            steps = [s for s in steps if s["tool"] != dropped]
-            found = list(state.mapped)
-            self.turn.notes.append(
-                f"{len(found)} of {state.k} items met every condition: filled without {dropped}"
-            )
-            excluded = list(state.exclude)
-            state.exclude = excluded + [ev.item for ev in found]
-            self.agent._run_steps(steps, self.turn, self.tools)
-            state.exclude = excluded
-            state.mapped = (found + state.mapped)[: state.k]
+        self.agent._relax(steps, self.turn, self.tools)
 
     def plan(self) -> dict[str, Any]:
         return {"steps": [d.to_dict() for d in self.done], "mode": self.mode}
