@@ -116,6 +116,17 @@ def test_plain_output_prints_the_turns(recipe, tmp_path, capsys) -> None:
     assert "Casablanca" not in text
 
 
+def test_trace_prints_the_plan_each_tool_call_and_the_costs(recipe, tmp_path, capsys) -> None:
+    code = chat(str(recipe), "--out", str(tmp_path / "f"), "--trace", "-m", "crime films")
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    trace = [line for line in lines if line.startswith("  [")]
+    assert trace[0].startswith("  [plan: hard_filter > ranking > map")
+    assert any(t.startswith('  [hard_filter {"genres": ["Crime"]} -> ') for t in trace)
+    assert trace[-2].startswith("  [map {} -> 3 items, ")
+    assert trace[-1].startswith("  [2 LLM calls, ") and "in the LLM]" in trace[-1]
+
+
 def test_lines_of_standard_input_are_the_messages(recipe, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("crime films\n\nromance\n"))
     assert chat(str(recipe), "--out", str(tmp_path / "f"), "--json") == 0

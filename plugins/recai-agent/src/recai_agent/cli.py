@@ -54,6 +54,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the turns as one JSON object")
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="after each reply, print how it was made: the plan, each tool call (input, items "
+        "left, milliseconds), the LLM calls and the seconds",
+    )
+    parser.add_argument(
         "--user", help="chat as this user of the dataset (external id): their history is known"
     )
     parser.add_argument(
@@ -87,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"you: {text}")
             print(f"{name}: {reply['text']}")
+            if args.trace:
+                print(_trace_text(reply))
             print()
     if args.json:
         body = {"recipe": str(args.recipe), "agent": name, "fitted_in": str(out), "turns": turns}
@@ -216,6 +224,32 @@ def _interactive(agent: Any, name: str, context: list[Any]) -> int:
             print(reply["text"], end="")
         print("\n")
         conversation.append(Message.assistant(reply["text"]))
+
+
+def _trace_text(reply: dict[str, Any]) -> str:
+    """How a reply was made, for people: ``  [plan: hard_filter > ranking > map | valid]``, one
+    line per tool call, then the calls and the time."""
+    lines = []
+    plan = reply.get("plan")
+    if isinstance(plan, dict):
+        tools = " > ".join(str(s.get("tool")) for s in plan.get("steps", []))
+        valid = reply.get("plan_valid")
+        state = "" if valid is None else (" | valid" if valid else " | invalid, repaired")
+        lines.append(f"  [plan: {tools or 'none'}{state}]")
+    for step in reply.get("trace") or []:
+        step = step if isinstance(step, dict) else _jsonable(step)
+        arg = json.dumps(step.get("input"), ensure_ascii=False, default=str)
+        arg = arg if len(arg) <= 100 else arg[:97] + "..."
+        err = f" ERROR {step['error']}" if step.get("error") else ""
+        lines.append(
+            f"  [{step.get('tool')} {arg} -> {step.get('out_size')} items, "
+            f"{1000 * float(step.get('seconds') or 0):.0f} ms{err}]"
+        )
+    seconds = float(reply.get("seconds") or 0)
+    llm = reply.get("llm_seconds")
+    spent = f"{seconds:.1f} s" + (f", {float(llm):.1f} s in the LLM" if llm is not None else "")
+    lines.append(f"  [{reply.get('llm_calls', '?')} LLM calls, {spent}]")
+    return "\n".join(lines)
 
 
 def _jsonable(value: Any) -> Any:
