@@ -585,3 +585,33 @@ def test_a_demo_file_adds_demonstrations_and_a_bad_line_is_named(split, knn, tmp
     broken = make_agent(split, knn, ScoringLLM("x"), demos=1, demo_file=str(bad))
     with pytest.raises(recai.RecaiError, match=r"bad.jsonl, line 2: a demonstration is"):
         ask(broken, "some comedies")
+
+
+# -- the profile --------------------------------------------------------------------------------------
+def test_the_reply_carries_the_profile_from_the_whole_dialogue(split, knn) -> None:
+    agent = make_agent(split, knn, ScoringLLM('"by":"preference"'), plan_decoding="score")
+    reply = ask(
+        agent, "I loved Alien (1979)", "I hated Scream (1996), any thrillers?", history=[3, 4]
+    )
+    assert [x["title"] for x in reply.profile["liked"]] == ["Alien (1979)"]
+    assert [x["title"] for x in reply.profile["disliked"]] == ["Scream (1996)"]
+    assert reply.profile["history"] == 2
+    assert reply.to_dict()["profile"] == reply.profile
+
+
+def test_a_written_plan_moves_titles_between_liked_and_disliked(split, knn) -> None:
+    # the request says nothing of Heat; a trusted brain's plan makes it unwanted and Fargo a seed
+    llm = ScriptedLLM(
+        plan=plan(
+            ("soft_filter", {"seeds": ["Fargo (1996)"]}),
+            ("ranking", {"by": "preference", "unwanted": ["Heat (1995)"]}),
+            ("map", {}),
+        )
+    )
+    agent = make_agent(split, knn, llm, model_values=True)
+    reply = ask(agent, "My wife liked Heat, I found it boring. Something else?")
+    liked = [x["title"] for x in reply.profile["liked"]]
+    disliked = [x["title"] for x in reply.profile["disliked"]]
+    assert "Heat (1995)" in disliked and "Heat (1995)" not in liked
+    assert "Fargo (1996)" in liked
+    assert "Heat (1995)" not in [x["title"] for x in reply.items]

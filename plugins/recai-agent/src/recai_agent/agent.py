@@ -48,7 +48,7 @@ from recai.types import Message
 from .baselines import CONTEXT_NAME, listed_lines, user_context
 from .bus import CandidateBus, Evidence
 from .describe import ColumnInfo, columns_of, nearest_values
-from .tools import BaseTool, TraceStep, TurnState, default_tools
+from .tools import BaseTool, TraceStep, TurnState, default_tools, ground_titles
 
 if TYPE_CHECKING:
     from recai.data import Catalog, Dataset
@@ -118,7 +118,9 @@ class AgentReply:
     per recommended item, in order; ``trace``: one :class:`TraceStep` per tool call; ``plan``:
     the plan that ran (after repair and merging; None for chit-chat); ``llm_calls`` and
     ``seconds`` for the whole turn; ``notes``: what the agent fixed on its own (a plan repaired,
-    a sentence dropped from the reply).
+    a sentence dropped from the reply); ``profile``: the user as this turn saw them (liked and
+    disliked items from the whole dialogue and the plan, ``{"id", "title"}`` each, and the length
+    of the known history) — what a server keeps to remember the user.
     """
 
     text: str
@@ -130,6 +132,7 @@ class AgentReply:
     llm_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     plan_valid: bool | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,7 @@ class AgentReply:
             "seconds": round(self.seconds, 4),
             "llm_seconds": round(self.llm_seconds, 4),
             "notes": self.notes,
+            "profile": self.profile,
         }
 
 
@@ -447,6 +451,11 @@ class InterecAgent(recai.Configurable, recai.Agent):
             turn.llm_seconds,
             turn.notes,
             valid,
+            {
+                "liked": [_item_ref(catalog, i) for i in turn.state.liked],
+                "disliked": [_item_ref(catalog, i) for i in turn.state.disliked],
+                "history": len(turn.state.history),
+            },
         )
 
     def _shown(self, dialogue: Sequence[Message]) -> list[int]:
@@ -542,8 +551,30 @@ class InterecAgent(recai.Configurable, recai.Agent):
             return steps, ok
         plan, valid = self._plan(turn, slots, db, grounder, feedback=feedback)
         turn.plan = plan
+        self._profile_from(plan, turn)
         self._run(plan, turn, tools)
         return plan, valid
+
+    def _profile_from(self, plan: dict[str, Any], turn: _Turn) -> None:
+        """The plan's view of the user joins the profile the ranking tool reads: its soft
+        filter's seed titles are liked, its ranking's unwanted titles disliked (a title the
+        plan moves from one side to the other moves in the profile too)."""
+        state = turn.state
+        steps = {s.get("tool"): s.get("input") or {} for s in plan.get("steps", [])}
+        seeds = steps.get("soft_filter", {}).get("seeds", [])
+        unwanted = steps.get("ranking", {}).get("unwanted", [])
+        liked, _ = ground_titles(seeds if isinstance(seeds, list) else [], state)
+        disliked, _ = ground_titles(unwanted if isinstance(unwanted, list) else [], state)
+        for i in liked:
+            if i in state.disliked:
+                state.disliked.remove(i)
+            if i not in state.liked:
+                state.liked.append(i)
+        for i in disliked:
+            if i in state.liked:
+                state.liked.remove(i)
+            if i not in state.disliked:
+                state.disliked.append(i)
 
     def _plan(
         self,
@@ -965,6 +996,10 @@ class InterecAgent(recai.Configurable, recai.Agent):
 
 
 # -- plans: B's module when it is there, a minimal private fallback until it lands --------------
+def _item_ref(catalog: Catalog, item: int) -> dict[str, Any]:
+    return {"id": _plain(catalog.ids[item]), "title": str(catalog.titles[item])}
+
+
 def _item_counts(items: Any, n_items: int) -> np.ndarray:
     """Interactions per item (the popularity the ranking tool uses), as floats."""
     return np.bincount(np.asarray(items, dtype=np.int64), minlength=n_items).astype(np.float64)

@@ -1057,6 +1057,15 @@ def merge(model_plan: Any, slots: Slots, *, model_values: bool = False) -> Plan:
             extra = [t for t in m_rank.input["unwanted"] if t not in ranking.get("unwanted", [])]
             if extra:  # more exclusions never add a wrong item
                 ranking["unwanted"] = [*ranking.get("unwanted", []), *extra][: MAX_SEEDS + 2]
+    if soft is not None and m_soft is not None and model_values and "seeds" in soft:
+        more = [t for t in m_soft.input.get("seeds") or [] if t not in soft["seeds"]]
+        soft["seeds"] = [*soft["seeds"], *more][:MAX_SEEDS]
+    # a title the plan does not want is no seed to be similar to
+    if soft is not None and soft.get("seeds") and ranking.get("unwanted"):
+        kept = [t for t in soft["seeds"] if t not in ranking["unwanted"]]
+        if len(kept) < len(soft["seeds"]):
+            notes.append("soft_filter.seeds: titles the plan does not want removed")
+        soft = {"seeds": kept} if kept else None
     steps = []
     if hard:
         steps.append(Step("hard_filter", hard))
