@@ -403,6 +403,8 @@ def test_prompt_injection_in_an_item_title_is_only_data(split, knn) -> None:
 class ScoringLLM(ScriptedLLM):
     """A ScriptedLLM that also scores continuations: ``prefer`` in a plan's text wins."""
 
+    capabilities = frozenset({"json_schema", "stream", "logprobs"})
+
     def __init__(self, prefer: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.prefer = prefer
@@ -416,19 +418,20 @@ class ScoringLLM(ScriptedLLM):
 
 
 def test_auto_decoding_lets_the_brain_choose_how_to_rank_among_plans_that_fit(split, knn) -> None:
-    llm = ScoringLLM('"by":"popularity"')
+    llm = ScoringLLM('"by":"similarity"')
     agent = make_agent(split, knn, llm, plan_decoding="auto")
-    reply = ask(agent, "some sci-fi please")
+    reply = ask(agent, "I loved Alien (1979), some sci-fi please")
     assert len(llm.scored) == 1
     choices = [json.loads(c) for c in llm.scored[0]]
-    # every candidate keeps the request's genre filter; they differ in the ranking only
+    # every candidate keeps the request's genre filter and seed; they differ in the ranking only
     assert all(
         c["steps"][0] == {"tool": "hard_filter", "input": {"genres": ["Sci-Fi"]}} for c in choices
     )
-    assert {c["steps"][-2]["input"]["by"] for c in choices} == {"preference", "popularity"}
+    assert all(c["steps"][1]["input"]["seeds"] == ["Alien (1979)"] for c in choices)
+    assert [c["steps"][-2]["input"]["by"] for c in choices] == ["preference", "similarity"]
     assert reply.plan is not None
     assert [s["input"].get("by") for s in reply.plan["steps"] if s["tool"] == "ranking"] == [
-        "popularity"
+        "similarity"
     ]
     assert reply.plan_valid is True
     assert reply.llm_calls == 2  # one scoring pass, one reply
@@ -439,16 +442,28 @@ def test_auto_decoding_lets_the_brain_choose_how_to_rank_among_plans_that_fit(sp
 TITLES_GENRES = [g for _, _, g in FILMS]
 
 
-def test_similarity_is_a_choice_only_when_the_request_names_titles(split, knn) -> None:
-    llm = ScoringLLM('"by":"similarity"')
+def test_without_a_real_choice_the_brain_is_not_asked_and_popularity_is_never_offered(
+    split, knn
+) -> None:
+    llm = ScoringLLM('"by":"popularity"')
     agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "some comedies")
+    assert llm.scored == [] and reply.llm_calls == 1 and reply.plan_valid is True
     ask(agent, "I loved Alien (1979), what else?")
-    ask(agent, "some comedies")
-    with_titles, without = (
-        {json.loads(c)["steps"][-2]["input"]["by"] for c in s} for s in llm.scored
-    )
-    assert with_titles == {"preference", "popularity", "similarity"}
-    assert without == {"preference", "popularity"}
+    assert all('"by":"popularity"' not in c for c in llm.scored[0])
+
+
+def test_after_recommendations_were_shown_diversity_is_a_choice(split, knn) -> None:
+    llm = ScoringLLM('"mode":"diversity"')
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    reply = ask(agent, "some sci-fi please", "more please")
+    assert len(llm.scored) == 1  # the first turn had no choice to make
+    modes = [json.loads(c)["steps"][-2]["input"]["mode"] for c in llm.scored[0]]
+    assert modes == ["accuracy", "diversity"]
+    assert reply.plan is not None
+    assert [s["input"]["mode"] for s in reply.plan["steps"] if s["tool"] == "ranking"] == [
+        "diversity"
+    ]
 
 
 def test_a_request_that_fixes_the_ranking_needs_no_plan_call(split, knn) -> None:
@@ -463,15 +478,26 @@ def test_a_request_that_fixes_the_ranking_needs_no_plan_call(split, knn) -> None
 def test_a_brain_that_cannot_score_writes_the_plan_instead_and_is_not_asked_again(
     split, knn
 ) -> None:
-    llm = ScriptedLLM(plan=plan(("ranking", {"by": "popularity"}), ("map", {})))
+    class ClaimsLogprobs(ScriptedLLM):  # as openai.v1 to a server that does not score
+        capabilities = frozenset({"json_schema", "logprobs"})
+
+    llm = ClaimsLogprobs(plan=plan(("ranking", {"by": "popularity"}), ("map", {})))
     agent = make_agent(split, knn, llm, plan_decoding="auto")
-    first = ask(agent, "some sci-fi please")
+    first = ask(agent, "I loved Alien (1979), some sci-fi please")
     assert any("cannot score" in n for n in first.notes)
     assert [c for c in llm.calls if c.get("json_schema") is not None]
     assert first.llm_calls == 2
-    second = ask(agent, "some comedies")
+    second = ask(agent, "I loved Fargo (1996), some comedies")
     assert not any("cannot score" in n for n in second.notes)
     assert second.llm_calls == 2
+
+
+def test_auto_writes_the_plan_with_a_brain_that_has_no_log_probabilities(split, knn) -> None:
+    llm = ScriptedLLM(plan=plan(("ranking", {"by": "popularity"}), ("map", {})))
+    agent = make_agent(split, knn, llm, plan_decoding="auto")
+    reply = ask(agent, "some sci-fi please")
+    assert [c for c in llm.calls if c.get("json_schema") is not None]
+    assert not any("cannot score" in n for n in reply.notes)
 
 
 def test_trusted_brain_values_mean_the_plan_is_written_not_chosen(split, knn) -> None:

@@ -32,7 +32,7 @@ PLAN = {
 
 class Brain(LLMBackend):
     """Writes PLAN under a schema, a one-line reply otherwise; scores a prompt's words (a
-    word costs its length; 'popularity' costs nothing) when ``scores`` is on."""
+    word costs its length; 'similarity' costs nothing) when ``scores`` is on."""
 
     def __init__(self, scores: bool) -> None:
         self.scores = scores
@@ -50,7 +50,7 @@ class Brain(LLMBackend):
         if not self.scores:
             raise NotImplementedError("this model does not score prompts")
         return [
-            (t, None if i == 0 else (0.0 if "popularity" in t else -float(len(t.strip()))))
+            (t, None if i == 0 else (0.0 if "similarity" in t else -float(len(t.strip()))))
             for i, t in enumerate(re.findall(r"\s*\S+|\s+$", text))
         ]
 
@@ -94,10 +94,10 @@ def test_a_server_that_scores_lets_the_brain_choose_the_plan_over_http(
     server, split, knn, monkeypatch
 ) -> None:
     agent = agent_on(server, "scorer", split, knn, monkeypatch)
-    reply = agent.respond([Message.user("some sci-fi please")])
+    reply = agent.respond([Message.user("I loved Alien (1979), some sci-fi please")])
     assert reply.plan_valid is True and reply.llm_calls == 2
     ranking = [s["input"]["by"] for s in reply.plan["steps"] if s["tool"] == "ranking"]  # type: ignore[index]
-    assert ranking == ["popularity"]
+    assert ranking == ["similarity"]
     assert any("the brain chose" in n for n in reply.notes)
     assert reply.items and all(x["title"] in TITLES for x in reply.items)
     assert reply.text.splitlines()[0] == "These films fit what you asked for."
@@ -108,11 +108,11 @@ def test_a_server_that_cannot_score_gets_the_plan_schema_as_response_format(
 ) -> None:
     agent = agent_on(server, "writer", split, knn, monkeypatch)
     before = len(WRITER.schemas)
-    reply = agent.respond([Message.user("some sci-fi please")])
+    reply = agent.respond([Message.user("I loved Alien (1979), some sci-fi please")])
     assert reply.plan_valid is True
     assert reply.llm_calls == 2  # the failed scoring request is not a call the brain answered
     assert any("cannot score" in n for n in reply.notes), reply.notes
     assert len(WRITER.schemas) == before + 1  # the plan schema went as response_format
     steps = [s["tool"] for s in reply.plan["steps"]]  # type: ignore[index]
-    assert steps == ["hard_filter", "ranking", "map"]
+    assert steps == ["hard_filter", "soft_filter", "ranking", "map"]
     assert all("Sci-Fi" in dict((t, g) for t, _, g in FILMS)[x["title"]] for x in reply.items)

@@ -456,6 +456,8 @@ def test_a_critics_remark_reaches_every_step_prompt(split, knn) -> None:
 class ScoringLLM(StepLLM):
     """Scores a continuation 0 when it holds the next of ``likes`` (in order), else -100."""
 
+    capabilities = frozenset({"json_schema", "logprobs"})
+
     def __init__(self, likes: Sequence[str]) -> None:
         super().__init__()
         self.likes = list(likes)
@@ -510,8 +512,14 @@ def test_a_scoring_brain_may_rank_by_similarity_only_with_something_to_be_simila
     assert not any("similarity" in c for c in llm.scored[0]["continuations"])
 
 
+class ClaimsLogprobs(StepLLM):
+    """Says it has log-probabilities (as openai.v1 does) but its server does not score."""
+
+    capabilities = frozenset({"json_schema", "logprobs"})
+
+
 def test_a_brain_that_cannot_score_writes_its_steps_from_then_on(split, knn) -> None:
-    llm = StepLLM([step("hard_filter", {"genres": ["Horror"]})])
+    llm = ClaimsLogprobs([step("hard_filter", {"genres": ["Horror"]})])
     agent = make_agent(split, knn, llm)
     turn, slots, tools = start(agent, "horror films")
     run_react(agent, turn, slots, tools)

@@ -209,8 +209,10 @@ class InterecAgentParams(recai.Params):
         description="how the brain gives its plan in plan-first mode: 'generate' writes it as "
         "JSON under the plan schema; 'score' chooses, by log-probability, among the plans that "
         "agree with everything the request says for certain (the brain decides what the rules "
-        "leave open: how to rank, a look-up or recommendations); 'auto' scores when the brain's "
-        "values are not trusted (model_values false) and the backend can score, else generates",
+        "leave open: how to rank; no call when there is no choice); 'auto' scores when the "
+        "brain's values are not trusted (model_values false) and the backend has the 'logprobs' "
+        "capability, else generates (and generates from then on if scoring turns out not to be "
+        "served)",
     )
     demos: int = Field(
         2,
@@ -658,7 +660,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         """``score`` or ``generate`` (see ``plan_decoding``)."""
         mode = self.params.plan_decoding
         if mode == "auto":
-            mode = "generate" if self.params.model_values else "score"
+            scores = "logprobs" in getattr(self.params.llm, "capabilities", ())
+            mode = "score" if scores and not self.params.model_values else "generate"
         if mode == "score" and self._cannot_score:
             mode = "generate"
         return mode
@@ -667,7 +670,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         """The plan the brain scores highest (mean log-probability per character) among
         :func:`plan_candidates`, as JSON text; no call when there is only one. None when the
         backend cannot score (the agent then generates, this turn and later ones)."""
-        candidates = plan_candidates(slots)
+        candidates = plan_candidates(slots, seen=bool(turn.state.exclude))
         texts = [json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in candidates]
         if len(texts) == 1:
             turn.notes.append("plan: one plan fits the request, no choice for the brain")
@@ -1207,29 +1210,39 @@ def _read_demos(path: str) -> list[Any]:
     return out
 
 
-def plan_candidates(slots: Any) -> list[dict[str, Any]]:
+def plan_candidates(slots: Any, *, seen: bool = False) -> list[dict[str, Any]]:
     """The plans that agree with everything the request says for certain (the rules' plan,
-    ``plan.plan_from_slots``), differing in what it leaves open: how to rank (preference,
-    popularity, or similarity when there are titles to be similar to) unless the request asked
-    for popular items or hidden gems. The rules' own choice comes first. A look-up or a
-    chit-chat plan stands alone."""
-    from .plan import RANK_BY, plan_from_slots
+    ``plan.plan_from_slots``, first), differing only where the request leaves a real choice:
+
+    - when it names titles the user likes, rank by similarity to them, or by the user's whole
+      taste (preference, which reads those titles too);
+    - when the user has seen recommendations already (``seen``), rank for accuracy or for
+      diversity.
+
+    Popularity is the rules' choice when the request asks for popular items (or hidden gems),
+    and never offered otherwise: asked to choose between preference and popularity for requests
+    with no word about it, SmolLM2-135M chose popularity for every one, which throws away the
+    user's history. A look-up or a chit-chat plan stands alone."""
+    from .plan import plan_from_slots
 
     base = plan_from_slots(slots).to_dict()
     steps = base["steps"]
     tools = [s["tool"] for s in steps]
     if "ranking" not in tools or getattr(slots, "popular", None) is not None:
         return [base]
-    out = [base]
     at = tools.index("ranking")
-    for by in RANK_BY:
-        if by == steps[at]["input"].get("by"):
-            continue
-        if by == "similarity" and "soft_filter" not in tools:
-            continue
-        variant = json.loads(json.dumps(base))
-        variant["steps"][at]["input"]["by"] = by
-        out.append(variant)
+    out = [base]
+
+    def variant(**change: str) -> None:
+        plan = json.loads(json.dumps(base))
+        plan["steps"][at]["input"].update(change)
+        if plan not in out:
+            out.append(plan)
+
+    if "soft_filter" in tools:
+        variant(by="similarity" if steps[at]["input"].get("by") != "similarity" else "preference")
+    if seen:
+        variant(mode="diversity" if steps[at]["input"].get("mode") != "diversity" else "accuracy")
     return out
 
 
@@ -1237,8 +1250,9 @@ def _plan_label(plan: dict[str, Any]) -> str:
     """``hard_filter > ranking(preference) > map``: a plan's shape in a note."""
     parts = []
     for s in plan.get("steps", []):
-        by = s.get("input", {}).get("by") if s.get("tool") == "ranking" else None
-        parts.append(f"{s.get('tool')}({by})" if by else str(s.get("tool")))
+        inp = s.get("input", {}) if s.get("tool") == "ranking" else {}
+        how = ", ".join(str(inp[k]) for k in ("by", "mode") if inp.get(k))
+        parts.append(f"{s.get('tool')}({how})" if how else str(s.get("tool")))
     return " > ".join(parts)
 
 
