@@ -327,3 +327,57 @@ def test_chatrec_reports_a_retriever_that_answers_nothing(
         recai.RecaiError, match=r"chatrec.v1: the retriever answers no query.*index not built"
     ):
         agent.respond(_conversation(tiny_dataset, 3, "hi"))
+
+
+# -- candidates and k given in the context (one-turn ranking protocols) -----------------------------
+def _given(dataset: Dataset, user: int, candidates: list[int], text: str, k: int | None = None):  # type: ignore[no-untyped-def]
+    history = dataset.interactions.history(user)[:-1]
+    return [
+        context_message(str(user), history, dataset.catalog, candidates=candidates, k=k),
+        Message.user(text),
+    ]
+
+
+def _unseen(dataset: Dataset, user: int, n: int) -> list[int]:
+    history = set(dataset.interactions.history(user).tolist())
+    return [i for i in range(dataset.n_items) if i not in history][:n][::-1]
+
+
+def test_ranker_agent_orders_exactly_the_given_candidates_by_its_scores(
+    tiny_dataset: Dataset, tiny_split: Split, fitted_itemknn: Any
+) -> None:
+    agent = recai.create(
+        "agent",
+        "ranker-agent.v1",
+        dataset=recai.DatasetSource.of(tiny_dataset),
+        ranker=fitted_itemknn,
+    )
+    agent.fit(tiny_split)
+    cands = _unseen(tiny_dataset, 3, 12)
+    reply = agent.respond(_given(tiny_dataset, 3, cands, "order these"))
+    listed = [it["index"] for it in reply.items]
+    assert sorted(listed) == sorted(cands)
+    history = tiny_dataset.interactions.history(3)[:-1]
+    scores = fitted_itemknn.score([history], np.asarray(cands))[0]
+    assert listed == [cands[j] for j in np.lexsort((np.arange(len(cands)), -scores))]
+    assert len(agent.respond(_given(tiny_dataset, 3, cands, "top 4", k=4)).items) == 4
+
+
+def test_llm_agent_and_chatrec_order_the_given_candidates_and_list_all(
+    tiny_dataset: Dataset, tiny_split: Split
+) -> None:
+    catalog = tiny_dataset.catalog
+    cands = _unseen(tiny_dataset, 3, 10)
+    third, outside = catalog.title(cands[2]), catalog.title(_unseen(tiny_dataset, 3, 30)[0])
+    brain = Brain(lambda m: f"1. {third}\n2. {outside}")
+    llm_agent = recai.create(
+        "agent", "llm-agent.v1", dataset=recai.DatasetSource.of(tiny_dataset), llm=brain
+    )
+    reply = llm_agent.respond(_given(tiny_dataset, 3, cands, "which first?"))
+    listed = [it["index"] for it in reply.items]
+    assert listed[0] == cands[2] and sorted(listed) == sorted(cands)
+    assert catalog.title(cands[0]) in brain._asked[-1][0].content  # shown the candidates
+    chatrec, _ = _chatrec(tiny_dataset, tiny_split, Brain(lambda m: "1. 3"))
+    reply = chatrec.respond(_given(tiny_dataset, 3, cands, "which first?"))
+    listed = [it["index"] for it in reply.items]
+    assert listed[0] == cands[2] and sorted(listed) == sorted(cands)

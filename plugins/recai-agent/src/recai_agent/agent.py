@@ -45,7 +45,7 @@ from recai.data.grounding import Grounder, normalize_text
 from recai.specs import Seed
 from recai.types import Message
 
-from .baselines import CONTEXT_NAME, listed_lines, user_context
+from .baselines import CONTEXT_NAME, MAX_LISTED, listed_lines, user_context
 from .bus import CandidateBus, Evidence
 from .describe import ColumnInfo, columns_of, nearest_values
 from .tools import BaseTool, TraceStep, TurnState, default_tools, ground_titles
@@ -55,9 +55,6 @@ if TYPE_CHECKING:
     from recai.data.sql import CatalogDB
 
 __all__ = ["AgentReply", "InterecAgent", "InterecAgentParams", "TOOL_ORDER"]
-
-#: Most items one reply lists (a context message's ``k`` or candidates beyond it are cut).
-MAX_LISTED = 100
 
 #: The order tools run in within one plan (a look-up stands alone).
 TOOL_ORDER = ("hard_filter", "soft_filter", "ranking", "map")

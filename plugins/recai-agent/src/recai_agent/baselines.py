@@ -50,6 +50,9 @@ from recai.data.grounding import FuzzyIndex, normalize_text
 from recai.specs import Seed
 from recai.types import ItemList, Message, Query
 
+#: Most items one reply lists (a context message's ``k`` or candidates beyond it are cut).
+MAX_LISTED = 100
+
 __all__ = [
     "CONTEXT_NAME",
     "UserContext",
@@ -216,6 +219,7 @@ class Baseline(recai.Configurable, recai.Agent):
         self._titles: dict[str, list[int]] | None = None
         self._grounder: Grounder | None = None
         self._popular: np.ndarray | None = None
+        self._k = threading.local()  # this turn's k (replies may run in several threads)
 
     # -- shared state, built once (replies may run in several threads) --------------------------
     @property
@@ -269,9 +273,20 @@ class Baseline(recai.Configurable, recai.Agent):
         start = time.perf_counter()
         context = user_context(conversation, self.catalog)
         history = context.history if context is not None else []
-        shown = self.shown(conversation) if self.params.exclude_shown else []
+        given: list[int] | None = getattr(context, "candidates", None) or None
+        asked: int | None = getattr(context, "k", None)
+        shown = self.shown(conversation) if self.params.exclude_shown and not given else []
         dialogue = [m for m in conversation if not (m.role == "system" and m.name == CONTEXT_NAME)]
-        items, calls = self.recommend(dialogue, history, shown)
+        k = min(asked or (len(given) if given else self.params.k), MAX_LISTED)
+        if given:  # the caller gives the items to order: every one is listed (up to k)
+            items, calls = self.order(dialogue, history, list(given))
+            items = _first([*items, *given], [], min(k, len(given)))
+        else:
+            self._k.value = k
+            try:
+                items, calls = self.recommend(dialogue, history, shown)
+            finally:
+                self._k.value = None
         text = self.write(items)
         found = [
             {
@@ -288,6 +303,20 @@ class Baseline(recai.Configurable, recai.Agent):
     ) -> tuple[list[int], int]:
         """At most ``k`` catalog indices to list, and the LLM calls made."""
         raise NotImplementedError
+
+    def order(
+        self, dialogue: list[Message], history: list[int], candidates: list[int]
+    ) -> tuple[list[int], int]:
+        """The given ``candidates`` in the order to list them (the caller restricted the turn
+        to them: a one-turn ranking protocol), and the LLM calls made. Items left out are
+        listed after, in the order given."""
+        raise NotImplementedError
+
+    @property
+    def k(self) -> int:
+        """Items to list this turn: the context's ``k`` when it gave one, else ``params.k``."""
+        value = getattr(self._k, "value", None)
+        return int(value) if value else self.params.k
 
     def shown(self, conversation: Sequence[Message]) -> list[int]:
         """Items the agent listed in its earlier replies (by exact title)."""
@@ -311,7 +340,7 @@ class Baseline(recai.Configurable, recai.Agent):
         self, ranked: Sequence[int], history: Sequence[int], shown: Sequence[int]
     ) -> list[int]:
         """``ranked`` without duplicates, history and shown items, cut to ``k``."""
-        return _first(ranked, [*history, *shown], self.params.k)
+        return _first(ranked, [*history, *shown], self.k)
 
 
 def _first(ranked: Sequence[int], banned: Sequence[int], n: int) -> list[int]:
@@ -347,11 +376,28 @@ class RankerAgent(Baseline):
     def recommend(
         self, dialogue: list[Message], history: list[int], shown: list[int]
     ) -> tuple[list[int], int]:
-        want = self.params.k + len(set(shown))
+        want = self.k + len(set(shown))
         if not history:
             return self._keep(self.popular()[:want].tolist(), history, shown), 0
         ranked = self.params.ranker.rank(np.asarray(history, dtype=np.int64), k=want)
         return self._keep(ranked.ids.tolist(), history, shown), 0
+
+    def order(
+        self, dialogue: list[Message], history: list[int], candidates: list[int]
+    ) -> tuple[list[int], int]:
+        """The candidates by the ranker's scores for the history (by popularity without)."""
+        cands = np.asarray(candidates, dtype=np.int64)
+        if history:
+            scores = np.asarray(
+                self.params.ranker.score([np.asarray(history, dtype=np.int64)], cands)[0],
+                dtype=np.float64,
+            ).reshape(-1)
+        else:
+            rank_of = np.empty(self.data.n_items, dtype=np.float64)
+            rank_of[self.popular()] = -np.arange(self.data.n_items, dtype=np.float64)
+            scores = rank_of[cands]
+        scores = np.where(np.isfinite(scores), scores, -np.inf)
+        return [int(cands[j]) for j in np.lexsort((np.arange(len(cands)), -scores))], 0
 
 
 class _Asks(Baseline):
@@ -403,6 +449,17 @@ class LLMAgent(_Asks):
         text = self.ask([system, *[m for m in dialogue if m.role != "system"]])
         return self._keep(self.ground(text), history, shown), 1
 
+    def order(
+        self, dialogue: list[Message], history: list[int], candidates: list[int]
+    ) -> tuple[list[int], int]:
+        """The candidates the LLM lists when shown them all, in its order."""
+        listing = "\n".join(f"{n}. {self.catalog.title(i)}" for n, i in enumerate(candidates, 1))
+        task = CHATREC_TASK.format(candidates=listing, k=len(candidates))
+        system = Message.system(self.instructions(history) + "\n\n" + task)
+        text = self.ask([system, *[m for m in dialogue if m.role != "system"]])
+        wanted = set(candidates)
+        return [i for i in self.ground(text) if i in wanted], 1
+
 
 class ChatRec(_Asks):
     """``chatrec.v1``: retriever candidates from history and dialogue, the LLM picks ``k``."""
@@ -451,11 +508,27 @@ class ChatRec(_Asks):
             kept = _first([*kept, *self.popular()[:want].tolist()], banned, p.n_candidates)
         return kept
 
+    def order(
+        self, dialogue: list[Message], history: list[int], candidates: list[int]
+    ) -> tuple[list[int], int]:
+        """The given candidates in place of the retriever's, picked (or scored) by the LLM."""
+        return self._choose(dialogue, history, [], list(candidates), len(candidates))
+
     def recommend(
         self, dialogue: list[Message], history: list[int], shown: list[int]
     ) -> tuple[list[int], int]:
+        return self._choose(dialogue, history, shown, None, self.k)
+
+    def _choose(
+        self,
+        dialogue: list[Message],
+        history: list[int],
+        shown: list[int],
+        given: list[int] | None,
+        k: int,
+    ) -> tuple[list[int], int]:
         p = self.params
-        cands = self.candidates(dialogue, history, shown)
+        cands = given if given is not None else self.candidates(dialogue, history, shown)
         if not cands:
             return [], 0
         titles = [self.catalog.title(i) for i in cands]
@@ -465,11 +538,13 @@ class ChatRec(_Asks):
             picks = self._by_score(messages, cands, titles)
         else:
             listing = "\n".join(f"{n}. {t}" for n, t in enumerate(titles, 1))
-            task = CHATREC_TASK.format(candidates=listing, k=min(p.k, len(cands)))
+            task = CHATREC_TASK.format(candidates=listing, k=min(k, len(cands)))
             messages = [Message.system(self.instructions(history) + "\n\n" + task), *turns]
             picks = self._pick(self.ask(messages), cands, titles)
         if p.fill:
             picks = [*picks, *cands]
+        if given is not None:
+            return _first(picks, [], k), 1
         return self._keep(picks, history, shown), 1
 
     def _by_score(self, messages: list[Message], cands: list[int], titles: list[str]) -> list[int]:
