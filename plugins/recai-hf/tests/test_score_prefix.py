@@ -158,6 +158,23 @@ def test_the_prompt_is_read_once_and_each_batch_reads_only_its_continuations(
     ]
 
 
+def test_batches_shrink_to_keep_the_repeated_cache_within_its_budget(
+    llama_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm = HFBackend(model=str(llama_dir), batch_size=8).load()
+    prompt, conts = llm._score_inputs(PROMPT, CONTINUATIONS)
+    per_row = 2 * 2 * 2 * len(prompt) * 8 * 4  # layers, keys+values, kv heads, tokens, dim, fp32
+    monkeypatch.setattr(backend_module, "PREFIX_CACHE_BUDGET", 3 * per_row + 100)
+    reads = _Reads(llm.hf_model)
+    try:
+        scores = llm.score_continuations(PROMPT, CONTINUATIONS)
+    finally:
+        reads.handle.remove()
+    # the prompt, then 8 in threes; the last batch holds the two one-token ones: no pass
+    assert [rows for rows, _ in reads.shapes] == [1, 3, 3]
+    assert scores == pytest.approx(_full(llm, PROMPT, CONTINUATIONS), abs=1e-4)
+
+
 def test_one_token_continuations_need_no_pass_beyond_the_prompt(llama_dir: Path) -> None:
     llm = HFBackend(model=str(llama_dir), batch_size=2).load()
     reads = _Reads(llm.hf_model)

