@@ -158,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
         f"all of ML-100K ({warm:.1f} s with the first turn). *framework*: a turn's time less its "
         "LLM calls. *score*: the brain chooses among the plans that fit the request (one scoring "
         "pass); *generate*: it writes the plan under the JSON schema (the baseline). *valid*: "
-        "plans that parsed, met the schema and were grounded, of the turns that planned.",
+        "plans that parsed, met the schema and were grounded, of the turns that planned. In score "
+        "mode the brain is asked to plan only where the request leaves a choice (2 LLM calls); "
+        "other turns run the one plan that fits and call the brain once, for the reply.",
         "",
         "| brain, plan decoding | turns | median s | p90 s | max s | LLM s (median) | "
         "framework ms median / p90 / max | LLM calls (mean / max) | valid plans |",
