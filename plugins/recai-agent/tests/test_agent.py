@@ -641,3 +641,13 @@ def test_a_written_plan_moves_titles_between_liked_and_disliked(split, knn) -> N
     assert "Heat (1995)" in disliked and "Heat (1995)" not in liked
     assert "Fargo (1996)" in liked
     assert "Heat (1995)" not in [x["title"] for x in reply.items]
+
+
+def test_the_reply_does_not_open_on_a_connective_or_repeat_the_last_one(split, knn) -> None:
+    llm = ScoringLLM('"by":"preference"', reply="However, these sci-fi films fit well.")
+    agent = make_agent(split, knn, llm, plan_decoding="score")
+    first = ask(agent, "some sci-fi please")
+    assert first.text.splitlines()[0] == "These sci-fi films fit well."
+    again = ask(agent, "some sci-fi please", "more please")
+    assert again.text.splitlines()[0] != "These sci-fi films fit well."
+    assert any("already said" in n for n in again.notes)

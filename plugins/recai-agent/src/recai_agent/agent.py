@@ -104,6 +104,9 @@ _REFUSAL = re.compile(
     r"i'?m not able|i am not able|i'?m unable|i am unable|i don'?t have (?:access|the ability))\b",
     re.IGNORECASE,
 )
+_CONNECTIVE = re.compile(
+    r"^(?:however|but|so|also|additionally|moreover|anyway|well|okay|ok)\b[,:]?\s*", re.IGNORECASE
+)
 _QUOTED = re.compile(r"[\"“«]([^\"”»\n]{2,80})[\"”»]")
 
 
@@ -836,11 +839,14 @@ class InterecAgent(recai.Configurable, recai.Agent):
 
     def _intro(self, turn: _Turn) -> str:
         """The reply's first line when the brain wrote none worth keeping, from the plan that
-        ran: ``Here are 5 Sci-Fi films from 1990 to 1999, similar to Alien (1979):``."""
+        ran: ``Here are 5 Sci-Fi picks from 1990 to 1999, similar to the ones you named:`` (no
+        title: every title in a reply is one of its items)."""
         steps = {s.get("tool"): s.get("input") or {} for s in (turn.plan or {}).get("steps", [])}
         hard, soft, rank = (steps.get(t, {}) for t in ("hard_filter", "soft_filter", "ranking"))
         kind = " or ".join(str(g) for g in hard.get("genres", [])[:3])
-        text = f"Here are {len(turn.state.mapped)} {kind + ' ' if kind else ''}picks"
+        n = len(turn.state.mapped)
+        text = f"Here {'is' if n == 1 else 'are'} {n} {kind + ' ' if kind else ''}pick"
+        text += "" if n == 1 else "s"
         if hard.get("not_genres"):
             text += " without " + " or ".join(str(g) for g in hard["not_genres"][:3])
         lo, hi = hard.get("year_min"), hard.get("year_max")
@@ -850,9 +856,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
             text += f" from {lo} on"
         elif hi is not None:
             text += f" up to {hi}"
-        seeds = [str(x) for x in soft.get("seeds", [])[:3]]
-        if seeds:
-            text += ", similar to " + " and ".join(seeds)
+        seeds = soft.get("seeds", [])
+        if seeds:  # named by the user, not recommended: no title but the items' in the reply
+            text += ", similar to the " + ("one" if len(seeds) == 1 else "ones") + " you named"
         elif soft.get("text"):
             text += f", close to “{str(soft['text'])[:60]}”"
         by = rank.get("by")
@@ -928,6 +934,12 @@ class InterecAgent(recai.Configurable, recai.Agent):
         allowed_set = set(allowed)
         exact_norm = {normalize_text(str(titles[i])): i for i in allowed}
         kept: list[str] = []
+        earlier = {
+            line.strip()
+            for m in turn.dialogue
+            if m.role == "assistant"
+            for line in _SENTENCE.findall(m.content.split("\n", 1)[0])
+        }
         from .modes import NATIVE_PROMPT, STEP_PROMPT
 
         secrets = [PLAN_PROMPT, REPLY_PROMPT, CHAT_PROMPT, SAFETY, CRITIC_PROMPT]
@@ -935,6 +947,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
         for sentence in _SENTENCE.findall(raw.replace("\r", "")):
             s = sentence.strip()
             s = _ENUMERATION.sub("", s)  # "1. 2. 3. These are..." -> "These are..."
+            if not kept:  # a reply does not open on "However, ..." or "But ..."
+                s = _CONNECTIVE.sub("", s)
+                s = s[:1].upper() + s[1:]
             if not re.search(r"[A-Za-z]{2,}", s):  # "2." or "-": not a sentence
                 continue
             if " — " in s:  # a copy of one of the list's lines: the list follows anyway
@@ -953,6 +968,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 continue
             if _echoes(s, turn.request):
                 turn.notes.append("reply: a sentence repeating the request dropped")
+                continue
+            if s in earlier:
+                turn.notes.append("reply: a sentence the agent already said dropped")
                 continue
             if any(_shares_run(s, secret, 40) for secret in secrets):
                 turn.notes.append("reply: a sentence repeating the instructions dropped")
