@@ -248,7 +248,8 @@ def _trace_text(reply: dict[str, Any]) -> str:
     seconds = float(reply.get("seconds") or 0)
     llm = reply.get("llm_seconds")
     spent = f"{seconds:.1f} s" + (f", {float(llm):.1f} s in the LLM" if llm is not None else "")
-    lines.append(f"  [{reply.get('llm_calls', '?')} LLM calls, {spent}]")
+    calls = reply.get("llm_calls", "?")
+    lines.append(f"  [{calls} LLM call{'' if calls == 1 else 's'}, {spent}]")
     return "\n".join(lines)
 
 
