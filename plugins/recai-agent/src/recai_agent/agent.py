@@ -252,6 +252,19 @@ class _Turn:
     llm_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
+    _said: set[str] | None = None
+
+    def said(self) -> set[str]:
+        """The sentences of the first lines of the agent's earlier replies (read once a turn:
+        a streamed reply is grounded sentence by sentence)."""
+        if self._said is None:
+            self._said = {
+                line.strip()
+                for m in self.dialogue
+                if m.role == "assistant"
+                for line in _SENTENCE.findall(m.content.split("\n", 1)[0])
+            }
+        return self._said
 
 
 class InterecAgent(recai.Configurable, recai.Agent):
@@ -934,12 +947,6 @@ class InterecAgent(recai.Configurable, recai.Agent):
         allowed_set = set(allowed)
         exact_norm = {normalize_text(str(titles[i])): i for i in allowed}
         kept: list[str] = []
-        earlier = {
-            line.strip()
-            for m in turn.dialogue
-            if m.role == "assistant"
-            for line in _SENTENCE.findall(m.content.split("\n", 1)[0])
-        }
         from .modes import NATIVE_PROMPT, STEP_PROMPT
 
         secrets = [PLAN_PROMPT, REPLY_PROMPT, CHAT_PROMPT, SAFETY, CRITIC_PROMPT]
@@ -969,7 +976,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if _echoes(s, turn.request):
                 turn.notes.append("reply: a sentence repeating the request dropped")
                 continue
-            if s in earlier:
+            if s in turn.said():
                 turn.notes.append("reply: a sentence the agent already said dropped")
                 continue
             if any(_shares_run(s, secret, 40) for secret in secrets):
