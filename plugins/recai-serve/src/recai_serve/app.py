@@ -240,6 +240,7 @@ class _Ticket:
         self.reason: str | None = None
         self.running = False  # holds a backend slot
         self.answered = False  # the status line went out: no other answer can follow
+        self.told = False  # a streamed answer carried the shutdown's error event
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -718,7 +719,8 @@ class _ChatStream(Response):
             }
         )
         try:
-            async with contextlib.aclosing(self._events(first, pieces, completion)) as events:
+            events_of = self._events(ticket, first, pieces, completion)
+            async with contextlib.aclosing(events_of) as events:
                 async for event in events:
                     # a client that stops reading holds the backend slot: not for long
                     with anyio.move_on_after(SEND_TIMEOUT) as sending:
@@ -727,7 +729,8 @@ class _ChatStream(Response):
                         ticket.stop("client")
                         return
         except anyio.get_cancelled_exc_class():
-            if ticket.reason == "shutdown":  # the client is still there: tell it why it ends
+            if ticket.reason == "shutdown" and not ticket.told:  # the client is still there
+                ticket.told = True  # tell it why it ends, once
                 with anyio.CancelScope(shield=True):
                     event = _sse(stream_error(_shutting_down()))
                     await send({"type": "http.response.body", "body": event, "more_body": False})
@@ -735,7 +738,7 @@ class _ChatStream(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _events(
-        self, first: Any, pieces: Iterator[str], completion: Completion | None
+        self, ticket: _Ticket, first: Any, pieces: Iterator[str], completion: Completion | None
     ) -> AsyncGenerator[bytes, None]:
         chunks = ChunkMaker(self.model)
         calls = completion.tool_calls if completion is not None else []
@@ -749,6 +752,13 @@ class _ChatStream(Response):
                 piece = await self.service.run(next, pieces, _END)
             except APIError as e:  # the headers are gone: report it in the stream
                 yield _sse(stream_error(e))
+                return
+            if ticket.reason is not None:
+                # stopped, and the backend saw it first (it ended its pieces early) before the
+                # loop's cancellation arrived: this is no finished answer, so no [DONE]
+                if ticket.reason == "shutdown" and not ticket.told:
+                    ticket.told = True
+                    yield _sse(stream_error(_shutting_down()))
                 return
         finish = (completion.finish_reason if completion is not None else "stop") or "stop"
         yield _sse(chunks.delta({}, finish))
