@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runtime import RunContext as RunContext, ensure_fitted as ensure_fitted, run as run
     from .specs import ComponentSpec as ComponentSpec, Params as Params
     from .types import (
+        AgentTurn as AgentTurn,
         Completion as Completion,
         Explanation as Explanation,
         ItemList as ItemList,
@@ -92,6 +93,7 @@ _LAZY = {
     "Query": "types",
     "Explanation": "types",
     "Report": "types",
+    "AgentTurn": "types",
     "Catalog": "data",
     "Interactions": "data",
     "Dataset": "data",

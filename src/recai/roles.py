@@ -13,8 +13,9 @@ another component inside a recipe, which the kernel resolves, type-checks and bu
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from .data import Dataset, Split
     from .runtime import RunContext
-    from .types import Completion, Explanation, ItemList, Message, Query, Report
+    from .types import AgentTurn, Completion, Explanation, ItemList, Message, Query, Report
 
 __all__ = [
     "Role",
@@ -498,6 +499,37 @@ class Agent(Component):
     @abstractmethod
     def reply(self, conversation: Sequence[Message]) -> Message:
         """The agent's next message after ``conversation`` (which ends with a user turn)."""
+
+    def respond(
+        self,
+        conversation: Sequence[Message],
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> AgentTurn:
+        """The next turn with what comes with it: items, trace, plan, costs, profile (a server,
+        a page and recai-eval read them). ``on_text`` receives the reply's text in pieces as
+        it is written (streaming); every piece, joined, is the turn's ``text``.
+
+        The default asks :meth:`reply` and reports its text alone, in one piece; an agent that
+        knows its items overrides this."""
+        from .types import AgentTurn
+
+        start = time.perf_counter()
+        text = self.reply(conversation).content
+        if on_text is not None and text:
+            on_text(text)
+        return AgentTurn(text, seconds=time.perf_counter() - start)
+
+    def remember(
+        self, user: str, *, liked: Sequence[str] = (), disliked: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Add feedback to ``user``'s long-term profile (external item ids they liked or
+        disliked) and return the profile; with no feedback, return it unchanged. A server's
+        like and dislike buttons call this.
+
+        The default keeps no profile: it raises :class:`NotImplementedError`, which a server
+        reports as a request error naming the agent."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no user profile")
 
 
 _HOOKS = {

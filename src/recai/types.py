@@ -36,6 +36,7 @@ __all__ = [
     "Query",
     "Explanation",
     "Report",
+    "AgentTurn",
 ]
 
 
@@ -499,6 +500,43 @@ class Explanation:
     text: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     explainer: str = ""
+
+
+@dataclass
+class AgentTurn:
+    """One turn of an :class:`~recai.roles.Agent` as :meth:`~recai.roles.Agent.respond` returns it:
+    the reply's ``text`` and what a caller (a server, a page, an evaluator) shows or keeps with it.
+
+    ``items``: the recommended items in order, ``{"id": external id, "title": title}`` each (an
+    agent may add ``"index"``, the catalog index, and ``"evidence"``, why the item is there);
+    ``trace``: what the turn did, one entry per step (dicts, or objects with ``to_dict()``);
+    ``plan``: the plan that ran, if the agent plans; ``llm_calls`` and ``seconds``: the turn's
+    cost; ``profile``: the user as the agent now sees them (e.g. ``{"liked": [...], "disliked":
+    [...]}``, each ``{"id", "title"}``).
+
+    >>> AgentTurn("Try Heat (1995).", [{"id": "7", "title": "Heat (1995)"}]).to_dict()["items"]
+    [{'id': '7', 'title': 'Heat (1995)'}]
+    """
+
+    text: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[Any] = field(default_factory=list)
+    plan: dict[str, Any] | None = None
+    llm_calls: int = 0
+    seconds: float = 0.0
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the turn (trace steps through their ``to_dict()``)."""
+        return {
+            "text": self.text,
+            "items": self.items,
+            "trace": [s.to_dict() if hasattr(s, "to_dict") else s for s in self.trace],
+            "plan": self.plan,
+            "llm_calls": self.llm_calls,
+            "seconds": round(self.seconds, 4),
+            "profile": self.profile,
+        }
 
 
 @dataclass

@@ -111,42 +111,31 @@ _QUOTED = re.compile(r"[\"“«]([^\"”»\n]{2,80})[\"”»]")
 
 
 @dataclass
-class AgentReply:
-    """What a turn returns (Python API, ``recai chat --json``, serving, evaluation).
+class AgentReply(recai.AgentTurn):
+    """What a turn returns (Python API, ``recai chat --json``, serving, evaluation): the kernel's
+    :class:`recai.AgentTurn` with this agent's particulars.
 
     ``items``: ``{"id": external id, "index": catalog index, "title": title, "evidence": {...}}``
     per recommended item, in order; ``trace``: one :class:`TraceStep` per tool call; ``plan``:
     the plan that ran (after repair and merging; None for chit-chat); ``llm_calls`` and
-    ``seconds`` for the whole turn; ``notes``: what the agent fixed on its own (a plan repaired,
-    a sentence dropped from the reply); ``profile``: the user as this turn saw them (liked and
-    disliked items from the whole dialogue and the plan, ``{"id", "title"}`` each, and the length
-    of the known history) — what a server keeps to remember the user.
+    ``seconds`` for the whole turn (``llm_seconds`` of it in model calls); ``notes``: what the
+    agent fixed on its own (a plan repaired, a sentence dropped from the reply); ``plan_valid``:
+    whether the model's plan was valid as written; ``profile``: the user as this turn saw them
+    (liked and disliked items from the stored profile, the whole dialogue and the plan,
+    ``{"id", "title"}`` each, and the length of the known history) — what a server keeps to
+    remember the user.
     """
 
-    text: str
-    items: list[dict[str, Any]] = field(default_factory=list)
-    trace: list[TraceStep] = field(default_factory=list)
-    plan: dict[str, Any] | None = None
-    llm_calls: int = 0
-    seconds: float = 0.0
     llm_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     plan_valid: bool | None = None
-    profile: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "items": self.items,
-            "trace": [s.to_dict() for s in self.trace],
-            "plan": self.plan,
-            "plan_valid": self.plan_valid,
-            "llm_calls": self.llm_calls,
-            "seconds": round(self.seconds, 4),
-            "llm_seconds": round(self.llm_seconds, 4),
-            "notes": self.notes,
-            "profile": self.profile,
-        }
+        out = super().to_dict()
+        out["plan_valid"] = self.plan_valid
+        out["llm_seconds"] = round(self.llm_seconds, 4)
+        out["notes"] = self.notes
+        return out
 
 
 class InterecAgentParams(recai.Params):
@@ -463,10 +452,10 @@ class InterecAgent(recai.Configurable, recai.Agent):
             plan,
             turn.calls,
             time.perf_counter() - start,
-            turn.llm_seconds,
-            turn.notes,
-            valid,
-            {
+            llm_seconds=turn.llm_seconds,
+            notes=turn.notes,
+            plan_valid=valid,
+            profile={
                 "liked": [_item_ref(catalog, i) for i in turn.state.liked],
                 "disliked": [_item_ref(catalog, i) for i in turn.state.disliked],
                 "history": len(turn.state.history),

@@ -31,8 +31,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -106,17 +106,10 @@ def _readings(mention: str) -> list[str]:
 
 
 @dataclass
-class BaselineReply:
-    """One turn of a baseline: the text, the items it lists and what the turn cost.
-
-    ``items`` holds ``{"id": external id, "index": catalog index, "title": title}`` per listed
-    item, in order.
-    """
-
-    text: str
-    items: list[dict[str, Any]] = field(default_factory=list)
-    llm_calls: int = 0
-    seconds: float = 0.0
+class BaselineReply(recai.AgentTurn):
+    """One turn of a baseline: the kernel's :class:`recai.AgentTurn` (text, the items it lists,
+    what the turn cost); ``items`` holds ``{"id": external id, "index": catalog index, "title":
+    title}`` per listed item, in order."""
 
 
 # -- params ----------------------------------------------------------------------------------------
@@ -268,8 +261,14 @@ class Baseline(recai.Configurable, recai.Agent):
     def reply(self, conversation: Sequence[Message]) -> Message:
         return Message.assistant(self.respond(conversation).text)
 
-    def respond(self, conversation: Sequence[Message]) -> BaselineReply:
-        """The reply to ``conversation`` with its items, LLM calls and seconds."""
+    def respond(
+        self,
+        conversation: Sequence[Message],
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> BaselineReply:
+        """The reply to ``conversation`` with its items, LLM calls and seconds (``on_text``
+        gets the whole text at once: a baseline writes it from its items)."""
         start = time.perf_counter()
         context = user_context(conversation, self.catalog)
         history = context.history if context is not None else []
@@ -288,6 +287,8 @@ class Baseline(recai.Configurable, recai.Agent):
             finally:
                 self._k.value = None
         text = self.write(items)
+        if on_text is not None and text:
+            on_text(text)
         found = [
             {
                 "id": _plain(self.catalog.ids[i]),
@@ -296,7 +297,7 @@ class Baseline(recai.Configurable, recai.Agent):
             }
             for i in items
         ]
-        return BaselineReply(text, found, calls, time.perf_counter() - start)
+        return BaselineReply(text, found, llm_calls=calls, seconds=time.perf_counter() - start)
 
     def recommend(
         self, dialogue: list[Message], history: list[int], shown: list[int]

@@ -59,7 +59,7 @@ from .cache import request_key
 from .params import ConversationParams
 from .parsing import listed_items
 from .prompts import GREETING, HISTORY_LINE, RECOMMENDER, SIMULATOR, render
-from .runner import AgentCaller, Answer
+from .runner import AgentCaller, Answer, own_respond
 from .scoring import core_title, error_flags, mean_and_intervals, mentions_title
 from .scripted import Clue, ScriptedUser
 
@@ -98,8 +98,8 @@ class TurnCaller(AgentCaller):
 
     def ask(self, request: Sequence[Message]) -> tuple[str, dict[str, Any]]:
         start = time.perf_counter()
-        respond = getattr(self.component, "respond", None)
-        if not callable(respond):
+        respond = own_respond(self.component)
+        if respond is None:
             reply = super().ask(request)
             return reply[0], {"seconds": time.perf_counter() - start}
         done = respond(list(request))

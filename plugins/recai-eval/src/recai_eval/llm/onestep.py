@@ -80,7 +80,7 @@ from .params import AgentRankingParams, AgentRetrievalParams, AgentTurnParams
 from .parsing import listed_items, parse_list
 from .prompts import bulleted, render
 from .ranking import candidate_sets
-from .runner import AgentCaller, Answer
+from .runner import AgentCaller, Answer, own_respond
 from .scoring import core_title, error_flags, mean_and_intervals, mentions_title, target_rank
 from .scripted import Clue, ScriptedUser
 
@@ -144,8 +144,8 @@ class ReplyCaller(AgentCaller):
 
     def ask(self, request: Sequence[Message]) -> tuple[str, dict[str, Any]]:
         start = time.perf_counter()
-        respond = getattr(self.component, "respond", None)
-        if not callable(respond):
+        respond = own_respond(self.component)
+        if respond is None:
             text, _ = super().ask(request)
             return text, {"seconds": time.perf_counter() - start}
         done = respond(list(request))

@@ -176,6 +176,18 @@ class LLMCaller(Caller):
         return [_from_completion(c) for c in done]
 
 
+def own_respond(component: Any) -> Any:
+    """``component.respond`` when the agent has one of its own (it reports its items and
+    costs), else None: ``recai.Agent``'s default ``respond`` only wraps ``reply`` and knows no
+    items, so such an agent is read from its text, as before the kernel had one."""
+    from recai.roles import Agent
+
+    respond = getattr(component, "respond", None)
+    if not callable(respond) or getattr(respond, "__func__", None) is Agent.respond:
+        return None
+    return respond
+
+
 class AgentCaller(Caller):
     """Asks an :class:`~recai.Agent` for its reply to a conversation (a list of messages)."""
 
