@@ -48,6 +48,7 @@ from recai.types import Message
 from .baselines import CONTEXT_NAME, MAX_LISTED, listed_lines, user_context
 from .bus import CandidateBus, Evidence
 from .describe import ColumnInfo, columns_of, nearest_values
+from .profiles import ProfileStore
 from .tools import BaseTool, TraceStep, TurnState, default_tools, ground_titles
 
 if TYPE_CHECKING:
@@ -228,6 +229,18 @@ class InterecAgentParams(recai.Params):
     max_steps: int = Field(
         5, ge=1, le=20, description="most LLM steps of a 'react' or 'tools' turn"
     )
+    profile_memory: bool = Field(
+        True,
+        description="remember each user a conversation's context names across conversations: "
+        "the items they liked and disliked (from what they said, the plan, and remember() "
+        "feedback) join the profile the ranking tool reads in later turns and conversations "
+        "(recai_agent.profiles)",
+    )
+    profile_store: str | None = Field(
+        None,
+        description="a SQLite file keeping the profiles across restarts (created if absent); "
+        "without one they live in memory as long as the agent",
+    )
 
 
 @dataclass
@@ -241,6 +254,7 @@ class _Turn:
     llm_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
+    user: str | None = None  # the context's user id, whose profile the agent keeps
     _said: set[str] | None = None
 
     def said(self) -> set[str]:
@@ -278,6 +292,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._exact_titles: dict[str, int] | None = None
         self._cannot_score = False
         self._selector: Any = None
+        self._profiles: ProfileStore | None = None
+        self._ids: dict[str, int] | None = None
 
     # -- building ---------------------------------------------------------------------------------
     def fit(self, split: recai.Split) -> None:
@@ -395,11 +411,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
         users = [m for m in dialogue if m.role == "user"]
         request = users[-1].content[:4000] if users else ""
         slots = self.extractor.extract(request, dialogue[:-1] if users else dialogue)
+        user = None if context is None or context.user is None else str(context.user)
+        liked, disliked = self._remembered(user, list(slots.liked), list(slots.disliked))
         state = TurnState(
             self.catalog,
             grounder,
-            liked=list(slots.liked),
-            disliked=list(slots.disliked),
+            liked=liked,
+            disliked=disliked,
             history=list(context.history) if context is not None else [],
             k=self.params.k,
         )
@@ -411,7 +429,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         elif asked:
             state.k = min(int(asked), MAX_LISTED)
         state.exclude = self._shown(dialogue)
-        turn = _Turn(state, request, dialogue)
+        turn = _Turn(state, request, dialogue, user=user)
         if not request.strip() or (slots.intent == "chat" and slots.empty()):
             text = self._chat(turn, on_text)
             return self._finish(turn, text, None, None, start)
@@ -445,6 +463,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
             }
             for ev in turn.state.mapped
         ]
+        if turn.user is not None and self.params.profile_memory:
+            self.profiles.update(
+                turn.user,
+                liked=[str(_plain(catalog.ids[i])) for i in turn.state.liked],
+                disliked=[str(_plain(catalog.ids[i])) for i in turn.state.disliked],
+                source="dialogue",
+            )
         return AgentReply(
             text,
             items,
@@ -460,6 +485,61 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 "disliked": [_item_ref(catalog, i) for i in turn.state.disliked],
                 "history": len(turn.state.history),
             },
+        )
+
+    # -- long-term profile -----------------------------------------------------------------------
+    @property
+    def profiles(self) -> ProfileStore:
+        """Where users' liked and disliked items are kept (``profile_store``, else memory)."""
+        with self._lock:
+            if self._profiles is None:
+                self._profiles = ProfileStore(self.params.profile_store)
+            return self._profiles
+
+    def remember(
+        self, user: str, *, liked: Sequence[str] = (), disliked: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Add feedback (external item ids) to ``user``'s long-term profile and return it as
+        ``{"user", "liked": [{"id", "title"}], "disliked": [...]}``, oldest first. An unknown
+        item id raises :class:`recai.errors.UnknownIdError` naming it; nothing is stored then."""
+        catalog, index = self.catalog, self._id_index()
+        for item in [*liked, *disliked]:
+            if str(item) not in index:
+                catalog.index(item)  # UnknownIdError naming it and the closest id
+        if liked or disliked:
+            self.profiles.update(
+                str(user), liked=[str(i) for i in liked], disliked=[str(i) for i in disliked]
+            )
+        stored = self.profiles.get(str(user))
+
+        def refs(ids: list[str]) -> list[dict[str, Any]]:
+            return [_item_ref(catalog, index[i]) for i in ids if i in index]
+
+        return {"user": str(user), "liked": refs(stored.liked), "disliked": refs(stored.disliked)}
+
+    def _id_index(self) -> dict[str, int]:
+        """External item id (as text, the way profiles keep it) -> catalog index."""
+        with self._lock:
+            if self._ids is None:
+                self._ids = {str(_plain(x)): i for i, x in enumerate(self.catalog.ids)}
+            return self._ids
+
+    def _remembered(
+        self, user: str | None, liked: list[int], disliked: list[int]
+    ) -> tuple[list[int], list[int]]:
+        """This conversation's liked and disliked items joined by the user's stored profile
+        (older first; what the conversation says wins; ids no longer in the catalog are
+        skipped)."""
+        if user is None or not self.params.profile_memory:
+            return liked, disliked
+        index = self._id_index()
+        stored = self.profiles.get(user)
+        old_liked = [index[i] for i in stored.liked if i in index]
+        old_disliked = [index[i] for i in stored.disliked if i in index]
+        now = set(liked) | set(disliked)
+        return (
+            [i for i in old_liked if i not in now] + liked,
+            [i for i in old_disliked if i not in now] + disliked,
         )
 
     def _shown(self, dialogue: Sequence[Message]) -> list[int]:
