@@ -40,3 +40,8 @@ def recai_commands():
         factory="recai_agent.cli:configure",
         summary="chat with a recipe's agent (interactive, or --message TEXT ... [--json])",
     )
+    yield recai.CommandSpec(
+        name="mcp",
+        factory="recai_agent.mcpserver:configure",
+        summary="serve a recipe's agent and its tools as an MCP server (stdio, or HTTP on loopback)",
+    )
