@@ -381,3 +381,21 @@ def test_llm_agent_and_chatrec_order_the_given_candidates_and_list_all(
     reply = chatrec.respond(_given(tiny_dataset, 3, cands, "which first?"))
     listed = [it["index"] for it in reply.items]
     assert listed[0] == cands[2] and sorted(listed) == sorted(cands)
+
+
+def test_llm_agent_asks_for_and_lists_the_k_the_context_gives(tiny_dataset: Dataset) -> None:
+    catalog = tiny_dataset.catalog
+    user = 3
+    history = tiny_dataset.interactions.history(user)[:-1]
+    unseen = [i for i in range(tiny_dataset.n_items) if i not in history.tolist()]
+    listing = "\n".join(f"{n}. {catalog.title(i)}" for n, i in enumerate(unseen[:6], 1))
+    brain = Brain(lambda messages: listing)
+    agent = recai.create(
+        "agent", "llm-agent.v1", dataset=recai.DatasetSource.of(tiny_dataset), llm=brain, k=5
+    )
+    asked = [context_message(str(user), history, catalog, k=2), Message.user("Two please")]
+    reply = agent.respond(asked)
+    assert [it["index"] for it in reply.items] == unseen[:2]
+    assert "Recommend 2 items" in brain._asked[0][0].content
+    agent.respond(_conversation(tiny_dataset, user, "Something new please"))  # no k: params.k
+    assert "Recommend 5 items" in brain._asked[1][0].content

@@ -212,7 +212,6 @@ class Baseline(recai.Configurable, recai.Agent):
         self._titles: dict[str, list[int]] | None = None
         self._grounder: Grounder | None = None
         self._popular: np.ndarray | None = None
-        self._k = threading.local()  # this turn's k (replies may run in several threads)
 
     # -- shared state, built once (replies may run in several threads) --------------------------
     @property
@@ -281,11 +280,7 @@ class Baseline(recai.Configurable, recai.Agent):
             items, calls = self.order(dialogue, history, list(given))
             items = _first([*items, *given], [], min(k, len(given)))
         else:
-            self._k.value = k
-            try:
-                items, calls = self.recommend(dialogue, history, shown)
-            finally:
-                self._k.value = None
+            items, calls = self.recommend(dialogue, history, shown, k)
         text = self.write(items)
         if on_text is not None and text:
             on_text(text)
@@ -300,9 +295,10 @@ class Baseline(recai.Configurable, recai.Agent):
         return BaselineReply(text, found, llm_calls=calls, seconds=time.perf_counter() - start)
 
     def recommend(
-        self, dialogue: list[Message], history: list[int], shown: list[int]
+        self, dialogue: list[Message], history: list[int], shown: list[int], k: int
     ) -> tuple[list[int], int]:
-        """At most ``k`` catalog indices to list, and the LLM calls made."""
+        """At most ``k`` catalog indices to list (``k``: the context's when it gave one, else
+        ``params.k``), and the LLM calls made."""
         raise NotImplementedError
 
     def order(
@@ -312,12 +308,6 @@ class Baseline(recai.Configurable, recai.Agent):
         to them: a one-turn ranking protocol), and the LLM calls made. Items left out are
         listed after, in the order given."""
         raise NotImplementedError
-
-    @property
-    def k(self) -> int:
-        """Items to list this turn: the context's ``k`` when it gave one, else ``params.k``."""
-        value = getattr(self._k, "value", None)
-        return int(value) if value else self.params.k
 
     def shown(self, conversation: Sequence[Message]) -> list[int]:
         """Items the agent listed in its earlier replies (by exact title)."""
@@ -338,10 +328,10 @@ class Baseline(recai.Configurable, recai.Agent):
         return f"Here is what I recommend:\n{lines}"
 
     def _keep(
-        self, ranked: Sequence[int], history: Sequence[int], shown: Sequence[int]
+        self, ranked: Sequence[int], history: Sequence[int], shown: Sequence[int], k: int
     ) -> list[int]:
         """``ranked`` without duplicates, history and shown items, cut to ``k``."""
-        return _first(ranked, [*history, *shown], self.k)
+        return _first(ranked, [*history, *shown], k)
 
 
 def _first(ranked: Sequence[int], banned: Sequence[int], n: int) -> list[int]:
@@ -375,13 +365,13 @@ class RankerAgent(Baseline):
         recai.ensure_fitted(self.params.ranker, split)
 
     def recommend(
-        self, dialogue: list[Message], history: list[int], shown: list[int]
+        self, dialogue: list[Message], history: list[int], shown: list[int], k: int
     ) -> tuple[list[int], int]:
-        want = self.k + len(set(shown))
+        want = k + len(set(shown))
         if not history:
-            return self._keep(self.popular()[:want].tolist(), history, shown), 0
+            return self._keep(self.popular()[:want].tolist(), history, shown, k), 0
         ranked = self.params.ranker.rank(np.asarray(history, dtype=np.int64), k=want)
-        return self._keep(ranked.ids.tolist(), history, shown), 0
+        return self._keep(ranked.ids.tolist(), history, shown, k), 0
 
     def order(
         self, dialogue: list[Message], history: list[int], candidates: list[int]
@@ -406,10 +396,12 @@ class _Asks(Baseline):
 
     params: LLMParams
 
-    def instructions(self, history: Sequence[int]) -> str:
+    def instructions(self, history: Sequence[int], k: int | None = None) -> str:
+        """The system prompt for a user with ``history``, asking for ``k`` items (default
+        ``params.k``)."""
         p = self.params
         prompt = DEFAULT_PROMPT if p.system_prompt is None else p.system_prompt
-        text = prompt.replace("{k}", str(p.k)).replace("{{", "{").replace("}}", "}")
+        text = prompt.replace("{k}", str(k or p.k)).replace("{{", "{").replace("}}", "}")
         shown = list(history)[-p.max_history :] if p.max_history else []
         if shown:
             titles = "; ".join(self.catalog.title(int(i)) for i in shown)
@@ -444,11 +436,11 @@ class LLMAgent(_Asks):
     params: LLMAgentParams
 
     def recommend(
-        self, dialogue: list[Message], history: list[int], shown: list[int]
+        self, dialogue: list[Message], history: list[int], shown: list[int], k: int
     ) -> tuple[list[int], int]:
-        system = Message.system(self.instructions(history))
+        system = Message.system(self.instructions(history, k))
         text = self.ask([system, *[m for m in dialogue if m.role != "system"]])
-        return self._keep(self.ground(text), history, shown), 1
+        return self._keep(self.ground(text), history, shown, k), 1
 
     def order(
         self, dialogue: list[Message], history: list[int], candidates: list[int]
@@ -516,9 +508,9 @@ class ChatRec(_Asks):
         return self._choose(dialogue, history, [], list(candidates), len(candidates))
 
     def recommend(
-        self, dialogue: list[Message], history: list[int], shown: list[int]
+        self, dialogue: list[Message], history: list[int], shown: list[int], k: int
     ) -> tuple[list[int], int]:
-        return self._choose(dialogue, history, shown, None, self.k)
+        return self._choose(dialogue, history, shown, None, k)
 
     def _choose(
         self,
@@ -540,13 +532,13 @@ class ChatRec(_Asks):
         else:
             listing = "\n".join(f"{n}. {t}" for n, t in enumerate(titles, 1))
             task = CHATREC_TASK.format(candidates=listing, k=min(k, len(cands)))
-            messages = [Message.system(self.instructions(history) + "\n\n" + task), *turns]
+            messages = [Message.system(self.instructions(history, k) + "\n\n" + task), *turns]
             picks = self._pick(self.ask(messages), cands, titles)
         if p.fill:
             picks = [*picks, *cands]
         if given is not None:
             return _first(picks, [], k), 1
-        return self._keep(picks, history, shown), 1
+        return self._keep(picks, history, shown, k), 1
 
     def _by_score(self, messages: list[Message], cands: list[int], titles: list[str]) -> list[int]:
         scores = self.params.llm.score_continuations(messages, [f"1. {t}" for t in titles])
