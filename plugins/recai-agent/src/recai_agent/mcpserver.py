@@ -314,7 +314,8 @@ class AgentToolbox:
         try:
             res = self.db.query(grounded, max_rows=max_rows, max_bytes=256_000)
         except RecaiError as exc:
-            raise ToolInputError(f"lookup: {_one_line(exc)}") from None
+            read = f" (the statement was read as: {'; '.join(notes)})" if notes else ""
+            raise ToolInputError(f"lookup: {_one_line(exc)}{read}") from None
         rows = [[_plain(v) for v in row] for row in res.rows]
         found: list[int] = []
         if "item" in res.columns:

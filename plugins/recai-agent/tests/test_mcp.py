@@ -1,0 +1,371 @@
+"""``recai mcp``'s tools, called through the official MCP SDK's own client, in-process (the
+client connected to the server object) on the small film catalog with ItemKNN as ranker and
+similarity: what each tool returns is checked against the catalog and the components directly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+from agentkit import FILMS, film_dataset
+
+import recai
+from recai.data import Split
+from recai.testing import fresh_plugin_manager
+from recai.types import Completion, Message
+from recai_agent.agent import InterecAgent
+from recai_agent.mcpserver import AgentToolbox, build_server
+
+TITLES = [t for t, _, _ in FILMS]
+TOOLS = {
+    "describe_catalog",
+    "lookup",
+    "filter_items",
+    "similar_items",
+    "recommend",
+    "item_details",
+    "chat",
+    "feedback",
+}
+
+
+class FilmsSource(recai.DatasetSource):
+    def load(self) -> recai.Dataset:
+        return film_dataset()
+
+
+class RulesBrain(recai.LLMBackend):
+    """Cannot plan (prose where JSON is wanted: the agent's rules plan) and writes one fixed
+    sentence; records every call."""
+
+    capabilities = frozenset({"json_schema"})
+
+    def __init__(self) -> None:
+        self.calls: list[list[Message]] = []
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        self.calls.append(list(messages))
+        if options.get("json_schema") is not None:
+            return Completion("I would filter some movies!")
+        return Completion("Here are films for you.")
+
+
+@pytest.fixture(scope="module")
+def knn() -> Any:
+    model = fresh_plugin_manager(autoload=True).create("retriever", "itemknn.v1", neighbors=10)
+    model.fit(Split.full(film_dataset()))
+    return model
+
+
+@pytest.fixture(scope="module")
+def toolbox(knn: Any) -> AgentToolbox:
+    agent = InterecAgent(dataset=FilmsSource(), llm=RulesBrain(), ranker=knn, similarity=knn, k=3)
+    agent.fit(Split.full(film_dataset()))
+    return AgentToolbox(agent, name="agent")
+
+
+@pytest.fixture(scope="module")
+def server(toolbox: AgentToolbox) -> Any:
+    return build_server(toolbox)
+
+
+def session(server: Any, body: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``body(client)`` with the SDK's client connected to ``server``."""
+    from mcp import Client
+
+    async def go() -> Any:
+        async with Client(server) as client:
+            return await body(client)
+
+    return anyio.run(go)
+
+
+def call(server: Any, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
+    """``(is_error, structured content or the error text)`` of one tool call."""
+
+    async def body(client: Any) -> tuple[bool, Any]:
+        result = await client.call_tool(tool, args)
+        if result.is_error:
+            return True, result.content[0].text
+        return False, result.structured_content
+
+    out: tuple[bool, Any] = session(server, body)
+    return out
+
+
+def ok(server: Any, tool: str, **args: Any) -> Any:
+    error, body = call(server, tool, args)
+    assert not error, body
+    return body
+
+
+def refused(server: Any, tool: str, **args: Any) -> str:
+    error, text = call(server, tool, args)
+    assert error, f"{tool} {args} was not refused: {text}"
+    assert isinstance(text, str) and "\n" not in text and "Traceback" not in text, text
+    assert text.startswith(f"{tool}: "), text
+    return text
+
+
+def genres_of(title: str) -> tuple[str, ...]:
+    return next(g for t, _, g in FILMS if t == title)
+
+
+def year_of(title: str) -> int:
+    return next(y for t, y, _ in FILMS if t == title)
+
+
+# -- listing ---------------------------------------------------------------------------------------
+def test_lists_every_tool_with_typed_input_and_output_schemas(server: Any) -> None:
+    async def body(client: Any) -> Any:
+        return (await client.list_tools()).tools
+
+    tools = {t.name: t for t in session(server, body)}
+    assert set(tools) == TOOLS
+    rec = tools["recommend"].input_schema["properties"]
+    assert rec["mode"]["enum"] == ["accuracy", "diversity"]
+    assert rec["k"]["minimum"] == 1 and rec["k"]["maximum"] == 100
+    assert tools["lookup"].input_schema["required"] == ["sql"]
+    assert tools["similar_items"].input_schema["required"] == ["items"]
+    for tool in tools.values():
+        assert tool.output_schema is not None and tool.description, tool.name
+    item = tools["recommend"].output_schema["$defs"]["FoundItem"]["properties"]
+    assert {"id", "title", "score"} <= set(item)
+    assert tools["lookup"].annotations.read_only_hint is True
+    assert tools["chat"].annotations.read_only_hint is not True
+
+
+def test_describe_catalog_gives_columns_values_and_ranges(server: Any) -> None:
+    info = ok(server, "describe_catalog")
+    assert info["items"] == len(FILMS) and info["dataset"] == "films"
+    cols = {c["name"]: c for c in info["columns"]}
+    assert {"item", "id", "title", "year", "genres"} <= set(cols)
+    assert cols["genres"]["kind"] == "multi"
+    assert set(cols["genres"]["values"]) == {g for _, _, gs in FILMS for g in gs}
+    assert (cols["year"]["min"], cols["year"]["max"]) == (1942.0, 1999.0)
+    assert "items" in info["sql_schema"]
+    assert info["components"]["ranker"] == info["components"]["similarity"] == "ItemKNN"
+
+
+# -- look-up ---------------------------------------------------------------------------------------
+def test_lookup_returns_rows_and_the_catalog_items_they_name(server: Any) -> None:
+    rows = ok(
+        server, "lookup", sql="SELECT title, year FROM items WHERE year >= 1997 ORDER BY title"
+    )
+    want = sorted(t for t, y, _ in FILMS if y >= 1997)
+    assert rows["columns"] == ["title", "year"]
+    assert [r[0] for r in rows["rows"]] == want
+    assert [i["title"] for i in rows["items"]] == want
+    assert all(i["id"] == str(TITLES.index(i["title"]) + 1) for i in rows["items"])
+
+
+def test_lookup_grounds_a_loose_title_and_caps_the_rows(server: Any) -> None:
+    rows = ok(server, "lookup", sql="SELECT year FROM items WHERE title = 'heat'")
+    assert rows["rows"] == [[1995]] or rows["rows"] == [[1995.0]], rows
+    assert "Heat (1995)" in rows["sql"] and rows["notes"]
+    capped = ok(server, "lookup", sql="SELECT title FROM items", max_rows=5)
+    assert len(capped["rows"]) == 5 and capped["truncated"] is True
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("DROP TABLE items", "only reading"),
+        ("SELECT title FROM items; DELETE FROM items", "one statement"),
+        ("ATTACH DATABASE '/tmp/recai-mcp-attack.db' AS x", "only reading"),
+        ("PRAGMA writable_schema = 1", "refused"),
+        ("SELECT load_extension('/tmp/evil.so')", "load_extension"),
+        (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+            "time budget",
+        ),
+        ("SELECT title FROM items WHERE", "syntax error"),
+        ("SELECT nothing FROM nowhere", "'nowhere'"),
+    ],
+)
+def test_hostile_or_broken_sql_is_a_tool_error_and_the_catalog_stays(
+    server: Any, sql: str, why: str
+) -> None:
+    text = refused(server, "lookup", sql=sql)
+    assert why in text, text
+    count = ok(server, "lookup", sql="SELECT count(*) AS n FROM items")
+    assert count["rows"] == [[len(FILMS)]]
+
+
+# -- finding items ---------------------------------------------------------------------------------
+def test_filter_items_meets_every_condition_most_popular_first(server: Any) -> None:
+    found = ok(server, "filter_items", genres=["sci-fi"], year_min=1980, year_max=1999, k=20)
+    want = {t for t, y, g in FILMS if "Sci-Fi" in g and 1980 <= y <= 1999}
+    assert {i["title"] for i in found["items"]} == want and found["total"] == len(want)
+    scores = [i["score"] for i in found["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert any("'sci-fi' -> 'Sci-Fi'" in n for n in found["notes"]), found["notes"]
+    page = ok(server, "filter_items", genres=["Sci-Fi"], year_min=1980, k=2, offset=2)
+    assert [i["title"] for i in page["items"]] == [i["title"] for i in found["items"][2:4]]
+    sql = ok(server, "filter_items", where="year < 1970", not_genres=["Drama"])
+    assert {i["title"] for i in sql["items"]} == {"Psycho (1960)"}
+
+
+def test_filter_items_refuses_a_value_the_catalog_lacks_and_no_condition(server: Any) -> None:
+    text = refused(server, "filter_items", genres=["Western"])
+    assert "'Western'" in text and "Sci-Fi" in text  # names the values there are
+    assert "at least one condition" in refused(server, "filter_items")
+    assert "'rating'" in refused(server, "filter_items", fields={"rating": ["PG"]})
+
+
+def test_similar_items_are_the_similarity_components_neighbours(server: Any, knn: Any) -> None:
+    found = ok(server, "similar_items", items=["alien", "3"], k=4)
+    assert [n["title"] for n in found["named"]] == ["Alien (1979)", "Terminator, The (1984)"]
+    total = np.asarray(knn.similarity_row(0), float) + np.asarray(knn.similarity_row(2), float)
+    cand = [i for i in np.lexsort((np.arange(len(total)), -total)) if i not in (0, 2)]
+    want = [TITLES[i] for i in cand if total[i] > 0][:4]
+    assert [i["title"] for i in found["items"]] == want
+    assert all(i["similar_to"] for i in found["items"])
+    scifi = ok(server, "similar_items", items=["Alien (1979)"], genres=["Horror"], k=10)
+    assert scifi["items"] and all("Horror" in genres_of(i["title"]) for i in scifi["items"])
+
+
+def test_recommend_orders_by_the_rankers_scores_without_the_history(server: Any, knn: Any) -> None:
+    history = ["Toy Story (1995)", "Aladdin (1992)"]
+    found = ok(server, "recommend", history=history, k=5)
+    idx = [TITLES.index(t) for t in history]
+    ids = np.asarray([i for i in range(len(TITLES)) if i not in idx])
+    scores = np.asarray(knn.score([np.asarray(idx)], ids)[0], float).reshape(-1)
+    want = [TITLES[i] for i in ids[np.lexsort((ids, -scores))][:5]]
+    assert [i["title"] for i in found["items"]] == want
+    assert not {i["title"] for i in found["items"]} & set(history)
+    assert [n["title"] for n in found["named"]] == history
+
+
+def test_recommend_diversity_mode_varies_the_genres(server: Any) -> None:
+    history = ["Alien (1979)", "Aliens (1986)", "Matrix, The (1999)"]
+
+    def genres(mode: str) -> int:
+        items = ok(server, "recommend", history=history, k=5, mode=mode)["items"]
+        assert len(items) == 5
+        return len({g for i in items for g in genres_of(i["title"])})
+
+    assert genres("diversity") >= genres("accuracy")
+
+
+def test_recommend_for_a_known_user_reads_their_history(server: Any, toolbox: AgentToolbox) -> None:
+    seen = {TITLES[i] for i in toolbox.user_history("3")}
+    found = ok(server, "recommend", user="3", k=5, exclude=["Heat (1995)"], year_min=1990)
+    titles = {i["title"] for i in found["items"]}
+    assert titles and not titles & seen and "Heat (1995)" not in titles
+    assert all(year_of(t) >= 1990 for t in titles)
+    assert "not a user" in refused(server, "recommend", user="nobody")
+
+
+def test_item_details_by_id_and_title(server: Any) -> None:
+    found = ok(server, "item_details", items=["14", "Casablanca", "No Such Film At All Xyz"])
+    assert [(i["id"], i["title"]) for i in found["items"]] == [
+        ("14", "Heat (1995)"),
+        ("21", "Casablanca (1942)"),
+    ]
+    heat = found["items"][0]
+    assert heat["fields"] == {"year": 1995.0, "genres": ["Action", "Crime", "Thriller"]}
+    assert heat["interactions"] > 0
+    assert found["not_found"] == ["No Such Film At All Xyz"]
+    assert "no catalog item" in refused(server, "item_details", items=["zzzz qqqq"])
+
+
+# -- the whole agent -------------------------------------------------------------------------------
+def test_chat_keeps_the_conversation_in_a_session(server: Any) -> None:
+    first = ok(server, "chat", message="some sci-fi films from the 1980s", user="3")
+    assert first["session"] and first["items"]
+    assert all(i["title"] in TITLES for i in first["items"])
+    assert all("Sci-Fi" in genres_of(i["title"]) for i in first["items"])
+    assert first["trace"] and first["plan"]
+    again = ok(server, "chat", message="more like those", session=first["session"])
+    assert again["session"] == first["session"]
+    shown = {i["title"] for i in first["items"]}
+    assert again["items"] and not shown & {i["title"] for i in again["items"]}
+    assert "no conversation" in refused(server, "chat", message="hi", session="nope")
+    other = refused(server, "chat", message="hi", session=first["session"], user="4")
+    assert "user '3'" in other
+
+
+def test_chat_gives_the_agent_the_users_context_and_the_whole_conversation(
+    toolbox: AgentToolbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[Message]] = []
+    respond = toolbox.agent.respond
+
+    def spy(conversation: Sequence[Message], **kw: Any) -> Any:
+        seen.append(list(conversation))
+        return respond(conversation, **kw)
+
+    monkeypatch.setattr(toolbox.agent, "respond", spy)
+    first = toolbox.chat("recommend me something", user="5")
+    toolbox.chat("and more", session=first.session)
+    context = json.loads(seen[1][0].content)
+    assert seen[1][0].name == "recai_context" and context["user"] == "5"
+    assert [e["title"] for e in context["history"]] == [
+        TITLES[i] for i in toolbox.user_history("5")
+    ]
+    assert [(m.role, m.content.split("\n")[0]) for m in seen[1][1:]] == [
+        ("user", "recommend me something"),
+        ("assistant", first.text.split("\n")[0]),
+        ("user", "and more"),
+    ]
+    history = {TITLES[i] for i in toolbox.user_history("5")}
+    assert not {i.title for i in first.items} & history  # the agent left out what they saw
+
+
+# -- bad calls -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tool", "args", "says"),
+    [
+        ("filter_items", {"genres": ["Drama"], "k": "ten"}, "argument 'k'"),
+        ("filter_items", {"genres": ["Drama"], "k": 0}, "greater than or equal to 1"),
+        ("recommend", {"histroy": ["Alien"]}, "no argument 'histroy'"),
+        ("similar_items", {}, "argument 'items'"),
+        ("similar_items", {"items": []}, "argument 'items'"),
+        ("recommend", {"history": ["Alien"], "mode": "random"}, "argument 'mode'"),
+        ("lookup", {"sql": ""}, "argument 'sql'"),
+        ("chat", {"message": "x" * 5000}, "argument 'message'"),
+        ("feedback", {"item": "1", "value": "love", "user": "3"}, "argument 'value'"),
+    ],
+)
+def test_a_bad_argument_is_a_one_line_tool_error(
+    server: Any, tool: str, args: dict[str, Any], says: str
+) -> None:
+    assert says in refused(server, tool, **args)
+
+
+def test_an_unknown_tool_is_an_error_and_the_server_goes_on(server: Any) -> None:
+    error, text = call(server, "drop_everything", {})
+    assert error and "drop_everything" in text
+    assert ok(server, "describe_catalog")["items"] == len(FILMS)
+
+
+def test_without_a_similarity_component_similar_items_says_so(knn: Any) -> None:
+    agent = InterecAgent(dataset=FilmsSource(), llm=RulesBrain(), ranker=knn)
+    server = build_server(AgentToolbox(agent, name="plain"))
+    assert "no similarity component" in refused(server, "similar_items", items=["Alien"])
+    # the ranker still ranks
+    assert ok(server, "recommend", history=["Alien"], k=3)["items"]
+
+
+def test_an_agent_without_a_dataset_is_refused_by_name() -> None:
+    class Bare(recai.Agent):
+        def reply(self, conversation: Sequence[Message]) -> Message:
+            return Message.assistant("hi")
+
+    with pytest.raises(recai.RecaiError, match="agent 'bare' .* no 'dataset'"):
+        AgentToolbox(Bare(), name="bare")
+
+
+def test_outputs_are_json_text_too(server: Any) -> None:
+    """Clients that read only the text content get the same result as JSON."""
+
+    async def body(client: Any) -> Any:
+        return await client.call_tool("item_details", {"items": ["1"]})
+
+    result = session(server, body)
+    assert json.loads(result.content[0].text) == result.structured_content
