@@ -1,0 +1,393 @@
+"""How good a planner is, measured on a labelled request set (:mod:`recai_agent.requests`).
+
+A **planner** turns requests into plans. Three kinds are measured the same way:
+
+- :class:`RulePlanner`: the deterministic floor, :class:`~recai_agent.slots.SlotExtractor` and
+  :func:`~recai_agent.plan.plan_from_slots`;
+- :class:`LLMPlanner`: any :class:`recai.LLMBackend` (``hf.v1`` with the untuned or a tuned
+  model, decoded under :func:`planner_schema` by recai-hf's JSON constraint; ``openai.v1`` for
+  any OpenAI-compatible server, which gets the schema as ``response_format``) given the same
+  prompt (:func:`planner_messages`); with ``combine=True`` its plan is merged with the rules'
+  (:func:`~recai_agent.plan.merge`, the model's values kept), as the agent can do.
+
+:func:`score` reads each output as the agent would (the plan validated against the schema and
+grounded; an invalid one repaired; one that cannot be read is no plan) and reports, for the
+request set:
+
+- ``valid``: share of outputs that are valid plans as written (no repair);
+- ``exact``: share whose plan equals the gold plan (tools in order, every value; list values as
+  sets; ranking's defaults filled in);
+- ``tools``: share with the gold plan's tools, in order;
+- per-slot precision, recall and F1 (micro over requests) for ``genres`` (wanted genres),
+  ``years`` (the bounds), ``seeds`` (liked titles), ``negations`` (refused genres and unwanted
+  titles), ``ranking`` (a choice other than the default: popularity, diversity, similarity), and
+  ``all`` slots together;
+- per request kind, the exact-plan accuracy.
+
+Shares have Wilson 95% intervals; precision, recall and F1 have percentile bootstrap intervals
+(requests resampled, ``resamples`` times, from ``np.random.default_rng(seed)``; the seed is in
+the result, and one seed draws the same resamples for every planner scored on one set).
+
+>>> from recai.data import Catalog
+>>> from recai_agent.requests import generate
+>>> cat = Catalog(ids=[1, 2, 3], titles=["Toy Story (1995)", "Scream (1996)", "Heat (1995)"],
+...               fields={"genres": [("Animation", "Comedy"), ("Horror",), ("Action", "Crime")],
+...                       "year": [1995, 1996, 1995]})
+>>> reqs = generate(cat, "test", 30, seed=0)
+>>> result = score(RulePlanner(cat).plan([r.request for r in reqs]), reqs, cat, resamples=200)
+>>> result["valid"]["value"], result["n"]
+(1.0, 30)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+import recai
+from recai.data import Catalog
+from recai.data.grounding import Grounder
+from recai.types import Message
+
+from .plan import merge, plan_from_slots, plan_schema, repair_plan, validate_plan
+from .requests import PLAN_TOOLS, Request
+from .slots import CatalogFacts, SlotExtractor
+
+__all__ = [
+    "PLANNER_PROMPT",
+    "SLOTS",
+    "LLMPlanner",
+    "RulePlanner",
+    "planner_messages",
+    "planner_schema",
+    "plan_slots",
+    "read_output",
+    "score",
+    "wilson",
+]
+
+#: The planner's instructions (the request follows as the user message). A tuned planner is
+#: trained on exactly this prompt (:mod:`recai_agent.tune`).
+PLANNER_PROMPT = (
+    "You are the planner of a movie recommender. Write a JSON plan of tool calls for the "
+    "user's request.\n"
+    "Tools, in this order: hard_filter (genres, not_genres, year_min, year_max), soft_filter "
+    "(seeds: titles the user likes), ranking (by preference, popularity or similarity; mode "
+    "accuracy or diversity; unwanted: titles the user dislikes), map (always last). For a "
+    'greeting or thanks with no request, write {{"steps": []}}.\n'
+    "{catalog}"
+)
+#: The slots scored, besides ``all``.
+SLOTS = ("genres", "years", "seeds", "negations", "ranking")
+_Z95 = 1.959963984540054
+
+
+def wilson(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval of a share ``successes / n`` (95% by default); ``(nan, nan)``
+    for ``n = 0``.
+
+    >>> [round(x, 3) for x in wilson(90, 100)]
+    [0.826, 0.945]
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
+
+
+def _catalog_line(catalog: Catalog) -> str:
+    facts = CatalogFacts.of(catalog)
+    parts = []
+    if facts.genre_field is not None:
+        values = facts.categorical.get(facts.genre_field, [])
+        parts.append("Genres: " + ", ".join(values[:40]) + ".")
+    if facts.years is not None:
+        parts.append(f"Years: {facts.years[0]}-{facts.years[1]}.")
+    return " ".join(parts)
+
+
+def planner_messages(request: str, catalog: Catalog | str) -> list[Message]:
+    """The planner's prompt for ``request``: the instructions with the catalog's genres and
+    years (``catalog`` may be that line, precomputed), and the request as the user's message."""
+    line = catalog if isinstance(catalog, str) else _catalog_line(catalog)
+    return [Message.system(PLANNER_PROMPT.format(catalog=line).strip()), Message.user(request)]
+
+
+def planner_schema(catalog: Catalog) -> dict[str, Any]:
+    """The plan schema over the recommend tools (:data:`~recai_agent.requests.PLAN_TOOLS`) and
+    ``catalog``, plus the empty plan of chit-chat (``{"steps": []}``)."""
+    schema = plan_schema(list(PLAN_TOOLS), catalog)
+    steps = schema["properties"]["steps"]
+    variants = list(steps["anyOf"]) if "anyOf" in steps else [steps]
+    variants.append({"type": "array", "maxItems": 0})
+    schema["properties"]["steps"] = {"anyOf": variants}
+    return schema
+
+
+# -- planners ---------------------------------------------------------------------------------------
+
+
+class RulePlanner:
+    """The rule floor: the slot extractor's plan for each request."""
+
+    name = "rules"
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.extractor = SlotExtractor(catalog)
+
+    def plan(self, requests: Sequence[str]) -> list[Any]:
+        return [plan_from_slots(self.extractor.extract(r)).to_dict() for r in requests]
+
+
+class LLMPlanner:
+    """An LLM writes each plan under :func:`planner_schema` from :func:`planner_messages`
+    (greedy, ``max_tokens`` each; batched through ``chat_batch``). ``constrain=False`` sends no
+    schema (the model writes free text, repaired afterwards). ``combine=True`` merges each plan
+    with the rules' (the model's values kept), as an agent combining both would run it; the
+    output is then the merged plan."""
+
+    def __init__(
+        self,
+        llm: recai.LLMBackend,
+        catalog: Catalog,
+        *,
+        name: str = "llm",
+        max_tokens: int = 160,
+        constrain: bool = True,
+        combine: bool = False,
+    ) -> None:
+        self.llm = llm
+        self.catalog = catalog
+        self.name = name
+        self.max_tokens = max_tokens
+        self.constrain = constrain
+        self.combine = combine
+        self.schema = planner_schema(catalog)
+        self._line = _catalog_line(catalog)
+        self._extractor = SlotExtractor(catalog) if combine else None
+
+    def plan(self, requests: Sequence[str]) -> list[Any]:
+        options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": 0}
+        if self.constrain:
+            options["json_schema"] = self.schema
+        convs = [planner_messages(r, self._line) for r in requests]
+        texts = [c.text for c in self.llm.chat_batch(convs, **options)]
+        if not self.combine:
+            return texts
+        assert self._extractor is not None
+        out: list[Any] = []
+        grounder = Grounder(self.catalog)
+        for request, text in zip(requests, texts, strict=True):
+            plan, _ = read_output(text, self.schema, self.catalog, grounder)
+            slots = self._extractor.extract(request)
+            out.append(merge(plan, slots, model_values=True).to_dict())
+        return out
+
+
+# -- reading and scoring --------------------------------------------------------------------------
+
+
+def read_output(
+    output: Any, schema: Mapping[str, Any], catalog: Catalog, grounder: Grounder | None = None
+) -> tuple[dict[str, Any] | None, bool]:
+    """``(plan, valid)``: the plan an output stands for, as the agent would run it, and whether
+    it was valid as written. A valid plan comes back grounded (catalog titles); an invalid one is
+    repaired; ``(None, False)`` when nothing can be read. ``{"steps": []}`` is chit-chat's
+    valid empty plan."""
+    obj: Any = output
+    if isinstance(output, str):
+        try:
+            obj = json.loads(output)
+        except ValueError:
+            obj = output
+    if isinstance(obj, dict) and obj.get("steps") == [] and set(obj) == {"steps"}:
+        return {"steps": []}, True
+    plan, _ = validate_plan(obj, schema, catalog, grounder)
+    if plan is not None:
+        return plan.to_dict(), True
+    repaired = repair_plan(obj, schema, catalog, grounder)
+    return (repaired.to_dict() if repaired is not None else None), False
+
+
+def _canonical(plan: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    if plan is None:
+        return None
+    out = []
+    for st in plan.get("steps", []):
+        tool = st.get("tool")
+        inp = dict(st.get("input") or {})
+        if tool == "ranking":
+            inp.setdefault("by", "preference")
+            inp.setdefault("mode", "accuracy")
+        items = []
+        for k, v in sorted(inp.items()):
+            if isinstance(v, list):
+                if not v:
+                    continue
+                v = frozenset(map(str, v))
+            items.append((k, v))
+        out.append((tool, tuple(items)))
+    return tuple(out)
+
+
+def plan_slots(plan: Mapping[str, Any] | None) -> dict[str, set[tuple[str, Any]]]:
+    """The scored slots of a plan: ``{"genres": {("genre", "Comedy")}, "years": {("min",
+    1990)}, ...}`` (see :data:`SLOTS`)."""
+    out: dict[str, set[tuple[str, Any]]] = {k: set() for k in SLOTS}
+    if plan is None:
+        return out
+    for st in plan.get("steps", []):
+        inp = st.get("input") or {}
+        tool = st.get("tool")
+        if tool == "hard_filter":
+            out["genres"] |= {("genre", str(v)) for v in inp.get("genres") or []}
+            out["negations"] |= {("genre", str(v)) for v in inp.get("not_genres") or []}
+            for key, side in (("year_min", "min"), ("year_max", "max")):
+                if inp.get(key) is not None:
+                    out["years"].add((side, int(inp[key])))
+        elif tool == "soft_filter":
+            out["seeds"] |= {("title", str(v)) for v in inp.get("seeds") or []}
+        elif tool == "ranking":
+            out["negations"] |= {("title", str(v)) for v in inp.get("unwanted") or []}
+            if inp.get("by", "preference") != "preference":
+                out["ranking"].add(("by", inp["by"]))
+            if inp.get("mode", "accuracy") != "accuracy":
+                out["ranking"].add(("mode", inp["mode"]))
+    return out
+
+
+def _tools(plan: Mapping[str, Any] | None) -> list[str] | None:
+    return None if plan is None else [str(s.get("tool")) for s in plan.get("steps", [])]
+
+
+def _prf(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 from ``(..., 3)`` summed counts (tp, fp, fn); an empty side is 1."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+        r = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 1.0)
+        f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    return p, r, f
+
+
+def _share(hits: Sequence[bool]) -> dict[str, float]:
+    k, n = int(sum(hits)), len(hits)
+    low, high = wilson(k, n)
+    return {"value": k / n if n else float("nan"), "low": low, "high": high}
+
+
+def score(
+    outputs: Sequence[Any],
+    requests: Sequence[Request],
+    catalog: Catalog,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """The metrics of a planner's ``outputs`` (texts or plan dicts, one per request) against
+    the gold plans of ``requests`` (see the module's docstring). Also ``rows``: per request, the
+    plan read, whether valid, exact and with the right tools, and the slot counts."""
+    if len(outputs) != len(requests):
+        raise ValueError(f"{len(outputs)} outputs for {len(requests)} requests")
+    schema = planner_schema(catalog) if schema is None else schema
+    grounder = Grounder(catalog)
+    n = len(requests)
+    keys = (*SLOTS, "all")
+    counts = np.zeros((n, len(keys), 3), dtype=np.int64)
+    valid, exact, tools_ok, rows = [], [], [], []
+    for row, (out, req) in enumerate(zip(outputs, requests, strict=True)):
+        plan, ok = read_output(out, schema, catalog, grounder)
+        gold = req.plan
+        is_exact = plan is not None and _canonical(plan) == _canonical(gold)
+        same_tools = plan is not None and _tools(plan) == _tools(gold)
+        got, want = plan_slots(plan), plan_slots(gold)
+        for j, k in enumerate(SLOTS):
+            tp, fp, fn = len(got[k] & want[k]), len(got[k] - want[k]), len(want[k] - got[k])
+            counts[row, j] = (tp, fp, fn)
+        counts[row, -1] = counts[row, :-1].sum(axis=0)
+        valid.append(ok)
+        exact.append(is_exact)
+        tools_ok.append(same_tools)
+        rows.append(
+            {
+                "id": req.id,
+                "kind": req.kind,
+                "request": req.request,
+                "plan": plan,
+                "valid": ok,
+                "exact": is_exact,
+                "tools": same_tools,
+                "counts": {k: counts[row, j].tolist() for j, k in enumerate(keys)},
+            }
+        )
+    totals = counts.sum(axis=0)  # (keys, 3)
+    p, r, f = _prf(totals.astype(float))
+    slots: dict[str, dict[str, float]] = {}
+    if n and resamples > 0:
+        rng = np.random.default_rng(seed)
+        boot = np.empty((resamples, len(keys), 3))
+        for b0 in range(0, resamples, 200):
+            c = min(200, resamples - b0)
+            draws = rng.integers(0, n, size=(c, n))
+            w = np.stack([np.bincount(d, minlength=n) for d in draws]).astype(float)
+            boot[b0 : b0 + c] = np.einsum("bn,nkc->bkc", w, counts.astype(float))
+        bp, br, bf = _prf(boot)
+        q = np.percentile(np.stack([bp, br, bf]), [2.5, 97.5], axis=1)  # (2, 3, keys)
+    for j, k in enumerate(keys):
+        entry = {
+            "precision": float(p[j]),
+            "recall": float(r[j]),
+            "f1": float(f[j]),
+            "support": int(totals[j, 0] + totals[j, 2]),
+        }
+        if n and resamples > 0:
+            for m, name in enumerate(("precision", "recall", "f1")):
+                entry[f"{name}_low"] = float(q[0, m, j])
+                entry[f"{name}_high"] = float(q[1, m, j])
+        slots[k] = entry
+    kinds: dict[str, dict[str, float]] = {}
+    for kind in sorted({req.kind for req in requests}):
+        hits = [e for e, req in zip(exact, requests, strict=True) if req.kind == kind]
+        kinds[kind] = {"n": len(hits), **_share(hits)}
+    return {
+        "n": n,
+        "valid": _share(valid),
+        "exact": _share(exact),
+        "tools": _share(tools_ok),
+        "slots": slots,
+        "kinds": kinds,
+        "seed": seed,
+        "resamples": resamples,
+        "intervals": "Wilson 95% for shares; percentile bootstrap 95% over requests for P/R/F1",
+        "rows": rows,
+    }
+
+
+def run(
+    planner: Any, requests: Sequence[Request], catalog: Catalog, *, batch: int = 16, **kw: Any
+) -> dict[str, Any]:
+    """Plan every request with ``planner`` (in batches of ``batch``), time it and
+    :func:`score` it; the result adds ``planner``, ``seconds`` and ``seconds_per_request``."""
+    texts = [r.request for r in requests]
+    outputs: list[Any] = []
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        outputs += planner.plan(texts[i : i + batch])
+    seconds = time.perf_counter() - start
+    result = score(outputs, requests, catalog, **kw)
+    result["planner"] = getattr(planner, "name", type(planner).__name__)
+    result["seconds"] = seconds
+    result["seconds_per_request"] = seconds / max(1, len(texts))
+    return result
