@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 import recai
 from recai.data import Catalog, Dataset, Interactions
@@ -52,18 +52,6 @@ class ScriptedLLM(LLMBackend):
 
 def plan(*steps: tuple[str, dict[str, Any]]) -> str:
     return json.dumps({"steps": [{"tool": t, "input": i} for t, i in steps]})
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 def make_agent(split, knn, llm: LLMBackend, **params: Any) -> InterecAgent:  # type: ignore[no-untyped-def]

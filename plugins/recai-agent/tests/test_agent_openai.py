@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 import recai
 from recai.roles import DatasetSource, LLMBackend
 from recai.types import Completion, Message, Usage
 from recai_agent.agent import InterecAgent
-from recai_classic.itemknn import ItemKNN
 from recai_serve.server import LLMServer
 
 KEY_ENV = "RECAI_AGENT_TEST_KEY"
@@ -53,18 +52,6 @@ class Brain(LLMBackend):
             (t, None if i == 0 else (0.0 if "similarity" in t else -float(len(t.strip()))))
             for i, t in enumerate(re.findall(r"\s*\S+|\s+$", text))
         ]
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 WRITER = Brain(scores=False)

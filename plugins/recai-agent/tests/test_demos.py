@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from test_slots import steam_catalog  # type: ignore[import-not-found]  # beside this file
 
-import recai
 from recai.data import Catalog
 from recai.types import Completion
 from recai_agent.demos import (
@@ -26,14 +25,6 @@ from recai_agent.plan import plan_schema, validate_plan
 from recai_agent.slots import SlotExtractor
 
 TOOLS = ["lookup", "hard_filter", "soft_filter", "ranking", "map"]
-
-
-@pytest.fixture(scope="module")
-def ml() -> Catalog:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 import recai
 from recai.roles import DatasetSource, LLMBackend
@@ -18,7 +18,6 @@ from recai_agent.agent import InterecAgent, _Turn
 from recai_agent.modes import FINISH, function_specs, run_native, run_react, step_schema
 from recai_agent.plan import plan_from_slots, schema_errors
 from recai_agent.tools import BaseTool, TurnState
-from recai_classic.itemknn import ItemKNN
 
 TITLES = [t for t, _, _ in FILMS]
 Answer = str | dict[str, Any] | Callable[[Sequence[Message], dict[str, Any]], Any]
@@ -73,18 +72,6 @@ def openai_call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         "type": "function",
         "function": {"name": name, "arguments": json.dumps(args)},
     }
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 def make_agent(split, knn, llm: LLMBackend, **params: Any) -> InterecAgent:  # type: ignore[no-untyped-def]

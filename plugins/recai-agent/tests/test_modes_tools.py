@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 import recai
 from recai.roles import DatasetSource, LLMBackend
@@ -19,7 +19,6 @@ from recai.types import Completion, Message
 from recai_agent.agent import InterecAgent, _Turn
 from recai_agent.modes import run_native
 from recai_agent.tools import TurnState
-from recai_classic.itemknn import ItemKNN
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -48,18 +47,6 @@ ANSWERS = [
     {"name": "hard_filter", "arguments": {"genres": ["Sci-Fi"], "year_min": 1990}},
     {"name": "ranking", "arguments": {"by": "popularity", "mode": "accuracy"}},
 ]
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 def native_turn(split, knn, llm: LLMBackend, request: str) -> tuple[dict[str, Any], bool, _Turn]:  # type: ignore[no-untyped-def]

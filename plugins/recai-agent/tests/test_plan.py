@@ -11,7 +11,6 @@ import random
 import pytest
 from slots_labelled import LABELLED  # type: ignore[import-not-found]  # beside this file
 
-import recai
 from recai.data import Catalog
 from recai.data.grounding import Grounder
 from recai.data.synthetic import synthetic_dataset
@@ -29,14 +28,6 @@ from recai_agent.plan import (
 from recai_agent.slots import SlotExtractor
 
 TOOLS = ["lookup", "hard_filter", "soft_filter", "ranking", "map"]
-
-
-@pytest.fixture(scope="module")
-def ml() -> Catalog:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from agentkit import film_split
 
 from recai.errors import UnknownIdError
 from recai.roles import DatasetSource, LLMBackend
@@ -16,7 +15,6 @@ from recai.types import Completion, Message
 from recai_agent.agent import AgentReply, InterecAgent
 from recai_agent.baselines import context_message
 from recai_agent.profiles import Profile, ProfileStore, ProfileStoreError
-from recai_classic.itemknn import ItemKNN
 
 
 class Plain(LLMBackend):
@@ -24,18 +22,6 @@ class Plain(LLMBackend):
 
     def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
         return Completion("Here are some films.")
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 def agent_for(split, knn, **params: Any) -> InterecAgent:  # type: ignore[no-untyped-def]

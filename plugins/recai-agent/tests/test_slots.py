@@ -10,19 +10,10 @@ import pytest
 from slots_heldout import HELD_OUT  # type: ignore[import-not-found]  # beside this file
 from slots_labelled import LABELLED  # type: ignore[import-not-found]
 
-import recai
 from recai.data import Catalog
 from recai.data.synthetic import synthetic_dataset
 from recai.types import Message
 from recai_agent.slots import SlotExtractor, Slots
-
-
-@pytest.fixture(scope="module")
-def ml() -> Catalog:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 from recai.data.grounding import Grounder
 from recai.data.sql import CatalogDB
@@ -24,18 +24,6 @@ from recai_classic.itemknn import ItemKNN
 from recai_classic.popularity import Popularity
 
 TITLES = [t for t, _, _ in FILMS]
-
-
-@pytest.fixture(scope="module")
-def split():  # type: ignore[no-untyped-def]
-    return film_split()
-
-
-@pytest.fixture(scope="module")
-def knn(split):  # type: ignore[no-untyped-def]
-    model = ItemKNN(neighbors=10)
-    model.fit(split)
-    return model
 
 
 @pytest.fixture(scope="module")
