@@ -187,7 +187,7 @@
   }
 
   // The agent picker from GET /v1/models: the agents when the server says which models are
-  // agents ({"recai": {"role": "agent"}} or "role": "agent"), else every model.
+  // agents ("recai": "agent", as recai serve lists them), else every model.
   async function loadModels() {
     ui.agent.disabled = true;
     let response;
@@ -205,7 +205,7 @@
     }
     const body = await response.json();
     const models = Array.isArray(body.data) ? body.data : [];
-    const roleOf = (m) => (m.recai && m.recai.role) || m.role || null;
+    const roleOf = (m) => (typeof m.recai === "string" ? m.recai : (m.recai && m.recai.role) || null);
     const agents = models.filter((m) => roleOf(m) === "agent");
     const shown = agents.length ? agents : models;
     ui.agent.replaceChildren(
@@ -408,7 +408,8 @@
       parts.push(`kept by ${ev.kept_by.map((t) => String(t).replace(/_/g, " ")).join(", ")}`);
     }
     if (typeof ev.score === "number" && Number.isFinite(ev.score)) {
-      parts.push(`score ${ev.score.toFixed(3)}`);
+      const s = ev.score;
+      parts.push(`score ${Number.isInteger(s) ? s : Number(s.toPrecision(3))}`);
     }
     const known = new Set(["seed_titles", "seeds", "kept_by", "score"]);
     for (const [name, value] of Object.entries(ev)) {
@@ -437,12 +438,12 @@
     const like = el(
       "button",
       { type: "button", class: "like", "aria-pressed": "false", "aria-label": `Like ${title}` },
-      "👍 Like",
+      "Like",
     );
     const dislike = el(
       "button",
       { type: "button", class: "dislike", "aria-pressed": "false", "aria-label": `Dislike ${title}` },
-      "👎 Dislike",
+      "Dislike",
     );
     const buttons = { like, dislike };
     for (const [value, button] of Object.entries(buttons)) {
