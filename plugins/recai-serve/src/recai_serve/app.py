@@ -263,9 +263,10 @@ class _Service:
         max_body_bytes: int,
         body_timeout: float | None,
         limits: Limits,
+        require_backend: bool = True,
     ):
         served = {model: backends} if isinstance(backends, LLMBackend) else dict(backends)
-        if not served:
+        if not served and require_backend:
             raise RecaiError("recai serve needs at least one backend to serve")
         for name, backend in served.items():
             if not isinstance(backend, LLMBackend):
@@ -582,7 +583,11 @@ class _Service:
 
     async def chat(self, request: Request) -> Response:
         self.check_auth(request)
-        body = await self.json_body(request)
+        return await self.chat_body(request, await self.json_body(request))
+
+    async def chat_body(self, request: Request, body: dict[str, Any]) -> Response:
+        """The answer to a chat request whose JSON ``body`` was read (by :meth:`chat`, or by an
+        app that serves agents beside the backends and looked at its ``model`` first)."""
         req = chat_request(body, self.limits)
         name, backend = self.backend(request.path_params.get("deployment", req.model))
         capabilities = getattr(backend, "capabilities", ())

@@ -30,13 +30,17 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from recai.errors import RecaiError
-from recai.roles import LLMBackend
+from recai.roles import Agent, LLMBackend
 
+from .agentapp import REQUEST_TIMEOUT, create_agent_app
 from .app import BODY_TIMEOUT, MAX_BODY_BYTES, create_app
+from .metrics import Metrics
 from .protocol import Limits
 from .requestlog import ServerStats
+from .served import Served
+from .sessions import SessionStore
 
-__all__ = ["LLMServer", "HEADER_TIMEOUT", "CANCEL_GRACE"]
+__all__ = ["LLMServer", "AgentServer", "HEADER_TIMEOUT", "CANCEL_GRACE"]
 
 HEADER_TIMEOUT = 10.0
 """Seconds a connection may take to send a request's line and headers by default (slower: a
@@ -175,16 +179,11 @@ class LLMServer:
         limits: Limits | None = None,
         shutdown_timeout: float = 10.0,
     ):
-        for option, value in (
-            ("header_timeout", header_timeout),
-            ("shutdown_timeout", shutdown_timeout),
-        ):
-            if not (0 < value < math.inf):
-                raise RecaiError(f"{option} must be positive seconds, got {value}")
+        _check_timeouts(header_timeout, shutdown_timeout)
         self.stats = ServerStats()
         self.log = log
         self.max_concurrency = max_concurrency
-        self.app = create_app(
+        app = create_app(
             backends,
             model=model,
             api_key=api_key,
@@ -197,6 +196,13 @@ class LLMServer:
             log=log,
             middleware=middleware,
         )
+        self._setup(app, host, port, header_timeout, shutdown_timeout)
+
+    def _setup(
+        self, app: Any, host: str, port: int, header_timeout: float, shutdown_timeout: float
+    ) -> None:
+        """Bind the socket and make the uvicorn server of ``app`` (not started)."""
+        self.app = app
         self.backends: dict[str, LLMBackend] = self.app.state.backends
         self._service = self.app.state.service
         protocol = type("_Protocol", (_Protocol,), {"header_timeout": float(header_timeout)})
@@ -293,6 +299,93 @@ class LLMServer:
 
     def __repr__(self) -> str:
         return f"LLMServer({', '.join(self.backends)} at {self.base_url})"
+
+
+def _check_timeouts(header_timeout: float, shutdown_timeout: float) -> None:
+    for option, value in (
+        ("header_timeout", header_timeout),
+        ("shutdown_timeout", shutdown_timeout),
+    ):
+        if not (0 < value < math.inf):
+            raise RecaiError(f"{option} must be positive seconds, got {value}")
+
+
+class AgentServer(LLMServer):
+    """Serves a recipe's agents (and its LLM backends, rankers, retrievers and explainers) on
+    ``host:port``: the app of :func:`recai_serve.agentapp.create_agent_app` on uvicorn, with
+    :class:`LLMServer`'s life cycle (``start``/``stop``, a context manager, graceful shutdown).
+
+    ``served`` is a :class:`~recai_serve.served.Served` (or a mapping of agent names to agents);
+    ``sessions`` a session store (default: in memory); ``cors_origins`` the origins allowed to
+    call it from a browser (none by default); ``request_timeout`` the seconds an agent turn may
+    take. :attr:`sessions` is the store; :attr:`metrics` the per-route counters.
+
+    >>> from recai.roles import Agent
+    >>> from recai.types import Message
+    >>> class Echo(Agent):
+    ...     def reply(self, conversation):
+    ...         return Message.assistant(conversation[-1].content)
+    >>> with AgentServer({"echo": Echo()}) as server:
+    ...     server.base_url.startswith("http://127.0.0.1:")
+    True
+    """
+
+    def __init__(
+        self,
+        served: Served | Mapping[str, Agent],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_concurrency: int | None = None,
+        queue_timeout: float | None = None,
+        request_timeout: float | None = REQUEST_TIMEOUT,
+        api_key: str | None = None,
+        sessions: SessionStore | None = None,
+        cors_origins: Sequence[str] = (),
+        log: Callable[[str], None] | None = None,
+        middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
+        body_timeout: float | None = BODY_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
+        limits: Limits | None = None,
+        shutdown_timeout: float = 10.0,
+        page: bool = True,
+    ):
+        _check_timeouts(header_timeout, shutdown_timeout)
+        if not isinstance(served, Served):
+            served = Served(agents=dict(served))
+        self.served = served
+        self.stats = ServerStats()
+        self.log = log
+        self.max_concurrency = max_concurrency
+        app = create_agent_app(
+            served,
+            api_key=api_key,
+            max_concurrency=max_concurrency,
+            queue_timeout=queue_timeout,
+            request_timeout=request_timeout,
+            max_body_bytes=max_body_bytes,
+            body_timeout=body_timeout,
+            limits=limits,
+            sessions=sessions,
+            cors_origins=cors_origins,
+            stats=self.stats,
+            log=log,
+            middleware=middleware,
+            page=page,
+        )
+        self.sessions: SessionStore = app.state.sessions
+        self.metrics: Metrics = app.state.metrics
+        self._setup(app, host, port, header_timeout, shutdown_timeout)
+
+    def serve_forever(self) -> None:
+        try:
+            super().serve_forever()
+        finally:
+            self.sessions.close()
+
+    def __repr__(self) -> str:
+        return f"AgentServer({', '.join(self.served.agents)} at {self.base_url})"
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -1,0 +1,148 @@
+"""What a recipe serves: its agents, LLM backends, rankers, retrievers and explainers, built and
+fitted, and the dataset they share (:class:`Served`; :func:`served_from_recipe`).
+
+``recai serve recipe.toml`` builds every component of the recipe but its evaluators through the
+kernel's recipe runtime (:func:`recai.recipe.build`), then fits the ones that learn on all of
+the dataset's interactions (:meth:`recai.data.Split.full`) through :class:`recai.RunContext`,
+which caches each fit under ``<out>/artifacts/<fingerprint>`` so the next start loads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recai.errors import RecaiError
+from recai.roles import Agent, Explainer, LLMBackend, Ranker, Retriever, Role
+
+__all__ = ["Served", "served_from_recipe"]
+
+
+@dataclass
+class Served:
+    """The components a server answers with, by recipe name, and their dataset.
+
+    ``dataset`` (a :class:`recai.data.Dataset`, or None) gives item ids, titles and attributes,
+    and the users' histories: without it the REST routes that name items answer 400.
+    """
+
+    agents: dict[str, Agent] = field(default_factory=dict)
+    backends: dict[str, LLMBackend] = field(default_factory=dict)
+    rankers: dict[str, Ranker] = field(default_factory=dict)
+    retrievers: dict[str, Retriever] = field(default_factory=dict)
+    explainers: dict[str, Explainer] = field(default_factory=dict)
+    dataset: Any = None
+
+    def __post_init__(self) -> None:
+        kinds: tuple[tuple[str, dict[str, Any], type], ...] = (
+            ("agents", self.agents, Agent),
+            ("backends", self.backends, LLMBackend),
+            ("rankers", self.rankers, Ranker),
+            ("retrievers", self.retrievers, Retriever),
+            ("explainers", self.explainers, Explainer),
+        )
+        for what, table, cls in kinds:
+            for name, obj in table.items():
+                if not isinstance(obj, cls):
+                    raise RecaiError(
+                        f"{what}[{name!r}]: {type(obj).__name__} is not a {cls.__name__}"
+                    )
+        clash = set(self.agents) & set(self.backends)
+        if clash:
+            raise RecaiError(
+                f"{sorted(clash)[0]!r} names both an agent and an LLM backend: a model name must "
+                "be one of them"
+            )
+
+
+def served_from_recipe(
+    path: str,
+    *,
+    component: str | None = None,
+    dataset: str | None = None,
+    out: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Served, Path]:
+    """Build and fit what ``recai serve RECIPE`` serves; returns it and the fit cache folder.
+
+    ``component`` serves that one agent (else every agent of the recipe). ``dataset`` names the
+    recipe's dataset component when it has several. ``out`` (default ``runs/<recipe>-serve``)
+    keeps the fitted models. Every problem is a :class:`~recai.errors.RecaiError` naming the
+    recipe and the option.
+    """
+    from recai.data import Split
+    from recai.plugins import get_plugin_manager
+    from recai.recipe import build, check, load_recipe
+    from recai.runtime import RunContext
+
+    say = log or (lambda line: print(f"recai serve: {line}", file=sys.stderr, flush=True))
+    recipe = load_recipe(path)
+    pm = get_plugin_manager()
+    plan = check(recipe, pm.registry())
+
+    def playing(role: Role) -> list[str]:
+        return [n for n, e in plan.resolved.items() if role in e.roles]
+
+    agents = playing(Role.AGENT)
+    if component is not None:
+        if component not in agents:
+            close = difflib.get_close_matches(component, agents, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RecaiError(
+                f"{recipe.source}: --component {component!r} is not an agent.{hint} agents: "
+                f"{', '.join(agents) or 'none'}"
+            )
+        agents = [component]
+    sources = playing(Role.DATASET)
+    if dataset is not None and dataset not in sources:
+        raise RecaiError(
+            f"{recipe.source}: --dataset {dataset!r} is not a dataset component; datasets: "
+            f"{', '.join(sources) or 'none'}"
+        )
+    if dataset is None and len(sources) > 1:
+        raise RecaiError(
+            f"{recipe.source}: name the dataset whose items and users to serve, --dataset NAME "
+            f"(it has {len(sources)}: {', '.join(sources)})"
+        )
+    chosen = dataset if dataset is not None else (sources[0] if sources else None)
+    wanted = [n for n in plan.order if Role.EVALUATOR not in plan.resolved[n].roles]
+    if component is not None:  # that agent, what it takes, and the rest of the recipe's models
+        others = set(playing(Role.AGENT)) - {component}
+        keep = set(plan.needed_for([component]))
+        wanted = [n for n in wanted if n in keep or n not in others]
+    built = build(recipe, pm, only=wanted)
+    served = Served(
+        agents={n: built[n] for n in agents},
+        backends={n: built[n] for n in playing(Role.LLM_BACKEND) if n in built},
+        rankers={n: built[n] for n in playing(Role.RANKER) if n in built},
+        retrievers={n: built[n] for n in playing(Role.RETRIEVER) if n in built},
+        explainers={n: built[n] for n in playing(Role.EXPLAINER) if n in built},
+    )
+    folder = Path(out) if out is not None else Path("runs") / f"{Path(str(path)).stem}-serve"
+    if chosen is None:
+        return served, folder
+    served.dataset = built[chosen].dataset()
+    learners = [
+        obj
+        for table in (served.rankers, served.retrievers, served.explainers, served.agents)
+        for obj in table.values()
+        if callable(getattr(obj, "fit", None))
+    ]
+    if learners:
+        seed = recipe.run.seed if recipe.run is not None else 0
+        ctx = RunContext(folder, seed=seed, built=built, progress=True)
+        split = Split.full(served.dataset)
+        say(f"fitting on all of {served.dataset.name} (cached under {folder}/artifacts)")
+        start = time.perf_counter()
+        seen: set[int] = set()
+        for obj in learners:
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                ctx.fit(obj, split)
+        say(f"fitted in {time.perf_counter() - start:.1f} s")
+    return served, folder
