@@ -1048,7 +1048,8 @@ def run(args: argparse.Namespace) -> int:
         import anyio
 
         _log(f"serving {name}'s tools over stdio")
-        anyio.run(server.run_stdio_async)
+        with _unbuffered_stdout():
+            anyio.run(server.run_stdio_async)
         return 0
     return _serve_http(server, name, args.host, port, api_key)
 
@@ -1128,6 +1129,25 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def _unbuffered_stdout() -> Iterator[None]:
+    """``sys.stdout`` writes straight to descriptor 1 while serving: the SDK points that
+    descriptor at stderr and keeps the protocol on a private copy, so a stray print lands on
+    stderr at once (a buffered one would be flushed onto the protocol at exit)."""
+    import io
+
+    sys.stdout.flush()
+    saved = sys.stdout
+    raw = io.FileIO(1, "wb", closefd=False)
+    sys.stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", write_through=True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        sys.stdout = saved
+
+
 def _serve_http(server: Any, name: str, host: str, port: int, api_key: str | None) -> int:
     import socket
 
@@ -1150,8 +1170,18 @@ def _serve_http(server: Any, name: str, host: str, port: int, api_key: str | Non
         _log(f"warning: listening on {host} without --api-key-env and without TLS")
     shown = f"[{host}]" if ":" in host else host
     print(f"recai mcp: {name}'s tools at http://{shown}:{bound}/mcp (Ctrl-C stops)", flush=True)
+
+    class _Server(uvicorn.Server):
+        """SIGINT or SIGTERM stops serving (requests in flight get 10 s), a second one at once,
+        and the command exits 0 (uvicorn's own handler re-raises the signal afterwards)."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
     _log("stopped")
     return 0
 
