@@ -47,6 +47,7 @@
     session: null, // the server's id of this conversation (null: the next message starts one)
     controller: null, // aborts the request in flight
     turn: 0,
+    generation: 0, // bumped by a new conversation: answers of the old one are dropped
     key: readStore(KEY_STORE),
   };
 
@@ -142,7 +143,7 @@
   function showError(err) {
     let message;
     if (err instanceof ApiError) {
-      const details = [`HTTP ${err.status}`];
+      const details = [err.status ? `HTTP ${err.status}` : "during the answer"];
       if (err.code) details.push(`code ${err.code}`);
       if (err.param) details.push(`field ${err.param}`);
       message = `${err.message} (${details.join(", ")})`;
@@ -240,6 +241,7 @@
   }
 
   function newConversation(note) {
+    state.generation += 1;
     if (state.controller) state.controller.abort();
     state.session = null;
     state.turn = 0;
@@ -288,6 +290,7 @@
     reply.bubble.classList.add("pending");
     const controller = new AbortController();
     state.controller = controller;
+    const generation = state.generation;
     busy(true);
     setStatus("Thinking…");
     const started = performance.now();
@@ -316,7 +319,7 @@
         } catch (e) {
           throw new Error(`the server sent an event that is not JSON: ${clip(data, 120)}`);
         }
-        if (chunk.error) throw new ApiError(200, chunk.error);
+        if (chunk.error) throw new ApiError(0, chunk.error); // after the answer began
         if (chunk.recai) recai = chunk.recai;
         const choice = (chunk.choices || [])[0];
         if (!choice) continue;
@@ -327,6 +330,7 @@
         }
         if (choice.finish_reason) finished = true;
       }
+      if (generation !== state.generation) return; // the conversation was left meanwhile
       if (!done || !finished) {
         throw new Error("The answer stopped before it was complete (the stream ended early).");
       }
@@ -342,6 +346,7 @@
       const n = recai && Array.isArray(recai.items) ? recai.items.length : 0;
       setStatus(`Answered in ${seconds} s${n ? `, ${plural(n, "item")}` : ""}.`);
     } catch (err) {
+      if (generation !== state.generation) return;
       reply.bubble.classList.remove("pending");
       reply.bubble.classList.add("failed");
       if (!reply.body.textContent) reply.body.textContent = "(no answer)";
@@ -513,12 +518,13 @@
     if (!steps) return el("pre", { class: "plan-json" }, JSON.stringify(plan, null, 1));
     const list = el("ol", { class: "plan" });
     for (const step of steps) {
-      const input = step && step.input !== undefined ? compact(step.input) : "";
+      const s = step && typeof step === "object" ? step : { tool: step };
+      const input = s.input !== undefined ? compact(s.input) : "";
       list.append(
         el(
           "li",
           {},
-          el("code", { class: "tool" }, String(step && step.tool)),
+          el("code", { class: "tool" }, String(s.tool ?? s.name ?? "?")),
           input && input !== "{}" ? el("span", { class: "input", title: input }, ` ${clip(input, MAX_INPUT)}`) : null,
         ),
       );
@@ -548,7 +554,8 @@
     for (const step of trace) {
       const s = step && typeof step === "object" ? step : { tool: String(step) };
       const input = compact(s.input);
-      const size = s.out_size ?? s.output_size ?? s.items_left ?? "";
+      const sizes = [s.out_size, s.output_size, s.items_left, s.output];
+      const size = sizes.find((v) => typeof v === "number") ?? "";
       const ms = typeof s.seconds === "number" ? (s.seconds * 1000).toFixed(1) : "";
       const row = el(
         "tr",

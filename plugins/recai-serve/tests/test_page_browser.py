@@ -1,0 +1,503 @@
+"""The web chat page in a real browser: Debian's headless chromium, driven by selenium 4 through
+Debian's chromedriver (nothing is downloaded at run time), against the real agent server
+(:class:`recai_serve.server.AgentServer` on loopback) serving a fast test agent
+over the real MovieLens-100K catalog.
+
+The page loads, a message is sent (Enter), the reply streams in pieces, item cards show real
+catalog titles with their genres and year, the side panel shows the turn's plan and tool trace,
+a like is acknowledged and reaches the agent's profile, a second message continues the server's
+session; model and user text with ``<script>`` in it stays text; the browser enforces the page's
+Content-Security-Policy and reports no violation; errors in OpenAI's shape are shown in the
+page. A screenshot is saved under pytest's tmp dir and copied to ``runs/test-artifacts/`` (or
+``$RECAI_TEST_ARTIFACTS``); its path is printed.
+
+Set-up: ``scripts/browser.sh`` installs chromium and chromium-driver (the test runs it when they
+are missing); the tests are skipped, saying why, only when that cannot be done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recai.roles import Agent
+from recai.types import AgentTurn, Message
+
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="selenium is not installed (it is in recai's test extra)"
+)
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+AGENT = "shelf"
+KEY = "page-test-key-5b1e"
+WAIT = 60.0  # seconds for anything the page does (generous: a shared, loaded machine)
+
+
+# -- a fast agent over a real catalog --------------------------------------------------------------
+class ShelfAgent(Agent):
+    """Recommends the most popular items of the genres named in the request (and of its decade,
+    "90s" style), writes its reply in pieces through ``on_text``, echoes the request (so that
+    hostile text comes back as model text), traces its two steps, and keeps profiles in memory.
+    A request saying ``explode`` fails before it writes, one saying ``midway`` after its first
+    piece."""
+
+    GENRES = {"sci-fi": "Sci-Fi", "comed": "Comedy", "horror": "Horror", "drama": "Drama"}
+
+    def __init__(self, dataset: Any, k: int = 4, pause: float = 0.02):
+        self.pause = pause
+        self.stopped = threading.Event()  # on_text raised: the server stopped the turn
+        self.dataset = dataset
+        self.catalog = dataset.catalog
+        self.k = k
+        self.popularity = dataset.interactions.item_counts()
+        self.profiles: dict[str, dict[str, list[str]]] = {}
+        self.conversations: list[list[Message]] = []
+        self.turns: list[AgentTurn] = []
+
+    def reply(self, conversation: Sequence[Message]) -> Message:
+        return Message.assistant(self.respond(conversation).text)
+
+    def respond(
+        self,
+        conversation: Sequence[Message],
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> AgentTurn:
+        start = time.perf_counter()
+        self.conversations.append(list(conversation))
+        request = next(m.content for m in reversed(conversation) if m.role == "user")
+        if "explode" in request:
+            raise RuntimeError("the shelf fell over")
+        words = request.lower()
+        genres = [g for key, g in self.GENRES.items() if key in words]
+        decade = next((1900 + d for d in range(20, 100, 10) if f"{d}s" in words), None)
+        catalog, trace = self.catalog, []
+        t = time.perf_counter()
+        keep = [
+            i
+            for i in range(catalog.n_items)
+            if all(g in catalog.fields["genres"][i] for g in genres)
+            and (decade is None or decade <= catalog.fields["year"][i] < decade + 10)
+        ]
+        step = {"genres": genres, "decade": decade}
+        trace.append(_step("hard_filter", step, len(keep), time.perf_counter() - t))
+        t = time.perf_counter()
+        shown = set(self._listed(conversation))  # listed earlier in this conversation
+        ranked = sorted((i for i in keep if i not in shown), key=lambda i: -self.popularity[i])
+        picks = ranked[: self.k]
+        trace.append(_step("ranking", {"by": "popularity"}, len(picks), time.perf_counter() - t))
+        items = [
+            {
+                "id": str(catalog.ids[i]),
+                "title": catalog.title(i),
+                "evidence": {
+                    "kept_by": ["hard_filter", "ranking"],
+                    "score": float(self.popularity[i]),
+                },
+            }
+            for i in picks
+        ]
+        pieces = [f"You asked: {request}\n", f"Here are {len(picks)} picks:"]
+        pieces += [f"\n{n}. {catalog.title(i)}" for n, i in enumerate(picks, 1)]
+        for piece in pieces:
+            if on_text is not None:
+                try:
+                    on_text(piece)
+                except BaseException:
+                    self.stopped.set()
+                    raise
+                time.sleep(self.pause)  # a writer's pace: the page must show pieces as they come
+            if "midway" in request:
+                raise RuntimeError("the shelf broke midway")
+        plan = {"steps": [{"tool": s["tool"], "input": s["input"]} for s in trace]}
+        user = self._user(conversation)
+        turn = AgentTurn(
+            "".join(pieces),
+            items,
+            trace,
+            plan,
+            llm_calls=0,
+            seconds=time.perf_counter() - start,
+            profile=self._profile(user) if user else {},
+        )
+        self.turns.append(turn)
+        return turn
+
+    def remember(
+        self, user: str, *, liked: Sequence[str] = (), disliked: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        profile = self.profiles.setdefault(user, {"liked": [], "disliked": []})
+        for side, ids in (("liked", liked), ("disliked", disliked)):
+            for item in ids:
+                other = profile["disliked" if side == "liked" else "liked"]
+                if item in other:
+                    other.remove(item)
+                if item not in profile[side]:
+                    profile[side].append(item)
+        return self._profile(user)
+
+    def _profile(self, user: str) -> dict[str, Any]:
+        profile = self.profiles.get(user, {"liked": [], "disliked": []})
+        ref = lambda i: {"id": i, "title": self.catalog.title(self.catalog.index(i))}  # noqa: E731
+        return {
+            "user": user,
+            "liked": [ref(i) for i in profile["liked"]],
+            "disliked": [ref(i) for i in profile["disliked"]],
+        }
+
+    def _user(self, conversation: Sequence[Message]) -> str | None:
+        for m in conversation:
+            if m.role == "system" and m.name == "recai_context":
+                user = json.loads(m.content).get("user")
+                return None if user is None else str(user)
+        return None
+
+    def _listed(self, conversation: Sequence[Message]) -> list[int]:
+        titles = {self.catalog.title(i): i for i in range(self.catalog.n_items)}
+        out = []
+        for m in conversation:
+            if m.role == "assistant":
+                for line in m.content.splitlines():
+                    head = line.partition(". ")[2]
+                    if head in titles:
+                        out.append(titles[head])
+        return out
+
+
+def _step(tool: str, given: dict[str, Any], size: int, seconds: float) -> dict[str, Any]:
+    return {"tool": tool, "input": given, "out_size": size, "seconds": seconds, "error": None}
+
+
+# -- the server and the browser --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dataset() -> Any:
+    from recai.plugins import get_plugin_manager
+    from recai.roles import Role
+
+    return get_plugin_manager().create(Role.DATASET, "movielens-100k.v1").load()
+
+
+@pytest.fixture(scope="module")
+def agent(dataset: Any) -> ShelfAgent:
+    return ShelfAgent(dataset)
+
+
+@pytest.fixture(scope="module")
+def slow_agent(dataset: Any) -> ShelfAgent:
+    return ShelfAgent(dataset, pause=1.0)
+
+
+@pytest.fixture(scope="module")
+def server(agent: ShelfAgent, slow_agent: ShelfAgent, dataset: Any) -> Iterator[str]:
+    from recai_serve.served import Served
+    from recai_serve.server import AgentServer
+
+    served = Served(agents={AGENT: agent, "slow": slow_agent}, dataset=dataset)
+    with AgentServer(served, shutdown_timeout=2) as running:
+        yield running.url
+
+
+@pytest.fixture(scope="module")
+def keyed_server(dataset: Any) -> Iterator[str]:
+    from recai_serve.served import Served
+    from recai_serve.server import AgentServer
+
+    served = Served(agents={AGENT: ShelfAgent(dataset)}, dataset=dataset)
+    with AgentServer(served, api_key=KEY, shutdown_timeout=2) as running:
+        yield running.url
+
+
+def _chromium() -> None:
+    """Chromium and its driver, installed by scripts/browser.sh when missing (else a skip
+    saying why)."""
+    if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
+        return
+    done = subprocess.run(
+        [str(REPO / "scripts" / "browser.sh")], capture_output=True, text=True, timeout=900
+    )
+    if done.returncode != 0 or not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        why = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+        pytest.skip(f"chromium and chromedriver cannot be installed here: {why}")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # root in a container has no user namespaces for the sandbox
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--disable-component-update",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # an explicit driver path: selenium's manager (which downloads drivers) never runs
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: Any, what: Callable[[Any], Any], message: str) -> Any:
+    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(what, message)
+
+
+def _open(driver: Any, url: str) -> None:
+    driver.get(url + "/")
+    driver.get_log("browser")  # start the log afresh for this page
+
+
+def _send(driver: Any, text: str) -> None:
+    box = driver.find_element(By.ID, "message")
+    box.clear()
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+
+
+def _answered(driver: Any, n: int) -> Callable[[Any], bool]:
+    """The n-th answer is complete (the page's status line says so, the Send button is back)."""
+
+    def done(d: Any) -> bool:
+        bubbles = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant")
+        pending = d.find_elements(By.CSS_SELECTOR, "#log .message.pending")
+        return len(bubbles) == n and not pending and d.find_element(By.ID, "send").is_enabled()
+
+    return done
+
+
+def _problems(driver: Any) -> list[str]:
+    """The browser's console errors and policy violations since the page was opened."""
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]
+    ]
+
+
+def _screenshot(driver: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> Path:
+    shot = tmp_path / name
+    assert driver.save_screenshot(str(shot)), "the browser made no screenshot"
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty image
+    folder = Path(os.environ.get("RECAI_TEST_ARTIFACTS") or REPO / "runs" / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / name
+    shutil.copyfile(shot, kept)
+    with capsys.disabled():
+        print(f"\n[recai-serve page] screenshot: {kept} (and {shot})")
+    return kept
+
+
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+# -- the tests -------------------------------------------------------------------------------------
+def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
+    browser: Any,
+    server: str,
+    agent: ShelfAgent,
+    dataset: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = browser
+    _open(d, server)
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
+    assert d.find_element(By.ID, "agent").get_attribute("value") == AGENT
+    assert d.find_element(By.ID, "key-form").is_displayed() is False  # no key needed here
+    # count the text pieces the reply arrives in
+    d.execute_script(
+        """
+        window.__pieces = 0;
+        new MutationObserver((records) => {
+          for (const r of records) for (const n of r.addedNodes)
+            if (n.nodeType === Node.TEXT_NODE && n.parentElement.closest('.message.assistant'))
+              window.__pieces += 1;
+        }).observe(document.getElementById('log'), {childList: true, subtree: true});
+        """
+    )
+    d.find_element(By.ID, "user").send_keys("1")  # MovieLens user 1: the server adds their history
+    request = f"some sci-fi films from the 90s {HOSTILE}"
+    _send(d, request)
+    _wait(d, _answered(d, 1), "the first answer never completed")
+
+    # the reply: streamed in pieces, the hostile text shown as text
+    assert agent.turns, "the agent was never asked"
+    turn = agent.turns[-1]
+    reply = d.find_element(By.CSS_SELECTOR, "#log .message.assistant .text")
+    assert reply.text == turn.text.strip()
+    assert HOSTILE in reply.text
+    assert d.execute_script("return window.__pieces") >= 3
+    said = d.find_element(By.CSS_SELECTOR, "#log .message.user .text")
+    assert said.text == request
+    assert d.execute_script("return window.__pwned") is None
+    assert d.find_elements(By.CSS_SELECTOR, "#log script, #log img") == []
+    # the server put the user's context first: their id and history
+    context = agent.conversations[-1][0]
+    assert context.name == "recai_context" and '"user": "1"' in context.content
+
+    # item cards: the agent's items, with real catalog titles, genres, year and evidence
+    cards = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant .card")
+    assert [c.get_attribute("data-item") for c in cards] == [i["id"] for i in turn.items]
+    assert len(cards) == 4
+    catalog = dataset.catalog
+    for card, item in zip(cards, turn.items, strict=True):
+        title = card.find_element(By.CSS_SELECTOR, "h3").text.partition(" ")[2]
+        index = catalog.index(item["id"])
+        assert title == catalog.title(index) == item["title"]
+        attrs = card.find_element(By.CSS_SELECTOR, ".attrs").text
+        assert "Sci-Fi" in attrs and str(int(catalog.fields["year"][index])) in attrs
+        assert 1990 <= catalog.fields["year"][index] < 2000
+        assert (
+            "kept by hard filter, ranking" in card.find_element(By.CSS_SELECTOR, ".evidence").text
+        )
+
+    # the side panel: the plan and the tool trace of the turn
+    turns = d.find_elements(By.CSS_SELECTOR, "#turns .turn")
+    assert len(turns) == 1
+    plan = [li.text for li in turns[0].find_elements(By.CSS_SELECTOR, "ol.plan li")]
+    assert [p.split(" ")[0] for p in plan] == ["hard_filter", "ranking"]
+    rows = turns[0].find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
+    cells = [[c.text for c in r.find_elements(By.CSS_SELECTOR, "th, td")] for r in rows]
+    assert [c[0] for c in cells] == ["hard_filter", "ranking"]
+    assert [int(c[2]) for c in cells] == [s["out_size"] for s in turn.trace]
+    assert all(float(c[3]) >= 0 for c in cells)
+    assert '"Sci-Fi"' in cells[0][1] and "1990" in cells[0][1]
+
+    # like the first card: acknowledged in the page, kept in the agent's profile of user 1
+    first = cards[0]
+    first.find_element(By.CSS_SELECTOR, "button.like").click()
+    _wait(d, lambda d: "Liked" in first.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    assert (
+        first.find_element(By.CSS_SELECTOR, "button.like").get_attribute("aria-pressed") == "true"
+    )
+    assert agent.profiles["1"]["liked"] == [turn.items[0]["id"]]
+    _wait(
+        d,
+        lambda d: turn.items[0]["title"] in d.find_element(By.ID, "profile").text,
+        "the profile panel does not show the liked title",
+    )
+    shot = _screenshot(d, tmp_path, capsys, "recai-serve-chat-page.png")
+
+    # a second message continues the session the server keeps: the agent sees the first turn
+    _send(d, "more sci-fi from the 90s please")
+    _wait(d, _answered(d, 2), "the second answer never completed")
+    conversation = agent.conversations[-1]
+    assert [m.role for m in conversation] == ["system", "user", "assistant", "user"]
+    assert conversation[1].content == request and conversation[2].content == turn.text
+    assert len(d.find_elements(By.CSS_SELECTOR, "#turns .turn")) == 2
+    again = [c.get_attribute("data-item") for c in d.find_elements(By.CSS_SELECTOR, ".card")][4:]
+    assert again and not set(again) & {i["id"] for i in turn.items}  # new items this time
+
+    # the page ran under its policy without a violation; the browser enforces it
+    assert _problems(d) == []
+    blocked = d.execute_script(
+        "try { document.body.innerHTML = '<b>x</b>'; return 'assigned'; }"
+        " catch (e) { return e.name; }"
+    )
+    assert blocked == "TypeError"  # Trusted Types: no string reaches the HTML parser
+    assert shot.exists()
+
+
+def test_errors_are_shown_in_the_page(browser: Any, server: str) -> None:
+    d = browser
+    _open(d, server)
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
+    _send(d, "please explode")
+    alert = d.find_element(By.ID, "error")
+    _wait(d, lambda d: alert.is_displayed(), "no error was shown")
+    text = d.find_element(By.ID, "error-text").text
+    assert "the shelf fell over" in text and "HTTP 500" in text
+    assert "failed" in d.find_element(By.CSS_SELECTOR, "#log .message.assistant").get_attribute(
+        "class"
+    )
+    # an error after the answer began: the server's error event, shown as such
+    _send(d, "sci-fi, but break midway")
+    _wait(d, _answered(d, 2), "the broken answer never ended")
+    _wait(d, lambda d: "broke midway" in d.find_element(By.ID, "error-text").text, "not shown")
+    assert "during the answer" in d.find_element(By.ID, "error-text").text
+    broken = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant")[-1]
+    assert "failed" in broken.get_attribute("class") and "You asked" in broken.text
+    # feedback for a user the server cannot name: the server's 400 is shown, the card says so
+    _send(d, "some comedy from the 80s")
+    _wait(d, _answered(d, 3), "the answer never completed")
+    card = d.find_element(By.CSS_SELECTOR, ".card")
+    card.find_element(By.CSS_SELECTOR, "button.dislike").click()
+    _wait(d, lambda d: "Not saved" in card.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    text = d.find_element(By.ID, "error-text").text
+    assert "whose feedback is it" in text and "field user" in text
+    d.find_element(By.ID, "error-close").click()
+    assert not alert.is_displayed()
+
+
+def test_stop_ends_a_streaming_answer_and_the_server_stops_the_turn(
+    browser: Any, server: str, slow_agent: ShelfAgent
+) -> None:
+    d = browser
+    _open(d, server)
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
+    Select(d.find_element(By.ID, "agent")).select_by_value("slow")
+    _send(d, "a slow horror film from the 80s")
+    reply = d.find_element(By.CSS_SELECTOR, "#log .message.assistant .text")
+    _wait(d, lambda d: "You asked" in reply.text, "the first piece never arrived")
+    stop = d.find_element(By.ID, "stop")
+    assert stop.is_displayed() and not d.find_element(By.ID, "send").is_enabled()
+    stop.click()
+    _wait(d, lambda d: d.find_element(By.ID, "status").text == "Stopped.", "not stopped")
+    assert d.find_element(By.ID, "send").is_enabled() and not stop.is_displayed()
+    assert "Here are" not in reply.text  # nothing after the stop
+    assert d.find_elements(By.CSS_SELECTOR, ".card") == []
+    assert not d.find_element(By.ID, "error").is_displayed()  # a stop is no error
+    # the browser closed the stream: the server stopped the agent at its next piece
+    assert slow_agent.stopped.wait(WAIT), "the agent's turn went on after the page stopped it"
+    assert len(slow_agent.turns) == 0  # the turn never finished
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the key guard of the agent server also refuses the page's own files, so a browser "
+    "cannot open the page of a server with a key (H2's report: exempt GET of page.PAGE_FILES)",
+)
+def test_a_server_with_a_key_gets_it_from_the_page_and_keeps_it_in_the_tab(
+    browser: Any, keyed_server: str
+) -> None:
+    d = browser
+    _open(d, keyed_server)
+    form = d.find_element(By.ID, "key-form")
+    _wait(d, lambda d: form.is_displayed(), "the page did not ask for the key")
+    assert "HTTP 401" in d.find_element(By.ID, "error-text").text
+    d.find_element(By.ID, "api-key").send_keys(KEY + Keys.ENTER)
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the key was not used")
+    assert not d.find_element(By.ID, "error").is_displayed()
+    assert d.execute_script("return sessionStorage.getItem('recai.apiKey')") == KEY
+    d.refresh()  # the tab keeps the key: no question this time
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the kept key was not used")
+    assert not d.find_element(By.ID, "key-form").is_displayed()
+    _send(d, "some drama")
+    _wait(d, _answered(d, 1), "the answer never completed")
+    assert d.find_elements(By.CSS_SELECTOR, ".card")
