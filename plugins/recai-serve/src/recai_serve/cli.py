@@ -1,6 +1,10 @@
-"""``recai serve``: one LLM backend over the OpenAI API (registered by :mod:`.plugin`).
+"""``recai serve``: a recipe's agents, or one LLM backend, over HTTP (registered by :mod:`.plugin`).
 
-The backend is a recipe's component (``recai serve recipe.toml -c brain``) or a registered name
+A recipe with agent components (``recai serve examples/agent.toml``) serves its agents on the
+OpenAI chat API with sessions, its LLM backends beside them, and the REST API over its
+rankers, retrievers and explainers (:class:`~recai_serve.server.AgentServer`); the learning
+components are fitted on all of the dataset once and cached under ``--out``. Otherwise the
+backend is a recipe's LLM component (``recai serve recipe.toml -c brain``) or a registered name
 with its params (``recai serve --use hf.v1 -p max_tokens=64``). The server is
 :class:`~recai_serve.server.LLMServer` in the foreground: SIGINT (Ctrl-C) or SIGTERM stops it
 and the command exits 0. Requests still waiting for the backend are cancelled at once;
@@ -74,6 +78,12 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
         out["queue_timeout"] = _number(
             "--queue-timeout", args.queue_timeout, float, 1e-3, 86400, seconds
         )
+    out["request_timeout"] = _number(
+        "--request-timeout", args.request_timeout, float, 1e-3, 86400, seconds
+    )
+    out["session_ttl"] = _number(
+        "--session-ttl", args.session_ttl, float, 1, 10**8, "a number of seconds from 1 to 10^8"
+    )
     for option, key, value in (
         ("--max-prompt-tokens", "max_prompt_tokens", args.max_prompt_tokens),
         ("--max-tokens-limit", "max_tokens", args.max_tokens_limit),
@@ -86,19 +96,24 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``recai serve``'s arguments to ``parser`` (the kernel's command hook calls this)."""
     parser.description = (
-        "Serve one LLM backend component over the OpenAI-compatible API: POST "
-        "/v1/chat/completions (streaming too), POST /v1/completions (prompt scoring), GET "
-        "/v1/models, GET /health, and Azure's /openai/deployments/NAME/... paths. Name it by a "
-        "recipe and --component, or by --use NAME with -p KEY=VALUE params. Stops on Ctrl-C or "
-        "SIGTERM."
+        "Serve a recipe's agents (POST /v1/chat/completions with sessions and streaming, "
+        "POST /v1/feedback, the REST API: /v1/recommend, /v1/items/ID/similar, /v1/search, "
+        "/v1/explain; /metrics, /openapi.json, /docs, the chat page at /), or one LLM backend "
+        "component over the OpenAI-compatible API: POST /v1/chat/completions (streaming too), "
+        "POST /v1/completions (prompt scoring), GET /v1/models, GET /health, and Azure's "
+        "/openai/deployments/NAME/... paths. Name it by a recipe (and --component), or by --use "
+        "NAME with -p KEY=VALUE params. Stops on Ctrl-C or SIGTERM."
     )
     parser.add_argument(
-        "recipe", nargs="?", help="recipe file whose LLM backend component to serve"
+        "recipe",
+        nargs="?",
+        help="recipe file: its agents are served (with its LLM backends and models), else its "
+        "LLM backend",
     )
     parser.add_argument(
         "--component",
         "-c",
-        help="the recipe's component to serve (needed if it has several LLM backends)",
+        help="the recipe's agent or LLM backend to serve (an LLM backend: only it, as before)",
     )
     parser.add_argument(
         "--use", help="registered name of an LLM backend to serve instead, e.g. hf.v1"
@@ -149,6 +164,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-env", metavar="VAR", help="require the key held by this environment variable"
     )
+    agents = parser.add_argument_group("serving agents (a recipe with agent components)")
+    agents.add_argument(
+        "--sessions",
+        metavar="FILE",
+        help="keep chat sessions in this SQLite file, across restarts (default: in memory)",
+    )
+    agents.add_argument(
+        "--session-ttl",
+        default="86400",
+        metavar="SECONDS",
+        help="forget a session unused this long (default 86400, a day)",
+    )
+    agents.add_argument(
+        "--request-timeout",
+        default="300",
+        metavar="SECONDS",
+        help="stop an agent turn running longer (at its next sentence) and answer 504 "
+        "(default 300)",
+    )
+    agents.add_argument(
+        "--cors",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages of this origin call the server (repeatable; default: none)",
+    )
+    agents.add_argument(
+        "--dataset", help="the recipe's dataset to serve (needed if it has several)"
+    )
+    agents.add_argument(
+        "--out",
+        metavar="DIR",
+        help="folder for fitted models (default runs/<recipe name>-serve); reused next time",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no request log on stderr")
     parser.set_defaults(func=run)
 
@@ -172,12 +221,18 @@ def run(args: argparse.Namespace) -> int:
             raise RecaiError(
                 f"--api-key-env {args.api_key_env}: that environment variable is not set (or empty)"
             )
+
+    def log(line: str) -> None:
+        print(f"recai serve: {line}", file=sys.stderr, flush=True)
+
     if args.recipe is not None:
         if args.param:
             raise RecaiError(
                 "--param gives the params of --use; a recipe's component takes its params "
                 "from the recipe"
             )
+        if _serves_agents(args.recipe, args.component):
+            return _serve_agents(args, numbers, api_key, log)
         backend, label = component_from_recipe(args.recipe, Role.LLM_BACKEND, args.component)
     else:
         if args.component is not None:
@@ -187,13 +242,21 @@ def run(args: argparse.Namespace) -> int:
         params = parse_params(args.param, example="max_tokens=64")
         backend = get_plugin_manager().create(Role.LLM_BACKEND, args.use, **params)
         label = args.use
+    for option, value in (
+        ("--sessions", args.sessions),
+        ("--dataset", args.dataset),
+        ("--out", args.out),
+        ("--cors", args.cors),
+    ):
+        if value:
+            raise RecaiError(
+                f"{option} is for serving agents; this serves the LLM backend {label!r} (a "
+                "recipe with agent components serves them)"
+            )
     model = args.model_name or label
 
-    def log(line: str) -> None:
-        print(f"recai serve: {line}", file=sys.stderr, flush=True)
-
     from .protocol import Limits
-    from .server import CANCEL_GRACE, LLMServer
+    from .server import LLMServer
 
     limits = Limits(
         max_prompt_tokens=numbers["max_prompt_tokens"], max_tokens=numbers["max_tokens"]
@@ -220,6 +283,105 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"recai serve: {label} as model {model!r} at {server.base_url} (Ctrl-C stops)", flush=True
     )
+    return _serve(server, numbers, log)
+
+
+def _serves_agents(recipe: str, component: str | None) -> bool:
+    """Whether ``recai serve RECIPE`` serves agents: the recipe has agent components and
+    ``--component`` names none of its LLM backends."""
+    from recai.plugins import get_plugin_manager
+    from recai.recipe import check, load_recipe
+    from recai.roles import Role
+
+    plan = check(load_recipe(recipe), get_plugin_manager().registry())
+    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
+    if not agents:
+        return False
+    if component is None or component in agents:
+        return True
+    entry = plan.resolved.get(component)
+    return entry is None or Role.LLM_BACKEND not in entry.roles
+
+
+def _serve_agents(
+    args: argparse.Namespace, numbers: dict[str, Any], api_key: str | None, log: Any
+) -> int:
+    """Serve the recipe's agents (and what else it serves) until a signal; return 0."""
+    from recai.errors import RecaiError
+
+    from .protocol import Limits
+    from .served import served_from_recipe
+    from .server import AgentServer
+    from .sessions import MemorySessions, SQLiteSessions
+
+    if args.model_name:
+        raise RecaiError(
+            "--model-name renames the one LLM backend served; agents are served under their "
+            "recipe names"
+        )
+    for origin in args.cors:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise RecaiError(
+                f"--cors {origin[:80]!r}: an origin is scheme://host[:port], e.g. "
+                "http://localhost:3000"
+            )
+    sessions: Any
+    if args.sessions:
+        sessions = SQLiteSessions(args.sessions, ttl=numbers["session_ttl"])
+    else:
+        sessions = MemorySessions(ttl=numbers["session_ttl"])
+    served, _ = served_from_recipe(
+        args.recipe, component=args.component, dataset=args.dataset, out=args.out, log=log
+    )
+    limits = Limits(
+        max_prompt_tokens=numbers["max_prompt_tokens"], max_tokens=numbers["max_tokens"]
+    )
+    try:
+        server = AgentServer(
+            served,
+            host=args.host,
+            port=numbers["port"],
+            max_concurrency=numbers["max_concurrency"] or None,
+            queue_timeout=numbers["queue_timeout"],
+            request_timeout=numbers["request_timeout"],
+            shutdown_timeout=numbers["shutdown_timeout"],
+            limits=limits,
+            api_key=api_key,
+            sessions=sessions,
+            cors_origins=args.cors,
+            log=None if args.quiet else log,
+        )
+    except OSError as e:
+        sessions.close()
+        raise RecaiError(
+            f"cannot listen on {args.host}:{numbers['port']}: {e.strerror or e}"
+        ) from None
+    if args.host not in _LOOPBACK and api_key is None:
+        log(f"warning: listening on {args.host} without --api-key-env and without TLS")
+    others = [
+        f"{kind} {', '.join(table)}"
+        for kind, table in (
+            ("LLM backends", served.backends),
+            ("rankers", served.rankers),
+            ("retrievers", served.retrievers),
+            ("explainers", served.explainers),
+        )
+        if table
+    ]
+    print(
+        f"recai serve: agents {', '.join(served.agents)}"
+        + (f" (with {'; '.join(others)})" if others else "")
+        + f" at {server.base_url} (chat page {server.url}/, API docs {server.url}/docs; "
+        "Ctrl-C stops)",
+        flush=True,
+    )
+    return _serve(server, numbers, log)
+
+
+def _serve(server: Any, numbers: dict[str, Any], log: Any) -> int:
+    """Run ``server`` in the foreground until SIGINT/SIGTERM; return 0."""
+    from .server import CANCEL_GRACE
+
     signals = 0
 
     def stop(signum: int, frame: Any) -> None:
