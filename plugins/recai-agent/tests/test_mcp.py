@@ -317,6 +317,77 @@ def test_chat_gives_the_agent_the_users_context_and_the_whole_conversation(
     assert not {i.title for i in first.items} & history  # the agent left out what they saw
 
 
+def test_feedback_adds_to_the_users_profile_and_needs_a_user(server: Any) -> None:
+    liked = ok(server, "feedback", item="Fargo", value="like", user="7")["profile"]
+    assert "Fargo (1996)" in [i["title"] for i in liked["liked"]]
+    disliked = ok(server, "feedback", item="13", value="dislike", user="7")["profile"]
+    assert "Fargo (1996)" in [i["title"] for i in disliked["disliked"]]
+    assert "Fargo (1996)" not in [i["title"] for i in disliked["liked"]]
+    anonymous = ok(server, "chat", message="hello")["session"]
+    assert "name the user" in refused(server, "feedback", item="1", value="like", session=anonymous)
+
+
+def test_feedback_to_an_agent_without_profiles_says_so(knn: Any) -> None:
+    agent = fresh_plugin_manager(autoload=True).create(
+        "agent", "ranker-agent.v1", dataset=FilmsSource(), ranker=knn
+    )
+    server = build_server(AgentToolbox(agent, name="ranker"))
+    text = refused(server, "feedback", item="1", value="like", user="3")
+    assert "agent 'ranker' keeps no user profile" in text
+    turn = ok(server, "chat", message="anything good?", user="3")  # its reply still comes
+    assert turn["text"] and turn["session"]
+
+
+def test_sessions_end_after_their_idle_time_and_the_oldest_go_first(knn: Any) -> None:
+    agent = InterecAgent(dataset=FilmsSource(), llm=RulesBrain(), ranker=knn, similarity=knn)
+    box = AgentToolbox(agent, name="agent", max_sessions=2, session_ttl=0.2)
+    first = box.chat("sci-fi please").session
+    second = box.chat("comedies please").session
+    third = box.chat("dramas please").session  # the oldest, first, makes room
+    with pytest.raises(recai.RecaiError, match="no conversation"):
+        box.chat("more", session=first)
+    assert box.chat("more", session=second).session == second
+    import time
+
+    time.sleep(0.3)
+    with pytest.raises(recai.RecaiError, match="no conversation"):
+        box.chat("more", session=third)
+
+
+def test_concurrent_conversations_do_not_cross(server: Any) -> None:
+    asks = {"3": "sci-fi films", "4": "comedies", "5": "crime films", "6": "horror films"}
+
+    async def body(client: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        async def talk(user: str, text: str) -> None:
+            first = (
+                await client.call_tool("chat", {"message": text, "user": user})
+            ).structured_content
+            args = {"message": "more please", "session": first["session"]}
+            again = (await client.call_tool("chat", args)).structured_content
+            out[user] = (first, again)
+
+        async with anyio.create_task_group() as tg:
+            for user, text in asks.items():
+                tg.start_soon(talk, user, text)
+        return out
+
+    out = session(server, body)
+    sessions = {first["session"] for first, _ in out.values()}
+    assert len(sessions) == len(asks)
+    want = {"3": "Sci-Fi", "4": "Comedy", "5": "Crime", "6": "Horror"}
+    for user, (first, again) in out.items():
+        assert again["session"] == first["session"]
+        assert first["items"], (user, first["text"])
+        assert all(want[user] in genres_of(i["title"]) for i in first["items"]), (user, first)
+        # the follow-up is planned from its own conversation: the same genre, none shown again
+        steps = {s["tool"]: s["input"] for s in again["plan"]["steps"]}
+        assert steps["hard_filter"]["genres"] == [want[user]], (user, again["plan"])
+        shown = {i["title"] for i in first["items"]}
+        assert again["items"] and not shown & {i["title"] for i in again["items"]}
+
+
 # -- bad calls -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("tool", "args", "says"),
