@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from recai.roles import Agent
-from recai.types import AgentTurn, Message
+from recai.roles import Agent, LLMBackend
+from recai.types import AgentTurn, Completion, Message
 
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="selenium is not installed (it is in recai's test extra)"
@@ -501,3 +501,124 @@ def test_a_server_with_a_key_gets_it_from_the_page_and_keeps_it_in_the_tab(
     _send(d, "some drama")
     _wait(d, _answered(d, 1), "the answer never completed")
     assert d.find_elements(By.CSS_SELECTOR, ".card")
+
+
+# -- the page with the real InteRecAgent -----------------------------------------------------------
+class PlanningBrain(LLMBackend):
+    """InteRecAgent's brain as a script: the plan (asked under a JSON schema) filters the
+    genre and years the request names, ranks by the user's taste and maps; the reply is streamed
+    in small pieces. Records its calls."""
+
+    capabilities = frozenset({"json_schema", "stream"})
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        self.calls += 1
+        if options.get("json_schema") is not None:
+            steps = [
+                {
+                    "tool": "hard_filter",
+                    "input": {"genres": ["Sci-Fi"], "year_min": 1990, "year_max": 1999},
+                },
+                {"tool": "ranking", "input": {"by": "preference"}},
+                {"tool": "map", "input": {}},
+            ]
+            return Completion(json.dumps({"steps": steps}))
+        return Completion("Here are science fiction films from the nineties for you.")
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[str]:
+        text = self.chat(messages, **options).text
+        for i in range(0, len(text), 6):
+            yield text[i : i + 6]
+
+
+@pytest.fixture(scope="module")
+def interecagent(dataset: Any) -> Agent:
+    import recai
+    from recai.data import Split
+    from recai.roles import DatasetSource
+
+    try:
+        knn = recai.create("ranker", "itemknn.v1", neighbors=50)
+        agent = recai.create(
+            "agent",
+            "interecagent.v1",
+            dataset=DatasetSource.of(dataset),
+            llm=PlanningBrain(),
+            ranker=knn,
+            similarity=knn,
+            k=4,
+            plan_decoding="generate",
+        )
+    except recai.errors.RecaiError as e:  # recai-agent or recai-classic not installed
+        pytest.skip(f"InteRecAgent cannot be built here: {e}")
+    split = Split.full(dataset)
+    knn.fit(split)
+    agent.fit(split)
+    return agent
+
+
+@pytest.fixture(scope="module")
+def agent_server(interecagent: Agent, dataset: Any) -> Iterator[str]:
+    from recai_serve.served import Served
+    from recai_serve.server import AgentServer
+
+    served = Served(agents={"interecagent": interecagent}, dataset=dataset)
+    with AgentServer(served, shutdown_timeout=2) as running:
+        yield running.url
+
+
+def test_the_page_shows_interecagents_plan_trace_and_grounded_cards(
+    browser: Any,
+    agent_server: str,
+    interecagent: Agent,
+    dataset: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    d = browser
+    _open(d, agent_server)
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
+    assert d.find_element(By.ID, "agent").get_attribute("value") == "interecagent"
+    d.find_element(By.ID, "user").send_keys("1")
+    _send(d, "some sci-fi films from the 90s")
+    _wait(d, _answered(d, 1), "InteRecAgent's answer never completed")
+    assert not d.find_element(By.ID, "error").is_displayed(), d.find_element(By.ID, "error").text
+
+    catalog = dataset.catalog
+    cards = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant .card")
+    assert 1 <= len(cards) <= 4
+    reply = d.find_element(By.CSS_SELECTOR, "#log .message.assistant .text").text
+    for card in cards:
+        index = catalog.index(card.get_attribute("data-item"))
+        title = card.find_element(By.CSS_SELECTOR, "h3").text.partition(" ")[2]
+        assert title == catalog.title(index) and title in reply  # grounded: listed in the reply
+        assert "Sci-Fi" in catalog.fields["genres"][index]
+        assert 1990 <= catalog.fields["year"][index] <= 1999
+        attrs = card.find_element(By.CSS_SELECTOR, ".attrs").text
+        assert "Sci-Fi" in attrs and str(int(catalog.fields["year"][index])) in attrs
+        assert (
+            "kept by hard filter, ranking" in card.find_element(By.CSS_SELECTOR, ".evidence").text
+        )
+
+    turn = d.find_element(By.CSS_SELECTOR, "#turns .turn")
+    plan = [li.text.split(" ")[0] for li in turn.find_elements(By.CSS_SELECTOR, "ol.plan li")]
+    assert plan == ["hard_filter", "ranking", "map"]
+    rows = turn.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
+    cells = [[c.text for c in r.find_elements(By.CSS_SELECTOR, "th, td")] for r in rows]
+    assert [c[0] for c in cells] == ["hard_filter", "ranking", "map"]
+    left = [int(c[2]) for c in cells]
+    assert left == sorted(left, reverse=True) and left[-1] == len(cards)
+    assert "1 LLM call" in turn.text or "2 LLM calls" in turn.text
+
+    first = cards[0]
+    first.find_element(By.CSS_SELECTOR, "button.like").click()
+    _wait(d, lambda d: "Liked" in first.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    liked = [x["id"] for x in interecagent.remember("1")["liked"]]
+    assert first.get_attribute("data-item") in liked
+    title = catalog.title(catalog.index(first.get_attribute("data-item")))
+    _wait(d, lambda d: title in d.find_element(By.ID, "profile").text, "profile not shown")
+    assert _problems(d) == []
+    _screenshot(d, tmp_path, capsys, "recai-serve-chat-page-interecagent.png")

@@ -410,7 +410,9 @@
       parts.push(`similar to ${seeds.slice(0, 2).map(String).join(", ")}${more}`);
     }
     if (Array.isArray(ev.kept_by) && ev.kept_by.length) {
-      parts.push(`kept by ${ev.kept_by.map((t) => String(t).replace(/_/g, " ")).join(", ")}`);
+      // "hard_filter: genres=['Sci-Fi'], ..." -> "hard filter" (the details show it all)
+      const tools = ev.kept_by.map((t) => String(t).split(":")[0].replace(/_/g, " ").trim());
+      parts.push(`kept by ${[...new Set(tools)].join(", ")}`);
     }
     if (typeof ev.score === "number" && Number.isFinite(ev.score)) {
       const s = ev.score;
