@@ -26,6 +26,7 @@ TOOLS = {
     "lookup",
     "filter_items",
     "similar_items",
+    "search_items",
     "recommend",
     "item_details",
     "chat",
@@ -227,6 +228,22 @@ def test_similar_items_are_the_similarity_components_neighbours(server: Any, knn
     assert all(i["similar_to"] for i in found["items"])
     scifi = ok(server, "similar_items", items=["Alien (1979)"], genres=["Horror"], k=10)
     assert scifi["items"] and all("Horror" in genres_of(i["title"]) for i in scifi["items"])
+
+
+def test_search_items_without_a_text_retriever_matches_titles(server: Any) -> None:
+    found = ok(server, "search_items", text="terminator", k=3)
+    assert found["items"][0]["title"] == "Terminator, The (1984)"
+    assert any("no text retriever" in n for n in found["notes"])
+    horror = ok(server, "search_items", text="alien", genres=["Horror"], k=5)
+    assert horror["items"][0]["title"] == "Alien (1979)"
+    assert all("Horror" in genres_of(i["title"]) for i in horror["items"])
+
+
+def test_lookup_maps_an_id_column_to_items(server: Any) -> None:
+    rows = ok(server, "lookup", sql="SELECT id FROM items WHERE year = 1995 ORDER BY id")
+    want = sorted((str(i + 1) for i, (_, y, _) in enumerate(FILMS) if y == 1995))
+    assert [r[0] for r in rows["rows"]] == want
+    assert [i["id"] for i in rows["items"]] == want
 
 
 def test_recommend_orders_by_the_rankers_scores_without_the_history(server: Any, knn: Any) -> None:

@@ -12,6 +12,7 @@ The command builds and fits the recipe's agent as ``recai chat`` does (fitted pa
   condition), most popular first;
 - ``similar_items``: neighbours of items named by id or title, from the agent's similarity
   component;
+- ``search_items``: the items nearest a text (the agent's text retriever, else title matching);
 - ``recommend``: the agent's ranker on a history (items, or a user of the dataset), in accuracy or
   diversity mode, optionally within conditions;
 - ``item_details``: every catalog field of items named by id or title;
@@ -78,9 +79,9 @@ INSTRUCTIONS = (
     "Tools of a recommender system over one item catalog. Items are named by their id (as the "
     "tools return it) or their title. Start with describe_catalog to see the columns and their "
     "values; lookup answers questions about items with one SQLite SELECT over the items table; "
-    "filter_items, similar_items and recommend find items; item_details gives every field of "
-    "items; chat asks the whole conversational recommender (pass back the session it returns "
-    "to continue a conversation)."
+    "filter_items, similar_items, search_items and recommend find items; item_details gives "
+    "every field of items; chat asks the whole conversational recommender (pass back the "
+    "session it returns to continue a conversation)."
 )
 
 
@@ -322,6 +323,9 @@ class AgentToolbox:
             col = res.columns.index("item")
             found = [r[col] for r in rows if isinstance(r[col], int)]
             found = [i for i in found if 0 <= i < self.catalog.n_items]
+        elif "id" in res.columns:
+            col = res.columns.index("id")
+            found = [self._by_id[str(r[col])] for r in rows if str(r[col]) in self._by_id]
         elif "title" in res.columns:
             col = res.columns.index("title")
             exact = self._titles()
@@ -414,6 +418,35 @@ class AgentToolbox:
             total=len(head),
             named=[self._ref(i) for i in seeds],
             notes=notes + [f"not in the catalog: {m!r}" for m in missing],
+        )
+
+    def search_items(
+        self,
+        text: str,
+        *,
+        k: int = 10,
+        genres: Sequence[str] = (),
+        not_genres: Sequence[str] = (),
+        year_min: float | None = None,
+        year_max: float | None = None,
+    ) -> Items:
+        from .bus import CandidateBus
+
+        if not text.strip():
+            raise ToolInputError("search_items: 'text' is empty")
+        bus = CandidateBus(self.catalog.n_items)
+        state = self._state()
+        notes = self._filter(bus, state, genres, not_genres, year_min, year_max, None, None) or []
+        if self.text_retriever is None:
+            notes.append("no text retriever: items whose titles match the text come first")
+        with self._model_lock:
+            self._call("soft_filter", bus, {"text": text[:500]}, state)
+        notes += _step_notes(state)
+        head = bus.ids.tolist()
+        return Items(
+            items=[self._found(i, bus, seeds=False) for i in head[:k]],
+            total=len(head),
+            notes=notes,
         )
 
     def recommend(
@@ -867,6 +900,33 @@ def build_server(toolbox: AgentToolbox, *, name: str = "recai") -> Any:
             year_max=year_max,
         )
 
+    def search_items(
+        text: Annotated[
+            str,
+            Field(
+                min_length=2,
+                max_length=500,
+                description="what the items are like, in words, or part of a title",
+            ),
+        ],
+        k: Count = 10,
+        genres: Annotated[Values, Field(description="only items with any of these")] = [],  # noqa: B006
+        not_genres: Annotated[Values, Field(description="no items with any of these")] = [],  # noqa: B006
+        year_min: Year = None,
+        year_max: Year = None,
+    ) -> Items:
+        """The items nearest a text, through the agent's text retriever (an embedding model);
+        without one, the items whose titles match the text best. Optionally within
+        conditions."""
+        return toolbox.search_items(
+            text,
+            k=k,
+            genres=genres,
+            not_genres=not_genres,
+            year_min=year_min,
+            year_max=year_max,
+        )
+
     def recommend(
         history: Annotated[
             list[str | int],
@@ -948,6 +1008,7 @@ def build_server(toolbox: AgentToolbox, *, name: str = "recai") -> Any:
         (lookup, "Look up items with SQL", read_only),
         (filter_items, "Items by conditions", read_only),
         (similar_items, "Similar items", read_only),
+        (search_items, "Search items by text", read_only),
         (recommend, "Recommend for a history", read_only),
         (item_details, "Item details", read_only),
         (chat, "Chat with the recommender", ToolAnnotations(open_world_hint=False)),
