@@ -112,7 +112,10 @@ class Items(BaseModel):
     """Items found by a tool, in order, with notes on how the input was read."""
 
     items: list[FoundItem]
-    total: int = Field(description="how many items met the conditions (before the cut to k)")
+    total: int = Field(
+        description="how many items met the conditions before the cut to k (a ranked or "
+        "similar list stops at 500)"
+    )
     named: list[ItemRef] = Field(
         default_factory=list, description="the catalog items the input's ids or titles matched"
     )
@@ -239,7 +242,8 @@ class AgentToolbox:
 
         self.agent = agent
         self.name = name
-        self.data: Dataset = source.dataset()
+        known: Any = getattr(agent, "data", None)  # InterecAgent's, loaded once
+        self.data: Dataset = known if hasattr(known, "catalog") else source.dataset()
         self.catalog: Catalog = self.data.catalog
         budget = float(getattr(params, "sql_time_budget", 1.0) or 1.0)
         self.db = CatalogDB(self.catalog, time_budget=budget)
