@@ -269,7 +269,10 @@ def _wait(driver: Any, what: Callable[[Any], Any], message: str) -> Any:
 
 
 def _open(driver: Any, url: str) -> None:
+    """The page in a fresh tab state (the conversation and key a tab keeps are forgotten)."""
     driver.get(url + "/")
+    driver.execute_script("sessionStorage.clear()")
+    driver.refresh()
     driver.get_log("browser")  # start the log afresh for this page
 
 
@@ -413,6 +416,19 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     assert len(d.find_elements(By.CSS_SELECTOR, "#turns .turn")) == 2
     again = [c.get_attribute("data-item") for c in d.find_elements(By.CSS_SELECTOR, ".card")][4:]
     assert again and not set(again) & {i["id"] for i in turn.items}  # new items this time
+
+    # a reload shows the tab's conversation again, and the next message continues its session
+    d.refresh()
+    _wait(d, lambda d: "restored (2 turns)" in d.find_element(By.ID, "status").text, "no restore")
+    assert len(d.find_elements(By.CSS_SELECTOR, "#log .message.user")) == 2
+    assert len(d.find_elements(By.CSS_SELECTOR, "#log .card")) == 4 + len(again)
+    assert len(d.find_elements(By.CSS_SELECTOR, "#turns .turn")) == 2
+    assert d.find_element(By.ID, "user").get_attribute("value") == "1"
+    assert turn.items[0]["title"] in d.find_element(By.ID, "profile").text  # the like, kept
+    assert d.find_element(By.CSS_SELECTOR, "#log .message.user .text").text == request
+    _send(d, "and one more sci-fi from the 90s")
+    _wait(d, _answered(d, 3), "the third answer never completed")
+    assert [m.role for m in agent.conversations[-1]].count("user") == 3
 
     # the page ran under its policy without a violation; the browser enforces it
     assert _problems(d) == []

@@ -16,6 +16,8 @@
 (() => {
   const KEY_STORE = "recai.apiKey";
   const AGENT_STORE = "recai.agent";
+  const CHAT_STORE = "recai.chat"; // this tab's conversation: a reload shows it again
+  const KEPT_TURNS = 40;
   const MAX_ATTRIBUTES = 8;
   const MAX_VALUE = 120;
   const MAX_INPUT = 160;
@@ -48,6 +50,9 @@
     controller: null, // aborts the request in flight
     turn: 0,
     generation: 0, // bumped by a new conversation: answers of the old one are dropped
+    turns: [], // the answered turns: {model, request, text, recai}, kept in sessionStorage
+    profile: null, // the user's profile as the server last gave it
+    restored: false,
     key: readStore(KEY_STORE),
   };
 
@@ -222,6 +227,54 @@
     ui.agent.disabled = false;
     if (!ui.keyForm.hidden && state.key) ui.keyForm.hidden = true;
     clearError();
+    if (!state.restored) restoreChat(shown.map((m) => String(m.id)));
+  }
+
+  // -- this tab's conversation, kept across reloads ------------------------------------------------
+  function saveChat() {
+    const turns = state.turns.slice(-KEPT_TURNS);
+    const chat = { session: state.session, user: ui.user.value.trim(), profile: state.profile, turns };
+    try {
+      writeStore(CHAT_STORE, JSON.stringify(chat));
+    } catch (e) {
+      // too large to keep: the page works on without it
+    }
+  }
+
+  function restoreChat(agents) {
+    state.restored = true;
+    let chat;
+    try {
+      chat = JSON.parse(readStore(CHAT_STORE) || "null");
+    } catch (e) {
+      chat = null;
+    }
+    if (!chat || !Array.isArray(chat.turns) || !chat.turns.length) return;
+    const model = chat.turns[chat.turns.length - 1].model;
+    if (!agents.includes(model)) return; // the server no longer serves that agent
+    ui.agent.value = model;
+    ui.user.value = typeof chat.user === "string" ? chat.user : "";
+    state.session = typeof chat.session === "string" ? chat.session : null;
+    for (const turn of chat.turns) {
+      addBubble("user", String(turn.request));
+      const reply = addBubble("assistant", String(turn.text));
+      showAnswer(reply.bubble, turn.request, turn.recai || {}, model);
+      state.turns.push(turn);
+    }
+    state.profile = chat.profile || null;
+    if (state.profile) showProfile(state.profile);
+    setStatus(`Conversation restored (${plural(chat.turns.length, "turn")}).`);
+  }
+
+  // An answer's cards, its turn in the side panel, and the profile it came with.
+  function showAnswer(bubble, request, recai, model) {
+    state.turn += 1;
+    showItems(bubble, recai, model);
+    showTurn(state.turn, request, recai);
+    if (recai.profile && Object.keys(recai.profile).length) {
+      state.profile = recai.profile;
+      showProfile(recai.profile);
+    }
   }
 
   // -- the conversation ----------------------------------------------------------------------------
@@ -245,6 +298,9 @@
     if (state.controller) state.controller.abort();
     state.session = null;
     state.turn = 0;
+    state.turns = [];
+    state.profile = null;
+    writeStore(CHAT_STORE, "");
     ui.log.replaceChildren(ui.empty);
     ui.empty.hidden = false;
     ui.turns.replaceChildren();
@@ -337,11 +393,10 @@
       reply.bubble.classList.remove("pending");
       if (recai) {
         if (recai.session) state.session = recai.session;
-        state.turn += 1;
-        showItems(reply.bubble, recai, model);
-        showTurn(state.turn, text, recai);
-        if (recai.profile) showProfile(recai.profile);
+        showAnswer(reply.bubble, text, recai, model);
       }
+      state.turns.push({ model, request: text, text: reply.body.textContent, recai: recai || {} });
+      saveChat();
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const n = recai && Array.isArray(recai.items) ? recai.items.length : 0;
       setStatus(`Answered in ${seconds} s${n ? `, ${plural(n, "item")}` : ""}.`);
@@ -486,7 +541,11 @@
       for (const [v, b] of Object.entries(buttons)) b.setAttribute("aria-pressed", String(v === value));
       ack.textContent = value === "like" ? "Liked: saved to your profile" : "Disliked: saved to your profile";
       ack.classList.remove("failed");
-      if (answer && answer.profile) showProfile(answer.profile);
+      if (answer && answer.profile) {
+        state.profile = answer.profile;
+        showProfile(answer.profile);
+        saveChat();
+      }
     } catch (err) {
       ack.textContent = "Not saved";
       ack.classList.add("failed");
