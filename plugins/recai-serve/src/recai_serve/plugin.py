@@ -16,5 +16,5 @@ def recai_commands() -> Iterator[recai.CommandSpec]:
     yield recai.CommandSpec(
         name="serve",
         factory="recai_serve.cli:configure",
-        summary="serve an LLM backend over the OpenAI API (loopback by default)",
+        summary="serve a recipe's agents (chat, sessions, REST, OpenAPI) or an LLM backend over the OpenAI API (loopback by default)",
     )
