@@ -391,6 +391,7 @@
         throw new Error("The answer stopped before it was complete (the stream ended early).");
       }
       reply.bubble.classList.remove("pending");
+      reply.body.normalize(); // one text node instead of one per piece
       if (recai) {
         if (recai.session) state.session = recai.session;
         showAnswer(reply.bubble, text, recai, model);
