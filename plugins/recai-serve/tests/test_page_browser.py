@@ -638,3 +638,13 @@ def test_the_page_shows_interecagents_plan_trace_and_grounded_cards(
     _wait(d, lambda d: title in d.find_element(By.ID, "profile").text, "profile not shown")
     assert _problems(d) == []
     _screenshot(d, tmp_path, capsys, "recai-serve-chat-page-interecagent.png")
+
+
+def test_the_browser_set_up_is_quiet_and_does_nothing_once_done() -> None:
+    _chromium()  # installed (or the test is skipped, saying why)
+    started = time.perf_counter()
+    again = subprocess.run(
+        [str(REPO / "scripts" / "browser.sh")], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
+    assert time.perf_counter() - started < 5  # no apt-get run
