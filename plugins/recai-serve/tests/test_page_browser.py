@@ -648,3 +648,41 @@ def test_the_browser_set_up_is_quiet_and_does_nothing_once_done() -> None:
     )
     assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
     assert time.perf_counter() - started < 5  # no apt-get run
+
+
+def test_after_a_restart_the_page_goes_on_with_a_session_store_and_says_so_without(
+    browser: Any, dataset: Any, tmp_path: Path
+) -> None:
+    from recai_serve.served import Served
+    from recai_serve.server import AgentServer
+    from recai_serve.sessions import SQLiteSessions
+
+    d = browser
+    agent = ShelfAgent(dataset)
+    served = Served(agents={AGENT: agent}, dataset=dataset)
+    store = tmp_path / "sessions.sqlite"
+    first = AgentServer(served, sessions=SQLiteSessions(store), shutdown_timeout=2).start()
+    port = first.address[1]
+    try:
+        _open(d, first.url)
+        _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "no agent picker")
+        _send(d, "some drama from the 90s")
+        _wait(d, _answered(d, 1), "the first answer never completed")
+    finally:
+        first.stop()
+    # the same port, the same session store: the page's conversation goes on
+    with AgentServer(served, port=port, sessions=SQLiteSessions(store), shutdown_timeout=2):
+        _send(d, "more drama please")
+        _wait(d, _answered(d, 2), "the answer after the restart never completed")
+        assert not d.find_element(By.ID, "error").is_displayed()
+        assert [m.role for m in agent.conversations[-1]].count("user") == 2
+    # sessions in memory only: the server no longer knows it; the page says so, then starts anew
+    with AgentServer(served, port=port, shutdown_timeout=2):
+        _send(d, "even more drama")
+        _wait(d, lambda d: d.find_element(By.ID, "error").is_displayed(), "no error shown")
+        text = d.find_element(By.ID, "error-text").text
+        assert "HTTP 404" in text and "next message starts a new conversation" in text
+        _send(d, "drama, once more")
+        _wait(d, _answered(d, 4), "the answer in a new session never completed")
+        assert [m.role for m in agent.conversations[-1]].count("user") == 1
+        assert not d.find_element(By.ID, "error").is_displayed()
