@@ -430,6 +430,31 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     _wait(d, _answered(d, 3), "the third answer never completed")
     assert [m.role for m in agent.conversations[-1]].count("user") == 3
 
+    # accessible after three turns and a reload: unique ids, every control named, every
+    # labelledby pointing at an element
+    audit = d.execute_script(
+        """
+        const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+        const dup = ids.filter((id, i) => ids.indexOf(id) !== i);
+        const unnamed = [...document.querySelectorAll('button, input, select, textarea')]
+          .filter((e) => !e.hidden && !(e.getAttribute('aria-label') || e.labels?.length
+                                        || e.textContent.trim()))
+          .map((e) => e.outerHTML.slice(0, 80));
+        const dangling = [...document.querySelectorAll('[aria-labelledby]')]
+          .filter((e) => !document.getElementById(e.getAttribute('aria-labelledby')))
+          .map((e) => e.outerHTML.slice(0, 80));
+        return {dup, unnamed, dangling};
+        """
+    )
+    assert audit == {"dup": [], "unnamed": [], "dangling": []}
+    # Shift+Enter adds a line, Enter alone sends
+    asked = len(agent.conversations)
+    box = d.find_element(By.ID, "message")
+    box.send_keys("first line", Keys.SHIFT, Keys.ENTER, Keys.SHIFT, "second line")
+    assert box.get_attribute("value") == "first line\nsecond line"
+    assert len(agent.conversations) == asked  # nothing was sent
+    box.clear()
+
     # the page ran under its policy without a violation; the browser enforces it
     assert _problems(d) == []
     blocked = d.execute_script(
