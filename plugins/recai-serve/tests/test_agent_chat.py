@@ -374,3 +374,43 @@ def test_shutdown_lets_a_turn_in_flight_finish():
     t.join(10)
     status, answer = result["r"]
     assert status == 200 and answer["choices"][0]["message"]["content"].startswith("For None")
+
+
+def test_beyond_max_queue_waiting_turns_a_turn_gets_429_at_once():
+    with AgentServer(served(Shop(pause=0.05)), max_concurrency=1, max_queue=1) as server:
+        body = {"model": "shop", "messages": [{"role": "user", "content": "x"}]}
+        with ThreadPoolExecutor(3) as pool:
+            running = pool.submit(post, server, "/v1/chat/completions", body)
+            time.sleep(0.15)
+            waiting = pool.submit(post, server, "/v1/chat/completions", body)
+            time.sleep(0.15)
+            start = time.monotonic()
+            status, answer = post(server, "/v1/chat/completions", body)
+            refused_in = time.monotonic() - start
+            results = [running.result()[0], waiting.result()[0]]
+    assert results == [200, 200]
+    assert status == 429 and answer["error"]["code"] == "rate_limit_exceeded"
+    assert refused_in < 0.5  # at once, not after the others
+
+
+def test_shutdown_cancels_a_long_streamed_turn_with_an_error_event_and_no_done():
+    shop = Shop(pause=0.3)  # 6 s for its 20 words
+    server = AgentServer(served(shop), shutdown_timeout=0.5).start()
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    body = {"model": "shop", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    conn.request(
+        "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200
+    stopper = threading.Timer(0.5, server.stop)
+    stopper.start()
+    raw = resp.read().decode()
+    stopper.join()
+    conn.close()
+    events = [line[6:] for line in raw.split("\n") if line.startswith("data: ")]
+    assert "[DONE]" not in events
+    last = json.loads(events[-1])
+    assert last["error"]["message"].startswith("the server is shutting down")
+    assert shop.stopped.is_set() and shop.finished == 0

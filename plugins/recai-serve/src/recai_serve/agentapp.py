@@ -33,7 +33,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -93,6 +93,7 @@ def create_agent_app(
     api_key: str | None = None,
     max_concurrency: int | None = None,
     queue_timeout: float | None = None,
+    max_queue: int | None = None,
     request_timeout: float | None = REQUEST_TIMEOUT,
     max_body_bytes: int = MAX_BODY_BYTES,
     body_timeout: float | None = BODY_TIMEOUT,
@@ -106,7 +107,8 @@ def create_agent_app(
 ) -> Starlette:
     """The ASGI app serving ``served`` (agents, LLM backends, rankers, retrievers, explainers
     and their dataset): see the module's text. ``sessions`` keeps conversations (default: in
-    memory, a day's expiry); ``cors_origins`` allows those origins (none by default: a web page
+    memory, a day's expiry); ``max_queue`` bounds the turns waiting for a slot (beyond it a
+    429 at once; None: no bound); ``cors_origins`` allows those origins (none by default: a web page
     of another origin cannot call the server); the other options are
     :func:`recai_serve.app.create_app` 's."""
     if not served.agents:
@@ -126,8 +128,14 @@ def create_agent_app(
         limits=limits if limits is not None else Limits(),
         require_backend=False,
     )
+    if max_queue is not None and max_queue < 0:
+        raise RecaiError(f"max_queue must be 0 or more (or None), got {max_queue}")
     agents = _AgentService(
-        service, served, sessions if sessions is not None else MemorySessions(), request_timeout
+        service,
+        served,
+        sessions if sessions is not None else MemorySessions(),
+        request_timeout,
+        max_queue,
     )
     stats = stats if stats is not None else ServerStats()
     metrics = Metrics()
@@ -256,12 +264,15 @@ class _AgentService:
         served: Served,
         sessions: SessionStore,
         request_timeout: float | None,
+        max_queue: int | None = None,
     ):
         self.service = service
         self.served = served
         self.agents = served.agents
         self.sessions = sessions
         self.request_timeout = request_timeout
+        self.max_queue = max_queue
+        self.waiting = 0  # turns waiting for a slot (event loop thread only)
         self.busy: set[str] = set()  # sessions with a turn in flight (event loop thread only)
         self.rest_threads = anyio.CapacityLimiter(REST_THREADS)
         self._takes_on_text: dict[str, bool] = {}
@@ -353,7 +364,7 @@ class _AgentService:
             return _AgentStream(self, turn)  # it releases the session
         try:
             started = time.perf_counter()
-            async with self.service.watched(request.receive) as ticket, self.service.slot(ticket):
+            async with self.service.watched(request.receive) as ticket, self.slot(ticket):
                 result = await self.respond(turn, ticket, None)
             answer = await self.finish(turn, result)
         finally:
@@ -460,6 +471,33 @@ class _AgentService:
         conversation = [*context, *earlier, *req.messages]
         return _Turn(name, agent, req, conversation, list(req.messages), session, user)
 
+    @contextlib.asynccontextmanager
+    async def slot(self, ticket: _Ticket) -> AsyncIterator[None]:
+        """An agent slot (the service's), with at most ``max_queue`` turns waiting for one:
+        beyond that a 429 at once (OpenAI's clients retry it after ``Retry-After``)."""
+        gate = self.service.gate
+        full = gate is not None and gate.value == 0
+        if full and self.max_queue is not None and self.waiting >= self.max_queue:
+            raise APIError(
+                429,
+                f"too many requests: {self.waiting} turns are waiting for the agents' "
+                f"{self.service.threads.total_tokens:g} slots (--max-queue {self.max_queue}); "
+                "try again shortly",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        self.waiting += 1
+        waiting = True
+        try:
+            async with self.service.slot(ticket):
+                self.waiting -= 1
+                waiting = False
+                yield
+        finally:
+            if waiting:
+                self.waiting -= 1
+
     def hold(self, session_id: str) -> None:
         """One turn at a time per session: a second one meanwhile gets a 409 (released by
         :meth:`release` when the turn is answered)."""
@@ -517,6 +555,11 @@ class _AgentService:
                 type=e.body["error"]["type"],
                 code=e.body["error"]["code"],
             ) from None
+        if result is None and ticket.cancel.is_set() and not timed_out.is_set():
+            # stopped at a piece before the loop's cancellation arrived: no answer
+            if ticket.reason == "shutdown":
+                raise _shutting_down()
+            raise _ClientGone()
         if timed_out.is_set():
             raise APIError(
                 504,
@@ -659,7 +702,7 @@ class _AgentStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         owner, service = self.owner, self.owner.service
         try:
-            async with service.watched(receive) as ticket, service.slot(ticket):
+            async with service.watched(receive) as ticket, owner.slot(ticket):
                 await self._run(ticket, send)
         finally:
             owner.release(self.turn)
@@ -678,7 +721,7 @@ class _AgentStream(Response):
             try:
                 result = await owner.respond(self.turn, ticket, sink)
                 outcome["answer"] = await owner.finish(self.turn, result)
-            except APIError as e:
+            except Exception as e:  # noqa: BLE001 - answered below, as an error or an event
                 outcome["error"] = e
             finally:
                 pieces_in.close()
@@ -686,16 +729,23 @@ class _AgentStream(Response):
         chunks = ChunkMaker(self.turn.name)
         streamed: list[str] = []
         started = False
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(work)
-            async with pieces_out:
-                async for piece in pieces_out:
-                    if not started:
-                        started = await self._start(ticket, send, chunks)
-                    streamed.append(piece)
-                    if not await self._event(ticket, send, chunks.delta({"content": piece})):
-                        tg.cancel_scope.cancel()
-                        return
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(work)
+                async with pieces_out:
+                    async for piece in pieces_out:
+                        if not started:
+                            started = await self._start(ticket, send, chunks)
+                        streamed.append(piece)
+                        if not await self._event(ticket, send, chunks.delta({"content": piece})):
+                            tg.cancel_scope.cancel()
+                            return
+        except anyio.get_cancelled_exc_class():
+            if started and ticket.reason == "shutdown" and not ticket.told:
+                ticket.told = True  # the client is still there: tell it why it ends, once
+                with anyio.CancelScope(shield=True):
+                    await self._end(send, _sse(stream_error(_shutting_down())))
+            raise
         error = outcome.get("error")
         if error is not None and not started:
             raise error

@@ -81,6 +81,9 @@ def _checked(args: argparse.Namespace) -> dict[str, Any]:
     out["request_timeout"] = _number(
         "--request-timeout", args.request_timeout, float, 1e-3, 86400, seconds
     )
+    out["max_queue"] = _number(
+        "--max-queue", args.max_queue, int, 0, 10**6, "a whole number from 0 to 10^6"
+    )
     out["session_ttl"] = _number(
         "--session-ttl", args.session_ttl, float, 1, 10**8, "a number of seconds from 1 to 10^8"
     )
@@ -175,6 +178,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="86400",
         metavar="SECONDS",
         help="forget a session unused this long (default 86400, a day)",
+    )
+    agents.add_argument(
+        "--max-queue",
+        default="256",
+        metavar="N",
+        help="agent turns that may wait for a slot; more get a 429 at once (default 256)",
     )
     agents.add_argument(
         "--request-timeout",
@@ -343,6 +352,7 @@ def _serve_agents(
             port=numbers["port"],
             max_concurrency=numbers["max_concurrency"] or None,
             queue_timeout=numbers["queue_timeout"],
+            max_queue=numbers["max_queue"],
             request_timeout=numbers["request_timeout"],
             shutdown_timeout=numbers["shutdown_timeout"],
             limits=limits,

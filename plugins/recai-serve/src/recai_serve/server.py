@@ -318,7 +318,7 @@ class AgentServer(LLMServer):
     ``served`` is a :class:`~recai_serve.served.Served` (or a mapping of agent names to agents);
     ``sessions`` a session store (default: in memory); ``cors_origins`` the origins allowed to
     call it from a browser (none by default); ``request_timeout`` the seconds an agent turn may
-    take. :attr:`sessions` is the store; :attr:`metrics` the per-route counters.
+    take; ``max_queue`` the turns that may wait for a slot (more: 429). :attr:`sessions` is the store; :attr:`metrics` the per-route counters.
 
     >>> from recai.roles import Agent
     >>> from recai.types import Message
@@ -338,6 +338,7 @@ class AgentServer(LLMServer):
         port: int = 0,
         max_concurrency: int | None = None,
         queue_timeout: float | None = None,
+        max_queue: int | None = None,
         request_timeout: float | None = REQUEST_TIMEOUT,
         api_key: str | None = None,
         sessions: SessionStore | None = None,
@@ -363,6 +364,7 @@ class AgentServer(LLMServer):
             api_key=api_key,
             max_concurrency=max_concurrency,
             queue_timeout=queue_timeout,
+            max_queue=max_queue,
             request_timeout=request_timeout,
             max_body_bytes=max_body_bytes,
             body_timeout=body_timeout,
