@@ -155,9 +155,14 @@ def test_the_page_loads_only_its_own_assets_and_has_no_inline_code() -> None:
             value = attrs.get(key)
             if value is None or value.startswith("#") or value == "data:,":
                 continue
-            assert value in served, f"<{tag} {key}={value!r}> is not one of the page's files"
+            # relative to the page (a reverse proxy may serve it under a prefix)
+            assert not value.startswith("/"), f"<{tag} {key}={value!r}> is not relative"
+            assert "/" + value in served, f"<{tag} {key}={value!r}> is not one of the page's files"
             loaded.append(value)
-    assert sorted(loaded) == ["/static/app.js", "/static/style.css"]
+    assert sorted(loaded) == ["static/app.js", "static/style.css"]
+    # the script's API calls are relative too
+    calls = re.findall(r"""(?:fetch|postJSON)\(\s*["']([^"']+)["']""", _text("app.js"))
+    assert sorted(calls) == ["v1/chat/completions", "v1/feedback", "v1/models"]
     for name in ("app.js", "style.css", "index.html"):
         text = _text(name)
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), name

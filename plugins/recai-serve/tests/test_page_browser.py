@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -663,6 +664,43 @@ def test_the_page_shows_interecagents_plan_trace_and_grounded_cards(
     _wait(d, lambda d: title in d.find_element(By.ID, "profile").text, "profile not shown")
     assert _problems(d) == []
     _screenshot(d, tmp_path, capsys, "recai-serve-chat-page-interecagent.png")
+
+
+def test_the_page_works_under_a_path_prefix_as_a_reverse_proxy_serves_it(
+    browser: Any, agent: ShelfAgent, dataset: Any
+) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from recai_serve.agentapp import create_agent_app
+    from recai_serve.served import Served
+
+    app = create_agent_app(Served(agents={AGENT: agent}, dataset=dataset))
+    proxy = Starlette(routes=[Mount("/recai", app=app)])  # what a proxy passing /recai/... does
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    server = uvicorn.Server(uvicorn.Config(proxy, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.01)
+            assert thread.is_alive(), "the server did not start"
+        host, port = sock.getsockname()[:2]
+        d = browser
+        _open(d, f"http://{host}:{port}/recai")
+        _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "no agent picker")
+        _send(d, "some horror from the 80s")
+        _wait(d, _answered(d, 1), "the answer never completed")
+        assert len(d.find_elements(By.CSS_SELECTOR, ".card")) == 4
+        assert not d.find_element(By.ID, "error").is_displayed()
+        assert _problems(d) == []
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
 
 
 def test_the_browser_set_up_is_quiet_and_does_nothing_once_done() -> None:

@@ -1,6 +1,7 @@
 // recai chat: the web page of `recai serve` for agents (plain JavaScript, no build step, no CDN).
 //
-// It talks to the server that serves it:
+// It talks to the server that serves it, by paths relative to the page (so it also works behind
+// a reverse proxy that serves it under a prefix, e.g. https://host/recai/):
 //   GET  /v1/models            the agent picker
 //   POST /v1/chat/completions  {"model", "messages": [the new user message], "stream": true,
 //                              "session": "new" | id, "user"?}: server-sent chat.completion.chunk
@@ -198,7 +199,7 @@
     ui.agent.disabled = true;
     let response;
     try {
-      response = await fetch("/v1/models", { headers: headers(false), cache: "no-store" });
+      response = await fetch("v1/models", { headers: headers(false), cache: "no-store" });
     } catch (e) {
       showError(e);
       return;
@@ -362,7 +363,7 @@
     let finished = false;
     let done = false;
     try {
-      const response = await postJSON("/v1/chat/completions", body, controller.signal);
+      const response = await postJSON("v1/chat/completions", body, controller.signal);
       setStatus("Writing…");
       for await (const data of sseData(response)) {
         if (data === "[DONE]") {
@@ -537,7 +538,7 @@
     for (const b of Object.values(buttons)) b.disabled = true;
     ack.textContent = "Saving…";
     try {
-      const response = await postJSON("/v1/feedback", body);
+      const response = await postJSON("v1/feedback", body);
       const answer = await response.json();
       for (const [v, b] of Object.entries(buttons)) b.setAttribute("aria-pressed", String(v === value));
       ack.textContent = value === "like" ? "Liked: saved to your profile" : "Disliked: saved to your profile";
