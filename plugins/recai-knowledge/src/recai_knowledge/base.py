@@ -1,0 +1,227 @@
+"""What every knowledge type shares: facts with a utility, fitting on the training split, checks.
+
+A knowledge type is a :class:`FactPrompter`: ``fit(split)`` reads the catalog (and the knowledge
+graph) of ``split.dataset`` and the interactions of ``split.train`` only, never ``split.valid``
+or ``split.test``; :meth:`FactPrompter.facts` returns the :class:`Fact` s it knows for one
+request (a user's ``history`` and the ``candidates``, both :class:`recai.ItemList` s of catalog
+indices), each with a *utility* from 0 to 1: how much it says about these candidates for this
+user. :meth:`FactPrompter.knowledge` (the :class:`recai.KnowledgePrompter` method) writes the
+type's header and its ``max_facts`` most useful facts, in the type's own order;
+``knowledge-composite.v1`` instead pools the facts of several types and keeps the most useful
+within a token budget.
+
+>>> approx_tokens("four"), approx_tokens(""), approx_tokens("x" * 9)
+(1, 0, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+import recai
+from recai.data import Catalog, Split
+from recai.errors import DataError, RecaiError
+from recai.specs import Configurable
+from recai.types import ItemList
+
+__all__ = [
+    "Fact",
+    "FactPrompter",
+    "KnowledgeParams",
+    "NotFittedError",
+    "approx_tokens",
+    "value_text",
+    "select_facts",
+]
+
+
+def approx_tokens(text: str) -> int:
+    """Tokens of ``text`` by the usual rule of thumb for English BPE tokenizers: one per four
+    characters, rounded up (0 for empty text)."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One line of knowledge: its text, its utility for this request (0 to 1) and the catalog
+    items it is about (candidates, history items)."""
+
+    text: str
+    utility: float = 1.0
+    items: tuple[int, ...] = ()
+
+
+class NotFittedError(RecaiError):
+    """A knowledge prompter was asked for knowledge before ``fit(split)``."""
+
+
+class KnowledgeParams(recai.Params):
+    """What every knowledge type takes."""
+
+    max_facts: int = Field(
+        10, ge=1, le=10_000, description="most facts written by knowledge() (the most useful)"
+    )
+    header: str | None = Field(
+        None,
+        max_length=1_000,
+        description="the line written before the facts; default: the type's own; '' for none",
+    )
+
+
+def value_text(value: Any) -> str | None:
+    """A catalog value as prompt text (``None`` when missing): tuples joined by commas, whole
+    numbers without a decimal point, ``NaN``/``NaT``/empty as missing.
+
+    >>> value_text(("Action", "Crime")), value_text(1995.0), value_text(float("nan")), value_text(2.5)
+    ('Action, Crime', '1995', None, '2.5')
+    """
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list, set, frozenset)):
+        parts = [str(v) for v in value if v is not None and str(v).strip()]
+        return ", ".join(parts) if parts else None
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(value)
+    if isinstance(value, (float, np.floating, int, np.integer)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return str(int(number)) if number.is_integer() else f"{number:g}"
+    text = str(value).strip()
+    return text or None
+
+
+def select_facts(facts: Sequence[Fact], limit: int) -> list[Fact]:
+    """The ``limit`` most useful facts (ties: the earlier), in their original order."""
+    if len(facts) <= limit:
+        return list(facts)
+    order = sorted(range(len(facts)), key=lambda i: (-facts[i].utility, i))[:limit]
+    return [facts[i] for i in sorted(order)]
+
+
+class FactPrompter(Configurable, recai.KnowledgePrompter):
+    """Base of the knowledge types (see the module docstring). A subclass sets ``Params``,
+    ``name`` and ``default_header`` and implements :meth:`_fit` and :meth:`_facts`."""
+
+    Params: ClassVar[type[recai.Params]] = KnowledgeParams
+    #: The registered name, for messages.
+    name: ClassVar[str] = "knowledge"
+    #: The line before the facts unless ``header`` says otherwise.
+    default_header: ClassVar[str] = ""
+
+    params: Any
+    catalog: Catalog
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fitted = False
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def fit(self, split: Split) -> None:
+        """Read ``split.dataset``'s catalog and ``split.train`` (never valid or test)."""
+        self.catalog = split.dataset.catalog
+        self._fit(split)
+        self._fitted = True
+
+    def _fit(self, split: Split) -> None:
+        """What the type learns from ``split.train`` (and the dataset's catalog and graph)."""
+
+    @property
+    def n_items(self) -> int:
+        return int(self.catalog.n_items)
+
+    # -- asking -----------------------------------------------------------------------------------
+    @property
+    def header(self) -> str:
+        given = self.params.header
+        return self.default_header if given is None else str(given)
+
+    def facts(
+        self,
+        *,
+        history: ItemList | None = None,
+        candidates: ItemList | None = None,
+        query: str | None = None,
+    ) -> list[Fact]:
+        """Every fact this type knows for the request, in the type's order (utilities 0..1)."""
+        if not self._fitted:
+            raise NotFittedError(
+                f"{self.name}: not fitted; call fit(split) first (in a recipe, the evaluator or "
+                "agent that uses it fits it on its training split)"
+            )
+        hist = self._ids(history, "history")
+        cands = self._ids(candidates, "candidates")
+        return self._facts(hist, cands, query)
+
+    def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
+        raise NotImplementedError
+
+    def knowledge(
+        self,
+        *,
+        history: ItemList | None = None,
+        candidates: ItemList | None = None,
+        query: str | None = None,
+    ) -> str:
+        """The header and the ``max_facts`` most useful facts, one per line ("" when none)."""
+        facts = select_facts(
+            self.facts(history=history, candidates=candidates, query=query),
+            int(self.params.max_facts),
+        )
+        return render_block(self.header, [f.text for f in facts])
+
+    def _ids(self, items: ItemList | Sequence[int] | np.ndarray | None, what: str) -> np.ndarray:
+        if items is None:
+            return np.zeros(0, dtype=np.int64)
+        ids = items.ids if isinstance(items, ItemList) else np.asarray(items)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise DataError(
+                f"{self.name}: {what} must be catalog indices (integers), got {ids.dtype}"
+            )
+        ids = ids.astype(np.int64, copy=False).ravel()
+        bad = ids[(ids < 0) | (ids >= self.n_items)]
+        if bad.size:
+            raise DataError(
+                f"{self.name}: {what} item {int(bad[0])} is not a catalog index "
+                f"(0..{self.n_items - 1}); pass catalog indices, not external ids"
+            )
+        return ids
+
+    def title(self, item: int) -> str:
+        return str(self.catalog.title(int(item)))
+
+
+def render_block(header: str, lines: Sequence[str]) -> str:
+    """``header`` then ``- line`` per line; "" when there are no lines."""
+    if not lines:
+        return ""
+    body = "\n".join(f"- {line}" for line in lines)
+    return f"{header}\n{body}" if header else body
+
+
+def recent(history: np.ndarray, n: int) -> np.ndarray:
+    """The last ``n`` distinct items of ``history``, most recent first."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for item in history[::-1].tolist():
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+            if len(out) >= n:
+                break
+    return np.asarray(out, dtype=np.int64)
+
+
+def scaled(values: np.ndarray) -> np.ndarray:
+    """``values`` divided by their largest (all zeros stay zeros), clipped to 0..1."""
+    values = np.asarray(values, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if top <= 0:
+        return np.zeros_like(values)
+    return np.clip(values / top, 0.0, 1.0)

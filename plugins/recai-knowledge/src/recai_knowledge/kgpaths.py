@@ -1,0 +1,426 @@
+"""``knowledge-kgpaths.v1``: reasoning paths over a knowledge graph from history to candidates.
+
+The graph is the dataset's :class:`recai.data.KnowledgeGraph` (ML-100K: the Freebase triples and
+item links that ship with RecBole), read as undirected: a path may follow a triple either way.
+
+**Pruning**, at fit time, for relevance:
+
+- *relations* by frequency (``min_frequency`` triples at least) and informativeness: a relation
+  whose shared entities are common (every US film has the country "United States") says little.
+  A relation's informativeness is the mean, over its triples, of ``1 - log(d_e) / log(N)`` for
+  the entity ``e`` the triple shares (the end that is not an item; ``d_e`` its degree, ``N`` the
+  number of linked items); relations under ``min_informativeness`` are dropped, and
+  ``relations`` / ``exclude_relations`` choose by name;
+- *hub entities*: an entity with more than ``max_degree`` neighbours is not passed through
+  (items themselves always are).
+
+**Search**, a hop-bounded breadth-first search done for all sources at once with sparse
+matrices: ``W_k[i]`` is the set of entities within ``k`` hops of item ``i`` (``W_0`` its own
+entity, ``W_{k+1} = W_k + W_k G``), so items ``i`` and ``j`` are within ``a + b`` hops when
+``W_a[i]`` and ``W_b[j]`` meet; per request the distances between the recent history items and
+the candidates come from four small sparse products. For each candidate the closest history item
+(the most recent on ties) gives the path, rebuilt hop by hop through the most informative
+entities (a film in the middle of a 4-hop path is preferred, for it has a title).
+
+**Text**: entity and relation names where the graph has them; an unnamed entity (a Freebase id)
+is said by its role ("a director", "an actor")::
+
+    Collateral (2004): shares a director with Heat (1995) (in this user's history)
+    Ronin (1998): shares an actor with Taxi Driver (1976), which shares a writer with
+    Raging Bull (1980) (in this user's history)
+
+A fact's utility is the path's informativeness over its length: short paths through rare
+entities first.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from recai.data import KnowledgeGraph, Split
+from recai.errors import DataError
+
+from .base import Fact, FactPrompter, KnowledgeParams, recent
+
+__all__ = ["KGPathsKnowledge", "KGPathsParams", "relation_noun", "FAR"]
+
+#: The distance of pairs not connected within the hop limit.
+FAR = 127
+
+#: Nouns for the relations of Freebase's film schema (the others: their last name part).
+_NOUNS = {
+    "film.film.actor": "actor",
+    "film.actor.film": "actor",
+    "film.film.directed_by": "director",
+    "film.director.film": "director",
+    "film.film.written_by": "writer",
+    "film.writer.film": "writer",
+    "film.film.produced_by": "producer",
+    "film.producer.film": "producer",
+    "film.film.production_companies": "production company",
+    "film.production_company.films": "production company",
+    "film.film.cinematography": "cinematographer",
+    "film.cinematographer.film": "cinematographer",
+    "film.film.genre": "Freebase genre",
+    "film.film_genre.films_in_this_genre": "Freebase genre",
+    "film.film.country": "country",
+    "film.film.language": "language",
+    "film.film.rating": "content rating",
+    "film.content_rating.film": "content rating",
+    "film.film.award_nomination": "award nomination",
+    "film.film.award_won": "award",
+    "film.film.subjects": "subject",
+    "film.film_subject.films": "subject",
+    "film.film.prequel": "prequel",
+    "film.film.sequel": "sequel",
+}
+
+
+def relation_noun(name: str) -> str:
+    """What an entity is to an item under relation ``name``.
+
+    >>> relation_noun("film.film.directed_by"), relation_noun("music.album.release_type")
+    ('director', 'release type')
+    """
+    if name in _NOUNS:
+        return _NOUNS[name]
+    return name.rsplit(".", 1)[-1].replace("_", " ").strip() or name
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+class KGPathsParams(KnowledgeParams):
+    """``knowledge-kgpaths.v1``."""
+
+    max_hops: int = Field(
+        4, ge=1, le=4, description="longest path, in triples (2: a shared entity; 4: via a film)"
+    )
+    recent: int = Field(10, ge=1, le=1_000, description="most recent history items paths start at")
+    max_degree: int = Field(
+        100,
+        ge=1,
+        le=100_000_000,
+        description="entities with more neighbours than this (hubs such as a country) are not "
+        "passed through",
+    )
+    min_informativeness: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="relations whose informativeness is below this are dropped (on ML-100K: "
+        "country 0.21, language 0.20, content rating 0.24; genre 0.34, actor 0.92)",
+    )
+    min_frequency: int = Field(
+        1, ge=1, le=1_000_000_000, description="relations with fewer triples are dropped"
+    )
+    relations: Sequence[str] | None = Field(
+        None, max_length=1_000, description="only these relations (default: all that pass)"
+    )
+    exclude_relations: Sequence[str] = Field(
+        (), max_length=1_000, description="relations never followed"
+    )
+    max_facts: int = Field(8, ge=1, le=10_000, description="most candidates given a path")
+
+
+class KGPathsKnowledge(FactPrompter):
+    """``knowledge-kgpaths.v1`` (see the module docstring)."""
+
+    Params = KGPathsParams
+    name = "knowledge-kgpaths.v1"
+    default_header = "Knowledge-graph links from this user's items to the candidates:"
+    params: KGPathsParams
+
+    # -- fitting ----------------------------------------------------------------------------------
+    def _fit(self, split: Split) -> None:
+        import scipy.sparse as sp
+
+        kg = split.dataset.kg
+        if kg is None:
+            raise DataError(
+                f"{self.name}: dataset {split.dataset.name!r} has no knowledge graph; load one "
+                "(movielens-100k.v1 loads RecBole's Freebase graph, recbole-atomic.v1 reads "
+                "<name>.kg and <name>.link)"
+            )
+        self.kg = kg
+        self._check_relation_names(kg)
+        n_ent = kg.n_entities
+        ent_item = np.full(n_ent, -1, dtype=np.int64)
+        linked = np.flatnonzero(kg.item_entity >= 0)
+        ent_item[kg.item_entity[linked]] = linked
+        self.ent_item = ent_item
+        is_item = ent_item >= 0
+        n_linked = max(int(is_item.sum()), 2)
+
+        # degrees in the full undirected graph (distinct neighbours)
+        full = _undirected(kg.heads, kg.tails, n_ent)
+        degree = np.diff(full.indptr)
+
+        # relation statistics: frequency and informativeness of the entity a triple shares
+        shared = np.where(is_item[kg.tails] & ~is_item[kg.heads], kg.heads, kg.tails)
+        idf = 1.0 - np.log(np.maximum(degree, 1)) / np.log(n_linked)
+        idf = np.clip(idf, 0.0, 1.0)
+        both_items = is_item[kg.heads] & is_item[kg.tails]
+        triple_info = np.where(both_items, 1.0, idf[shared])
+        freq = np.bincount(kg.relations, minlength=kg.n_relations)
+        info_sum = np.bincount(kg.relations, weights=triple_info, minlength=kg.n_relations)
+        informativeness = np.where(freq > 0, info_sum / np.maximum(freq, 1), 0.0)
+        keep_rel = (freq >= self.params.min_frequency) & (
+            informativeness >= self.params.min_informativeness
+        )
+        names = [str(r) for r in kg.relation_names]
+        if self.params.relations is not None:
+            keep_rel &= np.isin(names, list(self.params.relations))
+        if self.params.exclude_relations:
+            keep_rel &= ~np.isin(names, list(self.params.exclude_relations))
+        self.relation_stats = {
+            names[r]: {
+                "triples": int(freq[r]),
+                "informativeness": round(float(informativeness[r]), 3),
+                "kept": bool(keep_rel[r]),
+            }
+            for r in range(kg.n_relations)
+        }
+
+        # the pruned graph: kept relations, no hub entity passed through (items always are)
+        rows = keep_rel[kg.relations]
+        heads, tails, rels = kg.heads[rows], kg.tails[rows], kg.relations[rows]
+        pruned = _undirected(heads, tails, n_ent)
+        pdeg = np.diff(pruned.indptr)
+        open_node = is_item | (pdeg <= self.params.max_degree)
+        ok = open_node[heads] & open_node[tails]
+        heads, tails, rels = heads[ok], tails[ok], rels[ok]
+        self.hubs = int((~open_node & (pdeg > 0)).sum())
+        # one relation per ordered pair (the first triple's), for the text
+        src = np.concatenate([heads, tails])
+        dst = np.concatenate([tails, heads])
+        rel = np.concatenate([rels, rels])
+        forward = np.concatenate([np.ones(len(heads), bool), np.zeros(len(heads), bool)])
+        key = src * n_ent + dst
+        _, first = np.unique(key, return_index=True)
+        src, dst, rel, forward = src[first], dst[first], rel[first], forward[first]
+        order = np.lexsort((dst, src))
+        self.g_indptr = np.zeros(n_ent + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=n_ent), out=self.g_indptr[1:])
+        self.g_indices = dst[order]
+        self.g_rel = rel[order]
+        self.g_forward = forward[order]
+        g = sp.csr_matrix(
+            (np.ones(len(self.g_indices), dtype=np.float32), self.g_indices, self.g_indptr),
+            shape=(n_ent, n_ent),
+        )
+        self.degree = np.diff(self.g_indptr)
+        self.idf = np.clip(1.0 - np.log(np.maximum(self.degree, 1)) / np.log(n_linked), 0.0, 1.0)
+
+        # W_0, W_1, W_2: entities within 0, 1, 2 hops of each item (rows: catalog items)
+        n_items = self.n_items
+        rows_i = linked
+        w0 = sp.csr_matrix(
+            (np.ones(len(rows_i), dtype=np.float32), (rows_i, kg.item_entity[rows_i])),
+            shape=(n_items, n_ent),
+        )
+        levels = [w0]
+        for _ in range((self.params.max_hops + 1) // 2):
+            nxt = levels[-1] + levels[-1] @ g
+            nxt.data[:] = 1.0
+            nxt = nxt.tocsr()
+            nxt.sort_indices()
+            levels.append(nxt)
+        self.levels = levels
+        self.users = np.bincount(
+            np.unique(split.train.users * n_items + split.train.items) % n_items,
+            minlength=n_items,
+        )
+
+    def _check_relation_names(self, kg: KnowledgeGraph) -> None:
+        names = [str(r) for r in kg.relation_names]
+        for key in ("relations", "exclude_relations"):
+            given = getattr(self.params, key) or ()
+            for rel in given:
+                if rel not in names:
+                    close = difflib.get_close_matches(rel, names, n=1, cutoff=0.6)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    raise DataError(
+                        f"{self.name}: {key}: the knowledge graph has no relation {rel!r}.{hint} "
+                        f"Its relations: {', '.join(names)}"
+                    )
+
+    # -- distances --------------------------------------------------------------------------------
+    def distances(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Hops from each source item to each target item (``FAR`` beyond ``max_hops`` or not
+        linked), shape ``(len(sources), len(targets))``."""
+        out = np.full((len(sources), len(targets)), FAR, dtype=np.int64)
+        if not len(sources) or not len(targets):
+            return out
+        lv = self.levels
+        a = [lv[k][sources] for k in range(len(lv))]
+        b = [lv[k][targets] for k in range(len(lv))]
+        for hops in range(1, self.params.max_hops + 1):
+            left, right = (hops + 1) // 2, hops // 2
+            met = (a[left] @ b[right].T).toarray() > 0
+            out[met & (out == FAR)] = hops
+        out[(sources[:, None] == targets[None, :]) & (out != FAR)] = 0
+        return out
+
+    # -- facts ------------------------------------------------------------------------------------
+    def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
+        rec = recent(history, self.params.recent)
+        rec = rec[self.kg.item_entity[rec] >= 0]
+        cands = candidates[self.kg.item_entity[candidates] >= 0]
+        if not len(rec) or not len(cands):
+            return []
+        dist = self.distances(rec, cands)
+        facts = []
+        for j, cand in enumerate(cands.tolist()):
+            col = dist[:, j]
+            best = int(col.min())
+            if best == 0 or best == FAR:  # a candidate in the history says nothing new
+                continue
+            i = int(np.flatnonzero(col == best)[0])  # the most recent of the closest
+            path = self.path(int(rec[i]), int(cand), best)
+            if path is None:
+                continue
+            quality = self._quality(path)
+            text = f"{self.title(cand)}: {self.say(path[::-1])} (in this user's history)"
+            utility = float(np.clip(quality * 2.0 / max(best, 1), 0.0, 1.0))
+            facts.append(Fact(text, utility, (int(cand), int(rec[i]))))
+        return facts
+
+    def _quality(self, path: list[int]) -> float:
+        inner = [e for e in path[1:-1] if self.ent_item[e] < 0]
+        if not inner:
+            return 1.0
+        return float(np.mean(self.idf[inner]))
+
+    # -- paths ------------------------------------------------------------------------------------
+    def neighbours(self, entity: int) -> np.ndarray:
+        return self.g_indices[self.g_indptr[entity] : self.g_indptr[entity + 1]]
+
+    def _best(self, nodes: np.ndarray, prefer_items: bool = False) -> int:
+        """The most informative of ``nodes`` (lowest degree; an item first when asked, the most
+        popular one)."""
+        if prefer_items:
+            items = self.ent_item[nodes]
+            mask = items >= 0
+            if mask.any():
+                cand = nodes[mask]
+                return int(cand[np.argmax(self.users[items[mask]])])
+        return int(nodes[np.argmin(self.degree[nodes])])
+
+    def path(self, source: int, target: int, hops: int) -> list[int] | None:
+        """Entities of a ``hops``-long path from item ``source`` to item ``target`` (``hops``
+        from :meth:`distances`), or None."""
+        s, t = int(self.kg.item_entity[source]), int(self.kg.item_entity[target])
+        return self._entity_path(s, t, hops, source, target)
+
+    def _entity_path(
+        self, s: int, t: int, hops: int, s_item: int = -1, t_item: int = -1
+    ) -> list[int] | None:
+        ns, nt = self.neighbours(s), self.neighbours(t)
+        if hops == 1:
+            return [s, t] if t in set(ns.tolist()) else None
+        if hops == 2:
+            mid = np.intersect1d(ns, nt, assume_unique=True)
+            mid = mid[(mid != s) & (mid != t)]
+            return [s, self._best(mid), t] if len(mid) else None
+        if hops == 3:
+            # v1 next to s with a neighbour next to t
+            mark = np.zeros(len(self.degree), dtype=bool)
+            mark[nt] = True
+            ok = [v for v in ns.tolist() if v != t and mark[self.neighbours(v)].any()]
+            if not ok:
+                return None
+            v1 = self._best(np.asarray(ok))
+            rest = self._entity_path(v1, t, 2)
+            return [s] + rest if rest is not None else None
+        if hops == 4 and s_item >= 0 and t_item >= 0:
+            w2 = self.levels[2]
+            ws = w2.indices[w2.indptr[s_item] : w2.indptr[s_item + 1]]
+            wt = w2.indices[w2.indptr[t_item] : w2.indptr[t_item + 1]]
+            mid = np.intersect1d(ws, wt, assume_unique=True)
+            mid = mid[~np.isin(mid, ns) & (mid != s) & (mid != t)]
+            if not len(mid):
+                return None
+            m = self._best(mid, prefer_items=True)
+            left, right = self._entity_path(s, m, 2), self._entity_path(m, t, 2)
+            if left is None or right is None:
+                return None
+            return left + right[1:]
+        return None
+
+    def relation(self, a: int, b: int) -> tuple[str, bool]:
+        """The relation name of the edge ``a``-``b`` and whether ``a`` is its head."""
+        lo, hi = self.g_indptr[a], self.g_indptr[a + 1]
+        pos = lo + int(np.searchsorted(self.g_indices[lo:hi], b))
+        return str(self.kg.relation_names[self.g_rel[pos]]), bool(self.g_forward[pos])
+
+    def entity_text(self, entity: int) -> str | None:
+        """An item's title, or the entity's name where the graph has one (else None)."""
+        item = int(self.ent_item[entity])
+        if item >= 0:
+            return self.title(item)
+        names = self.kg.entity_names
+        if names is not None and names[entity]:
+            return str(names[entity])
+        return None
+
+    def say(self, path: Sequence[int]) -> str:
+        """A path (entities, starting at an item) in words: item to item segments joined by
+        'which'."""
+        pieces: list[str] = []
+        i = 0
+        while i < len(path) - 1:
+            j = i + 1
+            while j < len(path) - 1 and self.ent_item[path[j]] < 0:
+                j += 1
+            pieces.append(self._segment(path[i : j + 1]))
+            i = j
+        return ", which ".join(pieces)
+
+    def _segment(self, seg: Sequence[int]) -> str:
+        """One stretch from an item to the next item (or to the path's end)."""
+        end = self.entity_text(seg[-1]) or "another entity"
+        if len(seg) == 2:
+            rel, forward = self.relation(seg[0], seg[1])
+            noun = relation_noun(rel)
+            if noun == "sequel":
+                return f"{'has the sequel' if forward else 'is the sequel of'} {end}"
+            if noun == "prequel":
+                return f"{'has the prequel' if forward else 'is the prequel of'} {end}"
+            return f"is linked ({noun}) to {end}"
+        if len(seg) == 3:
+            rel, _ = self.relation(seg[0], seg[1])
+            noun = relation_noun(rel)
+            name = self.entity_text(seg[1])
+            what = f"the {noun} {name}" if name else _article(noun)
+            return f"shares {what} with {end}"
+        steps = []
+        for a, b in zip(seg[:-1], seg[1:], strict=True):
+            rel, _ = self.relation(a, b)
+            steps.append(f"{relation_noun(rel)} {self.entity_text(b) or '(unnamed)'}")
+        return "is linked through " + " -> ".join(steps)
+
+    def describe(self) -> dict[str, Any]:
+        kept = [r for r, s in self.relation_stats.items() if s["kept"]]
+        return {"relations_kept": kept, "hub_entities_skipped": self.hubs}
+
+
+def _undirected(heads: np.ndarray, tails: np.ndarray, n: int) -> Any:
+    """The symmetric 0/1 adjacency (CSR) of the triples (no self loops)."""
+    import scipy.sparse as sp
+
+    keep = heads != tails
+    h, t = heads[keep], tails[keep]
+    m = sp.csr_matrix(
+        (np.ones(2 * len(h), dtype=np.float32), (np.concatenate([h, t]), np.concatenate([t, h]))),
+        shape=(n, n),
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
