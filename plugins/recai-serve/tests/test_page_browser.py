@@ -495,6 +495,18 @@ def test_errors_are_shown_in_the_page(browser: Any, server: str) -> None:
     assert "whose feedback is it" in text and "field user" in text
     d.find_element(By.ID, "error-close").click()
     assert not alert.is_displayed()
+    # a kept conversation the page cannot read is dropped, and the page works on
+    d.get_log("browser")  # the 500 and 400 above were logged: start afresh
+    for kept in ("{not json", '{"turns": [{"model": "shelf", "recai": {"items": 5, "plan": 7}}]}'):
+        d.execute_script("sessionStorage.setItem('recai.chat', arguments[0])", kept)
+        d.refresh()
+        _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "no agent picker")
+        assert not d.find_element(By.ID, "error").is_displayed()
+        assert d.find_elements(By.CSS_SELECTOR, "#log .message") == []
+        assert d.execute_script("return sessionStorage.getItem('recai.chat')") is None
+        _send(d, "some drama")
+        _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, ".card"), "no cards after " + kept)
+        assert _problems(d) == []
 
 
 def test_stop_ends_a_streaming_answer_and_the_server_stops_the_turn(

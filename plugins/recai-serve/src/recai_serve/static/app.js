@@ -250,21 +250,31 @@
     } catch (e) {
       chat = null;
     }
-    if (!chat || !Array.isArray(chat.turns) || !chat.turns.length) return;
-    const model = chat.turns[chat.turns.length - 1].model;
+    const turns = chat && Array.isArray(chat.turns) ? chat.turns : [];
+    const ok = (t) => t && typeof t.request === "string" && typeof t.text === "string";
+    if (!turns.length || !turns.every(ok)) {
+      writeStore(CHAT_STORE, ""); // nothing, or not what this page wrote: forget it
+      return;
+    }
+    const model = turns[turns.length - 1].model;
     if (!agents.includes(model)) return; // the server no longer serves that agent
     ui.agent.value = model;
     ui.user.value = typeof chat.user === "string" ? chat.user : "";
     state.session = typeof chat.session === "string" ? chat.session : null;
-    for (const turn of chat.turns) {
-      addBubble("user", String(turn.request));
-      const reply = addBubble("assistant", String(turn.text));
-      showAnswer(reply.bubble, turn.request, turn.recai || {}, model);
-      state.turns.push(turn);
+    try {
+      for (const turn of turns) {
+        addBubble("user", String(turn.request));
+        const reply = addBubble("assistant", String(turn.text));
+        showAnswer(reply.bubble, String(turn.request), turn.recai || {}, model);
+        state.turns.push(turn);
+      }
+      state.profile = chat.profile || null;
+      if (state.profile) showProfile(state.profile);
+    } catch (e) {
+      newConversation("The kept conversation could not be shown: a new one starts.");
+      return;
     }
-    state.profile = chat.profile || null;
-    if (state.profile) showProfile(state.profile);
-    setStatus(`Conversation restored (${plural(chat.turns.length, "turn")}).`);
+    setStatus(`Conversation restored (${plural(turns.length, "turn")}).`);
   }
 
   // An answer's cards, its turn in the side panel, and the profile it came with.
