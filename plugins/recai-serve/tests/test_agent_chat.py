@@ -414,3 +414,34 @@ def test_shutdown_cancels_a_long_streamed_turn_with_an_error_event_and_no_done()
     last = json.loads(events[-1])
     assert last["error"]["message"].startswith("the server is shutting down")
     assert shop.stopped.is_set() and shop.finished == 0
+
+
+def test_a_session_started_without_a_user_takes_the_first_one_named(tmp_path):
+    shop = Shop()
+    with AgentServer(served(shop), sessions=SQLiteSessions(tmp_path / "s.db")) as server:
+        c = client(server)
+        sid = c.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "a"}], extra_body={"session": "new"}
+        ).model_extra["recai"]["session"]
+        c.chat.completions.create(
+            model="shop",
+            messages=[{"role": "user", "content": "b"}],
+            user="u9",
+            extra_body={"session": sid},
+        )
+        third = c.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "c"}], extra_body={"session": sid}
+        )
+        status, other = post(
+            server,
+            "/v1/chat/completions",
+            {
+                "model": "shop",
+                "user": "u10",
+                "session": sid,
+                "messages": [{"role": "user", "content": "d"}],
+            },
+        )
+    assert third.model_extra["recai"]["user"] == "u9"
+    assert third.choices[0].message.content.startswith("For u9: ")
+    assert (status, other["error"]["param"]) == (400, "user")

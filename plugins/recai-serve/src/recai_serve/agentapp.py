@@ -460,6 +460,8 @@ class _AgentService:
                         f"session {session_id!r} belongs to another user than {user!r}",
                         param="user",
                     )
+                if session.user is None:  # a session started without a user takes one
+                    session.user = user
                 user = session.user if user is None else user
         try:
             earlier = [] if session is None else [Message.from_dict(m) for m in session.messages]

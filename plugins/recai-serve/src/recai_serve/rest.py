@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -228,7 +229,14 @@ def user_index(dataset: Any, raw: Any) -> int | None:
 
 def attributes(catalog: Any, index: int) -> dict[str, Any]:
     """The catalog's columns of one item as JSON values (tuples as lists, NaN and NaT as
-    null, dates as ISO text)."""
+    null, whole floats as integers, dates as ISO text).
+
+    >>> from recai.data import Catalog
+    >>> cat = Catalog(["a", "b"], ["A", "B"], fields={"year": np.array([1991.0, np.nan]),
+    ...     "genres": np.array([("Drama",), ()], dtype=object)})
+    >>> attributes(cat, 0), attributes(cat, 1)
+    ({'year': 1991, 'genres': ['Drama']}, {'year': None, 'genres': []})
+    """
     out: dict[str, Any] = {}
     for name, column in catalog.fields.items():
         value = column[index]
@@ -239,8 +247,10 @@ def attributes(catalog: Any, index: int) -> dict[str, Any]:
             value = None if text == "NaT" else text
         else:
             value = plain(value)
-            if isinstance(value, float) and math.isnan(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 value = None
+            elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                value = int(value)  # a year read as a float column (NaN for missing): 1991
         out[name] = value
     return out
 
@@ -417,8 +427,6 @@ class RestAPI:
         )
 
     async def similar(self, request: Request) -> Response:
-        import numpy as np
-
         from recai.types import ItemList, Query
 
         from .agentapp import json_response
@@ -454,8 +462,6 @@ class RestAPI:
         )
 
     async def explain(self, request: Request) -> Response:
-        import numpy as np
-
         from recai.types import ItemList
 
         from .agentapp import json_response

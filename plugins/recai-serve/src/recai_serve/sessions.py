@@ -222,7 +222,7 @@ class SQLiteSessions:
                 self._db.execute(
                     "INSERT INTO recai_sessions (id, user, messages, created, updated) "
                     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                    "messages = excluded.messages, updated = excluded.updated",
+                    "user = excluded.user, messages = excluded.messages, updated = excluded.updated",
                     (session.id, session.user, text, session.created, session.updated),
                 )
                 self._db.execute(
