@@ -455,6 +455,11 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     assert box.get_attribute("value") == "first line\nsecond line"
     assert len(agent.conversations) == asked  # nothing was sent
     box.clear()
+    # another user cannot go on with user 1's session: the page starts a new conversation
+    field = d.find_element(By.ID, "user")
+    field.send_keys(Keys.BACKSPACE, "2", Keys.TAB)
+    assert d.find_elements(By.CSS_SELECTOR, "#log .message, #turns .turn") == []
+    assert d.find_element(By.ID, "status").text == "The user changed: new conversation."
 
     # the page ran under its policy without a violation; the browser enforces it
     assert _problems(d) == []
@@ -466,7 +471,7 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     assert shot.exists()
 
 
-def test_errors_are_shown_in_the_page(browser: Any, server: str) -> None:
+def test_errors_are_shown_in_the_page(browser: Any, server: str, agent: ShelfAgent) -> None:
     d = browser
     _open(d, server)
     _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
@@ -493,8 +498,16 @@ def test_errors_are_shown_in_the_page(browser: Any, server: str) -> None:
     _wait(d, lambda d: "Not saved" in card.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
     text = d.find_element(By.ID, "error-text").text
     assert "whose feedback is it" in text and "field user" in text
+    assert "enter a user id" in card.find_element(By.CSS_SELECTOR, ".ack").text
+    assert d.switch_to.active_element.get_attribute("id") == "user"
     d.find_element(By.ID, "error-close").click()
     assert not alert.is_displayed()
+    # naming the user now keeps the anonymous conversation, and the dislike is saved for them
+    d.find_element(By.ID, "user").send_keys("7", Keys.TAB)
+    assert d.find_element(By.CSS_SELECTOR, ".card") == card  # the same conversation
+    card.find_element(By.CSS_SELECTOR, "button.dislike").click()
+    _wait(d, lambda d: "Disliked" in card.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    assert agent.profiles["7"]["disliked"] == [card.get_attribute("data-item")]
     # a kept conversation the page cannot read is dropped, and the page works on
     d.get_log("browser")  # the 500 and 400 above were logged: start afresh
     for kept in ("{not json", '{"turns": [{"model": "shelf", "recai": {"items": 5, "plan": 7}}]}'):

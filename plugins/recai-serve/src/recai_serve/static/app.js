@@ -48,6 +48,7 @@
 
   const state = {
     session: null, // the server's id of this conversation (null: the next message starts one)
+    sessionUser: null, // the user the server keeps that session for (null: anonymous)
     controller: null, // aborts the request in flight
     turn: 0,
     generation: 0, // bumped by a new conversation: answers of the old one are dropped
@@ -234,7 +235,13 @@
   // -- this tab's conversation, kept across reloads ------------------------------------------------
   function saveChat() {
     const turns = state.turns.slice(-KEPT_TURNS);
-    const chat = { session: state.session, user: ui.user.value.trim(), profile: state.profile, turns };
+    const chat = {
+      session: state.session,
+      sessionUser: state.sessionUser,
+      user: ui.user.value.trim(),
+      profile: state.profile,
+      turns,
+    };
     try {
       writeStore(CHAT_STORE, JSON.stringify(chat));
     } catch (e) {
@@ -261,6 +268,7 @@
     ui.agent.value = model;
     ui.user.value = typeof chat.user === "string" ? chat.user : "";
     state.session = typeof chat.session === "string" ? chat.session : null;
+    state.sessionUser = typeof chat.sessionUser === "string" ? chat.sessionUser : null;
     try {
       for (const turn of turns) {
         addBubble("user", String(turn.request));
@@ -308,6 +316,7 @@
     state.generation += 1;
     if (state.controller) state.controller.abort();
     state.session = null;
+    state.sessionUser = null;
     state.turn = 0;
     state.turns = [];
     state.profile = null;
@@ -405,6 +414,7 @@
       reply.body.normalize(); // one text node instead of one per piece
       if (recai) {
         if (recai.session) state.session = recai.session;
+        state.sessionUser = typeof recai.user === "string" ? recai.user : null;
         showAnswer(reply.bubble, text, recai, model);
       }
       state.turns.push({ model, request: text, text: reply.body.textContent, recai: recai || {} });
@@ -559,8 +569,13 @@
         saveChat();
       }
     } catch (err) {
-      ack.textContent = "Not saved";
       ack.classList.add("failed");
+      if (err instanceof ApiError && err.param === "user") {
+        ack.textContent = "Not saved: enter a user id above first";
+        ui.user.focus();
+      } else {
+        ack.textContent = "Not saved";
+      }
       showError(err);
     } finally {
       for (const b of Object.values(buttons)) b.disabled = false;
@@ -686,7 +701,14 @@
     newConversation(`New conversation with ${ui.agent.value}.`);
   });
   ui.user.addEventListener("change", () => {
-    if (state.session) newConversation("The user changed: new conversation.");
+    // a session kept for one user cannot go on for another (the server refuses it); one
+    // started anonymously goes on for the user named now
+    const user = ui.user.value.trim();
+    if (state.session && state.sessionUser && user !== state.sessionUser) {
+      newConversation("The user changed: new conversation.");
+    } else {
+      saveChat();
+    }
   });
   ui.keyForm.addEventListener("submit", (event) => {
     event.preventDefault();
