@@ -445,3 +445,75 @@ def test_a_session_started_without_a_user_takes_the_first_one_named(tmp_path):
     assert third.model_extra["recai"]["user"] == "u9"
     assert third.choices[0].message.content.startswith("For u9: ")
     assert (status, other["error"]["param"]) == (400, "user")
+
+
+def test_a_kept_session_can_be_read_and_deleted(tmp_path):
+    for store in (MemorySessions(), SQLiteSessions(tmp_path / "s.db")):
+        with AgentServer(served(), sessions=store) as server:
+            first = client(server).chat.completions.create(
+                model="shop",
+                messages=[{"role": "user", "content": "hello"}],
+                user="u3",
+                extra_body={"session": "new"},
+            )
+            sid = first.model_extra["recai"]["session"]
+            host, port = server.address
+            conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("GET", f"/v1/sessions/{sid}")
+            got = json.loads(conn.getresponse().read())
+            conn.request("DELETE", f"/v1/sessions/{sid}")
+            deleted = conn.getresponse()
+            deleted_body = json.loads(deleted.read())
+            conn.request("GET", f"/v1/sessions/{sid}")
+            gone = conn.getresponse()
+            gone_body = json.loads(gone.read())
+            conn.close()
+        assert got["user"] == "u3"
+        assert [(m["role"], m["content"]) for m in got["messages"]] == [
+            ("user", "hello"),
+            ("assistant", first.choices[0].message.content),
+        ]
+        assert deleted.status == 200 and deleted_body == {"id": sid, "deleted": True}
+        assert gone.status == 404 and gone_body["error"]["param"] == "session_id"
+
+
+def test_many_concurrent_sessions_are_neither_dropped_nor_crossed():
+    shop = Shop(pause=0.001)
+    with AgentServer(served(shop), max_concurrency=8) as server:
+
+        def session(n: int) -> list[str]:
+            c = client(server)
+            sid = None
+            problems = []
+            for t in range(1, 4):
+                extra = {"session": sid or "new"}
+                text = f"s{n}-t{t}"
+                if t == 2:
+                    stream = c.chat.completions.create(
+                        model="shop",
+                        messages=[{"role": "user", "content": text}],
+                        user=None if sid else f"u{n}",
+                        extra_body=extra,
+                        stream=True,
+                    )
+                    reply = "".join(
+                        ch.choices[0].delta.content or "" for ch in stream if ch.choices
+                    )
+                else:
+                    kw = {} if sid else {"user": f"u{n}"}
+                    r = c.chat.completions.create(
+                        model="shop",
+                        messages=[{"role": "user", "content": text}],
+                        extra_body=extra,
+                        **kw,
+                    )
+                    reply = r.choices[0].message.content
+                    sid = sid or r.model_extra["recai"]["session"]
+                if not reply.startswith(f"For u{n}: you said {text} ({t} turns)"):
+                    problems.append(reply)
+            return problems
+
+        with ThreadPoolExecutor(40) as pool:
+            problems = [p for ps in pool.map(session, range(40)) for p in ps]
+    assert problems == []
+    assert shop.finished == 120

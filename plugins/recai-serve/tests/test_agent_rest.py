@@ -321,6 +321,7 @@ def concrete(path: str) -> str:
         path.replace("{item_id}", str(CATALOG.ids[0]))
         .replace("{deployment}", "shop")
         .replace("{path}", "x")
+        .replace("{session_id}", "s")
     )
 
 

@@ -148,6 +148,7 @@ def create_agent_app(
         Route("/openai/deployments/{deployment}/chat/completions", agents.chat, methods=["POST"]),
         Route("/v1/completions", service.completions, methods=["POST"]),
         Route("/v1/feedback", agents.feedback, methods=["POST"]),
+        Route("/v1/sessions/{session_id}", agents.session, methods=["GET", "DELETE"]),
         *api.routes(),
     ]
     if page:
@@ -624,6 +625,40 @@ class _AgentService:
         out.setdefault("evidence", {})
         out.setdefault("attributes", {})
         return out
+
+    async def session(self, request: Request) -> Response:
+        """``GET``: a kept session's user and messages (a page restores a conversation);
+        ``DELETE``: forget it (404 when there is none)."""
+        session_id = request.path_params["session_id"]
+        if request.method == "DELETE":
+            if session_id in self.busy:
+                raise APIError(
+                    409,
+                    f"session {session_id!r} is answering a message; delete it afterwards",
+                    param="session_id",
+                    code="session_busy",
+                )
+            if await self.thread(self.sessions.delete, session_id):
+                return json_response({"id": session_id, "deleted": True})
+            session = None
+        else:
+            session = await self.thread(self.sessions.get, session_id)
+        if session is None:
+            raise APIError(
+                404,
+                f"no session {session_id[:80]!r} on this server (it expired, or never was)",
+                param="session_id",
+                code="session_not_found",
+            )
+        return json_response(
+            {
+                "id": session.id,
+                "user": session.user,
+                "messages": session.messages,
+                "created": session.created,
+                "updated": session.updated,
+            }
+        )
 
     async def feedback(self, request: Request) -> Response:
         body = rest.parse(rest.FeedbackBody, await self.service.json_body(request))

@@ -188,6 +188,16 @@ class FeedbackOut(BaseModel):
     profile: dict[str, Any]
 
 
+class SessionOut(BaseModel):
+    """A kept conversation (DELETE answers ``{"id", "deleted": true}``)."""
+
+    id: str
+    user: str | None
+    messages: list[ChatMessage]
+    created: float
+    updated: float
+
+
 # -- data helpers ----------------------------------------------------------------------------------
 def plain(value: Any) -> Any:
     """A numpy scalar as its Python value."""
@@ -551,6 +561,15 @@ _OPERATIONS: tuple[
     ),
     ("/v1/models", "get", "The agents and LLM backends served", None, None, "agents"),
     (
+        "/v1/sessions/{session_id}",
+        "get",
+        "A kept session's user and messages",
+        None,
+        SessionOut,
+        "agents",
+    ),
+    ("/v1/sessions/{session_id}", "delete", "Forget a kept session", None, None, "agents"),
+    (
         "/v1/recommend",
         "post",
         "Top-k items for a user or a history, from a ranker",
@@ -621,11 +640,12 @@ def openapi(served: Served, paths: set[str] | None = None) -> dict[str, Any]:
         if paths is not None and path not in paths:
             continue
         op: dict[str, Any] = {"summary": summary, "tags": [tag]}
-        params = []
-        if "{item_id}" in path:
-            params.append(
-                {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            )
+        params: list[dict[str, Any]] = []
+        for name in ("item_id", "session_id"):
+            if "{" + name + "}" in path:
+                params.append(
+                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                )
         if path.endswith("/similar"):
             params += [
                 {

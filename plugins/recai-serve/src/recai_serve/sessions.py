@@ -98,6 +98,10 @@ class SessionStore(Protocol):
         """Store ``session`` (its messages trimmed, ``updated`` set to now), atomically."""
         ...
 
+    def delete(self, session_id: str) -> bool:
+        """Forget the session; whether there was one."""
+        ...
+
     def __len__(self) -> int: ...
 
     def close(self) -> None: ...
@@ -144,6 +148,10 @@ class MemorySessions:
             self._sessions.move_to_end(session.id)
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(session_id, None) is not None
 
     def _expire(self) -> None:
         cutoff = time.time() - self.ttl
@@ -232,6 +240,11 @@ class SQLiteSessions:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def delete(self, session_id: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute("DELETE FROM recai_sessions WHERE id = ?", (session_id,))
+            return cursor.rowcount > 0
 
     def _expire(self) -> None:
         with self._lock:
