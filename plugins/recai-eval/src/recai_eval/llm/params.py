@@ -230,6 +230,36 @@ class LLMRankingParams(PromptParams):
     k: Cutoffs = (1, 5, 10)
     template: template_param("history", "candidates", "n") = None
     max_tokens: MaxTokens = 600
+    mode: Literal["generate", "score"] = Field(
+        "generate",
+        description="'generate': the LLM writes the ranked list, which is parsed and grounded; "
+        "'score': the candidates are ranked by the LLM's log-probability of each title after "
+        "the prompt (one score_continuations call per user; for small local models that cannot "
+        "write a clean list)",
+    )
+    score_norm: Literal["sum", "per_char", "calibrated"] = Field(
+        "sum",
+        description="scoring mode: a title's score is its summed log-probability ('sum'), that "
+        "divided by its length in characters ('per_char'), or that minus its log-probability "
+        "after the question alone, without history and candidates ('calibrated': what the "
+        "context adds, one more scoring call per user)",
+    )
+    knowledge: recai.KnowledgePrompter | None = Field(
+        None,
+        description="writes domain knowledge into every prompt, given the user's history and "
+        "the candidates (as ItemLists), as a system message before the question "
+        "(KnowledgePrompter.augment). Fitted on the task's training split; answers are cached "
+        "apart per knowledge config",
+    )
+
+    @model_validator(mode="after")
+    def _norm_fits_mode(self) -> LLMRankingParams:
+        if self.mode == "generate" and self.score_norm != "sum":
+            raise ValueError(
+                f"score_norm: {self.score_norm!r} applies to mode = 'score' only; leave "
+                "score_norm out, or set mode = 'score'"
+            )
+        return self
 
 
 class ChoiceParams(PromptParams):

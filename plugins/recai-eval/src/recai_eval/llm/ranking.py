@@ -6,26 +6,58 @@ Negatives are drawn by :func:`recai.data.sample_candidates` (uniformly among ite
 never interacted with; deterministic per seed and user). Beside Hit/NDCG/MRR@k the report gives
 the rates of answers naming titles outside the catalog, duplicates, history items, items
 outside the candidates, and answers that copy the candidates' input order.
+
+**Scoring mode** (``mode = "score"``): instead of writing a list, the LLM scores each
+candidate's title as the continuation of the prompt (one ``score_continuations`` call per user,
+which recai-hf's backend answers in one batched pass sharing the prompt's cache); candidates are
+ranked by that log-probability (``score_norm``: summed, per character, or calibrated by the
+title's log-probability after the question alone). A 135M model that cannot write a clean list
+of 20 titles can still rank this way; there is nothing to parse or ground, so the report has no
+error rates besides ``failure_rate`` (a backend that returned unusable scores).
+
+**Knowledge** (``knowledge``, a :class:`recai.KnowledgePrompter`, e.g. from recai-knowledge):
+fitted on the task's training split (``ctx.fit``), it is given each user's history (every item
+before the held-out one) and the candidates in their shown order, as ``ItemList`` s, and its
+text goes in a system message before the question (:meth:`recai.KnowledgePrompter.augment`). The same in both modes. Answers are cached
+under a key that includes the knowledge config, so runs with and without knowledge, or with
+two configs, never share answers; ``info["knowledge"]`` says what was used and how many tokens
+it added per prompt (four characters a token).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+import recai
 from recai.data import sample_candidates
+from recai.errors import RecaiError
+from recai.roles import describe_component
 from recai.runtime import RunContext
-from recai.types import Report
+from recai.types import ItemList, Message, Report
 
-from .base import LLMTask, Session, sample_cases
-from .lists import list_metrics, score_list_answers
+from ..metrics import MISSED
+from .base import Case, LLMTask, Session, sample_cases
+from .lists import ListScores, list_metrics, score_list_answers
 from .params import LLMRankingParams
 from .prompts import RANKING, bulleted, numbered, render
+from .runner import Answer, Caller, caller_for
 from .scoring import ERROR_KINDS
 
-__all__ = ["LLMRankingEvaluator", "candidate_sets"]
+__all__ = ["LLMRankingEvaluator", "ScoreCaller", "candidate_sets", "SCORE_RANKING", "QUESTION"]
+
+#: The question of scoring mode; its answer, scored, is each candidate's title.
+QUESTION = "Which one of the candidates is the user most likely to choose next? Answer with its title only."
+
+#: The default prompt of scoring mode (``mode = "score"``).
+SCORE_RANKING = (
+    "A user has interacted with these items, oldest first:\n{history}\n\n"
+    "Here are {n} candidate items, in random order:\n{candidates}\n\n" + QUESTION
+)
 
 
 def candidate_sets(
@@ -76,54 +108,226 @@ class LLMRankingEvaluator(LLMTask):
         self.k: Sequence[int] = sorted({int(x) for x in self.params.k})
 
     def evaluate(self, ctx: RunContext) -> Report:
+        p = self.params
         s = Session(self, ctx)
-        sampled, counts = sample_cases(s.data, s.split, self.params.samples, s.seed)
-        cases, orders, dropped = candidate_sets(
-            s, sampled, self.params.n_candidates, self.params.negatives
+        score_mode = p.mode == "score"
+        if score_mode:
+            _check_can_score(p.llm, ctx.name_of(p.llm))
+        knowledge = p.knowledge
+        if knowledge is not None:
+            ctx.fit(knowledge, s.split)
+        sampled, counts = sample_cases(s.data, s.split, p.samples, s.seed)
+        cases, orders, dropped = candidate_sets(s, sampled, p.n_candidates, p.negatives)
+        template = self.template
+        if score_mode and p.template is None:
+            template = SCORE_RANKING
+        prompts, added = [], []
+        for c, order in zip(cases, orders, strict=True):
+            prompt, tokens = self._prompt(s, c, order, template, knowledge)
+            prompts.append(prompt)
+            added.append(tokens)
+        if score_mode:
+            scores = self._scored(s, cases, orders, prompts)
+            kinds: tuple[str, ...] = ()
+        else:
+            caller = caller_for(p.llm, s.options)
+            if knowledge is not None:
+                caller.description = {
+                    "llm": caller.description,
+                    "knowledge": describe_component(knowledge),
+                }
+            answers = s.runner.run(caller, prompts, desc=f"{s.stage}: ranking")
+            scores = score_list_answers(s, cases, answers, orders=orders, candidates=orders)
+            kinds = ERROR_KINDS
+        row, intervals = list_metrics(s, cases, scores, self.k, kinds, p.bootstrap)
+        name = ctx.name_of(p.llm)
+        how = (
+            f"the candidates are ranked by the LLM's log-probability of each title after the "
+            f"prompt ({p.score_norm})"
+            if score_mode
+            else f"each mention grounded in the catalog ({s.matcher.method} >= "
+            f"{s.matcher.threshold}); Hit/NDCG/MRR@k by the position of the held-out item's "
+            "first mention"
         )
-        prompts = [
-            s.messages(
-                render(
-                    self.template,
-                    self.placeholders["template"],
-                    history=numbered(s.items(c.shown(self.params.max_history))),
-                    candidates=bulleted(s.items(order)),
-                    n=len(order),
-                ),
-                self.system_prompt,
-            )
-            for c, order in zip(cases, orders, strict=True)
-        ]
-        answers = s.ask(self.params.llm, prompts, "ranking")
-        scores = score_list_answers(s, cases, answers, orders=orders, candidates=orders)
-        row, intervals = list_metrics(s, cases, scores, self.k, ERROR_KINDS, self.params.bootstrap)
-        name = ctx.name_of(self.params.llm)
         protocol = (
-            f"leave-one-out by time; the LLM ranks {self.params.n_candidates} candidates (the held-out "
-            f"item and {self.params.n_candidates - 1} {self.params.negatives} negatives the user never "
-            f"interacted with) after the last {self.params.max_history} history items; each mention "
-            f"grounded in the catalog ({s.matcher.method} >= {s.matcher.threshold}); "
-            "Hit/NDCG/MRR@k by the position of the held-out item's first mention"
+            f"leave-one-out by time; the LLM ranks {p.n_candidates} candidates (the held-out "
+            f"item and {p.n_candidates - 1} {p.negatives} negatives the user never "
+            f"interacted with) after the last {p.max_history} history items"
+            + (
+                f", with knowledge from {ctx.name_of(knowledge)} (fitted on the training split)"
+                if knowledge is not None
+                else ""
+            )
+            + f"; {how}"
         )
         info = s.info(
             protocol,
             len(cases),
             counts,
             task="ranking",
+            mode=p.mode,
             k=list(self.k),
-            n_candidates=self.params.n_candidates,
+            n_candidates=p.n_candidates,
             dropped_users=dropped,
-            max_history=self.params.max_history,
-            fields=list(self.params.fields),
-            llm=self.describe(self.params.llm),
-            mentions={"total": scores.mentions, "grounded": scores.grounded},
-            error_rates="share of the answered samples whose answer shows the error; "
-            "unreadable answers count in failure_rate only",
+            max_history=p.max_history,
+            fields=list(p.fields),
+            llm=self.describe(p.llm),
+            knowledge=None
+            if knowledge is None
+            else {
+                "component": self.describe(knowledge),
+                "mean_tokens": round(float(np.mean(added)), 1) if added else 0.0,
+                "prompts_with_knowledge": int(sum(t > 0 for t in added)),
+            },
         )
+        if score_mode:
+            info["score_norm"] = p.score_norm
+        else:
+            info["mentions"] = {"total": scores.mentions, "grounded": scores.grounded}
+            info["error_rates"] = (
+                "share of the answered samples whose answer shows the error; "
+                "unreadable answers count in failure_rate only"
+            )
         notes = []
         if dropped:
             notes.append(
                 f"{dropped} sampled users had too few items left to draw "
-                f"{self.params.n_candidates - 1} negatives and were left out."
+                f"{p.n_candidates - 1} negatives and were left out."
             )
         return s.report({name: row}, info, {name: intervals} if intervals else None, notes)
+
+    def _prompt(
+        self,
+        s: Session,
+        case: Case,
+        order: list[int],
+        template: str,
+        knowledge: recai.KnowledgePrompter | None,
+    ) -> tuple[list[Message], int]:
+        """One user's messages, and the tokens the knowledge added (four characters each)."""
+        p = self.params
+        text = render(
+            template,
+            self.placeholders["template"],
+            history=numbered(s.items(case.shown(p.max_history))),
+            candidates=bulleted(s.items(order)),
+            n=len(order),
+        )
+        messages = s.messages(text, self.system_prompt)
+        if knowledge is None:
+            return messages, 0
+        augmented = knowledge.augment(
+            messages,
+            history=ItemList(np.asarray(case.history, dtype=np.int64)),
+            candidates=ItemList(np.asarray(order, dtype=np.int64)),
+        )
+        extra = sum(len(m.content) for m in augmented) - sum(len(m.content) for m in messages)
+        return augmented, math.ceil(max(extra, 0) / 4)
+
+    def _scored(
+        self,
+        s: Session,
+        cases: Sequence[Case],
+        orders: Sequence[list[int]],
+        prompts: Sequence[list[Message]],
+    ) -> ListScores:
+        """Scoring mode: each user's candidates ranked by the titles' log-probabilities."""
+        p = self.params
+        caller = ScoreCaller(p.llm)
+        if p.knowledge is not None:
+            caller.description = {
+                "llm": caller.description,
+                "knowledge": describe_component(p.knowledge),
+            }
+        titles = [[s.catalog.title(int(i)) for i in order] for order in orders]
+        answers = s.runner.run(
+            caller,
+            [(m, t) for m, t in zip(prompts, titles, strict=True)],
+            desc=f"{s.stage}: scoring",
+        )
+        neutral: list[Answer] = []
+        if p.score_norm == "calibrated":
+            bare = s.messages(QUESTION, self.system_prompt)
+            plain = ScoreCaller(p.llm)  # the question alone: no knowledge in the key
+            neutral = s.runner.run(
+                plain, [(bare, t) for t in titles], desc=f"{s.stage}: calibrating"
+            )
+        out = ListScores()
+        for n, (case, order, answer) in enumerate(zip(cases, orders, answers, strict=True)):
+            base: dict[str, Any] = {"cached": answer.cached, "candidates": list(order)}
+            got = answer
+            if answer.ok and neutral and not neutral[n].ok:
+                got = neutral[n]
+            if not got.ok:
+                s.no_answer(case, "scoring", got)
+                s.record(case, **base, error=got.error)
+                out.ranks.append(int(MISSED))
+                out.flags.append(None)
+                continue
+            values, error = _read_scores(answer.text, len(order))
+            if error is None and neutral:
+                prior, error = _read_scores(neutral[n].text, len(order))
+                if prior is not None and values is not None:
+                    values = values - prior
+            if values is None or error is not None:
+                s.fail(case, "scoring", error or "unusable scores")
+                s.record(case, **base, answer=answer.text, error=error)
+                out.ranks.append(int(MISSED))
+                out.flags.append(None)
+                continue
+            if p.score_norm == "per_char":
+                values = values / np.array([max(len(t), 1) for t in titles[n]], dtype=np.float64)
+            ranking = [int(order[j]) for j in np.argsort(-values, kind="stable")]
+            rank = ranking.index(int(case.target)) if case.target in ranking else int(MISSED)
+            out.ranks.append(rank)
+            out.flags.append({})
+            s.record(
+                case,
+                **base,
+                scores=[round(float(v), 4) for v in values],
+                items=ranking,
+                rank=None if rank == int(MISSED) else rank,
+            )
+        return out
+
+
+class ScoreCaller(Caller):
+    """Asks an LLM backend for the log-probability of each continuation after a prompt;
+    requests are ``(messages, continuations)``, answers the scores as JSON text (so they are
+    cached like any answer)."""
+
+    def __init__(self, llm: Any, options: dict[str, Any] | None = None):
+        super().__init__(llm, {"score_continuations": True, **(options or {})})
+
+    def payload(self, request: tuple[Sequence[Message], Sequence[str]]) -> Any:
+        messages, continuations = request
+        return {"messages": [m.to_dict() for m in messages], "continuations": list(continuations)}
+
+    def ask(self, request: tuple[Sequence[Message], Sequence[str]]) -> tuple[str, dict[str, Any]]:
+        messages, continuations = request
+        scores = self.component.score_continuations(list(messages), list(continuations))
+        return json.dumps([float(x) for x in scores]), {}
+
+
+def _read_scores(text: str | None, n: int) -> tuple[np.ndarray | None, str | None]:
+    """The scores of an answer, or why they are unusable."""
+    try:
+        values = np.asarray(json.loads(text or ""), dtype=np.float64)
+    except (ValueError, TypeError):
+        return None, f"the scores are not a list of numbers: {str(text)[:80]!r}"
+    if values.shape != (n,):
+        return None, f"{values.size} scores for {n} candidates"
+    if np.isnan(values).any():
+        return None, "a score is NaN"
+    return values, None
+
+
+def _check_can_score(llm: Any, name: str) -> None:
+    """A backend without ``score_continuations`` cannot run scoring mode: say so at once."""
+    if type(llm).score_continuations is recai.LLMBackend.score_continuations:
+        raise RecaiError(
+            f"llm-ranking.v1: mode = 'score' ranks by log-probabilities, and the llm {name!r} "
+            f"({type(llm).__name__}) cannot score continuations; use a backend that can "
+            "(recai-hf's hf.v1, or recai-openai's openai.v1 against a server that returns "
+            "prompt logprobs), or set mode = 'generate'"
+        )
