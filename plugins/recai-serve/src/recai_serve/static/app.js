@@ -427,6 +427,7 @@
       reply.bubble.classList.remove("pending");
       reply.bubble.classList.add("failed");
       if (!reply.body.textContent) reply.body.textContent = "(no answer)";
+      scrollLog();
       if (err && err.name === "AbortError") {
         setStatus("Stopped.");
       } else {
