@@ -326,6 +326,8 @@ def concrete(path: str) -> str:
 
 
 def test_with_a_key_every_route_refuses_a_request_without_it():
+    from recai_serve.page import PAGE_FILES
+
     with AgentServer(served(), api_key="s3cret") as s:
         routes = [r for r in s.app.routes if isinstance(r, Route)]
         assert len(routes) >= 14
@@ -334,13 +336,20 @@ def test_with_a_key_every_route_refuses_a_request_without_it():
             for method in sorted(route.methods or {"GET"}):
                 if method == "HEAD":
                     continue
+                if route.path in PAGE_FILES:  # the page's static files: no data, no key
+                    status, page, _ = call(s, method, route.path)
+                    assert status == 200 and b"s3cret" not in page
+                    continue
                 status, answer, _ = call(
                     s, method, concrete(route.path), {} if method == "POST" else None
                 )
                 assert status == 401, (method, route.path, status)
                 assert answer["error"]["code"] == "invalid_api_key"
                 checked += 1
-        status, _, _ = call(s, "GET", "/nowhere")
+        for path in ("/nowhere", "/static/other.js", "/index.html"):
+            status, _, _ = call(s, "GET", path)
+            assert status == 401, path
+        status, _, _ = call(s, "POST", "/", {})  # the page's path, but not a GET
         assert status == 401
         status, _, _ = call(s, "GET", "/health", headers={"Authorization": "Bearer wrong"})
         assert status == 401

@@ -21,7 +21,9 @@ Agent turns are blocking: each runs in a worker thread, holding one of ``max_con
 slots (the rest wait, up to ``queue_timeout``, then a 503). A turn whose client leaves, or that
 runs past ``request_timeout``, is stopped at the next piece of text it writes (its
 ``on_text`` raises), and the server's shutdown finishes or cancels it as for LLM requests.
-With ``api_key`` every route requires the key, ``/health`` and the page included.
+With ``api_key`` every route requires the key, ``/health`` and ``/docs`` included; only the
+chat page's static files do not (a browser cannot send a key to open a page; the page asks for
+it and sends it with its API calls).
 """
 
 from __future__ import annotations
@@ -151,11 +153,13 @@ def create_agent_app(
         Route("/v1/sessions/{session_id}", agents.session, methods=["GET", "DELETE"]),
         *api.routes(),
     ]
+    public: frozenset[str] = frozenset()
     if page:
         with contextlib.suppress(ImportError):  # the chat page, where it is installed
-            from .page import page_routes
+            from .page import PAGE_FILES, page_routes
 
             routes.extend(page_routes())
+            public = frozenset(PAGE_FILES)
     routes.extend(rest.openapi_routes(routes, served))
     stack = [
         Middleware(RequestLog, stats=stats, log=log),
@@ -171,7 +175,7 @@ def create_agent_app(
                 max_age=600,
             )
         )
-    stack.append(Middleware(_KeyGuard, service=service))
+    stack.append(Middleware(_KeyGuard, service=service, public=public))
     stack.extend(Middleware(m) for m in middleware)  # type: ignore[arg-type]
     app = Starlette(
         routes=routes,
@@ -194,15 +198,23 @@ def create_agent_app(
 
 class _KeyGuard:
     """ASGI middleware: with an API key, every request must carry it (401 otherwise), whatever
-    its route: the page, ``/health``, ``/docs`` and unknown paths too. CORS preflights are
-    answered before this, by the CORS middleware, when origins are allowed."""
+    its route: every API route, ``/health``, ``/metrics``, ``/docs``, ``/openapi.json`` and
+    unknown paths too. Only ``GET``/``HEAD`` of the chat page's own files (``public``: static
+    HTML, script and style, no data) pass without it, because a browser cannot send a key when
+    it opens a page: the page then asks for the key and sends it with every API call. CORS
+    preflights are answered before this, by the CORS middleware, when origins are allowed."""
 
-    def __init__(self, app: ASGIApp, service: _Service) -> None:
+    def __init__(self, app: ASGIApp, service: _Service, public: frozenset[str] = frozenset()):
         self.app = app
         self.service = service
+        self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.service.api_key is not None:
+        if (
+            scope["type"] == "http"
+            and self.service.api_key is not None
+            and not (scope["method"] in ("GET", "HEAD") and scope["path"] in self.public)
+        ):
             request = Request(scope, receive)
             try:
                 self.service.check_auth(request)
