@@ -106,6 +106,20 @@ def test_streamed_turn_arrives_in_pieces_and_its_last_chunk_carries_the_recai_ob
     assert all("recai" not in (c.model_extra or {}) for c in chunks[:-1])
 
 
+def test_a_stream_asked_for_usage_ends_with_a_usage_chunk():
+    with AgentServer(served()) as server:
+        chunks = list(
+            client(server).chat.completions.create(
+                model="shop",
+                messages=[{"role": "user", "content": "x"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-2].choices[0].finish_reason == "stop" and "recai" in chunks[-2].model_extra
+
+
 def test_an_agent_with_reply_only_is_served_with_no_items():
     with AgentServer({"plain": Plain()}) as server:
         resp = client(server).chat.completions.create(

@@ -818,6 +818,8 @@ class _AgentStream(Response):
         final["recai"] = answer["recai"]
         if not await self._event(ticket, send, final):
             return
+        if self.turn.req.include_usage and not await self._event(ticket, send, chunks.usage(None)):
+            return
         await self._end(send, b"data: [DONE]\n\n")
 
     async def _start(self, ticket: _Ticket, send: Send, chunks: ChunkMaker) -> bool:
