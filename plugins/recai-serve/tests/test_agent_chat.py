@@ -531,3 +531,19 @@ def test_many_concurrent_sessions_are_neither_dropped_nor_crossed():
             problems = [p for ps in pool.map(session, range(40)) for p in ps]
     assert problems == []
     assert shop.finished == 120
+
+
+def test_a_client_that_leaves_a_plain_request_stops_the_turn_too():
+    shop = Shop(pause=0.2)
+    with AgentServer(served(shop)) as server:
+        host, port = server.address
+        sock = socket.create_connection((host, port))
+        body = json.dumps({"model": "shop", "messages": [{"role": "user", "content": "x"}]})
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        time.sleep(0.5)  # the turn is writing
+        sock.close()
+        assert shop.stopped.wait(3), "the turn went on after its client left"
+    assert shop.finished == 0
