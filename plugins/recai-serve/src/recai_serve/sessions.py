@@ -45,6 +45,7 @@ __all__ = [
     "new_session_id",
     "DEFAULT_TTL",
     "MAX_SESSION_MESSAGES",
+    "MAX_SESSION_CHARS",
 ]
 
 DEFAULT_TTL = 24 * 3600.0
@@ -53,6 +54,11 @@ DEFAULT_TTL = 24 * 3600.0
 MAX_SESSION_MESSAGES = 200
 """Messages a session keeps (the oldest are dropped beyond this; an agent reads the recent
 turns, and a conversation must not grow without bound on the server)."""
+
+MAX_SESSION_CHARS = 200_000
+"""Characters of message contents a session keeps (the oldest messages are dropped beyond
+this, the newest always kept): with :class:`MemorySessions`' ``max_sessions`` this bounds the
+memory sessions can take."""
 
 
 def new_session_id() -> str:
@@ -70,13 +76,26 @@ class Session:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
 
-    def trim(self, most: int = MAX_SESSION_MESSAGES) -> None:
-        """Keep the newest ``most`` messages, starting at a user message where one is left."""
-        if len(self.messages) <= most:
-            return
+    def trim(self, most: int = MAX_SESSION_MESSAGES, chars: int = MAX_SESSION_CHARS) -> None:
+        """Keep the newest ``most`` messages of at most ``chars`` characters together (the
+        newest message always), starting at a user message where one is left.
+
+        >>> s = Session("x", None, [{"role": r, "content": "ab"} for r in ("user", "assistant") * 3])
+        >>> s.trim(most=3); [m["role"] for m in s.messages]
+        ['user', 'assistant']
+        >>> s.trim(chars=3); [m["role"] for m in s.messages]
+        ['assistant']
+        """
         kept = self.messages[-most:]
-        while kept and kept[0].get("role") != "user":
-            kept = kept[1:]
+        total = sum(len(str(m.get("content") or "")) for m in kept)
+        start = 0
+        while total > chars and start < len(kept) - 1:
+            total -= len(str(kept[start].get("content") or ""))
+            start += 1
+        kept = kept[start:]
+        if len(kept) < len(self.messages):
+            first = next((i for i, m in enumerate(kept) if m.get("role") == "user"), None)
+            kept = kept[first:] if first is not None else kept[-1:]
         self.messages = kept
 
 
