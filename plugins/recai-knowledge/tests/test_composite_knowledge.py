@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 from knowledgekit import film_split
+
+import recai
+from recai.errors import ParamsError
+from recai.types import ItemList, Message
 from recai_knowledge.attributes import AttributesKnowledge
 from recai_knowledge.base import approx_tokens
 from recai_knowledge.collab import I2IKnowledge
 from recai_knowledge.composite import CompositeKnowledge
 from recai_knowledge.kgpaths import KGPathsKnowledge
-
-import recai
-from recai.errors import ParamsError
-from recai.types import ItemList, Message
 
 HISTORY = ItemList([3, 6, 0])
 CANDIDATES = ItemList([2, 5, 7, 1, 4])

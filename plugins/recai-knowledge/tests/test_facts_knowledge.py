@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from knowledgekit import film_split
-from recai_knowledge.attributes import AttributesKnowledge
-from recai_knowledge.base import NotFittedError
-from recai_knowledge.collab import CooccurrenceKnowledge, I2IKnowledge, U2IKnowledge
-from recai_knowledge.recency import RecencyKnowledge
 
 import recai
 from recai.errors import DataError, ParamsError
 from recai.types import ItemList
+from recai_knowledge.attributes import AttributesKnowledge
+from recai_knowledge.base import NotFittedError
+from recai_knowledge.collab import CooccurrenceKnowledge, I2IKnowledge, U2IKnowledge
+from recai_knowledge.recency import RecencyKnowledge
 
 
 @pytest.fixture(scope="module")

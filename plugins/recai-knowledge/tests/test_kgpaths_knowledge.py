@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from knowledgekit import film_split
-from recai_knowledge.kgpaths import FAR, KGPathsKnowledge
 
 import recai
 from recai.errors import DataError
 from recai.types import ItemList
+from recai_knowledge.kgpaths import FAR, KGPathsKnowledge
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,20 @@ def test_candidates_in_the_history_and_unlinked_items_say_nothing(split: recai.S
     k = fitted(split, max_degree=3)
     assert k.knowledge(history=ItemList([0]), candidates=ItemList([0])) == ""
     assert k.knowledge(history=ItemList([]), candidates=ItemList([2])) == ""
+
+
+def test_sparse_and_dense_distances_agree(split: recai.Split, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    dense = fitted(split, max_degree=3)
+    assert dense._dense is not None
+    monkeypatch.setattr(KGPathsKnowledge, "dense_limit", 0)
+    sparse = fitted(split, max_degree=3)
+    assert sparse._dense is None
+    everyone = np.arange(8)
+    assert (
+        sparse.distances(everyone, everyone).tolist()
+        == dense.distances(everyone, everyone).tolist()
+    )
+    history, cands = ItemList([6, 0]), ItemList([2, 5, 7, 1])
+    assert sparse.knowledge(history=history, candidates=cands) == dense.knowledge(
+        history=history, candidates=cands
+    )

@@ -7,15 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from knowledgekit import film_split
+
+import recai
+from recai.testing import KnowledgePrompterContract
+from recai.types import ItemList
 from recai_knowledge.attributes import AttributesKnowledge
 from recai_knowledge.collab import CooccurrenceKnowledge, I2IKnowledge, U2IKnowledge
 from recai_knowledge.composite import CompositeKnowledge
 from recai_knowledge.kgpaths import KGPathsKnowledge
 from recai_knowledge.recency import RecencyKnowledge
-
-import recai
-from recai.testing import KnowledgePrompterContract
-from recai.types import ItemList
 
 
 class CountingRanker(recai.Ranker):

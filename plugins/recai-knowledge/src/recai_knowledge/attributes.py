@@ -74,8 +74,8 @@ class AttributesKnowledge(FactPrompter):
                 f"{self.name}: fields: the catalog of {split.dataset.name!r} has no field "
                 f"{missing[0]!r}; its fields: {', '.join(available) or '(none)'}"
             )
-        self.fields = names
-        self.value_fields = value_fields(self.catalog, names)
+        self._fields = names
+        self._value_fields = value_fields(self.catalog, names)
         train = split.train
         self.users = np.bincount(
             np.unique(train.users * self.n_items + train.items) % self.n_items,
@@ -110,7 +110,7 @@ class AttributesKnowledge(FactPrompter):
 
     def describe_item(self, item: int) -> str:
         parts = []
-        for name in self.fields:
+        for name in self._fields:
             value = self.catalog.fields[name][item]
             if isinstance(value, (tuple, list)) and len(value) > self.params.max_values:
                 value = tuple(value[: self.params.max_values])
@@ -132,10 +132,10 @@ class AttributesKnowledge(FactPrompter):
     def _utility(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Per item: the mean over value fields of the history share of its best value."""
         rec = recent(history, self.params.recent)
-        if not len(rec) or not self.value_fields:
+        if not len(rec) or not self._value_fields:
             return np.full(len(items), 0.5)
         total = np.zeros(len(items))
-        for name in self.value_fields:
+        for name in self._value_fields:
             col = self.catalog.fields[name]
             profile: dict[str, int] = {}
             for h in rec.tolist():

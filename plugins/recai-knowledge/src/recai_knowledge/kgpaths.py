@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -66,8 +66,8 @@ _NOUNS = {
     "film.production_company.films": "production company",
     "film.film.cinematography": "cinematographer",
     "film.cinematographer.film": "cinematographer",
-    "film.film.genre": "Freebase genre",
-    "film.film_genre.films_in_this_genre": "Freebase genre",
+    "film.film.genre": "genre",
+    "film.film_genre.films_in_this_genre": "genre",
     "film.film.country": "country",
     "film.film.language": "language",
     "film.film.rating": "content rating",
@@ -134,6 +134,9 @@ class KGPathsKnowledge(FactPrompter):
 
     Params = KGPathsParams
     name = "knowledge-kgpaths.v1"
+    #: Catalogs up to this many items get every distance at fit time (n^2 bytes); larger
+    #: ones compute a request's distances from four small sparse products.
+    dense_limit: ClassVar[int] = 8_000
     default_header = "Knowledge-graph links from this user's items to the candidates:"
     params: KGPathsParams
 
@@ -196,7 +199,7 @@ class KGPathsKnowledge(FactPrompter):
         open_node = is_item | (pdeg <= self.params.max_degree)
         ok = open_node[heads] & open_node[tails]
         heads, tails, rels = heads[ok], tails[ok], rels[ok]
-        self.hubs = int((~open_node & (pdeg > 0)).sum())
+        self._hubs = int((~open_node & (pdeg > 0)).sum())
         # one relation per ordered pair (the first triple's), for the text
         src = np.concatenate([heads, tails])
         dst = np.concatenate([tails, heads])
@@ -217,6 +220,8 @@ class KGPathsKnowledge(FactPrompter):
         )
         self.degree = np.diff(self.g_indptr)
         self.idf = np.clip(1.0 - np.log(np.maximum(self.degree, 1)) / np.log(n_linked), 0.0, 1.0)
+        self._idf = self.idf.tolist()  # python lists: fast lookups of single entities
+        self._ent_item = ent_item.tolist()
 
         # W_0, W_1, W_2: entities within 0, 1, 2 hops of each item (rows: catalog items)
         n_items = self.n_items
@@ -233,6 +238,16 @@ class KGPathsKnowledge(FactPrompter):
             nxt.sort_indices()
             levels.append(nxt)
         self.levels = levels
+        self._mark = np.zeros(n_ent, dtype=bool)  # scratch for set differences
+        # every item-to-item distance at once, when the catalog is small enough (n^2 bytes)
+        self._dense: np.ndarray | None = None
+        if n_items <= self.dense_limit:
+            everyone = np.arange(n_items)
+            dense = np.empty((n_items, n_items), dtype=np.int8)
+            for start in range(0, n_items, 1024):  # row blocks bound the sparse products
+                rows = everyone[start : start + 1024]
+                dense[start : start + len(rows)] = self._distances(rows, everyone)
+            self._dense = dense
         self.users = np.bincount(
             np.unique(split.train.users * n_items + split.train.items) % n_items,
             minlength=n_items,
@@ -255,7 +270,14 @@ class KGPathsKnowledge(FactPrompter):
     def distances(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Hops from each source item to each target item (``FAR`` beyond ``max_hops`` or not
         linked), shape ``(len(sources), len(targets))``."""
-        out = np.full((len(sources), len(targets)), FAR, dtype=np.int64)
+        sources = np.asarray(sources, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        if self._dense is not None:
+            return np.asarray(self._dense[np.ix_(sources, targets)], dtype=np.int64)
+        return self._distances(sources, targets)
+
+    def _distances(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        out = np.full((len(sources), len(targets)), FAR, dtype=np.int8)
         if not len(sources) or not len(targets):
             return out
         lv = self.levels
@@ -276,27 +298,25 @@ class KGPathsKnowledge(FactPrompter):
         if not len(rec) or not len(cands):
             return []
         dist = self.distances(rec, cands)
+        best = dist.min(axis=0)
+        first = np.argmax(dist == best[None, :], axis=0)  # the most recent of the closest
         facts = []
-        for j, cand in enumerate(cands.tolist()):
-            col = dist[:, j]
-            best = int(col.min())
-            if best == 0 or best == FAR:  # a candidate in the history says nothing new
-                continue
-            i = int(np.flatnonzero(col == best)[0])  # the most recent of the closest
-            path = self.path(int(rec[i]), int(cand), best)
+        for j in np.flatnonzero((best > 0) & (best != FAR)).tolist():
+            hops, source, cand = int(best[j]), int(rec[first[j]]), int(cands[j])
+            path = self.path(source, cand, hops)
             if path is None:
                 continue
-            quality = self._quality(path)
             text = f"{self.title(cand)}: {self.say(path[::-1])} (in this user's history)"
-            utility = float(np.clip(quality * 2.0 / max(best, 1), 0.0, 1.0))
-            facts.append(Fact(text, utility, (int(cand), int(rec[i]))))
+            utility = min(1.0, self._quality(path) * 2.0 / hops)
+            facts.append(Fact(text, utility, (cand, source)))
         return facts
 
     def _quality(self, path: list[int]) -> float:
-        inner = [e for e in path[1:-1] if self.ent_item[e] < 0]
-        if not inner:
-            return 1.0
-        return float(np.mean(self.idf[inner]))
+        """The mean informativeness of the path's inner entities that are not items (1 when
+        every inner node is an item: a direct link, or films only)."""
+        idf = self._idf
+        inner = [idf[e] for e in path[1:-1] if self._ent_item[e] < 0]
+        return sum(inner) / len(inner) if inner else 1.0
 
     # -- paths ------------------------------------------------------------------------------------
     def neighbours(self, entity: int) -> np.ndarray:
@@ -331,9 +351,10 @@ class KGPathsKnowledge(FactPrompter):
             return [s, self._best(mid), t] if len(mid) else None
         if hops == 3:
             # v1 next to s with a neighbour next to t
-            mark = np.zeros(len(self.degree), dtype=bool)
+            mark = self._mark
             mark[nt] = True
             ok = [v for v in ns.tolist() if v != t and mark[self.neighbours(v)].any()]
+            mark[nt] = False
             if not ok:
                 return None
             v1 = self._best(np.asarray(ok))
@@ -344,7 +365,9 @@ class KGPathsKnowledge(FactPrompter):
             ws = w2.indices[w2.indptr[s_item] : w2.indptr[s_item + 1]]
             wt = w2.indices[w2.indptr[t_item] : w2.indptr[t_item + 1]]
             mid = np.intersect1d(ws, wt, assume_unique=True)
-            mid = mid[~np.isin(mid, ns) & (mid != s) & (mid != t)]
+            self._mark[ns] = True
+            mid = mid[~self._mark[mid] & (mid != s) & (mid != t)]
+            self._mark[ns] = False
             if not len(mid):
                 return None
             m = self._best(mid, prefer_items=True)
@@ -408,7 +431,7 @@ class KGPathsKnowledge(FactPrompter):
 
     def describe(self) -> dict[str, Any]:
         kept = [r for r, s in self.relation_stats.items() if s["kept"]]
-        return {"relations_kept": kept, "hub_entities_skipped": self.hubs}
+        return {"relations_kept": kept, "hub_entities_skipped": self._hubs}
 
 
 def _undirected(heads: np.ndarray, tails: np.ndarray, n: int) -> Any:

@@ -81,10 +81,10 @@ class RecencyKnowledge(FactPrompter):
                 f"{self.name}: fields: the catalog of {split.dataset.name!r} has no field "
                 f"{missing[0]!r}; its fields: {', '.join(available) or '(none)'}"
             )
-        self.fields = value_fields(self.catalog, names)
+        self._fields = value_fields(self.catalog, names)
         train = split.train
         self.trend_share: np.ndarray | None = None
-        self.log_share = 0.0
+        self._log_share = 0.0
         self.window_counts = np.zeros(self.n_items, dtype=np.int64)
         if train.timestamps is not None and len(train):
             ts = np.asarray(train.timestamps)
@@ -98,7 +98,7 @@ class RecencyKnowledge(FactPrompter):
                 self.trend_share = np.where(
                     all_counts > 0, self.window_counts / np.maximum(all_counts, 1), 0.0
                 )
-            self.log_share = float(inside.mean())
+            self._log_share = float(inside.mean())
 
     def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
         p = self.params
@@ -124,19 +124,19 @@ class RecencyKnowledge(FactPrompter):
                             tuple(matching),
                         )
                     )
-        if self.trend_share is not None and len(candidates) and self.log_share > 0:
+        if self.trend_share is not None and len(candidates) and self._log_share > 0:
             days = f"{p.trend_days:g}"
             for c in candidates.tolist():
                 share = float(self.trend_share[c])
                 if (
                     self.window_counts[c] >= p.min_trend_count
-                    and share >= p.trend_ratio * self.log_share
+                    and share >= p.trend_ratio * self._log_share
                 ):
                     facts.append(
                         Fact(
                             f"{self.title(c)} is trending: {100 * share:.0f}% of its interactions "
                             f"came in the last {days} days of the log (all items: "
-                            f"{100 * self.log_share:.0f}%)",
+                            f"{100 * self._log_share:.0f}%)",
                             0.5,
                             (int(c),),
                         )
@@ -147,7 +147,7 @@ class RecencyKnowledge(FactPrompter):
         """Per field, the values the last items show more than the earlier history."""
         out = []
         earlier = history[: max(len(history) - len(last), 0)]
-        for name in self.fields:
+        for name in self._fields:
             col = self.catalog.fields[name]
             now = _counts(col, last)
             before = _counts(col, earlier)
