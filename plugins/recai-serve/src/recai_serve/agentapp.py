@@ -145,14 +145,15 @@ def create_agent_app(
     routes: list[BaseRoute] = [
         Route("/health", agents.health, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
-        Route("/v1/models", agents.models, methods=["GET"]),
+        *(Route(p, agents.models, methods=["GET"]) for p in ("/v1/models", "/models")),
         Route("/v1/chat/completions", agents.chat, methods=["POST"]),
         Route("/openai/deployments/{deployment}/chat/completions", agents.chat, methods=["POST"]),
-        Route("/v1/completions", service.completions, methods=["POST"]),
         Route("/v1/feedback", agents.feedback, methods=["POST"]),
         Route("/v1/sessions/{session_id}", agents.session, methods=["GET", "DELETE"]),
         *api.routes(),
     ]
+    if served.backends:  # prompt scoring, for the LLM backends served beside the agents
+        routes.append(Route("/v1/completions", service.completions, methods=["POST"]))
     public: frozenset[str] = frozenset()
     if page:
         with contextlib.suppress(ImportError):  # the chat page, where it is installed
