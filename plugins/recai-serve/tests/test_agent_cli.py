@@ -183,3 +183,21 @@ def test_bad_options_exit_2_naming_them(site: Path, tmp_path: Path, extra: list[
     )
     assert out.returncode == 2, out.stderr
     assert named in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.integration  # ranker-agent.v1 of recai-agent, through the registry
+def test_a_recipe_with_two_datasets_needs_dataset_named(tmp_path: Path) -> None:
+    from recai.errors import RecaiError
+    from recai_serve.served import served_from_recipe
+
+    recipe = tmp_path / "two.toml"
+    recipe.write_text(
+        '[components.a]\nuse = "synthetic.v1"\n[components.b]\nuse = "synthetic.v1"\n'
+        'params = { seed = 1 }\n[components.pop]\nuse = "random.v1"\n'
+        '[components.shop]\nuse = "ranker-agent.v1"\nparams = { dataset = "a", ranker = "pop" }\n'
+    )
+    with pytest.raises(RecaiError, match=r"--dataset NAME \(it has 2: a, b\)"):
+        served_from_recipe(str(recipe), out=tmp_path / "runs")
+    served, _ = served_from_recipe(str(recipe), dataset="b", out=tmp_path / "runs")
+    assert list(served.agents) == ["shop"] and served.dataset.name == "synthetic"
+    assert list(served.rankers) == ["pop"]
