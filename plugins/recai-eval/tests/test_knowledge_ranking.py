@@ -100,7 +100,8 @@ def test_knowledge_reaches_every_prompt_with_history_and_candidates(
         assert [TITLES[i] for i in candidates] == shown  # the candidates in their shown order
     # fitted on the training split: no held-out (or validation) event
     assert not {(u, TARGET[u]) for u in TARGET} & set(k._train)
-    info = report.info["knowledge"]
+    assert list(report.metrics) == ["Recording + Noting"]  # one system: with knowledge
+    info = report.info["knowledge"]["Recording + Noting"]
     assert info["prompts_with_knowledge"] == 6 and info["mean_tokens"] > 5
 
 
@@ -269,3 +270,64 @@ def test_per_char_divides_by_the_title_length(source: Any, tmp_path: Path) -> No
         lengths = [len(TITLES[i]) for i in r["items"]]
         assert lengths == sorted(lengths, reverse=True)
     assert np.isfinite(report.metrics["Flat"]["NDCG@10"])
+
+
+# -- ablation: several knowledge types and none, paired -------------------------------------------
+class Helped(Scorer):
+    """Scores the target up only when the prompt carries the knowledge tagged [A]."""
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        self.boost = 2.0 if any("[A]" in m.content for m in messages) else 0.0
+        return super().score_continuations(messages, continuations)
+
+
+def test_a_list_of_prompters_is_an_ablation_with_paired_effects(
+    source: Any, tmp_path: Path
+) -> None:
+    from recai_eval.peruser import load_per_user
+
+    llm = Helped()
+    report = LLMRankingEvaluator(
+        source, llm, samples=6, bootstrap=200, mode="score", knowledge=[Noting("A"), Silent()]
+    ).evaluate(ctx_for(tmp_path))
+    assert list(report.metrics) == ["Helped", "Helped + Noting", "Helped + Silent"]
+    assert len(llm._calls) == 18  # each system asks every user once (no shared cache key)
+    none, helped, silent = (report.metrics[n]["NDCG@10"] for n in report.metrics)
+    assert report.metrics["Helped + Noting"]["Hit@1"] == 1.0 and helped == 1.0
+    assert none < 1.0 and silent == none  # nothing said: the same ranking as none
+    effects = report.info["knowledge_effects"]
+    assert effects["Helped + Noting"]["NDCG@10"]["delta"] == pytest.approx(helped - none)
+    assert effects["Helped + Noting"]["NDCG@10"]["low"] > 0
+    assert effects["Helped + Silent"]["NDCG@10"]["delta"] == 0.0
+    assert effects["Helped + Silent"]["NDCG@10"]["p_test"] == 1.0
+    notes = "\n".join(report.notes)
+    assert "Helped + Noting: NDCG@10 +" in notes and "Helped + Silent: NDCG@10 +0.0000" in notes
+    per_user = load_per_user(tmp_path / "run" / "stages" / "LLMRankingEvaluator.per_user.npz")
+    assert sorted(per_user.values) == sorted(report.metrics) and len(per_user.units) == 6
+    col = per_user.columns.index("NDCG@10")
+    assert per_user.values["Helped + Noting"][:, col].mean() == pytest.approx(helped)
+
+
+def test_without_knowledge_adds_the_bare_system(source: Any, tmp_path: Path) -> None:
+    report = LLMRankingEvaluator(
+        source,
+        Helped(),
+        samples=6,
+        bootstrap=0,
+        mode="score",
+        knowledge=Noting("A"),
+        without_knowledge=True,
+    ).evaluate(ctx_for(tmp_path))
+    assert list(report.metrics) == ["Helped", "Helped + Noting"]
+    assert "Helped + Noting" in report.info["knowledge_effects"]
+
+
+def test_knowledge_list_and_switch_are_checked(source: Any) -> None:
+    with pytest.raises(ParamsError, match="knowledge: an empty list"):
+        LLMRankingEvaluator(source, Recording(), knowledge=[])
+    with pytest.raises(ParamsError, match="without_knowledge: there is no knowledge"):
+        LLMRankingEvaluator(source, Recording(), without_knowledge=True)
+    with pytest.raises(ParamsError, match="knowledge"):
+        LLMRankingEvaluator(source, Recording(), knowledge=[Recording()])

@@ -244,16 +244,33 @@ class LLMRankingParams(PromptParams):
         "after the question alone, without history and candidates ('calibrated': what the "
         "context adds, one more scoring call per user)",
     )
-    knowledge: recai.KnowledgePrompter | None = Field(
+    knowledge: recai.KnowledgePrompter | Sequence[recai.KnowledgePrompter] | None = Field(
         None,
         description="writes domain knowledge into every prompt, given the user's history and "
         "the candidates (as ItemLists), as a system message before the question "
-        "(KnowledgePrompter.augment). Fitted on the task's training split; answers are cached "
-        "apart per knowledge config",
+        "(KnowledgePrompter.augment); fitted on the task's training split, answers cached apart "
+        "per knowledge config. A list ranks once per prompter (a system each, named "
+        "'<llm> + <prompter>') on the same users and candidates, and also without knowledge",
+    )
+    without_knowledge: bool = Field(
+        False,
+        description="also rank without knowledge (the system named after the llm) and report "
+        "each knowledge system's paired difference from it (95% paired bootstrap interval, "
+        "paired t-test); implied when knowledge is a list",
     )
 
     @model_validator(mode="after")
     def _norm_fits_mode(self) -> LLMRankingParams:
+        if isinstance(self.knowledge, Sequence) and not self.knowledge:
+            raise ValueError(
+                "knowledge: an empty list; name one knowledge prompter or more, or leave "
+                "knowledge out"
+            )
+        if self.without_knowledge and self.knowledge is None:
+            raise ValueError(
+                "without_knowledge: there is no knowledge to compare with; name a knowledge "
+                "prompter, or leave without_knowledge out"
+            )
         if self.mode == "generate" and self.score_norm != "sum":
             raise ValueError(
                 f"score_norm: {self.score_norm!r} applies to mode = 'score' only; leave "

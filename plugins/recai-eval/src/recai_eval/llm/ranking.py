@@ -38,15 +38,17 @@ from recai.data import sample_candidates
 from recai.errors import RecaiError
 from recai.roles import describe_component
 from recai.runtime import RunContext
+from recai.stats import paired_bootstrap, paired_test
 from recai.types import ItemList, Message, Report
 
 from ..metrics import MISSED
+from ..peruser import per_user_file, save_per_user
 from .base import Case, LLMTask, Session, sample_cases
 from .lists import ListScores, list_metrics, score_list_answers
 from .params import LLMRankingParams
 from .prompts import RANKING, bulleted, numbered, render
 from .runner import Answer, Caller, caller_for
-from .scoring import ERROR_KINDS
+from .scoring import ERROR_KINDS, ranking_values
 
 __all__ = ["LLMRankingEvaluator", "ScoreCaller", "candidate_sets", "SCORE_RANKING", "QUESTION"]
 
@@ -111,36 +113,51 @@ class LLMRankingEvaluator(LLMTask):
         p = self.params
         s = Session(self, ctx)
         score_mode = p.mode == "score"
+        llm_name = ctx.name_of(p.llm)
         if score_mode:
-            _check_can_score(p.llm, ctx.name_of(p.llm))
-        knowledge = p.knowledge
-        if knowledge is not None:
-            ctx.fit(knowledge, s.split)
+            _check_can_score(p.llm, llm_name)
+        variants = self._variants(ctx, llm_name)
+        for _, knowledge in variants:
+            if knowledge is not None:
+                ctx.fit(knowledge, s.split)
         sampled, counts = sample_cases(s.data, s.split, p.samples, s.seed)
         cases, orders, dropped = candidate_sets(s, sampled, p.n_candidates, p.negatives)
-        template = self.template
-        if score_mode and p.template is None:
-            template = SCORE_RANKING
-        prompts, added = [], []
-        for c, order in zip(cases, orders, strict=True):
-            prompt, tokens = self._prompt(s, c, order, template, knowledge)
-            prompts.append(prompt)
-            added.append(tokens)
-        if score_mode:
-            scores = self._scored(s, cases, orders, prompts)
-            kinds: tuple[str, ...] = ()
-        else:
-            caller = caller_for(p.llm, s.options)
-            if knowledge is not None:
-                caller.description = {
-                    "llm": caller.description,
-                    "knowledge": describe_component(knowledge),
-                }
-            answers = s.runner.run(caller, prompts, desc=f"{s.stage}: ranking")
-            scores = score_list_answers(s, cases, answers, orders=orders, candidates=orders)
-            kinds = ERROR_KINDS
-        row, intervals = list_metrics(s, cases, scores, self.k, kinds, p.bootstrap)
-        name = ctx.name_of(p.llm)
+        template = SCORE_RANKING if score_mode and p.template is None else self.template
+        kinds: tuple[str, ...] = () if score_mode else ERROR_KINDS
+        results: dict[str, ListScores] = {}
+        added: dict[str, list[int]] = {}
+        for name, knowledge in variants:
+            prompts, tokens = [], []
+            for c, order in zip(cases, orders, strict=True):
+                prompt, extra = self._prompt(s, c, order, template, knowledge)
+                prompts.append(prompt)
+                tokens.append(extra)
+            first = len(s.records)
+            if score_mode:
+                results[name] = self._scored(s, cases, orders, prompts, knowledge, name)
+            else:
+                caller = caller_for(p.llm, s.options)
+                if knowledge is not None:
+                    caller.description = {
+                        "llm": caller.description,
+                        "knowledge": describe_component(knowledge),
+                    }
+                answers = s.runner.run(caller, prompts, desc=f"{s.stage}: ranking ({name})")
+                results[name] = score_list_answers(
+                    s, cases, answers, orders=orders, candidates=orders
+                )
+            for record in s.records[first:]:
+                record["system"] = name
+            added[name] = tokens
+        # every metric over the samples every system answered: the systems stay paired
+        metrics, intervals = {}, {}
+        for name, scores in results.items():
+            row, iv = list_metrics(s, cases, scores, self.k, kinds, p.bootstrap)
+            metrics[name] = row
+            if iv:
+                intervals[name] = iv
+        effects = self._effects(s, cases, results, variants)
+        self._save_per_user(s, ctx, cases, results)
         how = (
             f"the candidates are ranked by the LLM's log-probability of each title after the "
             f"prompt ({p.score_norm})"
@@ -149,13 +166,19 @@ class LLMRankingEvaluator(LLMTask):
             f"{s.matcher.threshold}); Hit/NDCG/MRR@k by the position of the held-out item's "
             "first mention"
         )
+        with_knowledge = [n for n, k in variants if k is not None]
         protocol = (
             f"leave-one-out by time; the LLM ranks {p.n_candidates} candidates (the held-out "
             f"item and {p.n_candidates - 1} {p.negatives} negatives the user never "
             f"interacted with) after the last {p.max_history} history items"
             + (
-                f", with knowledge from {ctx.name_of(knowledge)} (fitted on the training split)"
-                if knowledge is not None
+                "; with knowledge written by a prompter fitted on the training split"
+                + (
+                    f" ({len(with_knowledge)} prompters and none, on the same users and candidates)"
+                    if len(variants) > 1
+                    else ""
+                )
+                if with_knowledge
                 else ""
             )
             + f"; {how}"
@@ -172,18 +195,25 @@ class LLMRankingEvaluator(LLMTask):
             max_history=p.max_history,
             fields=list(p.fields),
             llm=self.describe(p.llm),
-            knowledge=None
-            if knowledge is None
-            else {
-                "component": self.describe(knowledge),
-                "mean_tokens": round(float(np.mean(added)), 1) if added else 0.0,
-                "prompts_with_knowledge": int(sum(t > 0 for t in added)),
-            },
+            knowledge={
+                name: {
+                    "component": self.describe(knowledge),
+                    "mean_tokens": round(float(np.mean(added[name])), 1) if cases else 0.0,
+                    "prompts_with_knowledge": int(sum(t > 0 for t in added[name])),
+                }
+                for name, knowledge in variants
+                if knowledge is not None
+            }
+            or None,
         )
+        if effects:
+            info["knowledge_effects"] = effects
         if score_mode:
             info["score_norm"] = p.score_norm
         else:
-            info["mentions"] = {"total": scores.mentions, "grounded": scores.grounded}
+            mentions = sum(r.mentions for r in results.values())
+            grounded = sum(r.grounded for r in results.values())
+            info["mentions"] = {"total": mentions, "grounded": grounded}
             info["error_rates"] = (
                 "share of the answered samples whose answer shows the error; "
                 "unreadable answers count in failure_rate only"
@@ -194,7 +224,86 @@ class LLMRankingEvaluator(LLMTask):
                 f"{dropped} sampled users had too few items left to draw "
                 f"{p.n_candidates - 1} negatives and were left out."
             )
-        return s.report({name: row}, info, {name: intervals} if intervals else None, notes)
+        notes += [effect_note(name, e) for name, e in effects.items()]
+        return s.report(metrics, info, intervals or None, notes)
+
+    def _variants(
+        self, ctx: RunContext, llm_name: str
+    ) -> list[tuple[str, recai.KnowledgePrompter | None]]:
+        """The systems: ``(name, knowledge or None)``, the one without knowledge first."""
+        p = self.params
+        given = p.knowledge
+        if given is None:
+            return [(llm_name, None)]
+        many = not isinstance(given, recai.KnowledgePrompter)
+        prompters: list[recai.KnowledgePrompter] = (
+            list(given) if not isinstance(given, recai.KnowledgePrompter) else [given]
+        )
+        out: list[tuple[str, recai.KnowledgePrompter | None]] = []
+        if many or p.without_knowledge:
+            out.append((llm_name, None))
+        for name, k in zip(ctx.names_of(prompters), prompters, strict=True):
+            out.append((f"{llm_name} + {name}", k))
+        return out
+
+    def _effects(
+        self,
+        s: Session,
+        cases: Sequence[Case],
+        results: dict[str, ListScores],
+        variants: list[tuple[str, recai.KnowledgePrompter | None]],
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each knowledge system's paired difference from the system without knowledge."""
+        base = next((n for n, k in variants if k is None), None)
+        if base is None or len(variants) < 2:
+            return {}
+        resamples = max(int(self.params.bootstrap), 1000)
+        cols = s.measured(cases, ranking_values(results[base].ranks, self.k))
+        out = {}
+        for name, knowledge in variants:
+            if knowledge is None:
+                continue
+            other = s.measured(cases, ranking_values(results[name].ranks, self.k))
+            row = {}
+            for metric in cols:
+                a, b = cols[metric], other[metric]
+                boot = paired_bootstrap(a, b, resamples, s.seed)
+                test, p_value = paired_test(a, b)
+                row[metric] = {
+                    "delta": float(boot["delta"][0]),
+                    "low": float(boot["low"][0]),
+                    "high": float(boot["high"][0]),
+                    "p_bootstrap": float(boot["p"][0]),
+                    "p_test": p_value,
+                    "test": test,
+                    "pairs": len(a),
+                }
+            out[name] = row
+        return out
+
+    def _save_per_user(
+        self, s: Session, ctx: RunContext, cases: Sequence[Case], results: dict[str, ListScores]
+    ) -> None:
+        """``stages/<stage>.per_user.npz``: every system's Hit/NDCG/MRR@k per answered user,
+        for ``recai eval``'s paired comparison of runs."""
+        keep = np.array([s.answered(c) for c in cases], dtype=bool)
+        users = np.array([c.user for c in cases], dtype=np.int64)[keep]
+        values: dict[str, np.ndarray] = {}
+        columns: list[str] = []
+        for name, scores in results.items():
+            cols = s.measured(cases, ranking_values(scores.ranks, self.k))
+            columns = list(cols)
+            if columns:
+                values[name] = np.column_stack([cols[c] for c in columns])
+        if not columns or not len(users):
+            return
+        try:
+            save_per_user(ctx.out_dir / per_user_file(s.stage), "user", users, columns, values)
+        except OSError as e:
+            raise RecaiError(
+                f"{s.stage}: cannot write the per-user values into {ctx.out_dir}: "
+                f"{e.strerror or e}; free the path or choose another --out folder"
+            ) from None
 
     def _prompt(
         self,
@@ -230,20 +339,22 @@ class LLMRankingEvaluator(LLMTask):
         cases: Sequence[Case],
         orders: Sequence[list[int]],
         prompts: Sequence[list[Message]],
+        knowledge: recai.KnowledgePrompter | None,
+        name: str,
     ) -> ListScores:
         """Scoring mode: each user's candidates ranked by the titles' log-probabilities."""
         p = self.params
         caller = ScoreCaller(p.llm)
-        if p.knowledge is not None:
+        if knowledge is not None:
             caller.description = {
                 "llm": caller.description,
-                "knowledge": describe_component(p.knowledge),
+                "knowledge": describe_component(knowledge),
             }
         titles = [[s.catalog.title(int(i)) for i in order] for order in orders]
         answers = s.runner.run(
             caller,
             [(m, t) for m, t in zip(prompts, titles, strict=True)],
-            desc=f"{s.stage}: scoring",
+            desc=f"{s.stage}: scoring ({name})",
         )
         neutral: list[Answer] = []
         if p.score_norm == "calibrated":
@@ -307,6 +418,20 @@ class ScoreCaller(Caller):
         messages, continuations = request
         scores = self.component.score_continuations(list(messages), list(continuations))
         return json.dumps([float(x) for x in scores]), {}
+
+
+def effect_note(name: str, effect: dict[str, dict[str, Any]]) -> str:
+    """One line per knowledge system: its paired difference in the deepest NDCG from none."""
+    ndcg = [m for m in effect if m.startswith("NDCG@")]
+    metric = max(ndcg, key=lambda m: int(m.split("@")[1])) if ndcg else next(iter(effect))
+    e = effect[metric]
+    verdict = (
+        "significant" if e["p_test"] < 0.05 and e["low"] * e["high"] > 0 else "not significant"
+    )
+    return (
+        f"{name}: {metric} {e['delta']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}] against no "
+        f"knowledge ({e['test']} p = {e['p_test']:.3g}, {int(e['pairs'])} users; {verdict} at 5%)."
+    )
 
 
 def _read_scores(text: str | None, n: int) -> tuple[np.ndarray | None, str | None]:
