@@ -290,6 +290,31 @@ def test_metrics_count_requests_per_route_with_latency_percentiles():
     assert 0 < rec["p50_ms"] <= rec["p95_ms"]
     assert m["routes"]["GET /v1/items/{item_id}/similar"]["count"] == 2  # one route, two items
     assert b'recai_requests_total{route="POST /v1/recommend",status="200"} 5' in text
+    assert m["agents"] == {}  # no turn yet
+
+
+def test_metrics_count_each_agents_turns_llm_calls_and_items():
+    with AgentServer(served()) as s:
+        for text in ("a", "b", "c"):
+            call(
+                s,
+                "POST",
+                "/v1/chat/completions",
+                {"model": "shop", "messages": [{"role": "user", "content": text}]},
+            )
+        call(
+            s,
+            "POST",
+            "/v1/chat/completions",
+            {"model": "plain", "messages": [{"role": "user", "content": "x"}]},
+        )
+        _, m, _ = call(s, "GET", "/metrics")
+        _, text, _ = call(s, "GET", "/metrics?format=prometheus")
+    shop = m["agents"]["shop"]
+    assert (shop["turns"], shop["llm_calls"], shop["items_per_turn"]) == (3, 0, 2.0)
+    assert 0 <= shop["p50_s"] <= shop["p95_s"] < 5
+    assert m["agents"]["plain"]["turns"] == 1 and m["agents"]["plain"]["items_per_turn"] == 0
+    assert b'recai_agent_turns_total{agent="shop"} 3' in text
 
 
 def test_openapi_document_and_docs_page_describe_every_route(server):

@@ -132,15 +132,16 @@ def create_agent_app(
     )
     if max_queue is not None and max_queue < 0:
         raise RecaiError(f"max_queue must be 0 or more (or None), got {max_queue}")
+    stats = stats if stats is not None else ServerStats()
+    metrics = Metrics()
     agents = _AgentService(
         service,
         served,
         sessions if sessions is not None else MemorySessions(),
         request_timeout,
         max_queue,
+        metrics,
     )
-    stats = stats if stats is not None else ServerStats()
-    metrics = Metrics()
     api = rest.RestAPI(service, served, agents, metrics)
     routes: list[BaseRoute] = [
         Route("/health", agents.health, methods=["GET"]),
@@ -279,7 +280,9 @@ class _AgentService:
         sessions: SessionStore,
         request_timeout: float | None,
         max_queue: int | None = None,
+        metrics: Metrics | None = None,
     ):
+        self.metrics = metrics if metrics is not None else Metrics()
         self.service = service
         self.served = served
         self.agents = served.agents
@@ -614,6 +617,13 @@ class _AgentService:
                     code="session_store_failed",
                 ) from None
         items = [self.item(entry) for entry in data.get("items") or []]
+        calls = data.get("llm_calls", 0)
+        self.metrics.record_turn(
+            turn.name,
+            calls if isinstance(calls, int) else 0,
+            float(data.get("seconds") or 0.0),
+            len(items),
+        )
         recai = {
             "session": session.id if session is not None else None,
             "user": turn.user,

@@ -63,6 +63,8 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
+        self._agents: dict[str, dict[str, int]] = {}
+        self._turn_seconds: dict[str, deque[float]] = {}
         self.started = time.time()
         self.in_flight = 0
 
@@ -76,15 +78,41 @@ class Metrics:
             row.latencies.append(seconds)
             row.seconds += seconds
 
+    def record_turn(self, agent: str, llm_calls: int, seconds: float, items: int) -> None:
+        """An agent answered a turn: its LLM calls, its own seconds and how many items."""
+        with self._lock:
+            row = self._agents.get(agent)
+            if row is None:
+                row = self._agents[agent] = {"turns": 0, "llm_calls": 0, "items": 0}
+                self._turn_seconds[agent] = deque(maxlen=WINDOW)
+            row["turns"] += 1
+            row["llm_calls"] += llm_calls
+            row["items"] += items
+            self._turn_seconds[agent].append(seconds)
+
     def snapshot(self) -> dict[str, Any]:
         """``{"uptime_s", "in_flight", "routes": {route: {"count", "errors", "status",
-        "p50_ms", "p95_ms", "p99_ms", "mean_ms"}}}``."""
+        "p50_ms", "p95_ms", "p99_ms", "mean_ms"}}, "agents": {agent: {"turns", "llm_calls",
+        "llm_calls_per_turn", "items_per_turn", "p50_s", "p95_s"}}}`` (an agent's seconds are
+        its own, without waiting for a slot)."""
         with self._lock:
             rows = {
                 k: (r.count, dict(r.statuses), sorted(r.latencies), r.seconds)
                 for k, r in self._routes.items()
             }
+            turns = {k: (dict(v), sorted(self._turn_seconds[k])) for k, v in self._agents.items()}
             in_flight = self.in_flight
+        agents = {}
+        for name, (row, secs) in sorted(turns.items()):
+            n = max(row["turns"], 1)
+            agents[name] = {
+                "turns": row["turns"],
+                "llm_calls": row["llm_calls"],
+                "llm_calls_per_turn": round(row["llm_calls"] / n, 3),
+                "items_per_turn": round(row["items"] / n, 3),
+                "p50_s": round(percentile(secs, 50), 4),
+                "p95_s": round(percentile(secs, 95), 4),
+            }
         routes = {}
         for key, (count, statuses, lat, total) in sorted(rows.items()):
             routes[key] = {
@@ -100,6 +128,7 @@ class Metrics:
             "uptime_s": round(time.time() - self.started, 3),
             "in_flight": in_flight,
             "routes": routes,
+            "agents": agents,
         }
 
     def prometheus(self) -> str:
@@ -126,6 +155,18 @@ class Metrics:
                 )
             lines.append(f'recai_request_seconds_count{{route="{_label(route)}"}} {row["count"]}')
         lines += [
+            "# HELP recai_agent_turns_total Turns answered, by agent.",
+            "# TYPE recai_agent_turns_total counter",
+            *(
+                f'recai_agent_turns_total{{agent="{_label(a)}"}} {r["turns"]}'
+                for a, r in snap["agents"].items()
+            ),
+            "# HELP recai_agent_llm_calls_total LLM calls the agents' turns made.",
+            "# TYPE recai_agent_llm_calls_total counter",
+            *(
+                f'recai_agent_llm_calls_total{{agent="{_label(a)}"}} {r["llm_calls"]}'
+                for a, r in snap["agents"].items()
+            ),
             "# HELP recai_in_flight Requests being answered now.",
             "# TYPE recai_in_flight gauge",
             f"recai_in_flight {snap['in_flight']}",
