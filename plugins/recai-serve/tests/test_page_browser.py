@@ -545,11 +545,6 @@ def test_stop_ends_a_streaming_answer_and_the_server_stops_the_turn(
     assert len(slow_agent.turns) == 0  # the turn never finished
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the key guard of the agent server also refuses the page's own files, so a browser "
-    "cannot open the page of a server with a key (H2's report: exempt GET of page.PAGE_FILES)",
-)
 def test_a_server_with_a_key_gets_it_from_the_page_and_keeps_it_in_the_tab(
     browser: Any, keyed_server: str
 ) -> None:
