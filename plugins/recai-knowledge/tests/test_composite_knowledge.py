@@ -9,7 +9,7 @@ import recai
 from recai.errors import ParamsError
 from recai.types import ItemList, Message
 from recai_knowledge.attributes import AttributesKnowledge
-from recai_knowledge.base import approx_tokens
+from recai_knowledge.base import Fact, FactPrompter, approx_tokens
 from recai_knowledge.collab import I2IKnowledge
 from recai_knowledge.composite import CompositeKnowledge
 from recai_knowledge.kgpaths import KGPathsKnowledge
@@ -142,3 +142,31 @@ params.blocks = [{ prompter = "attrs", weight = 2.0 }]
         "About these items:\n- Heat (1995): year 1995; chosen by 4 users in the log (top 12%), "
         "mean rating 2.75"
     )
+
+
+class Many(FactPrompter):
+    """Five equally useful facts (or one less useful one, with few=True)."""
+
+    name = "many"
+
+    def __init__(self, tag: str, utility: float, n: int) -> None:
+        super().__init__()
+        self._tag, self._utility, self._n = tag, utility, n
+
+    def _facts(self, history, candidates, query):  # type: ignore[no-untyped-def]
+        return [Fact(f"{self._tag}{i}", self._utility) for i in range(self._n)]
+
+
+@pytest.mark.parametrize(("diversity", "expected"), [(1.0, 3), (0.8, 2)])
+def test_diversity_keeps_one_type_from_taking_the_budget(
+    split: recai.Split, diversity: float, expected: int
+) -> None:
+    blocks = [
+        {"prompter": Many("a", 1.0, 5), "template": "{facts}"},
+        {"prompter": Many("b", 0.9, 1), "template": "{facts}"},
+    ]
+    # each fact "- a0\n" costs 2 tokens, a block's separator 1: room for three facts
+    k = build(split, max_tokens=7, blocks=blocks, diversity=diversity)
+    text = k.knowledge(candidates=ItemList([0]))
+    assert text.count("- a") == expected
+    assert ("- b0" in text) == (diversity < 1.0)

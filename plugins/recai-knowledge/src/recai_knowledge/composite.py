@@ -6,7 +6,9 @@ Each block names a knowledge prompter and how its facts are written (``template`
 ``weight x utility`` (the prompter's own measure of how much the fact says about these
 candidates for this user: a path through a rare entity, a neighbour with a high cosine, a
 candidate in the user's genres), and takes them best first while the text stays within
-``max_tokens``; a block's template counts once its first fact is in. The blocks are then
+``max_tokens``; a block's template counts once its first fact is in. Each fact a block already
+has discounts its next ones by ``diversity`` (0.8), so a type with many equally useful facts
+(the attributes of 20 dramas for a drama fan) does not crowd out the others. The blocks are then
 written in their order, each fact in its prompter's order. So the budget goes to the knowledge
 that helps this request most, not to a split fixed per config.
 
@@ -88,6 +90,14 @@ class CompositeParams(recai.Params):
         None, description="counts tokens with this model's count_tokens, where it has one"
     )
     separator: str = Field("\n\n", max_length=20, description="between blocks")
+    diversity: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="each fact a block already has multiplies the score of its next ones by "
+        "this, so one type with many equally useful facts does not take the whole budget "
+        "(1: no discount)",
+    )
 
 
 class CompositeKnowledge(Configurable, recai.KnowledgePrompter):
@@ -120,26 +130,37 @@ class CompositeKnowledge(Configurable, recai.KnowledgePrompter):
         query: str | None = None,
     ) -> list[list[Fact]]:
         """The facts chosen for each block (see the module docstring)."""
-        pool: list[tuple[float, int, int, Fact]] = []  # (score, block, position, fact)
-        for b, block in enumerate(self.params.blocks):
+        import heapq
+
+        ranked: list[list[tuple[int, Fact]]] = []  # per block: (position, fact), best first
+        for block in self.params.blocks:
             facts = _facts_of(block.prompter, history, candidates, query)
             limit = block.max_facts or _own_limit(block.prompter, len(facts))
-            ranked = sorted(range(len(facts)), key=lambda i: (-facts[i].utility, i))[:limit]
-            for i in ranked:
-                pool.append((block.weight * facts[i].utility, b, i, facts[i]))
-        pool.sort(key=lambda x: (-x[0], x[1], x[2]))
+            order = sorted(range(len(facts)), key=lambda i: (-facts[i].utility, i))[:limit]
+            ranked.append([(i, facts[i]) for i in order])
+        decay = float(self.params.diversity)
+        weights = [float(b.weight) for b in self.params.blocks]
+        # a heap of each block's next fact: (-score, block, rank in the block); a block's score
+        # shrinks by `diversity` with every fact it already has in
+        heap = [(-weights[b] * r[0][1].utility, b, 0) for b, r in enumerate(ranked) if r]
+        heapq.heapify(heap)
         budget = int(self.params.max_tokens)
         sep = approx_tokens(self.params.separator)
         chosen: list[dict[int, Fact]] = [{} for _ in self.params.blocks]
         used = 0
-        for _, b, i, fact in pool:
+        while heap:
+            _, b, k = heapq.heappop(heap)
+            i, fact = ranked[b][k]
             cost = approx_tokens(f"- {fact.text}\n")
             if not chosen[b]:
                 cost += approx_tokens(self._frame(b)) + (sep if used else 0)
-            if used + cost > budget:
-                continue
-            chosen[b][i] = fact
-            used += cost
+            if used + cost <= budget:
+                chosen[b][i] = fact
+                used += cost
+            if k + 1 < len(ranked[b]):
+                nxt = ranked[b][k + 1][1]
+                score = weights[b] * nxt.utility * decay ** len(chosen[b])
+                heapq.heappush(heap, (-score, b, k + 1))
         out = [[c[i] for i in sorted(c)] for c in chosen]
         if self.params.llm is not None and callable(getattr(self.params.llm, "count_tokens", None)):
             out = self._trim(out)
