@@ -331,3 +331,26 @@ def test_knowledge_list_and_switch_are_checked(source: Any) -> None:
         LLMRankingEvaluator(source, Recording(), without_knowledge=True)
     with pytest.raises(ParamsError, match="knowledge"):
         LLMRankingEvaluator(source, Recording(), knowledge=[Recording()])
+
+
+class Blank(Recording):
+    """Answers nothing readable for user 2; like Recording otherwise."""
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        if user_of(list(messages)[-1].content) == 2:
+            self._seen.append(list(messages))
+            return Completion("   ", model="blank")
+        return super().chat(messages, **options)
+
+
+def test_unusable_answers_are_counted_per_system(source: Any, tmp_path: Path) -> None:
+    report = LLMRankingEvaluator(
+        source, Blank(), samples=6, bootstrap=0, knowledge=[Noting()]
+    ).evaluate(ctx_for(tmp_path))
+    assert report.metrics["Blank"]["failure_rate"] == pytest.approx(1 / 6)
+    assert report.metrics["Blank + Noting"]["failure_rate"] == pytest.approx(1 / 6)
+    notes = "\n".join(report.notes)
+    assert "Of 6 samples, unusable answers: 1 for Blank, 1 for Blank + Noting" in notes
+    assert "samples failed" not in notes  # not added up over the systems
+    systems = sorted(f["system"] for f in report.info["failed_samples"])
+    assert systems == ["Blank", "Blank + Noting"]

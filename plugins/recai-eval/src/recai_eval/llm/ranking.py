@@ -132,7 +132,7 @@ class LLMRankingEvaluator(LLMTask):
                 prompt, extra = self._prompt(s, c, order, template, knowledge)
                 prompts.append(prompt)
                 tokens.append(extra)
-            first = len(s.records)
+            first, first_failure = len(s.records), len(s.failures)
             if score_mode:
                 results[name] = self._scored(s, cases, orders, prompts, knowledge, name)
             else:
@@ -148,6 +148,8 @@ class LLMRankingEvaluator(LLMTask):
                 )
             for record in s.records[first:]:
                 record["system"] = name
+            for failure in s.failures[first_failure:]:
+                failure["system"] = name
             added[name] = tokens
         # every metric over the samples every system answered: the systems stay paired
         metrics, intervals = {}, {}
@@ -224,6 +226,18 @@ class LLMRankingEvaluator(LLMTask):
                 f"{dropped} sampled users had too few items left to draw "
                 f"{p.n_candidates - 1} negatives and were left out."
             )
+        if len(variants) > 1:  # unusable answers per system (the session would add them up)
+            unusable: dict[str, int] = {}
+            for f in s.failures:
+                if f["answered"] and f["sample"] not in s.unanswered:
+                    unusable[f["system"]] = unusable.get(f["system"], 0) + 1
+            s.failures = [f for f in s.failures if not f["answered"]]
+            if unusable:
+                said = ", ".join(f"{k} for {name}" for name, k in unusable.items())
+                notes.append(
+                    f"Of {len(cases)} samples, unusable answers: {said}; they count as misses "
+                    "and are listed in info.failed_samples."
+                )
         notes += [effect_note(name, e) for name, e in effects.items()]
         return s.report(metrics, info, intervals or None, notes)
 
