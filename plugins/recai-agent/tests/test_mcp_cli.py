@@ -27,6 +27,8 @@ TITLES = [t for t, _, _ in FILMS]
 KEY_VAR = "RECAI_TEST_MCP_KEY"
 
 PLUGIN = """
+import time
+import numpy as np
 import recai
 from recai.types import Completion
 from agentkit import film_dataset
@@ -46,6 +48,27 @@ class RulesBrain(recai.LLMBackend):
         if options.get("json_schema") is not None:
             return Completion("I would filter some movies!")
         return Completion("Here are films for you.")
+
+
+class SlowRanker(recai.Ranker):
+    # popularity, after a fit that takes a while
+
+    def __init__(self, seconds: float = 6.0):
+        self.seconds = float(seconds)
+        self.counts = None
+
+    def fit(self, split):
+        time.sleep(self.seconds)
+        self.counts = np.bincount(split.train.items, minlength=split.dataset.n_items)
+
+    def score(self, histories, items=None, *, users=None):
+        ids = np.arange(len(self.counts)) if items is None else np.asarray(items)
+        return np.tile(self.counts[ids].astype(float), (len(histories), 1))
+
+
+@recai.hookimpl
+def recai_rankers():
+    yield recai.ComponentSpec(name="slow-ranker.v1", factory=SlowRanker, summary="Slow fit.")
 
 
 @recai.hookimpl
@@ -73,6 +96,20 @@ params = { dataset = "films", llm = "brain", ranker = "knn", similarity = "knn",
 """
 
 
+SLOW_RECIPE = """
+name = "mcp-slow"
+[components.films]
+use = "films.v1"
+[components.brain]
+use = "rules-brain.v1"
+[components.slow]
+use = "slow-ranker.v1"
+[components.agent]
+use = "interecagent.v1"
+params = { dataset = "films", llm = "brain", ranker = "slow", k = 3 }
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
@@ -83,6 +120,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         modules={"films_plugin.py": PLUGIN},
     )
     (root / "mcp.toml").write_text(RECIPE)
+    (root / "slow.toml").write_text(SLOW_RECIPE)
     return root
 
 
@@ -179,6 +217,37 @@ def test_stdio_server_answers_the_sdk_client(site: Path, tmp_path: Path) -> None
     assert "a stray print while the dataset loads" in stderr  # diverted, the protocol held
     assert "a stray print from the brain" in stderr
     assert "Traceback" not in stderr
+
+
+def test_stdio_answers_at_once_while_the_models_are_fitted(site: Path, tmp_path: Path) -> None:
+    """A client's handshake and the catalog tools do not wait for a first fit (MCP clients
+    give a server a minute or so to start); recommend waits for it, then answers."""
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "recai", "mcp", str(site / "slow.toml"), "--out", str(tmp_path / "fit")],
+        env=_env(site),
+        cwd=str(tmp_path),
+    )
+
+    async def go() -> tuple[Any, float, Any, Any]:
+        with (tmp_path / "stderr.txt").open("w") as err:
+            async with Client(stdio_client(params, errlog=err), read_timeout_seconds=120) as c:
+                start = time.monotonic()
+                before = (await c.call_tool("describe_catalog", {})).structured_content
+                looked = await c.call_tool("lookup", {"sql": "SELECT count(*) FROM items"})
+                quick = time.monotonic() - start
+                rec = await c.call_tool("recommend", {"history": ["Alien"], "k": 3})
+                after = (await c.call_tool("describe_catalog", {})).structured_content
+                return before, quick, (looked.is_error, rec.is_error, rec.structured_content), after
+
+    before, quick, (lookup_error, rec_error, rec), after = anyio.run(go)
+    assert before["ready"] is False and quick < 5.0 and lookup_error is False
+    assert rec_error is False and len(rec["items"]) == 3  # waited for the fit
+    assert after["ready"] is True
+    assert "agent fitted in" in (tmp_path / "stderr.txt").read_text()
 
 
 @pytest.fixture()

@@ -1,8 +1,10 @@
 """``recai mcp RECIPE``: the agent's tools as a Model Context Protocol server (the official
 ``mcp`` SDK), so any MCP-capable assistant can use a recipe's recommenders as tools.
 
-The command builds and fits the recipe's agent as ``recai chat`` does (fitted parts cached under
-``--out``; progress on stderr, never on stdout, which is the protocol in stdio mode), then serves:
+The command builds the recipe's agent and serves at once; the agent's models are fitted as
+``recai chat`` fits them (cached under ``--out``; progress on stderr, never on stdout, which is
+the protocol in stdio mode) in the background, so a client's handshake and the catalog tools
+answer while a first fit runs, and the tools that need the models wait for it. It serves:
 
 - ``describe_catalog``: the catalog's columns with their kinds, values and ranges, and the
   ``items`` table an SQL look-up reads;
@@ -41,7 +43,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -67,6 +69,8 @@ MAX_ROWS = 200
 MAX_NAMED = 200
 #: Longest chat message, in characters.
 MAX_MESSAGE_CHARS = 4000
+#: Longest wait of a tool for the models' fit, in seconds.
+FIT_WAIT = 3600.0
 #: Conversations kept by the chat tool, and how long an idle one lives (seconds).
 MAX_SESSIONS = 1000
 SESSION_TTL = 3600.0
@@ -150,6 +154,10 @@ class CatalogInfo(BaseModel):
     sql_schema: str = Field(description="the tables a lookup may read, as an LLM prompt shows them")
     components: dict[str, str | None] = Field(
         description="the agent's parts behind the tools: ranker, similarity, text retriever"
+    )
+    ready: bool = Field(
+        description="whether the models are fitted; until then similar_items, search_items, "
+        "recommend and chat wait for them"
     )
 
 
@@ -271,6 +279,10 @@ class AgentToolbox:
         self._by_id = {str(x): i for i, x in enumerate(self.catalog.ids.tolist())}
         self._users: dict[str, int] | None = None
         self._model_lock = threading.Lock()
+        self._fitted = threading.Event()
+        self._fitted.set()
+        self._fit: Callable[[], None] | None = None
+        self._fit_error: str | None = None
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._sessions_lock = threading.Lock()
         self.max_sessions = int(max_sessions)
@@ -304,6 +316,7 @@ class AgentToolbox:
                 "similarity": _kind_of(self.similarity),
                 "text_retriever": _kind_of(self.text_retriever),
             },
+            ready=self.ready,
         )
 
     def lookup(self, sql: str, max_rows: int = 20) -> Rows:
@@ -413,7 +426,7 @@ class AgentToolbox:
         state = self._state()
         more = self._filter(bus, state, genres, not_genres, year_min, year_max, None, None)
         notes += more or []
-        with self._model_lock:
+        with self._models("similar_items"):
             self._call("soft_filter", bus, {"seeds": seeds}, state)
         notes += _step_notes(state)
         head = [i for i in bus.ids.tolist() if i not in seeds]
@@ -443,7 +456,7 @@ class AgentToolbox:
         notes = self._filter(bus, state, genres, not_genres, year_min, year_max, None, None) or []
         if self.text_retriever is None:
             notes.append("no text retriever: items whose titles match the text come first")
-        with self._model_lock:
+        with self._models("search_items"):
             self._call("soft_filter", bus, {"text": text[:500]}, state)
         notes += _step_notes(state)
         head = bus.ids.tolist()
@@ -489,7 +502,7 @@ class AgentToolbox:
         state.exclude = dropped
         state.k = k
         notes += self._filter(bus, state, genres, not_genres, year_min, year_max, None, None) or []
-        with self._model_lock:
+        with self._models("recommend"):
             self._call("ranking", bus, {"by": by, "mode": mode}, state)
         notes += _step_notes(state)
         head = bus.ids.tolist()
@@ -520,7 +533,7 @@ class AgentToolbox:
                     f"chat: session {sid!r} is user {state.user!r}'s conversation, not {user!r}'s"
                 )
             conversation = self._context(state.user) + state.messages + [Message.user(message)]
-            with self._model_lock:
+            with self._models("chat"):
                 reply = self.agent.respond(conversation)
             body = dict(reply.to_dict()) if hasattr(reply, "to_dict") else {"text": reply.text}
             state.messages += [Message.user(message), Message.assistant(str(body["text"]))]
@@ -573,6 +586,47 @@ class AgentToolbox:
         except NotImplementedError:
             raise ToolInputError(f"feedback: agent {self.name!r} keeps no user profile") from None
         return Profile(profile=dict(profile))
+
+    # -- fitting while serving -----------------------------------------------------------------
+    def defer_fit(self, fit: Callable[[], None]) -> None:
+        """Fit the agent's models with ``fit`` once :meth:`start_fit` is called (when the
+        server starts), so an MCP client's handshake and the catalog tools answer at once; the
+        tools that need the models wait for it."""
+        self._fit = fit
+        self._fitted.clear()
+
+    def start_fit(self) -> None:
+        """Start the deferred fit in a background thread (once; later calls do nothing)."""
+        with self._sessions_lock:
+            fit, self._fit = self._fit, None
+        if fit is None:
+            return
+
+        def work() -> None:
+            try:
+                fit()
+            except BaseException as exc:  # reported by every tool that needs the models
+                self._fit_error = f"{type(exc).__name__}: {_one_line(exc)}"
+                _log(f"fitting {self.name} failed: {self._fit_error}")
+            finally:
+                self._fitted.set()
+
+        threading.Thread(target=work, name="recai-mcp-fit", daemon=True).start()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the models are fitted (and did not fail)."""
+        return self._fitted.is_set() and self._fit_error is None
+
+    @contextlib.contextmanager
+    def _models(self, tool: str) -> Iterator[None]:
+        """Waits for the fit, then holds the models (one call at a time)."""
+        if not self._fitted.wait(FIT_WAIT):
+            raise ToolInputError(f"{tool}: the agent's models are still being fitted; try later")
+        if self._fit_error is not None:
+            raise ToolInputError(f"{tool}: the agent could not be fitted ({self._fit_error})")
+        with self._model_lock:
+            yield
 
     # -- helpers --------------------------------------------------------------------------------
     def user_history(self, user: str) -> list[int]:
@@ -831,7 +885,18 @@ def build_server(toolbox: AgentToolbox, *, name: str = "recai") -> Any:
                     text = f"{tool}: {text}"
                 raise ToolError(text) from exc.__cause__
 
-    server = _Server(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        toolbox.start_fit()  # the deferred fit starts with the server, once
+        yield
+
+    server = _Server(
+        name,
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+        lifespan=lifespan,
+    )
 
     def describe_catalog() -> CatalogInfo:
         """The catalog: its size, its columns (kind, meaning, distinct values of categorical
@@ -1106,8 +1171,10 @@ def run(args: argparse.Namespace) -> int:
     if transport == "stdio" and (args.host != "127.0.0.1" or str(args.port) != "8765"):
         raise RecaiError("recai mcp: --host and --port are for --transport http")
     with _stdout_to_stderr():  # in stdio mode stdout is the protocol: nothing else may reach it
-        agent, name = build_agent(args.recipe, args.component, args.out)
+        agent, name, fit = build_agent(args.recipe, args.component, args.out)
         toolbox = AgentToolbox(agent, name=name)
+        if fit is not None:
+            toolbox.defer_fit(fit)
         server = build_server(toolbox)
     if transport == "stdio":
         import anyio
@@ -1116,12 +1183,16 @@ def run(args: argparse.Namespace) -> int:
         with _unbuffered_stdout():
             anyio.run(server.run_stdio_async)
         return 0
+    toolbox.start_fit()  # stdout is no protocol here: fit at once, beside the server
     return _serve_http(server, name, args.host, port, api_key)
 
 
-def build_agent(recipe_path: str, component: str | None, out: str | None) -> tuple[Any, str]:
-    """The recipe's agent, fitted (with its parts) on all the dataset's interactions, as
-    ``recai chat`` fits it (the same cache folder by default)."""
+def build_agent(
+    recipe_path: str, component: str | None, out: str | None
+) -> tuple[Any, str, Callable[[], None] | None]:
+    """The recipe's agent, its name, and what fits it (with its parts) on all the dataset's
+    interactions as ``recai chat`` does (the same cache folder by default; None when the agent
+    learns nothing)."""
     import difflib
 
     from recai.data import Split
@@ -1151,14 +1222,18 @@ def build_agent(recipe_path: str, component: str | None, out: str | None) -> tup
     agent = built[name]
     dataset = getattr(getattr(agent, "params", None), "dataset", None)
     folder = Path(out) if out else Path("runs") / f"{Path(str(recipe_path)).stem}-chat"
-    if dataset is not None and callable(getattr(agent, "fit", None)):
-        seed = recipe.run.seed if recipe.run is not None else 0
+    if dataset is None or not callable(getattr(agent, "fit", None)):
+        return agent, name, None
+    seed = recipe.run.seed if recipe.run is not None else 0
+
+    def fit() -> None:
         ctx = RunContext(folder, seed=seed, built=built, progress=True)
         _log(f"fitting {name} (cached under {folder}/artifacts)")
         start = time.perf_counter()
         ctx.fit(agent, Split.full(dataset.dataset()))
-        _log(f"ready in {time.perf_counter() - start:.1f} s")
-    return agent, name
+        _log(f"{name} fitted in {time.perf_counter() - start:.1f} s")
+
+    return agent, name, fit
 
 
 def _port(text: str) -> int:
