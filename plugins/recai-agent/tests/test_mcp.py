@@ -440,6 +440,19 @@ def test_without_a_similarity_component_similar_items_says_so(knn: Any) -> None:
     assert ok(server, "recommend", history=["Alien"], k=3)["items"]
 
 
+def test_a_chosen_set_of_tools_is_all_that_is_served(toolbox: AgentToolbox) -> None:
+    server = build_server(toolbox, tools=["recommend", "item_details"])
+
+    async def body(client: Any) -> Any:
+        return [t.name for t in (await client.list_tools()).tools]
+
+    assert session(server, body) == ["recommend", "item_details"]
+    error, text = call(server, "chat", {"message": "hi"})
+    assert error and "chat" in text
+    with pytest.raises(recai.RecaiError, match="'recomend', which is no tool"):
+        build_server(toolbox, tools=["recomend"])
+
+
 def test_an_agent_without_a_dataset_is_refused_by_name() -> None:
     class Bare(recai.Agent):
         def reply(self, conversation: Sequence[Message]) -> Message:

@@ -357,6 +357,8 @@ def films_pm(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (["--port", "9000"], "--host and --port are for --transport http"),
         (["-c", "brain"], "--component 'brain' is not an agent"),
         (["-c", "agnet"], "Did you mean 'agent'?"),
+        (["--tools", "lookup,recomend"], "'recomend', which is no tool. Did you mean 'recommend'?"),
+        (["--tools", " , "], "--tools names no tool"),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_2(

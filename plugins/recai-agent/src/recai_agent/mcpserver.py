@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
     from .tools import BaseTool, ToolResult, TurnState
 
-__all__ = ["AgentToolbox", "ToolInputError", "build_server", "configure", "run"]
+__all__ = ["TOOL_NAMES", "AgentToolbox", "ToolInputError", "build_server", "configure", "run"]
 
 #: Most items one tool call lists.
 MAX_K = 100
@@ -851,11 +851,30 @@ SessionId = Annotated[
     Field(max_length=200, description="a session returned by an earlier chat call"),
 ]
 
+#: The tools, in the order they are listed.
+TOOL_NAMES = (
+    "describe_catalog",
+    "lookup",
+    "filter_items",
+    "similar_items",
+    "search_items",
+    "recommend",
+    "item_details",
+    "chat",
+    "feedback",
+)
+
 READ_ONLY = {"read_only_hint": True, "idempotent_hint": True, "open_world_hint": False}
 
 
-def build_server(toolbox: AgentToolbox, *, name: str = "recai") -> Any:
-    """An :class:`mcp.server.mcpserver.MCPServer` whose tools call ``toolbox``."""
+def build_server(
+    toolbox: AgentToolbox, *, name: str = "recai", tools: Sequence[str] | None = None
+) -> Any:
+    """An :class:`mcp.server.mcpserver.MCPServer` whose tools call ``toolbox``: all of
+    :data:`TOOL_NAMES`, or those named in ``tools``."""
+    chosen = set(TOOL_NAMES if tools is None else tools)
+    if chosen - set(TOOL_NAMES):
+        raise RecaiError(_unknown_tools(chosen))
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
@@ -1083,9 +1102,23 @@ def build_server(toolbox: AgentToolbox, *, name: str = "recai") -> Any:
         (chat, "Chat with the recommender", ToolAnnotations(open_world_hint=False)),
         (feedback, "Like or dislike an item", ToolAnnotations(open_world_hint=False)),
     ):
+        if fn.__name__ not in chosen:
+            continue
         server.add_tool(_guarded(fn), title=title, annotations=hints, structured_output=True)
         accepted[fn.__name__] = list(inspect.signature(fn).parameters)
     return server
+
+
+def _unknown_tools(names: set[str]) -> str:
+    import difflib
+
+    wrong = sorted(names - set(TOOL_NAMES))
+    close = difflib.get_close_matches(wrong[0], TOOL_NAMES, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"recai mcp: --tools names {', '.join(repr(w) for w in wrong)}, which "
+        f"{'is' if len(wrong) == 1 else 'are'} no tool.{hint} tools: {', '.join(TOOL_NAMES)}"
+    )
 
 
 def _invalid(tool: str, error: Any) -> str:
@@ -1148,6 +1181,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "variable holds",
     )
     parser.add_argument(
+        "--tools",
+        metavar="NAME,...",
+        help="serve only these tools (default all: " + ", ".join(TOOL_NAMES) + "); e.g. leave "
+        "out chat and feedback to offer the recommenders without the LLM",
+    )
+    parser.add_argument(
         "--out", help="folder for fitted models (default runs/<recipe name>-chat, as recai chat)"
     )
     parser.set_defaults(func=run)
@@ -1158,6 +1197,13 @@ def run(args: argparse.Namespace) -> int:
     if transport not in ("stdio", "http"):
         raise RecaiError(f"recai mcp: --transport must be stdio or http, not {args.transport!r}")
     port = _port(args.port)
+    tools = None
+    if args.tools is not None:
+        tools = [t.strip() for t in str(args.tools).split(",") if t.strip()]
+        if not tools:
+            raise RecaiError("recai mcp: --tools names no tool; tools: " + ", ".join(TOOL_NAMES))
+        if set(tools) - set(TOOL_NAMES):
+            raise RecaiError(_unknown_tools(set(tools)))
     api_key = None
     if args.api_key_env:
         if transport != "http":
@@ -1175,7 +1221,7 @@ def run(args: argparse.Namespace) -> int:
         toolbox = AgentToolbox(agent, name=name)
         if fit is not None:
             toolbox.defer_fit(fit)
-        server = build_server(toolbox)
+        server = build_server(toolbox, tools=tools)
     if transport == "stdio":
         import anyio
 
