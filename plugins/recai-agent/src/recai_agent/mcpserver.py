@@ -277,6 +277,13 @@ class AgentToolbox:
         self.tools["ranking"].keep = MAX_K * 5  # type: ignore[attr-defined]
         self.columns = columns_of(self.db)
         self._by_id = {str(x): i for i, x in enumerate(self.catalog.ids.tolist())}
+        self._by_title: dict[str, int] = {}
+        for i, t in enumerate(self.catalog.titles.tolist()):
+            self._by_title.setdefault(str(t), i)
+        self._schema = self.db.schema_for_prompt()
+        from .sqlground import SQLGrounder
+
+        self._sql = SQLGrounder(self.db, self.grounder)
         self._users: dict[str, int] | None = None
         self._model_lock = threading.Lock()
         self._fitted = threading.Event()
@@ -310,7 +317,7 @@ class AgentToolbox:
             users=int(inter.n_users),
             interactions=len(inter.items),
             columns=cols,
-            sql_schema=self.db.schema_for_prompt(),
+            sql_schema=self._schema,
             components={
                 "ranker": _kind_of(self.ranker),
                 "similarity": _kind_of(self.similarity),
@@ -320,13 +327,11 @@ class AgentToolbox:
         )
 
     def lookup(self, sql: str, max_rows: int = 20) -> Rows:
-        from .sqlground import SQLGrounder
-
         if not sql.strip():
             raise ToolInputError("lookup: 'sql' is empty; give one SELECT over the items table")
         notes: list[str] = []
         try:
-            grounded, notes = SQLGrounder(self.db, self.grounder).ground_query(sql)
+            grounded, notes = self._sql.ground_query(sql)
         except RecaiError:
             grounded = sql  # the database says what is wrong with it, below
         try:
@@ -345,8 +350,7 @@ class AgentToolbox:
             found = [self._by_id[str(r[col])] for r in rows if str(r[col]) in self._by_id]
         elif "title" in res.columns:
             col = res.columns.index("title")
-            exact = self._titles()
-            found = [exact[r[col]] for r in rows if r[col] in exact]
+            found = [self._by_title[r[col]] for r in rows if r[col] in self._by_title]
         return Rows(
             columns=list(res.columns),
             rows=rows,
@@ -770,12 +774,6 @@ class AgentToolbox:
                 f"{what}: no catalog item has the id or a title like {shown or 'that'}"
             )
         return found, notes, missing
-
-    def _titles(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for i, t in enumerate(self.catalog.titles.tolist()):
-            out.setdefault(str(t), i)
-        return out
 
     def _ref(self, i: int) -> ItemRef:
         return ItemRef(id=_plain(self.catalog.ids[i]), title=self.catalog.title(i))
