@@ -345,7 +345,7 @@ class Blank(Recording):
 
 def test_unusable_answers_are_counted_per_system(source: Any, tmp_path: Path) -> None:
     report = LLMRankingEvaluator(
-        source, Blank(), samples=6, bootstrap=0, knowledge=[Noting()]
+        source, Blank(), samples=6, bootstrap=0, knowledge=[Noting()], without_knowledge=True
     ).evaluate(ctx_for(tmp_path))
     assert report.metrics["Blank"]["failure_rate"] == pytest.approx(1 / 6)
     assert report.metrics["Blank + Noting"]["failure_rate"] == pytest.approx(1 / 6)

@@ -106,6 +106,13 @@ def placeholders_of(model: type[recai.Params]) -> dict[str, frozenset[str]]:
     return out
 
 
+def _one_or_more(value: Any) -> Any:
+    """One component (or its name) as a list of one; a list as it is."""
+    if value is None or isinstance(value, (list, tuple)):
+        return value
+    return [value]
+
+
 def _not_a_bool(value: Any) -> Any:
     """``true``/``false`` are no share (pydantic would read them as 1.0 and 0.0)."""
     if isinstance(value, bool):
@@ -244,24 +251,27 @@ class LLMRankingParams(PromptParams):
         "after the question alone, without history and candidates ('calibrated': what the "
         "context adds, one more scoring call per user)",
     )
-    knowledge: recai.KnowledgePrompter | Sequence[recai.KnowledgePrompter] | None = Field(
+    knowledge: Annotated[
+        Sequence[recai.KnowledgePrompter] | None, BeforeValidator(_one_or_more)
+    ] = Field(
         None,
         description="writes domain knowledge into every prompt, given the user's history and "
         "the candidates (as ItemLists), as a system message before the question "
         "(KnowledgePrompter.augment); fitted on the task's training split, answers cached apart "
-        "per knowledge config. A list ranks once per prompter (a system each, named "
-        "'<llm> + <prompter>') on the same users and candidates, and also without knowledge",
+        "per knowledge config. One prompter or a list: each ranks the same users and "
+        "candidates as a system named '<llm> + <prompter>'; with two or more, also without "
+        "knowledge",
     )
     without_knowledge: bool = Field(
         False,
         description="also rank without knowledge (the system named after the llm) and report "
         "each knowledge system's paired difference from it (95% paired bootstrap interval, "
-        "paired t-test); implied when knowledge is a list",
+        "paired t-test); implied by two or more knowledge prompters",
     )
 
     @model_validator(mode="after")
     def _norm_fits_mode(self) -> LLMRankingParams:
-        if isinstance(self.knowledge, Sequence) and not self.knowledge:
+        if self.knowledge is not None and not self.knowledge:
             raise ValueError(
                 "knowledge: an empty list; name one knowledge prompter or more, or leave "
                 "knowledge out"

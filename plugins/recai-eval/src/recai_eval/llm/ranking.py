@@ -246,15 +246,11 @@ class LLMRankingEvaluator(LLMTask):
     ) -> list[tuple[str, recai.KnowledgePrompter | None]]:
         """The systems: ``(name, knowledge or None)``, the one without knowledge first."""
         p = self.params
-        given = p.knowledge
-        if given is None:
+        if not p.knowledge:
             return [(llm_name, None)]
-        many = not isinstance(given, recai.KnowledgePrompter)
-        prompters: list[recai.KnowledgePrompter] = (
-            list(given) if not isinstance(given, recai.KnowledgePrompter) else [given]
-        )
+        prompters = list(p.knowledge)
         out: list[tuple[str, recai.KnowledgePrompter | None]] = []
-        if many or p.without_knowledge:
+        if len(prompters) > 1 or p.without_knowledge:
             out.append((llm_name, None))
         for name, k in zip(ctx.names_of(prompters), prompters, strict=True):
             out.append((f"{llm_name} + {name}", k))
