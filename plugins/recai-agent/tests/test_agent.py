@@ -639,3 +639,22 @@ def test_the_reply_does_not_open_on_a_connective_or_repeat_the_last_one(split, k
     again = ask(agent, "some sci-fi please", "more please")
     assert again.text.splitlines()[0] != "These sci-fi films fit well."
     assert any("already said" in n for n in again.notes)
+
+
+def test_a_list_filled_past_the_request_says_so_and_never_claims_the_genre(split, knn) -> None:
+    # five comedies in the fixture: the second turn has none left, the list is filled without
+    # the genre, and the first line says that instead of "Here are 5 Comedy picks"
+    llm = ScriptedLLM(reply="Here are more great Comedy films for you!")
+    agent = make_agent(split, knn, llm, plan_mode="rules")
+    conv = [Message.user("recommend some comedies")]
+    first = agent.respond(conv)
+    assert first.text.startswith("Here are more great Comedy films")  # the brain's line stands
+    conv += [Message.assistant(first.text), Message.user("more comedies please")]
+    calls = len(llm.calls)
+    second = agent.respond(conv)
+    genres = [set(FILMS[it["index"]][2]) for it in second.items]
+    assert second.items and not any("Comedy" in g for g in genres)
+    intro = second.text.split("\n", 1)[0]
+    assert intro.startswith("I found no more Comedy titles") and "Comedy pick" not in intro
+    assert len(llm.calls) == calls  # no reply call: the brain would announce comedies
+    assert any("filled without hard_filter" in n for n in second.notes)

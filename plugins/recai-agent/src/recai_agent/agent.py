@@ -255,6 +255,7 @@ class _Turn:
     notes: list[str] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     user: str | None = None  # the context's user id, whose profile the agent keeps
+    relaxed: dict[str, int] = field(default_factory=dict)  # step dropped -> items met before
     _said: set[str] | None = None
 
     def said(self) -> set[str]:
@@ -801,6 +802,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 continue
             steps = [s for s in steps if s.get("tool") != dropped]
             found = list(state.mapped)
+            turn.relaxed.setdefault(dropped, len(found))
             turn.notes.append(
                 f"{len(found)} of {state.k} items met every condition: filled without {dropped}"
             )
@@ -899,7 +901,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 system += "\nWhat is known about these items:\n" + extra[:2000]
         system += "\nRecommendations:\n" + found
         messages = [Message.system(system)] + self._memory(turn, brief=True)[-3:]
-        if on_text is not None and "stream" in getattr(self.params.llm, "capabilities", ()):
+        if lines and "hard_filter" in turn.relaxed:
+            # the request's conditions were dropped to fill the list: the brain would still
+            # announce them; the plan's line says what happened (and saves a call)
+            intro = self._intro(turn)
+            if on_text is not None:
+                on_text(intro)
+        elif on_text is not None and "stream" in getattr(self.params.llm, "capabilities", ()):
             intro = self._stream_grounded(turn, messages, allowed, on_text)
         else:
             raw = self._call(turn, messages, max_tokens=self.params.reply_tokens, stop=["\n"])
@@ -927,17 +935,30 @@ class InterecAgent(recai.Configurable, recai.Agent):
         hard, soft, rank = (steps.get(t, {}) for t in ("hard_filter", "soft_filter", "ranking"))
         kind = " or ".join(str(g) for g in hard.get("genres", [])[:3])
         n = len(turn.state.mapped)
-        text = f"Here {'is' if n == 1 else 'are'} {n} {kind + ' ' if kind else ''}pick"
-        text += "" if n == 1 else "s"
+        conditions = ""
         if hard.get("not_genres"):
-            text += " without " + " or ".join(str(g) for g in hard["not_genres"][:3])
+            conditions += " without " + " or ".join(str(g) for g in hard["not_genres"][:3])
         lo, hi = hard.get("year_min"), hard.get("year_max")
         if lo is not None and hi is not None:
-            text += f" from {lo} to {hi}" if lo != hi else f" from {lo}"
+            conditions += f" from {lo} to {hi}" if lo != hi else f" from {lo}"
         elif lo is not None:
-            text += f" from {lo} on"
+            conditions += f" from {lo} on"
         elif hi is not None:
-            text += f" up to {hi}"
+            conditions += f" up to {hi}"
+        met = turn.relaxed.get("hard_filter")
+        if met is not None and (kind or conditions):
+            # the conditions were dropped to fill the list: say so, never claim them
+            asked = f"{kind + ' ' if kind else ''}titles{conditions}"
+            if met == 0:
+                text = f"I found no more {asked.strip()} for you, so here "
+                text += f"{'is' if n == 1 else 'are'} {n} other pick{'' if n == 1 else 's'}"
+            else:
+                text = f"Here {'is' if n == 1 else 'are'} {n} pick{'' if n == 1 else 's'}: "
+                text += f"the first {met} {'is' if met == 1 else 'are'} {asked.strip()}, "
+                text += "the others are the nearest I found"
+        else:
+            text = f"Here {'is' if n == 1 else 'are'} {n} {kind + ' ' if kind else ''}pick"
+            text += ("" if n == 1 else "s") + conditions
         seeds = soft.get("seeds", [])
         if seeds:  # named by the user, not recommended: no title but the items' in the reply
             text += ", similar to the " + ("one" if len(seeds) == 1 else "ones") + " you named"
