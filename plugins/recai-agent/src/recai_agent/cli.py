@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,34 @@ def _messages(args: argparse.Namespace) -> list[str] | None:
 
 def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     """The recipe's agent, fitted (with its parts) on all the dataset's interactions."""
+
+    def log(line: str) -> None:
+        print(f"recai chat: {line}", file=sys.stderr)
+
+    agent, name, fit = build_agent(args.recipe, args.component, args.out, verb="chat with", log=log)
+    if fit is not None:
+        fit()
+    return agent, name, default_out(args.recipe, args.out)
+
+
+def default_out(recipe_path: str, out: str | None) -> Path:
+    """The folder whose ``artifacts`` cache the agent's fits (``runs/<recipe>-chat``, shared by
+    ``recai chat`` and ``recai mcp``)."""
+    return Path(out) if out else Path("runs") / f"{Path(str(recipe_path)).stem}-chat"
+
+
+def build_agent(
+    recipe_path: str,
+    component: str | None,
+    out: str | None,
+    *,
+    verb: str = "serve",
+    log: Callable[[str], None] = print,
+) -> tuple[Any, str, Callable[[], None] | None]:
+    """The recipe's agent (the one it has, or ``component``), its name, and what fits it (with
+    its parts) on all the dataset's interactions, cached under :func:`default_out` (None when
+    the agent learns nothing). A recipe without that agent is a :class:`RecaiError` naming the
+    agents it has (``verb``: what the command does with it, for the message)."""
     import difflib
 
     from recai.data import Split
@@ -130,16 +159,16 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     from recai.roles import Role
     from recai.runtime import RunContext
 
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(recipe_path)
     pm = get_plugin_manager()
     plan = check(recipe, pm.registry())
     agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
     listing = ", ".join(agents) or "none"
-    name = args.component
+    name = component
     if name is None:
         if len(agents) != 1:
             which = f"it has {len(agents)}: {listing}" if agents else "it has none"
-            raise RecaiError(f"{recipe.source}: name the agent to chat with, -c NAME ({which})")
+            raise RecaiError(f"{recipe.source}: name the agent to {verb}, -c NAME ({which})")
         name = agents[0]
     elif name not in agents:
         close = difflib.get_close_matches(name, agents, n=1, cutoff=0.6)
@@ -150,16 +179,19 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     built = build(recipe, pm, only=[name])
     agent = built[name]
     dataset = getattr(getattr(agent, "params", None), "dataset", None)
-    stem = Path(str(args.recipe)).stem
-    out = Path(args.out) if args.out else Path("runs") / f"{stem}-chat"
-    if dataset is not None and callable(getattr(agent, "fit", None)):
-        seed = recipe.run.seed if recipe.run is not None else 0
-        ctx = RunContext(out, seed=seed, built=built, progress=True)  # lines when not a tty
-        print(f"recai chat: fitting {name} (cached under {out}/artifacts)", file=sys.stderr)
+    folder = default_out(recipe_path, out)
+    if dataset is None or not callable(getattr(agent, "fit", None)):
+        return agent, name, None
+    seed = recipe.run.seed if recipe.run is not None else 0
+
+    def fit() -> None:
+        ctx = RunContext(folder, seed=seed, built=built, progress=True)  # lines when not a tty
+        log(f"fitting {name} (cached under {folder}/artifacts)")
         start = time.perf_counter()
         ctx.fit(agent, Split.full(dataset.dataset()))
-        print(f"recai chat: ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return agent, name, out
+        log(f"{name} fitted in {time.perf_counter() - start:.1f} s")
+
+    return agent, name, fit
 
 
 def _context(agent: Any, user: str) -> list[Any]:

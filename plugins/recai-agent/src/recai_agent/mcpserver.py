@@ -45,13 +45,14 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from recai.errors import RecaiError
+
+from .cli import build_agent
 
 if TYPE_CHECKING:
     from recai.data import Catalog, Dataset
@@ -1215,7 +1216,7 @@ def run(args: argparse.Namespace) -> int:
     if transport == "stdio" and (args.host != "127.0.0.1" or str(args.port) != "8765"):
         raise RecaiError("recai mcp: --host and --port are for --transport http")
     with _stdout_to_stderr():  # in stdio mode stdout is the protocol: nothing else may reach it
-        agent, name, fit = build_agent(args.recipe, args.component, args.out)
+        agent, name, fit = build_agent(args.recipe, args.component, args.out, log=_log)
         toolbox = AgentToolbox(agent, name=name)
         if fit is not None:
             toolbox.defer_fit(fit)
@@ -1229,55 +1230,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     toolbox.start_fit()  # stdout is no protocol here: fit at once, beside the server
     return _serve_http(server, name, args.host, port, api_key)
-
-
-def build_agent(
-    recipe_path: str, component: str | None, out: str | None
-) -> tuple[Any, str, Callable[[], None] | None]:
-    """The recipe's agent, its name, and what fits it (with its parts) on all the dataset's
-    interactions as ``recai chat`` does (the same cache folder by default; None when the agent
-    learns nothing)."""
-    import difflib
-
-    from recai.data import Split
-    from recai.plugins import get_plugin_manager
-    from recai.recipe import build, check, load_recipe
-    from recai.roles import Role
-    from recai.runtime import RunContext
-
-    recipe = load_recipe(recipe_path)
-    pm = get_plugin_manager()
-    plan = check(recipe, pm.registry())
-    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
-    listing = ", ".join(agents) or "none"
-    name = component
-    if name is None:
-        if len(agents) != 1:
-            which = f"it has {len(agents)}: {listing}" if agents else "it has none"
-            raise RecaiError(f"{recipe.source}: name the agent to serve, -c NAME ({which})")
-        name = agents[0]
-    elif name not in agents:
-        close = difflib.get_close_matches(name, agents, n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise RecaiError(
-            f"{recipe.source}: --component {name!r} is not an agent.{hint} agents: {listing}"
-        )
-    built = build(recipe, pm, only=[name])
-    agent = built[name]
-    dataset = getattr(getattr(agent, "params", None), "dataset", None)
-    folder = Path(out) if out else Path("runs") / f"{Path(str(recipe_path)).stem}-chat"
-    if dataset is None or not callable(getattr(agent, "fit", None)):
-        return agent, name, None
-    seed = recipe.run.seed if recipe.run is not None else 0
-
-    def fit() -> None:
-        ctx = RunContext(folder, seed=seed, built=built, progress=True)
-        _log(f"fitting {name} (cached under {folder}/artifacts)")
-        start = time.perf_counter()
-        ctx.fit(agent, Split.full(dataset.dataset()))
-        _log(f"{name} fitted in {time.perf_counter() - start:.1f} s")
-
-    return agent, name, fit
 
 
 def _port(text: str) -> int:
