@@ -662,3 +662,18 @@ def test_create_app_runs_under_any_asgi_server() -> None:
         )
         assert client.get("/v1/models").status_code == 401
         assert app.state.stats.requests == 1
+
+
+def test_with_a_key_health_wants_it_too() -> None:
+    # issue 20's bar: with a key configured, every endpoint refuses a request without it
+    with LLMServer(Whole(), model="m", api_key="k-123") as s:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            conn = http.client.HTTPConnection(*s.address, timeout=10)
+            conn.request("GET", "/health", headers=headers)
+            resp = conn.getresponse()
+            assert resp.status == 401 and b"invalid_api_key" in resp.read()
+            conn.close()
+        conn = http.client.HTTPConnection(*s.address, timeout=10)
+        conn.request("GET", "/health", headers={"Authorization": "Bearer k-123"})
+        assert conn.getresponse().status == 200
+        conn.close()

@@ -116,7 +116,7 @@ def create_app(
     """The ASGI app serving ``backends`` over the OpenAI API.
 
     ``backends`` is one backend (served as ``model``) or a mapping from model names to backends.
-    ``api_key`` makes every route but ``/health`` require it (``Authorization: Bearer <key>``
+    ``api_key`` makes every route, ``/health`` too, require it (``Authorization: Bearer <key>``
     or Azure's ``api-key`` header). ``max_concurrency`` bounds the backend calls running at once
     (None: up to :data:`THREADS`); ``queue_timeout`` bounds how long a request waits for one
     (None: as long as it takes). ``stats`` counts completion requests (``app.state.stats``);
@@ -565,6 +565,7 @@ class _Service:
 
     # -- routes ------------------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
+        self.check_auth(request)  # with a key, every route wants it (a prober sends it too)
         return JSONResponse({"status": "ok"})
 
     async def models(self, request: Request) -> Response:
