@@ -209,3 +209,13 @@ def test_planner_messages_and_schema_allow_the_empty_plan(cat):
     assert {"type": "array", "maxItems": 0} in variants
     with pytest.raises(ValueError, match="outputs for"):
         score([], [generate(cat, "test", 1)[0]], cat)
+
+
+def test_a_tuned_planner_gets_the_short_prompt_it_was_trained_on(cat, reqs):
+    from recai_agent.plannereval import SHORT_PROMPT
+
+    backend = ScriptedPlanner({})
+    LLMPlanner(backend, cat, prompt="short").plan([reqs[0].request])
+    assert [m.content for m in backend.prompts[0]] == [SHORT_PROMPT, reqs[0].request]
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        LLMPlanner(backend, cat, prompt="long")

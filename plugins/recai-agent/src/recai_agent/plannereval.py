@@ -60,7 +60,10 @@ from .slots import CatalogFacts, SlotExtractor
 
 __all__ = [
     "PLANNER_PROMPT",
+    "PROMPTS",
+    "SHORT_PROMPT",
     "SLOTS",
+    "catalog_line",
     "LLMPlanner",
     "RulePlanner",
     "planner_messages",
@@ -82,6 +85,11 @@ PLANNER_PROMPT = (
     'greeting or thanks with no request, write {{"steps": []}}.\n'
     "{catalog}"
 )
+#: The short prompt a tuned planner is trained and run on: the plan format is in its weights, and
+#: every prompt token costs training and decoding time on a CPU.
+SHORT_PROMPT = "Plan the tools for this request as JSON."
+#: The prompts by name (``LLMPlanner(prompt=...)``, ``tune.json``'s ``prompt``).
+PROMPTS = {"full": PLANNER_PROMPT, "short": SHORT_PROMPT}
 #: The slots scored, besides ``all``.
 SLOTS = ("genres", "years", "seeds", "negations", "ranking")
 _Z95 = 1.959963984540054
@@ -105,7 +113,8 @@ def wilson(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
     return low, high
 
 
-def _catalog_line(catalog: Catalog) -> str:
+def catalog_line(catalog: Catalog) -> str:
+    """The planner prompt's line about the catalog: its genres and its years."""
     facts = CatalogFacts.of(catalog)
     parts = []
     if facts.genre_field is not None:
@@ -116,10 +125,16 @@ def _catalog_line(catalog: Catalog) -> str:
     return " ".join(parts)
 
 
-def planner_messages(request: str, catalog: Catalog | str) -> list[Message]:
-    """The planner's prompt for ``request``: the instructions with the catalog's genres and
-    years (``catalog`` may be that line, precomputed), and the request as the user's message."""
-    line = catalog if isinstance(catalog, str) else _catalog_line(catalog)
+def planner_messages(request: str, catalog: Catalog | str, prompt: str = "full") -> list[Message]:
+    """The planner's prompt for ``request``: the instructions (``prompt``: ``"full"``, with
+    the tools and the catalog's genres and years, ``catalog`` may be that line precomputed; or
+    ``"short"``, :data:`SHORT_PROMPT`, for a tuned planner) and the request as the user's
+    message."""
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {sorted(PROMPTS)}, got {prompt!r}")
+    if prompt == "short":
+        return [Message.system(SHORT_PROMPT), Message.user(request)]
+    line = catalog if isinstance(catalog, str) else catalog_line(catalog)
     return [Message.system(PLANNER_PROMPT.format(catalog=line).strip()), Message.user(request)]
 
 
@@ -152,7 +167,8 @@ class RulePlanner:
 
 class LLMPlanner:
     """An LLM writes each plan under :func:`planner_schema` from :func:`planner_messages`
-    (greedy, ``max_tokens`` each; batched through ``chat_batch``). ``constrain=False`` sends no
+    (``prompt``: ``"full"`` or ``"short"``, the one a tuned planner was trained on; greedy,
+    ``max_tokens`` each; batched through ``chat_batch``). ``constrain=False`` sends no
     schema (the model writes free text, repaired afterwards). ``combine=True`` merges each plan
     with the rules' (the model's values kept), as an agent combining both would run it; the
     output is then the merged plan."""
@@ -163,6 +179,7 @@ class LLMPlanner:
         catalog: Catalog,
         *,
         name: str = "llm",
+        prompt: str = "full",
         max_tokens: int = 160,
         constrain: bool = True,
         combine: bool = False,
@@ -170,18 +187,21 @@ class LLMPlanner:
         self.llm = llm
         self.catalog = catalog
         self.name = name
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {sorted(PROMPTS)}, got {prompt!r}")
+        self.prompt = prompt
         self.max_tokens = max_tokens
         self.constrain = constrain
         self.combine = combine
         self.schema = planner_schema(catalog)
-        self._line = _catalog_line(catalog)
+        self._line = catalog_line(catalog)
         self._extractor = SlotExtractor(catalog) if combine else None
 
     def plan(self, requests: Sequence[str]) -> list[Any]:
         options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": 0}
         if self.constrain:
             options["json_schema"] = self.schema
-        convs = [planner_messages(r, self._line) for r in requests]
+        convs = [planner_messages(r, self._line, self.prompt) for r in requests]
         texts = [c.text for c in self.llm.chat_batch(convs, **options)]
         if not self.combine:
             return texts

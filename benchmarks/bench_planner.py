@@ -1,0 +1,154 @@
+"""The planner on the held-out request set: the rule floor, the untuned SmolLM2-135M under the plan
+schema, a tuned planner, any OpenAI-compatible model; with 95% intervals (issue 19).
+
+The held-out requests come from :mod:`recai_agent.requests` (split ``test``: templates,
+phrasings and titles never used for training) over MovieLens-100K, the first ``--n`` of the
+``--size`` generated with ``--seed``. Each planner plans every request; :mod:`recai_agent.
+plannereval` scores validity, exact plans, tool choice and per-slot precision/recall/F1.
+
+Planners (``--planners``, comma-separated):
+
+- ``rules``: the slot extractor's plan (the floor);
+- ``untuned``: ``hf.v1`` with the embedded SmolLM2-135M, the full planner prompt, decoded under
+  the plan schema by recai-hf's JSON constraint (no re-asks: ``json_repairs = 0``);
+- ``tuned:PATH``: ``hf.v1`` with the tuned folder PATH and the prompt it was trained on
+  (``PATH/tune.json``);
+- ``openai:BASE_URL:MODEL``: ``openai.v1`` (key from ``$OPENAI_API_KEY``), the full prompt, the
+  schema as ``response_format``;
+- any of them with ``+rules`` appended: the model's plan merged with the rules' (the agent's
+  combination).
+
+    python benchmarks/bench_planner.py [--n 100] [--planners rules,untuned,tuned:runs/planner]
+        [--threads 2] [--json benchmarks/results/bench_planner.json] [--out docs/performance.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _report import machine, peak_mb, write_section
+
+import recai
+from recai_agent.plannereval import SLOTS, LLMPlanner, RulePlanner, run
+from recai_agent.requests import generate
+
+SECTION = "bench_planner"
+
+
+def _planner(spec: str, catalog: Any, threads: int | None) -> Any:
+    combine = spec.endswith("+rules")
+    base = spec.removesuffix("+rules")
+    hf: dict[str, Any] = {"json_repairs": 0}
+    if threads:
+        hf["threads"] = threads
+    if base == "rules":
+        return RulePlanner(catalog)
+    if base == "untuned":
+        llm = recai.create("llm_backend", "hf.v1", **hf)
+        return LLMPlanner(llm, catalog, name=spec, combine=combine)
+    if base.startswith("tuned:"):
+        path = base.split(":", 1)[1]
+        info_path = Path(path) / "tune.json"
+        prompt = "short"
+        if info_path.is_file():
+            prompt = json.loads(info_path.read_text()).get("prompt", "short")
+        llm = recai.create("llm_backend", "hf.v1", model=path, **hf)
+        return LLMPlanner(llm, catalog, name=spec, prompt=prompt, combine=combine)
+    if base.startswith("openai:"):
+        _, rest = base.split(":", 1)
+        url, _, model = rest.rpartition(":")
+        llm = recai.create(
+            "llm_backend", "openai.v1", model=model, base_url=url, api_key="${OPENAI_API_KEY}"
+        )
+        return LLMPlanner(llm, catalog, name=spec, combine=combine)
+    raise SystemExit(f"unknown planner {spec!r} (rules, untuned, tuned:PATH, openai:URL:MODEL)")
+
+
+def _cell(v: dict[str, float], key: str = "value") -> str:
+    low, high = v.get(f"{key}_low", v.get("low")), v.get(f"{key}_high", v.get("high"))
+    return f"{v[key]:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = "| planner | valid | exact plan | tools | " + " | ".join(
+        f"{k} F1" for k in (*SLOTS, "all")
+    )
+    lines = [head + " | s/request |", "|" + "---|" * (6 + len(SLOTS)) + "---|"]
+    for r in results:
+        slots = " | ".join(_cell(r["slots"][k], "f1") for k in (*SLOTS, "all"))
+        lines.append(
+            f"| {r['planner']} | {_cell(r['valid'])} | {_cell(r['exact'])} | "
+            f"{_cell(r['tools'])} | {slots} | {r['seconds_per_request']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100, help="held-out requests measured")
+    ap.add_argument("--size", type=int, default=600, help="held-out requests generated")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the set and the bootstrap")
+    ap.add_argument("--planners", default="rules,untuned")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for hf.v1")
+    ap.add_argument("--batch", type=int, default=8, help="requests per chat_batch call")
+    ap.add_argument("--json", help="write the results (without per-request rows) here")
+    ap.add_argument("--rows", help="write every planner's per-request rows here (JSONL)")
+    ap.add_argument("--out", help="write a section into this Markdown file")
+    args = ap.parse_args(argv)
+
+    ds = recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
+    catalog = ds.catalog
+    counts = np.bincount(ds.interactions.items, minlength=catalog.n_items)
+    held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
+    results = []
+    for spec in [s.strip() for s in args.planners.split(",") if s.strip()]:
+        planner = _planner(spec, catalog, args.threads)
+        start = time.perf_counter()
+        result = run(planner, held, catalog, batch=args.batch, seed=args.seed)
+        result["wall_s"] = time.perf_counter() - start
+        results.append(result)
+        print(
+            f"{spec}: valid {_cell(result['valid'])}, exact {_cell(result['exact'])}, "
+            f"slot F1 {_cell(result['slots']['all'], 'f1')}, "
+            f"{result['seconds_per_request']:.3f} s/request",
+            file=sys.stderr,
+            flush=True,
+        )
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0]
+    text = (
+        f"Held-out request set: {len(held)} of {args.size} generated requests (split test, seed "
+        f"{args.seed}) over MovieLens-100K; Wilson 95% intervals for shares, bootstrap 95% over "
+        f"requests for F1 (seed {args.seed}). {when}, load average {load:.1f} at the end; "
+        f"{machine('torch', 'transformers')}; peak memory {peak_mb():.0f} MiB.\n\n"
+        + table(results)
+        + "\n\nCommand: `python benchmarks/"
+        + " ".join(shlex.quote(a) for a in ["bench_planner.py", *(argv or sys.argv[1:])])
+        + "`"
+    )
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        slim = [{k: v for k, v in r.items() if k != "rows"} for r in results]
+        Path(args.json).write_text(json.dumps(slim, indent=1) + "\n")
+    if args.rows:
+        with open(args.rows, "w") as f:
+            for r in results:
+                for row in r["rows"]:
+                    f.write(json.dumps({"planner": r["planner"], **row}) + "\n")
+    if args.out:
+        write_section(Path(args.out), SECTION, "## Planner on held-out requests\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
