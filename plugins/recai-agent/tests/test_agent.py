@@ -658,3 +658,31 @@ def test_a_list_filled_past_the_request_says_so_and_never_claims_the_genre(split
     assert intro.startswith("I found no more Comedy titles") and "Comedy pick" not in intro
     assert len(llm.calls) == calls  # no reply call: the brain would announce comedies
     assert any("filled without hard_filter" in n for n in second.notes)
+
+
+class Facts(recai.KnowledgePrompter):
+    """Knows one fact per candidate once fitted (counts the training interactions it saw)."""
+
+    def __init__(self) -> None:
+        self.seen: int | None = None
+
+    def fit(self, split) -> None:  # type: ignore[no-untyped-def]
+        self.seen = len(split.train.items)
+
+    def knowledge(self, *, history=None, candidates=None, query=None) -> str:  # type: ignore[no-untyped-def]
+        if self.seen is None:
+            raise recai.RecaiError("not fitted")
+        ids = [] if candidates is None else [int(i) for i in candidates.ids]
+        return "\n".join(f"{TITLES[i]} was seen in {self.seen} training events" for i in ids)
+
+
+def test_the_agent_fits_its_knowledge_prompter_and_the_reply_prompt_carries_it(split, knn) -> None:
+    llm = ScriptedLLM(reply="Good ones.")
+    facts = Facts()
+    agent = make_agent(split, knn, llm, plan_mode="rules", knowledge=facts)
+    assert facts.seen == len(split.train.items)  # fitted on the training part with the agent
+    reply = agent.respond([Message.user("recommend some sci-fi films")])
+    prompt = llm.calls[-1]["messages"][0].content
+    first = reply.items[0]["title"]
+    assert f"{first} was seen in {facts.seen} training events" in prompt
+    assert not any("knowledge prompter failed" in n for n in reply.notes)

@@ -298,9 +298,14 @@ class InterecAgent(recai.Configurable, recai.Agent):
 
     # -- building ---------------------------------------------------------------------------------
     def fit(self, split: recai.Split) -> None:
-        """Fit the ranker and the similarity sources on ``split`` (once each), count popularity
-        on its training part."""
-        for part in (self.params.ranker, self.params.similarity, self.params.text_retriever):
+        """Fit the ranker, the similarity sources and the knowledge prompter on ``split`` (once
+        each), count popularity on its training part."""
+        for part in (
+            self.params.ranker,
+            self.params.similarity,
+            self.params.text_retriever,
+            self.params.knowledge,
+        ):
             if part is not None:
                 recai.ensure_fitted(part, split)
         with self._lock:
