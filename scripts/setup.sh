@@ -42,8 +42,9 @@ pip install --upgrade pip
 # instead of pulling a multi-GB CUDA build.
 pip install "torch==2.13.0"
 editables=(-e ".[test]")
-# optional extras the test suite exercises (recai-emb's runtime = "onnx": onnxruntime, onnx, onnxscript)
-declare -A extras=([plugins/recai-emb]="[onnx]")
+# optional extras the test suite exercises (recai-emb's runtime = "onnx": onnxruntime, onnx, onnxscript;
+# recai-agent's tune: TRL, peft and datasets for the planner's fine-tuning)
+declare -A extras=([plugins/recai-emb]="[onnx]" [plugins/recai-agent]="[tune]")
 for p in "${projects[@]:1}"; do
   p=${p%/}
   [ -f "$p/pyproject.toml" ] && editables+=(-e "$p${extras[$p]:-}")
