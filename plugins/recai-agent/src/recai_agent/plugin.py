@@ -45,3 +45,8 @@ def recai_commands():
         factory="recai_agent.mcpserver:configure",
         summary="serve a recipe's agent and its tools as an MCP server (stdio, or HTTP on loopback)",
     )
+    yield recai.CommandSpec(
+        name="agent-tune",
+        factory="recai_agent.tune:configure",
+        summary="fine-tune a small model into the agent's planner on the CPU (TRL; checkpoints)",
+    )
