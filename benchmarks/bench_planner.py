@@ -44,7 +44,7 @@ from recai_agent.requests import generate
 SECTION = "bench_planner"
 
 
-def _planner(spec: str, catalog: Any, threads: int | None) -> Any:
+def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -> Any:
     combine = spec.endswith("+rules")
     base = spec.removesuffix("+rules")
     hf: dict[str, Any] = {"json_repairs": 0}
@@ -54,7 +54,7 @@ def _planner(spec: str, catalog: Any, threads: int | None) -> Any:
         return RulePlanner(catalog)
     if base == "untuned":
         llm = recai.create("llm_backend", "hf.v1", **hf)
-        return LLMPlanner(llm, catalog, name=spec, combine=combine)
+        return LLMPlanner(llm, catalog, name=spec, combine=combine, constrain=not free)
     if base.startswith("tuned:"):
         path = base.split(":", 1)[1]
         info_path = Path(path) / "tune.json"
@@ -62,7 +62,9 @@ def _planner(spec: str, catalog: Any, threads: int | None) -> Any:
         if info_path.is_file():
             prompt = json.loads(info_path.read_text()).get("prompt", "short")
         llm = recai.create("llm_backend", "hf.v1", model=path, **hf)
-        return LLMPlanner(llm, catalog, name=spec, prompt=prompt, combine=combine)
+        return LLMPlanner(
+            llm, catalog, name=spec, prompt=prompt, combine=combine, constrain=not free
+        )
     if base.startswith("openai:"):
         _, rest = base.split(":", 1)
         url, _, model = rest.rpartition(":")
@@ -99,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the set and the bootstrap")
     ap.add_argument("--planners", default="rules,untuned")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for hf.v1")
+    ap.add_argument(
+        "--free",
+        action="store_true",
+        help="hf.v1 planners decode without the JSON constraint (a tuned planner's own output)",
+    )
     ap.add_argument("--batch", type=int, default=8, help="requests per chat_batch call")
     ap.add_argument("--json", help="write the results (without per-request rows) here")
     ap.add_argument("--rows", help="write every planner's per-request rows here (JSONL)")
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
     results = []
     for spec in [s.strip() for s in args.planners.split(",") if s.strip()]:
-        planner = _planner(spec, catalog, args.threads)
+        planner = _planner(spec, catalog, args.threads, args.free)
         start = time.perf_counter()
         result = run(planner, held, catalog, batch=args.batch, seed=args.seed)
         result["wall_s"] = time.perf_counter() - start

@@ -128,12 +128,13 @@ def test_a_few_real_steps_lower_the_loss_resume_and_give_a_brain_hf_loads(tmp_pa
     brain = recai.create("llm_backend", "hf.v1", model=str(out), threads=2)
     from recai_agent.plannereval import LLMPlanner
 
-    planner = LLMPlanner(brain, cat, prompt="short", max_tokens=80)
+    # free decoding: the JSON constraint is recai-hf's part (and slow on a loaded machine)
+    planner = LLMPlanner(brain, cat, prompt="short", max_tokens=80, constrain=False)
     outputs = planner.plan([r.request for r in reqs[:2]])
     schema = planner_schema(cat)
     for text in outputs:
         plan, _ = read_output(text, schema, cat)
-        assert plan is not None, text
+        assert plan is not None, text  # valid, or repaired into a plan
     assert Path(str(brain.load_info["folder"])) == out.resolve()  # type: ignore[attr-defined]
 
 
