@@ -13,7 +13,7 @@ from agentkit import film_catalog  # type: ignore[import-not-found]  # beside th
 
 import recai
 from recai.errors import DataError, RecaiError
-from recai_agent.plannereval import SHORT_PROMPT, catalog_line, planner_schema, read_output
+from recai_agent.plannereval import SHORT_PROMPT, catalog_line
 from recai_agent.requests import generate, write_jsonl
 from recai_agent.tune import TuneParams, _checkpoint, configure, examples, run
 
@@ -128,13 +128,11 @@ def test_a_few_real_steps_lower_the_loss_resume_and_give_a_brain_hf_loads(tmp_pa
     brain = recai.create("llm_backend", "hf.v1", model=str(out), threads=2)
     from recai_agent.plannereval import LLMPlanner
 
-    # free decoding: the JSON constraint is recai-hf's part (and slow on a loaded machine)
-    planner = LLMPlanner(brain, cat, prompt="short", max_tokens=80, constrain=False)
+    # free decoding (the JSON constraint is recai-hf's part); 5 steps on 4 examples do not
+    # make a planner, so this checks that hf.v1 loads the merged folder and generates from it
+    planner = LLMPlanner(brain, cat, prompt="short", max_tokens=40, constrain=False)
     outputs = planner.plan([r.request for r in reqs[:2]])
-    schema = planner_schema(cat)
-    for text in outputs:
-        plan, _ = read_output(text, schema, cat)
-        assert plan is not None, text  # valid, or repaired into a plan
+    assert len(outputs) == 2 and all(isinstance(t, str) and t.strip() for t in outputs)
     assert Path(str(brain.load_info["folder"])) == out.resolve()  # type: ignore[attr-defined]
 
 
