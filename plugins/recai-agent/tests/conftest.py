@@ -3,6 +3,8 @@ fixture's split and an ItemKNN fitted on it, and MovieLens-100K's catalog."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from agentkit import film_split
 
@@ -30,3 +32,10 @@ def ml() -> Catalog:
         return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
     except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
         pytest.skip(f"movielens-100k.v1 is not available: {e}")
+
+
+@pytest.fixture(scope="session")
+def shipped_fits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fit cache for the tests that run the shipped examples/agent.toml (recai chat, recai
+    mcp): the first fits SASRec and ItemKNN on all of ML-100K (minutes), the others load it."""
+    return tmp_path_factory.mktemp("agent-toml-fits")

@@ -35,11 +35,13 @@ TURNS = [
 @pytest.mark.skipif(
     importlib.util.find_spec("recai_hf") is None, reason="the example's brain is recai-hf's"
 )
-def test_the_readme_chat_names_only_real_titles_that_came_off_the_bus(tmp_path: Path) -> None:
+def test_the_readme_chat_names_only_real_titles_that_came_off_the_bus(
+    tmp_path: Path, shipped_fits: Path
+) -> None:
     import recai
 
     argv = [sys.executable, "-m", "recai", "chat", str(ROOT / "examples" / "agent.toml")]
-    argv += ["--out", str(tmp_path / "fits"), "--json"]
+    argv += ["--out", str(shipped_fits), "--json"]
     for text in TURNS:
         argv += ["--message", text]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -30,7 +30,7 @@ HISTORY = ["Star Wars (1977)", "Alien (1979)", "Blade Runner (1982)"]
 @pytest.mark.skipif(
     importlib.util.find_spec("recai_hf") is None, reason="the example's brain is recai-hf's"
 )
-def test_the_shipped_agent_serves_its_tools_over_stdio(tmp_path: Path) -> None:
+def test_the_shipped_agent_serves_its_tools_over_stdio(tmp_path: Path, shipped_fits: Path) -> None:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
@@ -43,7 +43,7 @@ def test_the_shipped_agent_serves_its_tools_over_stdio(tmp_path: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "recai", "mcp", str(ROOT / "examples" / "agent.toml")]
-        + ["--out", str(tmp_path / "fits")],
+        + ["--out", str(shipped_fits)],
         env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
         cwd=str(tmp_path),
     )
