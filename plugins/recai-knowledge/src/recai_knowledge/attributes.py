@@ -21,7 +21,6 @@ import numpy as np
 from pydantic import Field
 
 from recai.data import Split
-from recai.errors import DataError
 
 from .base import Fact, FactPrompter, KnowledgeParams, recent, scaled, value_text
 
@@ -66,14 +65,7 @@ class AttributesKnowledge(FactPrompter):
     params: AttributesParams
 
     def _fit(self, split: Split) -> None:
-        available = list(self.catalog.fields)
-        names = list(available if self.params.fields is None else self.params.fields)
-        missing = [n for n in names if n not in available]
-        if missing:
-            raise DataError(
-                f"{self.name}: fields: the catalog of {split.dataset.name!r} has no field "
-                f"{missing[0]!r}; its fields: {', '.join(available) or '(none)'}"
-            )
+        names = self._chosen_fields(split, self.params.fields)
         self._fields = names
         self._value_fields = value_fields(self.catalog, names)
         train = split.train

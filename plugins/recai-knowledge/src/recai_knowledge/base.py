@@ -132,6 +132,20 @@ class FactPrompter(Configurable, recai.KnowledgePrompter):
     def _fit(self, split: Split) -> None:
         """What the type learns from ``split.train`` (and the dataset's catalog and graph)."""
 
+    def _chosen_fields(self, split: Split, chosen: Sequence[str] | None) -> list[str]:
+        """The catalog fields a type reads: ``chosen`` (its ``fields`` param), or every field
+        when None; a field the catalog lacks is a :class:`DataError` naming it and the
+        catalog's fields."""
+        available = list(self.catalog.fields)
+        names = list(available if chosen is None else chosen)
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise DataError(
+                f"{self.name}: fields: the catalog of {split.dataset.name!r} has no field "
+                f"{missing[0]!r}; its fields: {', '.join(available) or '(none)'}"
+            )
+        return names
+
     @property
     def n_items(self) -> int:
         return int(self.catalog.n_items)
