@@ -11,8 +11,8 @@ Planners (``--planners``, comma-separated):
 - ``rules``: the slot extractor's plan (the floor);
 - ``untuned``: ``hf.v1`` with the embedded SmolLM2-135M, the full planner prompt, decoded under
   the plan schema by recai-hf's JSON constraint (no re-asks: ``json_repairs = 0``);
-- ``tuned:PATH``: ``hf.v1`` with the tuned folder PATH and the prompt it was trained on
-  (``PATH/tune.json``);
+- ``tuned:PATH``: ``hf.v1`` with the tuned folder PATH, the prompt it was trained on and the
+  backend params it runs with (``PATH/tune.json``: the schema is not appended to its prompt);
 - ``openai:BASE_URL:MODEL``: ``openai.v1`` (key from ``$OPENAI_API_KEY``), the full prompt, the
   schema as ``response_format``;
 - any of them with ``+rules`` appended: the model's plan merged with the rules' (the agent's
@@ -58,10 +58,12 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
     if base.startswith("tuned:"):
         path = base.split(":", 1)[1]
         info_path = Path(path) / "tune.json"
-        prompt = "short"
+        prompt, run_as = "short", {"schema_prompt": False}
         if info_path.is_file():
-            prompt = json.loads(info_path.read_text()).get("prompt", "short")
-        llm = recai.create("llm_backend", "hf.v1", model=path, **hf)
+            info = json.loads(info_path.read_text())
+            prompt = info.get("prompt", "short")
+            run_as = {k: v for k, v in info.get("hf_params", run_as).items() if k != "model"}
+        llm = recai.create("llm_backend", "hf.v1", model=path, **{**hf, **run_as})
         return LLMPlanner(
             llm, catalog, name=spec, prompt=prompt, combine=combine, constrain=not free
         )

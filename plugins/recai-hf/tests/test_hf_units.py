@@ -212,6 +212,16 @@ def test_the_schema_goes_into_the_system_message():
     assert with_instruction([Message.user("hi")], SCHEMA)[0].role == "system"
 
 
+def test_without_the_instruction_the_prompt_is_the_callers():
+    generate, calls = scripted({0: ['{"colour": "red"}', '{"colour": "red"}']})
+    conv = [Message.system("Plan."), Message.user("hi")]
+    out = complete_json(generate, [conv], SCHEMA, instruct=False)
+    assert json.loads(out[0].text) == {"colour": "red"}
+    assert calls[0][1][0] == conv  # a tuned model sees exactly the prompt it was trained on
+    complete_json(generate, [conv], SCHEMA)
+    assert '"required":["colour"]' in calls[1][1][0][0].content
+
+
 def test_invalid_replies_are_repaired_with_the_error():
     generate, calls = scripted(
         {0: ['{"colour": "red"}'], 1: ["I like blue", '{"n": 1}', 'ok: {"colour": "blue"}']}

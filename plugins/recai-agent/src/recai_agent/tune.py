@@ -271,6 +271,8 @@ def tune(
         else None,
         "threads": torch.get_num_threads(),
         "loss_curve": losses,
+        # how hf.v1 runs it: on the prompt it learned, without the schema appended
+        "hf_params": {"model": str(final), "schema_prompt": False},
     }
     (final / "tune.json").write_text(json.dumps(info, indent=1) + "\n")
     return info
@@ -360,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"tuned {info['method']} on {info['examples']} requests: {info['steps']} steps in "
         f"{info['train_seconds']:.0f} s, loss {info['train_loss']:.4f}; saved to {out} "
-        f'(use it as hf.v1 model = "{out}")',
+        f'(the agent\'s brain: hf.v1 with model = "{out}", schema_prompt = false; the agent '
+        'with planner = "tuned")',
     )
     return 0

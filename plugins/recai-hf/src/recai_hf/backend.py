@@ -57,7 +57,10 @@ class HFBackend(LLMBackend):
     ``json_repairs`` (re-asks of an invalid JSON reply), ``constrain_json`` (with ``json_schema``
     and no ``logits_processors``, decode under :class:`~recai_hf.jsonconstraint.JSONConstraint`
     of the schema, so a small model's reply is valid JSON of that shape by construction; on by
-    default). The model loads on first use (or
+    default), ``schema_prompt`` (with ``json_schema``, append the schema to the system message
+    as an instruction; on by default; off for a model fine-tuned to answer its own prompt, such
+    as ``recai agent-tune``'s planner, which the added instruction would take off the prompt
+    it learned). The model loads on first use (or
     :meth:`load`); a missing model is reported when the backend is built.
 
     Calls: ``temperature`` 0 or ``None`` decodes greedily; above 0 samples from the full
@@ -89,6 +92,7 @@ class HFBackend(LLMBackend):
         max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = 256,
         json_repairs: Annotated[int, Field(ge=0, le=100)] = 2,
         constrain_json: bool = True,
+        schema_prompt: bool = True,
     ):
         self.model = model
         self.dtype = dtype
@@ -99,6 +103,7 @@ class HFBackend(LLMBackend):
         self.max_tokens = int(max_tokens)
         self.json_repairs = int(json_repairs)
         self.constrain_json = bool(constrain_json)
+        self.schema_prompt = bool(schema_prompt)
         self._constraints: dict[str, Any] = {}  # schema text -> JSONConstraint (compiled once)
         self._constraints_lock = threading.Lock()
         self._source = sources.resolve(model)
@@ -277,7 +282,13 @@ class HFBackend(LLMBackend):
             def generate(batch: list[list[Message]], rows: list[int]) -> list[Completion]:
                 return self._complete(batch, rows, options)
 
-            return complete_json(generate, convs, json_schema, repairs=self.json_repairs)
+            return complete_json(
+                generate,
+                convs,
+                json_schema,
+                repairs=self.json_repairs,
+                instruct=self.schema_prompt,
+            )
         return self._complete(convs, list(range(len(convs))), options)
 
     def _json_constraint(self, schema: dict[str, Any]) -> Any:

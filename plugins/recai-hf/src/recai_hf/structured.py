@@ -3,7 +3,8 @@
 ``chat(..., json_schema=schema)`` on :class:`~recai_hf.backend.HFBackend` goes through
 :func:`complete_json`:
 
-1. the schema is added to the conversation as an instruction (appended to the system message);
+1. the schema is added to the conversation as an instruction (appended to the system message;
+   not when the backend's ``schema_prompt`` is off, for a model fine-tuned on its own prompt);
 2. the reply's JSON value is found by the kernel's :func:`recai.jsontext.extract_json` (the whole
    text, a fenced block, or the first ``{``/``[`` that starts a complete value) and validated
    against the schema with ``jsonschema``;
@@ -142,15 +143,18 @@ def complete_json(
     schema: dict[str, Any],
     *,
     repairs: int = 2,
+    instruct: bool = True,
 ) -> list[Completion]:
     """Completions whose text is JSON valid for ``schema``, re-asking invalid ones.
 
     ``generate(conversations, rows)`` completes a list of conversations (``rows`` are their
-    indices in ``conversations``, for processors that need them). Raises
-    :class:`StructuredOutputError` when some stay invalid after ``repairs`` re-asks.
+    indices in ``conversations``, for processors that need them). ``instruct=False`` leaves
+    the schema out of the prompt (for a model fine-tuned on a prompt of its own, which the
+    instruction would change). Raises :class:`StructuredOutputError` when some stay invalid
+    after ``repairs`` re-asks.
     """
     check_schema(schema)
-    asked = [with_instruction(c, schema) for c in conversations]
+    asked = [with_instruction(c, schema) if instruct else list(c) for c in conversations]
     results: list[Completion | None] = [None] * len(asked)
     usage: list[Any] = [None] * len(asked)
     latency = [0.0] * len(asked)
