@@ -686,3 +686,54 @@ def test_the_agent_fits_its_knowledge_prompter_and_the_reply_prompt_carries_it(s
     first = reply.items[0]["title"]
     assert f"{first} was seen in {facts.seen} training events" in prompt
     assert not any("knowledge prompter failed" in n for n in reply.notes)
+
+
+# -- a brain fine-tuned by recai agent-tune (planner = "tuned") ------------------------------------
+def test_a_tuned_planner_gets_its_training_prompt_and_its_values_are_kept(split, knn) -> None:
+    from recai_agent.plannereval import SHORT_PROMPT, planner_schema
+
+    llm = ScriptedLLM(
+        plan=plan(("hard_filter", {"genres": ["Romance"]}), ("ranking", {}), ("map", {}))
+    )
+    agent = make_agent(split, knn, llm, planner="tuned")
+    reply = ask(agent, "something to watch tonight")
+    first = llm.calls[0]
+    # exactly the prompt recai agent-tune trains on: no catalog hints, demos or schema text
+    assert first["messages"] == [
+        Message.system(SHORT_PROMPT),
+        Message.user("something to watch tonight"),
+    ]
+    assert first["json_schema"] == planner_schema(agent.catalog)
+    assert reply.llm_calls == 2
+    # a value the request does not name is kept from a tuned planner (the prompted brain's
+    # values are dropped unless model_values)
+    assert reply.items and all("Romance" in FILMS[it["index"]][2] for it in reply.items)
+
+
+def test_a_tuned_planner_yields_to_what_the_rules_read_for_certain(split, knn) -> None:
+    llm = ScriptedLLM(
+        plan=plan(("hard_filter", {"genres": ["Romance"]}), ("ranking", {}), ("map", {}))
+    )
+    agent = make_agent(split, knn, llm, planner="tuned")
+    reply = ask(agent, "I want some horror films")
+    assert reply.items and all("Horror" in FILMS[it["index"]][2] for it in reply.items)
+
+
+def test_a_tuned_planners_empty_plan_is_chit_chat_and_a_bad_one_leaves_the_rules(
+    split, knn
+) -> None:
+    agent = make_agent(split, knn, ScriptedLLM(plan='{"steps": []}'), planner="tuned")
+    chat = ask(agent, "thanks, bye")
+    assert chat.items == [] and not any("tuned plan invalid" in n for n in chat.notes)
+    broken = make_agent(split, knn, ScriptedLLM(plan="not json"), planner="tuned")
+    reply = ask(broken, "I want some horror films")
+    assert any("tuned plan invalid" in n for n in reply.notes)
+    assert reply.items and all("Horror" in FILMS[it["index"]][2] for it in reply.items)
+
+
+def test_a_tuned_planner_on_a_backend_that_appends_the_schema_is_refused(split, knn) -> None:
+    llm = ScriptedLLM()
+    llm.schema_prompt = True  # type: ignore[attr-defined]  # as hf.v1's default
+    agent = make_agent(split, knn, llm, planner="tuned")
+    with pytest.raises(recai.RecaiError, match="schema_prompt = false"):
+        ask(agent, "I want some horror films")

@@ -204,6 +204,15 @@ class InterecAgentParams(recai.Params):
         "capability, else generates (and generates from then on if scoring turns out not to be "
         "served)",
     )
+    planner: Literal["prompted", "tuned"] = Field(
+        "prompted",
+        description="the brain's planning prompt in plan-first mode: 'prompted' (the plan "
+        "format, catalog hints and demonstrations in the prompt; for any brain); 'tuned' (a "
+        "brain fine-tuned by `recai agent-tune`: the request alone under the short prompt it "
+        "was trained on, the plan generated under the plan tools' schema and merged with the "
+        "rules, its values kept where the rules have none; an hf.v1 brain needs "
+        "schema_prompt = false, so its prompt stays the one it learned)",
+    )
     demos: int = Field(
         2,
         ge=0,
@@ -290,6 +299,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._popularity: np.ndarray | None = None
         self._columns: list[ColumnInfo] | None = None
         self._decode: dict[str, Any] | None = None
+        self._tuned_schema: dict[str, Any] | None = None
         self._exact_titles: dict[str, int] | None = None
         self._cannot_score = False
         self._selector: Any = None
@@ -677,6 +687,10 @@ class InterecAgent(recai.Configurable, recai.Agent):
         api = _plan_api()
         model_plan: Any = None
         valid: bool | None = None
+        if self.params.plan_mode == "plan-first" and self.params.planner == "tuned":
+            model_plan, valid = self._tuned_plan(turn, grounder)
+            plan = api.merge(model_plan, slots, True)
+            return _as_plan_dict(plan), valid
         if self.params.plan_mode == "plan-first":
             schema = self.plan_schema()
             hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
@@ -710,6 +724,36 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 )
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
+
+    def _tuned_plan(self, turn: _Turn, grounder: Grounder) -> tuple[Any, bool]:
+        """A tuned planner's plan for the turn's request (``planner = "tuned"``): one call
+        with the prompt it was trained on (:func:`recai_agent.plannereval.planner_messages`,
+        ``"short"``), decoded under the plan tools' schema; ``(plan or None, valid)``."""
+        from .plannereval import planner_messages, planner_schema, read_output
+
+        llm = self.params.llm
+        if getattr(llm, "schema_prompt", False) is True:
+            raise recai.RecaiError(
+                "planner = 'tuned' runs the brain on the prompt it was fine-tuned on, and this "
+                "hf.v1 brain appends the JSON schema to it: set schema_prompt = false in the "
+                "brain's params"
+            )
+        with self._lock:
+            if self._tuned_schema is None:
+                self._tuned_schema = planner_schema(self.catalog)
+            schema = self._tuned_schema
+        text = self._call(
+            turn,
+            planner_messages(turn.request, "", "short"),
+            max_tokens=self.params.plan_tokens,
+            json_schema=schema,
+        )
+        plan, valid = read_output(text, schema, self.catalog, grounder)
+        if not valid:
+            turn.notes.append(
+                "tuned plan invalid, " + ("repaired" if plan is not None else "rules only")
+            )
+        return plan, valid
 
     def demo_selector(self) -> Any:
         """The :class:`~recai_agent.demos.DemoSelector` over the film seeds and ``demo_file``
