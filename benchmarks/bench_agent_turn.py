@@ -13,7 +13,11 @@ requests as dialogues of five turns, greedy. Issue 18's bar: median wall time pe
 (SASRec's scoring of one history is milliseconds; its fit is not part of a turn).
 
     python benchmarks/bench_agent_turn.py [--turns 200] [--brain hf --brain-turns 20]
-        [--out docs/performance.md]
+        [--tuned runs/planner] [--out docs/performance.md]
+
+``--tuned PATH`` adds the agent with a planner tuned by ``recai agent-tune`` (``planner =
+"tuned"``: one generated plan from the short prompt each turn) to part 2, against the untuned
+brain measured in the same run (issue 19's latency bar).
 """
 
 from __future__ import annotations
@@ -116,8 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--turns", type=int, default=200, help="turns with the instant brain")
     ap.add_argument("--brain", choices=["none", "hf"], default="none")
     ap.add_argument("--brain-turns", type=int, default=20, help="turns per plan decoding")
+    ap.add_argument(
+        "--tuned",
+        help="also a brain tuned by `recai agent-tune` (its folder), planner = 'tuned', against "
+        "the untuned brain in the same run (with --brain hf)",
+    )
     ap.add_argument("--out", type=Path, help="write the section into this Markdown file")
     args = ap.parse_args(argv)
+    if args.tuned and args.brain != "hf":
+        ap.error("--tuned needs --brain hf (the untuned brain it is compared with)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     given = list(argv if argv is not None else sys.argv[1:])
     command = ("python benchmarks/bench_agent_turn.py " + shlex.join(given)).strip()
@@ -146,6 +157,16 @@ def main(argv: list[str] | None = None) -> None:
             agent.respond([Message.user("warm up: comedies")])
             rows[f"SmolLM2-135M, {decoding}"] = summary(run_turns(agent, args.brain_turns, 5))
             print(decoding, json.dumps(rows[f"SmolLM2-135M, {decoding}"]), file=sys.stderr)
+        if args.tuned:
+            tuned = recai.create("llm_backend", "hf.v1", model=args.tuned, schema_prompt=False)
+            tuned.chat([Message.user("hi")], max_tokens=2)
+            agent = InterecAgent(source, tuned, ranker=knn, similarity=knn, planner="tuned")
+            agent.fit(Split.full(data))
+            agent.respond([Message.user("warm up: comedies")])
+            rows["tuned SmolLM2-135M, planner tuned"] = summary(
+                run_turns(agent, args.brain_turns, 5)
+            )
+            print("tuned", json.dumps(rows["tuned SmolLM2-135M, planner tuned"]), file=sys.stderr)
     lines = [
         "## recai-agent: time per turn (InterecAgent, MovieLens-100K)",
         "",
@@ -184,6 +205,13 @@ def main(argv: list[str] | None = None) -> None:
             f"Wall bar (< 5 s median with the embedded brain): {s['median_s']:.2f} s, "
             f"{'met' if s['median_s'] < 5 else 'NOT met'}; writing the plan instead: "
             f"{g['median_s']:.2f} s (ratio generate / score {g['median_s'] / s['median_s']:.2f})."
+        )
+    if args.tuned:
+        t, s = rows["tuned SmolLM2-135M, planner tuned"], rows["SmolLM2-135M, score"]
+        lines.append(
+            f"Tuned planner (`{args.tuned}`, writes every plan from its short prompt): median "
+            f"{t['median_s']:.2f} s against the untuned brain's {s['median_s']:.2f} s (ratio "
+            f"tuned / untuned {t['median_s'] / s['median_s']:.2f}; issue 19's bar: no worse)."
         )
     section = "\n".join(lines) + "\n"
     print(section)

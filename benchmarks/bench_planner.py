@@ -16,7 +16,9 @@ Planners (``--planners``, comma-separated):
 - ``openai:BASE_URL:MODEL``: ``openai.v1`` (key from ``$OPENAI_API_KEY``), the full prompt, the
   schema as ``response_format``;
 - any of them with ``+rules`` appended: the model's plan merged with the rules' (the agent's
-  combination).
+  combination; the model's answers are reused from the plain spec when it ran first);
+- any of them with ``@N`` appended: only the first N of the measured requests (a slow planner on
+  a smaller sample; its row says how many).
 
     python benchmarks/bench_planner.py [--n 100] [--planners rules,untuned,tuned:runs/planner]
         [--threads 2] [--json benchmarks/results/bench_planner.json] [--out docs/performance.md]
@@ -44,6 +46,17 @@ from recai_agent.requests import generate
 SECTION = "bench_planner"
 
 
+_BACKENDS: dict[str, Any] = {}  # one backend (and one memo of its answers) per model
+_MEMOS: dict[str, dict[Any, str]] = {}
+
+
+def _hf(key: str, **params: Any) -> tuple[Any, dict[Any, str]]:
+    if key not in _BACKENDS:
+        _BACKENDS[key] = recai.create("llm_backend", "hf.v1", **params)
+        _MEMOS[key] = {}
+    return _BACKENDS[key], _MEMOS[key]
+
+
 def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -> Any:
     combine = spec.endswith("+rules")
     base = spec.removesuffix("+rules")
@@ -53,8 +66,8 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
     if base == "rules":
         return RulePlanner(catalog)
     if base == "untuned":
-        llm = recai.create("llm_backend", "hf.v1", **hf)
-        return LLMPlanner(llm, catalog, name=spec, combine=combine, constrain=not free)
+        llm, memo = _hf("untuned", **hf)
+        return LLMPlanner(llm, catalog, name=spec, combine=combine, constrain=not free, memo=memo)
     if base.startswith("tuned:"):
         path = base.split(":", 1)[1]
         info_path = Path(path) / "tune.json"
@@ -63,9 +76,9 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
             info = json.loads(info_path.read_text())
             prompt = info.get("prompt", "short")
             run_as = {k: v for k, v in info.get("hf_params", run_as).items() if k != "model"}
-        llm = recai.create("llm_backend", "hf.v1", model=path, **{**hf, **run_as})
+        llm, memo = _hf(path, model=path, **{**hf, **run_as})
         return LLMPlanner(
-            llm, catalog, name=spec, prompt=prompt, combine=combine, constrain=not free
+            llm, catalog, name=spec, prompt=prompt, combine=combine, constrain=not free, memo=memo
         )
     if base.startswith("openai:"):
         _, rest = base.split(":", 1)
@@ -86,12 +99,16 @@ def table(results: list[dict[str, Any]]) -> str:
     head = "| planner | valid | exact plan | tools | " + " | ".join(
         f"{k} F1" for k in (*SLOTS, "all")
     )
-    lines = [head + " | s/request |", "|" + "---|" * (6 + len(SLOTS)) + "---|"]
+    lines = [head + " | s/request |", "|" + "---|" * (7 + len(SLOTS)) + "---|"]
+    lines[0] = lines[0].replace("| planner |", "| planner | requests |")
     for r in results:
         slots = " | ".join(_cell(r["slots"][k], "f1") for k in (*SLOTS, "all"))
+        speed = (
+            "the model's answers above" if r.get("reused") else f"{r['seconds_per_request']:.3f}"
+        )
         lines.append(
-            f"| {r['planner']} | {_cell(r['valid'])} | {_cell(r['exact'])} | "
-            f"{_cell(r['tools'])} | {slots} | {r['seconds_per_request']:.3f} |"
+            f"| {r['planner']} | {r['n']} | {_cell(r['valid'])} | {_cell(r['exact'])} | "
+            f"{_cell(r['tools'])} | {slots} | {speed} |"
         )
     return "\n".join(lines)
 
@@ -120,10 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
     results = []
     for spec in [s.strip() for s in args.planners.split(",") if s.strip()]:
+        spec, _, first = spec.partition("@")  # "untuned@100": the first 100 requests only
+        subset = held[: int(first)] if first else held
         planner = _planner(spec, catalog, args.threads, args.free)
         start = time.perf_counter()
-        result = run(planner, held, catalog, batch=args.batch, seed=args.seed)
+        result = run(planner, subset, catalog, batch=args.batch, seed=args.seed)
         result["wall_s"] = time.perf_counter() - start
+        result["reused"] = getattr(planner, "asked", None) == 0 and bool(subset)
         results.append(result)
         print(
             f"{spec}: valid {_cell(result['valid'])}, exact {_cell(result['exact'])}, "

@@ -202,6 +202,20 @@ def test_combined_planner_takes_the_rules_where_the_model_is_empty(cat, reqs):
     assert both["slots"]["genres"]["recall"] >= 0.9
 
 
+def test_a_shared_memo_asks_the_model_once_per_request(cat, reqs):
+    sub = reqs[:10]
+    backend = ScriptedPlanner({r.request: json.dumps(r.target) for r in sub})
+    memo: dict = {}
+    alone = LLMPlanner(backend, cat, memo=memo)
+    both = LLMPlanner(backend, cat, combine=True, memo=memo)
+    run(alone, sub, cat, resamples=10)
+    result = run(both, sub, cat, resamples=10)
+    assert len(backend.options) == 10 and alone.asked == 10 and both.asked == 0
+    assert result["exact"]["value"] == 1.0
+    LLMPlanner(backend, cat, prompt="short", memo=memo).plan([sub[0].request])
+    assert len(backend.options) == 11  # another prompt is another question
+
+
 def test_planner_messages_and_schema_allow_the_empty_plan(cat):
     msgs = planner_messages("hello", cat)
     assert [m.role for m in msgs] == ["system", "user"]

@@ -171,7 +171,9 @@ class LLMPlanner:
     ``max_tokens`` each; batched through ``chat_batch``). ``constrain=False`` sends no
     schema (the model writes free text, repaired afterwards). ``combine=True`` merges each plan
     with the rules' (the model's values kept), as an agent combining both would run it; the
-    output is then the merged plan."""
+    output is then the merged plan. ``memo``: a dict shared by planners on the same backend,
+    so a planner and its ``combine=True`` twin ask the model once per request (greedy decoding:
+    the same text either way)."""
 
     def __init__(
         self,
@@ -183,8 +185,11 @@ class LLMPlanner:
         max_tokens: int = 160,
         constrain: bool = True,
         combine: bool = False,
+        memo: dict[tuple[str, bool, str], str] | None = None,
     ) -> None:
         self.llm = llm
+        self.memo = memo
+        self.asked = 0  # requests the model was asked (not found in the memo)
         self.catalog = catalog
         self.name = name
         if prompt not in PROMPTS:
@@ -201,8 +206,16 @@ class LLMPlanner:
         options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": 0}
         if self.constrain:
             options["json_schema"] = self.schema
-        convs = [planner_messages(r, self._line, self.prompt) for r in requests]
-        texts = [c.text for c in self.llm.chat_batch(convs, **options)]
+        memo = self.memo if self.memo is not None else {}
+        keys = [(self.prompt, self.constrain, r) for r in requests]
+        todo = [r for r, key in zip(requests, keys, strict=True) if key not in memo]
+        if todo:
+            convs = [planner_messages(r, self._line, self.prompt) for r in todo]
+            done = self.llm.chat_batch(convs, **options)
+            self.asked += len(todo)
+            for r, c in zip(todo, done, strict=True):
+                memo[(self.prompt, self.constrain, r)] = c.text
+        texts = [memo[key] for key in keys]
         if not self.combine:
             return texts
         assert self._extractor is not None
