@@ -29,6 +29,14 @@ for testing are never used for training and the score measures generalisation, n
 Output is deterministic for a given catalog, split and seed; :func:`write_jsonl` writes one
 request per line.
 
+**Paraphrases**: :func:`paraphrase` has any LLM backend rewrite held-out requests and keeps a
+rewrite only where :class:`ParaphraseChecker` finds the gold plan still right (every genre,
+refusal, year range, title and popularity still said, read with the catalog's facts and its
+fuzzy title grounding, not with the rule extractor, so the set is not bent toward what the
+rules read). Kept rewrites have kind ``<kind>+paraphrase`` (reported apart) and the report
+counts what was kept and why the rest was not. ``python -m recai_agent.requests OUT.jsonl
+--paraphrase hf.v1`` writes a held-out set with them.
+
 >>> from recai.data import Catalog
 >>> cat = Catalog(ids=[1, 2, 3], titles=["Toy Story (1995)", "Scream (1996)", "Heat (1995)"],
 ...               fields={"genres": [("Animation", "Comedy"), ("Horror",), ("Action", "Crime")],
@@ -42,10 +50,15 @@ request per line.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
 import re
+import sys
+import time
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,16 +68,22 @@ import numpy as np
 
 from recai.data import Catalog
 from recai.data.grounding import Grounder, normalize_text
-from recai.errors import DataError
+from recai.errors import DataError, RecaiError
+from recai.types import Message
 
 from .plan import MAX_TITLE_ENUM, plan_from_slots, plan_schema, validate_plan
-from .slots import CatalogFacts, Slots
+from .slots import GENRE_SYNONYMS, CatalogFacts, Slots
 
 __all__ = [
     "KINDS",
+    "PARAPHRASE",
+    "ParaphraseChecker",
+    "ParaphraseReport",
     "Request",
     "Split",
+    "base_kind",
     "generate",
+    "paraphrase",
     "read_jsonl",
     "write_jsonl",
 ]
@@ -747,3 +766,844 @@ def read_jsonl(path: str | Path) -> list[Request]:
         except (ValueError, KeyError, TypeError) as e:
             raise DataError(f"not a labelled request ({e})", path=str(p), line=n) from None
     return out
+
+
+# -- paraphrases of held-out requests ---------------------------------------------------------------
+#: The ``kind`` suffix of a paraphrased request (``"genre+paraphrase"``), so results are
+#: reported apart from the templates'.
+PARAPHRASE = "+paraphrase"
+
+PARAPHRASE_SYSTEM = (
+    "You rewrite requests that a user sends to a recommender. Write the same request in other "
+    "words, as a user would type it. Keep its meaning exactly: the same genres, the same years "
+    "or decade, the same titles, the same things the user does not want, nothing added. Answer "
+    "with the rewritten request only, on one line."
+)
+
+
+def base_kind(kind: str) -> str:
+    """The template kind of a request's ``kind`` (``"genre+paraphrase"`` -> ``"genre"``)."""
+    return kind.removesuffix(PARAPHRASE)
+
+
+def _tokens(text: str) -> list[str]:
+    """Lower-case words without accents or apostrophes (``"don't"`` -> ``dont``, ``"'80s"`` ->
+    ``80s``); ``|`` for a clause break (``, ; . ! ? :``); ``@t`` for a masked title."""
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = text.replace("\u2019", "'").replace("'", "").replace("&", " and ")
+    return ["|" if t in ",;.!?:" else t for t in re.findall(r"@t|[0-9a-z]+|[,;.!?:]", text)]
+
+
+def _phrase(text: str) -> tuple[str, ...]:
+    return tuple(t for t in _tokens(text) if t != "|")
+
+
+def _find(toks: Sequence[str], phrase: Sequence[str]) -> list[int]:
+    n = len(phrase)
+    return [i for i in range(len(toks) - n + 1) if tuple(toks[i : i + n]) == tuple(phrase)]
+
+
+def _has(toks: Sequence[str], phrases: Iterable[Sequence[str]]) -> bool:
+    return any(_find(toks, p) for p in phrases)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one dropped, added, doubled or swapped letter, or one changed."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
+
+
+def _phrases(*texts: str) -> list[tuple[str, ...]]:
+    return [p for p in dict.fromkeys(_phrase(t) for t in texts) if p]
+
+
+#: Words that refuse what follows them (within a clause): ``"no horror"``, ``"anything but"``.
+_NEG_CUES = _phrases(
+    "no", "not", "without", "except", "excluding", "exclude", "skip", "avoid", "nothing", "never",
+    "hate", "hated", "dislike", "disliked", "nor", "besides", "minus", "don't", "doesn't",
+    "isn't", "aren't", "can't", "couldn't", "won't", "didn't", "other than", "rather than",
+    "instead of", "apart from", "aside from", "anything but", "everything but", "all but",
+    "stay away", "steer clear", "leave out", "sick of", "tired of", "none",
+)  # fmt: skip
+#: Words that judge a title badly: ``"Titanic was awful"``.
+_BAD_WORDS = _phrases(
+    "awful", "terrible", "bad", "boring", "worst", "horrible", "dreadful", "garbage",
+    "overrated", "disappointing", "disappointed", "bored", "waste", "hated", "hate", "disliked",
+    "dislike", "regret", "sucked", "meh", "annoying",
+)  # fmt: skip
+#: Phrases with a refusal word that refuse nothing.
+_NOT_REFUSALS = _phrases(
+    "no later than", "no earlier than", "not after", "not before", "not popular",
+    "not well known", "not famous", "none other than",
+)  # fmt: skip
+#: Words after which a clause turns away from a refusal: ``"no horror but a comedy"``.
+_TURN = frozenset({"but", "just", "only", "rather", "instead", "though", "however", "|"})
+_POPULAR_WORDS = _phrases(
+    "popular", "well known", "famous", "blockbuster", "blockbusters", "most watched",
+    "best known", "mainstream", "big hits", "crowd pleaser", "crowd pleasers", "widely seen",
+)  # fmt: skip
+_UNPOPULAR_WORDS = _phrases(
+    "hidden gem", "hidden gems", "underrated", "lesser known", "obscure", "little known",
+    "underground", "overlooked", "under the radar", "niche", "not well known", "less popular",
+    "unpopular", "not popular", "unknown", "less known", "not famous", "unheard of",
+)  # fmt: skip
+#: Vague time words: they change the years a planner reads when the gold plan has none.
+_TIME_WORDS = _phrases(
+    "recent", "recently", "latest", "newest", "new releases", "old", "older", "oldies",
+    "vintage", "classic", "classics", "modern", "contemporary", "retro", "decade", "century",
+    "era", "old school",
+)  # fmt: skip
+#: Words that ask for recommendations (a chit-chat paraphrase has none of them).
+_ASK_WORDS = _phrases(
+    "recommend", "recommendation", "recommendations", "suggest", "suggestion", "suggestions",
+    "movie", "movies", "film", "films", "flick", "flicks", "watch", "watching", "show me", "pick",
+    "something", "anything", "game", "games", "play", "buy", "book", "books", "read",
+)  # fmt: skip
+#: Looser words that still ask (a profile-only paraphrase has one of these or of the above).
+_ASK_LOOSE = _phrases(
+    "what", "should", "for me", "taste", "like", "enjoy", "next", "ideas", "idea", "good", "see",
+    "surprise", "fit", "suit", "love",
+)  # fmt: skip
+
+# year cues: before the year (the phrase ends right before it) and after it
+_INCL_AFTER, _EXCL_AFTER, _INCL_BEFORE, _EXCL_BEFORE, _EXACT, _FROM = (
+    "incl_after", "excl_after", "incl_before", "excl_before", "exact", "from",
+)  # fmt: skip
+_YEAR_BEFORE: list[tuple[tuple[str, ...], str]] = sorted(
+    [
+        *((p, _INCL_BEFORE) for p in _phrases("no later than", "not after", "up to", "up until", "until", "till", "through", "thru", "by")),
+        *((p, _INCL_AFTER) for p in _phrases("no earlier than", "not before", "since", "starting", "starting in", "starting from", "beginning in", "as of")),
+        *((p, _EXCL_AFTER) for p in _phrases("after", "post", "later than", "newer than", "more recent than", "younger than")),
+        *((p, _EXCL_BEFORE) for p in _phrases("before", "pre", "prior to", "earlier than", "older than")),
+        *((p, _EXACT) for p in _phrases("in", "of", "in the year")),
+        *((p, _FROM) for p in _phrases("from", "from the year")),
+    ],
+    key=lambda x: -len(x[0]),
+)  # fmt: skip
+_YEAR_AFTER: list[tuple[tuple[str, ...], str]] = sorted(
+    [
+        *((p, _INCL_AFTER) for p in _phrases("onwards", "onward", "on", "or later", "or newer", "and later", "and newer", "and after", "or after", "and up", "or more recent", "and beyond", "plus")),
+        *((p, _INCL_BEFORE) for p in _phrases("or earlier", "or older", "and earlier", "and older", "and before", "or before")),
+    ],
+    key=lambda x: -len(x[0]),
+)  # fmt: skip
+_WORD_DECADES = {w: d for d, w in _DECADE_WORDS.items()}
+
+
+def _year_mentions(toks: Sequence[str]) -> list[tuple[int, str, int]]:
+    """``(position, "year" | "decade", value)`` of each year or decade said."""
+    out = []
+    for i, t in enumerate(toks):
+        m = re.fullmatch(r"(1[89]\d\d|20\d\d)(s?)", t)
+        if m:
+            v = int(m.group(1))
+            if m.group(2) and v % 10 == 0:
+                out.append((i, "decade", v))
+            elif not m.group(2):
+                out.append((i, "year", v))
+            continue
+        m = re.fullmatch(r"([0-9]0)s", t)
+        if m:
+            d = int(m.group(1))
+            out.append((i, "decade", 1900 + d if d >= 20 else 2000 + d))
+        elif t in _WORD_DECADES:
+            out.append((i, "decade", _WORD_DECADES[t]))
+    return out
+
+
+def _clause_before(toks: Sequence[str], i: int, width: int) -> list[str]:
+    out: list[str] = []
+    for t in reversed(toks[max(0, i - width) : i]):
+        if t == "|":
+            break
+        out.insert(0, t)
+    return out
+
+
+def _clause_after(toks: Sequence[str], i: int, width: int) -> list[str]:
+    out: list[str] = []
+    for t in toks[i + 1 : i + 1 + width]:
+        if t == "|":
+            break
+        out.append(t)
+    return out
+
+
+def _said_years(toks: Sequence[str]) -> tuple[int | None, int | None] | None | str:
+    """The year range a request says, read from its years, decades and their cue words:
+    ``None`` when it says none, ``"unclear"`` when the reading is not certain."""
+    found = _year_mentions(toks)
+    if not found:
+        return None
+    if len(found) == 2 and all(k == "year" for _, k, _ in found):
+        (i, _, a), (j, _, b) = found
+        if a == b or not set(toks[i + 1 : j]) <= {"and", "to", "through", "thru", "until", "till"}:
+            return "unclear"
+        near = _clause_before(toks, i, 3)
+        if any(c in (_EXCL_AFTER, _EXCL_BEFORE, _INCL_BEFORE) for c in _year_cues(near, [])):
+            return "unclear"  # "after 1980 and before 1990": not a plain range
+        return (min(a, b), max(a, b))
+    if len(found) != 1:
+        return "unclear"
+    i, kind, v = found[0]
+    before, after = _clause_before(toks, i, 6), _clause_after(toks, i, 3)
+    mods = set()
+    while before and before[-1] in ("the", "early", "late", "mid", "middle"):
+        mods.add(before.pop())
+    cues = _year_cues(before, after)
+    if kind == "decade":
+        if set(cues) - {_EXACT, _FROM}:
+            return "unclear"  # "since the 80s", "before the 90s": not read here
+        if mods >= {"early", "late"} or mods & {"mid", "middle"}:
+            return "unclear"
+        if "early" in mods:
+            return (v, v + 3)
+        if "late" in mods:
+            return (v + 6, v + 9)
+        return (v, v + 9)
+    if mods - {"the"}:
+        return "unclear"
+    classes = set(cues) - {_EXACT}
+    if _FROM in classes:  # "from 1995 on" is 1995 onwards; "from 1995" alone is not certain
+        classes.discard(_FROM)
+        if not classes:
+            return "unclear"
+    classes = classes or {_EXACT}
+    if len(classes) > 1:
+        return "unclear"
+    return {
+        _INCL_AFTER: (v, None),
+        _EXCL_AFTER: (v + 1, None),
+        _INCL_BEFORE: (None, v),
+        _EXCL_BEFORE: (None, v - 1),
+        _EXACT: (v, v),
+    }[classes.pop()]
+
+
+def _year_cues(before: Sequence[str], after: Sequence[str]) -> list[str]:
+    cues = []
+    for phrase, cls in _YEAR_BEFORE:  # the longest phrase ending right before the year
+        if len(before) >= len(phrase) and tuple(before[len(before) - len(phrase) :]) == phrase:
+            cues.append(cls)
+            break
+    for phrase, cls in _YEAR_AFTER:
+        if tuple(after[: len(phrase)]) == phrase:
+            cues.append(cls)
+            break
+    return cues
+
+
+class ParaphraseChecker:
+    """Whether a rewritten request may keep the original's gold plan, read against the gold
+    slots with the catalog's facts and its fuzzy title grounding (not with the rule extractor,
+    which would keep only what the rules can read):
+
+    - every gold genre is still said (its value, a plural, a genre word or synonym, or a
+      one-letter slip of one), not refused; every refused genre is said after a refusal word;
+      no other genre of the catalog is said;
+    - the years say the gold range (years, decades, "early"/"late", the cue words "after",
+      "since", "before", "until", "between", read exactly; a vague "recent" or "classic" where
+      the gold plan has no years is a change);
+    - every seed and unwanted title is said as the user said it, or a span of the rewrite
+      grounds to the same catalog item (top match, score at least ``title_score``); a disliked
+      title is judged badly or refused, a liked one is not; a quoted title not in the plan is
+      a change;
+    - popularity words say the gold popularity; a refusal appears exactly where the gold plan
+      refuses something; a chit-chat rewrite asks for nothing;
+    - the rewrite's target (the gold plan with titles as now said), validated and grounded by
+      :func:`~recai_agent.plan.validate_plan`, gives back the gold plan;
+    - it is not a request already seen (the original, ``avoid``) nor a training template.
+
+    :meth:`check` gives ``None`` (keep) or the reason it is rejected."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        grounder: Grounder | None = None,
+        avoid: Iterable[str] = (),
+        title_score: float = 0.6,
+    ) -> None:
+        self.catalog = catalog
+        self.grounder = grounder or Grounder(catalog)
+        self.title_score = title_score
+        self.schema = plan_schema(list(PLAN_TOOLS), catalog)
+        facts = CatalogFacts.of(catalog)
+        values = facts.categorical.get(facts.genre_field, []) if facts.genre_field else []
+        self.genre_phrases: dict[tuple[str, ...], set[str]] = {}
+        for v in values:
+            if normalize_text(v) in SKIP_VALUES:
+                continue
+            adj, noun = GENRE_WORDS.get(v, ((), ()))
+            key = " ".join(_phrase(v))
+            words = [v, *adj, *noun, *GENRE_SYNONYMS.get(key, ())]
+            for w in words:
+                for p in _phrases(w, *_plural_forms(w)):
+                    self.genre_phrases.setdefault(p, set()).add(v)
+        self.by_title: dict[str, int] = {}
+        for i, t in enumerate(catalog.titles):
+            self.by_title.setdefault(str(t), i)
+        self.avoid = {normalize_text(t) for t in avoid}
+        words = sorted(
+            {w for v in values for group in GENRE_WORDS.get(v, ((v,), ())) for w in (v, *group)},
+            key=len,
+            reverse=True,
+        )
+        self.train_templates = [
+            re.compile(_template_pattern(t, words), re.IGNORECASE)
+            for fams in TEMPLATES.values()
+            for t in fams[0]
+        ]
+
+    # -- the reading ------------------------------------------------------------------------------
+    def genres_said(self, toks: Sequence[str]) -> list[tuple[int, int, set[str]]]:
+        """``(start, end, genres)`` of each genre word, longest first, not overlapping."""
+        taken = [False] * len(toks)
+        out = []
+        for p in sorted(self.genre_phrases, key=len, reverse=True):
+            for i in _find(toks, p):
+                if any(taken[i : i + len(p)]):
+                    continue
+                taken[i : i + len(p)] = [True] * len(p)
+                out.append((i, i + len(p), self.genre_phrases[p]))
+        return sorted(out, key=lambda x: x[0])
+
+    def _slipped(self, toks: Sequence[str], genre: str) -> list[int]:
+        """Positions of one-letter slips of ``genre``'s one-word forms of 5 letters or more."""
+        words = [p[0] for p, gs in self.genre_phrases.items() if genre in gs and len(p) == 1]
+        known = {p[0] for p in self.genre_phrases if len(p) == 1}
+        return [
+            i
+            for i, t in enumerate(toks)
+            if len(t) >= 4
+            and t not in known
+            and any(len(w) >= 5 and _one_edit(t, w) for w in words)
+        ]
+
+    @staticmethod
+    def refused(toks: Sequence[str], start: int) -> bool:
+        """Whether a refusal word comes before ``start`` in its clause (5 words at most, no
+        turn such as "but" in between)."""
+        before = _clause_before(toks, start, 6)
+        for k in range(len(before) - 1, -1, -1):
+            if any(tuple(before[max(0, k + 1 - len(p)) : k + 1]) == p for p in _NEG_CUES):
+                return True  # a refusal ending here ("anything but", "rather than")
+            if before[k] in _TURN:
+                return False
+        return False
+
+    def _ground_title(
+        self, text: str, item: int, said: str
+    ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The character spans of ``text`` that say the title of ``item``: where ``said`` is
+        (case and punctuation aside), else the best span of words that grounds to ``item``
+        and that span with its neighbouring words of the title (slips included)."""
+        words = [re.escape(w) for w in re.findall(r"[0-9A-Za-z]+", said)]
+        if words:
+            m = re.search(
+                r"(?<![0-9A-Za-z])" + r"[\W_]*".join(words) + r"(?![0-9A-Za-z])",
+                text,
+                re.IGNORECASE,
+            )
+            if m:
+                return m.span(), m.span()
+        spans = [(m.start(), m.end()) for m in re.finditer(r"[^\s\"“”]+", text)]
+        n = max(1, len(words))
+        best: tuple[float, int, int] | None = None
+        for length in range(max(1, n - 1), n + 2):
+            for k in range(len(spans) - length + 1):
+                a, b = spans[k][0], spans[k + length - 1][1]
+                piece = text[a:b].strip(" ,.;:!?'\"")
+                if not piece:
+                    continue
+                ids, scores = self.grounder.titles.top(piece, 1)
+                good = len(ids) and int(ids[0]) == item and scores[0] >= self.title_score
+                if good and (best is None or scores[0] > best[0]):
+                    best = (float(scores[0]), a, b)
+        if best is None:
+            return None
+        # the best-scoring span may leave out a slipped word ("The Crying" of "The Crying Gaem"):
+        # take in each neighbouring word that is a word of the title, or one slip from one
+        title_words = {w.lower() for w in re.findall(r"[0-9A-Za-z]+", self.catalog.title(item))}
+
+        def of_title(a: int, b: int) -> bool:
+            w = re.sub(r"[^0-9a-z]", "", text[a:b].lower())
+            return bool(w) and (
+                w in title_words or (len(w) >= 4 and any(_one_edit(w, t) for t in title_words))
+            )
+
+        k0 = next(k for k, sp in enumerate(spans) if sp[0] == best[1])
+        k1 = next(k for k, sp in enumerate(spans) if sp[1] == best[2])
+        while k0 > 0 and of_title(*spans[k0 - 1]):
+            k0 -= 1
+        while k1 + 1 < len(spans) and of_title(*spans[k1 + 1]):
+            k1 += 1
+        return (best[1], best[2]), (spans[k0][0], spans[k1][1])
+
+    # -- the verdict ------------------------------------------------------------------------------
+    def check(self, request: Request, text: str) -> tuple[str | None, dict[str, Any] | None]:
+        """``(None, target)`` when ``text`` may keep ``request``'s gold plan (``target``: its
+        plan with titles as ``text`` says them), else ``(reason, None)``."""
+        gold = request.slots
+        if not gold:
+            raise DataError(f"request {request.id} has no gold slots: it cannot be paraphrased")
+        text = text.strip()
+        key = normalize_text(text)
+        if not key:
+            return "empty", None
+        if key == normalize_text(request.request) or key in self.avoid:
+            return "a request already in the set", None
+        if len(text) > max(200, 3 * len(request.request) + 40) or "\n" in text:
+            return "too long", None
+        if any(p.fullmatch(text.rstrip(" .!?")) for p in self.train_templates):
+            return "a training template", None
+        # titles first: they are masked, so "Star Wars" is no war film and "1941" no year
+        said = _said_titles(request)
+        masked = text
+        spans: list[tuple[int, int, int]] = []  # as grounded, and widened to the title's words
+        wide: list[tuple[int, int, int]] = []
+        for title in [*gold.get("seeds", []), *gold.get("unwanted", [])]:
+            item = self.by_title.get(title)
+            if item is None:
+                return f"title {title!r} is not in the catalog", None
+            found = self._ground_title(text, item, said.get(title, title))
+            if found is None:
+                return "a title is lost", None
+            spans.append((*found[0], item))
+            wide.append((*found[1], item))
+        for a, b, _ in sorted(wide, reverse=True):
+            masked = masked[:a] + " @t " + masked[b:]
+        for q in re.findall(r"[\"“]([^\"”]{2,60})[\"”]", masked):
+            if q.strip() and q.strip() != "@t":
+                return "a quoted title not in the plan", None
+        toks = _tokens(masked)
+        reason = self._check_words(gold, toks, not request.plan.get("steps"))
+        if reason:
+            return reason, None
+        if not request.plan.get("steps"):
+            return None, self._target(request, text, spans)  # chit-chat: nothing to ground
+        for said_spans in dict.fromkeys([tuple(wide), tuple(spans)]):
+            target = self._target(request, text, said_spans)
+            got, _ = validate_plan(target, self.schema, self.catalog, self.grounder)
+            if got is not None and got.to_dict() == request.plan:
+                return None, target
+        return "the plan does not ground back", None
+
+    def _check_words(self, gold: dict[str, Any], toks: list[str], chat: bool) -> str | None:
+        genres, refused = set(gold.get("genres", [])), set(gold.get("not_genres", []))
+        found = self.genres_said(toks)
+        scan = list(toks)  # for refusals: "not popular", "no later than" refuse nothing
+        for p in _NOT_REFUSALS:
+            for i in _find(scan, p):
+                scan[i : i + len(p)] = [""] * len(p)
+        for _, _, gs in found:
+            if not gs & (genres | refused):
+                return "adds a genre"
+        for g in genres:
+            at = [s for s, _, gs in found if g in gs] + self._slipped(toks, g)
+            if not any(not self.refused(scan, s) for s in at):
+                return "a genre is lost"
+        for g in refused:
+            at = [s for s, _, gs in found if g in gs] + self._slipped(toks, g)
+            if not any(self.refused(scan, s) for s in at):
+                return "a refusal is lost"
+        for s, _, gs in found:  # a word of a wanted genre said as refused (or the reverse)
+            if gs <= genres and self.refused(scan, s) and not gs & refused:
+                return "a wanted genre is refused"
+        years = _said_years(toks)
+        want = (gold.get("year_min"), gold.get("year_max"))
+        if want == (None, None):
+            if years is not None or _has(toks, _TIME_WORDS):
+                return "adds years"
+        elif years != want:
+            return "the years change"
+        pop = gold.get("popular")
+        unpop_at = [i for p in _UNPOPULAR_WORDS for i in _find(toks, p)]
+        plain = [t if not any(i <= k < i + 3 for i in unpop_at) else "" for k, t in enumerate(toks)]
+        says_pop, says_unpop = _has(plain, _POPULAR_WORDS), bool(unpop_at)
+        if (says_pop, says_unpop) != (pop is True, pop is False):
+            return "the popularity changes"
+        titles_at = [i for i, t in enumerate(toks) if t == "@t"]
+        n_seeds = len(gold.get("seeds", []))
+        refusing = bool(refused) or bool(gold.get("unwanted"))
+        neg_anywhere = [i for p in _NEG_CUES for i in _find(scan, p)]
+        bad_anywhere = [i for p in _BAD_WORDS for i in _find(scan, p)]
+        if not refusing and (neg_anywhere or bad_anywhere):
+            return "adds a refusal"
+        if gold.get("unwanted") and not (neg_anywhere or bad_anywhere):
+            return "a refusal is lost"
+        if n_seeds and not gold.get("unwanted"):
+            for i in titles_at:
+                after = _clause_after(toks, i, 3)
+                if self.refused(scan, i) or _has(after, _BAD_WORDS):
+                    return "a liked title is refused"
+        asks = _has(toks, _ASK_WORDS)
+        if chat and (found or years is not None or asks or titles_at):
+            return "chit-chat asks for something"
+        bare = not (genres or refused or want != (None, None) or pop is not None or titles_at)
+        if not chat and bare and not (asks or _has(toks, _ASK_LOOSE)):
+            return "no longer asks"
+        return None
+
+    def _target(
+        self, request: Request, text: str, spans: Sequence[tuple[int, int, int]]
+    ) -> dict[str, Any]:
+        """The gold plan's target with each title as ``text`` says it (a catalog small enough
+        for an enum of titles keeps the exact titles)."""
+        target = json.loads(json.dumps(request.target))
+        if self.catalog.n_items <= MAX_TITLE_ENUM:
+            return target
+        now = {self.catalog.title(item): text[a:b].strip(" ,.;:!?'\"") for a, b, item in spans}
+        for st, gold_st in zip(target["steps"], request.plan["steps"], strict=False):
+            for key in ("seeds", "unwanted"):
+                if key in st["input"] and key in gold_st["input"]:
+                    st["input"][key] = [
+                        now.get(g, t)
+                        for g, t in zip(gold_st["input"][key], st["input"][key], strict=False)
+                    ]
+        return target
+
+
+def _plural_forms(word: str) -> list[str]:
+    last = word.split()[-1] if word.split() else ""
+    if len(last) < 3 or not last.isalpha() or last.endswith("s"):
+        return []
+    if last.endswith("y") and last[-2:-1] not in "aeiou":
+        return [word[:-1] + "ies"]
+    return [word + "s", word + "es"] if last.endswith(("x", "ch", "sh")) else [word + "s"]
+
+
+def _template_pattern(template: str, genre_words: Sequence[str]) -> str:
+    """A regex that a request written from ``template`` matches in full (ends aside): a genre
+    placeholder is one of ``genre_words`` (a plural too), ``{y}`` a training year phrasing, a
+    title any text."""
+    genre = (
+        "(?:" + "|".join(re.escape(w) for w in genre_words) + ")(?:e?s)?" if genre_words else ".+?"
+    )
+    fill = {"a": r"\d{4}", "b": r"\d{4}", "d2": r"\d\d", "d4": r"\d{4}", "w": r"[a-z]+ies"}
+    said = [
+        "".join(fill.get(q.strip("{}"), "") if q.startswith("{") else re.escape(q) for q in bits)
+        for fams in YEAR_PHRASES.values()
+        for phrase in fams[0]
+        for bits in [re.split(r"(\{\w+\})", phrase)]
+    ]
+    years = "(?:" + "|".join(said) + ")"
+    parts = re.split(r"(\{\w+\})", template.rstrip(" .!?"))
+    return "".join(
+        re.escape(p)
+        if not p.startswith("{")
+        else genre
+        if p.strip("{}").lower() in ("g", "g2", "ng")
+        else years
+        if p == "{y}"
+        else ".+?"
+        for p in parts
+    )
+
+
+def _said_titles(request: Request) -> dict[str, str]:
+    """Gold catalog title -> the title as the request said it (from the target)."""
+    out: dict[str, str] = {}
+    for st, tst in zip(
+        request.plan.get("steps", []), request.target.get("steps", []), strict=False
+    ):
+        for key in ("seeds", "unwanted"):
+            for g, t in zip(
+                st.get("input", {}).get(key, []), tst.get("input", {}).get(key, []), strict=False
+            ):
+                out[str(g)] = str(t)
+    return out
+
+
+@dataclass
+class ParaphraseReport:
+    """What :func:`paraphrase` did: the backend, how many rewrites were asked for and written,
+    how many were kept (in all and per kind) and why the others were rejected."""
+
+    backend: str
+    models: list[str] = field(default_factory=list)
+    requests: int = 0
+    asked: int = 0
+    kept: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    kept_by_kind: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "models": self.models,
+            "requests": self.requests,
+            "asked": self.asked,
+            "kept": self.kept,
+            "rejected": dict(sorted(self.rejected.items(), key=lambda x: -x[1])),
+            "kept_by_kind": dict(sorted(self.kept_by_kind.items())),
+            "seconds": round(self.seconds, 2),
+        }
+
+    def line(self) -> str:
+        why = ", ".join(f"{k} {v}" for k, v in self.to_dict()["rejected"].items()) or "none"
+        return (
+            f"{self.backend}: {self.kept} of {self.asked} paraphrases of {self.requests} "
+            f"requests kept in {self.seconds:.0f} s (rejected: {why})"
+        )
+
+
+def backend_name(llm: Any) -> str:
+    """A backend's name as a recipe would say it (``hf.v1(model=smollm2)``), else its class."""
+    built = getattr(llm, "_recai_built_as", None)
+    if built is not None:
+        model = (built[1] or {}).get("model") if isinstance(built[1], dict) else None
+        return f"{built[0]}(model={model})" if model else str(built[0])
+    return type(llm).__name__
+
+
+def _hints(r: Request) -> str:
+    s = r.slots
+    out = [f"genre {g}" for g in s.get("genres", [])]
+    out += [f"not {g}" for g in s.get("not_genres", [])]
+    lo, hi = s.get("year_min"), s.get("year_max")
+    if lo is not None and hi is not None:
+        out.append(f"years {lo} to {hi}")
+    elif lo is not None:
+        out.append(f"years from {lo} on")
+    elif hi is not None:
+        out.append(f"years up to {hi}")
+    said = _said_titles(r)
+    out += [f'liked title "{said.get(t, t)}"' for t in s.get("seeds", [])]
+    out += [f'disliked title "{said.get(t, t)}"' for t in s.get("unwanted", [])]
+    if s.get("popular") is not None:
+        out.append("popular titles" if s["popular"] else "little-known titles")
+    return "; ".join(out)
+
+
+def paraphrase_messages(r: Request, hints: bool = True) -> list[Message]:
+    """The conversation that asks a backend to rewrite ``r`` (with the gold values as hints
+    when ``hints``: the writer knows what must survive; the checker decides what does)."""
+    user = f"Request: {r.request}"
+    if hints and _hints(r):
+        user += f"\nIt must still say: {_hints(r)}."
+    return [Message.system(PARAPHRASE_SYSTEM), Message.user(user)]
+
+
+def clean_paraphrase(text: str) -> str:
+    """The rewritten request in a backend's answer: its first line, without a label
+    (``"Rewritten request:"``), a list number or surrounding quotes."""
+    for line in str(text).splitlines():
+        line = line.strip()
+        line = re.sub(r"^(?:\d+[.)]|[-*•])\s+", "", line)
+        line = re.sub(
+            r"^(?:here(?: is|'s)[^:]*|rewritten(?: request)?|paraphrase[d]?(?: request)?|"
+            r"request|rewrite|answer|user)\s*:\s*",
+            "",
+            line,
+            flags=re.IGNORECASE,
+        ).strip()
+        if len(line) >= 2 and line[0] in "\"'“" and line[-1] in "\"'”":
+            line = line[1:-1].strip()
+        if line:
+            return line
+    return ""
+
+
+def paraphrase(
+    requests: Sequence[Request],
+    llm: Any,
+    catalog: Catalog,
+    *,
+    per_request: int = 1,
+    seed: int = 0,
+    temperature: float = 0.7,
+    max_tokens: int = 64,
+    batch_size: int = 8,
+    hints: bool = True,
+    avoid: Iterable[str] = (),
+    checker: ParaphraseChecker | None = None,
+) -> tuple[list[Request], ParaphraseReport]:
+    """Rewrites of held-out ``requests`` by any :class:`~recai.roles.LLMBackend` ``llm``,
+    each kept only when :class:`ParaphraseChecker` finds its gold plan still right.
+
+    A kept rewrite is a :class:`Request` of the same split with the gold plan and slots, the
+    target's titles as the rewrite says them, ``kind`` + :data:`PARAPHRASE`, ``template`` +
+    ``"/paraphrase"`` and id ``<id>-p<k>``. ``avoid``: texts no rewrite may be (the training
+    requests); the originals are avoided too, and rewrites are distinct. ``per_request``
+    rewrites are asked for each request (seeds ``seed``, ``seed + 1``, ...), ``batch_size``
+    conversations per ``chat_batch`` call. Returns the kept requests and the report."""
+    if per_request < 1 or batch_size < 1:
+        raise DataError(
+            f"per_request and batch_size must be at least 1 ({per_request}, {batch_size})"
+        )
+    held = [r for r in requests if r.split == "train"]
+    if held:
+        raise DataError(
+            f"{len(held)} requests are from the training split (first: {held[0].id}): "
+            "paraphrases are written for the held-out set only"
+        )
+    originals = [r.request for r in requests]
+    checker = checker or ParaphraseChecker(catalog, avoid=[*avoid, *originals])
+    report = ParaphraseReport(backend=backend_name(llm), requests=len(requests))
+    reasons: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    models: dict[str, None] = {}
+    seen: set[str] = set()
+    out: list[Request] = []
+    start = time.perf_counter()
+    for k in range(per_request):
+        for b in range(0, len(requests), batch_size):
+            batch = requests[b : b + batch_size]
+            convs = [paraphrase_messages(r, hints) for r in batch]
+            answers = llm.chat_batch(
+                convs, max_tokens=max_tokens, temperature=temperature, seed=seed + k
+            )
+            for r, answer in zip(batch, answers, strict=True):
+                report.asked += 1
+                if getattr(answer, "model", ""):
+                    models[str(answer.model)] = None
+                text = clean_paraphrase(answer.text)
+                reason, target = checker.check(r, text)
+                key = normalize_text(text)
+                if reason is None and key in seen:
+                    reason = "a duplicate"
+                if reason is not None or target is None:
+                    reasons[reason or "rejected"] += 1
+                    continue
+                seen.add(key)
+                kinds[r.kind] += 1
+                out.append(
+                    Request(
+                        id=f"{r.id}-p{k}",
+                        split=r.split,
+                        kind=base_kind(r.kind) + PARAPHRASE,
+                        template=f"{r.template}/paraphrase",
+                        request=text,
+                        plan=json.loads(json.dumps(r.plan)),
+                        target=target,
+                        slots=json.loads(json.dumps(r.slots)),
+                    )
+                )
+    report.seconds = time.perf_counter() - start
+    report.kept = len(out)
+    report.rejected = dict(reasons)
+    report.kept_by_kind = dict(kinds)
+    report.models = list(models)
+    return out, report
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the command that writes a labelled request set (``python -m
+    recai_agent.requests``), optionally with paraphrases of its held-out requests."""
+    parser.description = (
+        "Write a labelled request set (JSONL) over a dataset's catalog; with --paraphrase, "
+        "add rewrites of its held-out requests by an LLM backend, kept only where the gold "
+        "plan still holds (kind '<kind>+paraphrase')."
+    )
+    parser.add_argument("out", help="JSONL file to write (the set, then the kept paraphrases)")
+    parser.add_argument("--dataset", default="movielens-100k.v1", help="dataset of the catalog")
+    parser.add_argument("--split", choices=["train", "test"], default="test")
+    parser.add_argument("--n", type=int, default=600, help="requests to generate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the generated requests")
+    parser.add_argument("--paraphrase", metavar="BACKEND", help="llm_backend to rewrite with")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a param of the backend (repeatable; VALUE read as JSON where it parses)",
+    )
+    parser.add_argument(
+        "--paraphrase-n", type=int, default=0, help="paraphrase the first N (0: all)"
+    )
+    parser.add_argument("--per-request", type=int, default=1, help="rewrites asked per request")
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--no-hints", action="store_true", help="do not tell the backend the gold values"
+    )
+    parser.add_argument(
+        "--avoid", help="JSONL of requests no paraphrase may repeat (the training set)"
+    )
+    parser.add_argument("--report", help="where the report goes (default: OUT.paraphrase.json)")
+    parser.set_defaults(func=run)
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise RecaiError(f"--param {text!r}: expected KEY=VALUE, e.g. --param threads=2")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def run(args: argparse.Namespace) -> int:
+    import recai
+
+    for name in ("n", "per_request", "batch_size"):
+        if getattr(args, name) < 1:
+            raise RecaiError(
+                f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
+            )
+    if args.paraphrase_n < 0:
+        raise RecaiError(f"--paraphrase-n must not be negative, got {args.paraphrase_n}")
+    params = dict(_param(p) for p in args.param)
+    if params and not args.paraphrase:
+        raise RecaiError("--param is for the --paraphrase backend: name one")
+    if args.paraphrase and args.split != "test":
+        raise RecaiError("--paraphrase rewrites held-out requests: use it with --split test")
+    dataset = recai.create("dataset", args.dataset).dataset()
+    catalog = dataset.catalog
+    counts = np.bincount(dataset.interactions.items, minlength=catalog.n_items)
+    reqs = generate(catalog, args.split, args.n, seed=args.seed, counts=counts)
+    extra: list[Request] = []
+    if args.paraphrase:
+        avoid = [r.request for r in read_jsonl(args.avoid)] if args.avoid else []
+        llm = recai.create("llm_backend", args.paraphrase, **params)
+        some = reqs[: args.paraphrase_n] if args.paraphrase_n else reqs
+        extra, report = paraphrase(
+            some,
+            llm,
+            catalog,
+            per_request=args.per_request,
+            seed=args.seed,
+            temperature=args.temperature,
+            batch_size=args.batch_size,
+            hints=not args.no_hints,
+            avoid=avoid,
+        )
+        path = Path(args.report or f"{args.out}.paraphrase.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        print(report.line())
+    n = write_jsonl([*reqs, *extra], args.out)
+    print(f"wrote {n} requests ({len(reqs)} generated, {len(extra)} paraphrases) to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recai_agent.requests")
+    configure(parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RecaiError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
