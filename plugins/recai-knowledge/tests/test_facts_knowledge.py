@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import knowledgekit
 import numpy as np
 import pytest
 from knowledgekit import film_split
@@ -141,6 +142,70 @@ def test_i2i_from_a_rankers_item_to_item_scores(split: recai.Split) -> None:
     assert ranker.fitted_on == [split.fingerprint()]
 
 
+class VectorRanker(ScriptedRanker):
+    """ScriptedRanker with hand-made item vectors (set by fit): cosines to Heat (item 0) are
+    Ronin 0.71, Collateral 0, Fargo 0.98, Aliens -1."""
+
+    def fit(self, split):  # type: ignore[no-untyped-def]
+        super().fit(split)
+        v = np.zeros((8, 2))
+        v[:, 1] = 1.0
+        v[0], v[1], v[2], v[5], v[7] = [1, 0], [1, 1], [0, 1], [1, 0.2], [-1, 0]
+        self.vectors = v
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.vectors.copy()
+
+
+def test_i2i_from_item_embeddings_cosine(split: recai.Split) -> None:
+    ranker = VectorRanker()
+    k = fitted(I2IKnowledge(recent=1, neighbours=3, measure="embedding", ranker=ranker), split)
+    assert ranker.fitted_on[-1] == split.fingerprint()  # the model is fitted on this split
+    text = k.knowledge(history=ItemList([0]), candidates=ItemList([1, 2, 5, 7]))
+    # Collateral (cosine 0) and Aliens (-1) say nothing: no similarity
+    assert text.splitlines()[1] == (
+        "- closest to Heat (1995) in a recommender's learned item space: Fargo (1996) "
+        "(cosine 0.98); Ronin (1998) (cosine 0.71)"
+    )
+    strict = I2IKnowledge(recent=1, measure="embedding", ranker=VectorRanker(), min_similarity=0.9)
+    text = fitted(strict, split).knowledge(history=ItemList([0]), candidates=ItemList([1, 5]))
+    assert text.splitlines()[1].endswith(": Fargo (1996) (cosine 0.98)")
+
+
+def test_i2i_embedding_needs_item_vectors(split: recai.Split) -> None:
+    with pytest.raises(DataError, match=r"ranker: .* has no item_embeddings\(\)") as e:
+        I2IKnowledge(measure="embedding", ranker=ScriptedRanker()).fit(split)
+    assert e.value.exit_code == 2
+
+    class Short(VectorRanker):
+        def item_embeddings(self) -> np.ndarray:
+            return self.vectors[:5]
+
+    with pytest.raises(DataError, match=r"shape \(5, 2\); expected one row per catalog item"):
+        I2IKnowledge(measure="embedding", ranker=Short()).fit(split)
+
+
+def test_i2i_from_a_fitted_bpr_models_embeddings(split: recai.Split) -> None:
+    if "bpr.v1" not in recai.get_plugin_manager().registry():
+        pytest.skip("bpr.v1 (recai-classic) is not installed")
+    bpr = recai.create("ranker", "bpr.v1", factors=4, epochs=5, seed=0)
+    k = fitted(I2IKnowledge(recent=1, neighbours=1, measure="embedding", ranker=bpr), split)
+    # fitted on the training split only: user 0 trained on Heat, Ronin, Collateral, not the
+    # held-out Fargo
+    assert bpr.training_history(0).tolist() == [0, 1, 2]  # type: ignore[attr-defined]
+    vectors = bpr.item_embeddings()  # type: ignore[attr-defined]
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cands = np.array([3, 4, 5, 6, 7])
+    cosine = unit[cands] @ unit[1]
+    best = int(cands[np.argmax(cosine)])
+    text = k.knowledge(history=ItemList([1]), candidates=ItemList(cands))
+    assert cosine.max() > 0  # seed 0: some candidate is close to Ronin, so a fact is told
+    assert text.splitlines()[1] == (
+        f"- closest to Ronin (1998) in a recommender's learned item space: "
+        f"{knowledgekit.TITLES[best]} (cosine {cosine.max():.2f})"
+    )
+
+
 def test_i2i_bad_params_are_named() -> None:
     with pytest.raises(ParamsError, match="ranker"):
         I2IKnowledge(measure="ranker")
@@ -148,6 +213,10 @@ def test_i2i_bad_params_are_named() -> None:
         recai.create("knowledge_prompter", "knowledge-i2i.v1", scope="everything")
     with pytest.raises(ParamsError, match="neighbours"):
         I2IKnowledge(neighbours=0)
+    with pytest.raises(ParamsError, match="ranker: measure = 'embedding' reads"):
+        I2IKnowledge(measure="embedding")
+    with pytest.raises(ParamsError, match="min_similarity: applies to measure = 'embedding'"):
+        I2IKnowledge(min_similarity=0.5)
 
 
 # -- U2I ---------------------------------------------------------------------------------------------

@@ -29,11 +29,25 @@ class CountingRanker(recai.Ranker):
         return np.tile(self.counts[cols], (len(histories), 1))
 
 
+class CountingVectors(CountingRanker):
+    """Item vectors from the split it was fitted on: item i's column of the users x items
+    0/1 matrix of the training part."""
+
+    def fit(self, split: recai.Split) -> None:
+        super().fit(split)
+        self.vectors = np.zeros((split.dataset.n_items, split.train.n_users))
+        self.vectors[split.train.items, split.train.users] = 1.0
+
+    def item_embeddings(self) -> np.ndarray:
+        return self.vectors
+
+
 def every_type() -> list[recai.KnowledgePrompter]:
     return [
         AttributesKnowledge(),
         CooccurrenceKnowledge(min_count=1),
         I2IKnowledge(min_count=1, scope="all"),
+        I2IKnowledge(scope="all", measure="embedding", ranker=CountingVectors()),
         U2IKnowledge(ranker=CountingRanker()),
         KGPathsKnowledge(max_degree=3),
         RecencyKnowledge(min_trend_count=1, recent=2),
@@ -75,7 +89,7 @@ def test_a_training_interaction_does_change_it() -> None:
         knowledgekit.TRAIN.update(saved)
     differs = [a != b for a, b in zip(base, changed, strict=True)]
     # the graph's paths do not depend on interactions; every other type does
-    assert differs == [True, True, True, True, False, True, True]
+    assert differs == [True, True, True, True, True, False, True, True]
 
 
 class TestAttributesContract(KnowledgePrompterContract):

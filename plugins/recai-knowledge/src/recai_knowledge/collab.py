@@ -12,8 +12,11 @@ an item twice counts once), ``C = X^T X`` holds ``c_ij``, the users who interact
   items (the sum of cosines).
 - ``knowledge-i2i.v1``: for each of the user's most recent items, its top co-occurring items,
   among the candidates (``scope = "candidates"``) or over the whole catalog (``"all"``), by
-  count, cosine, or the scores of a ranker given that one item as a history (``"ranker"``: a
-  sequential model's next-item scores, or a factorisation model's item-item affinity).
+  count, cosine, the scores of a ranker given that one item as a history (``"ranker"``: a
+  sequential model's next-item scores, or a factorisation model's item-item affinity), or the
+  cosine of a fitted model's item embeddings (``"embedding"``: BPR's factors, SASRec's item
+  vectors; any ranker with ``item_embeddings()``, read once at fit time, the model fitted on
+  the training split).
 - ``knowledge-u2i.v1``: a ranker's (e.g. SASRec's) preferred candidates for this user's history,
   the top ``top`` of them in its order.
 """
@@ -27,6 +30,7 @@ from pydantic import Field, model_validator
 
 import recai
 from recai.data import Interactions, Split
+from recai.errors import DataError
 
 from .base import Fact, FactPrompter, KnowledgeParams, recent, scaled
 
@@ -191,13 +195,24 @@ class I2IParams(KnowledgeParams):
         description="where neighbours are looked for: among the candidates, or over the whole "
         "catalog (items in the user's history left out)",
     )
-    measure: Literal["count", "cosine", "ranker"] = Field(
+    measure: Literal["count", "cosine", "ranker", "embedding"] = Field(
         "cosine",
         description="how items are related: shared users ('count'), c_ij / sqrt(n_i n_j) "
-        "('cosine'), or the scores of `ranker` given the one item as a history ('ranker')",
+        "('cosine'), the scores of `ranker` given the one item as a history ('ranker'), or "
+        "the cosine of `ranker`'s learned item vectors ('embedding': its item_embeddings(), "
+        "as bpr.v1 and sasrec.v1 have)",
     )
     ranker: recai.Ranker | None = Field(
-        None, description="the model whose item-to-item scores measure='ranker' reads"
+        None,
+        description="the model measure='ranker' reads the scores of, or measure='embedding' "
+        "the item vectors of (fitted on the training split)",
+    )
+    min_similarity: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="measure='embedding': neighbours with a lower cosine are not told "
+        "(default: any positive cosine)",
     )
     min_count: int = Field(
         2, ge=1, le=1_000_000, description="fewest shared users for 'count' and 'cosine'"
@@ -211,10 +226,21 @@ class I2IParams(KnowledgeParams):
                 "ranker: measure = 'ranker' reads a ranker's item-to-item scores; name a ranker "
                 "(e.g. a sasrec.v1 component), or set measure to 'cosine' or 'count'"
             )
-        if self.measure != "ranker" and self.ranker is not None:
+        if self.measure == "embedding" and self.ranker is None:
+            raise ValueError(
+                "ranker: measure = 'embedding' reads a fitted model's item vectors; name a "
+                "ranker with item_embeddings() (e.g. a bpr.v1 or sasrec.v1 component), or set "
+                "measure to 'cosine' or 'count'"
+            )
+        if self.measure not in ("ranker", "embedding") and self.ranker is not None:
             raise ValueError(
                 f"ranker: measure = {self.measure!r} does not read a ranker; leave ranker out, "
-                "or set measure = 'ranker'"
+                "or set measure = 'ranker' or 'embedding'"
+            )
+        if self.measure != "embedding" and self.min_similarity is not None:
+            raise ValueError(
+                "min_similarity: applies to measure = 'embedding' (for 'count' and 'cosine' "
+                "the evidence bar is min_count)"
             )
         return self
 
@@ -229,8 +255,35 @@ class I2IKnowledge(FactPrompter):
 
     def _fit(self, split: Split) -> None:
         self.co = CoOccurrence(split.train)
+        self.vectors: np.ndarray | None = None
         if self.params.ranker is not None:
             recai.ensure_fitted(self.params.ranker, split)
+        if self.params.measure == "embedding":
+            self.vectors = self._unit_vectors(split)
+
+    def _unit_vectors(self, split: Split) -> np.ndarray:
+        """The ranker's item vectors (``item_embeddings()``, fitted on ``split``), each scaled to
+        length 1 (a zero vector stays zero: no similarity to anything)."""
+        ranker = self.params.ranker
+        name = recai.roles.describe_component(ranker)
+        label = name.get("use", name.get("class")) if isinstance(name, dict) else name
+        read = getattr(ranker, "item_embeddings", None)
+        if not callable(read):
+            raise DataError(
+                f"{self.name}: ranker: measure = 'embedding' reads the ranker's item vectors, "
+                f"and {label} has no item_embeddings() (bpr.v1 and sasrec.v1 have); use "
+                "measure = 'ranker' to read its scores instead"
+            )
+        vectors = np.asarray(read(), dtype=np.float64)
+        if vectors.ndim != 2 or len(vectors) != self.n_items:
+            raise DataError(
+                f"{self.name}: ranker: {label}'s item_embeddings() has shape {vectors.shape}; "
+                f"expected one row per catalog item ({self.n_items}, dimensions)"
+            )
+        if not np.isfinite(vectors).all():
+            raise DataError(f"{self.name}: ranker: {label}'s item_embeddings() holds NaN or inf")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
     def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
         p = self.params
@@ -245,19 +298,27 @@ class I2IKnowledge(FactPrompter):
         if not len(cols):
             return []
         values = self._values(rec, cols)
-        if p.measure != "ranker":  # too few shared users: no evidence
+        if p.measure in ("count", "cosine"):  # too few shared users: no evidence
             values = np.where(self.co.counts(rec, cols) >= p.min_count, values, 0.0)
         facts = []
         top_value = float(values.max()) if values.size else 0.0
         for pos, item in enumerate(rec.tolist()):
             row = values[pos]
             order = np.argsort(-row, kind="stable")[: p.neighbours]
-            order = order[row[order] > 0] if p.measure != "ranker" else order
+            if p.measure == "embedding":
+                order = order[(row[order] > 0) & (row[order] >= (p.min_similarity or 0.0))]
+            elif p.measure != "ranker":
+                order = order[row[order] > 0]
             if not len(order):
                 continue
             parts = [f"{self.title(cols[j])} ({self._say(row[j])})" for j in order.tolist()]
             if p.measure == "ranker":
                 text = f"after {self.title(item)}, the model expects: " + "; ".join(parts)
+            elif p.measure == "embedding":
+                text = (
+                    f"closest to {self.title(item)} in a recommender's learned item space: "
+                    + "; ".join(parts)
+                )
             else:
                 text = f"users who chose {self.title(item)} also chose: " + "; ".join(parts)
             strength = float(row[order[0]]) / top_value if top_value > 0 else 0.5
@@ -268,6 +329,9 @@ class I2IKnowledge(FactPrompter):
 
     def _values(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         p = self.params
+        if p.measure == "embedding":
+            assert self.vectors is not None
+            return np.asarray(self.vectors[rows] @ self.vectors[cols].T, dtype=np.float64)
         if p.measure != "ranker":
             return self.co.similarity(rows, cols, p.measure)
         assert p.ranker is not None
@@ -284,6 +348,8 @@ class I2IKnowledge(FactPrompter):
             return f"{int(value)} users"
         if m == "cosine":
             return f"similarity {value:.2f}"
+        if m == "embedding":
+            return f"cosine {value:.2f}"
         return f"{100 * value:.0f}%"
 
 
