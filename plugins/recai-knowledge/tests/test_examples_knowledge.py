@@ -43,6 +43,19 @@ def test_the_ablation_compares_every_type_and_the_composite() -> None:
     assert {b["prompter"] for b in comps["all"].params["blocks"]} == set(wanted[:-1])
 
 
+def test_the_variants_pair_each_new_form_with_the_old_one() -> None:
+    comps = recai.load_recipe(EXAMPLES / "variants.toml").components
+    assert comps["ranking_score"].params["knowledge"] == [
+        "kgpaths",
+        "kgpaths_llm",
+        "i2i",
+        "i2i_emb",
+    ]
+    assert comps["kgpaths_llm"].params["relation_llm"] == "brain"
+    assert comps["i2i_emb"].params["measure"] == "embedding"
+    assert comps["i2i_emb"].params["ranker"] == "sasrec"
+
+
 def test_a_bad_sample_size_is_named() -> None:
     done = check(EXAMPLES / "ablation.toml", SAMPLES="lots")
     assert done.returncode == 2 and "samples" in done.stderr and "Traceback" not in done.stderr

@@ -66,7 +66,11 @@ def test_hubs_and_uninformative_relations_are_pruned(split: recai.Split) -> None
         "triples": 8,
         "informativeness": 0.0,
         "kept": False,
+        "why": "informativeness 0.000 < min_informativeness 0.25",
     }
+    assert fitted(split).relation_stats["film.film.actor"]["why"] == (
+        "passes frequency and informativeness"
+    )
     assert fitted(split).distances(np.array([0]), np.array([5])).tolist() == [[FAR]]
     # kept (min_informativeness 0) and not a hub (max_degree 8): Fargo joins through the country
     k = fitted(split, min_informativeness=0.0, max_degree=8)

@@ -11,6 +11,14 @@ item links that ship with RecBole), read as undirected: a path may follow a trip
   the entity ``e`` the triple shares (the end that is not an item; ``d_e`` its degree, ``N`` the
   number of linked items); relations under ``min_informativeness`` are dropped, and
   ``relations`` / ``exclude_relations`` choose by name;
+- *relations by an LLM* (``relation_llm``): of the relations left, the model judges each kind
+  (the noun a relation says: director, actor, country...) once at fit time, over the relation
+  vocabulary, never per request: by scoring "...the same director. Is that a good reason...?
+  Answer yes or no." with yes/no log-probabilities, calibrated by a content-free question, and
+  keeping the top ``relation_keep`` share or the kinds above ``relation_margin``; or, when the
+  backend cannot score, by one answer under a JSON schema (an enum of the kinds). See
+  :mod:`recai_knowledge.reljudge`. ``relation_stats`` records, for every relation, whether it
+  is kept and why; ``describe()`` the model's margins and ranks;
 - *hub entities*: an entity with more than ``max_degree`` neighbours is not passed through
   (items themselves always are).
 
@@ -40,12 +48,14 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+import recai
 from recai.data import KnowledgeGraph, Split
 from recai.errors import DataError
 
 from .base import Fact, FactPrompter, KnowledgeParams, recent
+from .reljudge import DEFAULT_QUESTION, RelationJudgment, judge_relations
 
 __all__ = ["KGPathsKnowledge", "KGPathsParams", "relation_noun", "FAR"]
 
@@ -126,7 +136,90 @@ class KGPathsParams(KnowledgeParams):
     exclude_relations: Sequence[str] = Field(
         (), max_length=1_000, description="relations never followed"
     )
+    relation_llm: recai.LLMBackend | None = Field(
+        None,
+        description="a model that judges, once at fit time, which kinds of relation left by the "
+        "pruning above are a reason to recommend (scored yes/no where it can score, else one "
+        "answer under a JSON schema); its verdicts are in relation_stats",
+    )
+    relation_keep: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="with relation_llm: the share of the judged kinds kept, those its "
+        "calibrated yes-over-no margin ranks highest (at least one; default 0.5 unless "
+        "relation_margin is given)",
+    )
+    relation_margin: float | None = Field(
+        None,
+        ge=-100,
+        le=100,
+        description="with relation_llm, instead of relation_keep: keep the kinds whose "
+        "calibrated margin log P(yes) - log P(no) is at least this",
+    )
+    relation_domain: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="what the items are, in relation_llm's question (e.g. 'movies'; default "
+        "'items')",
+    )
+    relation_question: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2_000,
+        description="the yes/no question scored per kind of relation, with {domain} and {link} "
+        "(a clause: 'they have the same director', 'one is the sequel of the other'); default: "
+        "recai_knowledge.reljudge.DEFAULT_QUESTION",
+    )
     max_facts: int = Field(8, ge=1, le=10_000, description="most candidates given a path")
+
+    @field_validator("relation_question")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        import string
+
+        if value is None:
+            return None
+        try:
+            names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError as exc:
+            raise ValueError(
+                f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
+            ) from None
+        unknown = names - {"domain", "link"}
+        if unknown or "link" not in names:
+            raise ValueError(
+                "must contain {link} (the kind of link asked about, as a clause) and may use "
+                "{domain}; "
+                f"got {', '.join(sorted('{' + n + '}' for n in names)) or 'no placeholder'}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _llm_options_need_the_llm(self) -> KGPathsParams:
+        if self.relation_llm is None:
+            given = [
+                k
+                for k in (
+                    "relation_keep",
+                    "relation_margin",
+                    "relation_domain",
+                    "relation_question",
+                )
+                if getattr(self, k) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{given[0]}: applies only with relation_llm (the model that judges the "
+                    "relations); name one, or leave it out"
+                )
+        if self.relation_margin is not None and self.relation_keep is not None:
+            raise ValueError(
+                "relation_keep and relation_margin are two rules for the same choice (the top "
+                "share, or a margin); give one"
+            )
+        return self
 
 
 class KGPathsKnowledge(FactPrompter):
@@ -174,19 +267,17 @@ class KGPathsKnowledge(FactPrompter):
         freq = np.bincount(kg.relations, minlength=kg.n_relations)
         info_sum = np.bincount(kg.relations, weights=triple_info, minlength=kg.n_relations)
         informativeness = np.where(freq > 0, info_sum / np.maximum(freq, 1), 0.0)
-        keep_rel = (freq >= self.params.min_frequency) & (
-            informativeness >= self.params.min_informativeness
-        )
         names = [str(r) for r in kg.relation_names]
-        if self.params.relations is not None:
-            keep_rel &= np.isin(names, list(self.params.relations))
-        if self.params.exclude_relations:
-            keep_rel &= ~np.isin(names, list(self.params.exclude_relations))
+        direct = np.bincount(
+            kg.relations, weights=both_items.astype(float), minlength=kg.n_relations
+        )
+        keep_rel, why = self._prune_relations(names, freq, informativeness, direct > freq / 2)
         self.relation_stats = {
             names[r]: {
                 "triples": int(freq[r]),
                 "informativeness": round(float(informativeness[r]), 3),
                 "kept": bool(keep_rel[r]),
+                "why": why[r],
             }
             for r in range(kg.n_relations)
         }
@@ -252,6 +343,56 @@ class KGPathsKnowledge(FactPrompter):
             np.unique(split.train.users * n_items + split.train.items) % n_items,
             minlength=n_items,
         )
+
+    def _prune_relations(
+        self, names: list[str], freq: np.ndarray, informativeness: np.ndarray, direct: np.ndarray
+    ) -> tuple[np.ndarray, list[str]]:
+        """Which relations are followed, and why each is or is not: by name, frequency,
+        informativeness, then (with ``relation_llm``) the model's judgment of the kinds left
+        (``direct``: the relations whose triples mostly link two items, e.g. a sequel)."""
+        p = self.params
+        keep = np.ones(len(names), dtype=bool)
+        why = ["" for _ in names]
+        for r, name in enumerate(names):
+            if p.relations is not None and name not in p.relations:
+                why[r] = "not in relations"
+            elif name in p.exclude_relations:
+                why[r] = "in exclude_relations"
+            elif freq[r] < p.min_frequency:
+                why[r] = f"{int(freq[r])} triples < min_frequency {p.min_frequency}"
+            elif informativeness[r] < p.min_informativeness:
+                why[r] = (
+                    f"informativeness {float(informativeness[r]):.3f} < min_informativeness "
+                    f"{p.min_informativeness:g}"
+                )
+            if why[r]:
+                keep[r] = False
+            else:
+                why[r] = "passes frequency and informativeness"
+        self.relation_judgment: RelationJudgment | None = None
+        if p.relation_llm is None:
+            return keep, why
+        kinds = {r: relation_noun(names[r]) for r in np.flatnonzero(keep).tolist()}
+        judgment = judge_relations(
+            p.relation_llm,
+            list(kinds.values()),
+            domain=p.relation_domain or "items",
+            keep=0.5 if p.relation_keep is None else p.relation_keep,
+            margin=p.relation_margin,
+            question=p.relation_question or DEFAULT_QUESTION,
+            direct={kinds[r] for r in kinds if direct[r]},
+        )
+        self.relation_judgment = judgment
+        for r, kind in kinds.items():
+            verdict = judgment.detail.get(kind, {}).get("why", "")
+            if not judgment.applied:
+                why[r] += (
+                    f"; relation_llm kept no kind of relation, its verdict is not applied ({verdict})"
+                )
+            else:
+                keep[r] = kind in judgment.kept
+                why[r] += f"; {verdict}"
+        return keep, why
 
     def _check_relation_names(self, kg: KnowledgeGraph) -> None:
         names = [str(r) for r in kg.relation_names]
@@ -430,8 +571,13 @@ class KGPathsKnowledge(FactPrompter):
         return "is linked through " + " -> ".join(steps)
 
     def describe(self) -> dict[str, Any]:
+        """The fit: the relations kept (``relation_stats`` says why for each), the hubs
+        skipped and, with ``relation_llm``, the model's judgment per kind of relation."""
         kept = [r for r, s in self.relation_stats.items() if s["kept"]]
-        return {"relations_kept": kept, "hub_entities_skipped": self._hubs}
+        out: dict[str, Any] = {"relations_kept": kept, "hub_entities_skipped": self._hubs}
+        if self.relation_judgment is not None:
+            out["relation_llm"] = self.relation_judgment.summary()
+        return out
 
 
 def _undirected(heads: np.ndarray, tails: np.ndarray, n: int) -> Any:
