@@ -106,7 +106,7 @@ def test_the_top_share_of_kinds_by_yes_over_no_margin_is_kept(split: recai.Split
     )
     assert "rank 3; dropped" in stats["film.film.actor"]["why"]
     judged = k.describe()["relation_llm"]
-    assert judged["method"] == "score" and judged["kept"] == ["director", "sequel"]
+    assert judged["method"] == "yes-no" and judged["kept"] == ["director", "sequel"]
     assert judged["baseline_margin"] == pytest.approx(5.0)  # the bias, removed from every kind
     assert judged["kinds"]["country"]["margin"] == pytest.approx(-2.0)
     # the graph follows only those: Heat-Ronin (actor) is gone, Heat-Collateral (director) not
@@ -151,6 +151,57 @@ def test_unusable_scores_are_one_readable_error(split: recai.Split) -> None:
     with pytest.raises(RelationJudgeError, match="relation_llm: NaNs.score_continuations") as e:
         fitted(split, relation_llm=NaNs({}), **OPEN)
     assert e.value.exit_code == 2
+
+
+class Statement(recai.LLMBackend):
+    """Scores the sentences of the 'statement' judge: each kind's log-probability is its
+    ``prior`` (how common the word is, in any context) plus ``lift[kind]`` when the request to
+    finish the sentence is there (not after the content-free 'N/A')."""
+
+    def __init__(self, prior: dict[str, float], lift: dict[str, float]) -> None:
+        self.prior, self.lift = prior, lift
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        raise AssertionError("a backend that scores is never asked to generate")
+
+    def score_continuations(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> list[float]:
+        asked = messages[-1].content
+        self.calls.append((asked, list(continuations)))
+        out = []
+        for c in continuations:
+            kind = re.fullmatch(r".* with the same (.+)\.", c).group(1)  # type: ignore[union-attr]
+            out.append(self.prior[kind] + (self.lift.get(kind, 0.0) if asked != NEUTRAL else 0.0))
+        return out
+
+
+def test_the_statement_judge_ranks_by_what_the_request_adds(split: recai.Split) -> None:
+    # 'country' is the likeliest word anywhere (prior -1), but the request adds most to
+    # 'director' and 'actor': pointwise mutual information ranks those first
+    prior = {"actor": -4.0, "country": -1.0, "director": -5.0, "production company": -9.0}
+    prior["sequel"] = -6.0
+    llm = Statement(prior, {"director": 3.0, "actor": 2.0, "country": 0.5})
+    k = fitted(split, relation_llm=llm, relation_judge="statement", relation_keep=0.4, **OPEN)
+    assert len(llm.calls) == 2  # the request and the content-free prompt, every kind in each
+    assert llm.calls[1][0] == NEUTRAL and llm.calls[0][0].startswith("Finish this sentence")
+    assert llm.calls[0][1] == [
+        f"When a person liked one of the items, a good recommendation is another one with the "
+        f"same {kind}."
+        for kind in KINDS
+    ]
+    judged = k.describe()["relation_llm"]
+    assert judged["method"] == "statement" and judged["kept"] == ["actor", "director"]
+    # centred on the mean lift (5.5 / 5 = 1.1)
+    assert judged["kinds"]["director"]["margin"] == pytest.approx(1.9)
+    assert judged["kinds"]["sequel"]["margin"] == pytest.approx(-1.1)
+    assert (
+        "statement score +1.90 (calibrated), rank 1; kept"
+        in (k.relation_stats["film.film.directed_by"]["why"])
+    )
+    with pytest.raises(ParamsError, match="relation_question: is the question of"):
+        KGPathsKnowledge(relation_llm=llm, relation_judge="statement", relation_question="{link}?")
 
 
 # -- asking (a backend that cannot score) ----------------------------------------------------------
@@ -249,7 +300,7 @@ def test_the_embedded_model_judges_the_relations_by_scoring(split: recai.Split) 
     brain = recai.create("llm_backend", "hf.v1", threads=1)
     k = fitted(split, relation_llm=brain, relation_domain="movies", **OPEN)
     judged = k.describe()["relation_llm"]
-    assert judged["method"] == "score" and judged["applied"]  # it scores: no generation
+    assert judged["method"] == "yes-no" and judged["applied"]  # it scores: no generation
     margins = [judged["kinds"][kind]["margin"] for kind in KINDS]
     assert all(np.isfinite(margins)) and len(set(margins)) > 1  # the kinds differ
     assert sorted(judged["kinds"][kind]["rank"] for kind in KINDS) == [1, 2, 3, 4, 5]

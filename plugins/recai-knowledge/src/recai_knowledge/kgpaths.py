@@ -14,8 +14,10 @@ item links that ship with RecBole), read as undirected: a path may follow a trip
 - *relations by an LLM* (``relation_llm``): of the relations left, the model judges each kind
   (the noun a relation says: director, actor, country...) once at fit time, over the relation
   vocabulary, never per request: by scoring "...the same director. Is that a good reason...?
-  Answer yes or no." with yes/no log-probabilities, calibrated by a content-free question, and
-  keeping the top ``relation_keep`` share or the kinds above ``relation_margin``; or, when the
+  Answer yes or no." with yes/no log-probabilities, calibrated by a content-free question
+  (``relation_judge = "statement"``: one sentence ending in each kind, scored against a
+  content-free prompt), and keeping the top ``relation_keep`` share or the kinds above
+  ``relation_margin``; or, when the
   backend cannot score, by one answer under a JSON schema (an enum of the kinds). See
   :mod:`recai_knowledge.reljudge`. ``relation_stats`` records, for every relation, whether it
   is kept and why; ``describe()`` the model's margins and ranks;
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -142,6 +144,12 @@ class KGPathsParams(KnowledgeParams):
         "pruning above are a reason to recommend (scored yes/no where it can score, else one "
         "answer under a JSON schema); its verdicts are in relation_stats",
     )
+    relation_judge: Literal["yes-no", "statement"] | None = Field(
+        None,
+        description="with relation_llm, how a scoring model is read: 'yes-no' (default: a "
+        "yes/no question per kind) or 'statement' (one sentence ending in each kind, two "
+        "calls in all)",
+    )
     relation_keep: float | None = Field(
         None,
         gt=0,
@@ -202,6 +210,7 @@ class KGPathsParams(KnowledgeParams):
             given = [
                 k
                 for k in (
+                    "relation_judge",
                     "relation_keep",
                     "relation_margin",
                     "relation_domain",
@@ -214,6 +223,11 @@ class KGPathsParams(KnowledgeParams):
                     f"{given[0]}: applies only with relation_llm (the model that judges the "
                     "relations); name one, or leave it out"
                 )
+        if self.relation_judge == "statement" and self.relation_question is not None:
+            raise ValueError(
+                "relation_question: is the question of relation_judge = 'yes-no'; the "
+                "'statement' judge scores a sentence instead"
+            )
         if self.relation_margin is not None and self.relation_keep is not None:
             raise ValueError(
                 "relation_keep and relation_margin are two rules for the same choice (the top "
@@ -381,6 +395,7 @@ class KGPathsKnowledge(FactPrompter):
             margin=p.relation_margin,
             question=p.relation_question or DEFAULT_QUESTION,
             direct={kinds[r] for r in kinds if direct[r]},
+            how=p.relation_judge or "yes-no",
         )
         self.relation_judgment = judgment
         for r, kind in kinds.items():

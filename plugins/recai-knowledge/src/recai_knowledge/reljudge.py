@@ -13,9 +13,14 @@ other). Is that link a good reason...? Answer yes or no." is scored with the con
 ``Yes``/``yes`` and ``No``/``no`` (one batched pass); the kind's *margin* is
 ``log P(yes) - log P(no)`` (each the log-sum of its two spellings) minus the same margin for a
 content-free question (the link ``N/A``), which removes the model's bias towards one answer
-(calibration, Zhao et al. 2021). The kinds are ranked by margin; the top
-``keep`` share is kept (at least one), or, with ``margin`` given, those whose margin is at
-least that.
+(calibration, Zhao et al. 2021). The kinds are ranked by margin; the top ``keep`` share is
+kept (at least one), or, with ``margin`` given, those whose margin is at least that.
+
+**A scored statement** (``how = "statement"``, two calls in all): the sentence "When a person
+liked one of the movies, a good recommendation is another one with the same <kind>." is scored
+for every kind after a request to finish it and after the content-free ``N/A``; a kind's score
+is the difference (pointwise mutual information: what the request adds, not how common or long
+the word is), centred on the mean over the kinds, so a margin is relative to the average kind.
 
 **Asking** (a backend that cannot score, e.g. an OpenAI-compatible chat model without
 log-probabilities): one call listing the kinds, answered under a JSON schema whose items are an
@@ -63,6 +68,11 @@ DEFAULT_QUESTION = (
 NEUTRAL = "N/A"
 YES = ("Yes", "yes")
 NO = ("No", "no")
+#: ``relation_judge = "statement"``: the sentence whose last word is scored, one per kind.
+STATEMENT = (
+    "When a person liked one of the {domain}, a good recommendation is another one with the same"
+)
+FINISH = "Finish this sentence with the most important property: "
 ASK = (
     "We recommend {domain} to a person based on the {domain} the person liked before. Two "
     "{domain} can be linked because they have the same: {kinds}. Which of these links are good "
@@ -80,15 +90,15 @@ class RelationJudgeError(RecaiError):
 class RelationJudgment:
     """What the model said: per kind, whether it is kept and why (for the prompter's fit info)."""
 
-    #: ``"score"`` (log-probabilities of yes/no) or ``"ask"`` (one answer under a JSON schema).
+    #: ``"yes-no"`` or ``"statement"`` (scored) or ``"ask"`` (one answer under a JSON schema).
     method: str
     #: The kinds judged, in the order given.
     kinds: list[str]
     #: The kinds kept.
     kept: set[str]
-    #: Per kind: its calibrated margin (``score``), rank (1: most relevant) and verdict text.
+    #: Per kind: its calibrated margin (scored), rank (1: most relevant) and verdict text.
     detail: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: The content-free question's margin (``score``), subtracted from every kind's.
+    #: The content-free question's margin (``yes-no``), subtracted from every kind's.
     baseline: float | None = None
     #: False when the verdict kept no kind and so was not applied.
     applied: bool = True
@@ -134,17 +144,22 @@ def judge_relations(
     margin: float | None = None,
     question: str = DEFAULT_QUESTION,
     direct: Collection[str] = (),
+    how: str = "yes-no",
     who: str = "relation_llm",
 ) -> RelationJudgment:
-    """Judge ``kinds`` with ``llm``: by scoring where it can, else by one JSON answer (see the
-    module docstring). ``direct``: the kinds that link two items directly (a sequel), asked
-    about as such; ``who`` names the param in messages."""
+    """Judge ``kinds`` with ``llm``: by scoring where it can (``how``: ``"yes-no"`` or
+    ``"statement"``), else by one JSON answer (see the module docstring). ``direct``: the kinds
+    that link two items directly (a sequel), asked about as such; ``who`` names the param in
+    messages."""
     kinds = list(dict.fromkeys(kinds))
     if not kinds:
-        return RelationJudgment("score", [], set(), applied=False)
+        return RelationJudgment(how, [], set(), applied=False)
     links = {k: link_clause(k, k in direct) for k in kinds}
     try:
-        judgment = _by_scores(llm, kinds, links, domain, keep, margin, question, who)
+        if how == "statement":
+            judgment = _by_statement(llm, kinds, domain, keep, margin, who)
+        else:
+            judgment = _by_yes_no(llm, kinds, links, domain, keep, margin, question, who)
     except NotImplementedError:
         judgment = _by_asking(llm, kinds, domain, who)
     if not judgment.kept:
@@ -166,21 +181,29 @@ def judge_relations(
     return judgment
 
 
-def _margin(llm: recai.LLMBackend, text: str, who: str) -> float:
-    messages = [Message.system(SYSTEM), Message.user(text)]
-    scores = llm.score_continuations(messages, [*YES, *NO])
+def _scores(
+    llm: recai.LLMBackend, messages: list[Message], continuations: list[str], who: str
+) -> list[float]:
+    """``llm``'s log-probabilities of ``continuations`` after ``messages``, checked (one per
+    continuation, no NaN or +inf; -inf taken as -10,000: as good as impossible)."""
+    scores = llm.score_continuations(messages, continuations)
     values = [float(s) for s in scores]
     usable = all(not math.isnan(v) and v != math.inf for v in values)
-    if len(values) != len(YES) + len(NO) or not usable:
+    if len(values) != len(continuations) or not usable:
         raise RelationJudgeError(
             f"{who}: {type(llm).__name__}.score_continuations gave {scores!r} for the "
-            f"continuations {[*YES, *NO]!r}; expected {len(YES) + len(NO)} log-probabilities"
+            f"{len(continuations)} continuations {continuations!r}; expected one "
+            "log-probability each"
         )
-    values = [max(v, -1e4) for v in values]  # a log-probability of -inf: as good as impossible
+    return [max(v, -1e4) for v in values]
+
+
+def _margin(llm: recai.LLMBackend, text: str, who: str) -> float:
+    values = _scores(llm, [Message.system(SYSTEM), Message.user(text)], [*YES, *NO], who)
     return logsumexp(values[: len(YES)]) - logsumexp(values[len(YES) :])
 
 
-def _by_scores(
+def _by_yes_no(
     llm: recai.LLMBackend,
     kinds: list[str],
     links: dict[str, str],
@@ -195,6 +218,42 @@ def _by_scores(
         k: _margin(llm, question.format(domain=domain, link=links[k]), who) - baseline
         for k in kinds
     }
+    judgment = _ranked("yes-no", kinds, margins, keep, margin, who, "yes-over-no margin")
+    judgment.baseline = baseline
+    return judgment
+
+
+def _by_statement(
+    llm: recai.LLMBackend,
+    kinds: list[str],
+    domain: str,
+    keep: float,
+    margin: float | None,
+    who: str,
+) -> RelationJudgment:
+    start = STATEMENT.format(domain=domain)
+    conts = [f"{start} {k}." for k in kinds]
+    asked = _scores(
+        llm, [Message.system(SYSTEM), Message.user(FINISH + start + " ...")], conts, who
+    )
+    neutral = _scores(llm, [Message.system(SYSTEM), Message.user(NEUTRAL)], conts, who)
+    pmi = [a - b for a, b in zip(asked, neutral, strict=True)]
+    mean = sum(pmi) / len(pmi)
+    margins = {k: v - mean for k, v in zip(kinds, pmi, strict=True)}
+    return _ranked("statement", kinds, margins, keep, margin, who, "statement score")
+
+
+def _ranked(
+    method: str,
+    kinds: list[str],
+    margins: dict[str, float],
+    keep: float,
+    margin: float | None,
+    who: str,
+    what: str,
+) -> RelationJudgment:
+    """Rank ``kinds`` by ``margins`` (ties: the given order) and keep the top ``keep`` share
+    (at least one) or those at ``margin`` or above."""
     order = sorted(kinds, key=lambda k: (-margins[k], kinds.index(k)))
     if margin is None:
         n_keep = max(1, math.ceil(keep * len(kinds) - 1e-9))
@@ -210,10 +269,9 @@ def _by_scores(
             "margin": round(margins[k], 4),
             "rank": rank,
             "kept": k in kept,
-            "why": f"{who}: yes-over-no margin {margins[k]:+.2f} (calibrated), rank {rank}; "
-            f"{verdict}: {rule}",
+            "why": f"{who}: {what} {margins[k]:+.2f} (calibrated), rank {rank}; {verdict}: {rule}",
         }
-    return RelationJudgment("score", kinds, kept, detail, baseline=baseline)
+    return RelationJudgment(method, kinds, kept, detail)
 
 
 def _schema(kinds: list[str]) -> dict[str, Any]:
