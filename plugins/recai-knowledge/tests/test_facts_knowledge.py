@@ -206,6 +206,29 @@ def test_i2i_from_a_fitted_bpr_models_embeddings(split: recai.Split) -> None:
     )
 
 
+def test_i2i_from_a_fitted_sasrec_models_item_vectors(split: recai.Split) -> None:
+    if "sasrec.v1" not in recai.get_plugin_manager().registry():
+        pytest.skip("sasrec.v1 (recai-classic) is not installed")
+    sasrec = recai.create(
+        "ranker", "sasrec.v1", hidden=8, heads=1, blocks=1, max_len=5, epochs=2, seed=0
+    )
+    k = fitted(I2IKnowledge(recent=2, neighbours=2, measure="embedding", ranker=sasrec), split)
+    vectors = sasrec.item_embeddings()  # type: ignore[attr-defined]
+    assert vectors.shape[0] == 8  # one row per catalog item (no padding row)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    history, cands = np.array([0, 6]), np.array([1, 2, 3, 4, 5, 7])
+    facts = k.facts(history=ItemList(history), candidates=ItemList(cands))
+    for fact in facts:  # each names its history item's two closest candidates, best first
+        item = fact.items[0]
+        cosine = unit[cands] @ unit[item]
+        order = np.argsort(-cosine, kind="stable")[:2]
+        order = order[cosine[order] > 0]
+        assert fact.items[1:] == tuple(int(cands[j]) for j in order)
+    assert {f.items[0] for f in facts} == {
+        item for item in (6, 0) if (unit[cands] @ unit[item]).max() > 0
+    }
+
+
 def test_i2i_bad_params_are_named() -> None:
     with pytest.raises(ParamsError, match="ranker"):
         I2IKnowledge(measure="ranker")
