@@ -212,7 +212,10 @@ def test_a_backend_that_cannot_score_is_asked_once_under_a_schema(split: recai.S
     messages, options = llm.calls[0]
     schema = options["json_schema"]
     assert schema["properties"]["relevant"]["items"]["enum"] == KINDS
-    assert "Two movies can be linked" in messages[-1].content
+    assert "Two movies can be linked in these ways:\n- actor (they have the same actor)\n" in (
+        messages[-1].content
+    )
+    assert "- sequel (one is the sequel of the other)\n" in messages[-1].content
     assert options["temperature"] == 0.0
     kept = sorted(r for r, s in k.relation_stats.items() if s["kept"])
     assert kept == ["film.film.directed_by", "film.film.sequel"]

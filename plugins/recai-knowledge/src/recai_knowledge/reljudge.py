@@ -75,9 +75,9 @@ STATEMENT = (
 FINISH = "Finish this sentence with the most important property: "
 ASK = (
     "We recommend {domain} to a person based on the {domain} the person liked before. Two "
-    "{domain} can be linked because they have the same: {kinds}. Which of these links are good "
-    "reasons to expect that someone who liked one of them will like the other? Answer with JSON "
-    'only: {{"relevant": [the relevant links, written as above]}}.'
+    "{domain} can be linked in these ways:\n{kinds}\nWhich of these links are good reasons to "
+    "expect that someone who liked one of them will like the other? Answer with JSON only: "
+    '{{"relevant": [the names of the relevant links, as written before the parentheses]}}.'
 )
 SYSTEM = "You are an expert in recommender systems. Answer briefly."
 
@@ -161,7 +161,7 @@ def judge_relations(
         else:
             judgment = _by_yes_no(llm, kinds, links, domain, keep, margin, question, who)
     except NotImplementedError:
-        judgment = _by_asking(llm, kinds, domain, who)
+        judgment = _by_asking(llm, kinds, links, domain, who)
     if not judgment.kept:
         judgment.applied = False
         log.warning(
@@ -290,10 +290,12 @@ def _schema(kinds: list[str]) -> dict[str, Any]:
     }
 
 
-def _by_asking(llm: recai.LLMBackend, kinds: list[str], domain: str, who: str) -> RelationJudgment:
+def _by_asking(
+    llm: recai.LLMBackend, kinds: list[str], links: dict[str, str], domain: str, who: str
+) -> RelationJudgment:
     from recai.jsontext import extract_json
 
-    text = ASK.format(domain=domain, kinds=", ".join(kinds))
+    text = ASK.format(domain=domain, kinds="\n".join(f"- {k} ({links[k]})" for k in kinds))
     messages = [Message.system(SYSTEM), Message.user(text)]
     constrained = "json_schema" in getattr(llm, "capabilities", ())
     completion = llm.chat(
