@@ -173,9 +173,13 @@ def test_i2i_from_item_embeddings_cosine(split: recai.Split) -> None:
 
 
 def test_i2i_embedding_needs_item_vectors(split: recai.Split) -> None:
-    with pytest.raises(DataError, match=r"ranker: .* has no item_embeddings\(\)") as e:
-        I2IKnowledge(measure="embedding", ranker=ScriptedRanker()).fit(split)
+    with pytest.raises(ParamsError, match=r"ranker: .*ScriptedRanker has no item_embeddings") as e:
+        I2IKnowledge(measure="embedding", ranker=ScriptedRanker())
     assert e.value.exit_code == 2
+    if "itemknn.v1" in recai.get_plugin_manager().registry():  # as a recipe builds it
+        knn = recai.create("ranker", "itemknn.v1")
+        with pytest.raises(ParamsError, match=r"itemknn.v1 has no item_embeddings\(\)"):
+            recai.create("knowledge_prompter", "knowledge-i2i.v1", measure="embedding", ranker=knn)
 
     class Short(VectorRanker):
         def item_embeddings(self) -> np.ndarray:

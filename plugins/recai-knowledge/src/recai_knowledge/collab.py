@@ -232,6 +232,17 @@ class I2IParams(KnowledgeParams):
                 "ranker with item_embeddings() (e.g. a bpr.v1 or sasrec.v1 component), or set "
                 "measure to 'cosine' or 'count'"
             )
+        ranker = self.ranker
+        if (
+            self.measure == "embedding"
+            and not isinstance(ranker, recai.roles.PendingRef)  # a recipe checked, not built
+            and not callable(getattr(ranker, "item_embeddings", None))
+        ):
+            raise ValueError(
+                f"ranker: measure = 'embedding' reads the ranker's item vectors, and "
+                f"{_label(ranker)} has no item_embeddings() (bpr.v1 and sasrec.v1 have); use "
+                "measure = 'ranker' to read its scores instead"
+            )
         if self.measure not in ("ranker", "embedding") and self.ranker is not None:
             raise ValueError(
                 f"ranker: measure = {self.measure!r} does not read a ranker; leave ranker out, "
@@ -243,6 +254,14 @@ class I2IParams(KnowledgeParams):
                 "the evidence bar is min_count)"
             )
         return self
+
+
+def _label(component: Any) -> str:
+    """A component's registered name (or class) for messages."""
+    name = recai.roles.describe_component(component)
+    if isinstance(name, dict):
+        return str(name.get("use") or str(name.get("class", "")).rsplit(".", 1)[-1])
+    return str(name)
 
 
 class I2IKnowledge(FactPrompter):
@@ -265,8 +284,7 @@ class I2IKnowledge(FactPrompter):
         """The ranker's item vectors (``item_embeddings()``, fitted on ``split``), each scaled to
         length 1 (a zero vector stays zero: no similarity to anything)."""
         ranker = self.params.ranker
-        name = recai.roles.describe_component(ranker)
-        label = name.get("use", name.get("class")) if isinstance(name, dict) else name
+        label = _label(ranker)
         read = getattr(ranker, "item_embeddings", None)
         if not callable(read):
             raise DataError(
