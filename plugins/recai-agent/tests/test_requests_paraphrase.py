@@ -239,6 +239,30 @@ CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
         None,  # "no later than" refuses nothing
     ),
     (
+        "Suggest a movie for me",
+        {"kind": "profile"},
+        "The movie is based on a novel by the same author.",
+        "a statement, not a request",
+    ),
+    (
+        "anything in the spirit of The Godfather?",
+        {"kind": "like_title", "liked": ["Godfather, The (1972)"]},
+        "The Godfather was great, more films like it please",
+        None,  # the title is masked first: its "The" opens no statement
+    ),
+    (
+        "Blockbuster comedies",
+        {"kind": "popularity", "genres": ["Comedy"], "popular": True},
+        "The film must be: genre Comedy; popular titles.",
+        "echoes the instructions",
+    ),
+    (
+        "what do you think I should see?",
+        {"kind": "profile"},
+        "This user requests: a film.",
+        "a remark on the request",
+    ),
+    (
         "films early 1980s",
         {"kind": "years", "years": (1980, 1983)},
         "something from the early eighties",
@@ -543,7 +567,7 @@ def test_smollm2_paraphrases_a_few_held_out_requests(ml, ml_test):
     kept, report = paraphrase(some, llm, ml.catalog, max_tokens=40, batch_size=6)
     print(json.dumps(report.to_dict()), [k.request for k in kept])
     assert report.asked == 6 and report.kept + sum(report.rejected.values()) == 6
-    assert report.backend == "hf.v1"
+    assert report.backend.startswith("hf.v1")
     for k in kept:
         orig = next(r for r in some if k.id.startswith(r.id))
         assert k.plan == orig.plan and k.request != orig.request

@@ -1023,7 +1023,9 @@ class ParaphraseChecker:
       refuses something; a chit-chat rewrite asks for nothing;
     - the rewrite's target (the gold plan with titles as now said), validated and grounded by
       :func:`~recai_agent.plan.validate_plan`, gives back the gold plan;
-    - it is not a request already seen (the original, ``avoid``) nor a training template.
+    - it is not a request already seen (the original, ``avoid``) nor a training template, and
+      it is a request: not the instructions repeated ("genre Comedy; ..."), no remark on the
+      request ("This user requests"), no statement ("The movie is based on a novel").
 
     :meth:`check` gives ``None`` (keep) or the reason it is rejected."""
 
@@ -1188,6 +1190,9 @@ class ParaphraseChecker:
             if q.strip() and q.strip() != "@t":
                 return "a quoted title not in the plan", None
         toks = _tokens(masked)
+        reason = _not_a_request(text, toks, chat=not request.plan.get("steps"))
+        if reason:
+            return reason, None
         reason = self._check_words(gold, toks, not request.plan.get("steps"))
         if reason:
             return reason, None
@@ -1273,6 +1278,33 @@ class ParaphraseChecker:
                         for g, t in zip(gold_st["input"][key], st["input"][key], strict=False)
                     ]
         return target
+
+
+#: Words of a remark on the request rather than a request ("This user requests: ...").
+_META_WORDS = frozenset(
+    {"request", "requests", "requested", "rewrite", "rewritten", "paraphrase", "user", "sentence"}
+)
+#: Verbs that make "The movie is based on a novel" a statement when it opens with these words.
+_STATEMENT_OPENERS = frozenset({"the", "this", "that", "your", "it", "its", "he", "she", "they"})
+_STATEMENT_VERBS = frozenset(
+    {"is", "was", "are", "were", "has", "have", "had", "must", "will", "would", "can", "could"}
+)
+_ECHO = re.compile(
+    r"must still say|\b(?:dis)?liked title\b|\bpopular titles\b|\blittle-known titles\b|"
+    r"\bgenre [A-Z]|\bnot [A-Z][\w'-]*;|\byears \d{4} to \d{4}"
+)
+
+
+def _not_a_request(text: str, toks: Sequence[str], chat: bool) -> str | None:
+    """Why a backend's answer is no user request (it repeats the instructions, remarks on the
+    request, or states something), or ``None``."""
+    if _ECHO.search(text):
+        return "echoes the instructions"
+    if _META_WORDS & set(toks):
+        return "a remark on the request"
+    if not chat and toks and toks[0] in _STATEMENT_OPENERS and _STATEMENT_VERBS & set(toks):
+        return "a statement, not a request"
+    return None
 
 
 def _plural_forms(word: str) -> list[str]:
