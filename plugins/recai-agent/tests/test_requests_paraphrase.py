@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -482,24 +483,64 @@ def test_sound_rewrites_of_the_held_out_set_are_kept(ml, ml_test):
     }
 
 
+_REFUSAL = re.compile(
+    r"\b(?:nothing with|please skip|skip|I hate|I hated|hated|except|without|anything but|"
+    r"but no|no|not|I couldn't stand|couldn't stand|I didn't like|didn't like|"
+    r"I don't want)\s+",
+    re.IGNORECASE,
+)
+_DECADE_SHIFT = {"twenties": "teens", "thirties": "twenties", "forties": "thirties",
+                 "fifties": "forties", "sixties": "fifties", "seventies": "sixties",
+                 "eighties": "seventies", "nineties": "eighties"}  # fmt: skip
+
+
+def _shift_years(text: str) -> str:
+    """Every year one later, every decade one earlier: a different range however it is said."""
+    text = re.sub(r"\b(1[89]\d\d|20\d\d)\b", lambda m: str(int(m.group(1)) + 1), text)
+    text = re.sub(r"\b(1[89]\d|20\d)0s\b", lambda m: f"{int(m.group(1)) - 1}0s", text)
+    text = re.sub(r"\b([2-9])0s\b", lambda m: f"{int(m.group(1)) - 1}0s", text)
+    return re.sub(
+        r"\b(" + "|".join(_DECADE_SHIFT) + r")\b", lambda m: _DECADE_SHIFT[m.group(1)], text
+    )
+
+
+def corruptions(r: Request, other_title: str) -> list[tuple[str, str]]:
+    """``(what, rewrite)``: rewrites of ``r`` that change its meaning, each of which the checker
+    must reject."""
+    gold, text = r.slots, r.request
+    out = []
+    if (gold["year_min"], gold["year_max"]) != (1930, 1939):
+        out.append(("a decade added", f"{text} from the 1930s"))
+    if "Comedy" not in gold["genres"] + gold["not_genres"] and r.plan["steps"]:
+        out.append(("a genre added", f"{text.rstrip('?!. ')}, a comedy"))
+    for t in [
+        t for s in r.target["steps"] for k in ("seeds", "unwanted") for t in s["input"].get(k, [])
+    ]:
+        out.append(("a title dropped", text.replace(t, "that one")))
+        out.append(("a title swapped", text.replace(t, other_title)))
+    if gold["not_genres"] or gold["unwanted"]:
+        out.append(("the refusal dropped", _REFUSAL.sub("", text)))
+    if (gold["year_min"], gold["year_max"]) != (None, None):
+        out.append(("the years moved", _shift_years(text)))
+    if gold["popular"] is not None:
+        flip = "famous" if gold["popular"] is False else "obscure"
+        popular = r"most popular|well-known|popular|most watched|famous|blockbuster|best known"
+        hidden = r"hidden gem|underrated|lesser-known|obscure|little-known"
+        out.append(
+            ("the popularity flipped", re.sub(popular + "|" + hidden, flip, text, flags=re.I))
+        )
+    return [(what, new) for what, new in out if new != text]
+
+
 def test_corrupted_rewrites_of_the_held_out_set_are_rejected(ml, ml_test):
-    cases = 0
     checker = ParaphraseChecker(ml.catalog)
+    kinds: Counter[str] = Counter()
     for r in ml_test:
-        gold = r.slots
-        if (gold["year_min"], gold["year_max"]) != (1930, 1939):
-            cases += 1
-            assert checker.check(r, f"{r.request} from the 1930s")[0] is not None, r.request
-        if "Comedy" not in gold["genres"] + gold["not_genres"] and r.plan["steps"]:
-            cases += 1
-            reason = checker.check(r, f"{r.request.rstrip('?!. ')}, a comedy")[0]
-            assert reason == "adds a genre", (r.request, reason)
-        said = [t for s in r.target["steps"] for t in s["input"].get("seeds", [])]
-        for t in said:
-            cases += 1
-            reason = checker.check(r, r.request.replace(t, "that one"))[0]
-            assert reason == "a title is lost", (r.request, reason)
-    assert cases > 250
+        for what, rewrite in corruptions(r, "Independence Day"):
+            kinds[what] += 1
+            reason, _ = checker.check(r, rewrite)
+            assert reason is not None, (what, r.request, rewrite)
+    assert min(kinds.values()) >= 5 and len(kinds) == 7, kinds
 
 
 def test_a_misspelt_or_rephrased_title_grounds_to_the_same_item(ml, ml_test):
