@@ -1,6 +1,7 @@
 """recai agent-tune under torchrun: the batch is global (a multiple of the processes), the rank and
 world size come from torchrun's environment, and (slow) two processes on the CPU train one tiny
-Llama data-parallel with gloo, with the steps one process would take, rank 0 alone writing."""
+Llama data-parallel with gloo, with the steps one process would take, rank 0 alone writing, and
+resume from the newest checkpoint."""
 
 from __future__ import annotations
 
@@ -117,6 +118,19 @@ def test_torchrun_trains_data_parallel_on_two_cpu_processes(tmp_path):
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))
     assert ckpts == ["checkpoint-4", "checkpoint-8"]
     print(json.dumps({k: info[k] for k in ("steps", "train_seconds", "loss_curve", "threads")}))
+    # resumed under torchrun from the newest checkpoint: a third epoch, steps 9-12 only
+    again = subprocess.run(
+        [*cmd[: cmd.index("--epochs") + 1], "3", *cmd[cmd.index("--epochs") + 2 :], "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-4000:]
+    resumed = json.loads((out / "tune.json").read_text())
+    assert resumed["resumed_from"] == str(out / "checkpoints" / "checkpoint-8")
+    assert resumed["steps"] == 12 and [s for s, _ in resumed["loss_curve"]] == [9, 10, 11, 12]
+    assert resumed["world_size"] == 2
     tuned = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True)
     start = AutoModelForCausalLM.from_pretrained(str(tmp_path / "tiny"), local_files_only=True)
     moved = [
