@@ -41,7 +41,7 @@ from _report import machine, peak_mb, write_section
 
 import recai
 from recai_agent.plannereval import SLOTS, LLMPlanner, RulePlanner, run
-from recai_agent.requests import generate
+from recai_agent.requests import generate, read_jsonl
 
 SECTION = "bench_planner"
 
@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="hf.v1 planners decode without the JSON constraint (a tuned planner's own output)",
     )
+    ap.add_argument(
+        "--requests",
+        help="score this held-out JSONL set (`recai agent-requests`, e.g. with LLM paraphrases, "
+        "kinds '<kind>+paraphrase') instead of generating one",
+    )
     ap.add_argument("--batch", type=int, default=8, help="requests per chat_batch call")
     ap.add_argument("--json", help="write the results (without per-request rows) here")
     ap.add_argument("--rows", help="write every planner's per-request rows here (JSONL)")
@@ -134,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     ds = recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
     catalog = ds.catalog
     counts = np.bincount(ds.interactions.items, minlength=catalog.n_items)
-    held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
+    if args.requests:
+        held = [r for r in read_jsonl(args.requests) if r.split == "test"][: args.n]
+        if not held:
+            raise SystemExit(f"{args.requests}: no held-out (split test) requests")
+    else:
+        held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
     results = []
     for spec in [s.strip() for s in args.planners.split(",") if s.strip()]:
         spec, _, first = spec.partition("@")  # "untuned@100": the first 100 requests only
@@ -155,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     text = (
-        f"Held-out request set: {len(held)} of {args.size} generated requests (split test, seed "
-        f"{args.seed}) over MovieLens-100K; Wilson 95% intervals for shares, bootstrap 95% over "
+        (
+            f"Held-out request set: {len(held)} requests of {args.requests} over MovieLens-100K"
+            if args.requests
+            else f"Held-out request set: {len(held)} of {args.size} generated requests (split "
+            f"test, seed {args.seed}) over MovieLens-100K"
+        )
+        + f"; Wilson 95% intervals for shares, bootstrap 95% over "
         f"requests for F1 (seed {args.seed}). {when}, load average {load:.1f} at the end; "
         f"{machine('torch', 'transformers')}; peak memory {peak_mb():.0f} MiB.\n\n"
         + table(results)

@@ -50,3 +50,9 @@ def recai_commands():
         factory="recai_agent.tune:configure",
         summary="fine-tune a small model into the agent's planner on the CPU (TRL; checkpoints)",
     )
+    yield recai.CommandSpec(
+        name="agent-requests",
+        factory="recai_agent.requests:configure",
+        summary="write a labelled planner request set (JSONL), with LLM paraphrases of held-out "
+        "requests",
+    )
