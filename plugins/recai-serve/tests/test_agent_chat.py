@@ -547,3 +547,105 @@ def test_a_client_that_leaves_a_plain_request_stops_the_turn_too():
         sock.close()
         assert shop.stopped.wait(3), "the turn went on after its client left"
     assert shop.finished == 0
+
+
+def get(server: AgentServer, path: str, key: str | None = None) -> tuple[int, Any]:
+    host, port = server.address
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_a_kept_session_gives_each_agent_turn_with_its_items_plan_and_trace(tmp_path):
+    """What a page needs to show a kept conversation again: GET /v1/sessions/{id} has, per
+    agent message, the turn's recai object as the chat answer carried it (and the agent that
+    answered), for a plain and a streamed turn, in memory and in SQLite across a restart;
+    key-guarded; an unknown id is a 404 in OpenAI's shape."""
+    key = "k-sessions"
+    for kind in ("memory", "sqlite"):
+
+        def store(kind: str = kind) -> Any:
+            return MemorySessions() if kind == "memory" else SQLiteSessions(tmp_path / "kept.db")
+
+        user, _ = user_with_history()
+        with AgentServer(served(Shop()), sessions=store(), api_key=key) as server:
+            c = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+            first = c.chat.completions.create(
+                model="shop",
+                messages=[{"role": "user", "content": "something calm"}],
+                user=user,
+                extra_body={"session": "new"},
+            )
+            sid = first.model_extra["recai"]["session"]
+            chunks = list(
+                c.chat.completions.create(
+                    model="shop",
+                    messages=[{"role": "user", "content": "and louder"}],
+                    extra_body={"session": sid},
+                    stream=True,
+                )
+            )
+            streamed = chunks[-1].model_extra["recai"]
+            refused, _ = get(server, f"/v1/sessions/{sid}")
+            status, kept = get(server, f"/v1/sessions/{sid}", key)
+            missing, error = get(server, "/v1/sessions/no-such-session", key)
+        if kind == "sqlite":  # the same answer from a restarted server
+            with AgentServer(served(Shop()), sessions=store(), api_key=key) as server:
+                status, kept = get(server, f"/v1/sessions/{sid}", key)
+        assert refused == 401 and status == 200, kind
+        assert [m["role"] for m in kept["messages"]] == ["user", "assistant"] * 2
+        assert [m["content"] for m in kept["messages"]] == [
+            "something calm",
+            first.choices[0].message.content,
+            "and louder",
+            "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices),
+        ]
+        for message, answer in (
+            (kept["messages"][1], first.model_extra["recai"]),
+            (kept["messages"][3], streamed),
+        ):
+            expected = {k: v for k, v in answer.items() if k != "session"}
+            assert message["recai"] == {"model": "shop", **expected}, kind
+        turn = kept["messages"][1]["recai"]
+        assert turn["user"] == user and len(turn["items"]) == 2
+        assert turn["items"][0]["attributes"]["category"]  # the catalog's attributes, kept
+        assert turn["trace"][0]["tool"] == "unseen" and turn["plan"] == {"steps": ["unseen"]}
+        assert "recai" not in kept["messages"][0] and "recai" not in kept["messages"][2]
+        assert missing == 404
+        assert error["error"]["param"] == "session_id"
+        assert error["error"]["code"] == "session_not_found"
+        assert set(error["error"]) == {"message", "type", "param", "code"}
+
+
+def test_the_openapi_document_describes_a_sessions_turns():
+    with AgentServer(served()) as server:
+        status, doc = get(server, "/openapi.json")
+    assert status == 200
+    op = doc["paths"]["/v1/sessions/{session_id}"]["get"]
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert ok.endswith("/SessionOut") and "404" in op["responses"]
+    schemas = doc["components"]["schemas"]
+    message = schemas["SessionOut"]["properties"]["messages"]["items"]["$ref"]
+    assert message.endswith("/SessionMessage")
+    recai = json.dumps(schemas["SessionMessage"]["properties"]["recai"])
+    assert "TurnOut" in recai
+    assert {"model", "items", "trace", "plan"} <= set(schemas["TurnOut"]["properties"])
+
+
+def test_a_long_sessions_oldest_turns_lose_their_items_first_and_keep_their_text():
+    from recai_serve.sessions import TURN_KEY, Session
+
+    messages: list[dict[str, Any]] = []
+    for n in range(6):
+        messages.append({"role": "user", "content": f"ask {n}"})
+        messages.append({"role": "assistant", "content": f"answer {n}", TURN_KEY: {"x": "y" * 90}})
+    session = Session("s", None, messages)
+    session.trim(turn_chars=250)  # room for two turns' data (about 100 characters each)
+    assert [m["content"] for m in session.messages] == [m["content"] for m in messages]
+    kept = [TURN_KEY in m for m in session.messages if m["role"] == "assistant"]
+    assert kept == [False, False, False, False, True, True]
+    assert TURN_KEY in messages[1]  # the caller's dicts are left as they were

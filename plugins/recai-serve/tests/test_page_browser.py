@@ -270,9 +270,10 @@ def _wait(driver: Any, what: Callable[[Any], Any], message: str) -> Any:
 
 
 def _open(driver: Any, url: str) -> None:
-    """The page in a fresh tab state (the conversation and key a tab keeps are forgotten)."""
+    """The page in a fresh state (the conversation and key a tab keeps, and the last
+    conversation the server's pages remember, are forgotten)."""
     driver.get(url + "/")
-    driver.execute_script("sessionStorage.clear()")
+    driver.execute_script("sessionStorage.clear(); localStorage.clear()")
     driver.refresh()
     driver.get_log("browser")  # start the log afresh for this page
 
@@ -418,9 +419,49 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     again = [c.get_attribute("data-item") for c in d.find_elements(By.CSS_SELECTOR, ".card")][4:]
     assert again and not set(again) & {i["id"] for i in turn.items}  # new items this time
 
-    # a reload shows the tab's conversation again, and the next message continues its session
+    # the URL names the session the server keeps
+    sid = d.execute_script("return new URLSearchParams(location.search).get('session')")
+    assert sid and agent.conversations[-1] and d.current_url.endswith(f"/?session={sid}")
+
+    # a second tab on the same server opens that conversation, read from the server (a tab's
+    # own storage is not shared): both turns with the first turn's cards, trace and the user
+    mine = d.current_window_handle
+    d.switch_to.new_window("tab")
+    try:
+        d.get(server + "/")
+        _wait(d, lambda d: "kept by the server" in d.find_element(By.ID, "status").text, "none")
+        assert d.find_element(By.ID, "status").text == (
+            "Conversation restored (2 turns, kept by the server)."
+        )
+        assert d.current_url.endswith(f"/?session={sid}")
+        bubbles = d.find_elements(By.CSS_SELECTOR, "#log .message")
+        assert [b.get_attribute("data-role") for b in bubbles] == ["user", "assistant"] * 2
+        assert bubbles[0].find_element(By.CSS_SELECTOR, ".text").text == request
+        assert bubbles[1].find_element(By.CSS_SELECTOR, ".text").text == turn.text.strip()
+        shown = bubbles[1].find_elements(By.CSS_SELECTOR, ".card")
+        assert [c.get_attribute("data-item") for c in shown] == [i["id"] for i in turn.items]
+        assert [c.find_element(By.CSS_SELECTOR, "h3").text.partition(" ")[2] for c in shown] == [
+            i["title"] for i in turn.items
+        ]
+        assert "Sci-Fi" in shown[0].find_element(By.CSS_SELECTOR, ".attrs").text
+        assert "kept by hard filter" in shown[0].find_element(By.CSS_SELECTOR, ".evidence").text
+        panel = d.find_elements(By.CSS_SELECTOR, "#turns .turn")
+        assert len(panel) == 2
+        first_turn = panel[-1]  # the newest turn is on top
+        assert [
+            r.find_element(By.CSS_SELECTOR, "th").text
+            for r in first_turn.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
+        ] == ["hard_filter", "ranking"]
+        assert d.find_element(By.ID, "user").get_attribute("value") == "1"
+        assert turn.items[0]["title"] in d.find_element(By.ID, "profile").text
+        assert _problems(d) == []
+    finally:
+        d.close()
+        d.switch_to.window(mine)
+
+    # a reload shows the conversation again, and the next message continues its session
     d.refresh()
-    _wait(d, lambda d: "restored (2 turns)" in d.find_element(By.ID, "status").text, "no restore")
+    _wait(d, lambda d: "restored (2 turns" in d.find_element(By.ID, "status").text, "no restore")
     assert len(d.find_elements(By.CSS_SELECTOR, "#log .message.user")) == 2
     assert len(d.find_elements(By.CSS_SELECTOR, "#log .card")) == 4 + len(again)
     assert len(d.find_elements(By.CSS_SELECTOR, "#turns .turn")) == 2
@@ -512,7 +553,8 @@ def test_errors_are_shown_in_the_page(browser: Any, server: str, agent: ShelfAge
     d.get_log("browser")  # the 500 and 400 above were logged: start afresh
     for kept in ("{not json", '{"turns": [{"model": "shelf", "recai": {"items": 5, "plan": 7}}]}'):
         d.execute_script("sessionStorage.setItem('recai.chat', arguments[0])", kept)
-        d.refresh()
+        d.execute_script("localStorage.clear()")  # no conversation kept by the server either
+        d.get(server + "/")
         _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "no agent picker")
         assert not d.find_element(By.ID, "error").is_displayed()
         assert d.find_elements(By.CSS_SELECTOR, "#log .message") == []
@@ -745,7 +787,7 @@ def test_after_a_restart_the_page_goes_on_with_a_session_store_and_says_so_witho
     served = Served(agents={AGENT: agent}, dataset=dataset)
     store = tmp_path / "sessions.sqlite"
     first = AgentServer(served, sessions=SQLiteSessions(store), shutdown_timeout=2).start()
-    port = first.address[1]
+    port, url = first.address[1], first.url
     try:
         _open(d, first.url)
         _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "no agent picker")
@@ -759,6 +801,28 @@ def test_after_a_restart_the_page_goes_on_with_a_session_store_and_says_so_witho
         _wait(d, _answered(d, 2), "the answer after the restart never completed")
         assert not d.find_element(By.ID, "error").is_displayed()
         assert [m.role for m in agent.conversations[-1]].count("user") == 2
+        # the conversation's link, opened in a new tab with nothing kept in the browser, shows
+        # both turns (the one from before the restart too) with their cards, from the store
+        sid = d.execute_script("return new URLSearchParams(location.search).get('session')")
+        before = agent.turns[-2]
+        mine = d.current_window_handle
+        d.execute_script("localStorage.clear()")
+        d.switch_to.new_window("tab")
+        try:
+            d.get(f"{url}/?session={sid}")
+            _wait(d, lambda d: "kept by the server" in d.find_element(By.ID, "status").text, "-")
+            bubbles = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant")
+            assert len(bubbles) == 2 and len(d.find_elements(By.CSS_SELECTOR, "#turns .turn")) == 2
+            assert [
+                c.get_attribute("data-item")
+                for c in bubbles[0].find_elements(By.CSS_SELECTOR, ".card")
+            ] == [i["id"] for i in before.items]
+            assert (
+                before.items and "Drama" in bubbles[0].find_element(By.CSS_SELECTOR, ".attrs").text
+            )
+        finally:
+            d.close()
+            d.switch_to.window(mine)
     # sessions in memory only: the server no longer knows it; the page says so, then starts anew
     with AgentServer(served, port=port, shutdown_timeout=2):
         _send(d, "even more drama")

@@ -73,7 +73,7 @@ from .metrics import Metrics, MetricsMiddleware
 from .protocol import APIError, ChatRequest, ChunkMaker, Limits, chat_request, stream_error
 from .requestlog import RequestLog, ServerStats
 from .served import Served
-from .sessions import MemorySessions, Session, SessionStore
+from .sessions import TURN_KEY, MemorySessions, Session, SessionStore
 
 __all__ = ["create_agent_app", "REQUEST_TIMEOUT", "MAX_USER_CHARS"]
 
@@ -604,9 +604,25 @@ class _AgentService:
             )
         text = str(data.get("text") or "")
         session = turn.session
+        items = [self.item(entry) for entry in data.get("items") or []]
+        shown = json.loads(
+            json_bytes(
+                {
+                    "items": items,
+                    "trace": data.get("trace") or [],
+                    "plan": data.get("plan"),
+                    "llm_calls": data.get("llm_calls", 0),
+                    "seconds": data.get("seconds", 0.0),
+                    "profile": data.get("profile") or {},
+                }
+            )
+        )
         if session is not None:
             session.messages.extend(m.to_dict() for m in turn.new)
-            session.messages.append(Message.assistant(text).to_dict())
+            # the turn's items, plan and trace stay with its text: a page opened later on the
+            # session shows the turn as it was answered (GET /v1/sessions/{id})
+            kept = {"model": turn.name, "user": turn.user, **shown}
+            session.messages.append({**Message.assistant(text).to_dict(), TURN_KEY: kept})
             try:
                 await self.thread(self.sessions.save, session)
             except Exception as e:  # noqa: BLE001 - the store failed: say so, keep serving
@@ -616,7 +632,6 @@ class _AgentService:
                     type="server_error",
                     code="session_store_failed",
                 ) from None
-        items = [self.item(entry) for entry in data.get("items") or []]
         calls = data.get("llm_calls", 0)
         self.metrics.record_turn(
             turn.name,
@@ -624,17 +639,8 @@ class _AgentService:
             float(data.get("seconds") or 0.0),
             len(items),
         )
-        recai = {
-            "session": session.id if session is not None else None,
-            "user": turn.user,
-            "items": items,
-            "trace": data.get("trace") or [],
-            "plan": data.get("plan"),
-            "llm_calls": data.get("llm_calls", 0),
-            "seconds": data.get("seconds", 0.0),
-            "profile": data.get("profile") or {},
-        }
-        return {"text": text, "recai": json.loads(json_bytes(recai))}
+        recai = {"session": session.id if session is not None else None, "user": turn.user, **shown}
+        return {"text": text, "recai": recai}
 
     def item(self, entry: Any) -> dict[str, Any]:
         """An agent's item with the catalog's attributes of it (genres, year, ...)."""
@@ -650,8 +656,10 @@ class _AgentService:
         return out
 
     async def session(self, request: Request) -> Response:
-        """``GET``: a kept session's user and messages (a page restores a conversation);
-        ``DELETE``: forget it (404 when there is none)."""
+        """``GET``: a kept session's user and messages, oldest first, each agent message with
+        its turn's items (with their attributes), plan, trace, LLM calls, seconds and profile
+        under ``"recai"`` (the chat page restores a conversation from it); ``DELETE``: forget
+        it. An unknown (or expired) id is a 404 in OpenAI's error shape."""
         session_id = request.path_params["session_id"]
         if request.method == "DELETE":
             if session_id in self.busy:

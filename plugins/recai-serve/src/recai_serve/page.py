@@ -3,8 +3,13 @@
 :func:`page_routes` gives the Starlette routes that serve it: ``GET /`` (the page) and
 ``GET /static/app.js`` and ``/static/style.css`` (its only assets; nothing is fetched from
 anywhere else). The page talks to the agent endpoint of the same server (``/v1/models``,
-``/v1/chat/completions`` with ``"session"`` and ``"stream": true``, ``/v1/feedback``), so
-nothing has to be built on install and no CDN is needed.
+``/v1/chat/completions`` with ``"session"`` and ``"stream": true``, ``/v1/feedback``,
+``/v1/sessions/{id}``), so nothing has to be built on install and no CDN is needed.
+
+A conversation the server keeps is named in the page's URL (``/?session=ID``) and remembered
+in the browser's ``localStorage``: a reload, a second tab, or the page opened after a restart
+of a server with a session store reads it back (``GET /v1/sessions/{id}``: every turn with its
+items, plan and trace) and shows the earlier turns with their cards before going on with it.
 
 Every answer carries a strict Content-Security-Policy (:data:`CSP`): scripts, styles and
 connections from the server itself only, no inline script or style, no frames, no forms posted

@@ -188,12 +188,34 @@ class FeedbackOut(BaseModel):
     profile: dict[str, Any]
 
 
+class TurnOut(BaseModel):
+    """What an agent's turn showed besides its text, kept with it in the session."""
+
+    model: str = Field(description="the agent that answered")
+    user: str | None
+    items: list[RecaiItem]
+    trace: list[Any]
+    plan: Any
+    llm_calls: int
+    seconds: float
+    profile: dict[str, Any]
+
+
+class SessionMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+    recai: TurnOut | None = Field(
+        None, description="an agent's message: its turn's items, plan and trace"
+    )
+
+
 class SessionOut(BaseModel):
-    """A kept conversation (DELETE answers ``{"id", "deleted": true}``)."""
+    """A kept conversation, oldest message first (DELETE answers ``{"id", "deleted": true}``).
+    The oldest turns of a long one may have lost their ``recai`` data (their text stays)."""
 
     id: str
     user: str | None
-    messages: list[ChatMessage]
+    messages: list[SessionMessage]
     created: float
     updated: float
 
@@ -563,7 +585,7 @@ _OPERATIONS: tuple[
     (
         "/v1/sessions/{session_id}",
         "get",
-        "A kept session's user and messages",
+        "A kept session's user and messages, each agent turn with its items, plan and trace",
         None,
         SessionOut,
         "agents",

@@ -2,7 +2,10 @@
 
 A :class:`Session` is an id, the user it speaks for (an external user id or None), the messages
 so far (the client's and the agent's, without the server's ``recai_context`` message, which is
-written afresh for every turn) and when it was created and last used. Two stores:
+written afresh for every turn) and when it was created and last used. An agent's message also
+keeps, under ``"recai"``, what its turn showed besides the text (the items with their
+attributes, the plan, the tool trace, ...: see :data:`TURN_KEY`), so a page opened later on the
+session shows the turn as it was answered; the agent is given the text only. Two stores:
 
 - :class:`MemorySessions`: in the server's memory; a session unused for ``ttl`` seconds is
   forgotten, and beyond ``max_sessions`` the least recently used go first.
@@ -46,6 +49,8 @@ __all__ = [
     "DEFAULT_TTL",
     "MAX_SESSION_MESSAGES",
     "MAX_SESSION_CHARS",
+    "MAX_SESSION_TURN_CHARS",
+    "TURN_KEY",
 ]
 
 DEFAULT_TTL = 24 * 3600.0
@@ -59,6 +64,16 @@ MAX_SESSION_CHARS = 200_000
 """Characters of message contents a session keeps (the oldest messages are dropped beyond
 this, the newest always kept): with :class:`MemorySessions`' ``max_sessions`` this bounds the
 memory sessions can take."""
+
+
+MAX_SESSION_TURN_CHARS = 400_000
+"""Characters (as JSON) of the turns' ``"recai"`` data a session keeps: beyond this the oldest
+turns lose it (their text stays), so the items and traces of a long conversation do not grow
+without bound either."""
+
+TURN_KEY = "recai"
+"""The key of an agent's message under which a session keeps its turn's items, plan and trace
+(not part of OpenAI's message; :meth:`recai.types.Message.from_dict` ignores it)."""
 
 
 def new_session_id() -> str:
@@ -76,15 +91,26 @@ class Session:
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
 
-    def trim(self, most: int = MAX_SESSION_MESSAGES, chars: int = MAX_SESSION_CHARS) -> None:
+    def trim(
+        self,
+        most: int = MAX_SESSION_MESSAGES,
+        chars: int = MAX_SESSION_CHARS,
+        turn_chars: int = MAX_SESSION_TURN_CHARS,
+    ) -> None:
         """Keep the newest ``most`` messages of at most ``chars`` characters together (the
-        newest message always), starting at a user message where one is left.
+        newest message always), starting at a user message where one is left; then drop the
+        :data:`TURN_KEY` data of the oldest messages until what is left of it takes at most
+        ``turn_chars`` characters as JSON.
 
         >>> s = Session("x", None, [{"role": r, "content": "ab"} for r in ("user", "assistant") * 3])
         >>> s.trim(most=3); [m["role"] for m in s.messages]
         ['user', 'assistant']
         >>> s.trim(chars=3); [m["role"] for m in s.messages]
         ['assistant']
+        >>> s = Session("y", None, [{"role": "assistant", "content": "a", TURN_KEY: {"n": n}}
+        ...                         for n in range(3)])
+        >>> s.trim(turn_chars=20); [TURN_KEY in m for m in s.messages]
+        [False, True, True]
         """
         kept = self.messages[-most:]
         total = sum(len(str(m.get("content") or "")) for m in kept)
@@ -97,6 +123,17 @@ class Session:
             first = next((i for i, m in enumerate(kept) if m.get("role") == "user"), None)
             kept = kept[first:] if first is not None else kept[-1:]
         self.messages = kept
+        sizes = [
+            (i, len(json.dumps(m[TURN_KEY], ensure_ascii=False, default=str)))
+            for i, m in enumerate(kept)
+            if TURN_KEY in m
+        ]
+        total = sum(size for _, size in sizes)
+        for i, size in sizes:  # oldest first
+            if total <= turn_chars:
+                break
+            kept[i] = {k: v for k, v in kept[i].items() if k != TURN_KEY}
+            total -= size
 
 
 class SessionStore(Protocol):

@@ -8,6 +8,11 @@
 //                              events; the chunk with finish_reason carries "recai" (session,
 //                              items, trace, plan, llm_calls, seconds, profile); then [DONE]
 //   POST /v1/feedback          {"model", "item", "value": "like" | "dislike", "user", "session"}
+//   GET  /v1/sessions/{id}     a kept conversation: its messages, each agent message with its
+//                              turn's "recai" (items, trace, plan, ...), to show it again
+// A conversation the server keeps is named in the page's URL (?session=ID) and remembered in
+// localStorage: a reload, a second tab, or the page opened after a server restart (with a
+// session store) shows its earlier turns, with their cards and traces, and goes on with it.
 // Errors arrive in OpenAI's shape {"error": {"message", "type", "param", "code"}} and are shown
 // in the page. Every piece of text from the server (model text, titles, attributes, errors) is
 // put in the page as text (textContent, text nodes): the page's Content-Security-Policy requires
@@ -18,6 +23,7 @@
   const KEY_STORE = "recai.apiKey";
   const AGENT_STORE = "recai.agent";
   const CHAT_STORE = "recai.chat"; // this tab's conversation: a reload shows it again
+  const LAST_STORE = "recai.lastSession"; // {session, model} of the last conversation (all tabs)
   const KEPT_TURNS = 40;
   const MAX_ATTRIBUTES = 8;
   const MAX_VALUE = 120;
@@ -55,6 +61,7 @@
     turns: [], // the answered turns: {model, request, text, recai}, kept in sessionStorage
     profile: null, // the user's profile as the server last gave it
     restored: false,
+    loading: false, // a kept conversation is being loaded: nothing can be sent meanwhile
     key: readStore(KEY_STORE),
   };
 
@@ -73,6 +80,48 @@
       else window.sessionStorage.removeItem(name);
     } catch (e) {
       // storage refused (private mode): the value lives in this page only
+    }
+  }
+
+  // localStorage is shared by the server's pages in every tab (sessionStorage is the tab's own).
+  function readLocal(name) {
+    try {
+      return window.localStorage.getItem(name) || "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function writeLocal(name, value) {
+    try {
+      if (value) window.localStorage.setItem(name, value);
+      else window.localStorage.removeItem(name);
+    } catch (e) {
+      // storage refused: the conversation is not offered to the next page
+    }
+  }
+
+  // The session named in the page's URL (?session=ID), or null.
+  function urlSession() {
+    const id = new URLSearchParams(window.location.search).get("session");
+    return id && id.trim() ? id.trim() : null;
+  }
+
+  // Name the conversation in the URL (a reload or a copied link opens it again), or none.
+  function nameSession(id, model) {
+    const url = new URL(window.location.href);
+    if (id) url.searchParams.set("session", id);
+    else url.searchParams.delete("session");
+    if (url.href !== window.location.href) window.history.replaceState(null, "", url.href);
+    writeLocal(LAST_STORE, id ? JSON.stringify({ session: id, model }) : "");
+  }
+
+  function lastSession() {
+    try {
+      const last = JSON.parse(readLocal(LAST_STORE) || "null");
+      return last && typeof last.session === "string" && last.session ? last : null;
+    } catch (e) {
+      return null;
     }
   }
 
@@ -229,7 +278,7 @@
     ui.agent.disabled = false;
     if (!ui.keyForm.hidden && state.key) ui.keyForm.hidden = true;
     clearError();
-    if (!state.restored) restoreChat(shown.map((m) => String(m.id)));
+    if (!state.restored) await restoreChat(shown.map((m) => String(m.id)));
   }
 
   // -- this tab's conversation, kept across reloads ------------------------------------------------
@@ -249,7 +298,11 @@
     }
   }
 
-  function restoreChat(agents) {
+  // The conversation to show when the page opens: the session in the URL, else this tab's own
+  // (kept in sessionStorage), else the last one of this server's pages (localStorage). A kept
+  // session is read from the server, which has every turn; when the server no longer has it,
+  // the tab's copy (if it is that conversation) is shown and the next message starts anew.
+  async function restoreChat(agents) {
     state.restored = true;
     let chat;
     try {
@@ -261,8 +314,112 @@
     const ok = (t) => t && typeof t.request === "string" && typeof t.text === "string";
     if (!turns.length || !turns.every(ok)) {
       writeStore(CHAT_STORE, ""); // nothing, or not what this page wrote: forget it
+      chat = null;
+    }
+    const tab = chat;
+    const last = lastSession();
+    const wanted = urlSession() || (tab ? tab.session : last && last.session);
+    if (typeof wanted !== "string" || !wanted) {
+      if (tab) showKept(tab, agents);
       return;
     }
+    const outcome = await loadSession(wanted, agents);
+    if (outcome.ok) return;
+    const mine = tab && tab.session === wanted ? tab : null;
+    if (outcome.gone) {
+      nameSession(null); // expired, deleted, or kept in the memory of a server since restarted
+      if (mine) {
+        showKept(mine, agents);
+        state.session = null;
+        const next = "your next message starts a new conversation";
+        setStatus(`${outcome.why} This tab's copy is shown; ${next}.`);
+      } else {
+        if (tab) showKept(tab, agents);
+        setStatus(outcome.why);
+      }
+      return;
+    }
+    if (mine) showKept(mine, agents); // the server cannot be read now: the tab's copy goes on
+    else if (tab) showKept(tab, agents);
+    setStatus(outcome.why);
+  }
+
+  // Show a kept session read from the server: {ok}, or {gone} (the server has no such session)
+  // or neither (it could not be read now), with why (a sentence).
+  async function loadSession(id, agents) {
+    state.loading = true;
+    ui.send.disabled = true;
+    setStatus("Loading the conversation…");
+    try {
+      let response;
+      try {
+        response = await fetch(`v1/sessions/${encodeURIComponent(id)}`, {
+          headers: headers(false),
+          cache: "no-store",
+        });
+      } catch (e) {
+        return { why: `The kept conversation could not be loaded (${e.message}).` };
+      }
+      if (!response.ok) {
+        const err = await errorOf(response);
+        if (response.status === 404) {
+          return { gone: true, why: "The server no longer keeps that conversation." };
+        }
+        showError(err);
+        return { why: "The kept conversation could not be loaded." };
+      }
+      const body = await response.json();
+      const turns = turnsOf(body, agents);
+      newConversation("");
+      state.session = String(body.id);
+      state.sessionUser = typeof body.user === "string" ? body.user : null;
+      ui.user.value = state.sessionUser || "";
+      const model = turns.length ? turns[turns.length - 1].model : ui.agent.value;
+      if (agents.includes(model)) ui.agent.value = model;
+      showTurns(turns);
+      nameSession(state.session, ui.agent.value);
+      saveChat();
+      setStatus(`Conversation restored (${plural(turns.length, "turn")}, kept by the server).`);
+      return { ok: true };
+    } catch (e) {
+      newConversation("");
+      return { why: `The kept conversation could not be shown (${e.message}).` };
+    } finally {
+      state.loading = false;
+      ui.send.disabled = false;
+    }
+  }
+
+  // The answered turns of a session's messages: each agent message with the user message
+  // before it and its kept "recai" data (empty for the oldest turns of a long conversation).
+  function turnsOf(body, agents) {
+    const messages = Array.isArray(body && body.messages) ? body.messages : [];
+    const turns = [];
+    let request = "";
+    for (const m of messages) {
+      if (!m || typeof m !== "object") continue;
+      if (m.role === "user") request = String(m.content ?? "");
+      if (m.role !== "assistant") continue;
+      const recai = m.recai && typeof m.recai === "object" ? m.recai : {};
+      const model = typeof recai.model === "string" ? recai.model : ui.agent.value || agents[0];
+      turns.push({ model, request, text: String(m.content ?? ""), recai });
+      request = "";
+    }
+    return turns;
+  }
+
+  function showTurns(turns) {
+    for (const turn of turns) {
+      addBubble("user", String(turn.request));
+      const reply = addBubble("assistant", String(turn.text));
+      showAnswer(reply.bubble, String(turn.request), turn.recai || {}, turn.model);
+      state.turns.push(turn);
+    }
+  }
+
+  // This tab's copy of its conversation (from sessionStorage).
+  function showKept(chat, agents) {
+    const turns = chat.turns;
     const model = turns[turns.length - 1].model;
     if (!agents.includes(model)) return; // the server no longer serves that agent
     ui.agent.value = model;
@@ -270,12 +427,7 @@
     state.session = typeof chat.session === "string" ? chat.session : null;
     state.sessionUser = typeof chat.sessionUser === "string" ? chat.sessionUser : null;
     try {
-      for (const turn of turns) {
-        addBubble("user", String(turn.request));
-        const reply = addBubble("assistant", String(turn.text));
-        showAnswer(reply.bubble, String(turn.request), turn.recai || {}, model);
-        state.turns.push(turn);
-      }
+      showTurns(turns);
       state.profile = chat.profile || null;
       if (state.profile) showProfile(state.profile);
     } catch (e) {
@@ -321,6 +473,7 @@
     state.turns = [];
     state.profile = null;
     writeStore(CHAT_STORE, "");
+    nameSession(null);
     ui.log.replaceChildren(ui.empty);
     ui.empty.hidden = false;
     ui.turns.replaceChildren();
@@ -413,7 +566,10 @@
       reply.bubble.classList.remove("pending");
       reply.body.normalize(); // one text node instead of one per piece
       if (recai) {
-        if (recai.session) state.session = recai.session;
+        if (recai.session) {
+          state.session = recai.session;
+          nameSession(state.session, model);
+        }
         state.sessionUser = typeof recai.user === "string" ? recai.user : null;
         showAnswer(reply.bubble, text, recai, model);
       }
@@ -433,6 +589,7 @@
       } else {
         if (err instanceof ApiError && err.status === 404 && isSessionError(err)) {
           state.session = null; // expired or the server restarted without a session store
+          nameSession(null);
           err.message += " Your next message starts a new conversation.";
         }
         showError(err);
@@ -683,7 +840,7 @@
   ui.composer.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = ui.message.value.trim();
-    if (!text || state.controller) return;
+    if (!text || state.controller || state.loading) return;
     ui.message.value = "";
     send(text);
   });
