@@ -29,6 +29,11 @@ one readable sentence; the server goes on.
 Transports: ``--transport stdio`` (default: the client spawns the command) or ``http``
 (streamable HTTP at ``http://HOST:PORT/mcp``, loopback by default; ``--api-key-env VAR`` makes
 every request carry ``Authorization: Bearer <key>``).
+
+CPU threads: as in ``recai chat``, idle OpenMP threads (torch's: the background fit's, the LLM's)
+sleep instead of spinning (:func:`recai_agent.cli.passive_openmp`), so a fit beside the server's
+other threads, or on a machine shared with other work, spends its CPU on the fit. An MCP client
+starts the server with a bare environment, so the server sets this itself.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from pydantic import BaseModel, Field
 
 from recai.errors import RecaiError
 
-from .cli import build_agent
+from .cli import build_agent, passive_openmp
 
 if TYPE_CHECKING:
     from recai.data import Catalog, Dataset
@@ -1215,6 +1220,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if transport == "stdio" and (args.host != "127.0.0.1" or str(args.port) != "8765"):
         raise RecaiError("recai mcp: --host and --port are for --transport http")
+    passive_openmp()
     with _stdout_to_stderr():  # in stdio mode stdout is the protocol: nothing else may reach it
         agent, name, fit = build_agent(args.recipe, args.component, args.out, log=_log)
         toolbox = AgentToolbox(agent, name=name)
