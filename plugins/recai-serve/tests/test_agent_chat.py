@@ -649,3 +649,50 @@ def test_a_long_sessions_oldest_turns_lose_their_items_first_and_keep_their_text
     kept = [TURN_KEY in m for m in session.messages if m["role"] == "assistant"]
     assert kept == [False, False, False, False, True, True]
     assert TURN_KEY in messages[1]  # the caller's dicts are left as they were
+
+
+def test_a_kept_sessions_profile_includes_feedback_given_after_its_last_turn():
+    with AgentServer(served(Shop())) as server:
+        c = client(server)
+        first = c.chat.completions.create(
+            model="shop",
+            messages=[{"role": "user", "content": "hello"}],
+            user="u8",
+            extra_body={"session": "new"},
+        )
+        sid = first.model_extra["recai"]["session"]
+        item = first.model_extra["recai"]["items"][1]
+        status, _ = post(
+            server,
+            "/v1/feedback",
+            {"model": "shop", "item": item["id"], "value": "like", "session": sid},
+        )
+        _, kept = get(server, f"/v1/sessions/{sid}")
+        anonymous = c.chat.completions.create(
+            model="shop",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"session": "new"},
+        ).model_extra["recai"]["session"]
+        _, nobody = get(server, f"/v1/sessions/{anonymous}")
+    assert status == 200
+    assert kept["messages"][1]["recai"]["profile"] == {}  # the turn's, before the like
+    assert kept["profile"]["user"] == "u8"
+    assert kept["profile"]["liked"] == [{"id": item["id"], "title": item["title"]}]
+    assert nobody["profile"] == {}
+
+
+def test_a_kept_session_of_an_agent_without_profiles_has_an_empty_profile():
+    with AgentServer(Served(agents={"plain": Plain()}, dataset=DATASET)) as server:
+        sid = (
+            client(server)
+            .chat.completions.create(
+                model="plain",
+                messages=[{"role": "user", "content": "hi"}],
+                user="u1",
+                extra_body={"session": "new"},
+            )
+            .model_extra["recai"]["session"]
+        )
+        status, kept = get(server, f"/v1/sessions/{sid}")
+    assert status == 200 and kept["profile"] == {} and kept["user"] == "u1"
+    assert kept["messages"][1]["recai"]["model"] == "plain"

@@ -419,6 +419,13 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     again = [c.get_attribute("data-item") for c in d.find_elements(By.CSS_SELECTOR, ".card")][4:]
     assert again and not set(again) & {i["id"] for i in turn.items}  # new items this time
 
+    # a dislike after the last turn (the agent keeps it; no turn carried it yet)
+    later = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant")[1]
+    disliked = later.find_elements(By.CSS_SELECTOR, ".card")[0]
+    disliked.find_element(By.CSS_SELECTOR, "button.dislike").click()
+    _wait(d, lambda d: "Disliked" in disliked.find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    disliked_title = agent.turns[-1].items[0]["title"]
+
     # the URL names the session the server keeps
     sid = d.execute_script("return new URLSearchParams(location.search).get('session')")
     assert sid and agent.conversations[-1] and d.current_url.endswith(f"/?session={sid}")
@@ -453,7 +460,8 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
             for r in first_turn.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
         ] == ["hard_filter", "ranking"]
         assert d.find_element(By.ID, "user").get_attribute("value") == "1"
-        assert turn.items[0]["title"] in d.find_element(By.ID, "profile").text
+        profile = d.find_element(By.ID, "profile").text
+        assert turn.items[0]["title"] in profile and disliked_title in profile  # as kept now
         assert _problems(d) == []
     finally:
         d.close()

@@ -658,8 +658,10 @@ class _AgentService:
     async def session(self, request: Request) -> Response:
         """``GET``: a kept session's user and messages, oldest first, each agent message with
         its turn's items (with their attributes), plan, trace, LLM calls, seconds and profile
-        under ``"recai"`` (the chat page restores a conversation from it); ``DELETE``: forget
-        it. An unknown (or expired) id is a 404 in OpenAI's error shape."""
+        under ``"recai"``, and the user's profile as the agent keeps it now (feedback given
+        since the last turn included; ``{}`` without a user or a profile): the chat page
+        restores a conversation from it. ``DELETE``: forget it. An unknown (or expired) id is a
+        404 in OpenAI's error shape."""
         session_id = request.path_params["session_id"]
         if request.method == "DELETE":
             if session_id in self.busy:
@@ -681,6 +683,7 @@ class _AgentService:
                 param="session_id",
                 code="session_not_found",
             )
+        profile = await self.thread(self.profile_of, session)
         return json_response(
             {
                 "id": session.id,
@@ -688,8 +691,31 @@ class _AgentService:
                 "messages": session.messages,
                 "created": session.created,
                 "updated": session.updated,
+                "profile": profile,
             }
         )
+
+    def profile_of(self, session: Session) -> dict[str, Any]:
+        """The profile of the session's user kept by the agent that answered its last turn
+        (``Agent.remember`` with no feedback: unchanged); ``{}`` without a user, or when that
+        agent keeps none or is no longer served."""
+        if session.user is None:
+            return {}
+        last: dict[str, Any] = next(
+            (m[TURN_KEY] for m in reversed(session.messages) if isinstance(m.get(TURN_KEY), dict)),
+            {},
+        )
+        name = last.get("model")
+        agent = self.agents.get(name) if isinstance(name, str) else None
+        if agent is None and len(self.agents) == 1:
+            agent = next(iter(self.agents.values()))
+        if agent is None:
+            return {}
+        try:
+            profile = agent.remember(session.user)
+        except (NotImplementedError, RecaiError, ValueError, KeyError):
+            return {}
+        return dict(json.loads(json_bytes(profile))) if isinstance(profile, Mapping) else {}
 
     async def feedback(self, request: Request) -> Response:
         body = rest.parse(rest.FeedbackBody, await self.service.json_body(request))

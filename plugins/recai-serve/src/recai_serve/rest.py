@@ -218,6 +218,9 @@ class SessionOut(BaseModel):
     messages: list[SessionMessage]
     created: float
     updated: float
+    profile: dict[str, Any] = Field(
+        default_factory=dict, description="the user's profile as the agent keeps it now"
+    )
 
 
 # -- data helpers ----------------------------------------------------------------------------------

@@ -377,6 +377,10 @@
       const model = turns.length ? turns[turns.length - 1].model : ui.agent.value;
       if (agents.includes(model)) ui.agent.value = model;
       showTurns(turns);
+      if (body.profile && typeof body.profile === "object" && Object.keys(body.profile).length) {
+        state.profile = body.profile; // now, with any feedback given after the last turn
+        showProfile(body.profile);
+      }
       nameSession(state.session, ui.agent.value);
       saveChat();
       setStatus(`Conversation restored (${plural(turns.length, "turn")}, kept by the server).`);
