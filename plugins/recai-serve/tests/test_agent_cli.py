@@ -201,3 +201,26 @@ def test_a_recipe_with_two_datasets_needs_dataset_named(tmp_path: Path) -> None:
     served, _ = served_from_recipe(str(recipe), dataset="b", out=tmp_path / "runs")
     assert list(served.agents) == ["shop"] and served.dataset.name == "synthetic"
     assert list(served.rankers) == ["pop"]
+
+
+def test_serving_a_recipe_lets_idle_openmp_threads_sleep_unless_told_otherwise(tmp_path):
+    code = (
+        "import os, sys\n"
+        "from recai.errors import RecaiError\n"
+        "from recai_serve.served import served_from_recipe\n"
+        "try:\n"
+        f"    served_from_recipe({str(tmp_path / 'missing.toml')!r})\n"
+        "except RecaiError:\n"
+        "    pass\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    bare = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bare.stdout.split() == ["PASSIVE", "False"], bare.stderr[-2000:]
+    chosen = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+    )
+    assert chosen.stdout.split() == ["ACTIVE", "False"], chosen.stderr[-2000:]

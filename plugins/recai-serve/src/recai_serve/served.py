@@ -5,11 +5,19 @@ fitted, and the dataset they share (:class:`Served`; :func:`served_from_recipe`)
 kernel's recipe runtime (:func:`recai.recipe.build`), then fits the ones that learn on all of
 the dataset's interactions (:meth:`recai.data.Split.full`) through :class:`recai.RunContext`,
 which caches each fit under ``<out>/artifacts/<fingerprint>`` so the next start loads it.
+
+Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``, unless the
+environment names a policy), set before torch loads: the fit runs thousands of small parallel
+regions, and the served turns run torch in several worker threads at once, each with its own
+OpenMP team; spinning teams burn the CPU they share. Measured on a two-core machine shared with
+other work (load about 4): the build and fit of a SASRec agent took 75.8 s (73.9 CPU s)
+spinning and 11.0 s (9.8 CPU s) passive.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +29,14 @@ from recai.errors import RecaiError
 from recai.roles import Agent, Explainer, LLMBackend, Ranker, Retriever, Role
 
 __all__ = ["Served", "served_from_recipe"]
+
+
+def _passive_openmp() -> None:
+    """Idle OpenMP threads sleep rather than spin, unless the environment chose a policy; only
+    before torch is imported (OpenMP reads it once). recai-agent's ``recai chat`` and ``recai
+    mcp`` do the same (a plugin imports no other plugin, hence this copy)."""
+    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 @dataclass
@@ -73,8 +89,9 @@ def served_from_recipe(
     ``component`` serves that one agent (else every agent of the recipe). ``dataset`` names the
     recipe's dataset component when it has several. ``out`` (default ``runs/<recipe>-serve``)
     keeps the fitted models. Every problem is a :class:`~recai.errors.RecaiError` naming the
-    recipe and the option.
+    recipe and the option. Sets ``OMP_WAIT_POLICY=PASSIVE`` first (see the module's text).
     """
+    _passive_openmp()
     from recai.data import Split
     from recai.plugins import get_plugin_manager
     from recai.recipe import build, check, load_recipe
