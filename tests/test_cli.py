@@ -237,3 +237,16 @@ def test_unwritable_output_folder_is_a_user_error(
     blocker.write_text("not a folder")
     assert cli.main(["run", str(f), "--out", str(blocker / "out")]) == 2
     assert "cannot write results to" in capsys.readouterr().err
+
+
+def test_commands_let_idle_openmp_threads_sleep_unless_told_otherwise() -> None:
+    code = (
+        "import os, sys; from recai.cli import main; main(['plugins']); "
+        "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "PASSIVE False"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "ACTIVE False"
