@@ -15,8 +15,10 @@ Planners (``--planners``, comma-separated):
   backend params it runs with (``PATH/tune.json``: the schema is not appended to its prompt);
 - ``openai:BASE_URL:MODEL``: ``openai.v1`` (key from ``$OPENAI_API_KEY``), the full prompt, the
   schema as ``response_format``;
-- any of them with ``+rules`` appended: the model's plan merged with the rules' (the agent's
-  combination; the model's answers are reused from the plain spec when it ran first);
+- any of them with ``+rules`` appended: the model's plan merged with the rules' (the rules win
+  where they are certain, the model's other values kept; the model's answers are reused from the
+  plain spec when it ran first); ``+certain``: merged the same way, keeping only what the rules
+  leave open (how to rank, vague years), none of the model's other values;
 - any of them with ``@N`` appended: only the first N of the measured requests (a slow planner on
   a smaller sample; its row says how many).
 
@@ -58,8 +60,9 @@ def _hf(key: str, **params: Any) -> tuple[Any, dict[Any, str]]:
 
 
 def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -> Any:
-    combine = spec.endswith("+rules")
-    base = spec.removesuffix("+rules")
+    strict = spec.endswith("+certain")
+    combine = strict or spec.endswith("+rules")
+    base = spec.removesuffix("+rules").removesuffix("+certain")
     hf: dict[str, Any] = {"json_repairs": 0}
     if threads:
         hf["threads"] = threads
@@ -67,7 +70,15 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
         return RulePlanner(catalog)
     if base == "untuned":
         llm, memo = _hf("untuned", **hf)
-        return LLMPlanner(llm, catalog, name=spec, combine=combine, constrain=not free, memo=memo)
+        return LLMPlanner(
+            llm,
+            catalog,
+            name=spec,
+            combine=combine,
+            constrain=not free,
+            memo=memo,
+            model_values=not strict,
+        )
     if base.startswith("tuned:"):
         path = base.split(":", 1)[1]
         info_path = Path(path) / "tune.json"
@@ -78,7 +89,14 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
             run_as = {k: v for k, v in info.get("hf_params", run_as).items() if k != "model"}
         llm, memo = _hf(path, model=path, **{**hf, **run_as})
         return LLMPlanner(
-            llm, catalog, name=spec, prompt=prompt, combine=combine, constrain=not free, memo=memo
+            llm,
+            catalog,
+            name=spec,
+            prompt=prompt,
+            combine=combine,
+            constrain=not free,
+            memo=memo,
+            model_values=not strict,
         )
     if base.startswith("openai:"):
         _, rest = base.split(":", 1)
@@ -86,7 +104,7 @@ def _planner(spec: str, catalog: Any, threads: int | None, free: bool = False) -
         llm = recai.create(
             "llm_backend", "openai.v1", model=model, base_url=url, api_key="${OPENAI_API_KEY}"
         )
-        return LLMPlanner(llm, catalog, name=spec, combine=combine)
+        return LLMPlanner(llm, catalog, name=spec, combine=combine, model_values=not strict)
     raise SystemExit(f"unknown planner {spec!r} (rules, untuned, tuned:PATH, openai:URL:MODEL)")
 
 
@@ -155,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_s"] = time.perf_counter() - start
         result["reused"] = getattr(planner, "asked", None) == 0 and bool(subset)
         results.append(result)
+        if args.rows:  # after each planner: a later one failing loses nothing
+            with open(args.rows, "a" if len(results) > 1 else "w") as f:
+                for row in result["rows"]:
+                    f.write(json.dumps({"planner": result["planner"], **row}) + "\n")
         print(
             f"{spec}: valid {_cell(result['valid'])}, exact {_cell(result['exact'])}, "
             f"slot F1 {_cell(result['slots']['all'], 'f1')}, "
@@ -184,11 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         slim = [{k: v for k, v in r.items() if k != "rows"} for r in results]
         Path(args.json).write_text(json.dumps(slim, indent=1) + "\n")
-    if args.rows:
-        with open(args.rows, "w") as f:
-            for r in results:
-                for row in r["rows"]:
-                    f.write(json.dumps({"planner": r["planner"], **row}) + "\n")
     if args.out:
         write_section(Path(args.out), SECTION, "## Planner on held-out requests\n\n" + text)
     return 0

@@ -233,3 +233,26 @@ def test_a_tuned_planner_gets_the_short_prompt_it_was_trained_on(cat, reqs):
     assert [m.content for m in backend.prompts[0]] == [SHORT_PROMPT, reqs[0].request]
     with pytest.raises(ValueError, match="prompt must be one of"):
         LLMPlanner(backend, cat, prompt="long")
+
+
+class CutOff(ScriptedPlanner):
+    """Like hf.v1 with json_repairs = 0: a batch with a reply cut by max_tokens raises, and the
+    error carries every completion."""
+
+    def chat_batch(self, conversations: Sequence[Sequence[Message]], **options: Any) -> list:
+        from recai_hf.structured import JSONFailure, StructuredOutputError
+
+        done = [self.chat(c, **options) for c in conversations]
+        bad = [i for i, c in enumerate(done) if not c.text.startswith("{")]
+        if bad:
+            failures = [JSONFailure(i, done[i].text, ("cut",), 1) for i in bad]
+            raise StructuredOutputError(failures, done)
+        return done
+
+
+def test_a_reply_cut_short_scores_as_invalid_and_keeps_the_batch(cat, reqs):
+    sub = reqs[:8]
+    script = {r.request: json.dumps(r.target) for r in sub[1:]}  # the first one is cut
+    result = run(LLMPlanner(CutOff(script), cat), sub, cat, resamples=10, batch=8)
+    assert [row["valid"] for row in result["rows"]] == [False] + [True] * 7
+    assert result["exact"]["value"] == 7 / 8

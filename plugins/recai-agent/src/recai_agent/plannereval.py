@@ -171,7 +171,9 @@ class LLMPlanner:
     ``max_tokens`` each; batched through ``chat_batch``). ``constrain=False`` sends no
     schema (the model writes free text, repaired afterwards). ``combine=True`` merges each plan
     with the rules' (the model's values kept), as an agent combining both would run it; the
-    output is then the merged plan. ``memo``: a dict shared by planners on the same backend,
+    output is then the merged plan (``model_values=False``: only the model's values the rules
+    leave open, how to rank and vague years, as the agent merges an untrusted brain).
+    ``memo``: a dict shared by planners on the same backend,
     so a planner and its ``combine=True`` twin ask the model once per request (greedy decoding:
     the same text either way)."""
 
@@ -186,10 +188,12 @@ class LLMPlanner:
         constrain: bool = True,
         combine: bool = False,
         memo: dict[tuple[str, bool, str], str] | None = None,
+        model_values: bool = True,
     ) -> None:
         self.llm = llm
         self.memo = memo
         self.asked = 0  # requests the model was asked (not found in the memo)
+        self.model_values = model_values
         self.catalog = catalog
         self.name = name
         if prompt not in PROMPTS:
@@ -211,7 +215,14 @@ class LLMPlanner:
         todo = [r for r, key in zip(requests, keys, strict=True) if key not in memo]
         if todo:
             convs = [planner_messages(r, self._line, self.prompt) for r in todo]
-            done = self.llm.chat_batch(convs, **options)
+            try:
+                done = self.llm.chat_batch(convs, **options)
+            except recai.RecaiError as e:
+                # hf.v1's StructuredOutputError: some replies are not valid for the schema (cut
+                # by max_tokens); every reply is kept, and the invalid ones score as invalid
+                done = getattr(e, "completions", None)
+                if done is None or len(done) != len(todo):
+                    raise
             self.asked += len(todo)
             for r, c in zip(todo, done, strict=True):
                 memo[(self.prompt, self.constrain, r)] = c.text
@@ -224,7 +235,7 @@ class LLMPlanner:
         for request, text in zip(requests, texts, strict=True):
             plan, _ = read_output(text, self.schema, self.catalog, grounder)
             slots = self._extractor.extract(request)
-            out.append(merge(plan, slots, model_values=True).to_dict())
+            out.append(merge(plan, slots, model_values=self.model_values).to_dict())
         return out
 
 
