@@ -117,7 +117,7 @@ def table(results: list[dict[str, Any]]) -> str:
     head = "| planner | valid | exact plan | tools | " + " | ".join(
         f"{k} F1" for k in (*SLOTS, "all")
     )
-    lines = [head + " | s/request |", "|" + "---|" * (7 + len(SLOTS)) + "---|"]
+    lines = [head + " | s/request |", "|" + "---|" * (7 + len(SLOTS))]
     lines[0] = lines[0].replace("| planner |", "| planner | requests |")
     for r in results:
         slots = " | ".join(_cell(r["slots"][k], "f1") for k in (*SLOTS, "all"))
