@@ -220,9 +220,10 @@ class LLMPlanner:
             except recai.RecaiError as e:
                 # hf.v1's StructuredOutputError: some replies are not valid for the schema (cut
                 # by max_tokens); every reply is kept, and the invalid ones score as invalid
-                done = getattr(e, "completions", None)
-                if done is None or len(done) != len(todo):
+                kept: Any = getattr(e, "completions", None)
+                if kept is None or len(kept) != len(todo):
                     raise
+                done = list(kept)
             self.asked += len(todo)
             for r, c in zip(todo, done, strict=True):
                 memo[(self.prompt, self.constrain, r)] = c.text
