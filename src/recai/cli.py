@@ -17,7 +17,6 @@ imported by the command that needs it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, NoReturn
 
@@ -551,17 +550,6 @@ def _blame(error: BaseException) -> tuple[str, str] | None:
     return None
 
 
-def _passive_openmp() -> None:
-    """Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``) unless the
-    environment names a policy; it counts only when set before torch loads. A spinning team
-    burns the CPU it gets between the many small parallel regions of a fit or a decode: on two
-    cores shared with other work, two SASRec epochs took 47.7 s spinning and 10.2 s passive,
-    and a SmolLM2 planner on 2 threads decoded about 4x slower than on 1.
-    ``OMP_WAIT_POLICY=ACTIVE`` restores spinning."""
-    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -586,7 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"recai: error: {conflict}", file=sys.stderr)
             return 2
     args = parser.parse_args(argv)
-    _passive_openmp()
+    from .openmp import passive_openmp
+
+    passive_openmp()  # idle OpenMP threads sleep (recai.openmp)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from recai.errors import RecaiError
+from recai.openmp import passive_openmp
 
 __all__ = ["configure", "run", "build_agent", "default_out", "passive_openmp"]
-
-#: OpenMP's wait policy for the agent's threads, unless the environment names one.
-OMP_WAIT_POLICY = "PASSIVE"
 
 #: Longest message accepted, in characters.
 MAX_MESSAGE_CHARS = 4000
@@ -141,23 +138,6 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     if fit is not None:
         fit()
     return agent, name, default_out(args.recipe, args.out)
-
-
-def passive_openmp() -> bool:
-    """Make idle OpenMP threads sleep rather than spin (:data:`OMP_WAIT_POLICY`), unless the
-    environment chose a policy (``OMP_WAIT_POLICY=ACTIVE`` keeps spinning). OpenMP reads it
-    once, when torch is first imported, so this works only before that; returns whether it was
-    set now.
-
-    Why: a spinning team (the default) takes whatever CPU it gets while it waits for the next
-    parallel region; SASRec's fit is made of many small ones. Measured on a two-core machine
-    shared with other work (load about 4), two epochs of SASRec: 47.7 s and 48 CPU seconds
-    spinning, 10.2 s and 10.8 CPU seconds passive; the same in ``recai mcp``'s background
-    fit (30 to 81 s spinning, 9.4 to 10.7 s passive)."""
-    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules:
-        return False
-    os.environ["OMP_WAIT_POLICY"] = OMP_WAIT_POLICY
-    return True
 
 
 def default_out(recipe_path: str, out: str | None) -> Path:

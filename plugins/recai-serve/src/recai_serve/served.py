@@ -17,7 +17,6 @@ spinning and 11.0 s (9.8 CPU s) passive.
 from __future__ import annotations
 
 import difflib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -26,17 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from recai.errors import RecaiError
+from recai.openmp import passive_openmp
 from recai.roles import Agent, Explainer, LLMBackend, Ranker, Retriever, Role
 
 __all__ = ["Served", "served_from_recipe"]
-
-
-def _passive_openmp() -> None:
-    """Idle OpenMP threads sleep rather than spin, unless the environment chose a policy; only
-    before torch is imported (OpenMP reads it once). recai-agent's ``recai chat`` and ``recai
-    mcp`` do the same (a plugin imports no other plugin, hence this copy)."""
-    if "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 @dataclass
@@ -91,7 +83,7 @@ def served_from_recipe(
     keeps the fitted models. Every problem is a :class:`~recai.errors.RecaiError` naming the
     recipe and the option. Sets ``OMP_WAIT_POLICY=PASSIVE`` first (see the module's text).
     """
-    _passive_openmp()
+    passive_openmp()
     from recai.data import Split
     from recai.plugins import get_plugin_manager
     from recai.recipe import build, check, load_recipe
