@@ -10,11 +10,13 @@ Five tools act on one :class:`~recai_agent.bus.CandidateBus` (InteRecAgent's too
   item-similarity source with ``similarity_row``/``similar_items`` such as ItemKNN) or to a text
   (a text retriever, else fuzzy matching of titles and text fields);
 - ``ranking``: by popularity, by similarity, or by preference (the :class:`recai.Ranker` scoring
-  the user's liked items as a history); accuracy or diversity mode; prefer and unwanted lists;
+  the user's liked items as a history, its head optionally re-ranked by the brain in scoring
+  mode: :class:`~recai_agent.rerank.LLMReranker`); accuracy or diversity mode; prefer and
+  unwanted lists;
 - ``map``: the head of the bus as titles for the reply; the bus is cleared.
 
-Every call appends a :class:`TraceStep` (tool, input, output size, seconds, error) to the turn's
-state. Tools never raise on bad input: an error becomes the step's ``error`` and the turn goes on
+Every call appends a :class:`TraceStep` (tool, input, output size, seconds, error, note and, for
+a re-ranking, its ``detail``) to the turn's state. Tools never raise on bad input: an error becomes the step's ``error`` and the turn goes on
 with the bus unchanged.
 """
 
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from recai.data.grounding import Grounder
     from recai.data.sql import CatalogDB
     from recai.roles import Ranker, Retriever
+
+    from .rerank import LLMReranker
 
 __all__ = [
     "HardFilterTool",
@@ -76,9 +80,10 @@ class TraceStep:
     seconds: float
     error: str | None = None
     note: str = ""
+    detail: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "tool": self.tool,
             "input": self.input,
             "out_size": self.out_size,
@@ -86,18 +91,23 @@ class TraceStep:
             "error": self.error,
             "note": self.note,
         }
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass
 class ToolResult:
     """What a tool call gives back: whether it ran, the size of its output, a text the reply
-    writer may read (look-up rows, mapped titles) and the error."""
+    writer may read (look-up rows, mapped titles), the error, a note and a ``detail`` record for
+    the trace (the ranking's re-ranking: :meth:`~recai_agent.rerank.RerankOutcome.to_dict`)."""
 
     ok: bool
     out_size: int
     text: str = ""
     error: str | None = None
     note: str = ""
+    detail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -106,7 +116,9 @@ class TurnState:
     (``liked``/``disliked`` item indices, ``history`` in time order), how many items to list
     (``k``), items not to recommend again (``exclude``: shown earlier in the dialogue), the
     items the caller restricts the turn to (``candidates``; None: the whole catalog), the items
-    the map tool picked (with their evidence), look-up texts and the trace."""
+    the map tool picked (with their evidence), look-up texts and the trace; ``request`` (the
+    user's message, which a re-ranking brain reads) and the LLM calls and seconds tools spent
+    (``llm_calls``, ``llm_seconds``: the re-ranking's, for the turn's totals)."""
 
     catalog: Catalog
     grounder: Grounder
@@ -120,6 +132,9 @@ class TurnState:
     looked_up: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     trace: list[TraceStep] = field(default_factory=list)
+    request: str = ""
+    llm_calls: int = 0
+    llm_seconds: float = 0.0
 
     def profile_history(self) -> np.ndarray:
         """The items a ranker reads as the user's history: the history, then liked items not
@@ -159,6 +174,7 @@ class BaseTool:
                 time.perf_counter() - start,
                 result.error,
                 result.note,
+                result.detail,
             )
         )
         return result
@@ -506,7 +522,10 @@ class RankingTool(BaseTool):
     history) as a history; ``popularity``: interaction counts per item; ``similarity``: as for the
     soft filter. ``keep``: how many ranked items stay on the bus. Diversity mode re-ranks
     greedily, penalising items whose genres overlap those already chosen (maximal marginal
-    relevance with weight ``diversity``).
+    relevance with weight ``diversity``). ``reranker``: an
+    :class:`~recai_agent.rerank.LLMReranker` that re-orders the head of a ranking by preference
+    with the brain's scores (after the ranker, before ``prefer`` goes first and diversity); what
+    it did is the step's note and ``detail``, and the ranker's order stays when it cannot.
     """
 
     name = "ranking"
@@ -525,12 +544,14 @@ class RankingTool(BaseTool):
         columns: Sequence[ColumnInfo] = (),
         keep: int = 50,
         diversity: float = 0.5,
+        reranker: LLMReranker | None = None,
     ):
         self.ranker = ranker
         self.popularity = None if popularity is None else np.asarray(popularity, np.float64)
         self.similarity = similarity
         self.keep = int(keep)
         self.diversity = float(diversity)
+        self.reranker = reranker
         self._genre = genre_column(list(columns)) if columns else None
 
     def input_schema(self) -> dict[str, Any]:
@@ -609,6 +630,20 @@ class RankingTool(BaseTool):
         scores = np.where(np.isfinite(scores), scores, -np.inf)
         order = np.lexsort((ids, -scores))
         ids, scores = ids[order], scores[order]
+        detail: dict[str, Any] | None = None
+        if self.reranker is not None and by == "preference" and len(ids) > 1:
+            outcome = self.reranker.rerank(ids, state)
+            state.llm_calls += outcome.calls
+            state.llm_seconds += outcome.seconds
+            notes.append(outcome.note)
+            detail = {"rerank": outcome.to_dict()}
+            if outcome.applied:
+                n = len(outcome.ids)
+                where = {int(i): p for p, i in enumerate(ids[:n].tolist())}
+                perm = np.asarray([where[i] for i in outcome.ids], dtype=np.int64)
+                ids = np.concatenate([ids[:n][perm], ids[n:]])
+                scores = np.concatenate([scores[:n][perm], scores[n:]])
+                used += ", re-ranked by the brain"
         if prefer:
             front = np.isin(ids, prefer)
             ids = np.concatenate([ids[front], ids[~front]])
@@ -618,7 +653,7 @@ class RankingTool(BaseTool):
             ids, scores = self._diversify(ids, scores, state, min(len(ids), max(10, 2 * state.k)))
         ids, scores = ids[: self.keep], scores[: self.keep]
         bus.order(ids, np.where(np.isfinite(scores), scores, np.nan), f"ranking: {used}, {mode}")
-        return ToolResult(True, len(bus), note="; ".join(notes))
+        return ToolResult(True, len(bus), note="; ".join(notes), detail=detail)
 
     def _diversify(
         self, ids: np.ndarray, scores: np.ndarray, state: TurnState, k: int
@@ -686,8 +721,10 @@ def default_tools(
     grounder: Grounder | None = None,
     k: int = 5,
     lookup_tokens: int = 300,
+    reranker: LLMReranker | None = None,
 ) -> dict[str, BaseTool]:
-    """The five tools over ``db``, with SQL and values grounded through ``grounder``."""
+    """The five tools over ``db``, with SQL and values grounded through ``grounder``; a
+    ``reranker`` re-orders the head of the ranking tool's preference rankings."""
     ground_sql = ground_cond = None
     ground_value = None
     if grounder is not None:
@@ -700,7 +737,7 @@ def default_tools(
         "lookup": LookupTool(db, max_tokens=lookup_tokens, ground=ground_sql),
         "hard_filter": HardFilterTool(db, ground=ground_cond, ground_value=ground_value),
         "soft_filter": SoftFilterTool(similarity, text_retriever),
-        "ranking": RankingTool(ranker, popularity, similarity, columns=columns),
+        "ranking": RankingTool(ranker, popularity, similarity, columns=columns, reranker=reranker),
         "map": MapTool(k),
     }
 
