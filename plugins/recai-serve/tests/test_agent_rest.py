@@ -3,6 +3,7 @@ feedback, metrics, the OpenAPI document and docs page, the API key on every rout
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 from typing import Any
@@ -12,8 +13,8 @@ import pytest
 from agent_doubles import DATASET, Plain, Shop
 from starlette.routing import Route
 
-from recai.roles import Explainer, Ranker, Retriever
-from recai.types import Explanation, ItemList
+from recai.roles import Explainer, LLMBackend, Ranker, Retriever
+from recai.types import Completion, Explanation, ItemList
 from recai_serve.served import Served
 from recai_serve.server import AgentServer
 
@@ -350,37 +351,156 @@ def concrete(path: str) -> str:
     )
 
 
-def test_with_a_key_every_route_refuses_a_request_without_it():
-    from recai_serve.page import PAGE_FILES
+class Echo(LLMBackend):
+    """An LLM backend served beside the agents (so that /v1/completions is in the table)."""
 
-    with AgentServer(served(), api_key="s3cret") as s:
-        routes = [r for r in s.app.routes if isinstance(r, Route)]
-        assert len(routes) >= 14
-        checked = 0
-        for route in routes:
-            for method in sorted(route.methods or {"GET"}):
-                if method == "HEAD":
-                    continue
-                if route.path in PAGE_FILES:  # the page's static files: no data, no key
-                    status, page, _ = call(s, method, route.path)
-                    assert status == 200 and b"s3cret" not in page
-                    continue
-                status, answer, _ = call(
-                    s, method, concrete(route.path), {} if method == "POST" else None
-                )
-                assert status == 401, (method, route.path, status)
-                assert answer["error"]["code"] == "invalid_api_key"
-                checked += 1
-        for path in ("/nowhere", "/static/other.js", "/index.html"):
-            status, _, _ = call(s, "GET", path)
-            assert status == 401, path
-        status, _, _ = call(s, "POST", "/", {})  # the page's path, but not a GET
-        assert status == 401
-        status, _, _ = call(s, "GET", "/health", headers={"Authorization": "Bearer wrong"})
-        assert status == 401
-        status, ok, _ = call(s, "GET", "/health", headers={"Authorization": "Bearer s3cret"})
-        assert status == 200 and ok["agents"] == ["shop", "plain"]
-    assert checked >= 14
+    def chat(self, messages: Any, **options: Any) -> Completion:
+        return Completion(messages[-1].content)
+
+
+KEY = "s3cret-Kë✓"  # not ASCII: the key's UTF-8 bytes are what a client sends
+BEARER = {"Authorization": b"Bearer " + KEY.encode()}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def raw_call(
+    server: AgentServer, method: str, path: str, headers: dict[str, Any] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    """One request with raw header values (bytes go as they are: a UTF-8 Bearer key)."""
+    conn = http.client.HTTPConnection(*server.address, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        body = b"{}" if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def keyed():
+    with AgentServer(served(backends={"echo": Echo()}), api_key=KEY) as s:
+        yield s
+
+
+def every_request(server: AgentServer) -> list[tuple[str, str]]:
+    """(method, concrete path) for every route in the app's table and each of its methods:
+    a route added later is checked without anyone remembering to."""
+    routes = [r for r in server.app.routes if isinstance(r, Route)]
+    return [(m, concrete(r.path)) for r in routes for m in sorted(r.methods or {"GET"})]
+
+
+def test_with_a_key_every_route_refuses_a_request_without_it(keyed: AgentServer) -> None:
+    requests = every_request(keyed)
+    paths = {p for _, p in requests}
+    for expected in ("/", "/static/app.js", "/static/style.css", "/docs", "/openapi.json"):
+        assert expected in paths, expected  # the page and the docs are in the table
+    assert "/v1/completions" in paths and len(requests) >= 25
+    first = None
+    for method, path in requests:
+        status, raw, headers = raw_call(keyed, method, path)
+        assert status == 401, (method, path, status)
+        assert headers["www-authenticate"] == 'Basic realm="recai", charset="UTF-8"', path
+        if method != "HEAD":
+            error = json.loads(raw)["error"]  # OpenAI's shape, on the page's paths too
+            assert error["code"] == "invalid_api_key" and error["type"] == "invalid_request_error"
+            assert "Missing API key" in error["message"] and KEY not in raw.decode()
+            first = first if first is not None else raw
+            assert raw == first, path  # one answer for every path: nothing told about routes
+
+
+def test_with_a_key_unknown_paths_and_methods_get_the_401_before_any_404(
+    keyed: AgentServer,
+) -> None:
+    known = raw_call(keyed, "GET", "/health")
+    for method, path in (
+        ("GET", "/nowhere"),
+        ("GET", "/static/other.js"),
+        ("GET", "/index.html"),
+        ("GET", "/v1/secret-admin"),
+        ("POST", "/"),  # the page's path, but not its method
+        ("DELETE", "/health"),
+        ("PUT", "/v1/chat/completions"),
+        ("OPTIONS", "/v1/recommend"),  # no CORS configured: no preflight answered either
+    ):
+        status, raw, headers = raw_call(keyed, method, path)
+        assert (status, raw) == known[:2], (method, path)
+        assert headers["www-authenticate"] == known[2]["www-authenticate"]
+    # with the key, the same requests get their 404 and 405
+    status, raw, _ = raw_call(keyed, "GET", "/nowhere", BEARER)
+    assert status == 404 and json.loads(raw)["error"]["code"] == "not_found"
+    status, _, _ = raw_call(keyed, "DELETE", "/health", basic("x", KEY))
+    assert status == 405
+
+
+def test_with_a_key_every_route_takes_it_as_bearer_or_basic_and_answers_alike(
+    keyed: AgentServer,
+) -> None:
+    for method, path in every_request(keyed):
+        answers = [
+            raw_call(keyed, method, path, headers)[:2]
+            for headers in (BEARER, basic("anyone", KEY), basic("", KEY), {"api-key": KEY.encode()})
+        ]
+        assert answers[0][0] != 401, (method, path, answers[0])
+        assert {status for status, _ in answers} == {answers[0][0]}, (method, path, answers)
+    status, page, headers = raw_call(keyed, "GET", "/", basic("me", KEY))
+    assert status == 200 and b"<title>recai chat</title>" in page
+    assert "content-security-policy" in headers
+    status, raw, _ = raw_call(keyed, "GET", "/health", basic("me", KEY))
+    assert status == 200 and json.loads(raw)["agents"] == ["shop", "plain"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer " + KEY.encode("ascii", "replace").decode()},  # ✓ -> ?
+        {"Authorization": b"Bearer " + KEY.encode()[:-1]},  # one byte short
+        {"Authorization": b"Bearer " + KEY.encode() + b"x"},
+        {"Authorization": "Basic " + base64.b64encode(b"me:wrong").decode()},
+        {"Authorization": "Basic " + base64.b64encode(KEY.encode()).decode()},  # no colon
+        {"Authorization": "Basic " + base64.b64encode(KEY.encode() + b":").decode()},  # as user
+        {"Authorization": "Basic " + base64.b64encode(KEY.encode("latin-1", "replace")).decode()},
+        {"Authorization": "Basic not*base64"},
+        {"Authorization": "Basic"},
+        {"Authorization": KEY.encode()},  # no scheme
+        {"Authorization": b"Token " + KEY.encode()},
+        {"api-key": "wrong"},
+    ],
+    ids=lambda h: repr(next(iter(h.values())))[:40],
+)
+def test_a_wrong_key_is_refused_however_it_is_sent(keyed: AgentServer, headers: Any) -> None:
+    for method, path in (("GET", "/"), ("GET", "/health"), ("POST", "/v1/chat/completions")):
+        status, raw, answer_headers = raw_call(keyed, method, path, headers)
+        assert status == 401, (method, path)
+        assert json.loads(raw)["error"]["code"] == "invalid_api_key"
+        assert answer_headers["www-authenticate"].startswith("Basic ")
+        assert b"wrong" not in raw and KEY.encode() not in raw  # nothing given is echoed
+
+
+def test_the_openai_client_is_refused_without_the_key_and_served_with_it() -> None:
+    import openai
+
+    with AgentServer(served(), api_key="sk-ascii-only") as s:  # OpenAI clients send ASCII keys
+        refused = openai.OpenAI(base_url=s.base_url, api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as caught:
+            refused.chat.completions.create(
+                model="shop", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert caught.value.status_code == 401 and caught.value.code == "invalid_api_key"
+        client = openai.OpenAI(base_url=s.base_url, api_key="sk-ascii-only", max_retries=0)
+        answer = client.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "you said hi" in (answer.choices[0].message.content or "")
 
 
 def test_cors_is_off_by_default_and_on_for_the_configured_origin():

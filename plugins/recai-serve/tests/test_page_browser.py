@@ -214,12 +214,22 @@ def server(agent: ShelfAgent, slow_agent: ShelfAgent, dataset: Any) -> Iterator[
 
 
 @pytest.fixture(scope="module")
-def keyed_server(dataset: Any) -> Iterator[str]:
+def keyed_agent(dataset: Any) -> ShelfAgent:
+    return ShelfAgent(dataset)
+
+
+@pytest.fixture(scope="module")
+def keyed_log() -> list[str]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def keyed_server(dataset: Any, keyed_agent: ShelfAgent, keyed_log: list[str]) -> Iterator[str]:
     from recai_serve.served import Served
     from recai_serve.server import AgentServer
 
-    served = Served(agents={AGENT: ShelfAgent(dataset)}, dataset=dataset)
-    with AgentServer(served, api_key=KEY, shutdown_timeout=2) as running:
+    served = Served(agents={AGENT: keyed_agent}, dataset=dataset)
+    with AgentServer(served, api_key=KEY, shutdown_timeout=2, log=keyed_log.append) as running:
         yield running.url
 
 
@@ -334,7 +344,6 @@ def test_chat_page_streams_a_reply_with_item_cards_trace_and_feedback(
     _open(d, server)
     _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the agent picker never filled")
     assert d.find_element(By.ID, "agent").get_attribute("value") == AGENT
-    assert d.find_element(By.ID, "key-form").is_displayed() is False  # no key needed here
     # count the text pieces the reply arrives in
     d.execute_script(
         """
@@ -595,24 +604,61 @@ def test_stop_ends_a_streaming_answer_and_the_server_stops_the_turn(
     assert len(slow_agent.turns) == 0  # the turn never finished
 
 
-def test_a_server_with_a_key_gets_it_from_the_page_and_keeps_it_in_the_tab(
-    browser: Any, keyed_server: str
+def test_a_server_with_a_key_serves_the_page_after_the_browsers_own_login(
+    browser: Any,
+    keyed_server: str,
+    keyed_agent: ShelfAgent,
+    keyed_log: list[str],
+    dataset: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     d = browser
-    _open(d, keyed_server)
-    form = d.find_element(By.ID, "key-form")
-    _wait(d, lambda d: form.is_displayed(), "the page did not ask for the key")
-    assert "HTTP 401" in d.find_element(By.ID, "error-text").text
-    d.find_element(By.ID, "api-key").send_keys(KEY + Keys.ENTER)
-    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the key was not used")
-    assert not d.find_element(By.ID, "error").is_displayed()
-    assert d.execute_script("return sessionStorage.getItem('recai.apiKey')") == KEY
-    d.refresh()  # the tab keeps the key: no question this time
-    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the kept key was not used")
-    assert not d.find_element(By.ID, "key-form").is_displayed()
+    # without the key: the server's 401 (a Basic challenge; headless chromium asks nobody), no
+    # page, no script, no style
+    d.get(keyed_server + "/")
+    assert d.find_elements(By.ID, "agent") == [] and d.title != "recai chat"
+    assert keyed_log and all('" 401 ' in line for line in keyed_log), keyed_log
+    # the browser logs in (any user name, the key as the password; in the URL, as a user may
+    # type it, or through the browser's prompt): the page, its files and its own API calls
+    # are then sent with that login by the browser itself
+    host = keyed_server.removeprefix("http://")
+    d.get(f"http://anyone:{KEY}@{host}/")
+    _wait(d, lambda d: d.find_element(By.ID, "agent").is_enabled(), "the page never loaded")
+    d.get_log("browser")  # the log afresh from here
+    d.find_element(By.ID, "user").send_keys("2")  # MovieLens user 2, whose likes are kept
     _send(d, "some drama")
     _wait(d, _answered(d, 1), "the answer never completed")
-    assert d.find_elements(By.CSS_SELECTOR, ".card")
+    turn = keyed_agent.turns[-1]
+    cards = d.find_elements(By.CSS_SELECTOR, "#log .message.assistant .card")
+    assert [c.get_attribute("data-item") for c in cards] == [i["id"] for i in turn.items]
+    catalog = dataset.catalog
+    for card, item in zip(cards, turn.items, strict=True):
+        title = card.find_element(By.CSS_SELECTOR, "h3").text.partition(" ")[2]
+        assert title == catalog.title(catalog.index(item["id"]))
+        assert "Drama" in card.find_element(By.CSS_SELECTOR, ".attrs").text
+    assert d.find_elements(By.CSS_SELECTOR, "#turns .turn table.trace tbody tr")
+    cards[0].find_element(By.CSS_SELECTOR, "button.like").click()  # POST /v1/feedback
+    _wait(d, lambda d: "Liked" in cards[0].find_element(By.CSS_SELECTOR, ".ack").text, "no ack")
+    assert keyed_agent.profiles["2"]["liked"] == [turn.items[0]["id"]]
+    assert not d.find_element(By.ID, "error").is_displayed()
+    assert _problems(d) == []
+    _screenshot(d, tmp_path, capsys, "recai-serve-chat-page-with-key.png")
+    # the page never holds the key: not in its storage, not in its document
+    kept = d.execute_script(
+        "return JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage),"
+        " document.documentElement.outerHTML])"
+    )
+    assert KEY not in kept and "http://anyone:" not in d.execute_script("return location.href")
+    # the browser keeps its login: the plain address opens the page and the kept conversation
+    d.get(keyed_server + "/")
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card")) == len(cards), "no cards")
+    assert not d.find_element(By.ID, "error").is_displayed()
+    served = [line for line in keyed_log if '" 200 ' in line or '" 304 ' in line]
+    for path in ("GET / ", "GET /static/app.js ", "GET /v1/models ", "POST /v1/chat/completions "):
+        assert any(path in line for line in served), path
+    assert any("POST /v1/feedback " in line for line in served)
+    assert any("GET /v1/sessions/" in line for line in served)
 
 
 # -- the page with the real InteRecAgent -----------------------------------------------------------

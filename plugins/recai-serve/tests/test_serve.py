@@ -7,6 +7,7 @@ clean shutdown, and the command line.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import socket
@@ -336,6 +337,49 @@ def test_api_key_is_required_when_set() -> None:
             )[0]
             == 200
         )
+
+
+def _request(
+    server: LLMServer, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        body = b"{}" if method == "POST" else None
+        conn.request(
+            method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})}
+        )
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_with_a_key_every_route_and_unknown_path_of_the_llm_server_wants_it() -> None:
+    from starlette.routing import Route
+
+    with LLMServer(Whole(), model="m", api_key="k-123") as s:
+        routes = [r for r in s.app.routes if isinstance(r, Route)]
+        requests = [
+            (method, r.path.replace("{deployment}", "m"))
+            for r in routes
+            for method in sorted(r.methods or {"GET"})
+        ]
+        requests += [("GET", "/nowhere"), ("GET", "/"), ("POST", "/health"), ("PUT", "/v1/models")]
+        assert len(requests) >= 16
+        basic = "Basic " + base64.b64encode(b"anyone:k-123").decode()
+        for method, path in requests:
+            status, headers, raw = _request(s, method, path)
+            assert status == 401, (method, path)  # before any 404 or 405: no route told
+            assert headers["www-authenticate"] == 'Basic realm="recai", charset="UTF-8"'
+            if method != "HEAD":
+                assert json.loads(raw)["error"]["code"] == "invalid_api_key"
+            wrong = "Basic " + base64.b64encode(b"anyone:k-12").decode()
+            assert _request(s, method, path, {"Authorization": wrong})[0] == 401
+            with_bearer = _request(s, method, path, {"Authorization": "Bearer k-123"})[0]
+            with_basic = _request(s, method, path, {"Authorization": basic})[0]
+            assert with_bearer == with_basic != 401, (method, path, with_bearer, with_basic)
+        status, _, raw = _request(s, "GET", "/health", {"Authorization": basic})
+        assert status == 200 and json.loads(raw) == {"status": "ok"}
 
 
 # -- faults ----------------------------------------------------------------------------------------

@@ -21,9 +21,12 @@ Agent turns are blocking: each runs in a worker thread, holding one of ``max_con
 slots (the rest wait, up to ``queue_timeout``, then a 503). A turn whose client leaves, or that
 runs past ``request_timeout``, is stopped at the next piece of text it writes (its
 ``on_text`` raises), and the server's shutdown finishes or cancels it as for LLM requests.
-With ``api_key`` every route requires the key, ``/health`` and ``/docs`` included; only the
-chat page's static files do not (a browser cannot send a key to open a page; the page asks for
-it and sends it with its API calls).
+With ``api_key`` every request needs the key, whatever its path: the API, ``/health``,
+``/metrics``, ``/docs``, the chat page and its files, unknown paths (a 401 before any 404, so
+nothing tells a client without the key which routes exist). API clients send it as
+``Authorization: Bearer <key>``; a browser opening the page gets a Basic challenge and asks for
+it natively (any user name, the key as the password), then sends those credentials with the
+page's own API calls (:class:`recai_serve.app.KeyGuard`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from .app import (
     BODY_TIMEOUT,
     MAX_BODY_BYTES,
     SEND_TIMEOUT,
+    KeyGuard,
     _api_error,
     _client_gone,
     _ClientGone,
@@ -155,13 +159,11 @@ def create_agent_app(
     ]
     if served.backends:  # prompt scoring, for the LLM backends served beside the agents
         routes.append(Route("/v1/completions", service.completions, methods=["POST"]))
-    public: frozenset[str] = frozenset()
     if page:
         with contextlib.suppress(ImportError):  # the chat page, where it is installed
-            from .page import PAGE_FILES, page_routes
+            from .page import page_routes
 
             routes.extend(page_routes())
-            public = frozenset(PAGE_FILES)
     routes.extend(rest.openapi_routes(routes, served))
     stack = [
         Middleware(RequestLog, stats=stats, log=log),
@@ -177,7 +179,7 @@ def create_agent_app(
                 max_age=600,
             )
         )
-    stack.append(Middleware(_KeyGuard, service=service, public=public))
+    stack.append(Middleware(KeyGuard, service=service))
     stack.extend(Middleware(m) for m in middleware)  # type: ignore[arg-type]
     app = Starlette(
         routes=routes,
@@ -196,35 +198,6 @@ def create_agent_app(
     app.state.sessions = agents.sessions
     app.state.service = service  # the server's shutdown cancels through it
     return app
-
-
-class _KeyGuard:
-    """ASGI middleware: with an API key, every request must carry it (401 otherwise), whatever
-    its route: every API route, ``/health``, ``/metrics``, ``/docs``, ``/openapi.json`` and
-    unknown paths too. Only ``GET``/``HEAD`` of the chat page's own files (``public``: static
-    HTML, script and style, no data) pass without it, because a browser cannot send a key when
-    it opens a page: the page then asks for the key and sends it with every API call. CORS
-    preflights are answered before this, by the CORS middleware, when origins are allowed."""
-
-    def __init__(self, app: ASGIApp, service: _Service, public: frozenset[str] = frozenset()):
-        self.app = app
-        self.service = service
-        self.public = public
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and self.service.api_key is not None
-            and not (scope["method"] in ("GET", "HEAD") and scope["path"] in self.public)
-        ):
-            request = Request(scope, receive)
-            try:
-                self.service.check_auth(request)
-            except APIError as e:
-                response = await _api_error(request, e)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class TurnStopped(BaseException):

@@ -34,6 +34,8 @@ request whose client leaves is cancelled, waiting or generating.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import functools
 import gc
@@ -76,7 +78,16 @@ from .protocol import (
 )
 from .requestlog import RequestLog, ServerStats
 
-__all__ = ["create_app", "Limits", "MAX_BODY_BYTES", "BODY_TIMEOUT", "THREADS"]
+__all__ = [
+    "create_app",
+    "Limits",
+    "KeyGuard",
+    "given_key",
+    "BASIC_CHALLENGE",
+    "MAX_BODY_BYTES",
+    "BODY_TIMEOUT",
+    "THREADS",
+]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 """The largest request body accepted by default (larger: 413): twice the default
@@ -116,8 +127,9 @@ def create_app(
     """The ASGI app serving ``backends`` over the OpenAI API.
 
     ``backends`` is one backend (served as ``model``) or a mapping from model names to backends.
-    ``api_key`` makes every route, ``/health`` too, require it (``Authorization: Bearer <key>``
-    or Azure's ``api-key`` header). ``max_concurrency`` bounds the backend calls running at once
+    ``api_key`` makes every request require it, ``/health`` and unknown paths too
+    (``Authorization: Bearer <key>``, HTTP Basic with the key as the password, or Azure's
+    ``api-key`` header; :class:`KeyGuard`). ``max_concurrency`` bounds the backend calls running at once
     (None: up to :data:`THREADS`); ``queue_timeout`` bounds how long a request waits for one
     (None: as long as it takes). ``stats`` counts completion requests (``app.state.stats``);
     ``log`` receives one line per request. ``middleware`` are ASGI middleware factories
@@ -158,6 +170,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(RequestLog, stats=stats, log=log),
+            Middleware(KeyGuard, service=service),
             *(Middleware(m) for m in middleware),  # type: ignore[arg-type]
         ],
         exception_handlers={
@@ -174,6 +187,65 @@ def create_app(
 
 
 _MODEL_PATHS = ("/v1/models", "/models", "/openai/models")
+
+
+# -- the API key -----------------------------------------------------------------------------------
+BASIC_CHALLENGE = 'Basic realm="recai", charset="UTF-8"'
+"""The ``WWW-Authenticate`` challenge of every 401 for a missing or wrong key (RFC 7617): a
+browser that opens a page of the server asks for a user name and password natively (any user
+name, the key as the password); OpenAI clients ignore it."""
+
+
+def given_key(headers: Mapping[str, str]) -> bytes | None:
+    """The key a request carries, as bytes (None: none; compared with the key's UTF-8):
+    ``Authorization: Bearer <key>`` (OpenAI clients), ``Authorization: Basic
+    base64(user:key)`` (a browser after its login prompt, UTF-8 as the challenge says; the user
+    name is ignored), or Azure's ``api-key`` header. ``headers`` are Starlette's (decoded as
+    Latin-1, so encoding them back gives the bytes sent). A malformed Basic credential gives
+    ``b""``, which matches no key."""
+    auth = headers.get("authorization") or ""
+    scheme, _, value = auth.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip().encode("latin-1", "replace")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return b""
+        user, colon, password = decoded.partition(b":")
+        return password if colon else b""
+    given = headers.get("api-key")
+    return None if given is None else given.strip().encode("latin-1", "replace")
+
+
+class KeyGuard:
+    """ASGI middleware: with an API key, every HTTP request must carry it (see
+    :func:`given_key`), whatever its path or method: every API route, ``/health``, ``/metrics``,
+    ``/docs``, ``/openapi.json``, the chat page and its script and style, and unknown paths
+    (the 401 comes before routing, so that a 404 or 405 tells nobody without the key which
+    routes exist). The 401 has OpenAI's error shape and the Basic challenge
+    (:data:`BASIC_CHALLENGE`), the same for every path. A websocket without the key is closed
+    before it opens (the server answers 403). CORS preflights, which carry no credentials by
+    the Fetch standard, are answered before this by the CORS middleware, where origins are
+    allowed."""
+
+    def __init__(self, app: ASGIApp, service: _Service):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.service.api_key is not None and scope["type"] in ("http", "websocket"):
+            request = Request(scope, receive)
+            try:
+                self.service.check_auth(request)
+            except APIError as e:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008, "reason": ""})
+                    return
+                response = await _api_error(request, e)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- error answers ---------------------------------------------------------------------------------
@@ -299,19 +371,19 @@ class _Service:
 
     # -- plumbing ----------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
+        """With a key, the request must carry it (401 otherwise): see :func:`given_key`."""
         if self.api_key is None:
             return
-        given = request.headers.get("api-key")
-        auth = request.headers.get("authorization") or ""
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+        given = given_key(request.headers)
+        if given is None or not hmac.compare_digest(given, self.api_key.encode("utf-8")):
             raise APIError(
                 401,
                 "Incorrect API key provided."
                 if given
-                else "Missing API key: send Authorization: Bearer <key>.",
+                else "Missing API key: send Authorization: Bearer <key> (a browser: log in "
+                "with any user name and the key as the password).",
                 code="invalid_api_key",
+                headers={"WWW-Authenticate": BASIC_CHALLENGE},
             )
 
     async def json_body(self, request: Request) -> dict[str, Any]:

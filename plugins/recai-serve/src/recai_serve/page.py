@@ -16,9 +16,10 @@ connections from the server itself only, no inline script or style, no frames, n
 elsewhere, and Trusted Types required with no policy allowed, so the browser itself refuses any
 ``innerHTML`` assignment: model text and catalog titles can only ever be shown as text.
 
-The page and its assets hold no data and no secret: they are served without the API key (a
-browser cannot send one when it opens a URL); every request they make to the API sends the key
-the user types in (kept in the tab's ``sessionStorage``).
+With an API key, the page and its assets are behind it like every other path
+(:class:`recai_serve.app.KeyGuard`): the 401 carries a Basic challenge, so the browser asks for
+a user name and password itself (any user name, the key as the password) and then sends them
+with the page's assets and API calls; the page's script never sees, asks for or keeps the key.
 
 >>> [r.path for r in page_routes()]
 ['/', '/static/app.js', '/static/style.css']

@@ -721,14 +721,19 @@ def openapi(served: Served, paths: set[str] | None = None) -> dict[str, Any]:
             "version": __version__,
             "description": "recai's agents and recommenders over HTTP. Serving "
             + served_text
-            + ". Errors have OpenAI's shape. With an API key, send Authorization: Bearer <key>.",
+            + ". Errors have OpenAI's shape. With an API key, every path needs it: send "
+            "Authorization: Bearer <key>, or HTTP Basic credentials with the key as the password "
+            "(what a browser sends after its login prompt; any user name).",
         },
         "paths": out,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"basic": []}],
     }
 
 

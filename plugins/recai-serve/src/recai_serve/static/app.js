@@ -13,6 +13,9 @@
 // A conversation the server keeps is named in the page's URL (?session=ID) and remembered in
 // localStorage: a reload, a second tab, or the page opened after a server restart (with a
 // session store) shows its earlier turns, with their cards and traces, and goes on with it.
+// With an API key, the server serves this page only after the browser's own login prompt (HTTP
+// Basic: any user name, the key as the password); the browser then sends those credentials with
+// the page's requests by itself, so the page never sees, asks for or keeps the key.
 // Errors arrive in OpenAI's shape {"error": {"message", "type", "param", "code"}} and are shown
 // in the page. Every piece of text from the server (model text, titles, attributes, errors) is
 // put in the page as text (textContent, text nodes): the page's Content-Security-Policy requires
@@ -20,7 +23,6 @@
 "use strict";
 
 (() => {
-  const KEY_STORE = "recai.apiKey";
   const AGENT_STORE = "recai.agent";
   const CHAT_STORE = "recai.chat"; // this tab's conversation: a reload shows it again
   const LAST_STORE = "recai.lastSession"; // {session, model} of the last conversation (all tabs)
@@ -33,8 +35,6 @@
   const ui = {
     agent: $("agent"),
     user: $("user"),
-    keyForm: $("key-form"),
-    key: $("api-key"),
     newChat: $("new-chat"),
     error: $("error"),
     errorText: $("error-text"),
@@ -62,7 +62,6 @@
     profile: null, // the user's profile as the server last gave it
     restored: false,
     loading: false, // a kept conversation is being loaded: nothing can be sent meanwhile
-    key: readStore(KEY_STORE),
   };
 
   // -- small helpers -------------------------------------------------------------------------------
@@ -108,11 +107,19 @@
   }
 
   // Name the conversation in the URL (a reload or a copied link opens it again), or none.
+  // From document.URL: a page opened as http://user:key@host/ may only be given a URL with the
+  // same credentials (location.href does not show them).
   function nameSession(id, model) {
-    const url = new URL(window.location.href);
+    const url = new URL(document.URL);
     if (id) url.searchParams.set("session", id);
     else url.searchParams.delete("session");
-    if (url.href !== window.location.href) window.history.replaceState(null, "", url.href);
+    if (url.href !== document.URL) {
+      try {
+        window.history.replaceState(null, "", url.href);
+      } catch (e) {
+        // the address cannot name it here: localStorage still does, below
+      }
+    }
     writeLocal(LAST_STORE, id ? JSON.stringify({ session: id, model }) : "");
   }
 
@@ -203,6 +210,10 @@
       if (err.code) details.push(`code ${err.code}`);
       if (err.param) details.push(`field ${err.param}`);
       message = `${err.message} (${details.join(", ")})`;
+      if (err.status === 401) {
+        // the key changed since the browser logged in: a reload brings its login prompt back
+        message += " Reload the page and log in with the server's API key as the password.";
+      }
     } else if (err instanceof TypeError) {
       message = `Cannot reach the server: ${err.message}`;
     } else {
@@ -210,7 +221,6 @@
     }
     ui.errorText.textContent = message;
     ui.error.hidden = false;
-    if (err instanceof ApiError && err.status === 401) askForKey();
   }
 
   function clearError() {
@@ -219,17 +229,20 @@
   }
 
   // -- the API -------------------------------------------------------------------------------------
-  function headers(json) {
-    const out = {};
-    if (json) out["Content-Type"] = "application/json";
-    if (state.key) out.Authorization = `Bearer ${state.key}`;
-    return out;
+  // The URL of an API path, relative to the page (so that a reverse proxy may serve it under a
+  // prefix) but without credentials: a page opened as http://user:key@host/ has them in its base
+  // URL, and fetch() refuses a URL that has them (the browser sends its login by itself).
+  function api(path) {
+    const url = new URL(path, window.location.href);
+    url.username = "";
+    url.password = "";
+    return url.href;
   }
 
   async function postJSON(path, body, signal) {
-    const response = await fetch(path, {
+    const response = await fetch(api(path), {
       method: "POST",
-      headers: headers(true),
+      headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
       signal,
       cache: "no-store",
@@ -238,18 +251,13 @@
     return response;
   }
 
-  function askForKey() {
-    ui.keyForm.hidden = false;
-    ui.key.focus();
-  }
-
   // The agent picker from GET /v1/models: the agents when the server says which models are
   // agents ("recai": "agent", as recai serve lists them), else every model.
   async function loadModels() {
     ui.agent.disabled = true;
     let response;
     try {
-      response = await fetch("v1/models", { headers: headers(false), cache: "no-store" });
+      response = await fetch(api("v1/models"), { cache: "no-store" });
     } catch (e) {
       showError(e);
       return;
@@ -276,7 +284,6 @@
     const remembered = readStore(AGENT_STORE);
     if (remembered && shown.some((m) => String(m.id) === remembered)) ui.agent.value = remembered;
     ui.agent.disabled = false;
-    if (!ui.keyForm.hidden && state.key) ui.keyForm.hidden = true;
     clearError();
     if (!state.restored) await restoreChat(shown.map((m) => String(m.id)));
   }
@@ -353,8 +360,7 @@
     try {
       let response;
       try {
-        response = await fetch(`v1/sessions/${encodeURIComponent(id)}`, {
-          headers: headers(false),
+        response = await fetch(api(`v1/sessions/${encodeURIComponent(id)}`), {
           cache: "no-store",
         });
       } catch (e) {
@@ -872,14 +878,7 @@
       saveChat();
     }
   });
-  ui.keyForm.addEventListener("submit", (event) => {
-    event.preventDefault();
-    state.key = ui.key.value.trim();
-    writeStore(KEY_STORE, state.key);
-    loadModels();
-  });
   ui.errorClose.addEventListener("click", clearError);
 
-  if (state.key) ui.key.value = state.key;
   loadModels();
 })();
