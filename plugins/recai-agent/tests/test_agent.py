@@ -695,7 +695,7 @@ def test_a_tuned_planner_gets_its_training_prompt_and_its_values_are_kept(split,
     llm = ScriptedLLM(
         plan=plan(("hard_filter", {"genres": ["Romance"]}), ("ranking", {}), ("map", {}))
     )
-    agent = make_agent(split, knn, llm, planner="tuned")
+    agent = make_agent(split, knn, llm, planner="tuned", model_values=True)
     reply = ask(agent, "something to watch tonight")
     first = llm.calls[0]
     # exactly the prompt recai agent-tune trains on: no catalog hints, demos or schema text
@@ -705,9 +705,36 @@ def test_a_tuned_planner_gets_its_training_prompt_and_its_values_are_kept(split,
     ]
     assert first["json_schema"] == planner_schema(agent.catalog)
     assert reply.llm_calls == 2
-    # a value the request does not name is kept from a tuned planner (the prompted brain's
-    # values are dropped unless model_values)
+    # with model_values, a value the request does not name is kept from the tuned planner
     assert reply.items and all("Romance" in FILMS[it["index"]][2] for it in reply.items)
+    # without (the default), it is dropped: the rules' plan for what they read, nothing added
+    strict = make_agent(split, knn, ScriptedLLM(plan=llm.plan), planner="tuned")
+    reply = ask(strict, "something to watch tonight")
+    assert reply.items and not all("Romance" in FILMS[it["index"]][2] for it in reply.items)
+
+
+def test_a_tuned_planner_trained_with_hints_gets_the_genre_words_from_its_tune_json(
+    split, knn, tmp_path
+) -> None:
+    from recai_agent.plannereval import SHORT_PROMPT
+
+    (tmp_path / "tune.json").write_text('{"prompt": "hints"}')
+    llm = ScriptedLLM(plan=plan(("ranking", {}), ("map", {})))
+    llm.model = str(tmp_path)  # type: ignore[attr-defined]  # as hf.v1's model folder
+    agent = make_agent(split, knn, llm, planner="tuned")
+    ask(agent, "no scary stuff, something funny please")
+    assert llm.calls[0]["messages"] == [
+        Message.system(SHORT_PROMPT),
+        Message.user(
+            "no scary stuff, something funny please\nGenre words: scary = Horror; funny = Comedy."
+        ),
+    ]
+    # an explicit tuned_prompt wins over tune.json
+    llm2 = ScriptedLLM(plan=plan(("ranking", {}), ("map", {})))
+    llm2.model = str(tmp_path)  # type: ignore[attr-defined]
+    short = make_agent(split, knn, llm2, planner="tuned", tuned_prompt="short")
+    ask(short, "no scary stuff, something funny please")
+    assert llm2.calls[0]["messages"][1] == Message.user("no scary stuff, something funny please")
 
 
 def test_a_tuned_planner_yields_to_what_the_rules_read_for_certain(split, knn) -> None:

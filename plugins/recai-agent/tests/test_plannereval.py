@@ -235,6 +235,23 @@ def test_a_tuned_planner_gets_the_short_prompt_it_was_trained_on(cat, reqs):
         LLMPlanner(backend, cat, prompt="long")
 
 
+def test_the_hints_prompt_adds_the_genre_words_the_rules_found_without_their_role(cat):
+    from recai_agent.plannereval import SHORT_PROMPT, hint_line
+    from recai_agent.slots import SlotExtractor
+
+    request = "in the mood for whodunits, but please skip anything scary"
+    slots = SlotExtractor(cat).extract(request)
+    assert slots.genres == ["Mystery"] and slots.not_genres == ["Horror"]  # the rules' roles
+    hints = hint_line(slots, request)
+    # said order, each word with its catalog genre, and nothing about wanted or refused
+    assert hints == "Genre words: whodunits = Mystery; scary = Horror."
+    assert hint_line(SlotExtractor(cat).extract("hello there"), "hello there") == ""
+    backend = ScriptedPlanner({})
+    LLMPlanner(backend, cat, prompt="hints").plan([request, "hello there"])
+    assert [m.content for m in backend.prompts[0]] == [SHORT_PROMPT, f"{request}\n{hints}"]
+    assert [m.content for m in backend.prompts[1]] == [SHORT_PROMPT, "hello there"]
+
+
 class CutOff(ScriptedPlanner):
     """Like hf.v1 with json_repairs = 0: a batch with a reply cut by max_tokens raises, and the
     error carries every completion."""

@@ -210,3 +210,31 @@ def test_a_catalog_without_years_or_titles_still_generates_what_it_can():
     reqs = generate(cat, "train", 30, seed=0)
     assert len(reqs) == 30
     assert all(r.slots["year_min"] is None and r.slots["year_max"] is None for r in reqs)
+
+
+def test_the_training_family_is_much_wider_than_the_test_family(train_set, test_set):
+    """A 135M planner memorised a few templates a kind in one epoch: training phrasings
+    outnumber the test family's several times, and training requests come dressed (openings,
+    endings, lower case) while held-out requests never do."""
+    for kind, (train, test) in TEMPLATES.items():
+        assert len(train) >= 2 * len(test), kind
+    assert len({r.template for r in train_set}) >= 3 * len({r.template for r in test_set})
+    openers = ("hey, ", "quick question: ", "hmm, ", "so, ", "well, ")
+    dressed = [r for r in train_set if r.request.lower().startswith(openers)]
+    assert len(dressed) >= len(train_set) // 20
+    assert not any(r.request.lower().startswith(openers) for r in test_set)
+
+
+def test_early_and_late_phrasings_keep_their_part_of_the_decade(train_set, test_set):
+    """Every phrasing of "early"/"late" (digits or the decade's word) has the gold range of that
+    part: a catalog decade without a word falls back to a digit phrasing of the same kind."""
+    seen = Counter()
+    for r in [*train_set, *test_set]:
+        m = re.search(r"\b(early|late) (?:the )?(\d\ds|\d{4}s|[a-z]+ies)\b", r.request.lower())
+        if m is None or r.kind == "misspelling":
+            continue
+        hard = next(s["input"] for s in r.plan["steps"] if s["tool"] == "hard_filter")
+        lo, hi = hard["year_min"], hard["year_max"]
+        assert hi - lo == 3 and (lo % 10 == 0) == (m.group(1) == "early"), r.request
+        seen[m.group(1)] += 1
+    assert seen["early"] >= 5 and seen["late"] >= 5

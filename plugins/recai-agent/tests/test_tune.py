@@ -42,6 +42,25 @@ def test_examples_are_prompt_completion_pairs_with_the_plan_as_compact_json():
     assert "Sci-Fi" in full[0]["prompt"][0]["content"]
 
 
+def test_hints_examples_carry_the_genre_words_and_need_the_catalog():
+    from recai_agent.plannereval import hint_line
+    from recai_agent.slots import SlotExtractor
+
+    cat = film_catalog()
+    reqs = [r for r in generate(cat, "train", 60, seed=0) if r.kind in ("genre", "negation")]
+    pairs = examples(reqs, catalog_line(cat), "hints", cat)
+    extractor = SlotExtractor(cat)
+    with_words = 0
+    for pair, r in zip(pairs, reqs, strict=True):
+        hints = hint_line(extractor.extract(r.request), r.request)
+        want = f"{r.request}\n{hints}" if hints else r.request
+        assert pair["prompt"][1]["content"] == want
+        with_words += bool(hints)
+    assert with_words >= len(reqs) // 2
+    with pytest.raises(ValueError, match="needs the catalog"):
+        examples(reqs, catalog_line(cat), "hints")
+
+
 def test_the_command_has_its_defaults():
     args = _args("out")
     assert (args.out, args.base, args.method, args.n, args.resume) == (

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -210,8 +211,14 @@ class InterecAgentParams(recai.Params):
         "format, catalog hints and demonstrations in the prompt; for any brain); 'tuned' (a "
         "brain fine-tuned by `recai agent-tune`: the request alone under the short prompt it "
         "was trained on, the plan generated under the plan tools' schema and merged with the "
-        "rules, its values kept where the rules have none; an hf.v1 brain needs "
-        "schema_prompt = false, so its prompt stays the one it learned)",
+        "rules (its values the request does not name kept only with model_values true); "
+        "an hf.v1 brain needs schema_prompt = false, so its prompt stays the one it learned)",
+    )
+    tuned_prompt: Literal["auto", "short", "hints"] = Field(
+        "auto",
+        description="the prompt a tuned brain was trained on (`recai agent-tune --prompt`): "
+        "'short' (the request alone), 'hints' (the request and the genre words the rules "
+        "found); 'auto' reads it from tune.json in an hf.v1 brain's model folder, else 'short'",
     )
     demos: int = Field(
         2,
@@ -688,8 +695,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         model_plan: Any = None
         valid: bool | None = None
         if self.params.plan_mode == "plan-first" and self.params.planner == "tuned":
-            model_plan, valid = self._tuned_plan(turn, grounder)
-            plan = api.merge(model_plan, slots, True)
+            model_plan, valid = self._tuned_plan(turn, slots, grounder)
+            plan = api.merge(model_plan, slots, self.params.model_values)
             return _as_plan_dict(plan), valid
         if self.params.plan_mode == "plan-first":
             schema = self.plan_schema()
@@ -725,11 +732,28 @@ class InterecAgent(recai.Configurable, recai.Agent):
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
 
-    def _tuned_plan(self, turn: _Turn, grounder: Grounder) -> tuple[Any, bool]:
+    def _tuned_prompt(self) -> str:
+        """The prompt the tuned brain learned: ``tuned_prompt``, or with ``"auto"`` the
+        ``prompt`` of tune.json in the brain's model folder (``"short"`` without one)."""
+        if self.params.tuned_prompt != "auto":
+            return self.params.tuned_prompt
+        model = getattr(self.params.llm, "model", None)
+        if isinstance(model, str) and model:
+            info = Path(model).expanduser() / "tune.json"
+            try:
+                prompt = json.loads(info.read_text(encoding="utf-8")).get("prompt", "short")
+            except (OSError, ValueError, AttributeError):
+                return "short"
+            if prompt in ("short", "hints"):
+                return str(prompt)
+        return "short"
+
+    def _tuned_plan(self, turn: _Turn, slots: Any, grounder: Grounder) -> tuple[Any, bool]:
         """A tuned planner's plan for the turn's request (``planner = "tuned"``): one call
         with the prompt it was trained on (:func:`recai_agent.plannereval.planner_messages`,
-        ``"short"``), decoded under the plan tools' schema; ``(plan or None, valid)``."""
-        from .plannereval import planner_messages, planner_schema, read_output
+        ``"short"``, or ``"hints"`` with the genre words of the turn's slots), decoded under the
+        plan tools' schema; ``(plan or None, valid)``."""
+        from .plannereval import hint_line, planner_messages, planner_schema, read_output
 
         llm = self.params.llm
         if getattr(llm, "schema_prompt", False) is True:
@@ -742,9 +766,11 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if self._tuned_schema is None:
                 self._tuned_schema = planner_schema(self.catalog)
             schema = self._tuned_schema
+        prompt = self._tuned_prompt()
+        hints = hint_line(slots, turn.request) if prompt == "hints" else ""
         text = self._call(
             turn,
-            planner_messages(turn.request, "", "short"),
+            planner_messages(turn.request, "", prompt, hints),
             max_tokens=self.params.plan_tokens,
             json_schema=schema,
         )

@@ -56,7 +56,7 @@ from recai.types import Message
 
 from .plan import merge, plan_from_slots, plan_schema, repair_plan, validate_plan
 from .requests import PLAN_TOOLS, Request
-from .slots import CatalogFacts, SlotExtractor
+from .slots import CatalogFacts, SlotExtractor, Slots
 
 __all__ = [
     "PLANNER_PROMPT",
@@ -64,6 +64,7 @@ __all__ = [
     "SHORT_PROMPT",
     "SLOTS",
     "catalog_line",
+    "hint_line",
     "LLMPlanner",
     "RulePlanner",
     "planner_messages",
@@ -88,8 +89,12 @@ PLANNER_PROMPT = (
 #: The short prompt a tuned planner is trained and run on: the plan format is in its weights, and
 #: every prompt token costs training and decoding time on a CPU.
 SHORT_PROMPT = "Plan the tools for this request as JSON."
-#: The prompts by name (``LLMPlanner(prompt=...)``, ``tune.json``'s ``prompt``).
-PROMPTS = {"full": PLANNER_PROMPT, "short": SHORT_PROMPT}
+#: The prompts by name (``LLMPlanner(prompt=...)``, ``tune.json``'s ``prompt``). ``"hints"`` is
+#: the short prompt with the request followed by :func:`hint_line`: the genre words the slot
+#: extractor found and the catalog genre each names, without saying wanted or refused (a 135M
+#: model cannot learn "whodunit" or "heist" from a few thousand requests; the lexicon knows
+#: them, and the model decides what the request does with them).
+PROMPTS = {"full": PLANNER_PROMPT, "short": SHORT_PROMPT, "hints": SHORT_PROMPT}
 #: The slots scored, besides ``all``.
 SLOTS = ("genres", "years", "seeds", "negations", "ranking")
 _Z95 = 1.959963984540054
@@ -125,15 +130,50 @@ def catalog_line(catalog: Catalog) -> str:
     return " ".join(parts)
 
 
-def planner_messages(request: str, catalog: Catalog | str, prompt: str = "full") -> list[Message]:
+def hint_line(slots: Slots, request: str) -> str:
+    """The genre words of ``request`` the slot extractor matched, in the order they are said,
+    each with the catalog genre it names and not whether it is wanted or refused
+    (``"Genre words: whodunits = Mystery; thriller = Thriller."``); ``""`` when none.
+
+    >>> s = Slots(not_genres=["Horror"], genres=["Comedy"],
+    ...           matched=[("funny", "genres=Comedy"), ("scary", "not genres=Horror")])
+    >>> hint_line(s, "no scary stuff, something funny")
+    'Genre words: scary = Horror; funny = Comedy.'
+    """
+    low = request.lower()
+    found: list[tuple[int, str, str]] = []
+    for said, label in slots.matched:
+        key, _, value = label.partition("=")
+        if key.strip() in ("genres", "not genres") and value:
+            pos = low.find(said.lower())
+            found.append((pos if pos >= 0 else len(low), said, value))
+    if not found:
+        return ""
+    found.sort(key=lambda f: f[0])
+    seen: set[tuple[str, str]] = set()
+    parts = []
+    for _, said, value in found:
+        if (said.lower(), value) not in seen:
+            seen.add((said.lower(), value))
+            parts.append(f"{said} = {value}")
+    return "Genre words: " + "; ".join(parts) + "."
+
+
+def planner_messages(
+    request: str, catalog: Catalog | str, prompt: str = "full", hints: str = ""
+) -> list[Message]:
     """The planner's prompt for ``request``: the instructions (``prompt``: ``"full"``, with
-    the tools and the catalog's genres and years, ``catalog`` may be that line precomputed; or
-    ``"short"``, :data:`SHORT_PROMPT`, for a tuned planner) and the request as the user's
+    the tools and the catalog's genres and years, ``catalog`` may be that line precomputed;
+    ``"short"``, :data:`SHORT_PROMPT`, for a tuned planner; ``"hints"``, the short prompt with
+    ``hints``, :func:`hint_line`, on a line after the request) and the request as the user's
     message."""
     if prompt not in PROMPTS:
         raise ValueError(f"prompt must be one of {sorted(PROMPTS)}, got {prompt!r}")
     if prompt == "short":
         return [Message.system(SHORT_PROMPT), Message.user(request)]
+    if prompt == "hints":
+        text = f"{request}\n{hints}" if hints else request
+        return [Message.system(SHORT_PROMPT), Message.user(text)]
     line = catalog if isinstance(catalog, str) else catalog_line(catalog)
     return [Message.system(PLANNER_PROMPT.format(catalog=line).strip()), Message.user(request)]
 
@@ -204,7 +244,12 @@ class LLMPlanner:
         self.combine = combine
         self.schema = planner_schema(catalog)
         self._line = catalog_line(catalog)
-        self._extractor = SlotExtractor(catalog) if combine else None
+        self._extractor = SlotExtractor(catalog) if combine or prompt == "hints" else None
+
+    def _hints(self, request: str) -> str:
+        if self.prompt != "hints" or self._extractor is None:
+            return ""
+        return hint_line(self._extractor.extract(request), request)
 
     def plan(self, requests: Sequence[str]) -> list[Any]:
         options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": 0}
@@ -214,7 +259,7 @@ class LLMPlanner:
         keys = [(self.prompt, self.constrain, r) for r in requests]
         todo = [r for r, key in zip(requests, keys, strict=True) if key not in memo]
         if todo:
-            convs = [planner_messages(r, self._line, self.prompt) for r in todo]
+            convs = [planner_messages(r, self._line, self.prompt, self._hints(r)) for r in todo]
             try:
                 done = self.llm.chat_batch(convs, **options)
             except recai.RecaiError as e:

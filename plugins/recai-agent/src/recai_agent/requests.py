@@ -292,6 +292,71 @@ TEMPLATES: dict[str, _Templates] = {
     ),
 }
 
+#: More training phrasings: a 135M model memorises a handful of templates within one epoch
+#: (training loss 0.001) and then reads a held-out phrasing badly, so the training family is
+#: much wider than the test family. Written as general English requests, not from the test
+#: family; the tests check that no training template, year phrasing or request text is a test one.
+MORE_TRAIN: dict[str, tuple[str, ...]] = {
+    "chit_chat": (
+        "hey there", "hello!", "thanks!", "thank you", "cheers", "good night", "goodbye",
+        "ok thanks", "great, thank you", "hi, how are you?", "morning!", "that was helpful, thanks",
+        "bye", "see ya", "much appreciated",
+    ),
+    "genre": (
+        "can you recommend some {G}?", "what are some good {G}?", "I want to watch a {g} movie",
+        "give me a {g} film", "do you have any {G}?", "I'd love a good {g} movie",
+        "tonight I want {G}", "looking for a {g} film", "need a {g} movie for tonight",
+        "could you suggest a {g} movie?", "let's watch some {G}", "I enjoy {G}",
+        "recommend {G} or {G2}", "a {g} movie or maybe a {g2} one",
+        "either {G} or {G2} would be fine", "I'm a big fan of {G}", "what {G} do you have?",
+        "find a {g} movie for me", "pick a {g} film", "{g} and {g2} movies",
+        "something {g}", "I'm craving {G}", "show me your best {G}",
+    ),
+    "years": (
+        "a {g} film {y}", "any movies {y}?", "something {y} please", "I'd like a film {y}",
+        "recommend a {g} movie {y}", "show me films {y}", "a good movie {y}",
+        "looking for movies {y}", "{g} films {y} please", "can I get {G} {y}?",
+        "give me something {y}", "{G} {y}, thanks",
+    ),
+    "popularity": (
+        "crowd-pleasing {G}", "mainstream {g} movies", "the biggest {g} hits", "overlooked {G}",
+        "niche {g} films", "under-the-radar {G}", "popular {G} please", "some well-known {G}",
+        "any underrated {G}?", "a popular {g} movie {y}", "overlooked films {y}",
+        "mainstream hits {y}", "some niche picks", "the most popular films",
+    ),
+    "like_title": (
+        "I enjoyed {t}, anything similar?", "recommend movies like {t}", "what's similar to {t}?",
+        "I'm a fan of {t}", "{t} is my favourite, more like that", "something in the style of {t}",
+        "movies like {t} or {t2}", "loved {t} and {t2}, what next?",
+        "I liked {t}. any suggestions?", "similar to {t} please", "a {g} film similar to {t}",
+        "{G} like {t}", "my favourite is {t}, what else would I like?",
+    ),
+    "profile": (
+        "recommend something for me", "what do you recommend?", "anything for me tonight?",
+        "give me a recommendation", "I need something to watch", "what should I see next?",
+        "help me pick a movie", "what would you pick for me?", "any movie ideas for me?",
+    ),
+    "profile_intent": (
+        "something I'd like, {g} if possible", "a {g} movie that fits my taste",
+        "what {G} would I like?", "using my history, a movie {y}", "given my taste, any {G} {y}?",
+        "a {g} film I would enjoy", "for me, {G} please", "my kind of {g} movie",
+    ),
+    "negation": (
+        "not {NG} please", "no {NG}, anything else", "I can't stand {NG}", "avoid {NG}",
+        "keep {NG} out of it", "I'm not into {NG}", "{G} but not {NG}",
+        "a {g} film without any {NG}", "please, no {NG}", "I did not enjoy {dt}, suggest others",
+        "{dt} was terrible. what else?", "I disliked {dt}, recommend something else",
+        "not a fan of {dt}; any {G}?", "{G} please, no {NG}", "anything except {NG}",
+    ),
+    "combined": (
+        "{G} {y} like {t} but not {NG}", "a {g} film {y}, similar to {t}, no {NG}",
+        "looking for {G} {y}, no {NG}", "movies {y} like {t}", "a {g} movie {y} without {NG}",
+        "like {t}, {y}, no {NG}",
+    ),
+}  # fmt: skip
+for _kind, _more in MORE_TRAIN.items():
+    TEMPLATES[_kind] = (TEMPLATES[_kind][0] + _more, TEMPLATES[_kind][1])
+
 #: Year phrasings: ``kind -> (train, test)``; {a}/{b} years, {d2} two-digit decade ("80"),
 #: {d4} four-digit decade ("1980"), {w} the decade's word ("eighties").
 YEAR_PHRASES: dict[str, _Templates] = {
@@ -304,6 +369,19 @@ YEAR_PHRASES: dict[str, _Templates] = {
     "early": (("from the early {d2}s",), ("early {d4}s",)),
     "late": (("from the late {d4}s",), ("late {d2}s",)),
 }  # fmt: skip
+#: More training year phrasings (see :data:`MORE_TRAIN`).
+MORE_TRAIN_YEARS: dict[str, tuple[str, ...]] = {
+    "decade": ("during the {w}", "from the {d4}s", "in the {w}"),
+    "after": ("later than {a}", "after {a}"),
+    "since": ("{a} and newer", "{a} onward", "starting from {a}", "no earlier than {a}"),
+    "before": ("prior to {a}", "earlier than {a}"),
+    "until": ("not after {a}", "{a} at the latest"),
+    "between": ("{a} to {b}", "between the years {a} and {b}"),
+    "early": ("in the early {w}", "the early {d2}s"),
+    "late": ("in the late {w}", "the late {d4}s"),
+}  # fmt: skip
+for _kind, _more in MORE_TRAIN_YEARS.items():
+    YEAR_PHRASES[_kind] = (YEAR_PHRASES[_kind][0] + _more, YEAR_PHRASES[_kind][1])
 _DECADE_WORDS = {
     1920: "twenties",
     1930: "thirties",
@@ -530,8 +608,11 @@ class _Draw:
             "early": (d, d + 3),
             "late": (d + 6, d + 9),
         }[kind]
-        if "{w}" in phrase and d not in _DECADE_WORDS:
-            phrase = YEAR_PHRASES["decade"][0][0]
+        if "{w}" in phrase and d not in _DECADE_WORDS:  # no word for it: a phrasing in digits
+            family = YEAR_PHRASES[kind][0 if self.split == "train" else 1]
+            phrase = next((p for p in family if "{w}" not in p), phrase)
+            if "{w}" in phrase:
+                raise _Skip
         self.year_min, self.year_max = lo, hi
         self.values["y"] = phrase.format(
             a=a, b=b, d2=f"{d % 100:02d}", d4=str(d), w=_DECADE_WORDS.get(d, "")
@@ -569,8 +650,8 @@ class _Skip(Exception):
 
 
 #: Popularity words in the templates that mean "popular" and "not popular".
-_POPULAR = ("most popular", "well-known", "popular", "most watched", "famous", "blockbuster", "best known")  # fmt: skip
-_UNPOPULAR = ("hidden gem", "underrated", "lesser-known", "obscure", "little-known")
+_POPULAR = ("most popular", "well-known", "popular", "most watched", "famous", "blockbuster", "best known", "crowd-pleasing", "mainstream", "biggest")  # fmt: skip
+_UNPOPULAR = ("hidden gem", "underrated", "lesser-known", "obscure", "little-known", "overlooked", "niche", "under-the-radar")  # fmt: skip
 
 
 def _popularity(template: str) -> bool | None:
@@ -674,6 +755,8 @@ def generate(
             if slipped is None:
                 continue
             text = slipped
+        if split == "train" and base != "chit_chat":
+            text = _dress(text, rng)
         if len(text) > 1 and text[0].islower() and rng.random() < 0.3:
             text = text[0].upper() + text[1:]
         key = normalize_text(text)
@@ -703,6 +786,26 @@ def generate(
             )
         )
     return out
+
+
+#: Openings and endings a training request may get (they carry no slot): the model learns to
+#: read the request inside whatever a user wraps it in.
+_OPENERS = ("hey, ", "hi, ", "ok, ", "so, ", "hmm, ", "well, ", "quick question: ", "could you help? ", "right, ")  # fmt: skip
+_CLOSERS = (" please", " thanks", " thank you", "!", " :)", " if you can", ", cheers", "?")
+
+
+def _dress(text: str, rng: random.Random) -> str:
+    """A training request as users type it: sometimes an opening or an ending around it, all in
+    lower case, or its last punctuation dropped (the test family gets none of this)."""
+    if rng.random() < 0.3:
+        text = rng.choice(_OPENERS) + text[0].lower() + text[1:]
+    if rng.random() < 0.25 and text[-1:] not in "?!.":
+        text += rng.choice(_CLOSERS)
+    if rng.random() < 0.15:
+        text = text.lower()
+    elif rng.random() < 0.15 and text[-1:] in "?!.":
+        text = text[:-1]
+    return text
 
 
 def _target(plan: dict[str, Any], d: _Draw, catalog: Catalog) -> dict[str, Any]:

@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import recai
+from recai.data import Catalog
 from recai.errors import DataError, RecaiError
 
-from .plannereval import catalog_line, planner_messages
+from .plannereval import catalog_line, hint_line, planner_messages
 from .requests import Request, generate, read_jsonl
 
 __all__ = ["TuneParams", "configure", "examples", "run", "tune"]
@@ -88,13 +89,27 @@ class TuneParams:
         return 1e-3 if self.method == "lora" else 1e-4
 
 
-def examples(requests: Sequence[Request], line: str, prompt: str = "short") -> list[dict[str, Any]]:
+def examples(
+    requests: Sequence[Request],
+    line: str,
+    prompt: str = "short",
+    catalog: Catalog | None = None,
+) -> list[dict[str, Any]]:
     """Prompt-completion pairs (TRL's conversational format) for ``requests``: the planner's
     prompt (``prompt``, see :func:`~recai_agent.plannereval.planner_messages`; ``line`` is the
-    catalog's) and the target plan as compact JSON."""
+    catalog's) and the target plan as compact JSON. ``prompt="hints"`` needs ``catalog``: each
+    request's genre words are read by the slot extractor, as the tuned planner is run."""
+    extractor = None
+    if prompt == "hints":
+        if catalog is None:
+            raise ValueError("prompt='hints' needs the catalog (the slot extractor's lexicon)")
+        from .slots import SlotExtractor
+
+        extractor = SlotExtractor(catalog)
     out = []
     for r in requests:
-        messages = [m.to_dict() for m in planner_messages(r.request, line, prompt)]
+        hints = hint_line(extractor.extract(r.request), r.request) if extractor else ""
+        messages = [m.to_dict() for m in planner_messages(r.request, line, prompt, hints)]
         plan = json.dumps(r.target, ensure_ascii=False, separators=(",", ":"))
         out.append({"prompt": messages, "completion": [{"role": "assistant", "content": plan}]})
     return out
@@ -353,6 +368,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "takes --n for its --nnodes)",
     )
     parser.add_argument("--data-seed", type=int, default=1, help="seed of the generated requests")
+    parser.add_argument(
+        "--prompt",
+        choices=["short", "hints"],
+        default="short",
+        help="the planner prompt to train on (hints: the request with the genre words the slot "
+        "extractor found; the tuned model is then run with it, as tune.json records)",
+    )
     parser.add_argument("--method", choices=["full", "lora"], default="full")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps")
@@ -401,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
 
         counts = np.bincount(dataset.interactions.items, minlength=catalog.n_items)
         reqs = generate(catalog, "train", args.n, seed=args.data_seed, counts=counts)
-    train = examples(reqs, catalog_line(catalog), "short")
+    train = examples(reqs, catalog_line(catalog), args.prompt, catalog)
     base = base_folder(args.base)
     out = Path(args.out)
     rank, size = world()
@@ -416,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
         save_steps=args.save_steps,
         threads=args.threads,
         seed=args.seed,
+        prompt=args.prompt,
     )
     info = tune(train, out, base, params, resume=args.resume)
     if size > 1:
