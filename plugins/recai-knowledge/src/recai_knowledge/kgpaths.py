@@ -41,28 +41,39 @@ is said by its role ("a director", "an actor")::
 
 A fact's utility is the path's informativeness over its length: short paths through rare
 entities first.
+
+**Saving the fit** (``save``/``load``, the :class:`recai.Component` protocol: ``recai run`` keeps
+the fit under ``artifacts/<fingerprint>/`` and loads it on the next run instead of fitting): the
+graph as the fit read it, the catalog's titles, the training counts and, with ``relation_llm``,
+the model's verdicts (``relation_llm.json``), each file written atomically. ``load`` rebuilds
+the pruned graph from them with the saved verdicts: the model is not asked again (nor loaded),
+and the prompter writes exactly what it wrote after ``fit``.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 import recai
-from recai.data import KnowledgeGraph, Split
+from recai.data import Catalog, KnowledgeGraph, Split
 from recai.errors import DataError
 
-from .base import Fact, FactPrompter, KnowledgeParams, recent
+from .base import Fact, FactPrompter, KnowledgeParams, NotFittedError, recent
 from .reljudge import DEFAULT_QUESTION, RelationJudgment, judge_relations
 
 __all__ = ["KGPathsKnowledge", "KGPathsParams", "relation_noun", "FAR"]
 
 #: The distance of pairs not connected within the hop limit.
 FAR = 127
+#: The version of the saved fit's files (``save``/``load``).
+SAVE_FORMAT = 1
 
 #: Nouns for the relations of Freebase's film schema (the others: their last name part).
 _NOUNS = {
@@ -249,7 +260,6 @@ class KGPathsKnowledge(FactPrompter):
 
     # -- fitting ----------------------------------------------------------------------------------
     def _fit(self, split: Split) -> None:
-        import scipy.sparse as sp
 
         kg = split.dataset.kg
         if kg is None:
@@ -258,6 +268,21 @@ class KGPathsKnowledge(FactPrompter):
                 "(movielens-100k.v1 loads RecBole's Freebase graph, recbole-atomic.v1 reads "
                 "<name>.kg and <name>.link)"
             )
+        n_items = self.n_items
+        users = np.bincount(
+            np.unique(split.train.users * n_items + split.train.items) % n_items,
+            minlength=n_items,
+        )
+        self._build(kg, users)
+
+    def _build(
+        self, kg: KnowledgeGraph, users: np.ndarray, judgment: RelationJudgment | None = None
+    ) -> None:
+        """The pruned graph and its distances from ``kg`` and the training counts per item
+        (``users``); ``judgment``: the relation LLM's saved verdicts (``load``), not asked
+        again."""
+        import scipy.sparse as sp
+
         self.kg = kg
         self._check_relation_names(kg)
         n_ent = kg.n_entities
@@ -285,7 +310,9 @@ class KGPathsKnowledge(FactPrompter):
         direct = np.bincount(
             kg.relations, weights=both_items.astype(float), minlength=kg.n_relations
         )
-        keep_rel, why = self._prune_relations(names, freq, informativeness, direct > freq / 2)
+        keep_rel, why = self._prune_relations(
+            names, freq, informativeness, direct > freq / 2, judgment
+        )
         self.relation_stats = {
             names[r]: {
                 "triples": int(freq[r]),
@@ -353,17 +380,20 @@ class KGPathsKnowledge(FactPrompter):
                 rows = everyone[start : start + 1024]
                 dense[start : start + len(rows)] = self._distances(rows, everyone)
             self._dense = dense
-        self.users = np.bincount(
-            np.unique(split.train.users * n_items + split.train.items) % n_items,
-            minlength=n_items,
-        )
+        self.users = np.asarray(users, dtype=np.int64)
 
     def _prune_relations(
-        self, names: list[str], freq: np.ndarray, informativeness: np.ndarray, direct: np.ndarray
+        self,
+        names: list[str],
+        freq: np.ndarray,
+        informativeness: np.ndarray,
+        direct: np.ndarray,
+        saved: RelationJudgment | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """Which relations are followed, and why each is or is not: by name, frequency,
         informativeness, then (with ``relation_llm``) the model's judgment of the kinds left
-        (``direct``: the relations whose triples mostly link two items, e.g. a sequel)."""
+        (``direct``: the relations whose triples mostly link two items, e.g. a sequel), or the
+        ``saved`` judgment of a loaded fit (the model is not asked again)."""
         p = self.params
         keep = np.ones(len(names), dtype=bool)
         why = ["" for _ in names]
@@ -387,7 +417,16 @@ class KGPathsKnowledge(FactPrompter):
         if p.relation_llm is None:
             return keep, why
         kinds = {r: relation_noun(names[r]) for r in np.flatnonzero(keep).tolist()}
-        judgment = judge_relations(
+        if saved is not None:
+            judged = list(dict.fromkeys(kinds.values()))
+            if saved.kinds != judged:
+                raise DataError(
+                    f"{self.name}: the saved relation_llm verdicts judged the kinds "
+                    f"{', '.join(saved.kinds) or '(none)'}, but this graph and these params "
+                    f"leave {', '.join(judged) or '(none)'}; the saved fit belongs to another "
+                    "graph or other params: fit again"
+                )
+        judgment = saved or judge_relations(
             p.relation_llm,
             list(kinds.values()),
             domain=p.relation_domain or "items",
@@ -585,6 +624,113 @@ class KGPathsKnowledge(FactPrompter):
             steps.append(f"{relation_noun(rel)} {self.entity_text(b) or '(unnamed)'}")
         return "is linked through " + " -> ".join(steps)
 
+    # -- saving the fit ---------------------------------------------------------------------------
+    def save(self, directory: Path | str) -> None:
+        """Write the fit into ``directory`` (see the module docstring), each file atomically:
+        ``graph.npz`` (the triples, item links, names, titles and training counts),
+        ``relation_llm.json`` (the model's verdicts, with ``relation_llm``) and ``fit.json``."""
+        from recai.runtime import atomic_write_file, atomic_write_json
+
+        if not self._fitted:
+            raise NotFittedError(f"{self.name}: not fitted; nothing to save")
+        folder = Path(directory)
+        kg = self.kg
+        names = kg.entity_names
+        arrays: dict[str, np.ndarray] = {
+            "heads": kg.heads,
+            "relations": kg.relations,
+            "tails": kg.tails,
+            "item_entity": kg.item_entity,
+            "entities": np.asarray([str(e) for e in kg.entities], dtype=str),
+            "relation_names": np.asarray([str(r) for r in kg.relation_names], dtype=str),
+            "entity_names": np.asarray(
+                [
+                    "" if names is None or names[e] is None else str(names[e])
+                    for e in range(len(kg.entities))
+                ],
+                dtype=str,
+            ),
+            "named": np.asarray(
+                [names is not None and names[e] is not None for e in range(len(kg.entities))],
+                dtype=bool,
+            ),
+            "item_ids": np.asarray([str(i) for i in self.catalog.ids], dtype=str),
+            "titles": np.asarray([str(t) for t in self.catalog.titles], dtype=str),
+            "users": self.users,
+        }
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)  # type: ignore[arg-type]
+
+        atomic_write_file(folder / "graph.npz", write)
+        judgment = self.relation_judgment
+        if judgment is not None:
+            atomic_write_json(folder / "relation_llm.json", _judgment_dict(judgment))
+        atomic_write_json(
+            folder / "fit.json",
+            {
+                "format": SAVE_FORMAT,
+                "name": self.name,
+                "catalog": self.catalog.fingerprint(),
+                "has_entity_names": names is not None,
+                "relation_llm": judgment is not None,
+            },
+        )
+
+    def load(self, directory: Path | str) -> None:
+        """Read a fit written by :meth:`save` (no split needed; the relation LLM is not asked:
+        its saved verdicts are applied)."""
+        folder = Path(directory)
+        try:
+            meta = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
+            with np.load(folder / "graph.npz", allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+            saved = None
+            if meta.get("relation_llm"):
+                saved = _judgment_of(
+                    json.loads((folder / "relation_llm.json").read_text(encoding="utf-8"))
+                )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"{self.name}: cannot read the saved fit in {folder}: {exc}; delete the folder "
+                "to fit again"
+            ) from None
+        if meta.get("format") != SAVE_FORMAT:
+            raise DataError(
+                f"{self.name}: the saved fit in {folder} has format {meta.get('format')!r}, "
+                f"this version reads {SAVE_FORMAT}; delete the folder to fit again"
+            )
+        if saved is None and self.params.relation_llm is not None:
+            raise DataError(
+                f"{self.name}: the saved fit in {folder} has no relation_llm verdicts, but "
+                "relation_llm is set; delete the folder to fit again"
+            )
+        named = a["named"]
+        entity_names = (
+            np.asarray(
+                [
+                    n if ok else None
+                    for n, ok in zip(a["entity_names"].tolist(), named.tolist(), strict=True)
+                ],
+                dtype=object,
+            )
+            if meta.get("has_entity_names")
+            else None
+        )
+        kg = KnowledgeGraph(
+            heads=a["heads"],
+            relations=a["relations"],
+            tails=a["tails"],
+            entities=a["entities"].astype(object),
+            relation_names=a["relation_names"].astype(object),
+            item_entity=a["item_entity"],
+            entity_names=entity_names,
+        )
+        self.catalog = Catalog(ids=a["item_ids"].astype(object), titles=a["titles"].astype(object))
+        self._build(kg, a["users"], saved)
+        self._fitted = True
+
     def describe(self) -> dict[str, Any]:
         """The fit: the relations kept (``relation_stats`` says why for each), the hubs
         skipped and, with ``relation_llm``, the model's judgment per kind of relation."""
@@ -593,6 +739,31 @@ class KGPathsKnowledge(FactPrompter):
         if self.relation_judgment is not None:
             out["relation_llm"] = self.relation_judgment.summary()
         return out
+
+
+def _judgment_dict(j: RelationJudgment) -> dict[str, Any]:
+    """A judgment as JSON (the kept kinds in the judged order)."""
+    return {
+        "method": j.method,
+        "kinds": list(j.kinds),
+        "kept": [k for k in j.kinds if k in j.kept],
+        "detail": j.detail,
+        "baseline": j.baseline,
+        "applied": j.applied,
+        "answer": j.answer,
+    }
+
+
+def _judgment_of(d: dict[str, Any]) -> RelationJudgment:
+    return RelationJudgment(
+        str(d["method"]),
+        [str(k) for k in d["kinds"]],
+        {str(k) for k in d["kept"]},
+        dict(d["detail"]),
+        None if d.get("baseline") is None else float(d["baseline"]),
+        bool(d["applied"]),
+        d.get("answer"),
+    )
 
 
 def _undirected(heads: np.ndarray, tails: np.ndarray, n: int) -> Any:
