@@ -758,6 +758,39 @@ def test_a_tuned_planners_empty_plan_is_chit_chat_and_a_bad_one_leaves_the_rules
     assert reply.items and all("Horror" in FILMS[it["index"]][2] for it in reply.items)
 
 
+def test_a_tuned_planner_that_can_score_chooses_among_the_rule_plans_on_its_own_prompt(
+    split, knn
+) -> None:
+    from recai_agent.plannereval import SHORT_PROMPT
+
+    class Recording(ScoringLLM):
+        def score_continuations(
+            self, messages: Sequence[Message], continuations: Sequence[str]
+        ) -> list[float]:
+            self.calls.append({"messages": list(messages), "scored": True})
+            return super().score_continuations(messages, continuations)
+
+    llm = Recording('"by":"similarity"')
+    agent = make_agent(split, knn, llm, planner="tuned", plan_decoding="auto")
+    reply = ask(agent, "I loved Alien (1979), some sci-fi please")
+    (scoring,) = [c for c in llm.calls if c.get("scored")]
+    assert scoring["messages"] == [
+        Message.system(SHORT_PROMPT),
+        Message.user("I loved Alien (1979), some sci-fi please"),
+    ]
+    assert not [c for c in llm.calls if c.get("json_schema") is not None]  # nothing generated
+    assert reply.plan is not None and reply.plan_valid is True
+    assert [s["input"].get("by") for s in reply.plan["steps"] if s["tool"] == "ranking"] == [
+        "similarity"
+    ]
+    # with model_values the tuned brain writes its plan (its values may be kept)
+    writer = Recording('"by":"similarity"', plan=plan(("ranking", {}), ("map", {})))
+    agent = make_agent(split, knn, writer, planner="tuned", plan_decoding="auto", model_values=True)
+    ask(agent, "I loved Alien (1979), some sci-fi please")
+    assert [c for c in writer.calls if c.get("json_schema") is not None]
+    assert not [c for c in writer.calls if c.get("scored")]
+
+
 def test_a_tuned_planner_on_a_backend_that_appends_the_schema_is_refused(split, knn) -> None:
     llm = ScriptedLLM()
     llm.schema_prompt = True  # type: ignore[attr-defined]  # as hf.v1's default

@@ -209,9 +209,11 @@ class InterecAgentParams(recai.Params):
         "prompted",
         description="the brain's planning prompt in plan-first mode: 'prompted' (the plan "
         "format, catalog hints and demonstrations in the prompt; for any brain); 'tuned' (a "
-        "brain fine-tuned by `recai agent-tune`: the request alone under the short prompt it "
-        "was trained on, the plan generated under the plan tools' schema and merged with the "
-        "rules (its values the request does not name kept only with model_values true); "
+        "brain fine-tuned by `recai agent-tune`: the request under the prompt it was trained "
+        "on; with plan_decoding score (auto's choice when model_values is false and the brain "
+        "has logprobs) it scores the plans that fit what the rules read for certain, as the "
+        "untuned brain does; otherwise it writes the plan under the plan tools' schema, merged "
+        "with the rules (its values the request does not name kept only with model_values); "
         "an hf.v1 brain needs schema_prompt = false, so its prompt stays the one it learned)",
     )
     tuned_prompt: Literal["auto", "short", "hints"] = Field(
@@ -695,6 +697,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
         model_plan: Any = None
         valid: bool | None = None
         if self.params.plan_mode == "plan-first" and self.params.planner == "tuned":
+            if self._decoding() == "score":
+                # the tuned brain scores the plans that agree with what the rules read for
+                # certain, on the prompt it learned: one batched pass, none without a choice
+                text = self._choose(turn, self._tuned_messages(turn, slots), slots)
+                if text is not None:
+                    plan = api.merge(json.loads(text), slots, False)
+                    return _as_plan_dict(plan), True
             model_plan, valid = self._tuned_plan(turn, slots, grounder)
             plan = api.merge(model_plan, slots, self.params.model_values)
             return _as_plan_dict(plan), valid
@@ -748,12 +757,20 @@ class InterecAgent(recai.Configurable, recai.Agent):
                 return str(prompt)
         return "short"
 
+    def _tuned_messages(self, turn: _Turn, slots: Any) -> list[Message]:
+        """The prompt the tuned brain learned, for this turn's request."""
+        from .plannereval import hint_line, planner_messages
+
+        prompt = self._tuned_prompt()
+        hints = hint_line(slots, turn.request) if prompt == "hints" else ""
+        return planner_messages(turn.request, "", prompt, hints)
+
     def _tuned_plan(self, turn: _Turn, slots: Any, grounder: Grounder) -> tuple[Any, bool]:
         """A tuned planner's plan for the turn's request (``planner = "tuned"``): one call
         with the prompt it was trained on (:func:`recai_agent.plannereval.planner_messages`,
         ``"short"``, or ``"hints"`` with the genre words of the turn's slots), decoded under the
         plan tools' schema; ``(plan or None, valid)``."""
-        from .plannereval import hint_line, planner_messages, planner_schema, read_output
+        from .plannereval import planner_schema, read_output
 
         llm = self.params.llm
         if getattr(llm, "schema_prompt", False) is True:
@@ -766,11 +783,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if self._tuned_schema is None:
                 self._tuned_schema = planner_schema(self.catalog)
             schema = self._tuned_schema
-        prompt = self._tuned_prompt()
-        hints = hint_line(slots, turn.request) if prompt == "hints" else ""
         text = self._call(
             turn,
-            planner_messages(turn.request, "", prompt, hints),
+            self._tuned_messages(turn, slots),
             max_tokens=self.params.plan_tokens,
             json_schema=schema,
         )
