@@ -700,9 +700,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if self._decoding() == "score":
                 # the tuned brain scores the plans that agree with what the rules read for
                 # certain, on the prompt it learned: one batched pass, none without a choice
-                text = self._choose(turn, self._tuned_messages(turn, slots), slots)
-                if text is not None:
-                    plan = api.merge(json.loads(text), slots, False)
+                chosen = self._choose(turn, self._tuned_messages(turn, slots), slots)
+                if chosen is not None:
+                    plan = api.merge(json.loads(chosen), slots, False)
                     return _as_plan_dict(plan), True
             model_plan, valid = self._tuned_plan(turn, slots, grounder)
             plan = api.merge(model_plan, slots, self.params.model_values)
