@@ -3,6 +3,7 @@ fixture with a real CatalogDB and a real fitted ItemKNN as the ranker."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -368,3 +369,65 @@ def test_the_shown_order_is_a_seeded_permutation_of_the_set() -> None:
     assert rr.shown_order([9, 7, 5, 3, 1]) == a  # the same set, the same order
     others = {tuple(LLMReranker(Scorer(), seed=s).shown_order([5, 3, 9, 1, 7])) for s in range(5)}
     assert len(others) > 1  # the seed changes it
+
+
+# -- the agent -------------------------------------------------------------------------------------
+class Brain(Scorer):
+    """Writes a fixed plan (rank by preference, then list) and a short reply; scores titles."""
+
+    capabilities = frozenset({"json_schema"})
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        if options.get("json_schema") is not None:
+            steps = [
+                {"tool": "ranking", "input": {"by": "preference"}},
+                {"tool": "map", "input": {}},
+            ]
+            return Completion(json.dumps({"steps": steps}))
+        return Completion("Here you go.")
+
+
+def test_the_agent_re_ranks_with_its_brain_and_knowledge_when_rerank_is_set(split, knn) -> None:
+    from recai.roles import DatasetSource
+    from recai_agent.agent import InterecAgent, InterecAgentParams
+    from recai_agent.baselines import context_message
+
+    if "rerank" not in InterecAgentParams.model_fields:
+        pytest.skip("interecagent.v1 has no rerank param yet (agent.py wiring pending)")
+    favourite = "Babe (1995)"
+    brain = Brain({favourite: 0.0})
+    notes = Notes()
+    agent = InterecAgent(
+        DatasetSource.of(split.dataset),
+        brain,
+        ranker=knn,
+        knowledge=notes,
+        plan_decoding="generate",
+        plan_mode="plan-first",
+        rerank={"top": 20, "weight": 1.0, "knowledge_tokens": 200},
+    )
+    agent.fit(split)
+    conversation = [
+        context_message("u1", list(LIKED), agent.catalog),
+        Message.user("what should I watch next?"),
+    ]
+    reply = agent.respond(conversation)
+    ranking = next(s for s in reply.trace if s.tool == "ranking")
+    assert ranking.detail is not None and ranking.detail["rerank"]["applied"], ranking.note
+    assert reply.items[0]["title"] == favourite  # the brain's favourite leads at weight 1
+    scored = [c for c in brain.calls if c[0][-1].content != QUESTION]
+    assert scored and 'The user now asks: "what should I watch next?"' in scored[0][0][-1].content
+    assert any(g["candidates"] is not None and len(g["candidates"]) == 20 for g in notes.given)
+    assert reply.llm_calls >= 1 + len(brain.calls)  # the plan call and the scoring calls
+    # without the table the ranker's order stands and the brain scores nothing
+    plain = InterecAgent(
+        DatasetSource.of(split.dataset),
+        Brain({favourite: 0.0}),
+        ranker=knn,
+        knowledge=notes,
+        plan_decoding="generate",
+    )
+    plain.fit(split)
+    other = plain.respond(conversation)
+    assert other.items[0]["title"] != favourite
+    assert plain.params.llm.calls == []  # type: ignore[attr-defined]
