@@ -6,7 +6,8 @@
 Issue 17 (item 5) set the bars: under the slow-client (slowloris), huge-stop, huge-prompt and
 abandoned-request attacks, ``/health`` answers under 100 ms and a normal request is served
 within twice its unloaded time. The server is :class:`recai_serve.server.LLMServer` on loopback
-with ``max_concurrency=1`` (as ``recai serve``); for each attack the script first measures the
+with ``max_concurrency=1`` (as ``recai serve``) and an API key (``--api-key-env``: every
+request it serves needs the key, which ``/health`` and the normal request send); for each attack the script first measures the
 unloaded baseline in the same run, then starts the attack, waits ``--settle`` seconds, and
 measures ``/health`` (``--tries`` requests: median and max) and the normal request (median of
 ``--tries``), with the ratio against the baseline. The attacks:
@@ -16,7 +17,9 @@ measures ``/health`` (``--tries`` requests: median and max) and the normal reque
 - **huge-prompt**: clients posting 120 KB prompts;
 - **abandoned**: clients posting requests for 500 tokens and leaving after 20 ms;
 - **big-body**: clients posting 2 MB JSON bodies of empty lists (just under the body cap),
-  the one cost the event loop cannot move off its thread (parsing holds the GIL).
+  the one cost the event loop cannot move off its thread (parsing holds the GIL);
+- **bad-key**: clients guessing the key: normal requests with a wrong ``Authorization: Bearer``
+  key, back to back (each refused with a 401 before routing, slowed while a request generates).
 
 The attackers (``--attackers`` processes, 2 by default; one process for slowloris) run apart
 from the server's process, each sending its next request as soon as the last is answered: a
@@ -42,7 +45,10 @@ from typing import Any
 
 from _report import machine, write_section
 
-ATTACKS = ("slowloris", "huge-stop", "huge-prompt", "abandoned", "big-body")
+ATTACKS = ("slowloris", "huge-stop", "huge-prompt", "abandoned", "big-body", "bad-key")
+KEY = "bench-key-7d1c"
+"""The server's API key: /health and the normal request send it, the attackers too (but for
+bad-key's), so that each attack is refused for what it is, not for a missing key."""
 
 
 def clock_backend() -> Any:
@@ -77,11 +83,12 @@ def hf_backend() -> Any:
     return HFBackend(model="smollm2", threads=1).load()
 
 
-def request(address: tuple[str, int], body: Any, timeout: float = 120) -> int:
+def request(address: tuple[str, int], body: Any, timeout: float = 120, key: str = KEY) -> int:
     conn = http.client.HTTPConnection(*address, timeout=timeout)
     try:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        conn.request("POST", "/v1/chat/completions", raw, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        conn.request("POST", "/v1/chat/completions", raw, headers)
         resp = conn.getresponse()
         resp.read()
         return resp.status
@@ -95,8 +102,11 @@ def health_ms(address: tuple[str, int]) -> float:
     start = time.perf_counter()
     conn = http.client.HTTPConnection(*address, timeout=30)
     try:
-        conn.request("GET", "/health")
-        conn.getresponse().read()
+        conn.request("GET", "/health", headers={"Authorization": f"Bearer {KEY}"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"/health answered {resp.status}")
     finally:
         conn.close()
     return (time.perf_counter() - start) * 1000
@@ -123,6 +133,7 @@ def attacker(kind: str, address: tuple[str, int], stop: Any, counts: Any) -> Non
         "huge-prompt": json.dumps({"messages": [{"role": "user", "content": "x" * 120_000}]}),
         "big-body": b'{"messages": [' + b"[]," * 690_000 + b"[]]}",  # just under the 2 MiB cap
         "abandoned": body(max_tokens=500),
+        "bad-key": body(max_tokens=20),
     }[kind]
     raw = raw if isinstance(raw, bytes) else raw.encode()
     seen: dict[int, int] = {}
@@ -131,12 +142,15 @@ def attacker(kind: str, address: tuple[str, int], stop: Any, counts: Any) -> Non
             sock = socket.create_connection(address, timeout=5)
             sock.sendall(
                 b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                b"application/json\r\nContent-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw
+                b"application/json\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n"
+                b"Content-Length: " + str(len(raw)).encode() + b"\r\n\r\n" + raw
             )
             time.sleep(0.02)
             sock.close()
             status = 0
             time.sleep(0.02)
+        elif kind == "bad-key":
+            status = request(address, raw, key=f"guess-{len(seen)}-{time.perf_counter_ns()}")
         else:
             status = request(address, raw)
         seen[status] = seen.get(status, 0) + 1
@@ -171,7 +185,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     mp = multiprocessing.get_context("spawn")  # not fork: the server runs threads (and torch)
     manager = mp.Manager()
     rows = []
-    with LLMServer(backend, model="m", max_concurrency=1) as server:
+    with LLMServer(backend, model="m", max_concurrency=1, api_key=KEY) as server:
         address = server.address
         normal(address, args.tokens)  # warm up
         for kind in args.attacks:
@@ -265,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         "time (ratio <= 2). Each attack's baseline is measured just before it, in the same run; "
         f"{args.attackers} attacking processes (one for slowloris: {args.sockets} sockets) send "
         "back to back from the same 2 cores. Big-body (2 MB bodies of empty lists, refused) is "
-        "outside the bars: parsing holds the interpreter's lock, which `/health` waits for.\n\n"
-        + table(rows, args)
+        "outside the bars: parsing holds the interpreter's lock, which `/health` waits for. "
+        "The server has an API key (sent by `/health`, the normal request and the attackers); "
+        "bad-key floods it with wrong keys (401s).\n\n" + table(rows, args)
     )
     print(section)
     if args.out is not None:
