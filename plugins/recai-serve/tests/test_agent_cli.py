@@ -5,11 +5,14 @@ options are checked (exit 2, one line naming the option)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +91,15 @@ def _env(site: Path) -> dict[str, str]:
     }
 
 
-def _start(args: list[str], site: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+def _start(
+    args: list[str], site: Path, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "recai", "serve", *args, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(site),
+        env={**_env(site), **(env or {})},
         cwd=cwd,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
@@ -158,6 +163,46 @@ def test_a_recipe_with_an_agent_is_served_fitted_with_sessions_that_survive_a_re
     finally:
         _stop(proc)
     assert text.startswith("turn 2 ")  # the first turn came back from the file
+
+
+def _status(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def test_it_listens_on_loopback_and_api_key_env_guards_every_path(
+    site: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "shop.toml").write_text(RECIPE)
+    key = "cli-key-3f9a"
+    args = ["shop.toml", "--api-key-env", "SHOP_SERVE_KEY", "--quiet"]
+    proc, base = _start(args, site, tmp_path, {"SHOP_SERVE_KEY": key})
+    try:
+        assert base.startswith("http://127.0.0.1:")  # the default address: loopback only
+        root = base.removesuffix("/v1")
+        for path in ("/", "/static/app.js", "/health", "/metrics", "/v1/models", "/docs", "/x"):
+            status, headers, body = _status(root + path)
+            assert status == 401, path
+            assert headers["www-authenticate"] == 'Basic realm="recai", charset="UTF-8"'
+            assert json.loads(body)["error"]["code"] == "invalid_api_key"
+        token = base64.b64encode(f"me:{key}".encode()).decode()
+        status, headers, page = _status(root + "/", {"Authorization": f"Basic {token}"})
+        assert status == 200 and b"<title>recai chat</title>" in page
+        status, _, listing = _status(base + "/models", {"Authorization": f"Bearer {key}"})
+        assert status == 200 and [m["id"] for m in json.loads(listing)["data"]] == ["shop"]
+        c = openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+        answer = c.chat.completions.create(
+            model="shop", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert (answer.choices[0].message.content or "").startswith("turn 1 ")
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base, api_key="guess", max_retries=0).models.list()
+    finally:
+        _stop(proc)
 
 
 @pytest.mark.parametrize(
