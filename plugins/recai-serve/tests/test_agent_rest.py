@@ -503,6 +503,44 @@ def test_the_openai_client_is_refused_without_the_key_and_served_with_it() -> No
     assert "you said hi" in (answer.choices[0].message.content or "")
 
 
+def test_bodies_beyond_the_limit_or_too_slow_are_refused_on_every_post_route() -> None:
+    import socket
+    import time
+
+    big = json.dumps({"query": "x" * 3000}).encode()
+    with AgentServer(served(), max_body_bytes=1000, body_timeout=0.5, api_key="k") as s:
+        posts = sorted(
+            {r.path for r in s.app.routes if isinstance(r, Route) and "POST" in r.methods}
+        )
+        assert {"/v1/chat/completions", "/v1/feedback", "/v1/recommend", "/v1/search"} <= set(posts)
+        for path in posts:
+            status, raw, _ = raw_call(s, "POST", concrete(path), {"Authorization": "Bearer k"})
+            assert status != 413, path  # a small body passes the limit (then 400, 404...)
+            conn = http.client.HTTPConnection(*s.address, timeout=30)
+            try:
+                head = {"Content-Type": "application/json", "Authorization": "Bearer k"}
+                conn.request("POST", concrete(path), big, head)
+                resp = conn.getresponse()
+                answer = json.loads(resp.read())
+            finally:
+                conn.close()
+            assert resp.status == 413, path
+            assert "larger than 1000 bytes" in answer["error"]["message"]
+            # without the key, the 401 comes first: the body is never read
+            status, raw, _ = raw_call(s, "POST", concrete(path))
+            assert status == 401
+        # a body that does not arrive in time: 408
+        with socket.create_connection(s.address, timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            start = time.monotonic()
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert time.monotonic() - start < 5
+
+
 def test_cors_is_off_by_default_and_on_for_the_configured_origin():
     origin = {"Origin": "http://app.example"}
     with AgentServer(served()) as s:
