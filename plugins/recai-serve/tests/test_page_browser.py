@@ -8,7 +8,10 @@ catalog titles with their genres and year, the side panel shows the turn's plan 
 a like is acknowledged and reaches the agent's profile, a second message continues the server's
 session; model and user text with ``<script>`` in it stays text; the browser enforces the page's
 Content-Security-Policy and reports no violation; errors in OpenAI's shape are shown in the
-page. A screenshot is saved under pytest's tmp dir and copied to ``runs/test-artifacts/`` (or
+page. Against a server with an API key, nothing loads before the browser logs in (HTTP Basic,
+the key as the password, given in the URL as ``http://user:KEY@host/``); after it, the page,
+its files and its API calls work on the browser's own login, and the page keeps no key. A
+screenshot is saved under pytest's tmp dir and copied to ``runs/test-artifacts/`` (or
 ``$RECAI_TEST_ARTIFACTS``); its path is printed.
 
 Set-up: ``scripts/browser.sh`` installs chromium and chromium-driver (the test runs it when they
