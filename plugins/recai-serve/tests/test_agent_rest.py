@@ -340,6 +340,7 @@ def test_openapi_document_and_docs_page_describe_every_route(server):
     status, page, headers = call(server, "GET", "/docs")
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b"POST /v1/recommend" in page and b"<script" not in page  # nothing fetched from the web
+    assert b"href='openapi.json'" in page  # relative: right under a reverse proxy's prefix too
 
 
 def concrete(path: str) -> str:

@@ -766,7 +766,7 @@ def _docs_page(document: dict[str, Any]) -> str:
         "h2{margin-top:1.6em;border-bottom:1px solid #ddd}</style></head><body>",
         f"<h1>{e(document['info']['title'])} {e(document['info']['version'])}</h1>",
         f"<p>{e(document['info']['description'])}</p>",
-        "<p>The machine-readable document: <a href='/openapi.json'>/openapi.json</a>.</p>",
+        "<p>The machine-readable document: <a href='openapi.json'>openapi.json</a>.</p>",
     ]
     schemas = document["components"]["schemas"]
     for path, ops in document["paths"].items():
