@@ -18,9 +18,17 @@ answer while a first fit runs, and the tools that need the models wait for it. I
 - ``recommend``: the agent's ranker on a history (items, or a user of the dataset), in accuracy or
   diversity mode, optionally within conditions;
 - ``item_details``: every catalog field of items named by id or title;
+- ``explain``: why an item (by id or title) suits a user (a history, a user of the dataset or a
+  chat session's user), from the recipe's Explainer component; served only when there is one:
+  the one ``--explainer NAME`` names, else the agent's ``explainer`` param, else the recipe's
+  only Explainer (the rule of ``recai serve``'s ``/v1/explain``);
 - ``chat``: one turn with the whole agent (plan, tools, grounded reply), in a conversation the
   server keeps (``session``), optionally as a user of the dataset;
 - ``feedback``: a like or dislike added to a user's long-term profile (agents that keep one).
+
+Without an Explainer the ``explain`` tool is not listed at all (rather than listed and always
+refusing): an assistant's model reads the tool list as what it can do, and a tool that can only
+fail costs it context and a wasted call; ``--tools explain`` on such a recipe is a startup error.
 
 Every tool takes typed arguments (the SDK publishes their JSON schema) and returns structured
 content with item ids and titles. A bad argument or a refused statement is an MCP tool error with
@@ -57,7 +65,7 @@ from pydantic import BaseModel, Field
 
 from recai.errors import RecaiError
 
-from .cli import build_agent, passive_openmp
+from .cli import build_agent, default_out, passive_openmp
 
 if TYPE_CHECKING:
     from recai.data import Catalog, Dataset
@@ -65,7 +73,15 @@ if TYPE_CHECKING:
 
     from .tools import BaseTool, ToolResult, TurnState
 
-__all__ = ["TOOL_NAMES", "AgentToolbox", "ToolInputError", "build_server", "configure", "run"]
+__all__ = [
+    "TOOL_NAMES",
+    "AgentToolbox",
+    "ToolInputError",
+    "build_for_mcp",
+    "build_server",
+    "configure",
+    "run",
+]
 
 #: Most items one tool call lists.
 MAX_K = 100
@@ -77,6 +93,11 @@ MAX_NAMED = 200
 MAX_MESSAGE_CHARS = 4000
 #: Longest wait of a tool for the models' fit, in seconds.
 FIT_WAIT = 3600.0
+#: A title matches an item when the fuzzy matcher scores it this much (0 to 1), or this much
+#: less and this many times the next item's score.
+TITLE_MATCH = 0.5
+TITLE_LEAD = 0.35
+TITLE_MARGIN = 3.0
 #: Conversations kept by the chat tool, and how long an idle one lives (seconds).
 MAX_SESSIONS = 1000
 SESSION_TTL = 3600.0
@@ -213,6 +234,24 @@ class Profile(BaseModel):
     profile: dict[str, Any]
 
 
+class ExplanationOut(BaseModel):
+    """Why an item suits a user, from the recipe's Explainer."""
+
+    item: ItemRef = Field(description="the item explained (the catalog item the input matched)")
+    text: str = Field(description="the explanation")
+    evidence: dict[str, Any] = Field(
+        default_factory=dict, description="what the explainer based it on (its own keys)"
+    )
+    explainer: str = Field(description="the recipe's Explainer component that answered")
+    history_items: int = Field(description="how many items the user's history had")
+    named: list[ItemRef] = Field(
+        default_factory=list, description="the catalog items the history's ids or titles matched"
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="how titles were matched, what was not found"
+    )
+
+
 # -- the tools, free of the SDK --------------------------------------------------------------------
 @dataclass
 class _Session:
@@ -240,6 +279,7 @@ class AgentToolbox:
         name: str = "agent",
         max_sessions: int = MAX_SESSIONS,
         session_ttl: float = SESSION_TTL,
+        explainer: tuple[str, Any] | None = None,
     ):
         params = getattr(agent, "params", None)
         source = getattr(params, "dataset", None)
@@ -266,6 +306,12 @@ class AgentToolbox:
         self.ranker = getattr(params, "ranker", None)
         self.similarity = getattr(params, "similarity", None)
         self.text_retriever = getattr(params, "text_retriever", None)
+        own = getattr(params, "explainer", None)  # an agent that takes one as a param
+        if explainer is None and own is not None:
+            explainer = ("explainer", own)
+        #: the Explainer the explain tool uses, and its recipe name
+        self.explainer: Any = explainer[1] if explainer else None
+        self.explainer_name: str | None = explainer[0] if explainer else None
         self.popularity = np.bincount(
             np.asarray(self.data.interactions.items, dtype=np.int64),
             minlength=self.catalog.n_items,
@@ -328,6 +374,7 @@ class AgentToolbox:
                 "ranker": _kind_of(self.ranker),
                 "similarity": _kind_of(self.similarity),
                 "text_retriever": _kind_of(self.text_retriever),
+                "explainer": _kind_of(self.explainer),
             },
             ready=self.ready,
         )
@@ -523,6 +570,70 @@ class AgentToolbox:
             notes=notes,
         )
 
+    def explain(
+        self,
+        item: str | int,
+        *,
+        user: str | None = None,
+        history: Sequence[str | int] = (),
+        session: str | None = None,
+    ) -> ExplanationOut:
+        """Why ``item`` suits a user whose history is ``user``'s in the dataset (or the chat
+        ``session``'s user's), followed by ``history``."""
+        from recai.types import ItemList
+
+        if self.explainer is None:
+            raise ToolInputError(
+                f"explain: agent {self.name!r} has no explainer (add an Explainer component to "
+                "the recipe)"
+            )
+        found, notes, _ = self._resolve([item], "item")
+        index = found[0]
+        if user is None and session is not None:
+            user = self._known_session(session, "explain").user
+        seq: list[int] = []
+        if user is not None:
+            seq = self.user_history(user)
+            notes.append(f"user {user!r}: {len(seq)} items in the dataset's history")
+        named: list[int] = []
+        if history:
+            named, more, missing = self._resolve(history, "history")
+            notes += more + [f"not in the catalog: {m!r}" for m in missing]
+            seq += [i for i in named if i not in seq]
+        if not seq:
+            whose = f"user {user!r} has no items in the dataset; " if user is not None else ""
+            raise ToolInputError(
+                f"{whose}give the items the user liked ('history', by id or title) or a user of "
+                "the dataset ('user') to explain the item for"
+            )
+        who = self.explainer_name
+        with self._models("explain"):
+            try:
+                out = self.explainer.explain(ItemList(np.asarray(seq, dtype=np.int64)), index)
+            except NotImplementedError as exc:
+                raise ToolInputError(
+                    f"the explainer {who!r} cannot explain this: {_one_line(exc)}"
+                ) from None
+            except (RecaiError, ValueError, TypeError, KeyError, IndexError) as exc:
+                raise ToolInputError(
+                    f"the explainer {who!r} refused: {type(exc).__name__}: {_one_line(exc)}"
+                ) from None
+        text = str(getattr(out, "text", "") or "").strip()
+        if not text:
+            raise ToolInputError(
+                f"the explainer {who!r} gave no text for {self.catalog.title(index)!r}"
+            )
+        evidence = getattr(out, "evidence", None) or {}
+        return ExplanationOut(
+            item=self._ref(index),
+            text=text,
+            evidence={str(k): _jsonable(v) for k, v in dict(evidence).items()},
+            explainer=str(who),
+            history_items=len(seq),
+            named=[self._ref(i) for i in named],
+            notes=notes,
+        )
+
     # -- the whole agent ------------------------------------------------------------------------
     def chat(
         self, message: str, *, session: str | None = None, user: str | None = None
@@ -577,7 +688,7 @@ class AgentToolbox:
         session: str | None = None,
     ) -> Profile:
         if user is None and session is not None:
-            user = self._known_session(session).user
+            user = self._known_session(session, "feedback").user
         if user is None:
             raise ToolInputError(
                 "feedback: name the user ('user', or a 'session' started with a user)"
@@ -682,12 +793,12 @@ class AgentToolbox:
         found = self._known_session(session)
         return session, found
 
-    def _known_session(self, session: str) -> _Session:
+    def _known_session(self, session: str, tool: str = "chat") -> _Session:
         with self._sessions_lock:
             found = self._sessions.get(session)
             if found is None:
                 raise ToolInputError(
-                    f"chat: no conversation with session {session[:80]!r} (it ended after "
+                    f"{tool}: no conversation with session {session[:80]!r} (it ended after "
                     f"{self.session_ttl:.0f} s idle, or the server restarted); omit 'session' "
                     "to start one"
                 )
@@ -767,7 +878,7 @@ class AgentToolbox:
             text = str(v).strip()
             i = self._by_id.get(text)
             if i is None and text:
-                i = self.grounder.item(text[:300], threshold=0.5)
+                i = self._title(text[:300])
                 if i is not None and self.catalog.title(i) != text:
                     notes.append(f"{text!r} read as {self.catalog.title(i)!r}")
             if i is None:
@@ -780,6 +891,20 @@ class AgentToolbox:
                 f"{what}: no catalog item has the id or a title like {shown or 'that'}"
             )
         return found, notes, missing
+
+    def _title(self, text: str) -> int | None:
+        """The item whose title ``text`` names: the catalog's fuzzy matcher's best, when it scores
+        :data:`TITLE_MATCH` or more, or :data:`TITLE_LEAD` and :data:`TITLE_MARGIN` times the
+        runner-up's score (a misspelt title, 'Pulp Fictoin' 0.41 against 0.05, is still one
+        title; a stranger's, 'Star Trek' 0.14 on the film fixture, is none)."""
+        ids, scores = self.grounder.titles.top(text, 2)
+        if not len(ids):
+            return None
+        best = float(scores[0])
+        second = float(scores[1]) if len(scores) > 1 else 0.0
+        if best >= TITLE_MATCH or (best >= TITLE_LEAD and best >= TITLE_MARGIN * second):
+            return int(ids[0])
+        return None
 
     def _ref(self, i: int) -> ItemRef:
         return ItemRef(id=_plain(self.catalog.ids[i]), title=self.catalog.title(i))
@@ -826,6 +951,19 @@ def _value(value: Any) -> Any:
     return _plain(value)
 
 
+def _jsonable(value: Any) -> Any:
+    """An explainer's evidence as JSON: mappings and sequences (arrays too) through, numpy
+    scalars as Python values, anything else as its text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset | np.ndarray):
+        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    value = _value(value)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:600] or type(exc).__name__
@@ -864,6 +1002,7 @@ TOOL_NAMES = (
     "search_items",
     "recommend",
     "item_details",
+    "explain",
     "chat",
     "feedback",
 )
@@ -875,10 +1014,15 @@ def build_server(
     toolbox: AgentToolbox, *, name: str = "recai", tools: Sequence[str] | None = None
 ) -> Any:
     """An :class:`mcp.server.mcpserver.MCPServer` whose tools call ``toolbox``: all of
-    :data:`TOOL_NAMES`, or those named in ``tools``."""
+    :data:`TOOL_NAMES` (``explain`` only when the toolbox has an explainer), or those named in
+    ``tools``."""
     chosen = set(TOOL_NAMES if tools is None else tools)
     if chosen - set(TOOL_NAMES):
         raise RecaiError(_unknown_tools(chosen))
+    if toolbox.explainer is None:
+        if tools is not None and "explain" in chosen:
+            raise RecaiError(_no_explainer(toolbox.name))
+        chosen.discard("explain")
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
@@ -913,9 +1057,14 @@ def build_server(
         toolbox.start_fit()  # the deferred fit starts with the server, once
         yield
 
+    instructions = INSTRUCTIONS
+    if "explain" in chosen:
+        instructions += (
+            " explain says why an item suits a user (their liked items, or a user of the dataset)."
+        )
     server = _Server(
         name,
-        instructions=INSTRUCTIONS,
+        instructions=instructions,
         version=__version__,
         log_level="WARNING",
         lifespan=lifespan,
@@ -1071,6 +1220,26 @@ def build_server(
         each has."""
         return toolbox.item_details(items)
 
+    def explain(
+        item: Annotated[
+            str | int,
+            Field(description="the item to explain, by id or title (matched to the catalog)"),
+        ],
+        history: Annotated[
+            list[str | int],
+            Field(
+                max_length=MAX_NAMED,
+                description="items the user liked, oldest first, by id or title",
+            ),
+        ] = [],  # noqa: B006
+        user: UserId = None,
+        session: SessionId = None,
+    ) -> ExplanationOut:
+        """Why an item suits a user: the recipe's explainer on the user's history (the items
+        given, after the history of 'user' or of a chat 'session''s user). Returns the
+        explanation's text with the item's id and title."""
+        return toolbox.explain(item, user=user, history=history, session=session)
+
     def chat(
         message: Annotated[
             str,
@@ -1103,6 +1272,7 @@ def build_server(
         (search_items, "Search items by text", read_only),
         (recommend, "Recommend for a history", read_only),
         (item_details, "Item details", read_only),
+        (explain, "Explain an item for a user", read_only),
         (chat, "Chat with the recommender", ToolAnnotations(open_world_hint=False)),
         (feedback, "Like or dislike an item", ToolAnnotations(open_world_hint=False)),
     ):
@@ -1122,6 +1292,13 @@ def _unknown_tools(names: set[str]) -> str:
     return (
         f"recai mcp: --tools names {', '.join(repr(w) for w in wrong)}, which "
         f"{'is' if len(wrong) == 1 else 'are'} no tool.{hint} tools: {', '.join(TOOL_NAMES)}"
+    )
+
+
+def _no_explainer(name: str) -> str:
+    return (
+        f"recai mcp: --tools names explain, but agent {name!r}'s recipe has no Explainer "
+        "component (add one to the recipe; recai plugins lists the installed ones)"
     )
 
 
@@ -1162,7 +1339,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``recai mcp``'s arguments to ``parser`` (the kernel's command hook calls this)."""
     parser.description = (
         "Serve a recipe's agent and its tools (catalog description, SQL look-up, filters, "
-        "similar items, recommendations, item details, chat) as a Model Context Protocol "
+        "similar items, recommendations, item details, explanations, chat) as a Model Context "
+        "Protocol "
         "server, so any MCP-capable assistant can use them. stdio (the assistant starts this "
         "command) or streamable HTTP on loopback. The agent is fitted first (cached under --out)."
     )
@@ -1189,6 +1367,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME,...",
         help="serve only these tools (default all: " + ", ".join(TOOL_NAMES) + "); e.g. leave "
         "out chat and feedback to offer the recommenders without the LLM",
+    )
+    parser.add_argument(
+        "--explainer",
+        metavar="NAME",
+        help="the recipe's Explainer component the explain tool uses (default: the agent's "
+        "'explainer' param, else the recipe's only Explainer; without one there is no explain "
+        "tool)",
     )
     parser.add_argument(
         "--out", help="folder for fitted models (default runs/<recipe name>-chat, as recai chat)"
@@ -1222,8 +1407,15 @@ def run(args: argparse.Namespace) -> int:
         raise RecaiError("recai mcp: --host and --port are for --transport http")
     passive_openmp()
     with _stdout_to_stderr():  # in stdio mode stdout is the protocol: nothing else may reach it
-        agent, name, fit = build_agent(args.recipe, args.component, args.out, log=_log)
-        toolbox = AgentToolbox(agent, name=name)
+        agent, name, fit, explainer = build_for_mcp(
+            args.recipe,
+            args.component,
+            args.out,
+            explainer=getattr(args, "explainer", None),
+            tools=tools,
+            log=_log,
+        )
+        toolbox = AgentToolbox(agent, name=name, explainer=explainer)
         if fit is not None:
             toolbox.defer_fit(fit)
         server = build_server(toolbox, tools=tools)
@@ -1236,6 +1428,100 @@ def run(args: argparse.Namespace) -> int:
         return 0
     toolbox.start_fit()  # stdout is no protocol here: fit at once, beside the server
     return _serve_http(server, name, args.host, port, api_key)
+
+
+def build_for_mcp(
+    recipe_path: str,
+    component: str | None,
+    out: str | None,
+    *,
+    explainer: str | None = None,
+    tools: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Any, str, Callable[[], None] | None, tuple[str, Any] | None]:
+    """:func:`recai_agent.cli.build_agent`'s agent, name and fit, and the Explainer the
+    ``explain`` tool serves, ``(recipe name, component)`` or None.
+
+    The Explainer: ``explainer`` (a recipe component name), else the one the agent's
+    ``explainer`` param names, else the recipe's only Explainer component (the rule of ``recai
+    serve``'s ``/v1/explain``); none when ``tools`` leaves ``explain`` out. It is built with the
+    agent (one build: they share the dataset and models) and fitted with it when it learns.
+    Every problem is a :class:`RecaiError` naming the recipe and the option.
+    """
+    import difflib
+
+    from recai.plugins import get_plugin_manager
+    from recai.recipe import build, check, load_recipe
+    from recai.roles import Role
+
+    wanted = tools is None or "explain" in tools
+    recipe = load_recipe(recipe_path)
+    pm = get_plugin_manager()
+    plan = check(recipe, pm.registry())
+    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
+    name = component if component is not None else (agents[0] if len(agents) == 1 else None)
+    if name is None or name not in agents:  # build_agent says what is wrong with the choice
+        return (*build_agent(recipe_path, component, out, log=log), None)
+    found = [n for n, e in plan.resolved.items() if Role.EXPLAINER in e.roles]
+    listing = ", ".join(found) or "none"
+    chosen: str | None = None
+    if explainer is not None:
+        if not wanted:
+            raise RecaiError(
+                "recai mcp: --explainer is for the explain tool, which --tools leaves out"
+            )
+        if explainer not in found:
+            close = difflib.get_close_matches(explainer, found, n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RecaiError(
+                f"{recipe.source}: --explainer {explainer!r} is not an Explainer component."
+                f"{hint} explainers: {listing}"
+            )
+        chosen = explainer
+    elif wanted:
+        own = recipe.components[name].params.get("explainer")
+        if isinstance(own, str) and own in found:
+            chosen = own
+        elif len(found) == 1:
+            chosen = found[0]
+        elif found:
+            raise RecaiError(
+                f"{recipe.source}: name the explainer of the explain tool, --explainer NAME (it "
+                f"has {len(found)}: {listing}), or leave explain out with --tools"
+            )
+        elif tools is not None:
+            raise RecaiError(_no_explainer(name))
+    if chosen is None:
+        return (*build_agent(recipe_path, component, out, log=log), None)
+    built = build(recipe, pm, only=[name, chosen])
+    agent, explains = built[name], built[chosen]
+    dataset = getattr(getattr(agent, "params", None), "dataset", None)
+    theirs = getattr(getattr(explains, "params", None), "dataset", None)
+    if theirs is not None and dataset is not None and theirs is not dataset:
+        raise RecaiError(
+            f"{recipe.source}: explainer {chosen!r} reads dataset "
+            f"{built.name_of(theirs)!r}, agent {name!r} dataset {built.name_of(dataset)!r}: "
+            "the tools name the items of one catalog"
+        )
+    learners = [obj for obj in (agent, explains) if callable(getattr(obj, "fit", None))]
+    if dataset is None or not learners:
+        return agent, name, None, (chosen, explains)
+    folder = default_out(recipe_path, out)
+    seed = recipe.run.seed if recipe.run is not None else 0
+
+    def fit() -> None:
+        from recai.data import Split
+        from recai.runtime import RunContext
+
+        ctx = RunContext(folder, seed=seed, built=built, progress=True)
+        log(f"fitting {name} and explainer {chosen} (cached under {folder}/artifacts)")
+        start = time.perf_counter()
+        split = Split.full(dataset.dataset())
+        for obj in learners:
+            ctx.fit(obj, split)
+        log(f"{name} fitted in {time.perf_counter() - start:.1f} s (explainer {chosen} too)")
+
+    return agent, name, fit, (chosen, explains)
 
 
 def _port(text: str) -> int:
