@@ -1,6 +1,7 @@
 """``recai mcp`` as an MCP client starts it: a child process on a small recipe (the film catalog,
-ItemKNN, a rules-only brain from a plugin made here as a fake installed distribution), driven by
-the official SDK's own clients over stdio and over streamable HTTP; and its option errors."""
+ItemKNN, a rules-only brain and a test Explainer from a plugin made here as a fake installed
+distribution), driven by the official SDK's own clients over stdio and over streamable HTTP; and
+its option errors."""
 
 from __future__ import annotations
 
@@ -50,6 +51,21 @@ class RulesBrain(recai.LLMBackend):
         return Completion("Here are films for you.")
 
 
+class BecauseParams(recai.Params):
+    dataset: recai.DatasetSource
+
+
+class Because(recai.Configurable, recai.Explainer):
+    # names the item and the history's last item, so the test sees what it was given
+
+    Params = BecauseParams
+
+    def explain(self, history, item):
+        catalog = self.params.dataset.dataset().catalog
+        last = catalog.title(int(history.ids[-1]))
+        return recai.Explanation(item, f"{catalog.title(item)} follows {last}", {"n": len(history)})
+
+
 class SlowRanker(recai.Ranker):
     # popularity, after a fit that takes a while
 
@@ -77,6 +93,11 @@ def recai_datasets():
 
 
 @recai.hookimpl
+def recai_explainers():
+    yield recai.ComponentSpec(name="because.v1", factory=Because, summary="Test explainer.")
+
+
+@recai.hookimpl
 def recai_llm_backends():
     yield recai.ComponentSpec(name="rules-brain.v1", factory=RulesBrain, summary="Test brain.")
 """
@@ -93,6 +114,9 @@ params = { neighbors = 10 }
 [components.agent]
 use = "interecagent.v1"
 params = { dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }
+[components.because]
+use = "because.v1"
+params = { dataset = "films" }
 """
 
 
@@ -148,6 +172,8 @@ async def _drive(client: Any) -> dict[str, Any]:
     await call("similar", "similar_items", {"items": ["Heat (1995)"], "k": 3})
     await call("recommend", "recommend", {"history": ["Alien", "Aliens"], "k": 3})
     await call("details", "item_details", {"items": ["8"]})
+    await call("explain", "explain", {"item": "Farggo", "history": ["Alien", "Heat"]})
+    await call("unexplained", "explain", {"item": "Zorgon the Unwatchable", "history": ["Alien"]})
     await call("chat", "chat", {"message": "comedies from the 1990s", "user": "2"})
     session = out["chat"][1]["session"] if not out["chat"][0] else None
     await call("chat2", "chat", {"message": "more please", "session": session})
@@ -166,9 +192,11 @@ def _check(out: dict[str, Any]) -> None:
         "similar_items",
         "recommend",
         "item_details",
+        "explain",
         "chat",
     }
-    for label in ("describe", "lookup", "filter", "similar", "recommend", "details", "chat"):
+    labels = ("describe", "lookup", "filter", "similar", "recommend", "details", "explain", "chat")
+    for label in labels:
         assert out[label][0] is False, (label, out[label])
     assert out["describe"][1]["items"] == len(FILMS)
     assert out["lookup"][1]["rows"] == [["Psycho (1960)"], ["Casablanca (1942)"]] or sorted(
@@ -181,6 +209,13 @@ def _check(out: dict[str, Any]) -> None:
     rec = [i["title"] for i in out["recommend"][1]["items"]]
     assert len(rec) == 3 and not {"Alien (1979)", "Aliens (1986)"} & set(rec)
     assert out["details"][1]["items"][0]["title"] == "Star Wars (1977)"
+    explained = out["explain"][1]  # the recipe's only Explainer, on a grounded misspelt title
+    assert explained["text"] == "Fargo (1996) follows Heat (1995)", explained
+    assert explained["item"] == {"id": "13", "title": "Fargo (1996)"}
+    assert explained["explainer"] == "because" and explained["evidence"] == {"n": 2}
+    error, text = out["unexplained"]
+    assert error and text.startswith("explain: ") and "'Zorgon the Unwatchable'" in text
+    assert "\n" not in text and "Traceback" not in text
     chat = out["chat"][1]
     assert chat["items"] and all(i["title"] in TITLES for i in chat["items"])
     assert out["chat2"][0] is False and out["chat2"][1]["session"] == chat["session"]
@@ -288,11 +323,11 @@ def http_server(site: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[s
             proc.communicate()
 
 
-def _post(url: str, headers: dict[str, str]) -> tuple[int, Any]:
+def _post(url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
     host, _, rest = url.removeprefix("http://").partition("/")
     conn = http.client.HTTPConnection(host, timeout=10)
     try:
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        body = body or {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         conn.request(
             "POST",
             "/" + rest,
@@ -322,6 +357,14 @@ def test_http_server_answers_the_sdk_client_with_the_key_and_refuses_without(
         status, body = _post(url, headers)
         assert status == 401, (headers, status, body)
         assert "API key" in json.loads(body)["error"]["message"]
+    explain = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "explain", "arguments": {"item": "Fargo", "history": ["Alien"]}},
+    }
+    status, body = _post(url, {"authorization": "Bearer wrong"}, explain)
+    assert status == 401 and b"Fargo" not in body, (status, body)
 
     async def go() -> dict[str, Any]:
         http = httpx2.AsyncClient(
@@ -359,6 +402,8 @@ def films_pm(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         (["-c", "agnet"], "Did you mean 'agent'?"),
         (["--tools", "lookup,recomend"], "'recomend', which is no tool. Did you mean 'recommend'?"),
         (["--tools", " , "], "--tools names no tool"),
+        (["--explainer", "becuase"], "'becuase' is not an Explainer component. Did you mean"),
+        (["--tools", "lookup", "--explainer", "because"], "--explainer is for the explain tool"),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_2(
@@ -375,6 +420,15 @@ def test_a_bad_option_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert code == 2 and says in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_tools_explain_without_an_explainer_is_one_line_and_exit_2(
+    films_pm: None, site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["mcp", str(site / "slow.toml"), "--tools", "recommend,explain"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--tools names explain, but agent 'agent'" in err, err
+    assert "no Explainer component" in err and len(err.splitlines()) == 1
 
 
 def test_a_missing_recipe_is_one_line_and_exit_2(
