@@ -206,6 +206,9 @@ def test_a_misspelt_title_grounds_to_the_catalog_item(server: Any) -> None:
     assert any(n.startswith("'Termnator' read as") for n in out["notes"])
     # below the matcher's 0.5, a clear lead still names the film (0.38 against 0.04)
     assert ok(server, item="Casablanka", history=["Alien"])["item"]["title"] == "Casablanca (1942)"
+    # below both (0.20), a name two swapped letters off one film's (test_mcp_titles.py)
+    out = ok(server, item="The Shinnig", history=["Alien"])
+    assert out["item"]["title"] == "Shining, The (1980)"
 
 
 def test_a_user_of_the_dataset_gives_the_history(server: Any, toolbox: AgentToolbox) -> None:

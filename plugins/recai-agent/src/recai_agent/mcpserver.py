@@ -51,6 +51,7 @@ import contextlib
 import hmac
 import inspect
 import os
+import re
 import secrets
 import sys
 import threading
@@ -93,11 +94,16 @@ MAX_NAMED = 200
 MAX_MESSAGE_CHARS = 4000
 #: Longest wait of a tool for the models' fit, in seconds.
 FIT_WAIT = 3600.0
-#: A title matches an item when the fuzzy matcher scores it this much (0 to 1), or this much
-#: less and this many times the next item's score.
+#: Title matching (:func:`title_match`): the catalog matcher's score (0 to 1) that names an
+#: item; a lower one that still does when it is this many times the next item's; and for a
+#: misspelt name, the letters' similarity to one of the matcher's best candidates that names it
+#: when the next candidate's is this much lower.
 TITLE_MATCH = 0.5
 TITLE_LEAD = 0.35
 TITLE_MARGIN = 3.0
+TITLE_CANDIDATES = 10
+SPELLING_MATCH = 0.8
+SPELLING_MARGIN = 0.05
 #: Conversations kept by the chat tool, and how long an idle one lives (seconds).
 MAX_SESSIONS = 1000
 SESSION_TTL = 3600.0
@@ -893,18 +899,8 @@ class AgentToolbox:
         return found, notes, missing
 
     def _title(self, text: str) -> int | None:
-        """The item whose title ``text`` names: the catalog's fuzzy matcher's best, when it scores
-        :data:`TITLE_MATCH` or more, or :data:`TITLE_LEAD` and :data:`TITLE_MARGIN` times the
-        runner-up's score (a misspelt title, 'Pulp Fictoin' 0.41 against 0.05, is still one
-        title; a stranger's, 'Star Trek' 0.14 on the film fixture, is none)."""
-        ids, scores = self.grounder.titles.top(text, 2)
-        if not len(ids):
-            return None
-        best = float(scores[0])
-        second = float(scores[1]) if len(scores) > 1 else 0.0
-        if best >= TITLE_MATCH or (best >= TITLE_LEAD and best >= TITLE_MARGIN * second):
-            return int(ids[0])
-        return None
+        """The item whose title ``text`` names, or None: see :func:`title_match`."""
+        return title_match(self.grounder, text)
 
     def _ref(self, i: int) -> ItemRef:
         return ItemRef(id=_plain(self.catalog.ids[i]), title=self.catalog.title(i))
@@ -921,6 +917,82 @@ class AgentToolbox:
             similar_to=[self.catalog.title(s) for s in ev.seeds] if seeds else [],
             why=list(ev.kept_by),
         )
+
+
+def title_match(grounder: Any, text: str) -> int | None:
+    """The catalog item whose title ``text`` names, or None.
+
+    The catalog's fuzzy matcher (character 3-grams, :class:`recai.data.grounding.Grounder`)
+    decides when its best scores :data:`TITLE_MATCH` (as the agent grounds titles), or
+    :data:`TITLE_LEAD` and :data:`TITLE_MARGIN` times the runner-up's. Below that, a misspelt
+    name ('Notoriuos', 'Batman Forevrr': a typo breaks up to three 3-grams, so a short title
+    scores 0.3) is matched by its letters: the candidate among the matcher's best
+    :data:`TITLE_CANDIDATES` whose name (no year, the trailing article in front) is within
+    :data:`SPELLING_MATCH` by edit similarity (:func:`_spelling`) and :data:`SPELLING_MARGIN`
+    above the next. On ML-100K, one typo (a letter dropped, doubled, changed or swapped) in the
+    names of 400 random titles: 312 of them found at 0.5 alone, 388 this way (a second draw: 322
+    and 389), with the same 2 (5) wrong, each a title another shares or contains; of 30 titles
+    not in the catalog the same 9 match either way (all at 0.5: 'Die Hard 4', 'Her'). A title
+    costs 0.16-0.21 ms instead of 0.06-0.08.
+    """
+    ids, scores = grounder.titles.top(text, TITLE_CANDIDATES)
+    if not len(ids) or float(scores[0]) <= 0:
+        return None
+    best = float(scores[0])
+    second = float(scores[1]) if len(scores) > 1 else 0.0
+    if best >= TITLE_MATCH or (best >= TITLE_LEAD and best >= TITLE_MARGIN * second):
+        return int(ids[0])
+    query = _name_key(text)
+    if len(query) < 4:
+        return None
+    titles = grounder.catalog.titles
+    near = sorted(
+        (
+            (_spelling(query, _name_key(str(titles[i]))), int(i))
+            for i, x in zip(ids, scores, strict=True)
+            if x > 0
+        ),
+        reverse=True,
+    )
+    if near[0][0] < SPELLING_MATCH:
+        return None
+    if len(near) > 1 and near[0][0] - near[1][0] < SPELLING_MARGIN:
+        return None
+    return near[0][1]
+
+
+_YEAR = re.compile(r"\s*\((?:\d{4}|\d{4}-\d{4})\)\s*$")
+_ARTICLE = re.compile(r"^(.*), (the|a|an|la|le|les|l'|il|el|das|der|die)$")
+
+
+def _name_key(title: str) -> str:
+    """A title as a user types it: lower case, no year, a trailing article in front
+    ('Omen, The (1976)' -> 'the omen'), single spaces."""
+    text = " ".join(_YEAR.sub("", title.lower()).split())
+    moved = _ARTICLE.match(text)
+    return f"{moved.group(2)} {moved.group(1)}" if moved else text
+
+
+def _spelling(a: str, b: str) -> float:
+    """1 - the optimal string alignment distance (edits and swaps of neighbours) over the
+    longer length: 'notoriuos' and 'notorious' 0.89, 'slepeer' and 'sleeper' 0.86 but
+    'sleepers' 0.75."""
+    if a == b:
+        return 1.0
+    n, m = len(a), len(b)
+    if not n or not m:
+        return 0.0
+    before = list(range(m + 1))
+    last = before
+    for i in range(1, n + 1):
+        row = [i] + [0] * m
+        for j in range(1, m + 1):
+            cost = a[i - 1] != b[j - 1]
+            row[j] = min(before[j] + 1, row[j - 1] + 1, before[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], last[j - 2] + 1)
+        last, before = before, row
+    return 1.0 - before[m] / max(n, m)
 
 
 def _step_notes(state: TurnState) -> list[str]:
