@@ -71,6 +71,21 @@ def because_text(item: str, history: list[str]) -> str:
     return f"{item}, for one who liked {' and '.join(history[-2:])}"
 
 
+class Learned(Because):
+    """Because, plus how many interactions the item has in the split it was fitted on."""
+
+    counts: np.ndarray | None = None
+
+    def fit(self, split: Any) -> None:
+        self.counts = np.bincount(split.train.items, minlength=split.dataset.n_items)
+
+    def explain(self, history: ItemList, item: int) -> Explanation:
+        if self.counts is None:
+            raise RuntimeError("not fitted")
+        out = super().explain(history, item)
+        return Explanation(item, f"{out.text} ({self.counts[item]} views)", out.evidence)
+
+
 class ExplainPlugin:
     """A plugin giving ``because.v1``, the way an installed distribution would."""
 
@@ -78,6 +93,7 @@ class ExplainPlugin:
     def recai_explainers(self) -> Iterator[recai.ComponentSpec]:
         yield recai.ComponentSpec(name="because.v1", factory=Because, summary="Test explainer.")
         yield recai.ComponentSpec(name="plain.v1", factory=Because, summary="Another one.")
+        yield recai.ComponentSpec(name="learned.v1", factory=Learned, summary="It learns.")
 
 
 @pytest.fixture(scope="module")
@@ -280,10 +296,28 @@ params = {{ dataset = "films", llm = "brain", ranker = "knn", similarity = "knn"
 """
 
 
+class ExplainingParams(recai.Params):
+    dataset: recai.DatasetSource = Field(description="its catalog")
+    explainer: recai.Explainer = Field(description="the explainer it uses")
+
+
+class Explaining(recai.Configurable, recai.Agent):
+    """An agent that takes an explainer as a param (no agent of the project does yet)."""
+
+    Params = ExplainingParams
+
+    def reply(self, conversation: Sequence[Message]) -> Message:
+        return Message.assistant("hi")
+
+
 class RecipePlugin:
     @recai.hookimpl
     def recai_datasets(self) -> Iterator[recai.ComponentSpec]:
         yield recai.ComponentSpec(name="films.v1", factory=FilmsSource, summary="Test films.")
+
+    @recai.hookimpl
+    def recai_agents(self) -> Iterator[recai.ComponentSpec]:
+        yield recai.ComponentSpec(name="explaining.v1", factory=Explaining, summary="Agent.")
 
     @recai.hookimpl
     def recai_llm_backends(self) -> Iterator[recai.ComponentSpec]:
@@ -353,3 +387,45 @@ def test_tools_explain_on_a_recipe_without_one_is_refused(recipe_pm: Any, tmp_pa
         build_for_mcp(path, None, None, tools=["explain"], log=str)
     *_, none = build_for_mcp(path, None, None, log=str)
     assert none is None
+
+
+def test_the_agents_own_explainer_param_is_the_default_among_several(
+    recipe_pm: Any, tmp_path: Path
+) -> None:
+    path = recipe(tmp_path, ("why", "because.v1", "films"), ("plain", "plain.v1", "films"))
+    text = Path(path).read_text() + (
+        '[components.talker]\nuse = "explaining.v1"\n'
+        'params = { dataset = "films", explainer = "plain" }\n'
+    )
+    Path(path).write_text(text)
+    agent, name, _, explainer = build_for_mcp(path, "talker", None, log=str)
+    assert name == "talker"
+    assert explainer is not None and explainer[0] == "plain"
+    assert explainer[1] is agent.params.explainer
+    *_, other = build_for_mcp(path, "talker", None, explainer="why", log=str)
+    assert other is not None and other[0] == "why"  # the option wins
+    toolbox = AgentToolbox(agent, name="talker", explainer=explainer)
+    out = ok(build_server(toolbox), item="Fargo", history=["Heat"])
+    assert out["explainer"] == "plain" and out["text"] == because_text(
+        "Fargo (1996)", ["Heat (1995)"]
+    )
+    # a toolbox given no explainer uses the agent's
+    assert AgentToolbox(agent, name="talker").explainer is agent.params.explainer
+
+
+def test_an_explainer_that_learns_is_fitted_with_the_agent_and_explain_waits_for_it(
+    recipe_pm: Any, tmp_path: Path
+) -> None:
+    path = recipe(tmp_path, ("seen", "learned.v1", "films"))
+    lines: list[str] = []
+    agent, name, fit, explainer = build_for_mcp(path, None, str(tmp_path / "fit"), log=lines.append)
+    assert explainer is not None and explainer[1].counts is None and fit is not None
+    toolbox = AgentToolbox(agent, name=name, explainer=explainer)
+    toolbox.defer_fit(fit)
+    server = build_server(toolbox)  # its lifespan starts the fit; explain waits for it
+    out = ok(server, item="Fargo", history=["Heat"])
+    views = int(np.sum(film_dataset().interactions.items == 12))
+    assert out["text"] == because_text("Fargo (1996)", ["Heat (1995)"]) + f" ({views} views)"
+    assert lines[0].startswith("fitting agent and explainer seen (cached under")
+    assert lines[-1].startswith("agent fitted in") and "explainer seen too" in lines[-1]
+    assert ok(server, item="Alien", history=["Heat"])["item"]["title"] == "Alien (1979)"
