@@ -250,6 +250,28 @@ def test_a_chat_sessions_user_gives_the_history(server: Any, toolbox: AgentToolb
     assert out.structured_content["text"] == because_text("Heat (1995)", seq)
 
 
+def test_feedback_likes_and_dislikes_shape_the_users_history(
+    server: Any, toolbox: AgentToolbox
+) -> None:
+    """A user the dataset does not know is explained from what they liked through feedback;
+    a known user's dislikes leave their history."""
+    assert "not a user of dataset" in refused(server, item="Fargo", user="alice")
+    for title in ("Heat", "Alien"):
+        error, _ = call(server, "feedback", {"item": title, "value": "like", "user": "alice"})
+        assert not error
+    out = ok(server, item="Fargo", user="alice")
+    assert out["text"] == because_text("Fargo (1996)", ["Heat (1995)", "Alien (1979)"])
+    assert out["history_items"] == 2
+    assert "their profile: 2 liked items added, 0 disliked left out" in out["notes"]
+
+    seq = [TITLES[i] for i in toolbox.user_history("7")]
+    error, _ = call(server, "feedback", {"item": seq[-1], "value": "dislike", "user": "7"})
+    assert not error
+    out = ok(server, item="Fargo", user="7")
+    assert out["history_items"] == len(seq) - 1
+    assert out["text"] == because_text("Fargo (1996)", seq[:-1])
+
+
 # -- bad input -------------------------------------------------------------------------------------
 def test_an_unknown_item_is_one_readable_error(server: Any) -> None:
     text = refused(server, item="Zorgon the Unwatchable", history=["Alien"])

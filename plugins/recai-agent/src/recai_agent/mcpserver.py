@@ -19,7 +19,8 @@ answer while a first fit runs, and the tools that need the models wait for it. I
   diversity mode, optionally within conditions;
 - ``item_details``: every catalog field of items named by id or title;
 - ``explain``: why an item (by id or title) suits a user (a history, a user of the dataset or a
-  chat session's user), from the recipe's Explainer component; served only when there is one:
+  chat session's user, with the likes and dislikes ``feedback`` gave), from the recipe's
+  Explainer component; served only when there is one:
   the one ``--explainer NAME`` names, else the agent's ``explainer`` param, else the recipe's
   only Explainer (the rule of ``recai serve``'s ``/v1/explain``);
 - ``chat``: one turn with the whole agent (plan, tools, grounded reply), in a conversation the
@@ -599,15 +600,15 @@ class AgentToolbox:
             user = self._known_session(session, "explain").user
         seq: list[int] = []
         if user is not None:
-            seq = self.user_history(user)
-            notes.append(f"user {user!r}: {len(seq)} items in the dataset's history")
+            seq, more = self._liked_by(user)
+            notes += more
         named: list[int] = []
         if history:
             named, more, missing = self._resolve(history, "history")
             notes += more + [f"not in the catalog: {m!r}" for m in missing]
             seq += [i for i in named if i not in seq]
         if not seq:
-            whose = f"user {user!r} has no items in the dataset; " if user is not None else ""
+            whose = f"user {user!r} has no liked items; " if user is not None else ""
             raise ToolInputError(
                 f"{whose}give the items the user liked ('history', by id or title) or a user of "
                 "the dataset ('user') to explain the item for"
@@ -773,6 +774,43 @@ class AgentToolbox:
         if inter.timestamps is not None:
             rows = rows[np.argsort(inter.timestamps[rows], kind="stable")]
         return [int(i) for i in inter.items[rows].tolist()]
+
+    def _liked_by(self, user: str) -> tuple[list[int], list[str]]:
+        """What ``user`` liked, oldest first, and notes saying where it came from: their history
+        in the dataset, then the items liked in the agent's long-term profile (the feedback
+        tool's), without the items disliked there. A user neither knows is an error."""
+        seq: list[int] = []
+        notes: list[str] = []
+        missing: ToolInputError | None = None
+        try:
+            seq = self.user_history(user)
+            notes.append(f"user {user!r}: {len(seq)} items in the dataset's history")
+        except ToolInputError as unknown:
+            missing = unknown
+        remember = getattr(self.agent, "remember", None)
+        profile: dict[str, Any] = {}
+        if remember is not None:
+            try:
+                with self._model_lock:
+                    profile = dict(remember(str(user)) or {})
+            except (NotImplementedError, RecaiError):
+                profile = {}
+
+        def indices(key: str) -> list[int]:
+            refs = [str(e.get("id")) for e in profile.get(key) or [] if isinstance(e, dict)]
+            return [self._by_id[r] for r in refs if r in self._by_id]
+
+        liked, disliked = indices("liked"), set(indices("disliked"))
+        if missing is not None and not liked:
+            raise missing
+        added = [i for i in liked if i not in seq]
+        kept = [i for i in seq + added if i not in disliked]
+        if added or len(kept) < len(seq) + len(added):
+            notes.append(
+                f"their profile: {len(added)} liked items added, "
+                f"{len(seq) + len(added) - len(kept)} disliked left out"
+            )
+        return kept, notes
 
     def _context(self, user: str | None) -> list[Message]:
         if user is None:
@@ -1307,9 +1345,10 @@ def build_server(
         user: UserId = None,
         session: SessionId = None,
     ) -> ExplanationOut:
-        """Why an item suits a user: the recipe's explainer on the user's history (the items
-        given, after the history of 'user' or of a chat 'session''s user). Returns the
-        explanation's text with the item's id and title."""
+        """Why an item suits a user: the recipe's explainer on what the user liked (the items
+        given, after the history of 'user', or of a chat 'session''s user, in the dataset and
+        what they liked through feedback). Returns the explanation's text with the item's id
+        and title."""
         return toolbox.explain(item, user=user, history=history, session=session)
 
     def chat(
