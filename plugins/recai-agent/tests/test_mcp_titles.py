@@ -68,3 +68,10 @@ def test_name_key_and_spelling() -> None:
     assert _spelling("slepeer", "sleepers") == pytest.approx(1 - 2 / 8)
     assert _spelling("abc", "abc") == 1.0 and _spelling("", "abc") == 0.0
     assert _spelling("kitten", "sitting") == pytest.approx(1 - 3 / 7)
+
+
+def test_spelling_stops_early_below_the_least_and_keeps_exact_scores_above() -> None:
+    assert _spelling("abcdefghij", "abcdefghXY", 0.8) == pytest.approx(0.8)  # 2 of 10: kept
+    assert _spelling("abcdefghij", "abcdefgXYZ", 0.8) == 0.0  # 3 of 10: stopped
+    assert _spelling("short", "a much longer name", 0.8) == 0.0
+    assert _spelling("notoriuos", "notorious", 0.8) == pytest.approx(1 - 1 / 9)

@@ -105,6 +105,8 @@ TITLE_MARGIN = 3.0
 TITLE_CANDIDATES = 10
 SPELLING_MATCH = 0.8
 SPELLING_MARGIN = 0.05
+#: Longest name (characters) matched by its letters (ML-100K's longest is 74).
+SPELLING_LONGEST = 100
 #: Conversations kept by the chat tool, and how long an idle one lives (seconds).
 MAX_SESSIONS = 1000
 SESSION_TTL = 3600.0
@@ -981,12 +983,12 @@ def title_match(grounder: Any, text: str) -> int | None:
     if best >= TITLE_MATCH or (best >= TITLE_LEAD and best >= TITLE_MARGIN * second):
         return int(ids[0])
     query = _name_key(text)
-    if len(query) < 4:
+    if not 4 <= len(query) <= SPELLING_LONGEST:
         return None
     titles = grounder.catalog.titles
     near = sorted(
         (
-            (_spelling(query, _name_key(str(titles[i]))), int(i))
+            (_spelling(query, _name_key(str(titles[i])), SPELLING_MATCH), int(i))
             for i, x in zip(ids, scores, strict=True)
             if x > 0
         ),
@@ -1011,14 +1013,17 @@ def _name_key(title: str) -> str:
     return f"{moved.group(2)} {moved.group(1)}" if moved else text
 
 
-def _spelling(a: str, b: str) -> float:
+def _spelling(a: str, b: str, least: float = 0.0) -> float:
     """1 - the optimal string alignment distance (edits and swaps of neighbours) over the
     longer length: 'notoriuos' and 'notorious' 0.89, 'slepeer' and 'sleeper' 0.86 but
-    'sleepers' 0.75."""
+    'sleepers' 0.75. Below ``least`` it stops early and says 0."""
     if a == b:
         return 1.0
     n, m = len(a), len(b)
     if not n or not m:
+        return 0.0
+    most = int((1.0 - least) * max(n, m) + 1e-9)  # the most edits that still reach ``least``
+    if abs(n - m) > most:
         return 0.0
     before = list(range(m + 1))
     last = before
@@ -1029,6 +1034,8 @@ def _spelling(a: str, b: str) -> float:
             row[j] = min(before[j] + 1, row[j - 1] + 1, before[j - 1] + cost)
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 row[j] = min(row[j], last[j - 2] + 1)
+        if min(row) > most:  # every alignment has more edits already
+            return 0.0
         last, before = before, row
     return 1.0 - before[m] / max(n, m)
 
