@@ -449,6 +449,7 @@ def test_help_names_the_tools_and_imports_no_sdk() -> None:
         "contextlib.suppress(SystemExit):\n"
         "    main(['mcp', '--help'])\n"
         "assert 'Model Context Protocol' in ' '.join(out.getvalue().split()), out.getvalue()\n"
+        "assert '--explainer NAME' in out.getvalue() and 'explain,' in out.getvalue()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('mcp', 'starlette', 'uvicorn', 'httpx2')))\n"
     )
