@@ -189,11 +189,12 @@ class CatalogInfo(BaseModel):
     columns: list[Column]
     sql_schema: str = Field(description="the tables a lookup may read, as an LLM prompt shows them")
     components: dict[str, str | None] = Field(
-        description="the agent's parts behind the tools: ranker, similarity, text retriever"
+        description="the agent's parts behind the tools: ranker, similarity, text retriever, "
+        "explainer (None: not there)"
     )
     ready: bool = Field(
         description="whether the models are fitted; until then similar_items, search_items, "
-        "recommend and chat wait for them"
+        "recommend, explain and chat wait for them"
     )
 
 
