@@ -38,11 +38,11 @@ and positions make them comparable without calibrating either. ``weight = 1`` re
 ranker's order with the brain's, ``0`` keeps the ranker's (the call is still made and
 recorded). The default 0.25 lets the brain reorder near neighbours in the ranker's order, not
 overturn it: measured on MovieLens-100K (``benchmarks/bench_rerank.py``: ItemKNN's top 20 for
-users whose held-out film is in it, 76 users, no request), the embedded SmolLM2-135M alone
-ranks at chance (NDCG@10 0.20 against the ranker's 0.36; a random order gives 0.23; the same
-with knowledge), costs 0.074 [0.005, 0.142] at weight 0.5 and nothing measurable at 0.25
-(-0.007 [-0.046, +0.031]; with knowledge +0.005 [-0.028, +0.037]); a stronger brain, or a
-request the ranker cannot read, is what a larger weight is for.
+all 155 users whose held-out film is in it, no request), the embedded SmolLM2-135M alone ranks
+at chance (NDCG@10 0.214 against the ranker's 0.332; a random order gives 0.23; 0.217 with
+knowledge), costs 0.063 [0.017, 0.108] at weight 0.5 (0.054 [0.008, 0.099] with knowledge)
+and nothing significant at 0.25 (-0.014 [-0.039, +0.013]; with knowledge -0.010 [-0.034,
++0.014]); a stronger brain, or a request the ranker cannot read, is what a larger weight is for.
 
 **Knowledge budget.** The knowledge text keeps whole lines while it fits ``knowledge_tokens``
 (counted by the brain's ``count_tokens`` where it has one, else four characters a token); a
