@@ -371,6 +371,42 @@ def test_merge_keeps_the_requests_values_and_drops_the_models_inventions(ex):
     assert trusted.step("soft_filter").input == {"seeds": ["Fargo (1996)"]}
 
 
+def test_merge_keeps_a_title_liked_for_certain_and_drops_unnamed_unwanted_titles(ex):
+    def model(*unwanted: str) -> Plan:
+        plan = validate_plan(
+            steps(("ranking", {"by": "preference", "unwanted": list(unwanted)}), ("map", {})),
+            plan_schema(TOOLS, ex.catalog),
+            ex.catalog,
+            ex.grounder,
+        )[0]
+        assert plan is not None
+        return plan
+
+    # the tuned 135M planner read "I really enjoyed X." as a dislike; "enjoyed" is a cue
+    liked = ex.extract("I really enjoyed Rob Roy. Recommend similar ones")
+    assert liked.confidence["polarity"] == 1.0
+    plan = merge(model("Rob Roy (1995)"), liked)
+    assert plan.step("soft_filter").input == {"seeds": ["Rob Roy (1995)"]}
+    assert "unwanted" not in plan.step("ranking").input
+    # a trusted model's reading wins ("My wife liked Heat, I found it boring")
+    trusted = merge(model("Rob Roy (1995)"), liked, model_values=True)
+    assert trusted.step("soft_filter") is None
+    assert trusted.step("ranking").input["unwanted"] == ["Rob Roy (1995)"]
+    # no cue before the title: liked only by default, so the model's reading wins
+    awful = ex.extract("Boogie Nights was awful; show me horror films")
+    assert awful.liked and awful.confidence["polarity"] < 0.8
+    plan = merge(model("Boogie Nights (1997)"), awful)
+    assert plan.step("soft_filter") is None
+    assert plan.step("ranking").input["unwanted"] == ["Boogie Nights (1997)"]
+    # a title the request does not name is not added as unwanted unless model_values
+    genre = ex.extract("I hate action movies, suggest something else")
+    plan = merge(model("Last Action Hero (1993)"), genre)
+    assert "unwanted" not in plan.step("ranking").input
+    assert any("not in the request" in n for n in plan.notes)
+    trusted = merge(model("Last Action Hero (1993)"), genre, model_values=True)
+    assert trusted.step("ranking").input["unwanted"] == ["Last Action Hero (1993)"]
+
+
 def test_merge_on_intents(ex):
     lookup_model = repair_plan(
         steps(("lookup", {"sql": "SELECT title, year FROM items WHERE title LIKE '%Fargo%'"})),

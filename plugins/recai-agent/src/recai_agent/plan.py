@@ -1055,6 +1055,19 @@ def merge(model_plan: Any, slots: Slots, *, model_values: bool = False) -> Plan:
             ranking["prefer"] = list(m_rank.input["prefer"])
         if m_rank.input.get("unwanted"):
             extra = [t for t in m_rank.input["unwanted"] if t not in ranking.get("unwanted", [])]
+            # an untrusted model does not turn a title the rules read as liked, for certain, into
+            # an unwanted one ("I really enjoyed X. Recommend similar ones": the tuned 135M
+            # planner wrote X as unwanted)
+            liked = {slots.titles.get(i) for i in slots.liked}
+            certain = min(conf.get("titles", 1.0), conf.get("polarity", 1.0)) >= CERTAIN
+            if certain and not model_values and any(t in liked for t in extra):
+                notes.append("ranking.unwanted: titles the request likes for certain kept liked")
+                extra = [t for t in extra if t not in liked]
+            if not model_values:  # as for the filters: only titles the request names
+                named = set(slots.titles.values())
+                if any(t not in named for t in extra):
+                    notes.append("ranking.unwanted: titles not in the request, dropped")
+                extra = [t for t in extra if t in named]
             if extra:  # more exclusions never add a wrong item
                 ranking["unwanted"] = [*ranking.get("unwanted", []), *extra][: MAX_SEEDS + 2]
     if soft is not None and m_soft is not None and model_values and "seeds" in soft:

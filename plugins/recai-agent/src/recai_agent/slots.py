@@ -1041,12 +1041,23 @@ class SlotExtractor:
         taken: set[int] = set()
         conf: list[float] = []
 
-        def add(item: int, score: float, polarity: str, start: int, end: int, said: str) -> None:
+        cued: list[bool] = []  # per title: did a cue word say liked or disliked?
+
+        def add(
+            item: int,
+            score: float,
+            polarity: str,
+            start: int,
+            end: int,
+            said: str,
+            cue: bool = True,
+        ) -> None:
             spans.append((start, end))
             if item in taken:
                 return
             taken.add(item)
             conf.append(score)
+            cued.append(cue)
             (slots.disliked if polarity == "disliked" else slots.liked).append(item)
             slots.matched.append((said, self.catalog.title(item)))
 
@@ -1058,7 +1069,7 @@ class SlotExtractor:
                 continue
             before = [t for t in toks if t.end <= m.start()][-6:]
             polarity = self._polarity(before)
-            add(found[0], found[1], polarity, m.start(), m.end(), inner)
+            add(found[0], found[1], polarity, m.start(), m.end(), inner, self._cued(before))
             for t in toks:
                 if t.start >= m.start() and t.end <= m.end():
                     t.used = True
@@ -1158,6 +1169,7 @@ class SlotExtractor:
                         span[0].start,
                         span[n - 1].end,
                         self._raw(span[:n]),
+                        self._cued(before),
                     )
                     for u in span[:n]:
                         u.used = True
@@ -1166,6 +1178,8 @@ class SlotExtractor:
             i += max(1, len(span))
         if conf:
             slots.confidence["titles"] = round(min(conf), 3)
+            # liked by default, with no cue word before it ("Heat was awful"): not certain
+            slots.confidence["polarity"] = 1.0 if all(cued) else 0.5
         if lookup:
             slots.mentioned = slots.liked + slots.disliked
         return spans
@@ -1183,6 +1197,15 @@ class SlotExtractor:
                             return None
                     return polarity, len(cue)
         return None
+
+    def _cued(self, before: Sequence[_Tok]) -> bool:
+        """Whether a like or dislike cue is among the words ``before`` a title."""
+        words = tuple(t.word for t in before)
+        return any(
+            words[k : k + len(cue)] == cue
+            for k in range(len(words))
+            for cue in (*_DISLIKE_BY_LENGTH, *_LIKE_BY_LENGTH)
+        )
 
     def _polarity(self, before: Sequence[_Tok]) -> str:
         words = [t.word for t in before]
