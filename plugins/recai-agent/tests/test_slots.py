@@ -97,6 +97,15 @@ def test_negations_refuse_values_within_their_scope(ex, text, genres, not_genres
         ("made in 1994", (1994, 1994)),
         ("from 1990 onwards", (1990, None)),
         ("something recent", (1994, None)),  # ML-100K's last year is 1998
+        # phrasings the held-out planner set showed the rules misreading
+        ("from 1988 through 1992", (1988, 1992)),  # was two single years, min > max
+        ("a drama post-1978", (1979, None)),  # the hyphen
+        ("movies pre-1940 please", (None, 1939)),
+        ("no later than 1989", (None, 1989)),  # was "later than": a lower bound
+        ("what's good 1964 or later?", (1964, None)),  # without "from"
+        ("comedies 1989 or earlier", (None, 1989)),
+        ("westerns 1950 and up", (1950, None)),
+        ("1990 then 1985", (1985, 1990)),  # two readings that cannot both hold: their span
     ],
 )
 def test_years_decades_and_ranges(ex, text, years):

@@ -508,17 +508,21 @@ _DECADE_RE = re.compile(
     re.IGNORECASE,
 )
 _RANGE_RE = re.compile(
-    rf"\b(?:between|from)\s+{_YEAR}\s+(?:and|to|-|until|till)\s+{_YEAR}\b|\b{_YEAR}\s*(?:-|–|to)\s*{_YEAR}\b",
+    rf"\b(?:between|from)\s+{_YEAR}\s+(?:and|to|-|until|till|through|thru)\s+{_YEAR}\b|\b{_YEAR}\s*(?:-|–|to)\s*{_YEAR}\b",
     re.IGNORECASE,
 )
 _AFTER_RE = re.compile(
     rf"\b(after|since|post|newer than|later than|starting|starting in|starting from|"
-    rf"not before|no earlier than|at least|made after|released after)\s+(?:the\s+year\s+)?{_YEAR}\b",
+    rf"not before|no earlier than|at least|made after|released after)(?:\s+|\s*-\s*)(?:the\s+year\s+)?{_YEAR}\b",
     re.IGNORECASE,
 )
 _ONWARDS_RE = re.compile(
-    rf"\bfrom\s+{_YEAR}\s*(?:on|onwards?|and later|or later|and after|forward|\+)", re.IGNORECASE
+    rf"\b(?:from\s+)?{_YEAR}\s*(?:onwards?|and later|or later|and after|or after|and newer|"
+    rf"or newer|and up|\+)|\bfrom\s+{_YEAR}\s*(?:on|forward)\b",
+    re.IGNORECASE,
 )
+#: "1989 or earlier": an upper bound, the year included
+_OR_EARLIER_RE = re.compile(rf"\b{_YEAR}\s*(?:or|and)\s+(?:earlier|older|before)\b", re.IGNORECASE)
 # "nothing older than 1985" is a lower bound, "nothing newer than 1985" an upper one
 _NOT_OLDER_RE = re.compile(
     rf"\b(?:nothing|no|not|none)\s+(?:\w+\s+)?(older|earlier|newer|later|more recent)\s+than\s+{_YEAR}\b",
@@ -526,7 +530,7 @@ _NOT_OLDER_RE = re.compile(
 )
 _BEFORE_RE = re.compile(
     rf"\b(before|until|till|up to|pre|older than|earlier than|prior to|not after|no later "
-    rf"than|made before|released before)\s+(?:the\s+year\s+)?{_YEAR}\b",
+    rf"than|made before|released before)(?:\s+|\s*-\s*)(?:the\s+year\s+)?{_YEAR}\b",
     re.IGNORECASE,
 )
 _IN_YEAR_RE = re.compile(rf"\b(?:in|of|from|released in|made in|year)?\s*{_YEAR}\b", re.IGNORECASE)
@@ -1224,10 +1228,19 @@ class SlotExtractor:
         if slots.year_min is None and slots.year_max is None:
             slots.year_min, slots.year_max = lo, hi
         else:  # a second constraint narrows ("after 1990 and before 1995")
+            before = slots.year_min, slots.year_max
             if lo is not None:
                 slots.year_min = lo if slots.year_min is None else max(slots.year_min, lo)
             if hi is not None:
                 slots.year_max = hi if slots.year_max is None else min(slots.year_max, hi)
+            if (
+                slots.year_min is not None
+                and slots.year_max is not None
+                and slots.year_min > slots.year_max
+            ):  # two readings that cannot both hold ("1988 ... 1992"): the span of both
+                years = [y for y in (*before, lo, hi) if y is not None]
+                slots.year_min, slots.year_max = min(years), max(years)
+                conf = min(conf, 0.6)
         slots.confidence["years"] = min(conf, slots.confidence.get("years", 1.0))
         slots.matched.append((said, f"years {lo}-{hi}"))
 
@@ -1243,6 +1256,14 @@ class SlotExtractor:
             ys = [int(g) for g in m.groups() if g is not None]
             self._set_years(slots, min(ys), max(ys), 1.0, m.group())
             blank(m)
+        # "no later than 1989" before "later than 1989" (a lower bound) can take its words
+        for m in list(_NOT_OLDER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+            y = int(m.group(2))
+            if m.group(1).lower() in ("older", "earlier"):
+                self._set_years(slots, y, None, 1.0, m.group())
+            else:
+                self._set_years(slots, None, y, 1.0, m.group())
+            blank(m)
         for m in list(_AFTER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
             y = int(m.group(2))
             strict = m.group(1).lower() in (
@@ -1255,15 +1276,11 @@ class SlotExtractor:
             )
             self._set_years(slots, y + 1 if strict else y, None, 1.0, m.group())
             blank(m)
-        for m in list(_NOT_OLDER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
-            y = int(m.group(2))
-            if m.group(1).lower() in ("older", "earlier"):
-                self._set_years(slots, y, None, 1.0, m.group())
-            else:
-                self._set_years(slots, None, y, 1.0, m.group())
-            blank(m)
         for m in list(_ONWARDS_RE.finditer(text))[:MAX_YEAR_MATCHES]:
-            self._set_years(slots, int(m.group(1)), None, 1.0, m.group())
+            self._set_years(slots, int(m.group(1) or m.group(2)), None, 1.0, m.group())
+            blank(m)
+        for m in list(_OR_EARLIER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+            self._set_years(slots, None, int(m.group(1)), 1.0, m.group())
             blank(m)
         for m in list(_BEFORE_RE.finditer(text))[:MAX_YEAR_MATCHES]:
             y = int(m.group(2))
