@@ -50,6 +50,7 @@ from .baselines import CONTEXT_NAME, MAX_LISTED, listed_lines, user_context
 from .bus import CandidateBus, Evidence
 from .describe import ColumnInfo, columns_of, nearest_values
 from .profiles import ProfileStore
+from .rerank import LLMReranker, RerankParams
 from .tools import BaseTool, TraceStep, TurnState, default_tools, ground_titles
 
 if TYPE_CHECKING:
@@ -162,7 +163,18 @@ class InterecAgentParams(recai.Params):
         None, description="checks plan and answer and triggers a re-plan; optional"
     )
     knowledge: recai.KnowledgePrompter | None = Field(
-        None, description="adds domain knowledge about the found items to the reply prompt"
+        None,
+        description="adds domain knowledge about the found items to the reply prompt (and, "
+        "with rerank, about the ranker's first items to the re-ranking prompt)",
+    )
+    rerank: RerankParams | None = Field(
+        None,
+        description="the brain re-ranks the ranker's first items when ranking by preference, "
+        "in scoring mode (recai_agent.rerank: one score_continuations pass over their titles "
+        "after the history, the request and the knowledge prompter's text for them, blended "
+        "with the ranker's order by position); a table: top (20), weight (0.25), "
+        "knowledge_tokens (300), history (10), norm ('calibrated'), seed; a brain that cannot "
+        "score leaves the ranker's order, with a note in the trace",
     )
     k: int = Field(5, ge=1, le=50, description="items recommended per reply")
     max_reflections: int = Field(
@@ -355,6 +367,12 @@ class InterecAgent(recai.Configurable, recai.Agent):
             if self._popularity is None:
                 self._popularity = _item_counts(data.interactions.items, data.n_items)
             if self._tools is None:
+                rerank = self.params.rerank
+                reranker = (
+                    None
+                    if rerank is None
+                    else LLMReranker(self.params.llm, self.params.knowledge, rerank)
+                )
                 self._tools = default_tools(
                     self._db,
                     ranker=self.params.ranker,
@@ -364,6 +382,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
                     grounder=self._grounder,
                     k=MAX_LISTED,  # the map tool's cap; each turn's state.k says how many
                     lookup_tokens=self.params.lookup_tokens,
+                    reranker=reranker,
                 )
             return self._db, self._grounder, self._tools
 
@@ -445,6 +464,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             disliked=disliked,
             history=list(context.history) if context is not None else [],
             k=self.params.k,
+            request=request,
         )
         given: list[int] | None = getattr(context, "candidates", None)
         asked: int | None = getattr(context, "k", None)
@@ -500,9 +520,9 @@ class InterecAgent(recai.Configurable, recai.Agent):
             items,
             list(turn.state.trace),
             plan,
-            turn.calls,
+            turn.calls + turn.state.llm_calls,
             time.perf_counter() - start,
-            llm_seconds=turn.llm_seconds,
+            llm_seconds=turn.llm_seconds + turn.state.llm_seconds,
             notes=turn.notes,
             plan_valid=valid,
             profile={
