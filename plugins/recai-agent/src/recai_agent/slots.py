@@ -1203,12 +1203,14 @@ class SlotExtractor:
         return None
 
     def _cued(self, before: Sequence[_Tok]) -> bool:
-        """Whether a like or dislike cue is among the words ``before`` a title."""
+        """Whether a like or dislike cue is among the words ``before`` a title (a bare "no" or
+        "not" is none: :meth:`_polarity` does not read it either)."""
         words = tuple(t.word for t in before)
         return any(
             words[k : k + len(cue)] == cue
             for k in range(len(words))
             for cue in (*_DISLIKE_BY_LENGTH, *_LIKE_BY_LENGTH)
+            if cue not in (("no",), ("not",))
         )
 
     def _polarity(self, before: Sequence[_Tok]) -> str:
