@@ -114,7 +114,7 @@ CASES: list[tuple[str, dict[str, Any], str, str | None]] = [
     (
         "find me a good comedy flick",
         {"genres": ["Comedy"]},
-        "could you suggest a funny movie?",
+        "can you point me to a funny movie?",
         None,
     ),
     ("find me a good comedy flick", {"genres": ["Comedy"]}, "a hilarious film for tonight", None),
@@ -388,14 +388,14 @@ def test_kept_rewrites_carry_the_gold_plan_their_own_kind_and_a_report(cat):
         r.id = f"test-0-{k:05d}"
     llm = Rewriter(
         {
-            reqs[0].request: 'Paraphrase: "could you suggest a funny movie?"',
+            reqs[0].request: 'Paraphrase: "can you point me to a funny movie?"',
             reqs[1].request: "I want horror films",
             reqs[2].request: "1. any funny movies from the eighties?\n2. something else",
         }
     )
     kept, report = paraphrase(reqs, llm, cat, seed=3, temperature=0.5, batch_size=2)
     assert [r.request for r in kept] == [
-        "could you suggest a funny movie?",
+        "can you point me to a funny movie?",
         "any funny movies from the eighties?",
     ]
     assert [r.kind for r in kept] == ["genre" + PARAPHRASE, "years" + PARAPHRASE]

@@ -126,7 +126,9 @@ class RerankParams(recai.Params):
         "the question alone ('calibrated'), divided by its length ('per_char'), or as is "
         "('sum')",
     )
-    seed: int = Field(0, description="seeds the order the candidates are shown in")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="seeds the order the candidates are shown in"
+    )
 
 
 @dataclass
