@@ -1106,6 +1106,10 @@ UserId = Annotated[
     str | None,
     Field(max_length=200, description="a user id of the dataset: their history is used"),
 ]
+Liked = Annotated[
+    list[str | int],
+    Field(max_length=MAX_NAMED, description="items the user liked, oldest first, by id or title"),
+]
 SessionId = Annotated[
     str | None,
     Field(max_length=200, description="a session returned by an earlier chat call"),
@@ -1287,13 +1291,7 @@ def build_server(
         )
 
     def recommend(
-        history: Annotated[
-            list[str | int],
-            Field(
-                max_length=MAX_NAMED,
-                description="items the user liked, oldest first, by id or title",
-            ),
-        ] = [],  # noqa: B006
+        history: Liked = [],  # noqa: B006
         user: UserId = None,
         k: Count = 10,
         by: Annotated[
@@ -1343,13 +1341,7 @@ def build_server(
             str | int,
             Field(description="the item to explain, by id or title (matched to the catalog)"),
         ],
-        history: Annotated[
-            list[str | int],
-            Field(
-                max_length=MAX_NAMED,
-                description="items the user liked, oldest first, by id or title",
-            ),
-        ] = [],  # noqa: B006
+        history: Liked = [],  # noqa: B006
         user: UserId = None,
         session: SessionId = None,
     ) -> ExplanationOut:
