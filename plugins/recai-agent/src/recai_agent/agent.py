@@ -321,6 +321,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
         self._columns: list[ColumnInfo] | None = None
         self._decode: dict[str, Any] | None = None
         self._tuned_schema: dict[str, Any] | None = None
+        self._tuned_prompt_read: str | None = None  # tune.json's prompt ("auto")
         self._exact_titles: dict[str, int] | None = None
         self._cannot_score = False
         self._selector: Any = None
@@ -766,16 +767,18 @@ class InterecAgent(recai.Configurable, recai.Agent):
         ``prompt`` of tune.json in the brain's model folder (``"short"`` without one)."""
         if self.params.tuned_prompt != "auto":
             return self.params.tuned_prompt
-        model = getattr(self.params.llm, "model", None)
-        if isinstance(model, str) and model:
-            info = Path(model).expanduser() / "tune.json"
-            try:
-                prompt = json.loads(info.read_text(encoding="utf-8")).get("prompt", "short")
-            except (OSError, ValueError, AttributeError):
-                return "short"
-            if prompt in ("short", "hints"):
-                return str(prompt)
-        return "short"
+        if self._tuned_prompt_read is None:  # tune.json is read once, not every turn
+            self._tuned_prompt_read = "short"
+            model = getattr(self.params.llm, "model", None)
+            if isinstance(model, str) and model:
+                info = Path(model).expanduser() / "tune.json"
+                try:
+                    prompt = json.loads(info.read_text(encoding="utf-8")).get("prompt")
+                except (OSError, ValueError, AttributeError):
+                    prompt = None
+                if prompt in ("short", "hints"):
+                    self._tuned_prompt_read = str(prompt)
+        return self._tuned_prompt_read
 
     def _tuned_messages(self, turn: _Turn, slots: Any) -> list[Message]:
         """The prompt the tuned brain learned, for this turn's request."""
