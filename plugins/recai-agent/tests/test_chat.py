@@ -187,3 +187,56 @@ def test_the_example_recipe_checks() -> None:
     with use_plugin_manager(fresh_plugin_manager(autoload=True)) as pm:
         plan = check(recipe, pm.registry())
     assert plan.resolved["agent"].name == "interecagent.v1"
+
+
+# -- build_agent: the agent and other components, one build ----------------------------------------
+def test_build_agent_builds_named_components_with_the_agent_and_fits_them_once(
+    recipe: Path, tmp_path: Path
+) -> None:
+    from recai_agent.cli import build_agent
+
+    lines: list[str] = []
+    agent, name, fit, also = build_agent(
+        str(recipe), None, str(tmp_path / "fit"), log=lines.append, also=["knn", "agent", "knn"]
+    )
+    assert name == "agent" and list(also) == ["knn"]  # the agent itself and repeats dropped
+    assert also["knn"] is agent.params.ranker  # one build: the agent's own part
+    assert fit is not None
+    fit()
+    assert lines[0].startswith("fitting agent and retriever knn (cached under")
+    assert lines[-1].startswith("agent fitted in") and lines[-1].endswith("(retriever knn too)")
+    # without also: the agent alone, as recai chat builds it
+    lines.clear()
+    _, _, fit, none = build_agent(str(recipe), None, str(tmp_path / "fit"), log=lines.append)
+    assert none == {} and fit is not None
+    fit()
+    assert lines[0].startswith("fitting agent (cached under") and "too" not in lines[-1]
+
+
+def test_build_agent_asks_the_picker_after_the_agent_is_chosen(recipe: Path) -> None:
+    from recai_agent.cli import build_agent
+
+    asked: list[tuple[str, list[str]]] = []
+
+    def pick(plan: Any, name: str) -> list[str]:
+        asked.append((name, sorted(plan.resolved)))
+        return ["brain"]
+
+    *_, also = build_agent(str(recipe), None, None, log=str, also=pick)
+    assert asked == [("agent", ["agent", "brain", "films", "knn"])]
+    assert isinstance(also["brain"], ScriptedBrain)
+    # a bad agent choice is refused before the picker is asked
+    with pytest.raises(recai.RecaiError, match="'agnet' is not an agent. Did you mean 'agent'"):
+        build_agent(str(recipe), "agnet", None, log=str, also=pick)
+    assert len(asked) == 1
+
+
+def test_build_agent_refuses_an_unknown_component_by_name(recipe: Path) -> None:
+    from recai_agent.cli import build_agent
+
+    with pytest.raises(recai.RecaiError) as caught:
+        build_agent(str(recipe), None, None, log=str, also=["knm"])
+    text = str(caught.value)
+    assert "chat.toml: no component 'knm' to build with agent 'agent'" in text
+    assert "components: films, brain, knn, agent" in text and "\n" not in text
+    assert caught.value.exit_code == 2

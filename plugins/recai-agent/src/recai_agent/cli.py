@@ -24,14 +24,17 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from recai.errors import RecaiError
 from recai.openmp import passive_openmp
 
-__all__ = ["configure", "run", "build_agent", "default_out", "passive_openmp"]
+if TYPE_CHECKING:
+    from recai.recipe import Plan
+
+__all__ = ["AgentBuild", "configure", "run", "build_agent", "default_out", "passive_openmp"]
 
 #: Longest message accepted, in characters.
 MAX_MESSAGE_CHARS = 4000
@@ -134,7 +137,9 @@ def _build(args: argparse.Namespace) -> tuple[Any, str, Path]:
     def log(line: str) -> None:
         print(f"recai chat: {line}", file=sys.stderr)
 
-    agent, name, fit = build_agent(args.recipe, args.component, args.out, verb="chat with", log=log)
+    agent, name, fit, _ = build_agent(
+        args.recipe, args.component, args.out, verb="chat with", log=log
+    )
     if fit is not None:
         fit()
     return agent, name, default_out(args.recipe, args.out)
@@ -146,6 +151,16 @@ def default_out(recipe_path: str, out: str | None) -> Path:
     return Path(out) if out else Path("runs") / f"{Path(str(recipe_path)).stem}-chat"
 
 
+class AgentBuild(NamedTuple):
+    """What :func:`build_agent` gives: the agent, its recipe name, what fits it (None when
+    nothing learns) and the other components asked for with ``also``, by recipe name."""
+
+    agent: Any
+    name: str
+    fit: Callable[[], None] | None
+    also: dict[str, Any]
+
+
 def build_agent(
     recipe_path: str,
     component: str | None,
@@ -153,11 +168,18 @@ def build_agent(
     *,
     verb: str = "serve",
     log: Callable[[str], None] = print,
-) -> tuple[Any, str, Callable[[], None] | None]:
+    also: Sequence[str] | Callable[[Plan, str], Sequence[str]] = (),
+) -> AgentBuild:
     """The recipe's agent (the one it has, or ``component``), its name, and what fits it (with
     its parts) on all the dataset's interactions, cached under :func:`default_out` (None when
-    the agent learns nothing). A recipe without that agent is a :class:`RecaiError` naming the
-    agents it has (``verb``: what the command does with it, for the message)."""
+    nothing learns). A recipe without that agent is a :class:`RecaiError` naming the agents it
+    has (``verb``: what the command does with it, for the message).
+
+    ``also``: other components of the recipe built with the agent (one build: they share its
+    dataset and models) and fitted with it when they learn; their names, or what picks them
+    from the checked recipe once the agent is chosen (``also(plan, agent_name)``; it raises
+    the :class:`RecaiError` of a bad choice). One that reads another dataset than the agent's
+    is refused by name."""
     import difflib
 
     from recai.data import Split
@@ -183,22 +205,48 @@ def build_agent(
         raise RecaiError(
             f"{recipe.source}: --component {name!r} is not an agent.{hint} agents: {listing}"
         )
-    built = build(recipe, pm, only=[name])
+    wanted = also(plan, name) if callable(also) else also
+    others = [n for n in dict.fromkeys(wanted) if n != name]
+    unknown = [n for n in others if n not in plan.resolved]
+    if unknown:
+        raise RecaiError(
+            f"{recipe.source}: no component {unknown[0]!r} to build with agent {name!r}; "
+            f"components: {', '.join(plan.resolved)}"
+        )
+    built = build(recipe, pm, only=[name, *others])
     agent = built[name]
     dataset = getattr(getattr(agent, "params", None), "dataset", None)
+    role = {  # for the messages: "explainer why"
+        n: next((r.title for r in Role if r in plan.resolved[n].roles), "component") for n in others
+    }
+    for n in others:
+        theirs = getattr(getattr(built[n], "params", None), "dataset", None)
+        if theirs is not None and dataset is not None and theirs is not dataset:
+            raise RecaiError(
+                f"{recipe.source}: {role[n]} {n!r} reads dataset "
+                f"{built.name_of(theirs)!r}, agent {name!r} dataset {built.name_of(dataset)!r}: "
+                "the tools name the items of one catalog"
+            )
+    parts = {n: built[n] for n in others}
+    learners = [obj for obj in (agent, *parts.values()) if callable(getattr(obj, "fit", None))]
+    if dataset is None or not learners:
+        return AgentBuild(agent, name, None, parts)
     folder = default_out(recipe_path, out)
-    if dataset is None or not callable(getattr(agent, "fit", None)):
-        return agent, name, None
     seed = recipe.run.seed if recipe.run is not None else 0
+    with_them = " and ".join(f"{role[n]} {n}" for n in others)
 
     def fit() -> None:
         ctx = RunContext(folder, seed=seed, built=built, progress=True)  # lines when not a tty
-        log(f"fitting {name} (cached under {folder}/artifacts)")
+        fitting = f"{name} and {with_them}" if with_them else name
+        log(f"fitting {fitting} (cached under {folder}/artifacts)")
         start = time.perf_counter()
-        ctx.fit(agent, Split.full(dataset.dataset()))
-        log(f"{name} fitted in {time.perf_counter() - start:.1f} s")
+        split = Split.full(dataset.dataset())
+        for obj in learners:
+            ctx.fit(obj, split)
+        took = f"{name} fitted in {time.perf_counter() - start:.1f} s"
+        log(took + (f" ({with_them} too)" if with_them else ""))
 
-    return agent, name, fit
+    return AgentBuild(agent, name, fit, parts)
 
 
 def _context(agent: Any, user: str) -> list[Any]:

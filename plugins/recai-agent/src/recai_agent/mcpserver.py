@@ -67,10 +67,11 @@ from pydantic import BaseModel, Field
 
 from recai.errors import RecaiError
 
-from .cli import build_agent, default_out, passive_openmp
+from .cli import build_agent, passive_openmp
 
 if TYPE_CHECKING:
     from recai.data import Catalog, Dataset
+    from recai.recipe import Plan
     from recai.types import Message
 
     from .tools import BaseTool, ToolResult, TurnState
@@ -1562,78 +1563,45 @@ def build_for_mcp(
     """
     import difflib
 
-    from recai.plugins import get_plugin_manager
-    from recai.recipe import build, check, load_recipe
     from recai.roles import Role
 
     wanted = tools is None or "explain" in tools
-    recipe = load_recipe(recipe_path)
-    pm = get_plugin_manager()
-    plan = check(recipe, pm.registry())
-    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
-    name = component if component is not None else (agents[0] if len(agents) == 1 else None)
-    if name is None or name not in agents:  # build_agent says what is wrong with the choice
-        return (*build_agent(recipe_path, component, out, log=log), None)
-    found = [n for n, e in plan.resolved.items() if Role.EXPLAINER in e.roles]
-    listing = ", ".join(found) or "none"
-    chosen: str | None = None
-    if explainer is not None:
+
+    def pick(plan: Plan, name: str) -> list[str]:
+        source = plan.recipe.source
+        found = [n for n, e in plan.resolved.items() if Role.EXPLAINER in e.roles]
+        listing = ", ".join(found) or "none"
+        if explainer is not None:
+            if not wanted:
+                raise RecaiError(
+                    "recai mcp: --explainer is for the explain tool, which --tools leaves out"
+                )
+            if explainer not in found:
+                close = difflib.get_close_matches(explainer, found, n=1, cutoff=0.6)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise RecaiError(
+                    f"{source}: --explainer {explainer!r} is not an Explainer component."
+                    f"{hint} explainers: {listing}"
+                )
+            return [explainer]
         if not wanted:
-            raise RecaiError(
-                "recai mcp: --explainer is for the explain tool, which --tools leaves out"
-            )
-        if explainer not in found:
-            close = difflib.get_close_matches(explainer, found, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RecaiError(
-                f"{recipe.source}: --explainer {explainer!r} is not an Explainer component."
-                f"{hint} explainers: {listing}"
-            )
-        chosen = explainer
-    elif wanted:
-        own = recipe.components[name].params.get("explainer")
+            return []
+        own = plan.recipe.components[name].params.get("explainer")
         if isinstance(own, str) and own in found:
-            chosen = own
-        elif len(found) == 1:
-            chosen = found[0]
-        elif found:
+            return [own]
+        if len(found) == 1:
+            return found
+        if found:
             raise RecaiError(
-                f"{recipe.source}: name the explainer of the explain tool, --explainer NAME (it "
+                f"{source}: name the explainer of the explain tool, --explainer NAME (it "
                 f"has {len(found)}: {listing}), or leave explain out with --tools"
             )
-        elif tools is not None:
+        if tools is not None:
             raise RecaiError(_no_explainer(name))
-    if chosen is None:
-        return (*build_agent(recipe_path, component, out, log=log), None)
-    built = build(recipe, pm, only=[name, chosen])
-    agent, explains = built[name], built[chosen]
-    dataset = getattr(getattr(agent, "params", None), "dataset", None)
-    theirs = getattr(getattr(explains, "params", None), "dataset", None)
-    if theirs is not None and dataset is not None and theirs is not dataset:
-        raise RecaiError(
-            f"{recipe.source}: explainer {chosen!r} reads dataset "
-            f"{built.name_of(theirs)!r}, agent {name!r} dataset {built.name_of(dataset)!r}: "
-            "the tools name the items of one catalog"
-        )
-    learners = [obj for obj in (agent, explains) if callable(getattr(obj, "fit", None))]
-    if dataset is None or not learners:
-        return agent, name, None, (chosen, explains)
-    folder = default_out(recipe_path, out)
-    seed = recipe.run.seed if recipe.run is not None else 0
+        return []
 
-    def fit() -> None:
-        from recai.data import Split
-        from recai.runtime import RunContext
-
-        ctx = RunContext(folder, seed=seed, built=built, progress=True)
-        log(f"fitting {name} and explainer {chosen} (cached under {folder}/artifacts)")
-        start = time.perf_counter()
-        split = Split.full(dataset.dataset())
-        for obj in learners:
-            ctx.fit(obj, split)
-        log(f"{name} fitted in {time.perf_counter() - start:.1f} s (explainer {chosen} too)")
-
-    return agent, name, fit, (chosen, explains)
+    agent, name, fit, also = build_agent(recipe_path, component, out, log=log, also=pick)
+    return agent, name, fit, next(iter(also.items()), None)
 
 
 def _port(text: str) -> int:
