@@ -278,6 +278,31 @@ def test_recommend_for_a_known_user_reads_their_history(server: Any, toolbox: Ag
     assert "not a user" in refused(server, "recommend", user="nobody")
 
 
+def test_recommend_for_a_user_reads_the_likes_and_dislikes_feedback_gave(
+    server: Any, toolbox: AgentToolbox
+) -> None:
+    """As explain does: a user the dataset does not know is recommended for from what they
+    liked through feedback; a known user's likes join their history and what they disliked
+    leaves it and is not offered again."""
+    assert "not a user of dataset" in refused(server, "recommend", user="carol")
+    for title in ("Heat", "Alien"):
+        ok(server, "feedback", item=title, value="like", user="carol")
+    found = ok(server, "recommend", user="carol", k=5)
+    named = ok(server, "recommend", history=["Heat (1995)", "Alien (1979)"], k=5)
+    assert found["items"] == named["items"] and len(found["items"]) == 5
+    assert "their profile: 2 liked items added, 0 disliked left out" in found["notes"]
+
+    seq = [TITLES[i] for i in toolbox.user_history("8")]
+    extra = next(t for t in TITLES if t not in seq)
+    ok(server, "feedback", item=seq[-1], value="dislike", user="8")
+    ok(server, "feedback", item=extra, value="like", user="8")
+    found = ok(server, "recommend", user="8", k=30)
+    want = ok(server, "recommend", history=[*seq[:-1], extra], exclude=[seq[-1]], k=30)
+    assert [i["title"] for i in found["items"]] == [i["title"] for i in want["items"]]
+    assert seq[-1] not in {i["title"] for i in found["items"]}
+    assert "their profile: 1 liked items added, 1 disliked left out" in found["notes"]
+
+
 def test_item_details_by_id_and_title(server: Any) -> None:
     found = ok(server, "item_details", items=["14", "Casablanca", "No Such Film At All Xyz"])
     assert [(i["id"], i["title"]) for i in found["items"]] == [

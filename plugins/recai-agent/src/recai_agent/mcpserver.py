@@ -15,8 +15,9 @@ answer while a first fit runs, and the tools that need the models wait for it. I
 - ``similar_items``: neighbours of items named by id or title, from the agent's similarity
   component;
 - ``search_items``: the items nearest a text (the agent's text retriever, else title matching);
-- ``recommend``: the agent's ranker on a history (items, or a user of the dataset), in accuracy or
-  diversity mode, optionally within conditions;
+- ``recommend``: the agent's ranker on a history (items, or a user of the dataset or one
+  ``feedback`` knows, with the likes and dislikes it gave), in accuracy or diversity mode,
+  optionally within conditions;
 - ``item_details``: every catalog field of items named by id or title;
 - ``explain``: why an item (by id or title) suits a user (a history, a user of the dataset or a
   chat session's user, with the likes and dislikes ``feedback`` gave), from the recipe's
@@ -552,9 +553,9 @@ class AgentToolbox:
 
         notes: list[str] = []
         seq: list[int] = []
-        if user is not None:
-            seq = self.user_history(user)
-            notes.append(f"user {user!r}: {len(seq)} items in the dataset's history")
+        disliked: list[int] = []
+        if user is not None:  # as explain reads them, and what they disliked is not offered
+            seq, notes, disliked = self._liked_by(user)
         named: list[int] = []
         if history:
             named, more, missing = self._resolve(history, "history")
@@ -567,7 +568,7 @@ class AgentToolbox:
         bus = CandidateBus(self.catalog.n_items)
         state = self._state()
         state.history = seq
-        state.exclude = dropped
+        state.exclude = dropped + [i for i in disliked if i not in dropped]
         state.k = k
         notes += self._filter(bus, state, genres, not_genres, year_min, year_max, None, None) or []
         with self._models("recommend"):
@@ -604,7 +605,7 @@ class AgentToolbox:
             user = self._known_session(session, "explain").user
         seq: list[int] = []
         if user is not None:
-            seq, more = self._liked_by(user)
+            seq, more, _ = self._liked_by(user)
             notes += more
         named: list[int] = []
         if history:
@@ -779,10 +780,11 @@ class AgentToolbox:
             rows = rows[np.argsort(inter.timestamps[rows], kind="stable")]
         return [int(i) for i in inter.items[rows].tolist()]
 
-    def _liked_by(self, user: str) -> tuple[list[int], list[str]]:
+    def _liked_by(self, user: str) -> tuple[list[int], list[str], list[int]]:
         """What ``user`` liked, oldest first, and notes saying where it came from: their history
         in the dataset, then the items liked in the agent's long-term profile (the feedback
-        tool's), without the items disliked there. A user neither knows is an error."""
+        tool's), without the items disliked there; and those disliked items. A user neither
+        knows is an error (recommend and explain read a user this way)."""
         seq: list[int] = []
         notes: list[str] = []
         missing: ToolInputError | None = None
@@ -814,7 +816,7 @@ class AgentToolbox:
                 f"their profile: {len(added)} liked items added, "
                 f"{len(seq) + len(added) - len(kept)} disliked left out"
             )
-        return kept, notes
+        return kept, notes, sorted(disliked)
 
     def _context(self, user: str | None) -> list[Message]:
         if user is None:
@@ -1105,7 +1107,11 @@ Values = Annotated[
 Year = Annotated[int | None, Field(ge=0, le=9999, description="a year (inclusive)")]
 UserId = Annotated[
     str | None,
-    Field(max_length=200, description="a user id of the dataset: their history is used"),
+    Field(
+        max_length=200,
+        description="a user id of the dataset, or one given feedback: their history and their "
+        "likes and dislikes are used",
+    ),
 ]
 Liked = Annotated[
     list[str | int],
@@ -1315,8 +1321,9 @@ def build_server(
         year_min: Year = None,
         year_max: Year = None,
     ) -> Items:
-        """Recommendations for a history (items, and/or a user of the dataset) from the
-        agent's ranker, without the history's own items; accuracy or diversity mode;
+        """Recommendations for a history (items, and/or a user: their history in the dataset
+        with the likes and dislikes given through feedback) from the agent's ranker, without
+        the history's own items nor the disliked ones; accuracy or diversity mode;
         optionally within conditions. Without a ranker or a history: by popularity (a note
         says so)."""
         return toolbox.recommend(
