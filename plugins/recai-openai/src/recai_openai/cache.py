@@ -7,6 +7,15 @@ version) and the whole request body — model, messages, and every option sent (
 is not part of it (the same text either way). The API key is not part of it and is never
 stored: the same request with another key of the same account is the same request.
 
+**No secret reaches the file** (:mod:`recai.secrets`). The copy of the request a row keeps is
+redacted first (:func:`~recai.secrets.redact_data`): every value registered as a secret (the
+backend's API key, which :func:`~recai.secrets.read_key` registers; any value a recipe took from
+the environment) in any of its forms, and whatever is shaped like a key, a bearer token or an
+``api_key=...``. The key of a row is the hash of the request as sent, so a rerun still finds it.
+An answer that holds a secret (a model echoing one) is not stored at all, since a redacted copy
+would replay another text than the server gave: it is returned, asked again next time, and
+counted (:attr:`ResponseCache.withheld`).
+
 The store is one SQLite file (write-ahead log, one transaction per answer): a crash loses at
 most the answer being written, never an earlier one, and several threads — or several
 processes running evaluations side by side — can share it. Each row keeps the request it
@@ -50,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from recai.damaged import report_damaged, set_aside
+from recai.secrets import redact_data
 
 __all__ = ["ResponseCache", "request_key", "valid_answer"]
 
@@ -136,8 +146,9 @@ class ResponseCache:
     """A SQLite file of answers by request key; safe to share between threads and processes.
 
     Counters: :attr:`hits` and :attr:`misses` (lookups since this object was made),
-    :attr:`bad_rows` (rows that were no valid answer), :attr:`moved_to` (where a damaged file
-    went) and :attr:`bypassed` (why the file is not used, or not written, if it is not).
+    :attr:`bad_rows` (rows that were no valid answer), :attr:`withheld` (answers not stored
+    because they hold a secret), :attr:`moved_to` (where a damaged file went) and
+    :attr:`bypassed` (why the file is not used, or not written, if it is not).
     """
 
     def __init__(self, path: Path | str):
@@ -146,6 +157,7 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
         self.bad_rows = 0
+        self.withheld = 0
         self.moved_to: Path | None = None
         self.bypassed: str | None = None
         self._read_only = False
@@ -295,9 +307,16 @@ class ResponseCache:
             return dict(answer)
 
     def put(self, key: str, request: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
-        """Store ``answer`` to ``request`` under ``key`` (replacing an earlier one). A write that
+        """Store ``answer`` to ``request`` under ``key`` (replacing an earlier one), the request
+        redacted; an answer holding a secret is not stored (:attr:`withheld`). A write that
         fails never fails the answer: it is reported once."""
-        req = json.dumps(request, sort_keys=True, ensure_ascii=False)
+        if redact_data(dict(answer), shapes="keys") != dict(answer):
+            with self._lock:
+                self.withheld += 1
+            return
+        req = json.dumps(
+            redact_data(dict(request), shapes="all"), sort_keys=True, ensure_ascii=False
+        )
         ans = json.dumps(answer, ensure_ascii=False)
         with self._lock:
             for _ in range(2):  # a second try goes to the fresh file that replaced a damaged one
@@ -357,6 +376,7 @@ class ResponseCache:
             "hits": self.hits,
             "misses": self.misses,
             "bad_rows": self.bad_rows,
+            "withheld": self.withheld,
             "moved_to": None if self.moved_to is None else str(self.moved_to),
             "bypassed": self.bypassed,
         }
