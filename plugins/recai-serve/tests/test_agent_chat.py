@@ -636,6 +636,35 @@ def test_the_openapi_document_describes_a_sessions_turns():
     assert {"model", "items", "trace", "plan"} <= set(schemas["TurnOut"]["properties"])
 
 
+def test_a_turns_schema_is_the_chat_answers_recai_schema_with_model_for_session():
+    """TurnOut (a kept agent message) and RecaiOut (a chat answer's ``recai``) share their
+    fields; each lists its own one first, as clients generated from the document expect."""
+    with AgentServer(served()) as server:
+        status, doc = get(server, "/openapi.json")
+    assert status == 200
+    schemas = doc["components"]["schemas"]
+    chat = schemas["ChatOut"]["properties"]["recai"]["$ref"]
+    assert chat.endswith("/RecaiOut")
+    turn, recai = schemas["TurnOut"], schemas["RecaiOut"]
+    shared = ["user", "items", "trace", "plan", "llm_calls", "seconds", "profile"]
+    assert list(turn["properties"]) == turn["required"] == ["model", *shared]
+    assert list(recai["properties"]) == recai["required"] == ["session", *shared]
+    assert [turn["properties"][k] for k in shared] == [recai["properties"][k] for k in shared]
+    assert turn["properties"]["items"]["items"]["$ref"].endswith("/RecaiItem")
+    assert turn["properties"]["model"] == {
+        "description": "the agent that answered",
+        "title": "Model",
+        "type": "string",
+    }
+    assert recai["properties"]["session"] == {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "title": "Session",
+    }
+    assert turn["description"].startswith("What an agent's turn showed besides its text")
+    assert recai["description"] == "What recai adds to a chat answer (OpenAI clients ignore it)."
+    assert not [name for name in schemas if name.startswith("_")]
+
+
 def test_a_long_sessions_oldest_turns_lose_their_items_first_and_keep_their_text():
     from recai_serve.sessions import TURN_KEY, Session
 

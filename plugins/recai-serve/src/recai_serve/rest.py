@@ -160,10 +160,24 @@ class RecaiItem(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
-class RecaiOut(BaseModel):
-    """What recai adds to a chat answer (OpenAI clients ignore it)."""
+def _listed_first(name: str) -> ConfigDict:
+    """The config that lists field ``name`` first in a model's JSON schema (pydantic lists a
+    subclass's own fields after its base's)."""
 
-    session: str | None
+    def move(schema: dict[str, Any]) -> None:
+        props = schema["properties"]
+        schema["properties"] = {name: props[name], **props}
+        required = schema.get("required", [])
+        if name in required:
+            schema["required"] = [name, *(r for r in required if r != name)]
+
+    return ConfigDict(json_schema_extra=move)
+
+
+class _Turn(BaseModel):
+    """What an agent's turn showed besides its text: the fields a chat answer's ``recai``
+    (:class:`RecaiOut`) and a kept session's agent message (:class:`TurnOut`) share."""
+
     user: str | None
     items: list[RecaiItem]
     trace: list[Any]
@@ -171,6 +185,14 @@ class RecaiOut(BaseModel):
     llm_calls: int
     seconds: float
     profile: dict[str, Any]
+
+
+class RecaiOut(_Turn):
+    """What recai adds to a chat answer (OpenAI clients ignore it)."""
+
+    model_config = _listed_first("session")
+
+    session: str | None
 
 
 class ChatOut(BaseModel):
@@ -188,17 +210,12 @@ class FeedbackOut(BaseModel):
     profile: dict[str, Any]
 
 
-class TurnOut(BaseModel):
+class TurnOut(_Turn):
     """What an agent's turn showed besides its text, kept with it in the session."""
 
+    model_config = _listed_first("model")
+
     model: str = Field(description="the agent that answered")
-    user: str | None
-    items: list[RecaiItem]
-    trace: list[Any]
-    plan: Any
-    llm_calls: int
-    seconds: float
-    profile: dict[str, Any]
 
 
 class SessionMessage(BaseModel):
