@@ -791,6 +791,57 @@ def test_a_tuned_planner_that_can_score_chooses_among_the_rule_plans_on_its_own_
     assert not [c for c in writer.calls if c.get("scored")]
 
 
+# -- the brain alone (rules = false): how planners are compared --------------------------------
+def test_the_brain_alone_runs_its_plan_as_written_where_the_rules_would_override_it(
+    split, knn
+) -> None:
+    romance = plan(("hard_filter", {"genres": ["Romance"]}), ("ranking", {}), ("map", {}))
+    merged = make_agent(split, knn, ScriptedLLM(plan=romance), planner="tuned")
+    reply = ask(merged, "I want some horror films")
+    assert reply.items and all("Horror" in FILMS[it["index"]][2] for it in reply.items)
+    for planner in ("tuned", "prompted"):
+        alone = make_agent(split, knn, ScriptedLLM(plan=romance), planner=planner, rules=False)
+        reply = ask(alone, "I want some horror films")
+        assert reply.items and all("Romance" in FILMS[it["index"]][2] for it in reply.items)
+        assert "the brain's plan alone (rules = false)" in reply.notes
+
+
+def test_the_tuned_brain_alone_reads_the_last_user_messages_together(split, knn) -> None:
+    from recai_agent.plannereval import SHORT_PROMPT
+
+    llm = ScriptedLLM(plan=plan(("ranking", {}), ("map", {})))
+    agent = make_agent(split, knn, llm, planner="tuned", rules=False)
+    ask(agent, "some horror please", "from the 1990s", "not those either")
+    plans = [c for c in llm.calls if c.get("json_schema") is not None]
+    assert plans[-1]["messages"] == [
+        Message.system(SHORT_PROMPT),
+        Message.user("some horror please from the 1990s not those either"),
+    ]
+    assert plans[0]["messages"][1] == Message.user("some horror please")
+
+
+def test_the_brain_alone_without_a_usable_plan_ranks_by_the_profile_and_an_empty_one_chats(
+    split, knn
+) -> None:
+    broken = make_agent(split, knn, ScriptedLLM(plan="not json"), planner="tuned", rules=False)
+    reply = ask(broken, "I loved Alien (1979), some sci-fi please")
+    assert "no usable plan from the brain: ranked by the profile" in reply.notes
+    assert len(reply.items) == 5 and reply.plan_valid is False
+    # the rules' reading of the request does not reach the profile either
+    assert reply.profile["liked"] == []
+    empty = make_agent(split, knn, ScriptedLLM(plan='{"steps": []}'), planner="tuned", rules=False)
+    reply = ask(empty, "I want some horror films")
+    assert reply.items == [] and reply.plan == {"steps": []}
+
+
+def test_rules_off_is_refused_where_the_brain_does_not_write_a_whole_plan(split) -> None:
+    source = DatasetSource.of(split.dataset)
+    with pytest.raises(recai.RecaiError, match="plan_mode = 'plan-first'"):
+        InterecAgent(source, ScriptedLLM(), rules=False, plan_mode="react")
+    with pytest.raises(recai.RecaiError, match="plan_decoding = 'score'"):
+        InterecAgent(source, ScriptedLLM(), rules=False, plan_decoding="score")
+
+
 def test_a_tuned_planner_on_a_backend_that_appends_the_schema_is_refused(split, knn) -> None:
     llm = ScriptedLLM()
     llm.schema_prompt = True  # type: ignore[attr-defined]  # as hf.v1's default

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import recai
 from recai.data.grounding import Grounder, normalize_text
@@ -207,6 +207,16 @@ class InterecAgentParams(recai.Params):
         "request does not name (a strong brain may read what the rules cannot; a small one "
         "fills them at random, so off by default)",
     )
+    rules: bool = Field(
+        True,
+        description="merge the brain's plan with the deterministic slot rules, which decide "
+        "what they read for certain (the default). False: the brain's plan alone, as it wrote "
+        "it (plan-first mode, generated: its values all kept; no usable plan, ranked by the "
+        "profile; an empty plan, a chit-chat reply), so that one brain can be measured against "
+        "another as InteRecAgent's paper compares planners. A tuned brain then reads the "
+        "conversation's last user messages together (it was trained on one request each); its "
+        "'hints' prompt still takes the genre words the extractor finds",
+    )
     plan_decoding: Literal["auto", "score", "generate"] = Field(
         "auto",
         description="how the brain gives its plan in plan-first mode: 'generate' writes it as "
@@ -271,6 +281,20 @@ class InterecAgentParams(recai.Params):
         description="a SQLite file keeping the profiles across restarts (created if absent); "
         "without one they live in memory as long as the agent",
     )
+
+    @model_validator(mode="after")
+    def _rules_off_fits(self) -> InterecAgentParams:
+        if not self.rules and self.plan_mode != "plan-first":
+            raise ValueError(
+                f"rules = false gives the brain's whole plan alone, which only plan_mode = "
+                f"'plan-first' has; plan_mode is {self.plan_mode!r}"
+            )
+        if not self.rules and self.plan_decoding == "score":
+            raise ValueError(
+                "rules = false: the brain writes its plan, and plan_decoding = 'score' chooses "
+                "among the plans the rules allow; use 'generate' or 'auto'"
+            )
+        return self
 
 
 @dataclass
@@ -457,7 +481,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         request = users[-1].content[:4000] if users else ""
         slots = self.extractor.extract(request, dialogue[:-1] if users else dialogue)
         user = None if context is None or context.user is None else str(context.user)
-        liked, disliked = self._remembered(user, list(slots.liked), list(slots.disliked))
+        said = (list(slots.liked), list(slots.disliked)) if self.params.rules else ([], [])
+        liked, disliked = self._remembered(user, *said)
         state = TurnState(
             self.catalog,
             grounder,
@@ -476,10 +501,13 @@ class InterecAgent(recai.Configurable, recai.Agent):
             state.k = min(int(asked), MAX_LISTED)
         state.exclude = self._shown(dialogue)
         turn = _Turn(state, request, dialogue, user=user)
-        if not request.strip() or (slots.intent == "chat" and slots.empty()):
+        if not request.strip() or (self.params.rules and slots.intent == "chat" and slots.empty()):
             text = self._chat(turn, on_text)
             return self._finish(turn, text, None, None, start)
         plan, valid = self._plan_and_run(turn, slots, db, grounder, tools)
+        if not plan.get("steps"):  # the brain alone (rules = false) took it for chit-chat
+            text = self._chat(turn, on_text)
+            return self._finish(turn, text, plan, valid, start)
         for _ in range(self.params.max_reflections if self.params.critic is not None else 0):
             problem = self._critic(turn, plan)
             if problem is None:
@@ -681,6 +709,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
             return steps, ok
         plan, valid = self._plan(turn, slots, db, grounder, feedback=feedback)
         turn.plan = plan
+        if not plan.get("steps"):
+            return plan, valid  # chit-chat from the brain alone: nothing to run
         self._profile_from(plan, turn)
         self._run(plan, turn, tools)
         return plan, valid
@@ -717,6 +747,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
         api = _plan_api()
         model_plan: Any = None
         valid: bool | None = None
+        if not self.params.rules:
+            return self._brain_plan(turn, slots, grounder, feedback)
         if self.params.plan_mode == "plan-first" and self.params.planner == "tuned":
             if self._decoding() == "score":
                 # the tuned brain scores the plans that agree with what the rules read for
@@ -730,16 +762,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             return _as_plan_dict(plan), valid
         if self.params.plan_mode == "plan-first":
             schema = self.plan_schema()
-            hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
-            catalog = "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
-            system = PLAN_PROMPT.format(catalog=catalog)
-            examples = self._demos(turn.request)
-            if examples:
-                system += "\nExamples:\n" + examples
-            messages = [Message.system(system)]
-            messages += self._memory(turn, brief=True)
-            if feedback:
-                messages.append(Message.system(f"A reviewer says: {feedback[:300]}. Fix the plan."))
+            messages = self._prompted_messages(turn, grounder, feedback)
             text: str | None = None
             if self._decoding() == "score":
                 text = self._choose(turn, messages, slots)
@@ -762,6 +785,57 @@ class InterecAgent(recai.Configurable, recai.Agent):
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
 
+    def _prompted_messages(self, turn: _Turn, grounder: Grounder, feedback: str | None) -> list:
+        """The untuned brain's planning prompt: the plan format, the catalog values nearest the
+        request, the nearest demonstrations, the dialogue and a reviewer's feedback."""
+        hints = nearest_values(self.catalog, self.columns, turn.request, grounder)
+        catalog = "Catalog values nearest the request:\n" + "\n".join(hints) if hints else ""
+        system = PLAN_PROMPT.format(catalog=catalog)
+        examples = self._demos(turn.request)
+        if examples:
+            system += "\nExamples:\n" + examples
+        messages = [Message.system(system)]
+        messages += self._memory(turn, brief=True)
+        if feedback:
+            messages.append(Message.system(f"A reviewer says: {feedback[:300]}. Fix the plan."))
+        return messages
+
+    def _brain_plan(
+        self, turn: _Turn, slots: Any, grounder: Grounder, feedback: str | None
+    ) -> tuple[dict[str, Any], bool | None]:
+        """The brain's plan alone (``rules = false``): written, validated (repaired where it
+        can be), run as written; no usable plan ranks by the profile."""
+        api = _plan_api()
+        if self.params.planner == "tuned":
+            users = [m.content for m in turn.dialogue if m.role == "user"][-4:]
+            text = " ".join(u.strip() for u in users) or turn.request
+            hints = self.extractor.extract(text) if self._tuned_prompt() == "hints" else slots
+            model_plan, valid = self._tuned_plan(turn, hints, grounder, request=text)
+        else:
+            schema = self.plan_schema()
+            out = self._call(
+                turn,
+                self._prompted_messages(turn, grounder, feedback),
+                max_tokens=self.params.plan_tokens,
+                json_schema=self.decode_schema(),
+            )
+            model_plan, problems = api.validate(out, schema, self.catalog, grounder)
+            valid = model_plan is not None
+            if model_plan is None:
+                model_plan = api.repair(out, schema, self.catalog, grounder)
+                turn.notes.append(
+                    "plan invalid ("
+                    + "; ".join(problems[:3])
+                    + ")"
+                    + (", repaired" if model_plan is not None else "")
+                )
+        if model_plan is None:
+            turn.notes.append("no usable plan from the brain: ranked by the profile")
+            return {"steps": [{"tool": "ranking", "input": {"by": "preference"}}]}, valid
+        plan = _as_plan_dict(model_plan)
+        turn.notes.append("the brain's plan alone (rules = false)")
+        return plan, valid
+
     def _tuned_prompt(self) -> str:
         """The prompt the tuned brain learned: ``tuned_prompt``, or with ``"auto"`` the
         ``prompt`` of tune.json in the brain's model folder (``"short"`` without one)."""
@@ -780,15 +854,18 @@ class InterecAgent(recai.Configurable, recai.Agent):
                     self._tuned_prompt_read = str(prompt)
         return self._tuned_prompt_read
 
-    def _tuned_messages(self, turn: _Turn, slots: Any) -> list[Message]:
-        """The prompt the tuned brain learned, for this turn's request."""
+    def _tuned_messages(self, turn: _Turn, slots: Any, request: str | None = None) -> list[Message]:
+        """The prompt the tuned brain learned, for ``request`` (this turn's by default)."""
         from .plannereval import hint_line, planner_messages
 
         prompt = self._tuned_prompt()
-        hints = hint_line(slots, turn.request) if prompt == "hints" else ""
-        return planner_messages(turn.request, "", prompt, hints)
+        text = turn.request if request is None else request
+        hints = hint_line(slots, text) if prompt == "hints" else ""
+        return planner_messages(text, "", prompt, hints)
 
-    def _tuned_plan(self, turn: _Turn, slots: Any, grounder: Grounder) -> tuple[Any, bool]:
+    def _tuned_plan(
+        self, turn: _Turn, slots: Any, grounder: Grounder, request: str | None = None
+    ) -> tuple[Any, bool]:
         """A tuned planner's plan for the turn's request (``planner = "tuned"``): one call
         with the prompt it was trained on (:func:`recai_agent.plannereval.planner_messages`,
         ``"short"``, or ``"hints"`` with the genre words of the turn's slots), decoded under the
@@ -808,7 +885,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             schema = self._tuned_schema
         text = self._call(
             turn,
-            self._tuned_messages(turn, slots),
+            self._tuned_messages(turn, slots, request),
             max_tokens=self.params.plan_tokens,
             json_schema=schema,
         )
@@ -855,6 +932,8 @@ class InterecAgent(recai.Configurable, recai.Agent):
     def _decoding(self) -> str:
         """``score`` or ``generate`` (see ``plan_decoding``)."""
         mode = self.params.plan_decoding
+        if not self.params.rules:
+            return "generate"  # the brain alone writes its plan
         if mode == "auto":
             scores = "logprobs" in getattr(self.params.llm, "capabilities", ())
             mode = "score" if scores and not self.params.model_values else "generate"
