@@ -27,16 +27,25 @@ def snippet(text: str) -> str:
 
 @dataclass
 class ListScores:
-    """Per-sample results of a list task: target ranks, error flags (``None``: failed)."""
+    """Per-sample results of a list task: target ranks, error flags (``None``: failed), and
+    whether the answer named every candidate exactly once and nothing else (``complete``)."""
 
     ranks: list[int] = field(default_factory=list)
     flags: list[dict[str, bool] | None] = field(default_factory=list)
+    complete: list[bool] = field(default_factory=list)
+    #: Distinct candidates each answer named (unusable and unanswered samples: none).
+    named: list[int] = field(default_factory=list)
     mentions: int = 0
     grounded: int = 0
 
     @property
     def failed(self) -> np.ndarray:
         return np.array([f is None for f in self.flags], dtype=np.float64)
+
+    @property
+    def complete_column(self) -> np.ndarray:
+        """``complete`` as 0/1 per sample (``complete_rate``)."""
+        return np.array([float(c) for c in self.complete], dtype=np.float64)
 
 
 def score_list_answers(
@@ -60,6 +69,8 @@ def score_list_answers(
             s.record(case, **base, error=answer.error)
             out.ranks.append(int(MISSED))
             out.flags.append(None)
+            out.complete.append(False)
+            out.named.append(0)
             continue
         mentions = parse_list(
             answer.text or "", score=s.matcher.score, threshold=s.matcher.threshold
@@ -70,12 +81,18 @@ def score_list_answers(
             s.record(case, **base, answer=answer.text, error=error)
             out.ranks.append(int(MISSED))
             out.flags.append(None)
+            out.complete.append(False)
+            out.named.append(0)
             continue
         grounded = s.matcher.ground_all(mentions)
         flags = error_flags(grounded, history=case.history.tolist(), candidates=cand, order=order)
         rank = target_rank(grounded, case.target)
         out.ranks.append(rank)
         out.flags.append(flags)
+        out.complete.append(
+            cand is not None and len(grounded) == len(cand) and set(grounded) == set(cand)
+        )
+        out.named.append(len(set(grounded) & set(cand or ())))
         out.mentions += len(mentions)
         out.grounded += sum(g is not None for g in grounded)
         s.record(

@@ -244,6 +244,18 @@ class LLMRankingParams(PromptParams):
         "the prompt (one score_continuations call per user; for small local models that cannot "
         "write a clean list)",
     )
+    constrain: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="generation mode: how the ranked list is asked for. 'auto' (default): "
+        "under a JSON schema when the llm takes one ('json_schema' in its capabilities: "
+        "recai-hf's hf.v1 decodes under it, recai-openai's openai.v1 sends it as "
+        "response_format), else as 'never'. The schema asks for {\"ranking\": [...]} with exactly "
+        "n items, each one of this prompt's candidate titles (an enum), so every answer grounds "
+        "to the candidates; a repeated title keeps its first place and the candidates left out "
+        "are appended in their shown (random) order. 'never': a numbered list in words, parsed "
+        "and grounded in the catalog (a target it does not name is a miss). 'always': the "
+        "schema, and an error for an llm without json_schema",
+    )
     score_norm: Literal["sum", "per_char", "calibrated"] = Field(
         "sum",
         description="scoring mode: a title's score is its summed log-probability ('sum'), that "
@@ -280,6 +292,11 @@ class LLMRankingParams(PromptParams):
             raise ValueError(
                 "without_knowledge: there is no knowledge to compare with; name a knowledge "
                 "prompter, or leave without_knowledge out"
+            )
+        if self.mode == "score" and self.constrain != "auto":
+            raise ValueError(
+                f"constrain: {self.constrain!r} applies to mode = 'generate' only (scoring mode "
+                "writes no list); leave constrain out, or set mode = 'generate'"
             )
         if self.mode == "generate" and self.score_norm != "sum":
             raise ValueError(

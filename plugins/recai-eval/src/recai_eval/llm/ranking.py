@@ -7,6 +7,16 @@ never interacted with; deterministic per seed and user). Beside Hit/NDCG/MRR@k t
 the rates of answers naming titles outside the catalog, duplicates, history items, items
 outside the candidates, and answers that copy the candidates' input order.
 
+**Generation mode under a schema** (``constrain``, default ``"auto"``): with a backend that
+takes ``json_schema``, the list is asked for as ``{"ranking": [...]}`` whose items are an enum
+of the prompt's candidate titles, exactly ``n_candidates`` of them (:mod:`.constrained`): a
+model decoding under it (recai-hf's ``hf.v1``) can only write candidates, so every answer
+grounds, and each is read as a full ranking (repeats dropped, the candidates it left out
+appended in their shown order). Without ``json_schema`` (or ``constrain = "never"``) the model
+writes a numbered list, parsed and grounded in the catalog, and a target it does not name is a
+miss. Either way ``complete_rate`` is the share of answers that name every candidate exactly
+once and nothing else.
+
 **Scoring mode** (``mode = "score"``): instead of writing a list, the LLM scores each
 candidate's title as the continuation of the prompt (one ``score_continuations`` call per user,
 which recai-hf's backend answers in one batched pass sharing the prompt's cache); candidates are
@@ -44,6 +54,13 @@ from recai.types import ItemList, Message, Report
 from ..metrics import MISSED
 from ..peruser import per_user_file, save_per_user
 from .base import Case, LLMTask, Session, sample_cases
+from .constrained import (
+    JSON_RANKING,
+    SchemaCaller,
+    ranking_schema,
+    score_schema_answers,
+    takes_schema,
+)
 from .lists import ListScores, list_metrics, score_list_answers
 from .params import LLMRankingParams
 from .prompts import RANKING, bulleted, numbered, render
@@ -116,13 +133,16 @@ class LLMRankingEvaluator(LLMTask):
         llm_name = ctx.name_of(p.llm)
         if score_mode:
             _check_can_score(p.llm, llm_name)
+        constrained = not score_mode and _constrained(p.llm, llm_name, p.constrain)
         variants = self._variants(ctx, llm_name)
         for _, knowledge in variants:
             if knowledge is not None:
                 ctx.fit(knowledge, s.split)
         sampled, counts = sample_cases(s.data, s.split, p.samples, s.seed)
         cases, orders, dropped = candidate_sets(s, sampled, p.n_candidates, p.negatives)
-        template = SCORE_RANKING if score_mode and p.template is None else self.template
+        template = self.template
+        if p.template is None and (score_mode or constrained):
+            template = SCORE_RANKING if score_mode else JSON_RANKING
         kinds: tuple[str, ...] = () if score_mode else ERROR_KINDS
         results: dict[str, ListScores] = {}
         added: dict[str, list[int]] = {}
@@ -135,6 +155,8 @@ class LLMRankingEvaluator(LLMTask):
             first, first_failure = len(s.records), len(s.failures)
             if score_mode:
                 results[name] = self._scored(s, cases, orders, prompts, knowledge, name)
+            elif constrained:
+                results[name] = self._generated(s, cases, orders, prompts, knowledge, name)
             else:
                 caller = caller_for(p.llm, s.options)
                 if knowledge is not None:
@@ -155,6 +177,9 @@ class LLMRankingEvaluator(LLMTask):
         metrics, intervals = {}, {}
         for name, scores in results.items():
             row, iv = list_metrics(s, cases, scores, self.k, kinds, p.bootstrap)
+            if not score_mode:
+                done = s.measured(cases, {"complete": scores.complete_column})["complete"]
+                row["complete_rate"] = float(done.mean()) if len(done) else 0.0
             metrics[name] = row
             if iv:
                 intervals[name] = iv
@@ -164,6 +189,11 @@ class LLMRankingEvaluator(LLMTask):
             f"the candidates are ranked by the LLM's log-probability of each title after the "
             f"prompt ({p.score_norm})"
             if score_mode
+            else "the LLM writes the ranked list as JSON under a schema whose items are this "
+            "prompt's candidate titles (an enum), exactly n of them; each answer read as a full "
+            "ranking (a repeated title keeps its first place, the candidates left out appended "
+            "in their shown order); Hit/NDCG/MRR@k by the held-out item's place in it"
+            if constrained
             else f"each mention grounded in the catalog ({s.matcher.method} >= "
             f"{s.matcher.threshold}); Hit/NDCG/MRR@k by the position of the held-out item's "
             "first mention"
@@ -213,6 +243,20 @@ class LLMRankingEvaluator(LLMTask):
         if score_mode:
             info["score_norm"] = p.score_norm
         else:
+            info["constrained"] = constrained
+            info["candidates_named"] = {
+                name: round(float(np.mean(s.measured(cases, {"n": np.asarray(r.named)})["n"])), 2)
+                if any(s.answered(c) for c in cases)
+                else 0.0
+                for name, r in results.items()
+            }
+            info["complete_rate"] = (
+                "share of the answered samples whose own answer names every candidate exactly "
+                "once and nothing else"
+                + ("; the others were completed by appending" if constrained else "")
+                + "; candidates_named: the mean number of distinct candidates an answer names, "
+                "per system"
+            )
             mentions = sum(r.mentions for r in results.values())
             grounded = sum(r.grounded for r in results.values())
             info["mentions"] = {"total": mentions, "grounded": grounded}
@@ -343,6 +387,29 @@ class LLMRankingEvaluator(LLMTask):
         extra = sum(len(m.content) for m in augmented) - sum(len(m.content) for m in messages)
         return augmented, math.ceil(max(extra, 0) / 4)
 
+    def _generated(
+        self,
+        s: Session,
+        cases: Sequence[Case],
+        orders: Sequence[list[int]],
+        prompts: Sequence[list[Message]],
+        knowledge: recai.KnowledgePrompter | None,
+        name: str,
+    ) -> ListScores:
+        """Generation mode under the schema of each prompt's candidate titles."""
+        caller = SchemaCaller(self.params.llm, s.options)
+        if knowledge is not None:
+            caller.description = {
+                "llm": caller.description,
+                "knowledge": describe_component(knowledge),
+            }
+        requests = [
+            (m, ranking_schema([s.catalog.title(int(i)) for i in order]))
+            for m, order in zip(prompts, orders, strict=True)
+        ]
+        answers = s.runner.run(caller, requests, desc=f"{s.stage}: ranking ({name})")
+        return score_schema_answers(s, cases, answers, orders)
+
     def _scored(
         self,
         s: Session,
@@ -455,6 +522,22 @@ def _read_scores(text: str | None, n: int) -> tuple[np.ndarray | None, str | Non
     if np.isnan(values).any():
         return None, "a score is NaN"
     return values, None
+
+
+def _constrained(llm: Any, name: str, constrain: str) -> bool:
+    """Whether generation mode asks under the candidates' schema (see ``constrain``)."""
+    if constrain == "never":
+        return False
+    if takes_schema(llm):
+        return True
+    if constrain == "always":
+        raise RecaiError(
+            f"llm-ranking.v1: constrain = 'always' asks for the ranked list under a JSON "
+            f"schema, and the llm {name!r} ({type(llm).__name__}) takes none ('json_schema' is "
+            "not in its capabilities); use a backend that does (recai-hf's hf.v1, recai-openai's "
+            "openai.v1), or set constrain = 'auto' to ask it in words"
+        )
+    return False
 
 
 def _check_can_score(llm: Any, name: str) -> None:
