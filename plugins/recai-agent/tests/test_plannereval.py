@@ -17,6 +17,7 @@ from recai.types import Completion, Message
 from recai_agent.plannereval import (
     LLMPlanner,
     RulePlanner,
+    hint_line,
     plan_slots,
     planner_messages,
     planner_schema,
@@ -143,6 +144,9 @@ def test_slot_sets_read_every_scored_value():
 
 def test_bootstrap_intervals_hold_the_estimate_and_repeat_with_the_seed(cat, reqs):
     outputs = RulePlanner(cat).plan([r.request for r in reqs])
+    # every seventh plan emptied, so the intervals have something to vary (the rules alone may
+    # be perfect on these requests)
+    outputs = [{"steps": []} if n % 7 == 0 else o for n, o in enumerate(outputs)]
     a = score(outputs, reqs, cat, seed=3, resamples=300)
     b = score(outputs, reqs, cat, seed=3, resamples=300)
     c = score(outputs, reqs, cat, seed=4, resamples=300)
@@ -214,6 +218,28 @@ def test_a_shared_memo_asks_the_model_once_per_request(cat, reqs):
     assert result["exact"]["value"] == 1.0
     LLMPlanner(backend, cat, prompt="short", memo=memo).plan([sub[0].request])
     assert len(backend.options) == 11  # another prompt is another question
+
+
+def test_a_hints_planner_that_combines_reads_each_requests_slots_once(cat, reqs):
+    sub = reqs[:6]
+    backend = ScriptedPlanner({})  # every reply invalid: the merge keeps the rules' plan
+    planner = LLMPlanner(backend, cat, prompt="hints", combine=True)
+    assert planner._extractor is not None
+    seen: list[str] = []
+    extract = planner._extractor.extract
+
+    def counting(text: str, history: Any = ()) -> Any:
+        seen.append(text)
+        return extract(text, history)
+
+    planner._extractor.extract = counting  # type: ignore[method-assign]
+    plans = planner.plan([r.request for r in sub])
+    assert sorted(seen) == sorted(r.request for r in sub)  # once each: hints and merge share it
+    assert len(plans) == 6 and all(isinstance(p, dict) for p in plans)
+    # the hints reached the prompts
+    hinted = [p[-1].content for p in backend.prompts if "\nGenre words:" in p[-1].content]
+    expected = [r for r in sub if hint_line(extract(r.request), r.request)]
+    assert expected and len(hinted) == len(expected)
 
 
 def test_planner_messages_and_schema_allow_the_empty_plan(cat):

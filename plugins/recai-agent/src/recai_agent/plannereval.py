@@ -246,12 +246,21 @@ class LLMPlanner:
         self._line = catalog_line(catalog)
         self._extractor = SlotExtractor(catalog) if combine or prompt == "hints" else None
 
-    def _hints(self, request: str) -> str:
+    def _slots(self, request: str, read: dict[str, Slots]) -> Slots:
+        """The request's slots, extracted once per :meth:`plan` call (the hints and the merge
+        both read them)."""
+        assert self._extractor is not None
+        if request not in read:
+            read[request] = self._extractor.extract(request)
+        return read[request]
+
+    def _hints(self, request: str, read: dict[str, Slots]) -> str:
         if self.prompt != "hints" or self._extractor is None:
             return ""
-        return hint_line(self._extractor.extract(request), request)
+        return hint_line(self._slots(request, read), request)
 
     def plan(self, requests: Sequence[str]) -> list[Any]:
+        read: dict[str, Slots] = {}
         options: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": 0.0, "seed": 0}
         if self.constrain:
             options["json_schema"] = self.schema
@@ -259,7 +268,9 @@ class LLMPlanner:
         keys = [(self.prompt, self.constrain, r) for r in requests]
         todo = [r for r, key in zip(requests, keys, strict=True) if key not in memo]
         if todo:
-            convs = [planner_messages(r, self._line, self.prompt, self._hints(r)) for r in todo]
+            convs = [
+                planner_messages(r, self._line, self.prompt, self._hints(r, read)) for r in todo
+            ]
             try:
                 done = self.llm.chat_batch(convs, **options)
             except recai.RecaiError as e:
@@ -275,12 +286,11 @@ class LLMPlanner:
         texts = [memo[key] for key in keys]
         if not self.combine:
             return texts
-        assert self._extractor is not None
         out: list[Any] = []
         grounder = Grounder(self.catalog)
         for request, text in zip(requests, texts, strict=True):
             plan, _ = read_output(text, self.schema, self.catalog, grounder)
-            slots = self._extractor.extract(request)
+            slots = self._slots(request, read)
             out.append(merge(plan, slots, model_values=self.model_values).to_dict())
         return out
 
