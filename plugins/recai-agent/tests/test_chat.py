@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentkit import FILMS, film_dataset
+from agentkit import FILMS, FilmsPlugin, film_recipe
 
 import recai
 from recai import cli
@@ -19,11 +19,6 @@ from recai.testing import fresh_plugin_manager, use_plugin_manager
 from recai.types import Completion, Message
 
 TITLES = [t for t, _, _ in FILMS]
-
-
-class FilmsSource(recai.DatasetSource):
-    def load(self) -> recai.Dataset:
-        return film_dataset()
 
 
 class ScriptedBrain(recai.LLMBackend):
@@ -45,34 +40,18 @@ class ScriptedBrain(recai.LLMBackend):
 
 class _TestPlugin:
     @recai.hookimpl
-    def recai_datasets(self) -> Iterator[recai.ComponentSpec]:
-        yield recai.ComponentSpec(name="films.v1", factory=FilmsSource, summary="Test films.")
-
-    @recai.hookimpl
     def recai_llm_backends(self) -> Iterator[recai.ComponentSpec]:
         yield recai.ComponentSpec(name="scripted-brain.v1", factory=ScriptedBrain, summary="Test.")
 
 
-RECIPE = """
-name = "chat-test"
-[components.films]
-use = "films.v1"
-[components.brain]
-use = "scripted-brain.v1"
-[components.knn]
-use = "itemknn.v1"
-params = { neighbors = 10 }
-[components.agent]
-use = "interecagent.v1"
-params = { dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }
-"""
+RECIPE = film_recipe("chat-test", brain="scripted-brain.v1")
 
 
 @pytest.fixture()
 def recipe(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "chat.toml"
     path.write_text(RECIPE)
-    with use_plugin_manager(fresh_plugin_manager(_TestPlugin(), autoload=True)):
+    with use_plugin_manager(fresh_plugin_manager(FilmsPlugin(), _TestPlugin(), autoload=True)):
         yield path
 
 
@@ -168,7 +147,7 @@ def test_user_errors_exit_2_with_one_readable_line(recipe, tmp_path, capsys, arg
 def test_a_recipe_without_an_agent_is_refused(tmp_path, capsys) -> None:
     path = tmp_path / "noagent.toml"
     path.write_text('[components.films]\nuse = "films.v1"\n')
-    with use_plugin_manager(fresh_plugin_manager(_TestPlugin(), autoload=True)):
+    with use_plugin_manager(fresh_plugin_manager(FilmsPlugin(), _TestPlugin(), autoload=True)):
         code = chat(str(path), "-m", "hi")
     err = capsys.readouterr().err
     assert code == 2 and "name the agent to chat with" in err and "it has none" in err

@@ -9,7 +9,6 @@ files (inside the recbole wheel) or the model wheel.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from agentkit import shipped_agent_test
 
 ROOT = Path(__file__).resolve().parents[3]
 TURNS = [
@@ -26,15 +26,7 @@ TURNS = [
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-@pytest.mark.skipif(
-    importlib.util.find_spec("recbole") is None,
-    reason="MovieLens-100K is read from the recbole wheel",
-)
-@pytest.mark.skipif(
-    importlib.util.find_spec("recai_hf") is None, reason="the example's brain is recai-hf's"
-)
+@shipped_agent_test
 def test_the_readme_chat_names_only_real_titles_that_came_off_the_bus(
     tmp_path: Path, shipped_fits: Path
 ) -> None:

@@ -5,18 +5,28 @@ similarity: what each tool returns is checked against the catalog and the compon
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
-from agentkit import FILMS, film_dataset
+from agentkit import (
+    FILMS,
+    FilmsSource,
+    RulesBrain,
+    film_dataset,
+    mcp_call,
+    mcp_ok,
+    mcp_refused,
+    mcp_session,
+    mcp_tools,
+)
 
 import recai
 from recai.data import Split
 from recai.testing import fresh_plugin_manager
-from recai.types import Completion, Message
+from recai.types import Message
 from recai_agent.agent import InterecAgent
 from recai_agent.mcpserver import AgentToolbox, build_server
 
@@ -32,27 +42,6 @@ TOOLS = {
     "chat",
     "feedback",
 }
-
-
-class FilmsSource(recai.DatasetSource):
-    def load(self) -> recai.Dataset:
-        return film_dataset()
-
-
-class RulesBrain(recai.LLMBackend):
-    """Cannot plan (prose where JSON is wanted: the agent's rules plan) and writes one fixed
-    sentence; records every call."""
-
-    capabilities = frozenset({"json_schema"})
-
-    def __init__(self) -> None:
-        self.calls: list[list[Message]] = []
-
-    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
-        self.calls.append(list(messages))
-        if options.get("json_schema") is not None:
-            return Completion("I would filter some movies!")
-        return Completion("Here are films for you.")
 
 
 @pytest.fixture(scope="module")
@@ -74,44 +63,6 @@ def server(toolbox: AgentToolbox) -> Any:
     return build_server(toolbox)
 
 
-def session(server: Any, body: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Run ``body(client)`` with the SDK's client connected to ``server``."""
-    from mcp import Client
-
-    async def go() -> Any:
-        async with Client(server) as client:
-            return await body(client)
-
-    return anyio.run(go)
-
-
-def call(server: Any, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
-    """``(is_error, structured content or the error text)`` of one tool call."""
-
-    async def body(client: Any) -> tuple[bool, Any]:
-        result = await client.call_tool(tool, args)
-        if result.is_error:
-            return True, result.content[0].text
-        return False, result.structured_content
-
-    out: tuple[bool, Any] = session(server, body)
-    return out
-
-
-def ok(server: Any, tool: str, **args: Any) -> Any:
-    error, body = call(server, tool, args)
-    assert not error, body
-    return body
-
-
-def refused(server: Any, tool: str, **args: Any) -> str:
-    error, text = call(server, tool, args)
-    assert error, f"{tool} {args} was not refused: {text}"
-    assert isinstance(text, str) and "\n" not in text and "Traceback" not in text, text
-    assert text.startswith(f"{tool}: "), text
-    return text
-
-
 def genres_of(title: str) -> tuple[str, ...]:
     return next(g for t, _, g in FILMS if t == title)
 
@@ -122,10 +73,7 @@ def year_of(title: str) -> int:
 
 # -- listing ---------------------------------------------------------------------------------------
 def test_lists_every_tool_with_typed_input_and_output_schemas(server: Any) -> None:
-    async def body(client: Any) -> Any:
-        return (await client.list_tools()).tools
-
-    tools = {t.name: t for t in session(server, body)}
+    tools = mcp_tools(server)
     assert set(tools) == TOOLS
     rec = tools["recommend"].input_schema["properties"]
     assert rec["mode"]["enum"] == ["accuracy", "diversity"]
@@ -141,7 +89,7 @@ def test_lists_every_tool_with_typed_input_and_output_schemas(server: Any) -> No
 
 
 def test_describe_catalog_gives_columns_values_and_ranges(server: Any) -> None:
-    info = ok(server, "describe_catalog")
+    info = mcp_ok(server, "describe_catalog")
     assert info["items"] == len(FILMS) and info["dataset"] == "films"
     cols = {c["name"]: c for c in info["columns"]}
     assert {"item", "id", "title", "year", "genres"} <= set(cols)
@@ -154,7 +102,7 @@ def test_describe_catalog_gives_columns_values_and_ranges(server: Any) -> None:
 
 # -- look-up ---------------------------------------------------------------------------------------
 def test_lookup_returns_rows_and_the_catalog_items_they_name(server: Any) -> None:
-    rows = ok(
+    rows = mcp_ok(
         server, "lookup", sql="SELECT title, year FROM items WHERE year >= 1997 ORDER BY title"
     )
     want = sorted(t for t, y, _ in FILMS if y >= 1997)
@@ -165,10 +113,10 @@ def test_lookup_returns_rows_and_the_catalog_items_they_name(server: Any) -> Non
 
 
 def test_lookup_grounds_a_loose_title_and_caps_the_rows(server: Any) -> None:
-    rows = ok(server, "lookup", sql="SELECT year FROM items WHERE title = 'heat'")
+    rows = mcp_ok(server, "lookup", sql="SELECT year FROM items WHERE title = 'heat'")
     assert rows["rows"] == [[1995]] or rows["rows"] == [[1995.0]], rows
     assert "Heat (1995)" in rows["sql"] and rows["notes"]
-    capped = ok(server, "lookup", sql="SELECT title FROM items", max_rows=5)
+    capped = mcp_ok(server, "lookup", sql="SELECT title FROM items", max_rows=5)
     assert len(capped["rows"]) == 5 and capped["truncated"] is True
 
 
@@ -191,56 +139,56 @@ def test_lookup_grounds_a_loose_title_and_caps_the_rows(server: Any) -> None:
 def test_hostile_or_broken_sql_is_a_tool_error_and_the_catalog_stays(
     server: Any, sql: str, why: str
 ) -> None:
-    text = refused(server, "lookup", sql=sql)
+    text = mcp_refused(server, "lookup", sql=sql)
     assert why in text, text
-    count = ok(server, "lookup", sql="SELECT count(*) AS n FROM items")
+    count = mcp_ok(server, "lookup", sql="SELECT count(*) AS n FROM items")
     assert count["rows"] == [[len(FILMS)]]
 
 
 # -- finding items ---------------------------------------------------------------------------------
 def test_filter_items_meets_every_condition_most_popular_first(server: Any) -> None:
-    found = ok(server, "filter_items", genres=["sci-fi"], year_min=1980, year_max=1999, k=20)
+    found = mcp_ok(server, "filter_items", genres=["sci-fi"], year_min=1980, year_max=1999, k=20)
     want = {t for t, y, g in FILMS if "Sci-Fi" in g and 1980 <= y <= 1999}
     assert {i["title"] for i in found["items"]} == want and found["total"] == len(want)
     scores = [i["score"] for i in found["items"]]
     assert scores == sorted(scores, reverse=True)
     assert any("'sci-fi' -> 'Sci-Fi'" in n for n in found["notes"]), found["notes"]
-    page = ok(server, "filter_items", genres=["Sci-Fi"], year_min=1980, k=2, offset=2)
+    page = mcp_ok(server, "filter_items", genres=["Sci-Fi"], year_min=1980, k=2, offset=2)
     assert [i["title"] for i in page["items"]] == [i["title"] for i in found["items"][2:4]]
-    sql = ok(server, "filter_items", where="year < 1970", not_genres=["Drama"])
+    sql = mcp_ok(server, "filter_items", where="year < 1970", not_genres=["Drama"])
     assert {i["title"] for i in sql["items"]} == {"Psycho (1960)"}
 
 
 def test_filter_items_refuses_a_value_the_catalog_lacks_and_no_condition(server: Any) -> None:
-    text = refused(server, "filter_items", genres=["Western"])
+    text = mcp_refused(server, "filter_items", genres=["Western"])
     assert "'Western'" in text and "Sci-Fi" in text  # names the values there are
-    assert "at least one condition" in refused(server, "filter_items")
-    assert "'rating'" in refused(server, "filter_items", fields={"rating": ["PG"]})
+    assert "at least one condition" in mcp_refused(server, "filter_items")
+    assert "'rating'" in mcp_refused(server, "filter_items", fields={"rating": ["PG"]})
 
 
 def test_similar_items_are_the_similarity_components_neighbours(server: Any, knn: Any) -> None:
-    found = ok(server, "similar_items", items=["alien", "3"], k=4)
+    found = mcp_ok(server, "similar_items", items=["alien", "3"], k=4)
     assert [n["title"] for n in found["named"]] == ["Alien (1979)", "Terminator, The (1984)"]
     total = np.asarray(knn.similarity_row(0), float) + np.asarray(knn.similarity_row(2), float)
     cand = [i for i in np.lexsort((np.arange(len(total)), -total)) if i not in (0, 2)]
     want = [TITLES[i] for i in cand if total[i] > 0][:4]
     assert [i["title"] for i in found["items"]] == want
     assert all(i["similar_to"] for i in found["items"])
-    scifi = ok(server, "similar_items", items=["Alien (1979)"], genres=["Horror"], k=10)
+    scifi = mcp_ok(server, "similar_items", items=["Alien (1979)"], genres=["Horror"], k=10)
     assert scifi["items"] and all("Horror" in genres_of(i["title"]) for i in scifi["items"])
 
 
 def test_search_items_without_a_text_retriever_matches_titles(server: Any) -> None:
-    found = ok(server, "search_items", text="terminator", k=3)
+    found = mcp_ok(server, "search_items", text="terminator", k=3)
     assert found["items"][0]["title"] == "Terminator, The (1984)"
     assert any("no text retriever" in n for n in found["notes"])
-    horror = ok(server, "search_items", text="alien", genres=["Horror"], k=5)
+    horror = mcp_ok(server, "search_items", text="alien", genres=["Horror"], k=5)
     assert horror["items"][0]["title"] == "Alien (1979)"
     assert all("Horror" in genres_of(i["title"]) for i in horror["items"])
 
 
 def test_lookup_maps_an_id_column_to_items(server: Any) -> None:
-    rows = ok(server, "lookup", sql="SELECT id FROM items WHERE year = 1995 ORDER BY id")
+    rows = mcp_ok(server, "lookup", sql="SELECT id FROM items WHERE year = 1995 ORDER BY id")
     want = sorted((str(i + 1) for i, (_, y, _) in enumerate(FILMS) if y == 1995))
     assert [r[0] for r in rows["rows"]] == want
     assert [i["id"] for i in rows["items"]] == want
@@ -248,7 +196,7 @@ def test_lookup_maps_an_id_column_to_items(server: Any) -> None:
 
 def test_recommend_orders_by_the_rankers_scores_without_the_history(server: Any, knn: Any) -> None:
     history = ["Toy Story (1995)", "Aladdin (1992)"]
-    found = ok(server, "recommend", history=history, k=5)
+    found = mcp_ok(server, "recommend", history=history, k=5)
     idx = [TITLES.index(t) for t in history]
     ids = np.asarray([i for i in range(len(TITLES)) if i not in idx])
     scores = np.asarray(knn.score([np.asarray(idx)], ids)[0], float).reshape(-1)
@@ -262,7 +210,7 @@ def test_recommend_diversity_mode_varies_the_genres(server: Any) -> None:
     history = ["Alien (1979)", "Aliens (1986)", "Matrix, The (1999)"]
 
     def genres(mode: str) -> int:
-        items = ok(server, "recommend", history=history, k=5, mode=mode)["items"]
+        items = mcp_ok(server, "recommend", history=history, k=5, mode=mode)["items"]
         assert len(items) == 5
         return len({g for i in items for g in genres_of(i["title"])})
 
@@ -271,11 +219,11 @@ def test_recommend_diversity_mode_varies_the_genres(server: Any) -> None:
 
 def test_recommend_for_a_known_user_reads_their_history(server: Any, toolbox: AgentToolbox) -> None:
     seen = {TITLES[i] for i in toolbox.user_history("3")}
-    found = ok(server, "recommend", user="3", k=5, exclude=["Heat (1995)"], year_min=1990)
+    found = mcp_ok(server, "recommend", user="3", k=5, exclude=["Heat (1995)"], year_min=1990)
     titles = {i["title"] for i in found["items"]}
     assert titles and not titles & seen and "Heat (1995)" not in titles
     assert all(year_of(t) >= 1990 for t in titles)
-    assert "not a user" in refused(server, "recommend", user="nobody")
+    assert "not a user" in mcp_refused(server, "recommend", user="nobody")
 
 
 def test_recommend_for_a_user_reads_the_likes_and_dislikes_feedback_gave(
@@ -284,27 +232,27 @@ def test_recommend_for_a_user_reads_the_likes_and_dislikes_feedback_gave(
     """As explain does: a user the dataset does not know is recommended for from what they
     liked through feedback; a known user's likes join their history and what they disliked
     leaves it and is not offered again."""
-    assert "not a user of dataset" in refused(server, "recommend", user="carol")
+    assert "not a user of dataset" in mcp_refused(server, "recommend", user="carol")
     for title in ("Heat", "Alien"):
-        ok(server, "feedback", item=title, value="like", user="carol")
-    found = ok(server, "recommend", user="carol", k=5)
-    named = ok(server, "recommend", history=["Heat (1995)", "Alien (1979)"], k=5)
+        mcp_ok(server, "feedback", item=title, value="like", user="carol")
+    found = mcp_ok(server, "recommend", user="carol", k=5)
+    named = mcp_ok(server, "recommend", history=["Heat (1995)", "Alien (1979)"], k=5)
     assert found["items"] == named["items"] and len(found["items"]) == 5
     assert "their profile: 2 liked items added, 0 disliked left out" in found["notes"]
 
     seq = [TITLES[i] for i in toolbox.user_history("8")]
     extra = next(t for t in TITLES if t not in seq)
-    ok(server, "feedback", item=seq[-1], value="dislike", user="8")
-    ok(server, "feedback", item=extra, value="like", user="8")
-    found = ok(server, "recommend", user="8", k=30)
-    want = ok(server, "recommend", history=[*seq[:-1], extra], exclude=[seq[-1]], k=30)
+    mcp_ok(server, "feedback", item=seq[-1], value="dislike", user="8")
+    mcp_ok(server, "feedback", item=extra, value="like", user="8")
+    found = mcp_ok(server, "recommend", user="8", k=30)
+    want = mcp_ok(server, "recommend", history=[*seq[:-1], extra], exclude=[seq[-1]], k=30)
     assert [i["title"] for i in found["items"]] == [i["title"] for i in want["items"]]
     assert seq[-1] not in {i["title"] for i in found["items"]}
     assert "their profile: 1 liked items added, 1 disliked left out" in found["notes"]
 
 
 def test_item_details_by_id_and_title(server: Any) -> None:
-    found = ok(server, "item_details", items=["14", "Casablanca", "No Such Film At All Xyz"])
+    found = mcp_ok(server, "item_details", items=["14", "Casablanca", "No Such Film At All Xyz"])
     assert [(i["id"], i["title"]) for i in found["items"]] == [
         ("14", "Heat (1995)"),
         ("21", "Casablanca (1942)"),
@@ -313,22 +261,22 @@ def test_item_details_by_id_and_title(server: Any) -> None:
     assert heat["fields"] == {"year": 1995.0, "genres": ["Action", "Crime", "Thriller"]}
     assert heat["interactions"] > 0
     assert found["not_found"] == ["No Such Film At All Xyz"]
-    assert "no catalog item" in refused(server, "item_details", items=["zzzz qqqq"])
+    assert "no catalog item" in mcp_refused(server, "item_details", items=["zzzz qqqq"])
 
 
 # -- the whole agent -------------------------------------------------------------------------------
 def test_chat_keeps_the_conversation_in_a_session(server: Any) -> None:
-    first = ok(server, "chat", message="some sci-fi films from the 1980s", user="3")
+    first = mcp_ok(server, "chat", message="some sci-fi films from the 1980s", user="3")
     assert first["session"] and first["items"]
     assert all(i["title"] in TITLES for i in first["items"])
     assert all("Sci-Fi" in genres_of(i["title"]) for i in first["items"])
     assert first["trace"] and first["plan"]
-    again = ok(server, "chat", message="more like those", session=first["session"])
+    again = mcp_ok(server, "chat", message="more like those", session=first["session"])
     assert again["session"] == first["session"]
     shown = {i["title"] for i in first["items"]}
     assert again["items"] and not shown & {i["title"] for i in again["items"]}
-    assert "no conversation" in refused(server, "chat", message="hi", session="nope")
-    other = refused(server, "chat", message="hi", session=first["session"], user="4")
+    assert "no conversation" in mcp_refused(server, "chat", message="hi", session="nope")
+    other = mcp_refused(server, "chat", message="hi", session=first["session"], user="4")
     assert "user '3'" in other
 
 
@@ -360,13 +308,15 @@ def test_chat_gives_the_agent_the_users_context_and_the_whole_conversation(
 
 
 def test_feedback_adds_to_the_users_profile_and_needs_a_user(server: Any) -> None:
-    liked = ok(server, "feedback", item="Fargo", value="like", user="7")["profile"]
+    liked = mcp_ok(server, "feedback", item="Fargo", value="like", user="7")["profile"]
     assert "Fargo (1996)" in [i["title"] for i in liked["liked"]]
-    disliked = ok(server, "feedback", item="13", value="dislike", user="7")["profile"]
+    disliked = mcp_ok(server, "feedback", item="13", value="dislike", user="7")["profile"]
     assert "Fargo (1996)" in [i["title"] for i in disliked["disliked"]]
     assert "Fargo (1996)" not in [i["title"] for i in disliked["liked"]]
-    anonymous = ok(server, "chat", message="hello")["session"]
-    assert "name the user" in refused(server, "feedback", item="1", value="like", session=anonymous)
+    anonymous = mcp_ok(server, "chat", message="hello")["session"]
+    assert "name the user" in mcp_refused(
+        server, "feedback", item="1", value="like", session=anonymous
+    )
 
 
 def test_feedback_to_an_agent_without_profiles_says_so(knn: Any) -> None:
@@ -374,9 +324,9 @@ def test_feedback_to_an_agent_without_profiles_says_so(knn: Any) -> None:
         "agent", "ranker-agent.v1", dataset=FilmsSource(), ranker=knn
     )
     server = build_server(AgentToolbox(agent, name="ranker"))
-    text = refused(server, "feedback", item="1", value="like", user="3")
+    text = mcp_refused(server, "feedback", item="1", value="like", user="3")
     assert "agent 'ranker' keeps no user profile" in text
-    turn = ok(server, "chat", message="anything good?", user="3")  # its reply still comes
+    turn = mcp_ok(server, "chat", message="anything good?", user="3")  # its reply still comes
     assert turn["text"] and turn["session"]
 
 
@@ -415,7 +365,7 @@ def test_concurrent_conversations_do_not_cross(server: Any) -> None:
                 tg.start_soon(talk, user, text)
         return out
 
-    out = session(server, body)
+    out = mcp_session(server, body)
     sessions = {first["session"] for first, _ in out.values()}
     assert len(sessions) == len(asks)
     want = {"3": "Sci-Fi", "4": "Comedy", "5": "Crime", "6": "Horror"}
@@ -448,31 +398,27 @@ def test_concurrent_conversations_do_not_cross(server: Any) -> None:
 def test_a_bad_argument_is_a_one_line_tool_error(
     server: Any, tool: str, args: dict[str, Any], says: str
 ) -> None:
-    assert says in refused(server, tool, **args)
+    assert says in mcp_refused(server, tool, **args)
 
 
 def test_an_unknown_tool_is_an_error_and_the_server_goes_on(server: Any) -> None:
-    error, text = call(server, "drop_everything", {})
+    error, text = mcp_call(server, "drop_everything", {})
     assert error and "drop_everything" in text
-    assert ok(server, "describe_catalog")["items"] == len(FILMS)
+    assert mcp_ok(server, "describe_catalog")["items"] == len(FILMS)
 
 
 def test_without_a_similarity_component_similar_items_says_so(knn: Any) -> None:
     agent = InterecAgent(dataset=FilmsSource(), llm=RulesBrain(), ranker=knn)
     server = build_server(AgentToolbox(agent, name="plain"))
-    assert "no similarity component" in refused(server, "similar_items", items=["Alien"])
+    assert "no similarity component" in mcp_refused(server, "similar_items", items=["Alien"])
     # the ranker still ranks
-    assert ok(server, "recommend", history=["Alien"], k=3)["items"]
+    assert mcp_ok(server, "recommend", history=["Alien"], k=3)["items"]
 
 
 def test_a_chosen_set_of_tools_is_all_that_is_served(toolbox: AgentToolbox) -> None:
     server = build_server(toolbox, tools=["recommend", "item_details"])
-
-    async def body(client: Any) -> Any:
-        return [t.name for t in (await client.list_tools()).tools]
-
-    assert session(server, body) == ["recommend", "item_details"]
-    error, text = call(server, "chat", {"message": "hi"})
+    assert list(mcp_tools(server)) == ["recommend", "item_details"]
+    error, text = mcp_call(server, "chat", {"message": "hi"})
     assert error and "chat" in text
     with pytest.raises(recai.RecaiError, match="'recomend', which is no tool"):
         build_server(toolbox, tools=["recomend"])
@@ -493,5 +439,5 @@ def test_outputs_are_json_text_too(server: Any) -> None:
     async def body(client: Any) -> Any:
         return await client.call_tool("item_details", {"items": ["1"]})
 
-    result = session(server, body)
+    result = mcp_session(server, body)
     assert json.loads(result.content[0].text) == result.structured_content

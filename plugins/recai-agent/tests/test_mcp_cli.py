@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from agentkit import FILMS
+from agentkit import FILMS, film_recipe
 
 from recai import cli
 from recai.testing import fake_distribution, fresh_plugin_manager, use_plugin_manager
@@ -31,24 +31,19 @@ PLUGIN = """
 import time
 import numpy as np
 import recai
-from recai.types import Completion
-from agentkit import film_dataset
+import agentkit
 
 
-class FilmsSource(recai.DatasetSource):
+class FilmsSource(agentkit.FilmsSource):
     def load(self):
         print("a stray print while the dataset loads")  # must not reach the protocol
-        return film_dataset()
+        return super().load()
 
 
-class RulesBrain(recai.LLMBackend):
-    capabilities = frozenset({"json_schema"})
-
+class RulesBrain(agentkit.RulesBrain):
     def chat(self, messages, **options):
         print("a stray print from the brain")  # nor this, while serving
-        if options.get("json_schema") is not None:
-            return Completion("I would filter some movies!")
-        return Completion("Here are films for you.")
+        return super().chat(messages, **options)
 
 
 class BecauseParams(recai.Params):
@@ -102,22 +97,9 @@ def recai_llm_backends():
     yield recai.ComponentSpec(name="rules-brain.v1", factory=RulesBrain, summary="Test brain.")
 """
 
-RECIPE = """
-name = "mcp-test"
-[components.films]
-use = "films.v1"
-[components.brain]
-use = "rules-brain.v1"
-[components.knn]
-use = "itemknn.v1"
-params = { neighbors = 10 }
-[components.agent]
-use = "interecagent.v1"
-params = { dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }
-[components.because]
-use = "because.v1"
-params = { dataset = "films" }
-"""
+RECIPE = film_recipe(
+    "mcp-test", more='[components.because]\nuse = "because.v1"\nparams = { dataset = "films" }\n'
+)
 
 
 SLOW_RECIPE = """

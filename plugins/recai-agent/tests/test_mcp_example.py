@@ -10,27 +10,19 @@ Skips, saying why, without the MovieLens files (inside the recbole wheel) or the
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from agentkit import shipped_agent_test
 
 ROOT = Path(__file__).resolve().parents[3]
 HISTORY = ["Star Wars (1977)", "Alien (1979)", "Blade Runner (1982)"]
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-@pytest.mark.skipif(
-    importlib.util.find_spec("recbole") is None,
-    reason="MovieLens-100K is read from the recbole wheel",
-)
-@pytest.mark.skipif(
-    importlib.util.find_spec("recai_hf") is None, reason="the example's brain is recai-hf's"
-)
+@shipped_agent_test
 def test_the_shipped_agent_serves_its_tools_over_stdio(tmp_path: Path, shipped_fits: Path) -> None:
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client

@@ -7,38 +7,35 @@ on recipes here; the stdio and keyed HTTP servers with an Explainer in test_mcp_
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
 import pytest
-from agentkit import FILMS, film_dataset
+from agentkit import (
+    FILMS,
+    FilmsPlugin,
+    FilmsSource,
+    RulesBrain,
+    film_dataset,
+    film_recipe,
+    mcp_call,
+    mcp_ok,
+    mcp_refused,
+    mcp_session,
+    mcp_tools,
+)
 from pydantic import Field
 
 import recai
 from recai.data import Split
 from recai.testing import fresh_plugin_manager, use_plugin_manager
-from recai.types import Completion, Explanation, ItemList, Message
+from recai.types import Explanation, ItemList, Message
 from recai_agent.agent import InterecAgent
 from recai_agent.mcpserver import AgentToolbox, build_for_mcp, build_server
 
 TITLES = [t for t, _, _ in FILMS]
-
-
-class FilmsSource(recai.DatasetSource):
-    def load(self) -> recai.Dataset:
-        return film_dataset()
-
-
-class RulesBrain(recai.LLMBackend):
-    capabilities = frozenset({"json_schema"})
-
-    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
-        if options.get("json_schema") is not None:
-            return Completion("I would filter some movies!")
-        return Completion("Here are films for you.")
 
 
 class BecauseParams(recai.Params):
@@ -116,51 +113,17 @@ def server(toolbox: AgentToolbox) -> Any:
     return build_server(toolbox)
 
 
-def session(server: Any, body: Callable[[Any], Awaitable[Any]]) -> Any:
-    from mcp import Client
-
-    async def go() -> Any:
-        async with Client(server) as client:
-            return await body(client)
-
-    return anyio.run(go)
-
-
-def call(server: Any, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
-    async def body(client: Any) -> tuple[bool, Any]:
-        result = await client.call_tool(tool, args)
-        if result.is_error:
-            return True, result.content[0].text
-        return False, result.structured_content
-
-    out: tuple[bool, Any] = session(server, body)
-    return out
-
-
 def ok(server: Any, **args: Any) -> Any:
-    error, body = call(server, "explain", args)
-    assert not error, body
-    return body
+    return mcp_ok(server, "explain", **args)
 
 
 def refused(server: Any, **args: Any) -> str:
-    error, text = call(server, "explain", args)
-    assert error, f"explain {args} was not refused: {text}"
-    assert isinstance(text, str) and "\n" not in text and "Traceback" not in text, text
-    assert text.startswith("explain: "), text
-    return text
-
-
-def listed(server: Any) -> dict[str, Any]:
-    async def body(client: Any) -> Any:
-        return (await client.list_tools()).tools
-
-    return {t.name: t for t in session(server, body)}
+    return mcp_refused(server, "explain", **args)
 
 
 # -- listing ---------------------------------------------------------------------------------------
 def test_explain_is_listed_with_typed_schemas_when_there_is_an_explainer(server: Any) -> None:
-    tools = listed(server)
+    tools = mcp_tools(server)
     assert "explain" in tools and list(tools)[-3:] == ["explain", "chat", "feedback"]
     tool = tools["explain"]
     assert tool.input_schema["required"] == ["item"]
@@ -175,22 +138,22 @@ def test_without_an_explainer_the_tool_is_not_listed_nor_callable(
 ) -> None:
     agent = toolbox.agent
     bare = build_server(AgentToolbox(agent, name="agent"))
-    tools = listed(bare)
+    tools = mcp_tools(bare)
     assert "explain" not in tools and {"recommend", "chat"} <= set(tools)
     assert all("explain" not in (t.description or "") for t in tools.values())
-    error, text = call(bare, "explain", {"item": "Fargo", "history": ["Alien"]})
+    error, text = mcp_call(bare, "explain", {"item": "Fargo", "history": ["Alien"]})
     assert error and "explain" in text
     with pytest.raises(recai.RecaiError, match="--tools names explain, but .* no Explainer"):
         build_server(AgentToolbox(agent, name="agent"), tools=["explain"])
 
 
 def test_a_chosen_set_without_explain_leaves_it_out(toolbox: AgentToolbox) -> None:
-    assert list(listed(build_server(toolbox, tools=["recommend"]))) == ["recommend"]
-    assert list(listed(build_server(toolbox, tools=["explain"]))) == ["explain"]
+    assert list(mcp_tools(build_server(toolbox, tools=["recommend"]))) == ["recommend"]
+    assert list(mcp_tools(build_server(toolbox, tools=["explain"]))) == ["explain"]
 
 
 def test_describe_catalog_names_the_explainer(server: Any) -> None:
-    error, info = call(server, "describe_catalog", {})
+    error, info = mcp_call(server, "describe_catalog", {})
     assert not error and info["components"]["explainer"] == "Because"
 
 
@@ -244,7 +207,7 @@ def test_a_chat_sessions_user_gives_the_history(server: Any, toolbox: AgentToolb
         sid = turn.structured_content["session"]
         return await client.call_tool("explain", {"item": "Heat", "session": sid})
 
-    out = session(server, body)
+    out = mcp_session(server, body)
     seq = [TITLES[i] for i in toolbox.user_history("4")]
     assert out.is_error is False, out.content
     assert out.structured_content["text"] == because_text("Heat (1995)", seq)
@@ -257,7 +220,7 @@ def test_feedback_likes_and_dislikes_shape_the_users_history(
     a known user's dislikes leave their history."""
     assert "not a user of dataset" in refused(server, item="Fargo", user="alice")
     for title in ("Heat", "Alien"):
-        error, _ = call(server, "feedback", {"item": title, "value": "like", "user": "alice"})
+        error, _ = mcp_call(server, "feedback", {"item": title, "value": "like", "user": "alice"})
         assert not error
     out = ok(server, item="Fargo", user="alice")
     assert out["text"] == because_text("Fargo (1996)", ["Heat (1995)", "Alien (1979)"])
@@ -265,7 +228,7 @@ def test_feedback_likes_and_dislikes_shape_the_users_history(
     assert "their profile: 2 liked items added, 0 disliked left out" in out["notes"]
 
     seq = [TITLES[i] for i in toolbox.user_history("7")]
-    error, _ = call(server, "feedback", {"item": seq[-1], "value": "dislike", "user": "7"})
+    error, _ = mcp_call(server, "feedback", {"item": seq[-1], "value": "dislike", "user": "7"})
     assert not error
     out = ok(server, item="Fargo", user="7")
     assert out["history_items"] == len(seq) - 1
@@ -302,22 +265,6 @@ def test_bad_input_is_a_one_line_tool_error_and_the_server_goes_on(
 
 
 # -- the command's choice of the recipe's Explainer ------------------------------------------------
-RECIPE = """
-name = "explain-test"
-[components.films]
-use = "films.v1"
-[components.brain]
-use = "rules-brain.v1"
-[components.knn]
-use = "itemknn.v1"
-params = {{ neighbors = 10 }}
-[components.agent]
-use = "interecagent.v1"
-params = {{ dataset = "films", llm = "brain", ranker = "knn", similarity = "knn", k = 3 }}
-{explainers}
-"""
-
-
 class ExplainingParams(recai.Params):
     dataset: recai.DatasetSource = Field(description="its catalog")
     explainer: recai.Explainer = Field(description="the explainer it uses")
@@ -332,24 +279,16 @@ class Explaining(recai.Configurable, recai.Agent):
         return Message.assistant("hi")
 
 
-class RecipePlugin:
-    @recai.hookimpl
-    def recai_datasets(self) -> Iterator[recai.ComponentSpec]:
-        yield recai.ComponentSpec(name="films.v1", factory=FilmsSource, summary="Test films.")
-
+class AgentPlugin:
     @recai.hookimpl
     def recai_agents(self) -> Iterator[recai.ComponentSpec]:
         yield recai.ComponentSpec(name="explaining.v1", factory=Explaining, summary="Agent.")
-
-    @recai.hookimpl
-    def recai_llm_backends(self) -> Iterator[recai.ComponentSpec]:
-        yield recai.ComponentSpec(name="rules-brain.v1", factory=RulesBrain, summary="Brain.")
 
 
 @pytest.fixture()
 def recipe_pm() -> Iterator[Any]:
     with use_plugin_manager(
-        fresh_plugin_manager(ExplainPlugin(), RecipePlugin(), autoload=True)
+        fresh_plugin_manager(ExplainPlugin(), FilmsPlugin(), AgentPlugin(), autoload=True)
     ) as pm:
         yield pm
 
@@ -362,7 +301,7 @@ def recipe(tmp_path: Path, *explainers: tuple[str, str, str]) -> str:
     if any(data == "films2" for _, _, data in explainers):
         parts.append('[components.films2]\nuse = "films.v1"')
     path = tmp_path / "explain.toml"
-    path.write_text(RECIPE.format(explainers="\n".join(parts)))
+    path.write_text(film_recipe("explain-test", more="\n".join(parts) + "\n"))
     return str(path)
 
 

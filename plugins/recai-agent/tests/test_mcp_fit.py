@@ -22,19 +22,12 @@ from recai.testing import fake_distribution
 PLUGIN = """
 import recai
 from recai.data import synthetic_dataset
-from recai.types import Completion
+from agentkit import RulesBrain
 
 
 class Shelf(recai.DatasetSource):
     def load(self):
         return synthetic_dataset(n_users=400, n_items=600, mean_length=60, seed=1)
-
-
-class RulesBrain(recai.LLMBackend):
-    capabilities = frozenset({"json_schema"})
-
-    def chat(self, messages, **options):
-        return Completion("Here are some picks.")
 
 
 @recai.hookimpl

