@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_openai_cache_damage import KEY_ENV, make
 
 import recai
-from recai.secrets import forget_secrets, register
+from recai.secrets import forget_secrets, known_secrets, register
 from recai.types import Completion, Message, Usage
 from recai_openai.cache import ResponseCache
 from recai_serve.server import LLMServer
 
-KEY_ENV = "RECAI_OPENAI_SECRET_TEST_KEY"
 KEY = "sk-test-secret-9f8e7d6c5b4a3210"
 TOKEN = "tok.4c2d9e1f7a"  # a bearer token of another service: no sk- shape, not registered
 DATA_DIR = "/srv/private/ml-data-7731"  # a value a recipe took from the environment
@@ -35,29 +35,19 @@ class Careful(recai.LLMBackend):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
-    with LLMServer({"careful": Careful()}) as s:
+    with LLMServer({"echo": Careful()}) as s:  # the model make() asks for
         yield s
 
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv(KEY_ENV, KEY)
-    forget_secrets()
+    before = known_secrets()
+    forget_secrets()  # the key is registered by the backend that reads it, not here
     register([DATA_DIR])
     yield
     forget_secrets()
-
-
-def make(server: Any, cache: Path) -> Any:
-    return recai.create(
-        "llm_backend",
-        "openai.v1",
-        model="careful",
-        base_url=server.base_url,
-        api_key_env=KEY_ENV,
-        max_retries=0,
-        cache=str(cache),
-    )
+    register(before)
 
 
 def on_disk(folder: Path) -> bytes:
