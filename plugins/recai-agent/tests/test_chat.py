@@ -179,9 +179,14 @@ def test_build_agent_builds_named_components_with_the_agent_and_fits_them_once(
         str(recipe), None, str(tmp_path / "fit"), log=lines.append, also=["knn", "agent", "knn"]
     )
     assert name == "agent" and list(also) == ["knn"]  # the agent itself and repeats dropped
-    assert also["knn"] is agent.params.ranker  # one build: the agent's own part
+    knn = also["knn"]
+    assert knn is agent.params.ranker  # one build: the agent's own part
+    fits: list[Any] = []
+    knn_fit = knn.fit
+    knn.fit = lambda split: fits.append(split) or knn_fit(split)
     assert fit is not None
     fit()
+    assert len(fits) == 1  # as the agent's part, not again as the component asked for
     assert lines[0].startswith("fitting agent and retriever knn (cached under")
     assert lines[-1].startswith("agent fitted in") and lines[-1].endswith("(retriever knn too)")
     # without also: the agent alone, as recai chat builds it
@@ -204,6 +209,8 @@ def test_build_agent_asks_the_picker_after_the_agent_is_chosen(recipe: Path) -> 
     *_, also = build_agent(str(recipe), None, None, log=str, also=pick)
     assert asked == [("agent", ["agent", "brain", "films", "knn"])]
     assert isinstance(also["brain"], ScriptedBrain)
+    *_, one = build_agent(str(recipe), None, None, log=str, also="brain")  # one name, not letters
+    assert list(one) == ["brain"]
     # a bad agent choice is refused before the picker is asked
     with pytest.raises(recai.RecaiError, match="'agnet' is not an agent. Did you mean 'agent'"):
         build_agent(str(recipe), "agnet", None, log=str, also=pick)

@@ -205,7 +205,7 @@ def build_agent(
         raise RecaiError(
             f"{recipe.source}: --component {name!r} is not an agent.{hint} agents: {listing}"
         )
-    wanted = also(plan, name) if callable(also) else also
+    wanted = also(plan, name) if callable(also) else [also] if isinstance(also, str) else also
     others = [n for n in dict.fromkeys(wanted) if n != name]
     unknown = [n for n in others if n not in plan.resolved]
     if unknown:
