@@ -19,8 +19,8 @@ counted (:attr:`ResponseCache.withheld`).
 The store is one SQLite file (write-ahead log, one transaction per answer): a crash loses at
 most the answer being written, never an earlier one, and several threads — or several
 processes running evaluations side by side — can share it. Each row keeps the request it
-answers, so a cache file says exactly what was asked. Only answers are stored: a request that
-failed (an HTTP error, a timeout, a broken stream) leaves nothing, and is sent again next time.
+answers, so a cache file says what was asked (its secrets blanked out: below). Only answers are
+stored: a request that failed (an HTTP error, a timeout, a broken stream) leaves nothing, and is sent again next time.
 
 Sampling (``temperature > 0``) is cached too: that is what makes a rerun reproduce exactly. To
 draw fresh samples, change the ``seed``, or use another cache file (or none).
