@@ -15,7 +15,7 @@ first when the budget is short.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -84,6 +84,26 @@ class AttributesKnowledge(FactPrompter):
             counts = np.bincount(train.items, minlength=self.n_items)
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.mean_rating = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    def _saved_fields(self) -> list[str]:
+        return list(self._fields)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "fields": list(self._fields),
+            "value_fields": list(self._value_fields),
+            "users": self.users,
+            "top_share": self.top_share,
+            "mean_rating": self.mean_rating,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._fields = [str(f) for f in state["fields"]]
+        self._value_fields = [str(f) for f in state["value_fields"]]
+        self.users = np.asarray(state["users"], dtype=np.int64)
+        self.top_share = np.asarray(state["top_share"], dtype=np.float64)
+        rating = state["mean_rating"]
+        self.mean_rating = None if rating is None else np.asarray(rating, dtype=np.float64)
 
     def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
         which = self.params.items

@@ -77,6 +77,35 @@ class CoOccurrence:
         self.matrix = c
         self.n_items = n_items
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The counts as plain arrays (for a saved fit): CSR parts and ``n_i``."""
+        m = self.matrix
+        return {
+            "co_data": m.data,
+            "co_indices": m.indices,
+            "co_indptr": m.indptr,
+            "co_users": self.users,
+        }
+
+    @classmethod
+    def from_arrays(cls, state: dict[str, Any]) -> CoOccurrence:
+        """The counts :meth:`arrays` wrote, back (same matrix, same neighbour order)."""
+        import scipy.sparse as sp
+
+        users = np.asarray(state["co_users"], dtype=np.int64)
+        n = len(users)
+        indptr = np.asarray(state["co_indptr"])
+        if len(indptr) != n + 1:
+            raise ValueError(f"co-occurrence rows: {len(indptr) - 1} for {n} items")
+        out = cls.__new__(cls)
+        out.matrix = sp.csr_matrix(
+            (np.asarray(state["co_data"]), np.asarray(state["co_indices"]), indptr), shape=(n, n)
+        )
+        out.matrix.has_sorted_indices = True  # saved sorted
+        out.users = users
+        out.n_items = n
+        return out
+
     def counts(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """``c_ij`` for ``rows`` x ``cols`` (dense)."""
         if not len(rows) or not len(cols):
@@ -154,6 +183,19 @@ class CooccurrenceKnowledge(FactPrompter):
             items, _, shared = self.co.top_neighbours(item, k, p.measure, p.min_count)
             self.table[item, : len(items)] = items
             self.shared[item, : len(items)] = shared
+
+    def _state(self) -> dict[str, Any]:
+        return {**self.co.arrays(), "table": self.table, "shared": self.shared}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.co = CoOccurrence.from_arrays(state)
+        self.table = np.asarray(state["table"], dtype=np.int64)
+        self.shared = np.asarray(state["shared"], dtype=np.int64)
+        if self.table.shape != (self.n_items, self.params.neighbours):
+            raise ValueError(
+                f"the neighbour table is {self.table.shape}, the params ask for "
+                f"({self.n_items}, {self.params.neighbours})"
+            )
 
     def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
         p = self.params
@@ -279,6 +321,16 @@ class I2IKnowledge(FactPrompter):
             recai.ensure_fitted(self.params.ranker, split)
         if self.params.measure == "embedding":
             self.vectors = self._unit_vectors(split)
+
+    def _state(self) -> dict[str, Any]:
+        return {**self.co.arrays(), "vectors": self.vectors}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.co = CoOccurrence.from_arrays(state)
+        vectors = state["vectors"]
+        self.vectors = None if vectors is None else np.asarray(vectors, dtype=np.float64)
+        if self.params.measure == "embedding" and self.vectors is None:
+            raise ValueError("measure = 'embedding' and no item vectors were saved")
 
     def _unit_vectors(self, split: Split) -> np.ndarray:
         """The ranker's item vectors (``item_embeddings()``, fitted on ``split``), each scaled to

@@ -14,6 +14,7 @@ Everything is read from the user's history as given and from ``split.train``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -91,6 +92,24 @@ class RecencyKnowledge(FactPrompter):
                     all_counts > 0, self.window_counts / np.maximum(all_counts, 1), 0.0
                 )
             self._log_share = float(inside.mean())
+
+    def _saved_fields(self) -> list[str]:
+        return list(self._fields)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "fields": list(self._fields),
+            "trend_share": self.trend_share,
+            "log_share": self._log_share,
+            "window_counts": self.window_counts,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._fields = [str(f) for f in state["fields"]]
+        share = state["trend_share"]
+        self.trend_share = None if share is None else np.asarray(share, dtype=np.float64)
+        self._log_share = float(state["log_share"])
+        self.window_counts = np.asarray(state["window_counts"], dtype=np.int64)
 
     def _facts(self, history: np.ndarray, candidates: np.ndarray, query: str | None) -> list[Fact]:
         p = self.params
