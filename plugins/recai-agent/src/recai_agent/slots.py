@@ -34,6 +34,7 @@ with the model's plan (:mod:`recai_agent.plan`):
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import threading
@@ -281,6 +282,7 @@ _POST_NEG = re.compile(
 _LIST_JOINERS = _words("or nor and , & / either")
 # words that end a clause (a negation's or a title's scope)
 _CLAUSE_BREAKS = _words(". ; ! ? but however though although except")
+_CLAUSE_WORDS = frozenset(w for w in _CLAUSE_BREAKS if w.isalpha())
 
 _LIKE_CUES: tuple[tuple[str, ...], ...] = tuple(
     tuple(c.split())
@@ -330,6 +332,11 @@ _LIKE_CUES: tuple[tuple[str, ...], ...] = tuple(
         "in the spirit of",
         "same as",
         "akin to",
+        "resembling",
+        "resembles",
+        "resemble",
+        "in the same vein as",
+        "along the same lines as",
     )
 )
 _DISLIKE_CUES: tuple[tuple[str, ...], ...] = tuple(
@@ -365,8 +372,116 @@ _DISLIKE_CUES: tuple[tuple[str, ...], ...] = tuple(
         "without",
         "was disappointed by",
         "disappointed by",
+        "didnt enjoy",
+        "did not enjoy",
+        "wasnt a fan of",
+        "was not a fan of",
+        "didnt care for",
+        "did not care for",
+        "couldnt get into",
+        "could not get into",
+        "regret watching",
     )
 )
+# words a title written in capitals may keep in lower case ("Dances with Wolves", "Breakfast at
+# Tiffany's", "The Search for Spock")
+_TITLE_JOINERS = _words("of the and a an in on to & de la le les du des el at with for from by vs")
+# words a dot may follow inside a title ("The People vs. Larry Flynt", "Mr. Holland's Opus")
+_ABBREVIATIONS = _words("mr mrs ms dr st jr sr vs mt ft no vol pt")
+
+
+def _alternatives(words: str) -> str:
+    """A regex alternation of ``|``-separated phrases, longest first."""
+    phrases = sorted({w.strip() for w in words.split("|") if w.strip()}, key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", " ") for p in phrases)
+
+
+# A verdict on what was just named, in normalised words (``_norm``: "wasn't" is "wasnt"): a
+# copula and a judging word ("was great", "is one of my favourites", "wasn't good", ", it was
+# awful"), a judging verb with its object ("I loved it", "? hated it"), or a verb alone ("bored
+# me"). Its polarity is certain: it is a cue.
+_VERDICT_SUBJECT = _alternatives("it|that|this|which|that one|this one|the movie|the film|the game")
+_VERDICT_GOOD = _alternatives(
+    "great|good|amazing|awesome|fantastic|brilliant|excellent|wonderful|superb|terrific|fun|"
+    "enjoyable|entertaining|a blast|masterpiece|masterful|classic|perfect|incredible|outstanding|"
+    "lovely|beautiful|gorgeous|hilarious|gripping|riveting|stunning|cool|solid|the best|"
+    "favorite|favourite|favorites|favourites|fave|gem|treat|delight|winner|worth it|"
+    "worth watching|worth the time|for me|my thing|my cup of tea|my kind of movie|"
+    "my kind of film|so good|well made|a must see|phenomenal|spectacular|magnificent|epic|"
+    "memorable|charming|touching|beautifully made|top notch|a favorite|a favourite|"
+    "just what i wanted|right up my alley"
+)
+_VERDICT_BAD = _alternatives(
+    "awful|terrible|bad|boring|horrible|horrid|dull|disappointing|a disappointment|letdown|"
+    "let down|overrated|a waste of time|a waste|trash|garbage|rubbish|the worst|dreadful|"
+    "unwatchable|lame|meh|mediocre|painful|tedious|a bore|a mess|a snooze|snoozefest|crap|crappy|"
+    "stupid|dumb|pointless|forgettable|annoying|cringe|cringey|cringeworthy|poor|weak|a flop|"
+    "a dud|a disaster|atrocious|pathetic|insufferable|underwhelming|tiresome|too slow|too long|"
+    "too violent|too scary|too sad|not my thing|not for me|a drag|so bad|horrendous|abysmal|"
+    "painfully slow|nothing special|uninteresting|silly"
+)
+_VERDICT_COPULA = _alternatives(
+    "is|was|were|are|s|has been|had been|have been|seemed|felt|its|thats|were both|are both"
+)
+_VERDICT_NEG_COPULA = _alternatives(
+    "isnt|wasnt|werent|arent|is not|was not|were not|are not|s not|hasnt been|has not been|"
+    "didnt seem|did not seem|its not|thats not|is never|was never"
+)
+_VERDICT_MOD = _alternatives(
+    "really|so|just|truly|absolutely|pretty|quite|very|super|totally|simply|honestly|utterly|"
+    "incredibly|such|kind of|kinda|a bit|rather|extremely|an|a|the|one of|of|my|all time|"
+    "all-time|most|all|that|actually|genuinely|seriously|way|far|too|definitely|certainly"
+)
+_VERDICT_GOOD_VERB = _alternatives(
+    "loved|liked|enjoyed|adored|love|like|enjoy|adore|dug|really liked|really loved|really enjoyed"
+)
+_VERDICT_BAD_VERB = _alternatives(
+    "hated|disliked|detested|hate|dislike|detest|loathed|couldnt stand|could not stand|"
+    "cant stand|cannot stand|didnt like|did not like|didnt enjoy|did not enjoy|dont like|"
+    "do not like|didnt love|did not love|regret watching|regretted watching|fell asleep during"
+)
+_VERDICT_OBJECT = _alternatives(
+    "it|that|that one|this one|this|them|those|both|every minute of it|every minute"
+)
+_VERDICT_BAD_ALONE = _alternatives(
+    "sucked|sucks|bored me|bores me|put me to sleep|puts me to sleep|disappointed me|"
+    "let me down|lets me down|annoyed me|was a no|bored me to death|was a chore|"
+    "was a slog|dragged on|went nowhere"
+)
+_VERDICT_GOOD_ALONE = _alternatives(
+    "rocks|rocked|ruled|rules|blew me away|blew my mind|made my day|moved me|won me over|"
+    "stuck with me|never gets old"
+)
+_VERDICT_RE = re.compile(
+    r"^(?:"
+    # "was great", ", it was awful", "wasn't good", "is one of my favourites"
+    rf"(?:(?:[,.!?;:] )?(?:and )?(?:{_VERDICT_SUBJECT}) )?"
+    rf"(?:(?P<neg>{_VERDICT_NEG_COPULA})|(?:{_VERDICT_COPULA})) (?:(?:{_VERDICT_MOD}) )*"
+    rf"(?:(?P<good>{_VERDICT_GOOD})|(?P<bad>{_VERDICT_BAD}))"
+    # "I loved it", "? hated it", ", really enjoyed that one"
+    rf"|(?:[,.!?;:] )?(?:and )?(?:i |we )?(?:(?:really|absolutely|totally|just|truly|honestly) )*"
+    rf"(?:(?P<good_verb>{_VERDICT_GOOD_VERB})|(?P<bad_verb>{_VERDICT_BAD_VERB})) "
+    rf"(?:{_VERDICT_OBJECT})"
+    # "bored me", "rocked"
+    rf"|(?:(?:really|totally|just|absolutely|kind of|kinda) )*"
+    rf"(?:(?P<good_alone>{_VERDICT_GOOD_ALONE})|(?P<bad_alone>{_VERDICT_BAD_ALONE}))"
+    r")(?= |$)"
+)
+
+
+@dataclass
+class _Found:
+    """A title read from a request: its item, match score, polarity, first and last token."""
+
+    item: int
+    score: float
+    polarity: str
+    first: int
+    last: int
+    said: str
+    cued: bool
+
+
 _CUE_WORDS = frozenset(w for cue in (*_NEG_CUES, *_LIKE_CUES, *_DISLIKE_CUES) for w in cue)
 _YEAR_IN_TITLE = re.compile(r"\(\d{4}\)\s*$")
 _LIKE_BY_LENGTH = sorted(_LIKE_CUES, key=len, reverse=True)
@@ -521,11 +636,19 @@ _ONWARDS_RE = re.compile(
     rf"or newer|and up|\+)|\bfrom\s+{_YEAR}\s*(?:on|forward)\b",
     re.IGNORECASE,
 )
-#: "1989 or earlier": an upper bound, the year included
-_OR_EARLIER_RE = re.compile(rf"\b{_YEAR}\s*(?:or|and)\s+(?:earlier|older|before)\b", re.IGNORECASE)
-# "nothing older than 1985" is a lower bound, "nothing newer than 1985" an upper one
+#: "1989 or earlier", "1989 at the latest": an upper bound, the year included
+_OR_EARLIER_RE = re.compile(
+    rf"\b{_YEAR}\s*(?:(?:or|and)\s+(?:earlier|older|before)|at\s+the\s+latest)\b", re.IGNORECASE
+)
+#: "1989 at the earliest": a lower bound, the year included
+_AT_EARLIEST_RE = re.compile(rf"\b{_YEAR}\s*at\s+the\s+earliest\b", re.IGNORECASE)
+# "nothing older than 1985" is a lower bound, "nothing newer than 1985" an upper one; so are
+# "not before 1985" and "not after 1985" (read before "after 1985" can take their words)
 _NOT_OLDER_RE = re.compile(
-    rf"\b(?:nothing|no|not|none)\s+(?:\w+\s+)?(older|earlier|newer|later|more recent)\s+than\s+{_YEAR}\b",
+    rf"\b(?:nothing|no|not|none|never)\s+(?:(?:made|released|filmed|much|any|anything|movies?|"
+    rf"films?|ones?|stuff|way|far)\s+)?(older|earlier|newer|later|more recent)\s+"
+    rf"than\s+{_YEAR}\b|\b(?:not|never)\s+(before|after|prior to|earlier than|later than)"
+    rf"(?:\s+|\s*-\s*){_YEAR}\b",
     re.IGNORECASE,
 )
 _BEFORE_RE = re.compile(
@@ -913,13 +1036,16 @@ class SlotExtractor:
             for m in _TOKEN.finditer(text)
         ]
         lookup = bool(_LOOKUP_PATTERNS.search(text))
+        # year phrases with a word that says so ("no later than 1978", "post-1996", "early
+        # 1970s") first: their words are no negation ("no") nor title ("Larger Than Life") cue
+        masked = self._years(masked, slots, toks, explicit=True)
         titles = self._titles(text, toks, slots, lookup)
         for start, end in titles:
             masked = masked[:start] + " " * (end - start) + masked[end:]
             for t in toks:
                 if t.start >= start and t.end <= end:
                     t.used = True
-        masked = self._years(masked, slots, toks)
+        masked = self._years(masked, slots, toks, explicit=False)
         if self._price_values is not None and self.price_field is not None:
             masked = self._price(masked, slots, toks)
         self._popularity(toks, slots)
@@ -987,9 +1113,12 @@ class SlotExtractor:
         """The best title among prefixes of ``toks``: (item, score, n tokens)."""
         best: tuple[int, int, float, int] | None = None
         longest: dict[int, int] = {}  # item -> the longest span that found it
+        at: dict[int, tuple[int, float]] = {}  # n tokens -> what they found
         for n in range(min(len(toks), 9), 0, -1):
             span = toks[:n]
-            if span[-1].word in _STOPWORDS and n > 1 and span[-1].word not in ("2", "ii", "3"):
+            last = span[-1]
+            # "Toy Story and" is no title, but a capitalised word is ("Being There", "The Game")
+            if last.word in _STOPWORDS and n > 1 and not last.raw[:1].isupper():
                 continue
             words = [t.word for t in span]
             known = self._known_words(words)
@@ -1011,9 +1140,12 @@ class SlotExtractor:
             if not strong and n == 1 and not self._whole_title(span[0].word, found[0]):
                 continue  # one capitalised word without a cue ("DROP") must be a whole title
             longest.setdefault(found[0], n)
+            at[n] = found
             # longer spans first: a shorter one must be clearly better to win
             if best is None or found[1] > best[2] + 0.1:
                 best = (found[0], 0, found[1], n)
+        if best is not None:
+            best = self._split_list(toks, best, at, strong)
         if best is not None:  # "toy storyy" is one span even when "toy" alone scores higher,
             # but not "Jurassic Park and Aliens" nor "Men in Black without the aliens"
             n = best[3]
@@ -1022,6 +1154,28 @@ class SlotExtractor:
                     break
                 n += 1
             best = (best[0], 0, best[2], n)
+        return best
+
+    def _split_list(
+        self,
+        toks: Sequence[_Tok],
+        best: tuple[int, int, float, int],
+        at: Mapping[int, tuple[int, float]],
+        strong: bool,
+    ) -> tuple[int, int, float, int]:
+        """Two titles in one span ("Carrie or Indiana Jones and the Last Crusade") are two: the
+        span found is cut at its first list word when the words before it match another title
+        well and the words after it match a title too ("Romeo and Juliet" stays whole)."""
+        n = best[3]
+        for m in range(1, n - 1):
+            if toks[m].word not in ("or", "and", "nor", "&"):
+                continue
+            head = at.get(m)
+            if head is None or head[0] == best[0] or head[1] < 0.85:
+                continue
+            tail = self._ground(self._raw(toks[m + 1 : n]), strong)
+            if tail is not None and tail[0] != head[0] and tail[1] >= 0.8:
+                return (head[0], 0, head[1], m)
         return best
 
     def _value_phrase_at(self, toks: Sequence[_Tok], i: int) -> bool:
@@ -1042,41 +1196,34 @@ class SlotExtractor:
         self, text: str, toks: list[_Tok], slots: Slots, lookup: bool
     ) -> list[tuple[int, int]]:
         spans: list[tuple[int, int]] = []
+        found: list[_Found] = []
         taken: set[int] = set()
-        conf: list[float] = []
-
-        cued: list[bool] = []  # per title: did a cue word say liked or disliked?
+        index = {id(t): k for k, t in enumerate(toks)}
 
         def add(
-            item: int,
-            score: float,
-            polarity: str,
-            start: int,
-            end: int,
-            said: str,
-            cue: bool = True,
+            item: int, score: float, polarity: str, span: Sequence[_Tok], cue: bool = True
         ) -> None:
-            spans.append((start, end))
+            """Records a title read from the tokens ``span``; ``cue``: a cue word said whether it
+            is liked or disliked (otherwise it is liked by default)."""
+            spans.append((span[0].start, span[-1].end))
             if item in taken:
                 return
             taken.add(item)
-            conf.append(score)
-            cued.append(cue)
-            (slots.disliked if polarity == "disliked" else slots.liked).append(item)
-            slots.matched.append((said, self.catalog.title(item)))
+            first, last = index[id(span[0])], index[id(span[-1])]
+            found.append(_Found(item, score, polarity, first, last, self._raw(span), cue))
 
         # 1. quoted titles
         for m in _QUOTED.finditer(text):
             inner = next(g for g in m.groups() if g is not None)
-            found = self._ground(inner, strong=True)
-            if found is None:
+            inside = [t for t in toks if t.start >= m.start() and t.end <= m.end()]
+            hit = self._ground(inner, strong=True) if inside else None
+            if hit is None:
                 continue
             before = [t for t in toks if t.end <= m.start()][-6:]
-            polarity = self._polarity(before)
-            add(found[0], found[1], polarity, m.start(), m.end(), inner, self._cued(before))
-            for t in toks:
-                if t.start >= m.start() and t.end <= m.end():
-                    t.used = True
+            add(hit[0], hit[1], self._polarity(before), inside, self._cued(before))
+            spans[-1] = m.span()
+            for t in inside:
+                t.used = True
 
         # 2. titles after cue words ("like X", "I hated X")
         i = 0
@@ -1096,8 +1243,9 @@ class SlotExtractor:
             continuing = False
             while j < len(toks):
                 span = []
-                for t in toks[j:]:
-                    if t.used or t.word in _CLAUSE_BREAKS or t.raw in ".;!?,":
+                for k in range(j, len(toks)):
+                    t = toks[k]
+                    if t.used or self._breaks(toks, k) or t.word in _CLAUSE_WORDS:
                         break
                     span.append(t)
                 while span and span[0].word in ("the", "a", "an", "movie", "film", "game", "it"):
@@ -1114,10 +1262,10 @@ class SlotExtractor:
                 # words that happen to match one (", anything similar?")
                 if continuing and score < 0.8 and not span[0].raw[:1].isupper():
                     break
-                add(item, score, polarity, span[0].start, span[n - 1].end, self._raw(span[:n]))
+                add(item, score, polarity, span[:n])
                 for t in [*toks[i : i + n_cue], *span[:n]]:
                     t.used = True
-                j = toks.index(span[n - 1]) + 1
+                j = index[id(span[n - 1])] + 1
                 # a list of titles: "like Toy Story and Aladdin", "Heat, Fargo or Scream"
                 if j < len(toks) and toks[j].word in ("and", "or", ",", "&", "nor"):
                     j += 1
@@ -1126,7 +1274,28 @@ class SlotExtractor:
                 break
             i = max(i + 1, j)
 
-        # 3. capitalised spans ("I'm a Star Wars fan", "Fargo?")
+        # 3. a title that opens its clause, judged right after it ("Amistad was great", "The
+        # Deer Huner was great", "so, Heat? loved it"): the verdict is a cue, so the title is
+        # grounded as strongly as one after "like" (a lone word only when it matches well)
+        for k in range(1, len(toks)):
+            if toks[k].used or toks[k - 1].used or self._breaks(toks, k - 1):
+                continue
+            if self._verdict(toks, k) is None:
+                continue
+            end = k
+            for _ in range(4):  # and the titles listed before it ("Heat, Fargo were awful")
+                hit2 = self._title_before(toks, end)
+                if hit2 is None:
+                    break
+                item, score, span = hit2
+                add(item, score, "liked", span, cue=False)  # the verdict sets the polarity
+                for t in span:
+                    t.used = True
+                end = index[id(span[0])] - 1
+                if end < 1 or toks[end].word not in ("and", "or", ",", "&") or toks[end - 1].used:
+                    break
+
+        # 4. capitalised spans ("I'm a Star Wars fan", "Fargo?")
         i = 0
         while i < len(toks):
             t = toks[i]
@@ -1134,26 +1303,11 @@ class SlotExtractor:
                 i += 1
                 continue
             span = [t]
-            for u in toks[i + 1 :]:
-                if u.used or u.raw in ".;!?,":
+            for k in range(i + 1, len(toks)):
+                u = toks[k]
+                if u.used or self._breaks(toks, k):
                     break
-                if (
-                    u.raw[:1].isupper()
-                    or u.raw[:1].isdigit()
-                    or u.word
-                    in (
-                        "of",
-                        "the",
-                        "and",
-                        "a",
-                        "in",
-                        "on",
-                        "to",
-                        "&",
-                        "de",
-                        "la",
-                    )
-                ):
+                if u.raw[:1].isupper() or u.raw[:1].isdigit() or u.word in _TITLE_JOINERS:
                     span.append(u)
                 else:
                     break
@@ -1166,31 +1320,129 @@ class SlotExtractor:
                 if best is not None:
                     item, _, score, n = best
                     before = [u for u in toks[:i]][-6:]
-                    add(
-                        item,
-                        score,
-                        self._polarity(before),
-                        span[0].start,
-                        span[n - 1].end,
-                        self._raw(span[:n]),
-                        self._cued(before),
-                    )
+                    add(item, score, self._polarity(before), span[:n], self._cued(before))
                     for u in span[:n]:
                         u.used = True
                     i += n
                     continue
             i += max(1, len(span))
-        if conf:
-            slots.confidence["titles"] = round(min(conf), 3)
-            # liked by default, with no cue word before it ("Heat was awful"): not certain
-            slots.confidence["polarity"] = 1.0 if all(cued) else 0.5
+
+        # a verdict right after a title says how it was liked, whatever came before it ("Lost
+        # Highway was awful", "I watched Heat and it was boring"); a title listed just before
+        # a judged one shares its verdict ("Heat and Fargo were awful") unless cued itself
+        found.sort(key=lambda f: f.first)
+        shared: tuple[str, int] | None = None
+        for n_found in range(len(found) - 1, -1, -1):
+            f = found[n_found]
+            verdict = self._verdict(toks, f.last + 1)
+            if verdict is not None:
+                f.polarity, f.cued = verdict[0], True
+                for t in toks[f.last + 1 : f.last + 1 + verdict[1]]:
+                    t.used = True
+                shared = (verdict[0], f.first)
+            elif shared is not None and not f.cued and self._listed(toks, f.last + 1, shared[1]):
+                f.polarity, f.cued = shared[0], True
+                shared = (shared[0], f.first)
+            else:
+                shared = None
+        for f in found:
+            (slots.disliked if f.polarity == "disliked" else slots.liked).append(f.item)
+            slots.matched.append((f.said, self.catalog.title(f.item)))
+        if found:
+            slots.confidence["titles"] = round(min(f.score for f in found), 3)
+            # liked by default, with no cue word before it nor verdict after it: not certain
+            slots.confidence["polarity"] = 1.0 if all(f.cued for f in found) else 0.5
         if lookup:
             slots.mentioned = slots.liked + slots.disliked
         return spans
 
+    @staticmethod
+    def _listed(toks: Sequence[_Tok], start: int, end: int) -> bool:
+        """Whether only list words ("and", ",", "or") lie between two titles."""
+        return start < end and all(t.word in ("and", "or", ",", "&") for t in toks[start:end])
+
+    @staticmethod
+    def _breaks(toks: Sequence[_Tok], k: int) -> bool:
+        """Whether token ``k`` ends a title: sentence punctuation or a comma, but not the dot of
+        an abbreviation inside one ("L.A. Confidential", "The People vs. Larry Flynt")."""
+        t = toks[k]
+        if t.raw not in ".;!?,":
+            return False
+        if t.raw != "." or k == 0 or k + 1 >= len(toks):
+            return True
+        prev, nxt = toks[k - 1], toks[k + 1]
+        abbrev = prev.word in _ABBREVIATIONS or (len(prev.raw) == 1 and prev.raw.isupper())
+        attached = prev.end == t.start and nxt.start - t.end <= 1
+        return not (abbrev and attached and (nxt.raw[:1].isupper() or nxt.raw[:1].isdigit()))
+
+    def _verdict(self, toks: Sequence[_Tok], k: int) -> tuple[str, int] | None:
+        """The judgement said from token ``k`` of what precedes it ("was great", "was a
+        letdown", ", it was awful", "? loved it", "bored me"): (liked or disliked, tokens)."""
+        words = list(itertools.takewhile(lambda t: not t.used, toks[k : k + 12]))
+        m = _VERDICT_RE.match(" ".join(t.word for t in words))
+        if m is None:
+            return None
+        # what the words say, turned over by a negated verb ("wasn't great", "wasn't bad")
+        good = any(m.group(g) is not None for g in ("good", "good_verb", "good_alone"))
+        if m.group("neg") is not None:
+            good = not good
+        return ("liked" if good else "disliked"), len(m.group().split())
+
+    def _title_before(self, toks: Sequence[_Tok], k: int) -> tuple[int, float, list[_Tok]] | None:
+        """The title that ends just before token ``k`` and starts its clause, or at a capitalised
+        word inside it ("I thought Heat was great": Heat): the best-matching span, a longer one
+        unless a shorter one matches clearly better."""
+        start = k - 1
+        while (
+            start > 0
+            and k - start < 9
+            and not toks[start - 1].used
+            and not self._breaks(toks, start - 1)
+            and toks[start - 1].word not in _CLAUSE_WORDS
+        ):
+            start -= 1
+        sentence_start = start == 0 or toks[start - 1].raw in ".!?"
+        best: tuple[int, float, list[_Tok]] | None = None
+        for s in range(start, k):
+            head = toks[s]
+            if s > start and not (head.raw[:1].isupper() or head.raw[:1].isdigit()):
+                continue
+            if head.word in ("i", "im", "it", "its", "that", "this"):
+                continue
+            span = list(toks[s:k])
+            # written as a title: a capital beyond the one that opens a sentence ("Deer Huner")
+            titled = any(
+                (t.raw[:1].isupper() or t.raw[:1].isdigit())
+                and not (sentence_start and t is toks[start])
+                and t.word != "i"
+                for t in span
+            )
+            words = [t.word for t in span]
+            known = self._known_words(words)
+            if known and not titled:
+                continue
+            hit = self._ground(self._raw(span), strong=titled)
+            if hit is None or (known and hit[1] < 0.85):
+                continue
+            if not titled and not self._whole_title(self._raw(span), hit[0]):
+                continue  # in lower case only a whole title ("amistad"), not "the sequel"
+            if best is None or hit[1] > best[1] + 0.1:
+                best = (hit[0], hit[1], span)
+        return best
+
     def _cue_at(self, toks: Sequence[_Tok], i: int) -> tuple[str, int] | None:
         words = [t.word for t in toks[i : i + 5]]
         if not words or words[0] not in _CUE_WORDS:
+            return None
+        # a capitalised cue word inside a title written in capitals is part of it ("Some Like
+        # It Hot", "Rebel Without a Cause"), not a cue
+        before = toks[i - 1] if i else None
+        if (
+            before is not None
+            and toks[i].raw[:1].isupper()
+            and (before.raw[:1].isupper() or before.raw[:1].isdigit())
+            and before.word not in ("i", "im")
+        ):
             return None
         for cues, polarity in ((_DISLIKE_BY_LENGTH, "disliked"), (_LIKE_BY_LENGTH, "liked")):
             for cue in cues:
@@ -1246,7 +1498,22 @@ class SlotExtractor:
         slots.confidence["years"] = min(conf, slots.confidence.get("years", 1.0))
         slots.matched.append((said, f"years {lo}-{hi}"))
 
-    def _years(self, text: str, slots: Slots, toks: list[_Tok]) -> str:
+    def _years(self, text: str, slots: Slots, toks: list[_Tok], *, explicit: bool) -> str:
+        """Reads year phrases from ``text`` into ``slots``, blanking them and marking their
+        tokens used. ``explicit``: the phrases a word makes a year constraint (ranges,
+        comparisons, decades), read before titles (not inside a quoted one); otherwise the bare
+        years and vague words ("recent"), read after titles ("Apollo 13", "1941" stay titles).
+        """
+        quoted = [m.span() for m in _QUOTED.finditer(text)] if explicit else []
+
+        def matches(pattern: re.Pattern[str]) -> list[re.Match[str]]:
+            found = (
+                m
+                for m in pattern.finditer(text)
+                if not any(m.start() < e and s < m.end() for s, e in quoted)
+            )
+            return list(itertools.islice(found, MAX_YEAR_MATCHES))
+
         def blank(m: re.Match[str]) -> None:
             nonlocal text
             text = text[: m.start()] + " " * (m.end() - m.start()) + text[m.end() :]
@@ -1254,19 +1521,29 @@ class SlotExtractor:
                 if t.start >= m.start() and t.end <= m.end():
                     t.used = True
 
-        for m in list(_RANGE_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        if not explicit:
+            for m in list(_IN_YEAR_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+                y = int(m.group(1))
+                self._set_years(slots, y, y, 0.95, m.group().strip())
+                blank(m)
+            if slots.year_min is None and slots.year_max is None and self.years is not None:
+                blank_vague = self._vague_years(text, slots)
+                if blank_vague is not None:
+                    blank(blank_vague)
+            return text
+        for m in matches(_RANGE_RE):
             ys = [int(g) for g in m.groups() if g is not None]
             self._set_years(slots, min(ys), max(ys), 1.0, m.group())
             blank(m)
         # "no later than 1989" before "later than 1989" (a lower bound) can take its words
-        for m in list(_NOT_OLDER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
-            y = int(m.group(2))
-            if m.group(1).lower() in ("older", "earlier"):
+        for m in matches(_NOT_OLDER_RE):
+            y = int(m.group(2) or m.group(4))
+            if (m.group(1) or m.group(3)).lower() in ("older", "earlier", "before", "prior to"):
                 self._set_years(slots, y, None, 1.0, m.group())
             else:
                 self._set_years(slots, None, y, 1.0, m.group())
             blank(m)
-        for m in list(_AFTER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        for m in matches(_AFTER_RE):
             y = int(m.group(2))
             strict = m.group(1).lower() in (
                 "after",
@@ -1278,13 +1555,16 @@ class SlotExtractor:
             )
             self._set_years(slots, y + 1 if strict else y, None, 1.0, m.group())
             blank(m)
-        for m in list(_ONWARDS_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        for m in matches(_ONWARDS_RE):
             self._set_years(slots, int(m.group(1) or m.group(2)), None, 1.0, m.group())
             blank(m)
-        for m in list(_OR_EARLIER_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        for m in matches(_OR_EARLIER_RE):
             self._set_years(slots, None, int(m.group(1)), 1.0, m.group())
             blank(m)
-        for m in list(_BEFORE_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        for m in matches(_AT_EARLIEST_RE):
+            self._set_years(slots, int(m.group(1)), None, 1.0, m.group())
+            blank(m)
+        for m in matches(_BEFORE_RE):
             y = int(m.group(2))
             strict = m.group(1).lower() not in (
                 "until",
@@ -1295,7 +1575,7 @@ class SlotExtractor:
             )
             self._set_years(slots, None, y - 1 if strict else y, 1.0, m.group())
             blank(m)
-        for m in list(_DECADE_RE.finditer(text))[:MAX_YEAR_MATCHES]:
+        for m in matches(_DECADE_RE):
             part, full, short, word = m.group(1), m.group(2), m.group(3), m.group(4)
             if full:
                 start = int(full)
@@ -1316,28 +1596,26 @@ class SlotExtractor:
                 }[p]
             self._set_years(slots, lo, hi, 1.0, m.group().strip())
             blank(m)
-        for m in list(_IN_YEAR_RE.finditer(text))[:MAX_YEAR_MATCHES]:
-            y = int(m.group(1))
-            self._set_years(slots, y, y, 0.95, m.group().strip())
-            blank(m)
-        if slots.year_min is None and slots.year_max is None and self.years is not None:
-            lo_data, hi_data = self.years
-            # a vague word that is a catalog value ("classic" as a tag) is left to the values
-            vague = _RECENT_RE.search(text)
-            if vague and tuple(_norm(vague.group()).split()) in self.phrases:
-                vague = None
-            if vague:
-                self._set_years(slots, max(lo_data, hi_data - 4), None, 0.6, vague.group())
-                blank(vague)
-            else:
-                vague = _OLD_RE.search(text)
-                if vague and tuple(_norm(vague.group()).split()) in self.phrases:
-                    vague = None
-                if vague:
-                    cut = lo_data + (hi_data - lo_data) // 2
-                    self._set_years(slots, None, min(cut, hi_data - 25), 0.5, vague.group())
-                    blank(vague)
         return text
+
+    def _vague_years(self, text: str, slots: Slots) -> re.Match[str] | None:
+        """A vague year word ("recent", "old") read into ``slots`` (the match, to blank)."""
+        assert self.years is not None
+        lo_data, hi_data = self.years
+        # a vague word that is a catalog value ("classic" as a tag) is left to the values
+        vague = _RECENT_RE.search(text)
+        if vague and tuple(_norm(vague.group()).split()) in self.phrases:
+            vague = None
+        if vague:
+            self._set_years(slots, max(lo_data, hi_data - 4), None, 0.6, vague.group())
+            return vague
+        vague = _OLD_RE.search(text)
+        if vague and tuple(_norm(vague.group()).split()) in self.phrases:
+            vague = None
+        if vague:
+            cut = lo_data + (hi_data - lo_data) // 2
+            self._set_years(slots, None, min(cut, hi_data - 25), 0.5, vague.group())
+        return vague
 
     # price ------------------------------------------------------------------------------------
 
@@ -1426,7 +1704,7 @@ class SlotExtractor:
                 ph, n = hit
                 negating = scope != "off"
                 if not negating and self._refused_after(toks, i + n):
-                    negating = True  # "horror is not my thing": this value only
+                    negating = True  # "horror is not my thing", "westerns bore me": this one
                 target = slots.not_fields if negating else slots.fields
                 values = target.setdefault(ph.field, [])
                 if ph.value not in values:
@@ -1475,12 +1753,17 @@ class SlotExtractor:
             refused = set(slots.not_fields[f])
             slots.fields[f] = [v for v in slots.fields[f] if v not in refused]
 
-    @staticmethod
-    def _refused_after(toks: Sequence[_Tok], j: int) -> bool:
-        """Whether the words from ``j`` refuse what precedes them ("... is not my thing")."""
+    def _refused_after(self, toks: Sequence[_Tok], j: int) -> bool:
+        """Whether the words from ``j`` refuse what precedes them ("... is not my thing",
+        "... are boring")."""
+        while j < len(toks) and toks[j].word in ("movies", "films", "games"):
+            j += 1
         words = [t.word for t in toks[j : j + 8] if t.word not in ("movies", "films", "games")]
         text = " ".join(words)
-        return bool(_POST_NEG.match(text))
+        if _POST_NEG.match(text):
+            return True
+        verdict = self._verdict(toks, j) if j < len(toks) else None
+        return verdict is not None and verdict[0] == "disliked"
 
     def _neg_cue(self, toks: Sequence[_Tok], i: int) -> int:
         words = [t.word for t in toks[i : i + 5]]
