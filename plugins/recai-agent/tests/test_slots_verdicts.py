@@ -183,3 +183,64 @@ def test_a_capitalised_cue_word_inside_a_title_is_part_of_it(ex, ml):
 def test_a_sentence_end_after_a_title_is_not_an_abbreviation(ex, ml):
     s = ex.extract("I hated Ed. Recommend a comedy")
     assert named(ml, s.disliked) == ["Ed (1996)"] and s.genres == ["Comedy"]
+
+
+# ---- genre words after a cue, misspelt phrases, courtesy, intent -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "genres", "not_genres"),
+    [
+        ("nothing with love stories in it", [], ["Romance"]),  # not "Mad Love"
+        ("I'm into detective stories lately", ["Mystery"], []),  # not "Pet Detective"
+        ("skip science fiction films tonight", [], ["Sci-Fi"]),
+        ("steer clear of gangstr films", [], ["Crime"]),  # misspelt: still a value
+    ],
+)
+def test_genre_words_after_a_cue_stay_values_not_titles(ex, text, genres, not_genres):
+    s = ex.extract(text)
+    assert (s.genres, s.not_genres, s.liked, s.disliked) == (genres, not_genres, [], [])
+
+
+def test_a_whole_title_in_lower_case_after_a_cue_is_still_a_title(ex, ml):
+    assert named(ml, ex.extract("something in the vein of crimson tide").liked) == [
+        "Crimson Tide (1995)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "genres"),
+    [
+        ("scince fiction for tonight", ["Sci-Fi"]),  # one word of a phrase misspelt
+        ("some science fictoin", ["Sci-Fi"]),
+        ("a love storry", ["Romance"]),
+    ],
+)
+def test_a_value_phrase_with_one_misspelt_word(ex, text, genres):
+    assert ex.extract(text).genres == genres
+
+
+def test_refusing_by_keeping_a_genre_out(ex):
+    s = ex.extract("leave the westerns off my list, something funny")
+    assert (s.genres, s.not_genres) == (["Comedy"], ["Western"])
+
+
+def test_courtesy_words_after_a_cue_are_no_title(ex):
+    s = ex.extract("a western I would enjoy thanks a lot")
+    assert s.genres == ["Western"] and s.liked == [] and s.disliked == []
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("thanks so much, bye!", "chat"),
+        ("this was useful, cheers", "chat"),
+        ("have a great evening", "chat"),
+        ("evening!", "chat"),
+        ("thanks! now a comedy please", "recommend"),
+        ("what might I enjoy?", "recommend"),  # the profile alone
+        ("surprise me, thanks", "recommend"),
+    ],
+)
+def test_closing_words_anywhere_are_chat_unless_something_is_asked(ex, text, intent):
+    assert ex.extract(text).intent == intent

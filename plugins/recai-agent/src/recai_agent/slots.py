@@ -253,6 +253,7 @@ _NEG_CUES: tuple[tuple[str, ...], ...] = tuple(
         "not a fan of",
         "stay away from",
         "keep away from",
+        "steer clear of",
         "not really into",
         "dont do",
         "not in the mood for",
@@ -277,7 +278,9 @@ _NEG_FILLERS = _words(
 _POST_NEG = re.compile(
     r"^(is|are|s|re)? ?(not|isnt|arent|never) (really |quite |exactly )?(my thing|for me|my cup "
     r"of tea|my style|my genre|my jam|my favorite|my favourite|something i like|something i "
-    r"enjoy)|^(bore|bores|scare|scares|annoy|annoys) me|^(is|are) (a )?no go"
+    r"enjoy)|^(bore|bores|scare|scares|annoy|annoys) me|^(is|are) (a )?no go|"
+    # "keep horror out of it", "leave musicals off the list"
+    r"^(out of (it|this|the (list|mix|picture|lineup))|off (the|my) list)\b"
 )
 _LIST_JOINERS = _words("or nor and , & / either")
 # words that end a clause (a negation's or a title's scope)
@@ -505,6 +508,7 @@ _POPULAR = tuple(
         "mainstream",
         "crowd pleaser",
         "crowd pleasers",
+        "crowd pleasing",
         "best known",
         "most watched",
         "big hits",
@@ -572,15 +576,29 @@ _LOOKUP_PATTERNS = re.compile(
     re.IGNORECASE,
 )
 _CHAT_PATTERNS = re.compile(
-    r"^\s*(hi|hello|hey|yo|howdy|hiya|good (morning|afternoon|evening|night)|thanks?( you)?|"
+    r"^\s*(hi|hello|hey|yo|howdy|hiya|(good )?(morning|afternoon|evening|night)|thanks?( you)?|"
     r"thank you( so much)?|thx|ty|cheers|bye|goodbye|see you|ok(ay)?|cool|great|nice|awesome|"
     r"perfect|got it|sure|yes|no|nope|yep|lol|haha|how are you|who are you|what are you|"
     r"what can you do|what is your name|what's your name|help|are you (a bot|human|an ai)|"
     r"tell me a joke|never ?mind)\b",
     re.IGNORECASE,
 )
+# a closing or thanking word anywhere in a request that asks for nothing: chit-chat
+_CHAT_ANYWHERE = re.compile(
+    r"\b(thanks|thank you|thx|cheers|bye|goodbye|good bye|see (you|ya)|take care|"
+    r"have a (nice|good|great|lovely) (day|night|evening|weekend|one)|much appreciated|"
+    r"appreciate (it|that)|(that|this) (was|is) (helpful|useful|great|perfect))\b",
+    re.IGNORECASE,
+)
+# asking what the user would like, with no other word of a request: the profile alone
+_PROFILE_RE = re.compile(
+    r"\bwhat (would|will|might|could|should|do you think) i (like|enjoy|love|want)\b",
+    re.IGNORECASE,
+)
+# words of courtesy, no title in lower case ("a film I would enjoy, thanks")
+_COURTESY = _words("thanks thank thx ty please pls cheers")
 _RECOMMEND_WORDS = _words(
-    "recommend recommendation recommendations suggest suggestion suggestions watch watching "
+    "surprise recommend recommendation recommendations suggest suggestion suggestions watch watching "
     "play playing movie movies film films flick flicks game games something anything looking "
     "want show shows buy product products ideas idea options pick picks find give tonight "
     "more another else similar next list top"
@@ -940,6 +958,14 @@ class SlotExtractor:
         _ = self.grounder.titles  # built now, not on the first request
         self._single_letters = [(w, set(w)) for w in self._single_words]
         self._misspelt: dict[str, str | None] = {}  # word -> the known word it misspells
+        # phrases of several words with one long word left out ("science _"): a misspelling of
+        # that word still reads the phrase ("science ficction", "sccience fiction")
+        self._gapped: dict[tuple[int, tuple[str, ...]], list[tuple[str, tuple[str, ...]]]] = {}
+        for phrase in self.phrases:
+            for p, w in enumerate(phrase):
+                if len(phrase) > 1 and len(w) >= 5 and w.isalpha():
+                    rest = (p, phrase[:p] + phrase[p + 1 :])
+                    self._gapped.setdefault(rest, []).append((w, phrase))
         self._local = threading.local()  # per-call state (a server may share one extractor)
 
     def _compile_phrases(
@@ -1248,6 +1274,8 @@ class SlotExtractor:
                     if t.used or self._breaks(toks, k) or t.word in _CLAUSE_WORDS:
                         break
                     span.append(t)
+                if span and span[0].word in _COURTESY and not span[0].raw[:1].isupper():
+                    break  # "a film I would enjoy thanks a lot"
                 while span and span[0].word in ("the", "a", "an", "movie", "film", "game", "it"):
                     if span[0].word in ("the", "a", "an") and len(span) > 1:
                         break
@@ -1261,6 +1289,14 @@ class SlotExtractor:
                 # a list goes on with a title written as one ("Heat, Fargo"), not with any
                 # words that happen to match one (", anything similar?")
                 if continuing and score < 0.8 and not span[0].raw[:1].isupper():
+                    break
+                # genre words in lower case are values ("no love stories": not Mad Love; "I
+                # enjoy detective stories"), unless they are the whole title ("crimson tide")
+                if (
+                    not span[0].raw[:1].isupper()
+                    and self._phrase_at(span, 0) is not None  # misspelt too: "gangstr films"
+                    and not self._whole_title(self._raw(span[:n]), item)
+                ):
                     break
                 add(item, score, polarity, span[:n])
                 for t in [*toks[i : i + n_cue], *span[:n]]:
@@ -1784,6 +1820,12 @@ class SlotExtractor:
             ph = self.phrases.get(key)
             if ph is not None:
                 return ph, n
+        for n in range(min(self._max_phrase, len(toks) - i), 1, -1):
+            span = toks[i : i + n]
+            if not any(u.used for u in span):
+                found = self._misspelt_phrase(tuple(u.word for u in span))
+                if found is not None:
+                    return found, n
         w = toks[i].word
         if len(w) >= 5 and w.isalpha() and w not in _STOPWORDS:
             if w in self._misspelt:
@@ -1796,6 +1838,21 @@ class SlotExtractor:
             if near is not None:
                 ph = self.phrases[(near,)]
                 return _Phrase(ph.field, ph.value, round(ph.confidence * 0.8, 3), "misspelt"), 1
+        return None
+
+    def _misspelt_phrase(self, words: tuple[str, ...]) -> _Phrase | None:
+        """The value phrase ``words`` spell with one word misspelt (one edit, two from a word of
+        8+ letters, the first letter kept below 8), if any."""
+        for p, w in enumerate(words):
+            if len(w) < 5 or not w.isalpha() or w in _STOPWORDS:
+                continue
+            limit = 1 if len(w) < 8 else 2
+            for cand, key in self._gapped.get((p, words[:p] + words[p + 1 :]), ()):
+                if cand[0] != w[0] and len(w) < 8:
+                    continue
+                if _edit_distance(w, cand, limit) <= limit:
+                    ph = self.phrases[key]
+                    return _Phrase(ph.field, ph.value, round(ph.confidence * 0.8, 3), "misspelt")
         return None
 
     def _nearest_word(self, w: str) -> str | None:
@@ -1820,8 +1877,15 @@ class SlotExtractor:
             slots.confidence["intent"] = 0.9
             return "lookup"
         words = {t.word for t in toks}
+        if slots.empty() and not words & _RECOMMEND_WORDS and _PROFILE_RE.search(text):
+            slots.confidence["intent"] = 0.8
+            return "recommend"
         if not slots.empty() or words & _RECOMMEND_WORDS or slots.text:
-            if slots.empty() and not words & _RECOMMEND_WORDS and _CHAT_PATTERNS.match(text):
+            if (
+                slots.empty()
+                and not words & _RECOMMEND_WORDS
+                and (_CHAT_PATTERNS.match(text) or _CHAT_ANYWHERE.search(text))
+            ):
                 slots.confidence["intent"] = 0.7
                 return "chat"
             slots.confidence["intent"] = (
