@@ -34,6 +34,7 @@ def named(cat: Catalog, items: list[int]) -> list[str]:
         ("I saw Titanic and it was dull", [], ["Titanic (1997)"]),  # it wins over "saw"
         ("Casablanca? loved it. more please", ["Casablanca (1942)"], []),
         ("Jumanji? hated it", [], ["Jumanji (1995)"]),
+        ("Fargo? meh", [], ["Fargo (1996)"]),
         ("Heat bored me, something lighter", [], ["Heat (1995)"]),
         ("my son liked Aladdin, it was charming", ["Aladdin (1992)"], []),
         ("I loved Heat but Twister was a mess", ["Heat (1995)"], ["Twister (1996)"]),
@@ -244,3 +245,18 @@ def test_courtesy_words_after_a_cue_are_no_title(ex):
 )
 def test_closing_words_anywhere_are_chat_unless_something_is_asked(ex, text, intent):
     assert ex.extract(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    ("text", "liked"),
+    [
+        (
+            "Something like Sex, Lies, and Videotape, any dramas?",
+            ["Sex, Lies, and Videotape (1989)"],
+        ),
+        ("I loved Paris, Texas", ["Paris, Texas (1984)"]),
+        ("like Heat, Fargo or Scream", ["Heat (1995)", "Fargo (1996)", "Scream (1996)"]),  # a list
+    ],
+)
+def test_a_title_with_commas_in_it_is_one_title(ex, ml, text, liked):
+    assert named(ml, ex.extract(text).liked) == liked

@@ -449,7 +449,7 @@ _VERDICT_OBJECT = _alternatives(
 _VERDICT_BAD_ALONE = _alternatives(
     "sucked|sucks|bored me|bores me|put me to sleep|puts me to sleep|disappointed me|"
     "let me down|lets me down|annoyed me|was a no|bored me to death|was a chore|"
-    "was a slog|dragged on|went nowhere"
+    "was a slog|dragged on|went nowhere|meh|not so much|nah"
 )
 _VERDICT_GOOD_ALONE = _alternatives(
     "rocks|rocked|ruled|rules|blew me away|blew my mind|made my day|moved me|won me over|"
@@ -465,8 +465,8 @@ _VERDICT_RE = re.compile(
     rf"|(?:[,.!?;:] )?(?:and )?(?:i |we )?(?:(?:really|absolutely|totally|just|truly|honestly) )*"
     rf"(?:(?P<good_verb>{_VERDICT_GOOD_VERB})|(?P<bad_verb>{_VERDICT_BAD_VERB})) "
     rf"(?:{_VERDICT_OBJECT})"
-    # "bored me", "rocked"
-    rf"|(?:(?:really|totally|just|absolutely|kind of|kinda) )*"
+    # "bored me", "rocked", "? meh"
+    rf"|(?:[,.!?;:] )?(?:(?:really|totally|just|absolutely|kind of|kinda) )*"
     rf"(?:(?P<good_alone>{_VERDICT_GOOD_ALONE})|(?P<bad_alone>{_VERDICT_BAD_ALONE}))"
     r")(?= |$)"
 )
@@ -1283,6 +1283,9 @@ class SlotExtractor:
                 if not span:
                     break
                 best = self._best_prefix(span, strong=True)
+                whole = self._comma_title(toks, index[id(span[0])], len(span))
+                if whole is not None:  # "like Sex, Lies, and Videotape": one title
+                    best, span = (whole[0], 0, whole[1], whole[2]), toks[index[id(span[0])] :]
                 if best is None:
                     break
                 item, _, score, n = best
@@ -1391,6 +1394,28 @@ class SlotExtractor:
         if lookup:
             slots.mentioned = slots.liked + slots.disliked
         return spans
+
+    def _comma_title(self, toks: Sequence[_Tok], j: int, n: int) -> tuple[int, float, int] | None:
+        """A title written with commas in it that starts at token ``j``, where the span read so
+        far (``n`` tokens) stops at a comma: (item, score, tokens) when a longer span up to a
+        later comma or the clause end is a whole title, word for word."""
+        if j + n >= len(toks) or toks[j + n].raw != ",":
+            return None
+        tried = 0
+        for k in range(j + n + 1, min(len(toks), j + 12) + 1):
+            end = k == len(toks) or toks[k].used or toks[k].word in _CLAUSE_WORDS
+            end = end or (k < len(toks) and toks[k].raw in ".;!?")
+            if k < len(toks) and toks[k].raw != "," and not end:
+                continue
+            span = toks[j:k]
+            if span[-1].raw != ",":
+                tried += 1
+                hit = self._ground(self._raw(span), strong=True)
+                if hit is not None and hit[1] >= 0.9 and self._whole_title(self._raw(span), hit[0]):
+                    return hit[0], hit[1], len(span)
+            if end or tried >= 3:
+                break
+        return None
 
     @staticmethod
     def _listed(toks: Sequence[_Tok], start: int, end: int) -> bool:
