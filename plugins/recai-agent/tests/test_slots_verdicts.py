@@ -260,3 +260,28 @@ def test_closing_words_anywhere_are_chat_unless_something_is_asked(ex, text, int
 )
 def test_a_title_with_commas_in_it_is_one_title(ex, ml, text, liked):
     assert named(ml, ex.extract(text).liked) == liked
+
+
+# ---- what the planner does with a verdict --------------------------------------------------------
+
+
+def test_a_title_judged_badly_stays_unwanted_when_merged_with_a_model_that_likes_it(ex, ml):
+    from recai_agent.plan import merge, plan_schema, validate_plan
+
+    tools = ["lookup", "hard_filter", "soft_filter", "ranking", "map"]
+    model_plan = {
+        "steps": [
+            {"tool": "soft_filter", "input": {"seeds": ["Twister (1996)"]}},
+            {"tool": "ranking", "input": {"by": "preference", "mode": "accuracy"}},
+            {"tool": "map", "input": {}},
+        ]
+    }
+    model = validate_plan(model_plan, plan_schema(tools, ml), ml, ex.grounder)[0]
+    assert model is not None
+    s = ex.extract("Twister was a real letdown; any westerns?")
+    assert named(ml, s.disliked) == ["Twister (1996)"] and s.confidence["polarity"] == 1.0
+    plan = merge(model, s)
+    assert plan.step("ranking").input["unwanted"] == ["Twister (1996)"]
+    soft = plan.step("soft_filter")
+    assert soft is None or "Twister (1996)" not in soft.input.get("seeds", [])
+    assert plan.step("hard_filter").input["genres"] == ["Western"]

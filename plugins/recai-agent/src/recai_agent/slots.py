@@ -433,7 +433,8 @@ _VERDICT_NEG_COPULA = _alternatives(
 _VERDICT_MOD = _alternatives(
     "really|so|just|truly|absolutely|pretty|quite|very|super|totally|simply|honestly|utterly|"
     "incredibly|such|kind of|kinda|a bit|rather|extremely|an|a|the|one of|of|my|all time|"
-    "all-time|most|all|that|actually|genuinely|seriously|way|far|too|definitely|certainly"
+    "all-time|most|all|that|actually|genuinely|seriously|way|far|too|definitely|certainly|"
+    "real|total|complete|huge|big|massive|absolute|bit|little"
 )
 _VERDICT_GOOD_VERB = _alternatives(
     "loved|liked|enjoyed|adored|love|like|enjoy|adore|dug|really liked|really loved|really enjoyed"
