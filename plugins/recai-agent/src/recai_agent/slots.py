@@ -18,7 +18,13 @@ with the model's plan (:mod:`recai_agent.plan`):
   number named like ``year`` or a date field);
 - **titles** through the catalog's fuzzy matcher (:class:`~recai.data.grounding.Grounder`), quoted
   titles first, then titles after cue words (``"like Toy Story"``, ``"similar to Fargo"``, ``"I
-  hated Titanic"``), then capitalised spans; liked, disliked, or (for a look-up) mentioned;
+  hated Titanic"``), then titles that open their clause before a verdict (``"Amistad was
+  great"``), then capitalised spans; liked, disliked, or (for a look-up) mentioned. A verdict
+  right after a title (``"was a letdown"``, ``", it was awful"``, ``"? loved it"``, ``"bored
+  me"``) says which, for certain, whatever came before it; titles listed before a judged one
+  share its verdict. Lower-case genre words after a cue stay values (``"no love stories"``);
+  year phrases with a word that makes them one (``"no later than 1978"``, ``"post-1996"``,
+  ``"early 1970s"``) are read before titles, so they feed no negation and no title;
 - **price** on a numeric field named ``price``: ``"under $10"``, ``"free"``, ``"cheap"``;
 - **popularity** (``"popular"`` -> True, ``"hidden gems"`` -> False) and the **intent** (chat,
   recommend, look-up: ``"who directed ..."``, ``"what year ..."``).
