@@ -181,6 +181,13 @@ def test_a_capitalised_cue_word_inside_a_title_is_part_of_it(ex, ml):
     assert named(ml, ex.extract("Like Heat, but funnier").liked) == ["Heat (1995)"]
 
 
+def test_a_title_inside_a_longer_capitalised_span_is_still_found(ex, ml):
+    # "for" and "with" may join a title's words now; a span that is no title as a whole is
+    # searched again from its later capitalised words
+    assert named(ml, ex.extract("Looking for Heat with Pacino").liked) == ["Heat (1995)"]
+    assert named(ml, ex.extract("Do you know Men in Black").liked) == ["Men in Black (1997)"]
+
+
 def test_a_sentence_end_after_a_title_is_not_an_abbreviation(ex, ml):
     s = ex.extract("I hated Ed. Recommend a comedy")
     assert named(ml, s.disliked) == ["Ed (1996)"] and s.genres == ["Comedy"]

@@ -1371,7 +1371,9 @@ class SlotExtractor:
                         u.used = True
                     i += n
                     continue
-            i += max(1, len(span))
+            # nothing from here: a title may start at a later word of the span ("Looking for
+            # Heat with Pacino")
+            i += 1
 
         # a verdict right after a title says how it was liked, whatever came before it ("Lost
         # Highway was awful", "I watched Heat and it was boring"); a title listed just before
