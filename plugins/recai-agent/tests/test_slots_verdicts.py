@@ -151,6 +151,11 @@ def test_a_year_phrase_inside_a_quoted_title_stays_in_the_title(ex, ml):
         ("anything like Gone with the Wind", ["Gone with the Wind (1939)"]),
         ("something like Murder at 1600", ["Murder at 1600 (1997)"]),
         ("I enjoyed Stand by Me", ["Stand by Me (1986)"]),  # ends in a common word
+        # but not in "The": two titles
+        (
+            "I loved Sense and Sensibility and The Piano",
+            ["Sense and Sensibility (1995)", "Piano, The (1993)"],
+        ),
         ("I liked Mr. Holland's Opus. Anything else?", ["Mr. Holland's Opus (1995)"]),
         (
             "movies like L.A. Confidential, Mr. Holland's Opus or Dead Man Walking",

@@ -1150,8 +1150,13 @@ class SlotExtractor:
         for n in range(min(len(toks), 9), 0, -1):
             span = toks[:n]
             last = span[-1]
-            # "Toy Story and" is no title, but a capitalised word is ("Being There", "The Game")
-            if last.word in _STOPWORDS and n > 1 and not last.raw[:1].isupper():
+            # "Toy Story and" is no title, but a capitalised word is ("Being There", "The Game"),
+            # unless it is one that never ends a title ("Harold and Maude and The")
+            if (
+                last.word in _STOPWORDS
+                and n > 1
+                and (not last.raw[:1].isupper() or last.word in _TITLE_JOINERS)
+            ):
                 continue
             words = [t.word for t in span]
             known = self._known_words(words)
