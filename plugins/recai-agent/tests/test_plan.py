@@ -382,6 +382,20 @@ def test_merge_keeps_a_title_liked_for_certain_and_drops_unnamed_unwanted_titles
         assert plan is not None
         return plan
 
+    def model_seed(*seeds: str) -> Plan:
+        plan = validate_plan(
+            steps(
+                ("soft_filter", {"seeds": list(seeds)}),
+                ("ranking", {"by": "preference"}),
+                ("map", {}),
+            ),
+            plan_schema(TOOLS, ex.catalog),
+            ex.catalog,
+            ex.grounder,
+        )[0]
+        assert plan is not None
+        return plan
+
     # the tuned 135M planner read "I really enjoyed X." as a dislike; "enjoyed" is a cue
     liked = ex.extract("I really enjoyed Rob Roy. Recommend similar ones")
     assert liked.confidence["polarity"] == 1.0
@@ -392,10 +406,16 @@ def test_merge_keeps_a_title_liked_for_certain_and_drops_unnamed_unwanted_titles
     trusted = merge(model("Rob Roy (1995)"), liked, model_values=True)
     assert trusted.step("soft_filter") is None
     assert trusted.step("ranking").input["unwanted"] == ["Rob Roy (1995)"]
-    # no cue before the title: liked only by default, so the model's reading wins
-    awful = ex.extract("Boogie Nights was awful; show me horror films")
+    # no cue or verdict around the title: liked only by default, so the model's reading wins
+    awful = ex.extract("Boogie Nights. Show me horror films")
     assert awful.liked and awful.confidence["polarity"] < 0.8
     plan = merge(model("Boogie Nights (1997)"), awful)
+    assert plan.step("soft_filter") is None
+    assert plan.step("ranking").input["unwanted"] == ["Boogie Nights (1997)"]
+    # a verdict after the title is certain: an untrusted model's liking does not flip it
+    verdict = ex.extract("Boogie Nights was awful; show me horror films")
+    assert verdict.disliked and not verdict.liked and verdict.confidence["polarity"] == 1.0
+    plan = merge(model_seed("Boogie Nights (1997)"), verdict)
     assert plan.step("soft_filter") is None
     assert plan.step("ranking").input["unwanted"] == ["Boogie Nights (1997)"]
     # a title the request does not name is not added as unwanted unless model_values
