@@ -152,6 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results (without per-request rows) here")
     ap.add_argument("--rows", help="write every planner's per-request rows here (JSONL)")
     ap.add_argument("--out", help="write a section into this Markdown file")
+    ap.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="the request family generated: 'test' (held out from training) or 'train' (the "
+        "training family, for checking that a planner, the rules too, was not fitted to one)",
+    )
+    ap.add_argument(
+        "--section",
+        default=SECTION,
+        help=f"the section of --out written (default {SECTION}; another name keeps it)",
+    )
+    ap.add_argument("--title", default="Planner on held-out requests", help="its heading")
     args = ap.parse_args(argv)
 
     ds = recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if not held:
             raise SystemExit(f"{args.requests}: no held-out (split test) requests")
     else:
-        held = generate(catalog, "test", args.size, seed=args.seed, counts=counts)[: args.n]
+        held = generate(catalog, args.split, args.size, seed=args.seed, counts=counts)[: args.n]
     results = []
     for spec in [s.strip() for s in args.planners.split(",") if s.strip()]:
         spec, _, first = spec.partition("@")  # "untuned@100": the first 100 requests only
@@ -190,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"Held-out request set: {len(held)} requests of {args.requests} over MovieLens-100K"
             if args.requests
-            else f"Held-out request set: {len(held)} of {args.size} generated requests (split "
-            f"test, seed {args.seed}) over MovieLens-100K"
+            else f"{'Held-out request' if args.split == 'test' else 'Training-family'} set: "
+            f"{len(held)} of {args.size} generated requests (split {args.split}, seed "
+            f"{args.seed}) over MovieLens-100K"
         )
         + f"; Wilson 95% intervals for shares, bootstrap 95% over "
         f"requests for F1 (seed {args.seed}). {when}, load average {load:.1f} at the end; "
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         slim = [{k: v for k, v in r.items() if k != "rows"} for r in results]
         Path(args.json).write_text(json.dumps(slim, indent=1) + "\n")
     if args.out:
-        write_section(Path(args.out), SECTION, "## Planner on held-out requests\n\n" + text)
+        write_section(Path(args.out), args.section, f"## {args.title}\n\n" + text)
     return 0
 
 
