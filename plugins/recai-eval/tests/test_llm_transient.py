@@ -122,6 +122,9 @@ def recipe(base_url: str, **rank: Any) -> dict[str, Any]:
                     "samples": SAMPLES,
                     "n_candidates": 10,
                     "bootstrap": 0,
+                    # the server's backend writes a numbered list: asked in words, not for
+                    # the candidate-title JSON openai.v1 would send as response_format
+                    "constrain": "never",
                     **rank,
                 },
             },

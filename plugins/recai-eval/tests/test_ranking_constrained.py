@@ -259,3 +259,78 @@ def test_smollm2_under_the_schema_names_only_candidates(tmp_path: Path) -> None:
     for rec in records_of(report).values():
         assert set(rec["items"]) <= set(rec["candidates"])
         assert sorted(rec["ranking"]) == sorted(rec["candidates"])
+
+
+class EnumEcho(recai.LLMBackend):
+    """A served model that decodes under a JSON schema: writes the schema's enum reversed."""
+
+    capabilities = frozenset({"json_schema"})
+
+    def chat(self, messages: Sequence[Message], **options: Any) -> Completion:
+        schema = options.get("json_schema")
+        assert schema is not None, "asked in words"
+        titles = schema["properties"][KEY]["items"]["enum"]
+        return Completion(json.dumps({KEY: titles[::-1]}), model="echo")
+
+
+def test_through_openai_v1_the_schema_travels_as_response_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real HTTP: openai.v1 against recai-serve's LLMServer on loopback; the schema arrives as
+    response_format, the served model decodes under it, every answer is a whole ranking."""
+    server_mod = pytest.importorskip("recai_serve.server", reason="needs recai-serve")
+    if "openai.v1" not in recai.get_plugin_manager().registry():
+        pytest.skip("needs recai-openai (openai.v1)")
+    bodies: list[dict[str, Any]] = []
+
+    def keep(app: Any) -> Any:
+        async def kept(scope: Any, receive: Any, send: Any) -> None:
+            chunks: list[bytes] = []
+
+            async def reading() -> Any:
+                message = await receive()
+                if message["type"] == "http.request":
+                    chunks.append(message.get("body", b""))
+                return message
+
+            await app(scope, reading, send)
+            if scope["type"] == "http" and scope["path"].endswith("/completions"):
+                bodies.append(json.loads(b"".join(chunks)))
+
+        return kept
+
+    with server_mod.LLMServer({"echo": EnumEcho()}, middleware=[keep]) as server:
+        monkeypatch.setenv("RECAI_TEST_CONSTRAINED_KEY", "sk-local")
+        recipe = {
+            "name": "constrained",
+            "components": {
+                "data": {"use": "synthetic.v1", "params": {"n_users": 30, "n_items": 50}},
+                "llm": {
+                    "use": "openai.v1",
+                    "params": {
+                        "model": "echo",
+                        "base_url": server.base_url,
+                        "api_key_env": "RECAI_TEST_CONSTRAINED_KEY",
+                        "max_retries": 0,
+                    },
+                },
+                "rank": {
+                    "use": "llm-ranking.v1",
+                    "params": {"dataset": "data", "llm": "llm", "samples": 4, "n_candidates": 8},
+                },
+            },
+            "run": {"stages": ["rank"], "seed": 0},
+        }
+        result = recai.run(recai.load_recipe(recipe), tmp_path / "run", progress=False)
+    report = result.reports["rank"]
+    row = next(iter(report.metrics.values()))
+    assert report.info["constrained"] is True and report.info["measured_samples"] == 4
+    assert row["complete_rate"] == 1.0 and row["failure_rate"] == 0.0
+    assert len(bodies) == 4
+    for body in bodies:
+        fmt = body["response_format"]
+        assert fmt["type"] == "json_schema"
+        enum = fmt["json_schema"]["schema"]["properties"][KEY]["items"]["enum"]
+        assert enum == candidates_in(body["messages"][-1]["content"]) and len(enum) == 8
+    for rec in records_of(report).values():  # the reversed enum, as the model wrote it
+        assert rec["ranking"] == rec["candidates"][::-1] and rec["appended"] == 0
