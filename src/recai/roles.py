@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import BaseModel
 from pydantic_core import core_schema
 
 if TYPE_CHECKING:
@@ -132,9 +133,12 @@ def describe_component(component: Any) -> Any:
     """A stable, JSON-able description of a component, for cache keys and params dumps.
 
     A component built from a spec is its registered name and params (nested components described
-    the same way); one built by hand is its class and simple public attributes — so keep mutable
-    state (counters, caches) in attributes whose names start with ``_``, or the description, and
-    every cache keyed by it, changes as the object is used.
+    the same way); one built by hand is its class, simple public attributes and, when it has
+    pydantic ``params`` (a :class:`recai.Configurable`, or any ``self.params`` model), those
+    params with nested components described the same way — so two hand-built components of one
+    class with different params get different cache keys. Keep mutable state (counters, caches)
+    in attributes whose names start with ``_``, or the description, and every cache keyed by it,
+    changes as the object is used.
     """
     if isinstance(component, PendingRef):
         return component.name
@@ -151,7 +155,25 @@ def describe_component(component: Any) -> Any:
             or (isinstance(v, (list, tuple)) and all(isinstance(x, simple) for x in v))
         )
     }
-    return {"class": f"{type(component).__module__}.{type(component).__qualname__}", "attrs": attrs}
+    out: dict[str, Any] = {
+        "class": f"{type(component).__module__}.{type(component).__qualname__}",
+        "attrs": attrs,
+    }
+    params = getattr(component, "params", None)
+    if isinstance(params, BaseModel):
+        # fields typed with a role class serialise through this function (Component's schema);
+        # a component in a field typed otherwise (Any, object) is described here, not dumped
+        out["params"] = params.model_dump(mode="json", fallback=_describe_or_repr)
+    return out
+
+
+def _describe_or_repr(value: Any) -> Any:
+    """How a params dump shows a value pydantic cannot serialise: a component (or a
+    :class:`PendingRef`) by its description, anything else by its ``repr`` (as
+    :meth:`recai.ComponentSpec.build` does)."""
+    if isinstance(value, (Component, PendingRef)):
+        return describe_component(value)
+    return repr(value)
 
 
 def _validate_reference(
