@@ -504,7 +504,7 @@ class OpenAIBackend(LLMBackend):
         )
         conv = msgs if mode == "schema" and schema else _with_instruction(msgs, instruction(schema))
         usage = Usage()
-        last = ""
+        last: Completion | None = None
         problem: str | None = ""
         attempt = 0
         while attempt <= self.json_repairs:
@@ -545,17 +545,24 @@ class OpenAIBackend(LLMBackend):
                 return Completion(
                     text, c.finish_reason, usage, time.perf_counter() - started, c.model
                 )
-            last = c.text
+            last = c
             conv = [
                 *conv,
                 {"role": "assistant", "content": c.text},
                 {"role": "user", "content": repair_request(problem)},
             ]
             attempt += 1
+        assert last is not None  # json_repairs >= 0: at least one attempt
+        # the last reply is kept as the model's answer, with what every attempt cost
+        kept = Completion(
+            last.text, last.finish_reason, usage, time.perf_counter() - started, last.model
+        )
         raise LLMOutputError(
             f"{self.label}: model {self.model!r} gave no valid JSON for the schema in "
             f"{self.json_repairs + 1} attempt(s) ({self.json_repairs} repair(s)): {problem}. Last "
-            f"answer: {last[:200]!r}"
+            f"answer: {last.text[:200]!r}",
+            completions=[kept],
+            failed=[0],
         )
 
     def chat_batch(
@@ -565,20 +572,34 @@ class OpenAIBackend(LLMBackend):
 
         The first error (in input order) is raised once the requests already sent have ended;
         requests not yet started are cancelled, so nothing of this call is still running (or still
-        being billed) after it returns or raises.
+        being billed) after it returns or raises. An answer that stays invalid for
+        ``json_schema`` does not stop the batch: the others are completed, then one
+        :class:`LLMOutputError` is raised whose ``completions`` hold every conversation's reply
+        in input order (recai-hf's ``StructuredOutputError`` does the same).
         """
         convs = list(conversations)
+        results: list[Completion | LLMOutputError] = []
         if len(convs) <= 1 or self.max_concurrency == 1:
-            return [self.chat(c, **options) for c in convs]
+            for c in convs:
+                try:
+                    results.append(self.chat(c, **options))
+                except LLMOutputError as e:
+                    results.append(_with_reply(e))
+            return _batch_answers(results)
         pool = self._executor()
         futures = [pool.submit(self.chat, c, **options) for c in convs]
         try:
-            return [f.result() for f in futures]
+            for f in futures:
+                try:
+                    results.append(f.result())
+                except LLMOutputError as e:
+                    results.append(_with_reply(e))
         except BaseException:
             for f in futures:
                 f.cancel()
             concurrent.futures.wait(futures)
             raise
+        return _batch_answers(results)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -871,6 +892,34 @@ def _tool_calls(message: Any) -> list[ToolCall]:
         arguments = fn.arguments if isinstance(fn.arguments, str) else json.dumps(fn.arguments)
         out.append(ToolCall(str(c.id or ""), fn.name, arguments or "{}"))
     return out
+
+
+def _with_reply(error: LLMOutputError) -> LLMOutputError:
+    """``error`` when it keeps the one reply of its conversation; else it is raised (as any error
+    that stops a batch)."""
+    if len(error.completions) != 1:
+        raise error
+    return error
+
+
+def _batch_answers(results: list[Completion | LLMOutputError]) -> list[Completion]:
+    """The completions of a batch, or one :class:`LLMOutputError` keeping every conversation's
+    reply when some stayed invalid for the schema."""
+    failed = [i for i, r in enumerate(results) if isinstance(r, LLMOutputError)]
+    if not failed:
+        return [r for r in results if isinstance(r, Completion)]
+    first = results[failed[0]]
+    assert isinstance(first, LLMOutputError)
+    if len(results) == 1:
+        raise first
+    kept = [r.completions[0] if isinstance(r, LLMOutputError) else r for r in results]
+    raise LLMOutputError(
+        f"{len(failed)} of {len(results)} conversations got no valid JSON for the schema "
+        f"(conversations {', '.join(map(str, failed[:10]))}{', ...' if len(failed) > 10 else ''}"
+        f"); the first: {first}",
+        completions=kept,
+        failed=failed,
+    ) from None
 
 
 def _with_instruction(msgs: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:

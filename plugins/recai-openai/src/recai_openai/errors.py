@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from recai.errors import RecaiError
+
+if TYPE_CHECKING:
+    from recai.types import Completion
 
 __all__ = ["LLMRequestError", "LLMStreamError", "LLMOutputError"]
 
@@ -35,4 +41,23 @@ class LLMStreamError(LLMRequestError):
 
 
 class LLMOutputError(RecaiError):
-    """The model's answers stayed invalid (not JSON, or not matching the schema) after repairs."""
+    """The model's answers stayed invalid (not JSON, or not matching the schema) after repairs.
+
+    ``completions`` keeps the replies, as recai-hf's ``StructuredOutputError`` does: from
+    ``chat``, one completion (the last invalid reply, with the usage and latency of every
+    attempt); from ``chat_batch``, one per conversation in input order (the valid answers and the
+    last invalid tries). ``failed`` lists the indices of the invalid ones. A caller that scores
+    answers (recai-eval's ``SchemaCaller``) reads the reply as the model's answer, a miss rather
+    than no answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        completions: Sequence[Completion] = (),
+        failed: Sequence[int] = (),
+    ):
+        super().__init__(message)
+        self.completions = list(completions)
+        self.failed = list(failed)
