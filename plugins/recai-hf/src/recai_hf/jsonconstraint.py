@@ -18,8 +18,11 @@ integer, number, boolean, null, and lists of them), ``properties``, ``required``
 ``additionalProperties`` (true/false/schema), ``items``, ``prefixItems``, ``minItems``,
 ``maxItems``, ``enum``, ``const``, ``anyOf``, ``oneOf`` (as ``anyOf``), ``allOf`` (merged),
 ``$ref``/``$defs``, ``minLength``, ``maxLength``, ``pattern`` and some ``format`` values on
-strings, ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` on numbers. A schema
-with a keyword it cannot enforce (``uniqueItems``, ``not``, ``if``/``then``...) is refused when
+strings, ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum`` on numbers; and
+``uniqueItems`` on arrays whose items are an ``enum`` of strings, reached from the root through
+``properties`` and ``items`` (enforced by :mod:`recai_hf.uniqueitems` on top of the grammar: a
+token that would repeat an item, or start one that can only become a used item, is banned).
+A schema with a keyword it cannot enforce (other ``uniqueItems``, ``not``, ``if``/``then``...) is refused when
 the constraint is made (``RecaiError`` naming the problem), never silently loosened, unless
 ``lenient=True`` (then the keyword is ignored and the reply may break it: validate it with
 ``chat(..., json_schema=schema)``, which also puts the schema into the prompt).
@@ -44,6 +47,7 @@ from recai.errors import RecaiError
 
 from .logits import GenerationContext
 from .structured import check_schema
+from .uniqueitems import UniqueTracker, split_unique
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +56,25 @@ __all__ = ["JSONConstraint", "JSONProcessor"]
 
 _TOKENIZERS: dict[tuple[int, int, tuple[int, ...]], tuple[Any, Any]] = {}
 _TOKENIZER_LOCK = threading.Lock()
+_BYTES: dict[tuple[int, int], tuple[Any, list[bytes], np.ndarray]] = {}
+
+
+def _token_bytes(context: GenerationContext) -> tuple[list[bytes], np.ndarray]:
+    """Each token's bytes, and which tokens hold a ``[`` (kept per tokenizer)."""
+    key = (id(context.tokenizer), context.vocab_size)
+    with _TOKENIZER_LOCK:
+        hit = _BYTES.get(key)
+        if hit is not None and hit[0] is context.tokenizer:
+            return hit[1], hit[2]
+        from .constrained import token_bytes
+
+        data = token_bytes(context.tokenizer, context.vocab_size)
+        for e in context.eos_token_ids:
+            if 0 <= e < len(data):
+                data[e] = b""
+        opens = np.array([b"[" in d for d in data], dtype=bool)
+        _BYTES[key] = (context.tokenizer, data, opens)
+        return data, opens
 
 
 def _llguidance() -> Any:
@@ -102,9 +125,10 @@ class JSONConstraint:
         self.compact = compact
         self.lenient = lenient
         options: dict[str, Any] = {"whitespace_flexible": not compact, "lenient": lenient}
+        self.unique, grammar_schema = split_unique(schema)
         try:
             self.grammar = ll.LLMatcher.grammar_from_json_schema(
-                json.dumps(schema), overrides=options
+                json.dumps(grammar_schema), overrides=options
             )
         except ValueError as e:
             raise RecaiError(f"json schema not usable for constrained decoding: {e}") from None
@@ -128,7 +152,7 @@ class JSONConstraint:
         template = ll.LLMatcher(tokenizer, self.grammar, log_level=0)
         if template.is_error():
             raise RecaiError(f"json schema not usable: {template.get_error()}")
-        proc = JSONProcessor(template, context)
+        proc = JSONProcessor(template, context, self.unique)
         self.bound = [*self.bound[-7:], proc]
         return proc
 
@@ -137,10 +161,12 @@ class JSONProcessor:
     """Per-call state of :class:`JSONConstraint`: a matcher per row, fed each new token.
 
     ``errors`` lists rows whose token the grammar refused (only possible when another processor
-    overrode this one); such a row is then ended.
+    overrode this one); such a row is then ended. With enforced ``uniqueItems`` a
+    :class:`~recai_hf.uniqueitems.UniqueTracker` per row bans the tokens that would repeat an
+    item; ``stats`` counts the steps it checked, the tokens it tried and banned, and its seconds.
     """
 
-    def __init__(self, template: Any, context: GenerationContext):
+    def __init__(self, template: Any, context: GenerationContext, unique: Any = None):
         ll = _llguidance()
         self.context = context
         self.matchers = [template.deep_copy() for _ in range(context.batch_size)]
@@ -151,6 +177,11 @@ class JSONProcessor:
         self.executor = ll.LLExecutor()
         self.eos = set(context.eos_token_ids)
         self.seen = 0
+        self.trackers: list[UniqueTracker] | None = None
+        self.stats = {"steps": 0, "checked": 0, "banned": 0, "seconds": 0.0}
+        if unique is not None:
+            self.trackers = [UniqueTracker(unique) for _ in range(context.batch_size)]
+            self.token_bytes, self.opens = _token_bytes(context)
 
     def _feed(self, tokens: list[int]) -> None:
         for b, tok in enumerate(tokens):
@@ -160,6 +191,8 @@ class JSONProcessor:
             if tok in self.eos:
                 self.finished[b] = True
                 continue
+            if self.trackers is not None and not self.trackers[b].feed(self.token_bytes[tok]):
+                self.errors.append((b, "an item of a uniqueItems array was repeated"))
             if not m.consume_token(tok):
                 self.errors.append((b, m.get_error()))
                 self.finished[b] = True
@@ -182,6 +215,8 @@ class JSONProcessor:
             lnp.fill_next_token_bitmask_par(
                 self.executor, [(self.matchers[b], b) for b in live], self.bitmask
             )
+            if self.trackers is not None:
+                self._unique(live)
         words = self.bitmask.view(np.uint32)
         for b in range(len(self.matchers)):
             if self.finished[b]:  # an ended row only pads
@@ -190,3 +225,28 @@ class JSONProcessor:
         allowed = np.unpackbits(self.bitmask.view(np.uint8), bitorder="little")
         mask = torch.from_numpy(allowed.reshape(len(self.matchers), -1)[:, : scores.shape[1]])
         return scores.masked_fill(~mask.bool().to(scores.device), float("-inf"))
+
+    def _unique(self, live: list[int]) -> None:
+        """Clear the bits of the tokens that would repeat an item of a uniqueItems array."""
+        import time
+
+        start = time.perf_counter()
+        assert self.trackers is not None
+        words = self.bitmask.view(np.uint32)
+        for b in live:
+            tracker = self.trackers[b]
+            if tracker.done:
+                continue
+            bits = np.unpackbits(self.bitmask[b].view(np.uint8), bitorder="little")
+            allowed = bits[: len(self.token_bytes)].astype(bool)
+            if not tracker.in_unique():
+                allowed &= self.opens  # only a token that opens an array can reach one
+            ids = np.flatnonzero(allowed)
+            self.stats["steps"] += 1
+            self.stats["checked"] += len(ids)
+            data = self.token_bytes
+            for t in ids.tolist():
+                if not tracker.allows(data[t]):
+                    words[b, t // 32] &= np.uint32(~(1 << (t % 32)) & 0xFFFFFFFF)
+                    self.stats["banned"] += 1
+        self.stats["seconds"] += time.perf_counter() - start
