@@ -22,6 +22,7 @@ from recai.errors import ParamsError, RecaiError
 from recai.types import Completion, Message
 from recai_eval.llm.constrained import (
     KEY,
+    UNIQUE_ITEMS,
     ground_in_candidates,
     ranking_of,
     ranking_schema,
@@ -188,6 +189,34 @@ def test_a_backend_without_json_schema_is_asked_in_words(source: Any, tmp_path: 
     assert report.info["candidates_named"] == {"Plain": 10.0}
     with pytest.raises(RecaiError, match=r"constrain = 'always'.*'json_schema' is not in"):
         run(Plain(), source, tmp_path / "b", constrain="always")
+
+
+def test_uniqueitems_is_asked_only_of_a_backend_that_enforces_it(
+    source: Any, tmp_path: Path
+) -> None:
+    class Unique(Constrained):
+        capabilities = frozenset({"json_schema", UNIQUE_ITEMS})
+
+    plain = Constrained()
+    run(plain, source, tmp_path)
+    assert all("uniqueItems" not in s["properties"][KEY] for _, _, s in plain._asked)
+    llm = Unique()
+    report = run(llm, source, tmp_path)  # the same cache folder: the schema is in the key
+    assert len(llm._asked) == 6
+    for _, msgs, schema in llm._asked:
+        shown = candidates_in(msgs[-1].content)
+        assert schema == ranking_schema(shown, unique=True)
+        ranking = schema["properties"][KEY]
+        assert ranking["uniqueItems"] is True and ranking["minItems"] == N
+    assert report.info["constrained"] is True
+
+
+def test_a_unique_schema_of_shared_titles_asks_one_item_per_distinct_title() -> None:
+    schema = ranking_schema(["Up", "Heat", "Up"], unique=True)
+    ranking = schema["properties"][KEY]
+    assert ranking["items"]["enum"] == ["Up", "Heat"]
+    assert ranking["minItems"] == ranking["maxItems"] == 2  # three would be unsatisfiable
+    assert ranking_schema(["Up", "Heat", "Up"])["properties"][KEY]["minItems"] == 3
 
 
 def test_constrain_is_for_generation_mode_only(source: Any) -> None:

@@ -11,9 +11,13 @@ would leave the schema is never taken), so every answer grounds to the candidate
 ``openai.v1`` sends it as ``response_format`` (the server constrains, or the answer is checked
 and sent back to be corrected).
 
-The schema has no ``uniqueItems``: grammar engines do not enforce it (recai-hf's
-``JSONConstraint`` would only validate it afterwards and re-ask, which a small model fails
-again), so an answer may repeat a title. :func:`ranking_of` reads an answer as a **full
+``uniqueItems: true`` is asked only of a backend that enforces it while decoding (says
+``"json_unique_items"`` in its capabilities: recai-hf's ``hf.v1``, which bans every token that
+would repeat a title or start one that can only become a used title), so that every answer is
+a permutation of the candidates. Other backends get the schema without it: a grammar engine
+that cannot enforce it would only validate afterwards and re-ask (a small model fails again),
+and OpenAI's strict structured outputs do not support the keyword. Their answers may repeat a
+title. :func:`ranking_of` reads an answer as a **full
 ranking**: each candidate at its first mention, repeats dropped, and the candidates the answer
 left out appended in their shown (random) order, so the held-out item always has a rank and a
 model that names only a few titles is compared with chance on the rest. How many were appended
@@ -27,6 +31,8 @@ last reply is the answer, as the model's result, and is cached like any other.
 
 >>> ranking_schema(["Heat (1995)", "Fargo (1996)"])["properties"]["ranking"]["items"]
 {'type': 'string', 'enum': ['Heat (1995)', 'Fargo (1996)']}
+>>> ranking_schema(["Heat (1995)"], unique=True)["properties"]["ranking"]["uniqueItems"]
+True
 >>> read_titles('{"ranking": ["Fargo (1996)", "Heat (1995)"]}')
 ['Fargo (1996)', 'Heat (1995)']
 >>> read_titles('{"ranking":["Fargo (1996)","Heat (19')  # cut by max_tokens
@@ -55,6 +61,9 @@ from .scoring import error_flags
 __all__ = [
     "JSON_RANKING",
     "KEY",
+    "UNIQUE_ITEMS",
+    "enforces_unique",
+    "with_unique",
     "SchemaCaller",
     "ranking_schema",
     "read_titles",
@@ -76,6 +85,9 @@ JSON_RANKING = (
     "exactly once, copied exactly."
 )
 
+#: The capability of a backend that enforces ``uniqueItems`` (string enums) while decoding.
+UNIQUE_ITEMS = "json_unique_items"
+
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 
 
@@ -84,26 +96,48 @@ def takes_schema(llm: Any) -> bool:
     return isinstance(llm, LLMBackend) and "json_schema" in getattr(llm, "capabilities", ())
 
 
-def ranking_schema(titles: Sequence[str]) -> dict[str, Any]:
+def enforces_unique(llm: Any) -> bool:
+    """Whether ``llm`` enforces ``uniqueItems`` of string enums while decoding."""
+    return UNIQUE_ITEMS in getattr(llm, "capabilities", ())
+
+
+def ranking_schema(titles: Sequence[str], *, unique: bool = False) -> dict[str, Any]:
     """``{"ranking": [...]}`` with exactly ``len(titles)`` items, each one of ``titles``.
 
     An object at the top (OpenAI's structured outputs want one), no extra properties; titles
-    two candidates share are listed once in the enum.
+    two candidates share are listed once in the enum, and the list then has as many items as
+    distinct titles. ``unique``: ask for ``uniqueItems`` (only of a backend that
+    :func:`enforces_unique`), which makes every valid answer a permutation of the titles.
     """
-    n = len(titles)
+    distinct = list(dict.fromkeys(titles))
+    n = len(distinct) if unique else len(titles)
+    ranking: dict[str, Any] = {
+        "type": "array",
+        "items": {"type": "string", "enum": distinct},
+        "minItems": n,
+        "maxItems": n,
+    }
+    if unique:
+        ranking["uniqueItems"] = True
     return {
         "type": "object",
-        "properties": {
-            KEY: {
-                "type": "array",
-                "items": {"type": "string", "enum": list(dict.fromkeys(titles))},
-                "minItems": n,
-                "maxItems": n,
-            }
-        },
+        "properties": {KEY: ranking},
         "required": [KEY],
         "additionalProperties": False,
     }
+
+
+def with_unique(schema: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`ranking_schema` asking for ``uniqueItems`` (the same schema when it does, or
+    when it is no ranking schema)."""
+    ranking = schema.get("properties", {}).get(KEY)
+    if not isinstance(ranking, dict) or ranking.get("uniqueItems") is True:
+        return schema
+    items = ranking.get("items")
+    titles = items.get("enum") if isinstance(items, dict) else None
+    if not isinstance(titles, list):
+        return schema
+    return ranking_schema([str(t) for t in titles], unique=True)
 
 
 def read_titles(text: str | None) -> list[str]:
@@ -176,18 +210,26 @@ class SchemaCaller(Caller):
     requests are ``(messages, schema)``, the schema is part of the cache key.
 
     One request per ``chat`` call: the schemas differ from prompt to prompt, and a backend's
-    ``chat_batch`` decodes a whole batch under one schema.
+    ``chat_batch`` decodes a whole batch under one schema. A ranking schema is sent with
+    ``uniqueItems`` when the backend :func:`enforces_unique` (:func:`with_unique`; the schema
+    sent is the one in the cache key).
     """
 
     def __init__(self, llm: LLMBackend, options: dict[str, Any] | None = None):
         super().__init__(llm, {k: v for k, v in (options or {}).items() if v is not None})
+        self.unique = enforces_unique(llm)
+
+    def schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The schema sent for a request's schema."""
+        return with_unique(schema) if self.unique else schema
 
     def payload(self, request: tuple[Sequence[Message], dict[str, Any]]) -> Any:
         messages, schema = request
-        return {"messages": [m.to_dict() for m in messages], "json_schema": schema}
+        return {"messages": [m.to_dict() for m in messages], "json_schema": self.schema(schema)}
 
     def ask(self, request: tuple[Sequence[Message], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         messages, schema = request
+        schema = self.schema(schema)
         try:
             done = self.component.chat(list(messages), json_schema=schema, **self.options)
         except Exception as e:
