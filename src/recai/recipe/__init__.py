@@ -3,6 +3,7 @@
 from .graph import Built, Plan, build, check, check_requirements
 from .loader import FORMATS, load_recipe, recipe_from_dict
 from .model import ComponentDecl, Recipe, RunSection
+from .pick import pick, pick_optional, playing
 
 __all__ = [
     "Recipe",
@@ -15,5 +16,8 @@ __all__ = [
     "build",
     "Plan",
     "Built",
+    "pick",
+    "pick_optional",
+    "playing",
     "FORMATS",
 ]

@@ -180,31 +180,16 @@ def build_agent(
     from the checked recipe once the agent is chosen (``also(plan, agent_name)``; it raises
     the :class:`RecaiError` of a bad choice). One that reads another dataset than the agent's
     is refused by name."""
-    import difflib
-
     from recai.data import Split
     from recai.plugins import get_plugin_manager
-    from recai.recipe import build, check, load_recipe
+    from recai.recipe import build, check, load_recipe, pick
     from recai.roles import Role
     from recai.runtime import RunContext
 
     recipe = load_recipe(recipe_path)
     pm = get_plugin_manager()
     plan = check(recipe, pm.registry())
-    agents = [n for n, e in plan.resolved.items() if Role.AGENT in e.roles]
-    listing = ", ".join(agents) or "none"
-    name = component
-    if name is None:
-        if len(agents) != 1:
-            which = f"it has {len(agents)}: {listing}" if agents else "it has none"
-            raise RecaiError(f"{recipe.source}: name the agent to {verb}, -c NAME ({which})")
-        name = agents[0]
-    elif name not in agents:
-        close = difflib.get_close_matches(name, agents, n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise RecaiError(
-            f"{recipe.source}: --component {name!r} is not an agent.{hint} agents: {listing}"
-        )
+    name = pick(plan, Role.AGENT, component, "--component", verb=verb)
     wanted = also(plan, name) if callable(also) else [also] if isinstance(also, str) else also
     others = [n for n in dict.fromkeys(wanted) if n != name]
     unknown = [n for n in others if n not in plan.resolved]

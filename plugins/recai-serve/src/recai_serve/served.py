@@ -16,7 +16,6 @@ spinning and 11.0 s (9.8 CPU s) passive.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import time
 from collections.abc import Callable
@@ -86,7 +85,7 @@ def served_from_recipe(
     passive_openmp()
     from recai.data import Split
     from recai.plugins import get_plugin_manager
-    from recai.recipe import build, check, load_recipe
+    from recai.recipe import build, check, load_recipe, pick, pick_optional, playing
     from recai.runtime import RunContext
 
     say = log or (lambda line: print(f"recai serve: {line}", file=sys.stderr, flush=True))
@@ -94,43 +93,25 @@ def served_from_recipe(
     pm = get_plugin_manager()
     plan = check(recipe, pm.registry())
 
-    def playing(role: Role) -> list[str]:
-        return [n for n, e in plan.resolved.items() if role in e.roles]
-
-    agents = playing(Role.AGENT)
+    # every agent, or the one named: chosen as recai chat / recai mcp choose (recai.recipe.pick)
+    agents = playing(plan, Role.AGENT)
     if component is not None:
-        if component not in agents:
-            close = difflib.get_close_matches(component, agents, n=1, cutoff=0.6)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RecaiError(
-                f"{recipe.source}: --component {component!r} is not an agent.{hint} agents: "
-                f"{', '.join(agents) or 'none'}"
-            )
-        agents = [component]
-    sources = playing(Role.DATASET)
-    if dataset is not None and dataset not in sources:
-        raise RecaiError(
-            f"{recipe.source}: --dataset {dataset!r} is not a dataset component; datasets: "
-            f"{', '.join(sources) or 'none'}"
-        )
-    if dataset is None and len(sources) > 1:
-        raise RecaiError(
-            f"{recipe.source}: name the dataset whose items and users to serve, --dataset NAME "
-            f"(it has {len(sources)}: {', '.join(sources)})"
-        )
-    chosen = dataset if dataset is not None else (sources[0] if sources else None)
+        agents = [pick(plan, Role.AGENT, component, "--component", verb="serve")]
+    chosen = pick_optional(
+        plan, Role.DATASET, dataset, "--dataset", verb="serve the items and users of"
+    )
     wanted = [n for n in plan.order if Role.EVALUATOR not in plan.resolved[n].roles]
     if component is not None:  # that agent, what it takes, and the rest of the recipe's models
-        others = set(playing(Role.AGENT)) - {component}
+        others = set(playing(plan, Role.AGENT)) - {component}
         keep = set(plan.needed_for([component]))
         wanted = [n for n in wanted if n in keep or n not in others]
     built = build(recipe, pm, only=wanted)
     served = Served(
         agents={n: built[n] for n in agents},
-        backends={n: built[n] for n in playing(Role.LLM_BACKEND) if n in built},
-        rankers={n: built[n] for n in playing(Role.RANKER) if n in built},
-        retrievers={n: built[n] for n in playing(Role.RETRIEVER) if n in built},
-        explainers={n: built[n] for n in playing(Role.EXPLAINER) if n in built},
+        backends={n: built[n] for n in playing(plan, Role.LLM_BACKEND) if n in built},
+        rankers={n: built[n] for n in playing(plan, Role.RANKER) if n in built},
+        retrievers={n: built[n] for n in playing(plan, Role.RETRIEVER) if n in built},
+        explainers={n: built[n] for n in playing(plan, Role.EXPLAINER) if n in built},
     )
     folder = Path(out) if out is not None else Path("runs") / f"{Path(str(path)).stem}-serve"
     if chosen is None:
