@@ -89,3 +89,13 @@ def test_a_component_of_another_role_says_what_it_is(pm: PluginManager, tmp_path
     )
     with pytest.raises(RecaiError, match=r": component 'rnd' is not a dataset: it is"):
         pick(plan, Role.DATASET, "rnd")  # no option: the component by name
+
+
+def test_a_component_of_another_role_gets_no_guess_at_another_name(
+    pm: PluginManager, tmp_path: Path
+) -> None:
+    plan = plan_of(tmp_path, TWO_RANKERS + '    [components.rnd2]\n    use = "synthetic.v1"\n')
+    with pytest.raises(RecaiError) as caught:
+        pick(plan, Role.RANKER, "rnd2", "--component")
+    assert "it is a dataset (synthetic.v1)" in str(caught.value)
+    assert "Did you mean" not in str(caught.value)  # not 'rnd': 'rnd2' was meant as itself

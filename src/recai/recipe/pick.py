@@ -74,9 +74,10 @@ def pick_optional(
         return name
     source = plan.recipe.source
     what = f"{option} {name!r}" if option else f"component {name!r}"
-    close = difflib.get_close_matches(name, found, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     other = plan.resolved.get(name)
+    # a component of another role was meant as itself: say what it is, guess no other name
+    close = [] if other else difflib.get_close_matches(name, found, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     it_is = f": it is {other.plays} ({other.name})." if other is not None else "."
     raise RecaiError(
         f"{source}: {what} is not {wanted.a}{it_is}{hint} {wanted.plural}: "
