@@ -88,11 +88,12 @@ def test_the_runtime_caches_the_fit_and_the_next_run_loads_it(
     )
     (art,) = list((tmp_path / "artifacts").iterdir())
     assert (art / "DONE").exists() and (art / "relation_llm.json").exists()
-    asked = len(llm.asked)
+    # the same judge, fresh (a used YesNo's public ``asked`` list is part of its description)
+    again = YesNo(PREFERS, bias=5.0)
     second = RunContext(tmp_path, progress=False).fit(
-        KGPathsKnowledge(relation_llm=llm, relation_margin=0.5, **OPEN), split
+        KGPathsKnowledge(relation_llm=again, relation_margin=0.5, **OPEN), split
     )
-    assert len(llm.asked) == asked  # loaded, not judged again
+    assert llm.asked and not again.asked  # loaded, not judged again
     assert second.describe()["relation_llm"] == first.describe()["relation_llm"]
     assert texts(second, split) == texts(first, split)
 

@@ -117,10 +117,13 @@ def test_the_runtime_loads_the_fit_instead_of_fitting(
     monkeypatch.setattr(CooccurrenceKnowledge, "_fit", no_fit)
     second = RunContext(tmp_path, progress=False).fit(CooccurrenceKnowledge(min_count=1), split)
     assert texts(second, split) == texts(first, split)
-    # built by hand, other params share the runtime's key (it sees no params of such an object):
-    # the saved params refuse the load rather than write another fit's text
+    # built by hand with other params: its own key (describe_component includes the params), so
+    # it is fitted into a folder of its own; a load by hand of the other params' folder is refused
+    monkeypatch.undo()
+    RunContext(tmp_path, progress=False).fit(CooccurrenceKnowledge(min_count=2), split)
+    assert len(list((tmp_path / "artifacts").iterdir())) == 2
     with pytest.raises(DataError, match=r"other params \(min_count 1 there, 2 here\)"):
-        RunContext(tmp_path, progress=False).fit(CooccurrenceKnowledge(min_count=2), split)
+        CooccurrenceKnowledge(min_count=2).load(art)
 
 
 def test_the_files_are_written_atomically(
