@@ -195,35 +195,11 @@ def component_from_recipe(path: str, role: Any, component: str | None = None) ->
     recipe (``recai serve recipe.toml -c brain``); every problem is a
     :class:`~recai.errors.RecaiError` naming the recipe file.
     """
-    import difflib
-
-    from .errors import RecaiError
     from .plugins import get_plugin_manager
-    from .recipe import build, check, load_recipe
-    from .roles import Role
+    from .recipe import build, check, load_recipe, pick
 
-    wanted = Role.parse(role)
-    kind = wanted.plural
     recipe = load_recipe(path)
     pm = get_plugin_manager()
     plan = check(recipe, pm.registry())
-    fits = [n for n, e in plan.resolved.items() if wanted in e.roles]
-    listing = ", ".join(fits) or "none"
-    if component is None:
-        if len(fits) != 1:
-            which = f"it has {len(fits)}: {listing}" if fits else "it has none"
-            raise RecaiError(f"{recipe.source}: name the {wanted.title} to use ({which})")
-        component = fits[0]
-    elif component not in recipe.components:
-        close = difflib.get_close_matches(component, list(recipe.components), n=1, cutoff=0.6)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise RecaiError(
-            f"{recipe.source}: no component named {component!r}.{hint} {kind}: {listing}"
-        )
-    elif component not in fits:
-        entry = plan.resolved[component]
-        raise RecaiError(
-            f"{recipe.source}: component {component!r} is {entry.plays} ({entry.name}), not "
-            f"{wanted.a}; {kind}: {listing}"
-        )
+    component = pick(plan, role, component)
     return build(recipe, pm, only=[component])[component], component

@@ -202,7 +202,7 @@ class _PongPlugin:
         (["--use", "pong.v1", "--host", "256.1.1.1"], "cannot listen on 256.1.1.1"),
         (
             ["RECIPE", "--component", "rank"],
-            "'rank' is a retriever and ranker (random.v1), not an llm backend",
+            "'rank' is not an llm backend: it is a retriever and ranker (random.v1)",
         ),
         (["RECIPE", "--component", "brian"], "Did you mean 'brain'?"),
         (["RECIPE", "-p", "word=x"], "a recipe's component takes its params from the recipe"),
