@@ -57,7 +57,8 @@ class HFBackend(LLMBackend):
     ``json_repairs`` (re-asks of an invalid JSON reply), ``constrain_json`` (with ``json_schema``
     and no ``logits_processors``, decode under :class:`~recai_hf.jsonconstraint.JSONConstraint`
     of the schema, so a small model's reply is valid JSON of that shape by construction; on by
-    default), ``schema_prompt`` (with ``json_schema``, append the schema to the system message
+    default; ``uniqueItems`` on arrays of string enums is enforced while decoding, capability
+    ``json_unique_items``), ``schema_prompt`` (with ``json_schema``, append the schema to the system message
     as an instruction; on by default; off for a model fine-tuned to answer its own prompt, such
     as ``recai agent-tune``'s planner, which the added instruction would take off the prompt
     it learned). The model loads on first use (or
@@ -78,7 +79,15 @@ class HFBackend(LLMBackend):
     """
 
     capabilities = frozenset(
-        {"stream", "json_schema", "logprobs", "logits_processors", "cancel", "count_tokens"}
+        {
+            "stream",
+            "json_schema",
+            "json_unique_items",
+            "logprobs",
+            "logits_processors",
+            "cancel",
+            "count_tokens",
+        }
     )
 
     def __init__(
