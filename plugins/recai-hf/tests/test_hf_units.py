@@ -35,7 +35,13 @@ def test_registered_with_its_capabilities(recai_installed_pm):
     assert entry.plugin.distribution == "recai-hf"
     from recai_hf.backend import HFBackend
 
-    assert {"stream", "json_schema", "logprobs", "logits_processors"} <= HFBackend.capabilities
+    assert {
+        "stream",
+        "json_schema",
+        "json_unique_items",
+        "logprobs",
+        "logits_processors",
+    } <= HFBackend.capabilities
 
 
 # -- model sources ------------------------------------------------------------------------------
