@@ -761,29 +761,39 @@ class InterecAgent(recai.Configurable, recai.Agent):
             plan = api.merge(model_plan, slots, self.params.model_values)
             return _as_plan_dict(plan), valid
         if self.params.plan_mode == "plan-first":
-            schema = self.plan_schema()
             messages = self._prompted_messages(turn, grounder, feedback)
-            text: str | None = None
-            if self._decoding() == "score":
-                text = self._choose(turn, messages, slots)
-            if text is None:
-                text = self._call(
-                    turn,
-                    messages,
-                    max_tokens=self.params.plan_tokens,
-                    json_schema=self.decode_schema(),
-                )
-            model_plan, problems = api.validate(text, schema, self.catalog, grounder)
-            valid = model_plan is not None
-            if model_plan is None:
-                model_plan = api.repair(text, schema, self.catalog, grounder)
-                turn.notes.append(
-                    "plan invalid ("
-                    + "; ".join(problems[:3])
-                    + ("), repaired" if model_plan is not None else "), rules only")
-                )
+            chosen = self._choose(turn, messages, slots) if self._decoding() == "score" else None
+            model_plan, valid = self._written_plan(turn, messages, grounder, chosen, "rules only")
         plan = api.merge(model_plan, slots, self.params.model_values)
         return _as_plan_dict(plan), valid
+
+    def _written_plan(
+        self,
+        turn: _Turn,
+        messages: list[Message],
+        grounder: Grounder,
+        text: str | None,
+        otherwise: str,
+    ) -> tuple[Any, bool]:
+        """The plan in ``text`` (written by the brain under the plan schema when None),
+        validated, else repaired where it can be (a note says which; ``otherwise`` what
+        happens when it cannot be); ``(plan or None, valid)``."""
+        api = _plan_api()
+        schema = self.plan_schema()
+        if text is None:
+            text = self._call(
+                turn, messages, max_tokens=self.params.plan_tokens, json_schema=self.decode_schema()
+            )
+        model_plan, problems = api.validate(text, schema, self.catalog, grounder)
+        valid = model_plan is not None
+        if model_plan is None:
+            model_plan = api.repair(text, schema, self.catalog, grounder)
+            turn.notes.append(
+                "plan invalid ("
+                + "; ".join(problems[:3])
+                + ("), repaired" if model_plan is not None else f"), {otherwise}")
+            )
+        return model_plan, valid
 
     def _prompted_messages(self, turn: _Turn, grounder: Grounder, feedback: str | None) -> list:
         """The untuned brain's planning prompt: the plan format, the catalog values nearest the
@@ -805,30 +815,14 @@ class InterecAgent(recai.Configurable, recai.Agent):
     ) -> tuple[dict[str, Any], bool | None]:
         """The brain's plan alone (``rules = false``): written, validated (repaired where it
         can be), run as written; no usable plan ranks by the profile."""
-        api = _plan_api()
         if self.params.planner == "tuned":
             users = [m.content for m in turn.dialogue if m.role == "user"][-4:]
             text = " ".join(u.strip() for u in users) or turn.request
             hints = self.extractor.extract(text) if self._tuned_prompt() == "hints" else slots
             model_plan, valid = self._tuned_plan(turn, hints, grounder, request=text)
         else:
-            schema = self.plan_schema()
-            out = self._call(
-                turn,
-                self._prompted_messages(turn, grounder, feedback),
-                max_tokens=self.params.plan_tokens,
-                json_schema=self.decode_schema(),
-            )
-            model_plan, problems = api.validate(out, schema, self.catalog, grounder)
-            valid = model_plan is not None
-            if model_plan is None:
-                model_plan = api.repair(out, schema, self.catalog, grounder)
-                turn.notes.append(
-                    "plan invalid ("
-                    + "; ".join(problems[:3])
-                    + ")"
-                    + (", repaired" if model_plan is not None else "")
-                )
+            messages = self._prompted_messages(turn, grounder, feedback)
+            model_plan, valid = self._written_plan(turn, messages, grounder, None, "not repaired")
         if model_plan is None:
             turn.notes.append("no usable plan from the brain: ranked by the profile")
             return {"steps": [{"tool": "ranking", "input": {"by": "preference"}}]}, valid
