@@ -372,29 +372,20 @@ def test_merge_keeps_the_requests_values_and_drops_the_models_inventions(ex):
 
 
 def test_merge_keeps_a_title_liked_for_certain_and_drops_unnamed_unwanted_titles(ex):
-    def model(*unwanted: str) -> Plan:
+    def valid(*given: tuple[str, dict]) -> Plan:
         plan = validate_plan(
-            steps(("ranking", {"by": "preference", "unwanted": list(unwanted)}), ("map", {})),
-            plan_schema(TOOLS, ex.catalog),
-            ex.catalog,
-            ex.grounder,
+            steps(*given), plan_schema(TOOLS, ex.catalog), ex.catalog, ex.grounder
         )[0]
         assert plan is not None
         return plan
 
+    def model(*unwanted: str) -> Plan:
+        return valid(("ranking", {"by": "preference", "unwanted": list(unwanted)}), ("map", {}))
+
     def model_seed(*seeds: str) -> Plan:
-        plan = validate_plan(
-            steps(
-                ("soft_filter", {"seeds": list(seeds)}),
-                ("ranking", {"by": "preference"}),
-                ("map", {}),
-            ),
-            plan_schema(TOOLS, ex.catalog),
-            ex.catalog,
-            ex.grounder,
-        )[0]
-        assert plan is not None
-        return plan
+        return valid(
+            ("soft_filter", {"seeds": list(seeds)}), ("ranking", {"by": "preference"}), ("map", {})
+        )
 
     # the tuned 135M planner read "I really enjoyed X." as a dislike; "enjoyed" is a cue
     liked = ex.extract("I really enjoyed Rob Roy. Recommend similar ones")
