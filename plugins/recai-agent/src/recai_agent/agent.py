@@ -505,7 +505,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             text = self._chat(turn, on_text)
             return self._finish(turn, text, None, None, start)
         plan, valid = self._plan_and_run(turn, slots, db, grounder, tools)
-        if not plan.get("steps"):  # the brain alone (rules = false) took it for chit-chat
+        if not self.params.rules and not plan.get("steps"):  # the brain alone: chit-chat
             text = self._chat(turn, on_text)
             return self._finish(turn, text, plan, valid, start)
         for _ in range(self.params.max_reflections if self.params.critic is not None else 0):
@@ -709,7 +709,7 @@ class InterecAgent(recai.Configurable, recai.Agent):
             return steps, ok
         plan, valid = self._plan(turn, slots, db, grounder, feedback=feedback)
         turn.plan = plan
-        if not plan.get("steps"):
+        if not self.params.rules and not plan.get("steps"):
             return plan, valid  # chit-chat from the brain alone: nothing to run
         self._profile_from(plan, turn)
         self._run(plan, turn, tools)
