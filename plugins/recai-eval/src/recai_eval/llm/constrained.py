@@ -52,7 +52,6 @@ from recai.jsontext import JSONTextError, extract_json
 from recai.roles import LLMBackend
 from recai.types import Message
 
-from ..metrics import MISSED
 from .base import Case, Session
 from .lists import ListScores, snippet
 from .runner import Answer, Caller, _from_completion, error_text
@@ -260,20 +259,14 @@ def score_schema_answers(
         if not answer.ok:
             s.no_answer(case, "answer", answer)
             s.record(case, **base, error=answer.error)
-            out.ranks.append(int(MISSED))
-            out.flags.append(None)
-            out.complete.append(False)
-            out.named.append(0)
+            out.add_failed()
             continue
         titles = read_titles(answer.text)
         if not titles:
             error = f"no candidate titles in the answer: {snippet(answer.text or '')!r}"
             s.fail(case, "parse", error)
             s.record(case, **base, answer=answer.text, error=error)
-            out.ranks.append(int(MISSED))
-            out.flags.append(None)
-            out.complete.append(False)
-            out.named.append(0)
+            out.add_failed()
             continue
         grounded = ground_in_candidates(s, titles, order)
         flags = error_flags(grounded, history=case.history.tolist(), candidates=order, order=order)

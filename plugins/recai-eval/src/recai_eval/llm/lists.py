@@ -38,6 +38,13 @@ class ListScores:
     mentions: int = 0
     grounded: int = 0
 
+    def add_failed(self) -> None:
+        """One sample with no usable answer: the target missed, no flags, nothing named."""
+        self.ranks.append(int(MISSED))
+        self.flags.append(None)
+        self.complete.append(False)
+        self.named.append(0)
+
     @property
     def failed(self) -> np.ndarray:
         return np.array([f is None for f in self.flags], dtype=np.float64)
@@ -67,10 +74,7 @@ def score_list_answers(
         if not answer.ok:
             s.no_answer(case, "answer", answer)
             s.record(case, **base, error=answer.error)
-            out.ranks.append(int(MISSED))
-            out.flags.append(None)
-            out.complete.append(False)
-            out.named.append(0)
+            out.add_failed()
             continue
         mentions = parse_list(
             answer.text or "", score=s.matcher.score, threshold=s.matcher.threshold
@@ -79,10 +83,7 @@ def score_list_answers(
             error = f"no list items in the answer: {snippet(answer.text or '')!r}"
             s.fail(case, "parse", error)
             s.record(case, **base, answer=answer.text, error=error)
-            out.ranks.append(int(MISSED))
-            out.flags.append(None)
-            out.complete.append(False)
-            out.named.append(0)
+            out.add_failed()
             continue
         grounded = s.matcher.ground_all(mentions)
         flags = error_flags(grounded, history=case.history.tolist(), candidates=cand, order=order)
