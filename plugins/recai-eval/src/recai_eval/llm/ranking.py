@@ -159,11 +159,7 @@ class LLMRankingEvaluator(LLMTask):
                 results[name] = self._generated(s, cases, orders, prompts, knowledge, name)
             else:
                 caller = caller_for(p.llm, s.options)
-                if knowledge is not None:
-                    caller.description = {
-                        "llm": caller.description,
-                        "knowledge": describe_component(knowledge),
-                    }
+                _keyed_by(caller, knowledge)
                 answers = s.runner.run(caller, prompts, desc=f"{s.stage}: ranking ({name})")
                 results[name] = score_list_answers(
                     s, cases, answers, orders=orders, candidates=orders
@@ -398,11 +394,7 @@ class LLMRankingEvaluator(LLMTask):
     ) -> ListScores:
         """Generation mode under the schema of each prompt's candidate titles."""
         caller = SchemaCaller(self.params.llm, s.options)
-        if knowledge is not None:
-            caller.description = {
-                "llm": caller.description,
-                "knowledge": describe_component(knowledge),
-            }
+        _keyed_by(caller, knowledge)
         requests = [
             (m, ranking_schema([s.catalog.title(int(i)) for i in order]))
             for m, order in zip(prompts, orders, strict=True)
@@ -422,11 +414,7 @@ class LLMRankingEvaluator(LLMTask):
         """Scoring mode: each user's candidates ranked by the titles' log-probabilities."""
         p = self.params
         caller = ScoreCaller(p.llm)
-        if knowledge is not None:
-            caller.description = {
-                "llm": caller.description,
-                "knowledge": describe_component(knowledge),
-            }
+        _keyed_by(caller, knowledge)
         titles = [[s.catalog.title(int(i)) for i in order] for order in orders]
         answers = s.runner.run(
             caller,
@@ -549,3 +537,13 @@ def _check_can_score(llm: Any, name: str) -> None:
             "(recai-hf's hf.v1, or recai-openai's openai.v1 against a server that returns "
             "prompt logprobs), or set mode = 'generate'"
         )
+
+
+def _keyed_by(caller: Any, knowledge: recai.KnowledgePrompter | None) -> None:
+    """With knowledge, the caller's cache key names the prompter beside the LLM, so answers
+    with and without knowledge (or with another prompter) are kept apart."""
+    if knowledge is not None:
+        caller.description = {
+            "llm": caller.description,
+            "knowledge": describe_component(knowledge),
+        }
