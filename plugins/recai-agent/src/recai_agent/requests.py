@@ -29,6 +29,19 @@ for testing are never used for training and the score measures generalisation, n
 Output is deterministic for a given catalog, split and seed; :func:`write_jsonl` writes one
 request per line.
 
+**Sealed**: the rule extractor (:mod:`recai_agent.slots`) was later fixed by reading its errors
+on the ``test`` family, so that family stopped being held out from the rules and its score
+became optimistic. A third family, ``sealed``, has its own sentence templates
+(:data:`SEALED_TEMPLATES`), year phrasings (:data:`SEALED_YEAR_PHRASES`), genre synonyms
+(:data:`SEALED_GENRE_WORDS`, beside the genre's own name, which every family says) and
+popularity words, none of them a train or test one, and its own seed titles (the next
+best-known titles after the :data:`MAX_TITLES` that train and test split between them). Its
+phrasings were written as users type requests, without reading the rules, and they stay as
+first measured. **The rule: sealed requests are only ever measured.** Never read their errors
+to fix the rules, never train on them, never tune a prompt or a threshold on them; a fix
+found there unseals the family (write a new one, then). Adding the family changed nothing in
+what ``train`` and ``test`` generate.
+
 **Paraphrases**: :func:`paraphrase` has any LLM backend rewrite held-out requests and keeps a
 rewrite only where :class:`ParaphraseChecker` finds the gold plan still right (every genre,
 refusal, year range, title and popularity still said, read with the catalog's facts and its
@@ -80,6 +93,10 @@ __all__ = [
     "ParaphraseChecker",
     "ParaphraseReport",
     "Request",
+    "SEALED_GENRE_WORDS",
+    "SEALED_TEMPLATES",
+    "SEALED_YEAR_PHRASES",
+    "SPLITS",
     "Split",
     "base_kind",
     "generate",
@@ -88,7 +105,9 @@ __all__ = [
     "write_jsonl",
 ]
 
-Split = Literal["train", "test"]
+Split = Literal["train", "test", "sealed"]
+#: The request families (see the module docstring); ``sealed`` is only ever measured.
+SPLITS: tuple[Split, ...] = ("train", "test", "sealed")
 
 #: The kinds of request, in the order of :data:`WEIGHTS`.
 KINDS = (
@@ -418,6 +437,112 @@ GENRE_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: Genre values never asked for (a catalog's placeholder for a missing genre).
 SKIP_VALUES = frozenset({"unknown", "(no genres listed)", "none", "other", ""})
 
+# -- the sealed family: only ever measured (see the module docstring) ------------------------------
+#: Sentence templates of the ``sealed`` family, same placeholders as :data:`TEMPLATES`; written
+#: as requests people type, not from the rules, and left as first measured.
+SEALED_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "chit_chat": (
+        "yo", "evening!", "thx", "cool, that's everything", "catch you later",
+        "appreciate it", "hello there, bot", "morning, how are things?",
+        "brilliant, thank you kindly", "great chat, bye!",
+    ),
+    "genre": (
+        "could you point me to a {g} movie worth watching?", "{G}. what have you got?",
+        "I'm after a really good {g} film, any ideas", "it's movie night and everyone wants {G}",
+        "which {G} would you put on for me?", "either a {g} film or a {g2} one would do",
+        "{G} or {G2}, I can't decide", "need a {g} film to unwind with",
+    ),
+    "years": (
+        "anything good {y}?", "I've been craving a {g} film {y}", "got something {y} for tonight?",
+        "can you dig up a {g} movie {y}", "list some {G} {y}", "what should I watch {y}",
+    ),
+    "popularity": (
+        "what are the {G} everyone has seen?", "show me the crowd favourites {y}",
+        "I'm after some deep cuts in {G}", "{G} that nobody has heard of",
+        "a {g} movie that flew under the radar", "which {G} were huge hits?",
+        "off the beaten path {g} picks, please",
+    ),
+    "like_title": (
+        "just watched {t} and loved it. what next?", "anything with the same vibe as {t}?",
+        "I'm looking for films along the lines of {t}",
+        "{t} and {t2} are two of my favourites, find me more",
+        "recommend a {g} film for someone who loves {t}", "more in the vein of {t}, please",
+    ),
+    "profile": (
+        "what do you reckon I'd enjoy?", "I'm bored, put something on for me",
+        "you know my taste, what's next?", "any picks for me tonight?",
+        "I don't know what to watch, help", "show me what you'd recommend for me",
+    ),
+    "profile_intent": (
+        "with my tastes in mind, find me some {G}",
+        "I'd like a {g} film that matches what I usually watch",
+        "something {y} that I'd probably like", "which {G} {y} would suit someone like me?",
+        "based on what I've rated, a {g} pick please",
+    ),
+    "negation": (
+        "I'm sick of {NG}, show me anything else", "anything at all as long as it isn't {NG}",
+        "{G} would be nice, just keep away from {NG}",
+        "watched {dt} last week and hated it, what else have you got?",
+        "{dt} bored me to tears. something different please",
+        "a {g} movie would be great, but {NG} is a hard no",
+    ),
+    "combined": (
+        "I'm after {G} {y}, a bit like {t}, and definitely no {NG}",
+        "loved {t}; do you know {G} {y} in that style that aren't {NG}?",
+        "{G} {y} in the same vein as {t}, but steer clear of {NG}",
+        "what else {y} has the feel of {t} without being {NG}?",
+    ),
+}  # fmt: skip
+#: Year phrasings of the ``sealed`` family (placeholders as in :data:`YEAR_PHRASES`).
+SEALED_YEAR_PHRASES: dict[str, tuple[str, ...]] = {
+    "decade": ("that came out in the {d4}s", "from the {d2}'s", "of {d4}s vintage", "straight out of the {w}"),
+    "after": ("more recent than {a}", "that came out after the year {a}"),
+    "since": ("{a} and up", "{a} and beyond", "from {a} forward", "made in {a} or after"),
+    "before": ("from before the year {a}", "predating {a}"),
+    "until": ("{a} or before", "{a} and older"),
+    "between": ("from {a} till {b}", "{a} thru {b}"),
+    "early": ("from the start of the {w}", "early-{d2}s"),
+    "late": ("from the tail end of the {w}", "late-{d4}s"),
+}  # fmt: skip
+#: Genre synonyms of the ``sealed`` family: ``value -> (adjectives, noun phrases)``, said
+#: beside the genre's own first word (:data:`GENRE_WORDS`), which every family shares.
+SEALED_GENRE_WORDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Action": (("high-octane", "adrenaline-fuelled"), ("action pictures", "shoot-em-ups")),
+    "Adventure": (("swashbuckling", "adventurous"), ("adventure stories", "quest movies")),
+    "Animation": (("hand-drawn", "cartoony"), ("animations", "animated features")),
+    "Children's": (("kid-friendly", "child-friendly"), ("movies for kids", "films for children")),
+    "Comedy": (("laugh-out-loud", "humorous"), ("comedy movies", "humorous films")),
+    "Crime": (("mob", "cops-and-robbers"), ("mob movies", "crime stories")),
+    "Documentary": (("non-fiction", "factual"), ("non-fiction films", "documentary movies")),
+    "Drama": (("serious", "character-driven"), ("dramatic movies", "drama movies")),
+    "Fantasy": (("sword-and-sorcery", "mythical"), ("fantasy stories", "fantasy epics")),
+    "Film-Noir": (("noirish", "hardboiled"), ("noir movies", "noir classics")),
+    "Horror": (("spooky", "terrifying"), ("horror flicks", "spooky films")),
+    "Musical": (("song-and-dance", "singalong"), ("song-and-dance movies", "musical movies")),
+    "Mystery": (("sleuth", "mysterious"), ("mystery movies", "mystery films")),
+    "Romance": (("lovey-dovey", "swoon-worthy"), ("romance movies", "romantic movies")),
+    "Sci-Fi": (("space-age", "dystopian"), ("science-fiction movies", "sci fi flicks")),
+    "Thriller": (("nail-biting", "edge-of-your-seat"), ("suspense movies", "nail-biters")),
+    "War": (("wartime", "battlefield"), ("combat movies", "battle films")),
+    "Western": (("wild-west", "frontier"), ("cowboy films", "wild-west movies")),
+}  # fmt: skip
+#: Popularity words of the sealed templates (beside :data:`_POPULAR` / :data:`_UNPOPULAR`).
+_SEALED_POPULAR = ("everyone has seen", "crowd favourites", "huge hits")
+_SEALED_UNPOPULAR = ("deep cuts", "nobody has heard of", "under the radar", "off the beaten path")
+#: How many seed titles the sealed family draws from (the best-known after train and test's).
+_SEALED_TITLES = MAX_TITLES // 2
+
+
+def _templates(kind: str, split: Split) -> tuple[str, ...]:
+    return SEALED_TEMPLATES[kind] if split == "sealed" else TEMPLATES[kind][split != "train"]
+
+
+def _year_phrases(kind: str, split: Split) -> tuple[str, ...]:
+    if split == "sealed":
+        return SEALED_YEAR_PHRASES[kind]
+    return YEAR_PHRASES[kind][split != "train"]
+
+
 _TITLE_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 '&:.,!?-]{1,40}$")
 _ARTICLE = re.compile(r"^(.*), (The|A|An|Les|La|Le|Il|El|Das|Die|Der)$")
 
@@ -506,6 +631,11 @@ class _Vocab:
         self.noun: dict[str, list[str]] = {}
         for v in self.genres:
             adj, noun = GENRE_WORDS.get(v, ((v.lower(),), (v.lower(),)))
+            if split == "sealed":  # the genre's own word and the sealed synonyms
+                more_adj, more_noun = SEALED_GENRE_WORDS.get(v, ((), ()))
+                self.adj[v] = [adj[0], *more_adj]
+                self.noun[v] = [noun[0], *more_noun]
+                continue
             self.adj[v] = _family(adj, split)
             self.noun[v] = _family(noun, split)
         self.years = facts.years
@@ -525,7 +655,7 @@ class _Vocab:
                 said_by.setdefault(normalize_text(s), []).append(i)
         out: list[tuple[int, str]] = []
         for i in order:
-            if len(out) >= MAX_TITLES:
+            if len(out) >= MAX_TITLES + (_SEALED_TITLES if split == "sealed" else 0):
                 break
             s = said_title(str(catalog.titles[i]))
             if s is None or len(said_by[normalize_text(s)]) > 1:
@@ -534,6 +664,10 @@ class _Vocab:
             if not len(ids) or int(ids[0]) != i:
                 continue  # the grounder would not find it from what the user says
             out.append((i, s))
+        if split == "sealed":
+            if len(out) >= MAX_TITLES + 20:  # the next best-known: no train or test seed
+                return out[MAX_TITLES:]
+            out = out[:MAX_TITLES]  # a catalog too small for its own slice: the test half
         if len(out) >= 20:  # enough to split: a held-out title is never a training seed
             want = 0 if split == "train" else 1
             out = [(i, s) for i, s in out if _stable(s) % 2 == want]
@@ -590,7 +724,7 @@ class _Draw:
         if not decades:
             raise _Skip
         kind = self.rng.choice(list(YEAR_PHRASES))
-        phrase = self.rng.choice(YEAR_PHRASES[kind][0 if self.split == "train" else 1])
+        phrase = self.rng.choice(_year_phrases(kind, self.split))
         # recent decades are asked for more often, as users do
         d = self.rng.choices(decades, weights=[1 + k for k in range(len(decades))])[0]
         a = self.rng.randint(max(lo_cat, d - 5), min(hi_cat, d + 9))
@@ -609,7 +743,7 @@ class _Draw:
             "late": (d + 6, d + 9),
         }[kind]
         if "{w}" in phrase and d not in _DECADE_WORDS:  # no word for it: a phrasing in digits
-            family = YEAR_PHRASES[kind][0 if self.split == "train" else 1]
+            family = _year_phrases(kind, self.split)
             phrase = next((p for p in family if "{w}" not in p), phrase)
             if "{w}" in phrase:
                 raise _Skip
@@ -656,9 +790,9 @@ _UNPOPULAR = ("hidden gem", "underrated", "lesser-known", "obscure", "little-kno
 
 def _popularity(template: str) -> bool | None:
     low = template.lower()
-    if any(w in low for w in _UNPOPULAR):
+    if any(w in low for w in (*_UNPOPULAR, *_SEALED_UNPOPULAR)):
         return False
-    if any(w in low for w in _POPULAR):
+    if any(w in low for w in (*_POPULAR, *_SEALED_POPULAR)):
         return True
     return None
 
@@ -705,16 +839,16 @@ def generate(
     counts: Sequence[float] | np.ndarray | None = None,
     kinds: Iterable[str] = KINDS,
 ) -> list[Request]:
-    """``n`` labelled requests of ``split`` (``"train"`` or ``"test"``: disjoint template
-    families, year phrasings, genre synonyms and seed titles) over ``catalog``.
+    """``n`` labelled requests of ``split`` (``"train"``, ``"test"`` or ``"sealed"``: disjoint
+    template families, year phrasings, genre synonyms and seed titles) over ``catalog``.
 
     ``counts`` (interactions per item) makes seed titles the best-known ones; ``kinds`` limits
     the kinds drawn (weights :data:`WEIGHTS`). Requests are distinct; kinds a catalog cannot
     express (no titles, no years, no genre field) are skipped. Deterministic for ``(catalog,
     split, n, seed, counts, kinds)``. Raises :class:`~recai.errors.DataError` when ``split`` is
     unknown or the catalog supports fewer than ``n`` distinct requests."""
-    if split not in ("train", "test"):
-        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     wanted = [k for k in kinds]
     unknown = [k for k in wanted if k not in KINDS]
     if unknown:
@@ -725,7 +859,7 @@ def generate(
     )
     schema = plan_schema(list(PLAN_TOOLS), catalog)
     rng = random.Random(f"recai-requests:{split}:{seed}")
-    family = 0 if split == "train" else 1
+    family = SPLITS.index(split)
     weights = [WEIGHTS[k] for k in wanted]
     out: list[Request] = []
     seen: set[str] = set()
@@ -741,7 +875,7 @@ def generate(
         base = kind
         if kind == "misspelling":
             base = rng.choice(["genre", "years", "like_title", "negation", "popularity"])
-        templates = TEMPLATES[base][family]
+        templates = _templates(base, split)
         template = rng.choice(templates)
         d = _Draw(vocab, split, rng)
         try:
@@ -1648,7 +1782,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out", help="JSONL file to write (the set, then the kept paraphrases)")
     parser.add_argument("--dataset", default="movielens-100k.v1", help="dataset of the catalog")
-    parser.add_argument("--split", choices=["train", "test"], default="test")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help=f"the request family: {', '.join(SPLITS)} (sealed: only ever measured)",
+    )
     parser.add_argument("--n", type=int, default=600, help="requests to generate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated requests")
     parser.add_argument("--paraphrase", metavar="BACKEND", help="llm_backend to rewrite with")
@@ -1695,6 +1833,8 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.paraphrase_n < 0:
         raise RecaiError(f"--paraphrase-n must not be negative, got {args.paraphrase_n}")
+    if args.split not in SPLITS:
+        raise RecaiError(f"--split {args.split!r} is not a request family ({', '.join(SPLITS)})")
     params = dict(_param(p) for p in args.param)
     if params and not args.paraphrase:
         raise RecaiError("--param is for the --paraphrase backend: name one")
