@@ -4,7 +4,7 @@ components (a hand-built component's pydantic params are part of it)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ import recai
 from recai.plugins import PluginManager
 from recai.roles import describe_component
 from recai.runtime import RunContext
+from recai.specs import ComponentSpec, neutral
 
 
 @pytest.fixture
@@ -125,3 +126,58 @@ def test_spec_built_and_paramless_descriptions_do_not_change(pm: PluginManager) 
         "class": f"{__name__}.Plain",
         "attrs": {"tag": "a"},
     }
+
+
+class FastParams(recai.Params):
+    window: int = Field(3, ge=1)
+    threads: int = neutral(1, ge=1)
+
+
+class Fast(recai.Configurable, recai.Ranker):
+    """A Configurable whose ``threads`` param changes how fast it runs, not what it answers."""
+
+    Params = FastParams
+
+    def score(self, histories: Any, items: Any = None, *, users: Any = None) -> np.ndarray:
+        return np.zeros((len(histories), 1))
+
+
+class FastBySignature(recai.Ranker):
+    def __init__(
+        self, window: int = 3, threads: Annotated[int | None, neutral(ge=1)] = None
+    ) -> None:
+        self.window, self.threads = window, threads
+
+    def score(self, histories: Any, items: Any = None, *, users: Any = None) -> np.ndarray:
+        return np.zeros((len(histories), 1))
+
+
+def test_neutral_params_are_left_out_of_every_description(tiny_split: Any) -> None:
+    # hand-built, params model: threads does not change the key, window does
+    assert describe_component(Fast(threads=1)) == describe_component(Fast(threads=8))
+    assert describe_component(Fast(window=2)) != describe_component(Fast(window=3))
+    assert "threads" not in describe_component(Fast(threads=8))["params"]
+    # hand-built, params read from the constructor's signature: the attribute is left out too
+    assert describe_component(FastBySignature(threads=4)) == {
+        "class": f"{__name__}.FastBySignature",
+        "attrs": {"window": 3},
+    }
+    # built from a spec (as a recipe builds it): the same
+    spec = ComponentSpec("fast-by-signature.v1", FastBySignature, "test")
+    one, two = spec.build({"threads": 1}), spec.build({"threads": 2, "window": 3})
+    assert (
+        describe_component(one)
+        == describe_component(two)
+        == {
+            "use": "fast-by-signature.v1",
+            "params": {"window": 3},
+        }
+    )
+    assert describe_component(spec.build({"window": 5}))["params"] == {"window": 5}
+    # so a saved fit is found again under other threads
+    fp = tiny_split.fingerprint()
+    ctx = RunContext(Path("unused"), progress=False)
+    assert ctx.fingerprint(Fast(threads=1), fp) == ctx.fingerprint(Fast(threads=3), fp)
+    # the bound still holds
+    with pytest.raises(recai.ParamsError):
+        spec.build({"threads": 0})

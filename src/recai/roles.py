@@ -13,6 +13,7 @@ another component inside a recipe, which the kernel resolves, type-checks and bu
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 from pydantic_core import core_schema
+
+from . import specs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -146,10 +149,16 @@ def describe_component(component: Any) -> Any:
     if built_as is not None:
         return {"use": built_as[0], "params": built_as[1]}
     simple = (int, float, str, bool, type(None))
+    params = getattr(component, "params", None)
+    kind: type = type(component)
+    skip = _neutral_names(kind)
+    if isinstance(params, BaseModel):
+        skip = skip | specs.neutral_fields(type(params))
     attrs = {
         k: v
         for k, v in sorted(getattr(component, "__dict__", {}).items())
         if not k.startswith("_")
+        and k not in skip
         and (
             isinstance(v, simple)
             or (isinstance(v, (list, tuple)) and all(isinstance(x, simple) for x in v))
@@ -159,12 +168,23 @@ def describe_component(component: Any) -> Any:
         "class": f"{type(component).__module__}.{type(component).__qualname__}",
         "attrs": attrs,
     }
-    params = getattr(component, "params", None)
     if isinstance(params, BaseModel):
         # fields typed with a role class serialise through this function (Component's schema);
         # a component in a field typed otherwise (Any, object) is described here, not dumped
-        out["params"] = params.model_dump(mode="json", fallback=_describe_or_repr)
+        out["params"] = params.model_dump(
+            mode="json", fallback=_describe_or_repr, exclude=set(skip)
+        )
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _neutral_names(cls: type) -> frozenset[str]:
+    """The params a class's constructor declares with :func:`recai.specs.neutral` (none when
+    its signature cannot be read as a params model)."""
+    try:
+        return specs.neutral_fields(specs.params_from_signature(cls))
+    except Exception:  # noqa: BLE001 - any class may be described; most have no such params
+        return frozenset()
 
 
 def _describe_or_repr(value: Any) -> Any:

@@ -28,6 +28,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
+from pydantic_core import PydanticUndefined
 
 from .errors import InvalidSpecError, ParamsError, Problem
 
@@ -46,6 +47,8 @@ __all__ = [
     "is_secret_path",
     "unknown_key_hints",
     "import_reference",
+    "neutral",
+    "neutral_fields",
 ]
 
 _LAZY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -57,6 +60,38 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*\.v[0-9]+$")
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 """The integers a param may hold unless its field says otherwise: what fits a 64-bit integer,
 so numpy, torch and SQLite take it without overflow."""
+
+NEUTRAL = "recai_neutral"
+"""The ``json_schema_extra`` key :func:`neutral` sets on a field."""
+
+
+def neutral(default: Any = PydanticUndefined, **kwargs: Any) -> Any:
+    """``Field(...)`` for a param that changes how a component runs, not what it answers:
+    threads, a cache of its own, a memory bound. :func:`recai.roles.describe_component` leaves
+    such params out, so changing one keeps every cache key and saved fit that names the
+    component (answers may differ in floating-point rounding only). Use it as a default or in
+    ``Annotated``: ``threads: Annotated[int | None, neutral(ge=1)] = None``.
+
+    >>> from typing import Annotated
+    >>> class P(Params):
+    ...     size: int = 3
+    ...     threads: Annotated[int, neutral(ge=1)] = 1
+    >>> sorted(neutral_fields(P))
+    ['threads']
+    """
+    extra = dict(kwargs.pop("json_schema_extra", None) or {})
+    extra[NEUTRAL] = True
+    return Field(default, json_schema_extra=extra, **kwargs)
+
+
+def neutral_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``model`` declared with :func:`neutral`."""
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get(NEUTRAL)
+    )
+
 
 SEED_MAX = 2**32 - 1
 """The largest seed: numpy's ``RandomState`` (and so much of the ecosystem) takes 0 .. 2**32 - 1."""
@@ -345,7 +380,10 @@ class ComponentSpec:
         kwargs = {name: getattr(params, name) for name in type(params).model_fields}
         obj = self.load_factory()(**kwargs)
         with contextlib.suppress(AttributeError, TypeError):  # objects without a __dict__
-            obj._recai_built_as = (self.name, params.model_dump(mode="json", fallback=repr))
+            dump = params.model_dump(
+                mode="json", fallback=repr, exclude=set(neutral_fields(type(params)))
+            )
+            obj._recai_built_as = (self.name, dump)
         return obj
 
 

@@ -39,7 +39,7 @@ from recai.data import Dataset, Interactions, Split
 from recai.errors import DataError, RecaiError
 from recai.roles import DatasetSource, Retriever
 from recai.secrets import BaseURL, EnvName, ModelName
-from recai.specs import Configurable
+from recai.specs import Configurable, neutral
 from recai.types import ItemList, Query
 
 from .cache import EmbeddingCache
@@ -66,7 +66,7 @@ MaxHistory = Annotated[
 BatchSize = Annotated[int, Field(ge=1, le=65_536, description="texts per encoder batch")]
 Threads = Annotated[
     int | None,
-    Field(ge=1, le=1024, description="torch threads while encoding (default: torch's)"),
+    neutral(ge=1, le=1024, description="torch threads while encoding (default: torch's)"),
 ]
 
 
