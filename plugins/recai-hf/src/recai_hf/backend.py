@@ -32,6 +32,7 @@ from recai.types import Completion, Message, Usage
 
 from . import sources
 from .logits import GenerationContext, bind_all
+from .promptcache import PromptCache, fork
 from .structured import complete_json
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ class HFBackend(LLMBackend):
     ``json_unique_items``), ``schema_prompt`` (with ``json_schema``, append the schema to the system message
     as an instruction; on by default; off for a model fine-tuned to answer its own prompt, such
     as ``recai agent-tune``'s planner, which the added instruction would take off the prompt
-    it learned). The model loads on first use (or
+    it learned), ``prompt_cache`` (key/value caches of the last this many prompts kept, so a
+    prompt that starts like a recent one is read only from where it differs: generation of one
+    conversation at a time and ``score_continuations``; 0 turns it off) and ``prompt_cache_mb``
+    (the most MiB those caches take). The model loads on first use (or
     :meth:`load`); a missing model is reported when the backend is built.
 
     Calls: ``temperature`` 0 or ``None`` decodes greedily; above 0 samples from the full
@@ -102,6 +106,8 @@ class HFBackend(LLMBackend):
         json_repairs: Annotated[int, Field(ge=0, le=100)] = 2,
         constrain_json: bool = True,
         schema_prompt: bool = True,
+        prompt_cache: Annotated[int, Field(ge=0, le=1024)] = 4,
+        prompt_cache_mb: Annotated[int, Field(ge=1, le=1_048_576)] = 256,
     ):
         self.model = model
         self.dtype = dtype
@@ -113,6 +119,20 @@ class HFBackend(LLMBackend):
         self.json_repairs = int(json_repairs)
         self.constrain_json = bool(constrain_json)
         self.schema_prompt = bool(schema_prompt)
+        if int(prompt_cache) < 0 or int(prompt_cache_mb) < 1:
+            raise RecaiError(
+                "hf.v1: prompt_cache must be 0 (off) or more and prompt_cache_mb 1 or more, got "
+                f"{prompt_cache} and {prompt_cache_mb}"
+            )
+        self.prompt_cache = int(prompt_cache)
+        self.prompt_cache_mb = int(prompt_cache_mb)
+        # the prompt caches, used under self._run_lock only (see _generate and _score_prefix)
+        self._prompt_cache = (
+            PromptCache(self.prompt_cache, self.prompt_cache_mb << 20)
+            if self.prompt_cache
+            else None
+        )
+        self._prompt_caching: bool | None = None  # None: not tried yet; False: this model cannot
         self._constraints: dict[str, Any] = {}  # schema text -> JSONConstraint (compiled once)
         self._constraints_lock = threading.Lock()
         self._source = sources.resolve(model)
@@ -358,8 +378,10 @@ class HFBackend(LLMBackend):
         its own (natural log; an empty one scores 0). The prompt is read once and its key/value
         cache is shared by every continuation, scored in batches of ``batch_size`` (similar
         lengths together, right-padded): scoring 20 candidates after a long prompt costs about
-        one prompt, not 20. A model whose cache cannot be shared that way is scored as before,
-        prompt and continuation together per row (the same numbers, more time).
+        one prompt, not 20. With ``prompt_cache`` on, a prompt that starts like a recent one
+        (scored or generated) is read only from where it differs, and its cache is kept for the
+        next. A model whose cache cannot be shared that way is scored as before, prompt and
+        continuation together per row (the same numbers, more time).
         """
         self.load()
         prompt, conts = self._score_inputs(messages, continuations)
@@ -423,8 +445,10 @@ class HFBackend(LLMBackend):
         that ``crop`` restores exactly (full attention) is repeated once and cropped back after
         each batch; any other (a sliding window) is copied per batch. A batch holds fewer than
         ``batch_size`` rows where the repeated cache would pass :data:`PREFIX_CACHE_BUDGET`
-        bytes. None when this model's forward takes no cache or its cache cannot be repeated
-        (the caller falls back).
+        bytes. With ``prompt_cache`` on, the prompt's first pass starts from a copy of the kept
+        cache of its longest recent prefix, and a :func:`~recai_hf.promptcache.fork` of the
+        prompt's cache is kept (full attention only). None when this model's forward takes no
+        cache or its cache cannot be repeated (the caller falls back).
         """
         import torch
 
@@ -436,8 +460,16 @@ class HFBackend(LLMBackend):
         device = model.device
         n = len(prompt)
         extra: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        kept = self._prompt_cache if self._prompt_caching is not False else None
+        found = kept.match(prompt) if kept is not None else None
+        start = 0
+        if found is not None:  # read only what follows the longest recent prefix of the prompt
+            start = found[0]
+            extra[key] = found[1]
+            if "position_ids" in params:
+                extra["position_ids"] = torch.arange(start, n, device=device).unsqueeze(0)
         out = model(
-            input_ids=torch.tensor([prompt], dtype=torch.long, device=device),
+            input_ids=torch.tensor([prompt[start:]], dtype=torch.long, device=device),
             attention_mask=torch.ones((1, n), dtype=torch.long, device=device),
             use_cache=True,
             **extra,
@@ -447,6 +479,8 @@ class HFBackend(LLMBackend):
             prefix = getattr(out, "past_key_values", None)
         if prefix is None or not hasattr(prefix, "batch_repeat_interleave"):
             return None
+        if kept is not None and _croppable(prefix):  # kept for later prompts (it is changed below)
+            kept.add(prompt, fork(prefix), _cache_bytes(prefix))
         first_logp = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         del out
         scores = [0.0] * len(conts)
@@ -620,16 +654,13 @@ class HFBackend(LLMBackend):
         prompts = [self.prompt_ids(c) for c in convs]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[Completion | None] = [None] * len(prompts)
-        device = self._model.device
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             t0 = time.perf_counter()
             ids, mask = self._left_padded([prompts[i] for i in chunk])
             kwargs = self._generate_kwargs(options, ids, [rows[i] for i in chunk])
             with self._running(), self._seeded(options["seed"], kwargs["do_sample"]):
-                generated = self._model.generate(
-                    input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
-                )
+                generated = self._generate(ids, mask, kwargs)
             new = generated[:, ids.shape[1] :].tolist()
             done = [self._finish(tokens, options) for tokens in new]
             if options["cancel"] is not None and options["cancel"].is_set():
@@ -646,6 +677,78 @@ class HFBackend(LLMBackend):
                 )
         assert all(c is not None for c in out)
         return out  # type: ignore[return-value]
+
+    def _generate(self, ids: torch.Tensor, mask: torch.Tensor, kwargs: Options) -> torch.Tensor:
+        """``model.generate`` on one left-padded batch; call it inside :meth:`_running`.
+
+        A batch of one prompt, with ``prompt_cache`` on, starts from a copy of the kept cache of
+        its longest prefix seen in a recent call (only the rest is read) and leaves its own cache
+        (prompt and reply) for later calls. Logits processors and stopping criteria see the whole
+        ``input_ids`` as without the cache. A model whose cache ``crop`` cannot cut back exactly
+        (a sliding window, linear attention), or whose generation config names a cache of its
+        own, is run as before.
+        """
+        model = self._model
+        device = model.device
+        key = self._cache_keyword() if int(ids.shape[0]) == 1 else None
+        if key is None or self._prompt_cache is None:
+            return model.generate(
+                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
+            )
+        found = self._prompt_cache.match(ids[0].tolist())
+        extra: Options = {key: found[1]} if found is not None else {}
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            return_dict_in_generate=True,
+            **extra,
+            **kwargs,
+        )
+        sequences = out.sequences
+        cache = getattr(out, "cache", None)
+        if cache is None:  # transformers before the rename (5.x)
+            cache = getattr(out, "past_key_values", None)
+        if cache is not None and _croppable(cache) and hasattr(cache, "get_seq_length"):
+            n = int(cache.get_seq_length())
+            if 0 < n <= int(sequences.shape[1]):
+                self._prompt_cache.add(sequences[0, :n].tolist(), cache, _cache_bytes(cache))
+            self._prompt_caching = True
+        elif found is None:
+            self._prompt_caching = False  # nothing this model leaves can be reused
+        return sequences
+
+    def _cache_keyword(self) -> str | None:
+        """The keyword that hands this model a cache (``cache``, or ``past_key_values`` before
+        transformers renamed it); None when prompt caching is off or cannot work here."""
+        if self._prompt_cache is None or self._prompt_caching is False:
+            return None
+        model = self._model
+        config = getattr(model, "generation_config", None)
+        if getattr(model.config, "is_encoder_decoder", False) or (
+            getattr(config, "cache_implementation", None) is not None
+        ):
+            self._prompt_caching = False
+            return None
+        params = _forward_params(model)
+        key = next((k for k in ("cache", "past_key_values") if k in params), None)
+        if key is None:
+            self._prompt_caching = False
+        return key
+
+    @property
+    def prompt_cache_stats(self) -> dict[str, int]:
+        """The prompt cache's kept entries and bytes, hits, misses and prompt tokens not read
+        again (all 0 with ``prompt_cache = 0``)."""
+        with self._run_lock:
+            if self._prompt_cache is None:
+                return {"entries": 0, "bytes": 0, "hits": 0, "misses": 0, "reused_tokens": 0}
+            return self._prompt_cache.stats()
+
+    def clear_prompt_cache(self) -> None:
+        """Drop the kept prompt caches (their memory is freed; the counters stay)."""
+        with self._run_lock:
+            if self._prompt_cache is not None:
+                self._prompt_cache.clear()
 
     def _finish(self, tokens: list[int], options: Options) -> tuple[str, str, int]:
         """Text, finish reason and completion-token count of one generated row."""
@@ -671,17 +774,11 @@ class HFBackend(LLMBackend):
         kwargs = self._generate_kwargs({**options, "cancel": cancel}, ids, [0])
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure: list[BaseException] = []
-        device = self._model.device
 
         def run() -> None:
             try:
                 with self._running(), self._seeded(options["seed"], kwargs["do_sample"]):
-                    self._model.generate(
-                        input_ids=ids.to(device),
-                        attention_mask=mask.to(device),
-                        streamer=streamer,
-                        **kwargs,
-                    )
+                    self._generate(ids, mask, {**kwargs, "streamer": streamer})
             except BaseException as e:  # noqa: BLE001 - re-raised in the consumer
                 failure.append(e)
                 streamer.end()
