@@ -119,6 +119,18 @@ def test_a_bad_value_is_a_readable_params_error(params: dict[str, Any], field: s
         HFBackend(**bad)
 
 
+def test_threads_and_the_prompt_cache_do_not_change_cache_keys() -> None:
+    # they change how fast hf.v1 answers, not what (recai.specs.neutral): a recipe that sets them
+    # keeps the answers cached and the fits saved under the same description
+    from recai.roles import describe_component
+
+    plain = describe_component(recai.create("llm_backend", "hf.v1"))
+    tuned = recai.create("llm_backend", "hf.v1", threads=3, prompt_cache=0, prompt_cache_mb=8)
+    assert describe_component(tuned) == plain
+    assert describe_component(HFBackend(threads=2)) == describe_component(HFBackend())
+    assert describe_component(recai.create("llm_backend", "hf.v1", max_tokens=7)) != plain
+
+
 def test_zero_turns_it_off() -> None:
     llm = HFBackend(prompt_cache=0)
     assert llm._prompt_cache is None

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from recai.errors import RecaiError
 from recai.roles import LLMBackend
+from recai.specs import neutral
 from recai.types import Completion, Message, Usage
 
 from . import sources
@@ -98,7 +99,7 @@ class HFBackend(LLMBackend):
         self,
         model: str = "smollm2-135m-instruct",
         dtype: Literal["float32", "bfloat16"] = "float32",
-        threads: Annotated[int, Field(ge=1, le=1024)] | None = None,
+        threads: Annotated[int | None, neutral(ge=1, le=1024)] = None,
         device: str = "cpu",
         cache_dir: str | None = None,
         batch_size: Annotated[int, Field(ge=1, le=4096)] = 8,
@@ -106,8 +107,8 @@ class HFBackend(LLMBackend):
         json_repairs: Annotated[int, Field(ge=0, le=100)] = 2,
         constrain_json: bool = True,
         schema_prompt: bool = True,
-        prompt_cache: Annotated[int, Field(ge=0, le=1024)] = 4,
-        prompt_cache_mb: Annotated[int, Field(ge=1, le=1_048_576)] = 256,
+        prompt_cache: Annotated[int, neutral(ge=0, le=1024)] = 4,
+        prompt_cache_mb: Annotated[int, neutral(ge=1, le=1_048_576)] = 256,
     ):
         self.model = model
         self.dtype = dtype
