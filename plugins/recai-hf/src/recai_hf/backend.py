@@ -65,9 +65,12 @@ class HFBackend(LLMBackend):
     as ``recai agent-tune``'s planner, which the added instruction would take off the prompt
     it learned), ``prompt_cache`` (key/value caches of the last this many prompts kept, so a
     prompt that starts like a recent one is read only from where it differs: generation of one
-    conversation at a time and ``score_continuations``; 0 turns it off) and ``prompt_cache_mb``
-    (the most MiB those caches take). The model loads on first use (or
-    :meth:`load`); a missing model is reported when the backend is built.
+    conversation at a time and ``score_continuations``; 0 turns it off), ``prompt_cache_mb``
+    (the most MiB those caches take) and ``fast_forward`` (greedy decoding of one conversation
+    under a JSON schema's grammar appends the tokens the grammar forces, where exactly one is
+    allowed, without a model step each, and reads them in one forward with the next: the same
+    tokens, fewer forwards; off: every token is a ``generate`` step). The model loads on first
+    use (or :meth:`load`); a missing model is reported when the backend is built.
 
     Calls: ``temperature`` 0 or ``None`` decodes greedily; above 0 samples from the full
     distribution at that temperature, reproducibly for a given ``seed``. ``stop`` strings end a
@@ -109,6 +112,7 @@ class HFBackend(LLMBackend):
         schema_prompt: bool = True,
         prompt_cache: Annotated[int, neutral(ge=0, le=1024)] = 4,
         prompt_cache_mb: Annotated[int, neutral(ge=1, le=1_048_576)] = 256,
+        fast_forward: Annotated[bool, neutral()] = True,
     ):
         self.model = model
         self.dtype = dtype
@@ -127,6 +131,7 @@ class HFBackend(LLMBackend):
             )
         self.prompt_cache = int(prompt_cache)
         self.prompt_cache_mb = int(prompt_cache_mb)
+        self.fast_forward = bool(fast_forward)
         # the prompt caches, used under self._run_lock only (see _generate and _score_prefix)
         self._prompt_cache = (
             PromptCache(self.prompt_cache, self.prompt_cache_mb << 20)
@@ -691,6 +696,9 @@ class HFBackend(LLMBackend):
         """
         model = self._model
         device = model.device
+        lean = self._lean_keyword(ids, kwargs)
+        if lean is not None:
+            return self._decode(ids, kwargs, lean)
         key = self._cache_keyword() if int(ids.shape[0]) == 1 else None
         if key is None or self._prompt_cache is None:
             return model.generate(
@@ -717,6 +725,127 @@ class HFBackend(LLMBackend):
         elif found is None:
             self._prompt_caching = False  # nothing this model leaves can be reused
         return sequences
+
+    def _lean_keyword(self, ids: torch.Tensor, kwargs: Options) -> str | None:
+        """The cache keyword of :meth:`_decode` where it runs this call: ``fast_forward`` on, one
+        row, greedy, a single logits processor that names forced tokens (a JSON grammar's), no
+        cache of the model's own choosing, a decoder-only model on the CPU or one without
+        experts; None otherwise (``generate`` runs the call)."""
+        if not self.fast_forward or int(ids.shape[0]) != 1 or kwargs.get("do_sample"):
+            return None
+        processors = kwargs.get("logits_processor") or []
+        if len(processors) != 1 or not callable(getattr(processors[0], "forced", None)):
+            return None
+        model = self._model
+        config = getattr(model, "generation_config", None)
+        if getattr(model.config, "is_encoder_decoder", False) or (
+            getattr(config, "cache_implementation", None) is not None
+        ):
+            return None
+        experts = getattr(model, "get_experts_implementation", None)
+        if model.device.type != "cpu" and callable(experts):
+            try:
+                if any("grouped_mm" in str(v) for v in dict(experts()).values()):
+                    return None  # generate switches those for decoding; it runs them
+            except (TypeError, ValueError, AttributeError):
+                return None
+        params = _forward_params(model)
+        if "logits_to_keep" not in params or "position_ids" not in params:
+            return None
+        return next((k for k in ("cache", "past_key_values") if k in params), None)
+
+    def _decode(self, ids: torch.Tensor, kwargs: Options, key: str) -> torch.Tensor:
+        """Greedy decoding of one row, as ``generate`` does it, except that a token the single
+        logits processor forces (``processor.forced(input_ids)``: the one token it allows) is
+        appended without a model step; the forced run is read by the next forward, together
+        with the token before it, and only the last position's logits are computed.
+
+        The rest is ``generate``'s: float32 logits of the last position, the processor, argmax;
+        after each token the end-of-sequence tokens, ``max_new_tokens`` and the stopping
+        criteria, checked in that order on the tokens so far; the streamer gets the prompt,
+        then each token, then ``end()``. With ``prompt_cache`` on the call starts from the kept
+        cache of the prompt's longest recent prefix and leaves its own (as :meth:`_generate`).
+        Called inside :meth:`_running`; returns the prompt and reply ids, ``(1, n)``.
+        """
+        import torch
+
+        model = self._model
+        device = model.device
+        processor = kwargs["logits_processor"][0]
+        criteria = list(kwargs.get("stopping_criteria") or [])
+        streamer = kwargs.get("streamer")
+        named = kwargs.get("eos_token_id", self._eos)
+        eos = {
+            int(t)
+            for t in (named if isinstance(named, (list, tuple)) else [named])
+            if t is not None
+        }
+        budget = int(kwargs["max_new_tokens"])
+        seq = [int(t) for t in ids[0].tolist()]
+        width = len(seq)
+        kept = self._prompt_cache if self._prompt_caching is not False else None
+        found = kept.match(seq) if kept is not None else None
+        cache: Any = found[1] if found is not None else None
+        read = found[0] if found is not None else 0  # tokens the cache holds
+        if streamer is not None:
+            streamer.put(ids.cpu())
+        pending = seq[read:]
+        try:
+            while pending:
+                n = read + len(pending)
+                out = model(
+                    input_ids=torch.tensor([pending], dtype=torch.long, device=device),
+                    attention_mask=torch.ones((1, n), dtype=torch.long, device=device),
+                    position_ids=torch.arange(read, n, device=device).unsqueeze(0),
+                    use_cache=True,
+                    logits_to_keep=1,
+                    **({key: cache} if cache is not None else {}),
+                )
+                made = getattr(out, "cache", None)
+                cache = made if made is not None else getattr(out, "past_key_values", None)
+                if cache is None:
+                    raise RecaiError("hf.v1: the model returned no key/value cache")
+                read = n
+                logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+                del out
+                scores = processor(torch.tensor([seq], dtype=torch.long, device=device), logits)
+                token: int | None = int(torch.argmax(scores, dim=-1)[0])
+                pending = []
+                while token is not None:
+                    seq.append(token)
+                    pending.append(token)
+                    if streamer is not None:
+                        streamer.put(torch.tensor([token]))
+                    if self._ends(seq, width, budget, eos, criteria, device):
+                        pending = []
+                        break
+                    token = processor.forced(torch.tensor([seq], dtype=torch.long, device=device))
+        finally:
+            if streamer is not None:
+                streamer.end()
+        if kept is not None:
+            if _croppable(cache) and hasattr(cache, "get_seq_length"):
+                n = int(cache.get_seq_length())
+                if 0 < n <= len(seq):
+                    kept.add(seq[:n], cache, _cache_bytes(cache))
+                self._prompt_caching = True
+            elif found is None:
+                self._prompt_caching = False  # nothing this model leaves can be reused
+        return torch.tensor([seq], dtype=torch.long)
+
+    @staticmethod
+    def _ends(
+        seq: list[int], width: int, budget: int, eos: set[int], criteria: list[Any], device: Any
+    ) -> bool:
+        """Whether the row stops after its newest token (``generate``'s checks)."""
+        if seq[-1] in eos or len(seq) - width >= budget:
+            return True
+        if not criteria:
+            return False
+        import torch
+
+        ids = torch.tensor([seq], dtype=torch.long, device=device)
+        return any(bool(c(ids, None)[0]) for c in criteria)
 
     def _cache_keyword(self) -> str | None:
         """The keyword that hands this model a cache (``cache``, or ``past_key_values`` before

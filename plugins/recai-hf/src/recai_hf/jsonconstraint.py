@@ -163,7 +163,8 @@ class JSONProcessor:
     ``errors`` lists rows whose token the grammar refused (only possible when another processor
     overrode this one); such a row is then ended. With enforced ``uniqueItems`` a
     :class:`~recai_hf.uniqueitems.UniqueTracker` per row bans the tokens that would repeat an
-    item; ``stats`` counts the steps it checked, the tokens it tried and banned, and its seconds.
+    item; ``stats`` counts the steps it checked, the tokens it tried and banned, and its seconds,
+    and the tokens :meth:`forced` found (the one token allowed).
     """
 
     def __init__(self, template: Any, context: GenerationContext, unique: Any = None):
@@ -178,7 +179,8 @@ class JSONProcessor:
         self.eos = set(context.eos_token_ids)
         self.seen = 0
         self.trackers: list[UniqueTracker] | None = None
-        self.stats = {"steps": 0, "checked": 0, "banned": 0, "seconds": 0.0}
+        self.stats = {"steps": 0, "checked": 0, "banned": 0, "seconds": 0.0, "forced": 0}
+        self._mask: tuple[int, torch.Tensor] | None = None  # (generated tokens, allowed)
         if unique is not None:
             self.trackers = [UniqueTracker(unique) for _ in range(context.batch_size)]
             self.token_bytes, self.opens = _token_bytes(context)
@@ -197,11 +199,16 @@ class JSONProcessor:
                 self.errors.append((b, m.get_error()))
                 self.finished[b] = True
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def _allowed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``(rows, words * 32)`` booleans: the tokens each row may take after ``input_ids``
+        (its new tokens are fed first). Kept for the current length, so :meth:`forced` and the
+        call that follows at the same step compute the mask once."""
         import torch
 
         start = self.context.prompt_length
         generated = input_ids.shape[1] - start
+        if self._mask is not None and self._mask[0] == generated:
+            return self._mask[1]
         if generated > self.seen:
             new = input_ids[:, start + self.seen :].tolist()
             for k in range(generated - self.seen):
@@ -223,8 +230,27 @@ class JSONProcessor:
                 for e in self.eos:
                     words[b, e // 32] |= np.uint32(1 << (e % 32))
         allowed = np.unpackbits(self.bitmask.view(np.uint8), bitorder="little")
-        mask = torch.from_numpy(allowed.reshape(len(self.matchers), -1)[:, : scores.shape[1]])
-        return scores.masked_fill(~mask.bool().to(scores.device), float("-inf"))
+        mask = torch.from_numpy(allowed.reshape(len(self.matchers), -1)).bool()
+        self._mask = (generated, mask)
+        return mask
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = self._allowed(input_ids)[:, : scores.shape[1]]
+        return scores.masked_fill(~mask.to(scores.device), float("-inf"))
+
+    def forced(self, input_ids: torch.Tensor) -> int | None:
+        """The token a one-row call must take after ``input_ids`` whatever the model's logits,
+        when the grammar (and ``uniqueItems``) leave exactly one; None when several (or none)
+        are allowed. Greedy decoding under this processor alone picks that token, so the
+        backend appends it without running the model for it (``fast_forward``)."""
+        if len(self.matchers) != 1:
+            return None
+        mask = self._allowed(input_ids)[0, : self.context.vocab_size]
+        found = mask.nonzero()
+        if int(found.shape[0]) != 1:
+            return None
+        self.stats["forced"] += 1
+        return int(found[0, 0])
 
     def _unique(self, live: list[int]) -> None:
         """Clear the bits of the tokens that would repeat an item of a uniqueItems array."""
