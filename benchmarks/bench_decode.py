@@ -5,6 +5,7 @@ SmolLM2-135M-Instruct; and where a token's time goes.
 
     python benchmarks/bench_decode.py                       # 8 calls per kind, 1 thread
     python benchmarks/bench_decode.py --out /tmp/perf.md    # write the section
+    python benchmarks/bench_decode.py --agent-turns 10      # and the agent's untuned brain
 
 Kinds of call (prompts of ``bench_prompt_cache``):
 
@@ -12,7 +13,11 @@ Kinds of call (prompts of ``bench_prompt_cache``):
   JSON plan under the schema (``json_schema``, decoded under the grammar, no re-ask),
   ``max_tokens`` 128, as the agent's untuned brain asks;
 - **reply**: the reply instruction + five recommendation lines + a user request; free text,
-  ``max_tokens`` 32 (no grammar: ``fast_forward`` does not apply, the same path both ways).
+  ``max_tokens`` 32 (no grammar: ``fast_forward`` does not apply, the same path both ways);
+- **agent** (``--agent-turns N``): the calls InterecAgent's untuned brain (``untuned`` of
+  ``bench_prompt_cache``: the planner of ``agent-brains-scripted.toml``, plans of up to 128
+  tokens under the plan schema, no schema instruction, no re-ask, replies of 8 tokens) made in
+  N turns of a scripted dialogue on MovieLens-100K, captured once, then replayed.
 
 Every call runs with ``fast_forward`` off and on, alternating which goes first, after one
 warm-up call each; both backends keep a prompt cache and share the model. The first table gives
@@ -66,6 +71,9 @@ def answer(llm: Any, messages: list[Any], options: dict[str, Any]) -> tuple[str,
     """Text, finish reason, prompt and completion tokens (an invalid plan is an answer too)."""
     from recai_hf.structured import StructuredOutputError
 
+    if "continuations" in options:  # a captured score_continuations call
+        scores = llm.score_continuations(messages, options["continuations"])
+        return json.dumps([round(x, 3) for x in scores]), "score", 0, 0
     try:
         c = llm.chat(messages, **options)
     except StructuredOutputError as e:
@@ -247,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calls", type=int, default=8, help="calls per kind")
     p.add_argument("--reps", type=int, default=3, help="runs of the per-token split")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--agent-turns", type=int, default=0, help="turns of the agent's brain")
     p.add_argument("--out", type=Path, help="write the section into this Markdown file")
     args = p.parse_args(argv)
     given = list(argv if argv is not None else sys.argv[1:])
@@ -266,10 +275,27 @@ def main(argv: list[str] | None = None) -> None:
     for llm in (off, on):  # warm-up (the grammar's tokenizer is built once)
         llm.chat([Message.user("Name one colour.")], max_tokens=4)
         answer(llm, *todo["plan"][0])
+    if args.agent_turns > 0:
+        from bench_prompt_cache import capture
+
+        brain = HFBackend(
+            model="smollm2",
+            threads=args.threads,
+            prompt_cache=0,
+            schema_prompt=False,
+            json_repairs=0,
+        )
+        brain._model, brain._tokenizer, brain._eos = on._model, on._tokenizer, on._eos
+        brain._pad = on._pad
+        captured = capture("untuned", args.agent_turns, brain)
+        label = f"agent: untuned brain, {args.agent_turns} turns"
+        todo[label] = [(messages, options) for _, messages, options in captured]
     rows = {}
     for name, kind in todo.items():
+        on.schema_prompt = off.schema_prompt = not name.startswith("agent")
         rows[name] = measure(off, on, kind)
         print(name, json.dumps(rows[name]), file=sys.stderr)
+    on.schema_prompt = off.schema_prompt = True
     split = per_token(off, on, *todo["plan"][1], reps=args.reps)
     split["reps"] = args.reps
     print("split", json.dumps(split), file=sys.stderr)
