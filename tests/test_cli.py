@@ -173,6 +173,25 @@ def test_run_writes_files(
     assert "resumed" in capsys.readouterr().out
 
 
+def test_run_stage_picks_stages_and_a_wrong_name_is_exit_2(
+    pm: PluginManager, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "r.toml"
+    f.write_text(
+        '[components.data]\nuse = "synthetic.v1"\n[components.rnd]\nuse = "random.v1"\n'
+        '[components.a]\nuse = "hitrate.v1"\nparams = { dataset = "data", models = ["rnd"] }\n'
+        '[components.b]\nuse = "hitrate.v1"\nparams = { dataset = "data", models = ["rnd"], k = 3 }\n'
+    )
+    out = tmp_path / "o"
+    assert cli.main(["run", str(f), "--out", str(out), "--no-progress", "--stage", "b"]) == 0
+    capsys.readouterr()
+    assert list(json.loads((out / "metrics.json").read_text())["stages"]) == ["b"]
+    assert cli.main(["run", str(f), "--out", str(out), "--no-progress", "--stage", "c"]) == 2
+    err = capsys.readouterr().err
+    assert "'c' is not a stage of this recipe; its stages: a, b" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_schema_lists_installed_components(
     pm: PluginManager, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -134,6 +134,34 @@ def test_resume_skips_finished_stages_and_reruns_changed_ones(
     assert res.resumed == []
 
 
+def test_stages_runs_only_the_named_ones_and_keeps_finished_others(
+    pm: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setenv("RECAI_TEST_FAIL", "1")  # 'later' would fail: it must not run
+    res = run(recipe(), out, progress=False, stages=["eval"])
+    assert list(res.reports) == ["eval"] and res.resumed == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["stages"]) == ["eval"]
+    monkeypatch.delenv("RECAI_TEST_FAIL")
+    res = run(recipe(), out, progress=False, stages=["later"])  # eval finished: read back
+    assert list(res.reports) == ["eval", "later"] and res.resumed == ["eval"]
+    fits = CountingRanker.fits
+    res = run(recipe(), out, progress=False, stages=["later"], resume=False)
+    assert res.resumed == ["eval"] and CountingRanker.fits == fits  # only 'later' ran again
+    res = run(recipe(weight=3.0), out, progress=False, stages=["later"])
+    assert list(res.reports) == ["later"]  # eval changed since: neither run nor read back
+
+
+@pytest.mark.parametrize("stages", [["evl"], [], ["eval", "pop"]])
+def test_a_stage_that_is_not_one_is_a_user_error(
+    pm: PluginManager, tmp_path: Path, stages: list[str]
+) -> None:
+    with pytest.raises(RecaiError, match="is not a stage of this recipe; its stages: eval, later"):
+        run(recipe(), tmp_path / "out", progress=False, stages=stages)
+    assert not (tmp_path / "out" / "stages").exists()  # refused before anything ran
+
+
 def test_fit_cache_loads_saved_models(pm: PluginManager, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run(recipe(), out, progress=False)

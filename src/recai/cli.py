@@ -196,7 +196,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out is not None:
         _check_out(args.out, "--out", want="folder")
     recipe = load_recipe(args.file)
-    result = run(recipe, args.out, resume=not args.fresh, progress=not args.no_progress)
+    result = run(
+        recipe,
+        args.out,
+        resume=not args.fresh,
+        progress=not args.no_progress,
+        stages=args.stage,
+    )
     print(result.to_markdown())
     if result.resumed:
         print(
@@ -454,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bars or periodic progress lines"
+    )
+    run.add_argument(
+        "--stage",
+        action="append",
+        metavar="NAME",
+        help="run only this stage (repeat for more); other stages appear in the results only "
+        "where an earlier run in the same --out finished them",
     )
     run.set_defaults(func=_cmd_run)
 

@@ -35,7 +35,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -475,8 +475,13 @@ def run(
     pm: PluginManager | None = None,
     resume: bool = True,
     progress: bool = True,
+    stages: Sequence[str] | None = None,
 ) -> RunResult:
     """Build ``recipe`` (if needed), run its stages and write ``metrics.json`` and ``report.md``.
+
+    ``stages`` runs only the named stages of the recipe (in the recipe's order); the others are
+    not run, and appear in the results only where an earlier run finished them unchanged (read
+    back as with ``resume``). A name that is not a stage of the recipe is an error listing them.
 
     Finished stages are stored as they complete; with ``resume`` a stage whose components, params
     and seed are unchanged is read back instead of being run again — unless its report's ``info``
@@ -495,12 +500,22 @@ def run(
         else build(recipe, pm if pm is not None else get_plugin_manager())
     )
     rec = built.recipe
-    stages = built.plan.stages
-    if not stages:
+    planned = built.plan.stages
+    if not planned:
         raise RecaiError(
             f"{rec.source}: the recipe has nothing to run: add an evaluator component, or list "
             "evaluators under [run] stages"
         )
+    only: frozenset[str] | None = None
+    if stages is not None:
+        unknown = [name for name in stages if name not in planned]
+        if unknown or not stages:
+            said = ", ".join(repr(n) for n in unknown) or "no stage"
+            raise RecaiError(
+                f"{rec.source}: {said} is not a stage of this recipe; its stages: "
+                + ", ".join(planned)
+            )
+        only = frozenset(stages)
     notes: list[str] = []
     if out_dir is None:
         base, note = _folder_name(rec)
@@ -523,7 +538,7 @@ def run(
     if swept:
         log.info("removed %d temporary file(s) left by an interrupted run in %s", len(swept), out)
     with _progress.enabled(progress):
-        result = _run_stages(built, out, pm, resume=resume, progress=progress)
+        result = _run_stages(built, out, pm, resume=resume, progress=progress, only=only)
     result.notes[:0] = notes
     return result
 
@@ -557,7 +572,13 @@ def _shown(rec: Recipe, key: str) -> str | None:
 
 
 def _run_stages(
-    built: Built, out: Path, pm: PluginManager | None, *, resume: bool, progress: bool
+    built: Built,
+    out: Path,
+    pm: PluginManager | None,
+    *,
+    resume: bool,
+    progress: bool,
+    only: frozenset[str] | None = None,
 ) -> RunResult:
     rec = built.recipe
     stages = built.plan.stages
@@ -569,7 +590,8 @@ def _run_stages(
     for stage in stages:
         key = _stage_key(built, stage, seed)
         stage_file = out / "stages" / f"{stage}.json"
-        if resume and stage_file.exists():
+        chosen = only is None or stage in only
+        if (resume or not chosen) and stage_file.exists():
             try:
                 saved = json.loads(stage_file.read_text())
                 # a stage that finished with samples left to ask again (its report says
@@ -582,6 +604,8 @@ def _run_stages(
                     continue
             except (ValueError, KeyError, TypeError):
                 pass  # unreadable or old: run the stage again
+        if not chosen:
+            continue  # not asked for, and not finished before: left out
         evaluator = built[stage]
         start = time.perf_counter()
         report = evaluator.evaluate(ctx)
