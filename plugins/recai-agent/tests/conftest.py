@@ -1,16 +1,17 @@
 """Fixtures shared by recai-agent's tests (module-scoped, as each module had them): the film
-fixture's split and an ItemKNN fitted on it, MovieLens-100K's catalog, and the real embedded
+fixture's split and an ItemKNN fitted on it, MovieLens-100K (dataset, catalog, item counts), and the real embedded
 brain (hf.v1), loaded, for the slow tests that run it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from agentkit import embedded_brain, film_split
 
 import recai
-from recai.data import Catalog
+from recai.data import Catalog, Dataset
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +29,26 @@ def knn(split):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def ml() -> Catalog:
+def ml_dataset() -> Dataset:
+    """MovieLens-100K without its knowledge graph; the test skips without recai-datasets."""
     try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset().catalog
+        ds: Dataset = recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
+        return ds
     except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
         pytest.skip(f"movielens-100k.v1 is not available: {e}")
+
+
+@pytest.fixture(scope="module")
+def ml(ml_dataset: Dataset) -> Catalog:
+    """MovieLens-100K's catalog (modules that need the whole dataset name ``ml`` after
+    ``ml_dataset`` themselves)."""
+    return ml_dataset.catalog
+
+
+@pytest.fixture(scope="module")
+def ml_counts(ml_dataset: Dataset) -> np.ndarray:
+    """Interactions per item of MovieLens-100K (the request generator's popularity)."""
+    return np.bincount(ml_dataset.interactions.items, minlength=ml_dataset.catalog.n_items)
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,8 @@ from recai_agent.requests import generate
 
 
 @pytest.fixture(scope="module")
-def ml() -> Dataset:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
+def ml(ml_dataset: Dataset) -> Dataset:
+    return ml_dataset
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from agentkit import film_catalog  # type: ignore[import-not-found]  # beside this file
 
-import recai
 from recai.data import Catalog, Dataset
 from recai.errors import DataError
 from recai_agent.plan import ORDER, plan_from_slots, validate_plan
@@ -29,16 +28,13 @@ from recai_agent.requests import (
 
 
 @pytest.fixture(scope="module")
-def ml() -> Dataset:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
+def ml(ml_dataset: Dataset) -> Dataset:
+    return ml_dataset
 
 
 @pytest.fixture(scope="module")
-def counts(ml: Dataset) -> np.ndarray:
-    return np.bincount(ml.interactions.items, minlength=ml.catalog.n_items)
+def counts(ml_counts: np.ndarray) -> np.ndarray:
+    return ml_counts
 
 
 @pytest.fixture(scope="module")

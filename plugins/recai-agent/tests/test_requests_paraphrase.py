@@ -454,11 +454,8 @@ def test_clean_paraphrase_takes_the_rewrite_out_of_an_answer():
 
 # -- MovieLens-100K: the generated held-out set ----------------------------------------------------
 @pytest.fixture(scope="module")
-def ml() -> Dataset:
-    try:
-        return recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
-    except RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
+def ml(ml_dataset: Dataset) -> Dataset:
+    return ml_dataset
 
 
 @pytest.fixture(scope="module")

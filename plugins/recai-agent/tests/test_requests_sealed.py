@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from agentkit import film_catalog  # type: ignore[import-not-found,unused-ignore]  # beside
 
-import recai
 from recai.data import Dataset
 from recai.data.grounding import Grounder
 from recai_agent.plan import ORDER, validate_plan
@@ -46,17 +45,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
-def ml() -> Dataset:
-    try:
-        ds: Dataset = recai.create("dataset", "movielens-100k.v1", kg=False).dataset()
-        return ds
-    except recai.errors.RecaiError as e:  # pragma: no cover - recai-datasets not installed
-        pytest.skip(f"movielens-100k.v1 is not available: {e}")
+def ml(ml_dataset: Dataset) -> Dataset:
+    return ml_dataset
 
 
 @pytest.fixture(scope="module")
-def counts(ml: Dataset) -> np.ndarray:
-    return np.bincount(ml.interactions.items, minlength=ml.catalog.n_items)
+def counts(ml_counts: np.ndarray) -> np.ndarray:
+    return ml_counts
 
 
 @pytest.fixture(scope="module")
