@@ -480,9 +480,7 @@ class HFBackend(LLMBackend):
             use_cache=True,
             **extra,
         )
-        prefix = getattr(out, "cache", None)
-        if prefix is None:  # transformers before the rename (5.x) or a remote-code model
-            prefix = getattr(out, "past_key_values", None)
+        prefix = _cache_of(out)
         if prefix is None or not hasattr(prefix, "batch_repeat_interleave"):
             return None
         if kept is not None and _croppable(prefix):  # kept for later prompts (it is changed below)
@@ -714,16 +712,7 @@ class HFBackend(LLMBackend):
             **kwargs,
         )
         sequences = out.sequences
-        cache = getattr(out, "cache", None)
-        if cache is None:  # transformers before the rename (5.x)
-            cache = getattr(out, "past_key_values", None)
-        if cache is not None and _croppable(cache) and hasattr(cache, "get_seq_length"):
-            n = int(cache.get_seq_length())
-            if 0 < n <= int(sequences.shape[1]):
-                self._prompt_cache.add(sequences[0, :n].tolist(), cache, _cache_bytes(cache))
-            self._prompt_caching = True
-        elif found is None:
-            self._prompt_caching = False  # nothing this model leaves can be reused
+        self._keep(self._prompt_cache, sequences[0].tolist(), _cache_of(out), found)
         return sequences
 
     def _lean_keyword(self, ids: torch.Tensor, kwargs: Options) -> str | None:
@@ -801,8 +790,7 @@ class HFBackend(LLMBackend):
                     logits_to_keep=1,
                     **({key: cache} if cache is not None else {}),
                 )
-                made = getattr(out, "cache", None)
-                cache = made if made is not None else getattr(out, "past_key_values", None)
+                cache = _cache_of(out)
                 if cache is None:
                     raise RecaiError("hf.v1: the model returned no key/value cache")
                 read = n
@@ -824,14 +812,19 @@ class HFBackend(LLMBackend):
             if streamer is not None:
                 streamer.end()
         if kept is not None:
-            if _croppable(cache) and hasattr(cache, "get_seq_length"):
-                n = int(cache.get_seq_length())
-                if 0 < n <= len(seq):
-                    kept.add(seq[:n], cache, _cache_bytes(cache))
-                self._prompt_caching = True
-            elif found is None:
-                self._prompt_caching = False  # nothing this model leaves can be reused
+            self._keep(kept, seq, cache, found)
         return torch.tensor([seq], dtype=torch.long)
+
+    def _keep(self, kept: PromptCache, seq: list[int], cache: Any, found: Any) -> None:
+        """After a generation: keep ``cache`` (it holds ``seq``'s first tokens) for later
+        prompts where it can be reused, and record whether this model's caches can be."""
+        if cache is not None and _croppable(cache) and hasattr(cache, "get_seq_length"):
+            n = int(cache.get_seq_length())
+            if 0 < n <= len(seq):
+                kept.add(seq[:n], cache, _cache_bytes(cache))
+            self._prompt_caching = True
+        elif found is None:
+            self._prompt_caching = False  # nothing this model leaves can be reused
 
     @staticmethod
     def _ends(
@@ -1054,6 +1047,13 @@ def _forward_params(model: Any) -> frozenset[str]:
         return frozenset(inspect.signature(model.forward).parameters)
     except (TypeError, ValueError):
         return frozenset()
+
+
+def _cache_of(out: Any) -> Any:
+    """The key/value cache a forward or ``generate`` returned (``past_key_values`` before
+    transformers renamed it, or from a remote-code model); None when there is none."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def _croppable(cache: Any) -> bool:
