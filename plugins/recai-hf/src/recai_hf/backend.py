@@ -726,10 +726,8 @@ class HFBackend(LLMBackend):
         if len(processors) != 1 or not callable(getattr(processors[0], "forced", None)):
             return None
         model = self._model
-        config = getattr(model, "generation_config", None)
-        if getattr(model.config, "is_encoder_decoder", False) or (
-            getattr(config, "cache_implementation", None) is not None
-        ):
+        key = _cache_param(model)
+        if key is None:
             return None
         experts = getattr(model, "get_experts_implementation", None)
         if model.device.type != "cpu" and callable(experts):
@@ -741,7 +739,7 @@ class HFBackend(LLMBackend):
         params = _forward_params(model)
         if "logits_to_keep" not in params or "position_ids" not in params:
             return None
-        return next((k for k in ("cache", "past_key_values") if k in params), None)
+        return key
 
     def _decode(self, ids: torch.Tensor, kwargs: Options, key: str) -> torch.Tensor:
         """Greedy decoding of one row, as ``generate`` does it, except that a token the single
@@ -845,15 +843,7 @@ class HFBackend(LLMBackend):
         transformers renamed it); None when prompt caching is off or cannot work here."""
         if self._prompt_cache is None or self._prompt_caching is False:
             return None
-        model = self._model
-        config = getattr(model, "generation_config", None)
-        if getattr(model.config, "is_encoder_decoder", False) or (
-            getattr(config, "cache_implementation", None) is not None
-        ):
-            self._prompt_caching = False
-            return None
-        params = _forward_params(model)
-        key = next((k for k in ("cache", "past_key_values") if k in params), None)
+        key = _cache_param(self._model)
         if key is None:
             self._prompt_caching = False
         return key
@@ -1047,6 +1037,19 @@ def _forward_params(model: Any) -> frozenset[str]:
         return frozenset(inspect.signature(model.forward).parameters)
     except (TypeError, ValueError):
         return frozenset()
+
+
+def _cache_param(model: Any) -> str | None:
+    """The keyword that hands ``model`` a cache of ours (``cache``, or ``past_key_values`` before
+    transformers renamed it); None for an encoder-decoder, a model whose generation config
+    names its own cache, or one whose forward takes none."""
+    config = getattr(model, "generation_config", None)
+    if getattr(model.config, "is_encoder_decoder", False) or (
+        getattr(config, "cache_implementation", None) is not None
+    ):
+        return None
+    params = _forward_params(model)
+    return next((k for k in ("cache", "past_key_values") if k in params), None)
 
 
 def _cache_of(out: Any) -> Any:
